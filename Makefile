@@ -1,0 +1,40 @@
+# Each target sets up .venv itself, so on a fresh machine one command is enough.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint format clean sample-tiles
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf var/demo
+	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data \
+		bash -c '$(BIN)/agri parcels import sample_tiles/parcels.geojson && \
+		$(BIN)/agri imagery run --inbox sample_tiles/scenes && \
+		$(BIN)/agri parcels list'
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/raster_pipeline.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+sample-tiles: $(STAMP)
+	$(BIN)/python sample_tiles/generate.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""Ear-tag readings and life events over MQTT: the live animal registry."""

@@ -1,0 +1,1 @@
+"""Valuation engine, loan officer API and the `agri` CLI: the composition root."""

@@ -1,0 +1,190 @@
+"""The ``agri`` command line: thin wrappers that wire settings, database and domain code."""
+
+import json
+import math
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+
+from collateral.db import make_engine, upgrade
+from collateral.settings import load_settings
+from remote_sensing import store
+from remote_sensing.job import RunSummary, SceneOutcome, run_inbox
+from remote_sensing.parcels import ParcelFileError, read_parcel_file
+
+# An observation counts as "clear" when at least this share of the parcel was seen.
+CLEAR_VALID_FRACTION = 0.6
+
+
+def open_engine() -> Engine:
+    """The configured database, migrated to the newest schema on first use."""
+    engine = make_engine(load_settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+@click.group()
+def main() -> None:
+    """agri-collateral: satellite- and ear-tag-watched farm assets for loan officers."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    settings = load_settings()
+    upgrade(make_engine(settings.database_url))
+    click.echo(f"database at {settings.database_url} is up to date")
+
+
+@main.group()
+def parcels() -> None:
+    """Tea gardens and forests: import, list, observations."""
+
+
+@parcels.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+def parcels_import(path: Path) -> None:
+    """Import parcels from a GeoJSON or GeoPackage file in any CRS."""
+    try:
+        result = read_parcel_file(path)
+    except ParcelFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = store.upsert_parcels(open_engine(), result.parcels)
+    click.echo(f"imported {created} new and updated {updated} parcels from {path}")
+    for reason in result.rejected:
+        click.echo(f"rejected {reason}", err=True)
+    if result.rejected:
+        click.echo(f"{len(result.rejected)} feature(s) rejected", err=True)
+        sys.exit(1)
+
+
+@parcels.command("observations")
+@click.argument("parcel_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def parcels_observations(parcel_id: str, as_json: bool) -> None:
+    """A parcel's NDVI observations in date order."""
+    engine = open_engine()
+    if store.get_parcel(engine, parcel_id) is None:
+        raise click.ClickException(f"no parcel with id {parcel_id!r}")
+    rows = store.parcel_observations(engine, parcel_id)
+    if as_json:
+        click.echo(json.dumps([_jsonable(r) for r in rows], indent=2))
+        return
+    click.echo(f"{'date':<12}{'scene':<44}{'mean':>7}{'valid':>7}{'cloud':>7}")
+    for r in rows:
+        click.echo(
+            f"{r['acquired_at']:%Y-%m-%d}  {r['scene_id']:<42}{_fmt(r['ndvi_mean']):>7}"
+            f"{r['valid_fraction']:>7.2f}{r['cloud_fraction']:>7.2f}"
+        )
+
+
+@parcels.command("list")
+def parcels_list() -> None:
+    """Every parcel with its latest clear NDVI: what the imagery says today."""
+    engine = open_engine()
+    frame = store.load_parcels_frame(engine)
+    summary = store.latest_clear_summary(engine, CLEAR_VALID_FRACTION)
+    click.echo(
+        f"{'parcel':<12}{'kind':<12}{'owner':<22}{'area ha':>9}  {'latest clear NDVI':>17}"
+        f"  {'on':<10}  {'clear obs':>9}"
+    )
+    for row in frame.itertuples():
+        s = summary.get(row.parcel_id, {"clear_count": 0})
+        latest = s.get("latest_acquired_at")
+        click.echo(
+            f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{row.area_ha:>9.2f}"
+            f"  {_fmt(s.get('latest_ndvi')):>17}  {latest.date().isoformat() if latest else '-':<10}"
+            f"  {s['clear_count']:>9}"
+        )
+    click.echo(f"clear = at least {CLEAR_VALID_FRACTION:.0%} of the parcel seen without cloud")
+
+
+@main.group()
+def imagery() -> None:
+    """The imagery job: satellite scenes to parcel observations."""
+
+
+@imagery.command("run")
+@click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def imagery_run(inbox: Path, as_json: bool) -> None:
+    """Process every scene in INBOX not yet done; exit 1 if any scene failed."""
+    summary = _run(inbox)
+    _report(summary, as_json)
+    sys.exit(0 if summary.ok else 1)
+
+
+@imagery.command("watch")
+@click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--interval", default=300.0, show_default=True, help="Seconds between scans.")
+@click.option("--json", "as_json", is_flag=True, help="Print each run's summary as JSON.")
+def imagery_watch(inbox: Path, interval: float, as_json: bool) -> None:
+    """Run the job every INTERVAL seconds until SIGTERM or SIGINT, then stop cleanly."""
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, stopping after this scan", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop.is_set():
+        summary = _run(inbox)
+        if summary.count("processed") or summary.count("failed") or as_json:
+            _report(summary, as_json)
+        stop.wait(interval)
+    click.echo("watch stopped", err=True)
+
+
+def _run(inbox: Path) -> RunSummary:
+    settings = load_settings()
+    engine = open_engine()
+    progress = sys.stderr.isatty()
+
+    def on_scene(outcome: SceneOutcome) -> None:
+        if progress:
+            click.echo(
+                f"  {outcome.status:<9} {outcome.scene_id} ({outcome.seconds:.1f} s)", err=True
+            )
+
+    if not inbox.is_dir():
+        raise click.ClickException(f"inbox {inbox} is not a directory")
+    return run_inbox(engine, inbox, settings.data_dir, on_scene=on_scene)
+
+
+def _report(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+        return
+    click.echo(
+        f"scenes: {summary.count('processed')} processed, {summary.count('skipped')} skipped, "
+        f"{summary.count('failed')} failed"
+    )
+    for s in summary.scenes:
+        if s.status == "failed":
+            click.echo(f"  FAILED {s.scene_id}: {s.error}", err=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def _jsonable(row: dict) -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, float) and math.isnan(value):
+            value = None
+        out[key] = value
+    return out

@@ -1,0 +1,18 @@
+"""One settings object, read from the environment (prefix ``AGRI_``)."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where state lives. Defaults keep everything in ``./var`` on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="AGRI_")
+
+    database_url: str = "sqlite:///./var/agri.db"
+    data_dir: Path = Path("./var/data")
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Satellite scenes to per-parcel NDVI observations and crop profiles."""

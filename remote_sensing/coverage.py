@@ -1,0 +1,144 @@
+"""Exact pixel coverage of parcels on a raster grid, as a sparse weight matrix.
+
+Satellites revisit the same tile grid every few days, so the same parcels meet the same
+pixels again and again. The polygon/pixel intersection (exactextract) is computed once
+per (grid, parcel set) and cached; every later scene on that grid costs only a gather
+and a few segment sums (see ``zonal.py``).
+"""
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from affine import Affine
+from exactextract import exact_extract
+from exactextract.raster import NumPyRasterSource
+from pyproj import CRS
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, affine transform (north-up) and shape in pixels."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+
+    @property
+    def pixel_area(self) -> float:
+        return abs(self.transform.a * self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        xmin, ymax = t.c, t.f
+        return xmin, ymax + self.height * t.e, xmin + self.width * t.a, ymax
+
+    def key(self) -> str:
+        text = f"{self.crs.to_wkt()}|{tuple(self.transform)[:6]}|{self.height}|{self.width}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CoverageWeights:
+    """Row r of the CSR structure lists the pixels parcel r covers and by how much.
+
+    ``cell_ids`` are flat indices (row * width + col) into the grid; ``coverage`` is the
+    covered fraction of each pixel (0, 1]; ``parcel_area_px`` is the parcel's full area
+    in pixel units, including any part outside the grid, so valid fractions are honest
+    for parcels on a swath edge.
+    """
+
+    parcel_ids: np.ndarray  # str, (n,)
+    indptr: np.ndarray  # int64, (n + 1,)
+    cell_ids: np.ndarray  # int64, (nnz,)
+    coverage: np.ndarray  # float64, (nnz,)
+    parcel_area_px: np.ndarray  # float64, (n,)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The parcel row of every stored pixel, for segment sums with bincount."""
+        return np.repeat(np.arange(len(self.parcel_ids)), np.diff(self.indptr))
+
+
+def parcels_signature(parcels: gpd.GeoDataFrame) -> str:
+    """Changes whenever any parcel id or geometry changes: the cache invalidation key."""
+    digest = hashlib.sha256()
+    for pid, geom in sorted(zip(parcels["parcel_id"], parcels.geometry.to_wkb(), strict=True)):
+        digest.update(str(pid).encode())
+        digest.update(geom)
+    return digest.hexdigest()[:16]
+
+
+def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
+    """Exact coverage fractions of each parcel (already in the grid's CRS) on ``grid``."""
+    if parcels.crs is None or CRS(parcels.crs) != grid.crs:
+        raise ValueError("parcels must be reprojected into the grid CRS first")
+    ids = np.asarray(parcels["parcel_id"], dtype=str)
+    area_px = np.asarray(parcels.geometry.area, dtype=np.float64) / grid.pixel_area
+    if len(parcels) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return CoverageWeights(ids, np.zeros(1, np.int64), empty, empty.astype(float), area_px)
+    xmin, ymin, xmax, ymax = grid.bounds
+    # Coverage and cell ids do not depend on pixel values: a zero-byte-per-pixel stand-in
+    # would do, a uint8 one is the cheapest exactextract accepts.
+    source = NumPyRasterSource(
+        np.zeros((grid.height, grid.width), dtype=np.uint8),
+        xmin,
+        ymin,
+        xmax,
+        ymax,
+        nodata=None,
+        srs_wkt=grid.crs.to_wkt(),
+    )
+    frame = gpd.GeoDataFrame({"row": np.arange(len(parcels))}, geometry=parcels.geometry.values)
+    frame = frame.set_crs(grid.crs, allow_override=True)
+    result = exact_extract(
+        source, frame, ["cell_id", "coverage"], include_cols=["row"], output="pandas"
+    )
+    result = result.sort_values("row")
+    counts = np.zeros(len(parcels), dtype=np.int64)
+    cell_chunks, cov_chunks = [], []
+    for row, cells, cov in zip(result["row"], result["cell_id"], result["coverage"], strict=True):
+        keep = np.asarray(cov) > 0
+        counts[row] = int(keep.sum())
+        cell_chunks.append(np.asarray(cells, dtype=np.int64)[keep])
+        cov_chunks.append(np.asarray(cov, dtype=np.float64)[keep])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    cells = np.concatenate(cell_chunks) if cell_chunks else np.zeros(0, np.int64)
+    cov = np.concatenate(cov_chunks) if cov_chunks else np.zeros(0, np.float64)
+    return CoverageWeights(ids, indptr, cells, cov, area_px)
+
+
+def cached_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> CoverageWeights:
+    """``compute_weights`` through an on-disk cache keyed by grid and parcel signature."""
+    path = cache_dir / f"{grid.key()}-{parcels_signature(parcels)}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return CoverageWeights(
+                data["parcel_ids"],
+                data["indptr"],
+                data["cell_ids"],
+                data["coverage"],
+                data["parcel_area_px"],
+            )
+    weights = compute_weights(parcels, grid)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a concurrent or killed run never reads a half-written cache.
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(
+            fh,
+            parcel_ids=weights.parcel_ids,
+            indptr=weights.indptr,
+            cell_ids=weights.cell_ids,
+            coverage=weights.coverage,
+            parcel_area_px=weights.parcel_area_px,
+        )
+    os.replace(tmp, path)
+    return weights

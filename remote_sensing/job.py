@@ -1,0 +1,184 @@
+"""The imagery job: every new scene in an inbox becomes an NDVI COG and parcel observations.
+
+The ledger (``scenes`` table) keys each scene by id and content checksum, so a run only
+does what no earlier run finished. A scene is one database transaction: its observations
+and its ledger row commit together or not at all, and a kill midway leaves nothing that
+the next run would mistake for done.
+"""
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dask
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS
+from sqlalchemy import Engine
+
+from remote_sensing import indices, store
+from remote_sensing.cog import safe_name, write_cog
+from remote_sensing.coverage import Grid, cached_weights
+from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime
+from remote_sensing.zonal import parcel_statistics
+
+
+@dataclass
+class SceneOutcome:
+    scene_id: str
+    path: str
+    status: str  # processed | skipped | failed
+    seconds: float = 0.0
+    observations: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    scenes: list[SceneOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.scenes if s.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def as_json(self) -> dict:
+        return {
+            "processed": self.count("processed"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "scenes": [asdict(s) for s in self.scenes],
+        }
+
+
+def run_inbox(
+    engine: Engine,
+    inbox: Path,
+    data_dir: Path,
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+) -> RunSummary:
+    """Process every scene in ``inbox`` the ledger has not seen done; never stop at one bad scene."""
+    sources = find_scenes(Path(inbox))
+    done = store.done_scene_keys(engine)
+    parcels = store.load_parcels_frame(engine)
+    summary = RunSummary()
+    for source in sources:
+        outcome = _run_one(engine, source, done, parcels, Path(data_dir))
+        summary.scenes.append(outcome)
+        if on_scene is not None:
+            on_scene(outcome)
+    return summary
+
+
+def _run_one(
+    engine: Engine,
+    source: SceneSource,
+    done: set[tuple[str, str]],
+    parcels: gpd.GeoDataFrame,
+    data_dir: Path,
+) -> SceneOutcome:
+    started = time.perf_counter()
+    outcome = SceneOutcome(source.scene_id, str(source.path), "processed")
+    ledger = {"scene_id": source.scene_id, "source_path": str(source.path), "checksum": ""}
+    try:
+        ledger["checksum"] = source.checksum()
+        if (source.scene_id, ledger["checksum"]) in done:
+            outcome.status = "skipped"
+            return outcome
+        outcome.observations = process_scene(engine, source, ledger, parcels, data_dir)
+    except Exception as exc:  # one bad scene must not stop the others
+        outcome.status = "failed"
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        ledger["seconds"] = time.perf_counter() - started
+        store.record_scene_failed(engine, ledger, outcome.error + "\n" + traceback.format_exc())
+    outcome.seconds = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+def process_scene(
+    engine: Engine,
+    source: SceneSource,
+    ledger: dict,
+    parcels: gpd.GeoDataFrame,
+    data_dir: Path,
+) -> int:
+    """Load, mask, write the NDVI COG, compute parcel statistics and commit; returns row count."""
+    started = time.perf_counter()
+    ds = load_scene(source.path)
+    crs = CRS.from_wkt(ds.rio.crs.to_wkt())
+    grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
+    ndvi, cloudy, imaged = scene_arrays(ds)
+    acquired_at = parse_datetime(ds.attrs["acquired_at"])
+    ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
+    write_cog(
+        ndvi_path,
+        ndvi,
+        crs,
+        grid.transform,
+        nodata=float("nan"),
+        tags={"SCENE_ID": source.scene_id, "DATETIME": acquired_at.isoformat(), "INDEX": "NDVI"},
+    )
+    rows = observation_rows(parcels, grid, ndvi, cloudy, imaged, data_dir / "coverage")
+    for row in rows:
+        row.update(scene_id=source.scene_id, acquired_at=acquired_at)
+    ledger.update(
+        acquired_at=acquired_at,
+        crs=crs.to_string(),
+        ndvi_path=str(ndvi_path),
+        seconds=time.perf_counter() - started,
+    )
+    with engine.begin() as conn:
+        store.record_scene_done(conn, ledger, rows)
+    return len(rows)
+
+
+def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masked NDVI (float32), cloudy and imaged masks, computed chunk-wise on all cores."""
+    red, nir, scl = ds["red"].data, ds["nir"].data, ds["scl"].data
+    ndvi = indices.masked_ndvi(red, nir, scl)
+    cloudy = indices.scl_cloudy(scl)
+    imaged = (scl != 0) & np.isfinite(red) & np.isfinite(nir)
+    return dask.compute(ndvi, cloudy, imaged)
+
+
+def observation_rows(
+    parcels: gpd.GeoDataFrame,
+    grid: Grid,
+    ndvi: np.ndarray,
+    cloudy: np.ndarray,
+    imaged: np.ndarray,
+    cache_dir: Path,
+) -> list[dict]:
+    """One row per parcel the scene imaged at least partly; parcels given in any CRS."""
+    local = parcels_on_grid(parcels, grid)
+    if local.empty:
+        return []
+    weights = cached_weights(local, grid, cache_dir)
+    stats = parcel_statistics(weights, ndvi, cloudy, imaged)
+    imaged_any = np.bincount(
+        weights.rows, imaged.reshape(-1)[weights.cell_ids], minlength=len(local)
+    )
+    rows = []
+    for i, parcel_id in enumerate(weights.parcel_ids):
+        if imaged_any[i] == 0:
+            continue  # the swath never reached it: we did not look, so no row
+        row = {"parcel_id": str(parcel_id)}
+        for name, values in stats.items():
+            value = values[i]
+            row[name] = int(value) if name == "pixel_count" else float(value)
+        rows.append(row)
+    return rows
+
+
+def parcels_on_grid(parcels: gpd.GeoDataFrame, grid: Grid) -> gpd.GeoDataFrame:
+    """Parcels reprojected into the grid's CRS, keeping those that touch the grid."""
+    if parcels.empty:
+        return parcels
+    local = parcels.to_crs(grid.crs)
+    footprint = shapely.box(*grid.bounds)
+    return local[local.intersects(footprint)].reset_index(drop=True)

@@ -1,0 +1,140 @@
+"""Parcel files (GeoJSON, GeoPackage; any CRS) to validated WGS84 parcels with areas.
+
+Area is measured in an equal-area projection (EPSG:6933, WGS 84 / NSIDC EASE-Grid 2.0
+Global), never in degrees. Each bad feature is rejected on its own, with its index and
+reason, so one typo in a farmer's file does not block the other parcels.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+PARCEL_KINDS = ("tea_garden", "forest")
+EQUAL_AREA_CRS = "EPSG:6933"
+WGS84 = "EPSG:4326"
+ATTRIBUTES = {
+    "forest": ("species_group", "age_class", "stand_volume_m3_per_ha"),
+    "tea_garden": ("variety", "planted_year"),
+}
+
+
+class ParcelFileError(ValueError):
+    """The file as a whole cannot be read (missing, not a vector file, no CRS)."""
+
+
+@dataclass(frozen=True)
+class Parcel:
+    parcel_id: str
+    kind: str
+    owner: str | None
+    attributes: dict
+    geometry: BaseGeometry  # WGS84 (lon, lat)
+    area_ha: float
+
+
+@dataclass
+class ParcelImport:
+    parcels: list[Parcel] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # "feature 3 (id 'X'): reason"
+
+
+def read_parcel_file(path: Path) -> ParcelImport:
+    """Read, validate and repair every feature of a parcel file."""
+    path = Path(path)
+    if not path.exists():
+        raise ParcelFileError(f"{path}: no such file")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises its own and OS errors
+        raise ParcelFileError(f"{path}: not a readable GeoJSON/GeoPackage ({exc})") from exc
+    if frame.crs is None:
+        raise ParcelFileError(f"{path}: the file declares no CRS")
+    return validate_parcels(frame)
+
+
+def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
+    """Turn a GeoDataFrame in any CRS into Parcels; bad features become rejections."""
+    result = ParcelImport()
+    wgs84 = frame.to_crs(WGS84)
+    areas_ha = wgs84.to_crs(EQUAL_AREA_CRS).area / 10_000
+    for index, (props, geom, area_ha) in enumerate(
+        zip(frame.drop(columns="geometry").to_dict("records"), wgs84.geometry, areas_ha, strict=True)
+    ):
+        props = {k: v for k, v in props.items() if _present(v)}
+        parcel_id = props.get("parcel_id")
+        label = f"feature {index}" + (f" (parcel_id {parcel_id!r})" if parcel_id else "")
+        if not parcel_id:
+            result.rejected.append(f"{label}: missing parcel_id")
+            continue
+        kind = props.get("kind")
+        if kind not in PARCEL_KINDS:
+            result.rejected.append(f"{label}: kind {kind!r} is not one of {PARCEL_KINDS}")
+            continue
+        geom, problem = repair_geometry(geom)
+        if problem:
+            result.rejected.append(f"{label}: {problem}")
+            continue
+        if not geom.equals(wgs84.geometry.iloc[index]):
+            area_ha = gpd.GeoSeries([geom], crs=WGS84).to_crs(EQUAL_AREA_CRS).area.iloc[0] / 1e4
+        attributes = {k: v for k, v in props.items() if k not in ("parcel_id", "kind", "owner")}
+        owner = props.get("owner")
+        result.parcels.append(
+            Parcel(str(parcel_id), kind, owner, attributes, geom, float(area_ha))
+        )
+    return result
+
+
+def repair_geometry(geom: BaseGeometry | None) -> tuple[BaseGeometry | None, str | None]:
+    """An areal geometry, repaired with make_valid when the repair is unambiguous.
+
+    Unambiguous means the repaired geometry is still purely polygonal: a bow-tie becomes
+    two triangles, a self-touching ring is split. If repair leaves lines or points (a
+    collapsed polygon), we cannot know what the farmer meant and reject the feature.
+    """
+    if geom is None or geom.is_empty:
+        return None, "empty or missing geometry"
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        return None, f"geometry is a {geom.geom_type}, parcels must be polygons"
+    if geom.is_valid:
+        return geom, None
+    repaired = shapely.make_valid(geom)
+    if repaired.geom_type == "GeometryCollection":
+        polys = [g for g in repaired.geoms if g.geom_type in ("Polygon", "MultiPolygon")]
+        others = [g for g in repaired.geoms if g.geom_type not in ("Polygon", "MultiPolygon")]
+        if others or not polys:
+            return None, f"invalid geometry ({shapely.is_valid_reason(geom)}) cannot be repaired unambiguously"
+        repaired = shapely.union_all(polys)
+    if repaired.geom_type not in ("Polygon", "MultiPolygon") or repaired.is_empty:
+        return None, f"invalid geometry ({shapely.is_valid_reason(geom)}) cannot be repaired unambiguously"
+    return repaired, None
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    try:
+        return value == value  # NaN from missing GeoJSON properties is not a value
+    except (TypeError, ValueError):
+        return True
+
+
+def parcels_frame(parcels: list[Parcel]) -> gpd.GeoDataFrame:
+    """Parcels as a WGS84 GeoDataFrame with the columns the imagery job needs."""
+    return gpd.GeoDataFrame(
+        {
+            "parcel_id": [p.parcel_id for p in parcels],
+            "kind": [p.kind for p in parcels],
+            "area_ha": [p.area_ha for p in parcels],
+        },
+        geometry=[p.geometry for p in parcels],
+        crs=WGS84,
+    )
+
+
+def attributes_json(attributes: dict) -> str:
+    """Attributes as JSON; numpy scalars from GeoPandas become plain numbers."""
+    return json.dumps(attributes, default=lambda v: v.item() if hasattr(v, "item") else str(v))

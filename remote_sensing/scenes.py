@@ -1,0 +1,267 @@
+"""The one scene loader: a STAC item or a multi-band GeoTIFF becomes an xarray Dataset.
+
+Whatever the source, the Dataset has the same shape downstream code relies on:
+``red`` and ``nir`` as float32 surface reflectance (NaN where the sensor has no data)
+and ``scl`` as the Sentinel-2 scene classification on the same 10 m grid (0 = no data),
+all lazily read in dask chunks, with CRS and transform attached through rioxarray.
+Band names, scale, offset and no-data come from the file's metadata, never from callers.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rioxarray
+import xarray as xr
+
+# Sentinel-2 L2A processing baseline 04.00 (from 2022-01-25) adds +1000 to every DN.
+BASELINE_04_START = datetime(2022, 1, 25, tzinfo=UTC)
+CHUNK_PX = 2048
+
+BAND_ALIASES = {
+    "red": ("red", "b04"),
+    "nir": ("nir", "b08", "nir08"),
+    "scl": ("scl",),
+}
+
+
+class SceneError(ValueError):
+    """A scene that cannot be used: unreadable, incomplete, or without a CRS."""
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """Where one band lives and how its digital numbers become reflectance."""
+
+    path: Path
+    index: int  # 1-based band index inside the file
+    scale: float = 1.0
+    offset: float = 0.0
+    nodata: float | None = 0
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """A scene found in an inbox: its id, the file that defines it and all files it reads."""
+
+    scene_id: str
+    path: Path
+    files: tuple[Path, ...]
+
+    def checksum(self) -> str:
+        """sha256 over every file the scene reads, so a re-delivered product is redone."""
+        digest = hashlib.sha256()
+        for file in self.files:
+            digest.update(file.name.encode())
+            with open(file, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        return digest.hexdigest()
+
+
+def baseline_scale_offset(acquired_at: datetime, baseline: str | None = None) -> tuple[float, float]:
+    """Scale and offset that turn L2A digital numbers into reflectance.
+
+    From processing baseline 04.00 (or, when the baseline is unknown, from acquisitions
+    on or after 2022-01-25) reflectance = (DN - 1000) / 10000; before it, DN / 10000.
+    """
+    if baseline is not None:
+        shifted = _baseline_number(baseline) >= 4.0
+    else:
+        shifted = acquired_at >= BASELINE_04_START
+    return (1e-4, -0.1) if shifted else (1e-4, 0.0)
+
+
+def _baseline_number(baseline: str) -> float:
+    try:
+        return float(baseline)
+    except ValueError as exc:
+        raise SceneError(f"processing baseline {baseline!r} is not a number like '05.10'") from exc
+
+
+def parse_datetime(text: str) -> datetime:
+    """ISO 8601 or TIFF ``YYYY:MM:DD HH:MM:SS``; naive values are taken as UTC."""
+    text = text.strip()
+    tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", text)
+    if tiff:
+        value = datetime(*(int(g) for g in tiff.groups()))
+    else:
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise SceneError(f"acquisition time {text!r} is not ISO 8601") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def find_scenes(inbox: Path) -> list[SceneSource]:
+    """Every scene below ``inbox``: STAC item JSON files, and GeoTIFFs no item refers to."""
+    if not inbox.is_dir():
+        raise SceneError(f"inbox {inbox} is not a directory")
+    scenes: list[SceneSource] = []
+    claimed: set[Path] = set()
+    for item_path in sorted(inbox.rglob("*.json")):
+        try:
+            item = json.loads(item_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            item = None
+        if not isinstance(item, dict) or item.get("type") != "Feature":
+            # Still a scene: loading it will record why it is unusable.
+            scenes.append(SceneSource(item_path.stem, item_path, (item_path,)))
+            continue
+        files = [item_path]
+        for asset in item.get("assets", {}).values():
+            href = asset.get("href") if isinstance(asset, dict) else None
+            if isinstance(href, str) and "://" not in href:
+                target = (item_path.parent / href).resolve()
+                claimed.add(target)
+                if target.exists():
+                    files.append(target)
+        scene_id = str(item.get("id") or item_path.stem)
+        scenes.append(SceneSource(scene_id, item_path, tuple(files)))
+    for tif in sorted([*inbox.rglob("*.tif"), *inbox.rglob("*.tiff")]):
+        if tif.resolve() not in claimed:
+            scenes.append(SceneSource(tif.stem, tif, (tif,)))
+    return scenes
+
+
+def load_scene(path: Path) -> xr.Dataset:
+    """Open a STAC item (``.json``) or a multi-band GeoTIFF as a lazy Dataset.
+
+    Raises SceneError naming what is wrong (missing band, no CRS, unreadable file).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        scene_id, acquired_at, bands = _stac_bands(path)
+    else:
+        scene_id, acquired_at, bands = _geotiff_bands(path)
+    red = _open_reflectance(bands["red"])
+    nir = _open_reflectance(bands["nir"])
+    if red.shape != nir.shape or red.rio.transform() != nir.rio.transform():
+        raise SceneError(f"{path}: red and nir are not on the same grid")
+    scl = _scl_on_grid(_open_band(bands["scl"]), red)
+    ds = xr.Dataset({"red": red, "nir": nir, "scl": scl})
+    ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
+    ds.attrs = {"scene_id": scene_id, "acquired_at": acquired_at.isoformat(), "source": str(path)}
+    return ds
+
+
+def _stac_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
+    try:
+        item = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SceneError(f"{path}: not a readable STAC item JSON ({exc})") from exc
+    if not isinstance(item, dict) or item.get("type") != "Feature":
+        raise SceneError(f"{path}: not a STAC item (type must be 'Feature')")
+    props = item.get("properties") or {}
+    if not props.get("datetime"):
+        raise SceneError(f"{path}: STAC item has no properties.datetime")
+    acquired_at = parse_datetime(str(props["datetime"]))
+    baseline = props.get("s2:processing_baseline") or props.get("processing:version")
+    default_scale, default_offset = baseline_scale_offset(acquired_at, baseline)
+    assets = item.get("assets") or {}
+    bands: dict[str, BandRef] = {}
+    for name, aliases in BAND_ALIASES.items():
+        key = _find_asset(assets, aliases)
+        if key is None:
+            raise SceneError(f"{path}: STAC item has no '{name}' asset")
+        asset = assets[key]
+        href = asset.get("href")
+        if not isinstance(href, str) or "://" in href:
+            raise SceneError(f"{path}: asset '{key}' href {href!r} is not a local file path")
+        raster_band = (asset.get("raster:bands") or [{}])[0]
+        if name == "scl":
+            scale, offset = 1.0, 0.0
+        else:
+            scale = float(raster_band.get("scale", default_scale))
+            offset = float(raster_band.get("offset", default_offset))
+        nodata = raster_band.get("nodata", 0)
+        bands[name] = BandRef((path.parent / href).resolve(), 1, scale, offset, nodata)
+    return str(item.get("id") or path.stem), acquired_at, bands
+
+
+def _find_asset(assets: dict, aliases: Iterable[str]) -> str | None:
+    for key, asset in assets.items():
+        if key.lower() in aliases:
+            return key
+        for band in (asset.get("eo:bands") or []) if isinstance(asset, dict) else []:
+            if str(band.get("common_name", "")).lower() in aliases:
+                return key
+    return None
+
+
+def _geotiff_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
+    try:
+        with rasterio.open(path) as src:
+            descriptions = [(d or "").lower() for d in src.descriptions]
+            tags = src.tags()
+            nodata = src.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneError(f"{path}: not a readable GeoTIFF ({exc})") from exc
+    if "DATETIME" not in tags:
+        raise SceneError(f"{path}: GeoTIFF has no DATETIME tag for the acquisition time")
+    acquired_at = parse_datetime(tags["DATETIME"])
+    scale, offset = baseline_scale_offset(acquired_at)
+    bands: dict[str, BandRef] = {}
+    for name, aliases in BAND_ALIASES.items():
+        matches = [i for i, d in enumerate(descriptions, start=1) if d in aliases]
+        if not matches:
+            raise SceneError(
+                f"{path}: no band described as {' or '.join(aliases)} (found {descriptions})"
+            )
+        if name == "scl":
+            bands[name] = BandRef(path, matches[0], 1.0, 0.0, nodata if nodata is not None else 0)
+        else:
+            bands[name] = BandRef(path, matches[0], scale, offset, nodata if nodata is not None else 0)
+    return path.stem, acquired_at, bands
+
+
+def _open_band(ref: BandRef) -> xr.DataArray:
+    try:
+        da = rioxarray.open_rasterio(
+            ref.path, chunks={"x": CHUNK_PX, "y": CHUNK_PX}, lock=False, mask_and_scale=False
+        )
+    except Exception as exc:  # rasterio raises several types for broken files
+        raise SceneError(f"{ref.path}: cannot open raster ({exc})") from exc
+    if da.rio.crs is None:
+        raise SceneError(f"{ref.path}: raster has no CRS")
+    if ref.index > da.sizes["band"]:
+        raise SceneError(f"{ref.path}: band {ref.index} does not exist")
+    return da.isel(band=ref.index - 1, drop=True)
+
+
+def _open_reflectance(ref: BandRef) -> xr.DataArray:
+    """Digital numbers to float32 reflectance, NaN where the band has no data."""
+    dn = _open_band(ref)
+    reflectance = dn.astype(np.float32) * np.float32(ref.scale) + np.float32(ref.offset)
+    if ref.nodata is not None:
+        reflectance = reflectance.where(dn != ref.nodata)
+    return reflectance.astype(np.float32)
+
+
+def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """Nearest-neighbour SCL on the grid of ``like`` (e.g. 20 m onto 10 m); 0 outside it."""
+    if scl.rio.crs != like.rio.crs:
+        raise SceneError("SCL is in a different CRS from the reflectance bands")
+    scl_t = scl.rio.transform()
+    like_t = like.rio.transform()
+    if scl_t == like_t and scl.shape == like.shape:
+        return scl.astype(np.uint8).rename("scl")
+    cols = np.floor((like.x.values - scl_t.c) / scl_t.a).astype(np.int64)
+    rows = np.floor((like.y.values - scl_t.f) / scl_t.e).astype(np.int64)
+    inside_x = (cols >= 0) & (cols < scl.sizes["x"])
+    inside_y = (rows >= 0) & (rows < scl.sizes["y"])
+    picked = scl.isel(
+        x=xr.DataArray(np.clip(cols, 0, scl.sizes["x"] - 1), dims="x"),
+        y=xr.DataArray(np.clip(rows, 0, scl.sizes["y"] - 1), dims="y"),
+    )
+    picked = picked.assign_coords(x=like.x, y=like.y)
+    inside = xr.DataArray(inside_y, dims="y") & xr.DataArray(inside_x, dims="x")
+    return picked.where(inside, 0).astype(np.uint8).rename("scl")
