@@ -188,3 +188,7 @@ def _jsonable(row: dict) -> dict:
             value = None
         out[key] = value
     return out
+
+
+if __name__ == "__main__":
+    main()

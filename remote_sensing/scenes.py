@@ -183,7 +183,10 @@ def _stac_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
             scale = float(raster_band.get("scale", default_scale))
             offset = float(raster_band.get("offset", default_offset))
         nodata = raster_band.get("nodata", 0)
-        bands[name] = BandRef((path.parent / href).resolve(), 1, scale, offset, nodata)
+        target = (path.parent / href).resolve()
+        if not target.is_file():
+            raise SceneError(f"{path}: asset '{key}' file {target} does not exist")
+        bands[name] = BandRef(target, 1, scale, offset, nodata)
     return str(item.get("id") or path.stem), acquired_at, bands
 
 

@@ -1,0 +1,248 @@
+"""The imagery job against real databases (SQLite and PostgreSQL) and real COG files."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from sqlalchemy import func, select
+
+from remote_sensing import store
+from remote_sensing.indices import SCL_MASKED
+from remote_sensing.job import run_inbox
+from remote_sensing.parcels import read_parcel_file
+from remote_sensing.tables import observations, scenes
+from tests.conftest import REPO_ROOT, SAMPLE_TILES
+
+TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
+AGRI = [sys.executable, "-m", "collateral.cli"]
+
+
+def _import_sample_parcels(engine):
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+
+
+def _all_observations(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(observations).order_by(observations.c.parcel_id, observations.c.scene_id)).all()
+    return [tuple(r) for r in rows]
+
+
+def test_second_run_does_nothing_and_rows_are_unchanged(engine, scenes_subset, tmp_path):
+    _import_sample_parcels(engine)
+    first = run_inbox(engine, scenes_subset, tmp_path / "data")
+    assert (first.count("processed"), first.count("failed")) == (4, 0), first.as_json()
+    rows = _all_observations(engine)
+    assert len(rows) > 4 * 25
+    second = run_inbox(engine, scenes_subset, tmp_path / "data")
+    assert (second.count("processed"), second.count("skipped")) == (0, 4)
+    assert _all_observations(engine) == rows
+
+
+def test_observations_round_trip_with_nan_as_null(engine, scenes_subset, tmp_path):
+    _import_sample_parcels(engine)
+    run_inbox(engine, scenes_subset, tmp_path / "data")
+    obs = store.parcel_observations(engine, "F-01")
+    assert [o["acquired_at"] for o in obs] == sorted(o["acquired_at"] for o in obs)
+    assert all(o["acquired_at"].tzinfo is not None for o in obs)
+    for o in obs:
+        assert set(o) == set(store.OBSERVATION_FIELDS)
+        if o["valid_fraction"] == 0:
+            assert o["ndvi_mean"] is None
+
+
+def test_swath_edge_scene_has_no_rows_for_parcels_it_never_imaged(engine, scenes_subset, tmp_path):
+    _import_sample_parcels(engine)
+    run_inbox(engine, scenes_subset, tmp_path / "data")
+    edge = next(s["scene_id"] for s in TRUTH["scenes"] if s["swath_edge"])
+    full = next(s["scene_id"] for s in TRUTH["scenes"][6:8] if s["cloud_cover"] == 0)
+    with engine.connect() as conn:
+        count = lambda sid: conn.execute(select(func.count()).where(observations.c.scene_id == sid)).scalar()  # noqa: E731
+        assert count(full) == 31
+        # the western 40 % was not imaged: its parcels have no row, the others do
+        assert 10 < count(edge) < 31
+
+
+def test_masked_pixels_never_reach_a_statistic(tmp_path, sqlite_env):
+    from collateral.db import make_engine, upgrade
+
+    cloudy = next(s for s in TRUTH["scenes"] if 0.2 <= s["cloud_cover"] <= 0.4)
+    clean, corrupted = tmp_path / "clean", tmp_path / "corrupted"
+    shutil.copytree(SAMPLE_TILES / "scenes" / cloudy["scene_id"], clean / "scene")
+    shutil.copytree(SAMPLE_TILES / "scenes" / cloudy["scene_id"], corrupted / "scene")
+    with rasterio.open(corrupted / "scene" / "SCL.tif") as src:
+        scl = np.kron(src.read(1), np.ones((2, 2), np.uint8))
+    masked = np.isin(scl, SCL_MASKED)
+    assert masked.mean() > 0.1
+    rng = np.random.default_rng(0)
+    for band in ("B04.tif", "B08.tif"):
+        path = corrupted / "scene" / band
+        with rasterio.open(path) as src:
+            data, profile = src.read(1), src.profile
+        data[masked] = rng.integers(1, 65535, masked.sum())  # garbage under the clouds
+        profile.update(driver="COG")
+        path.unlink()
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)
+
+    def stats(inbox: Path, name: str):
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        upgrade(engine)
+        _import_sample_parcels(engine)
+        summary = run_inbox(engine, inbox, tmp_path / name)
+        assert summary.count("processed") == 1
+        return _all_observations(engine)
+
+    a, b = stats(clean, "a"), stats(corrupted, "b")
+    assert a == b
+    cloud_fractions = [row[-1] for row in a]
+    assert max(cloud_fractions) > 0.3  # clouds really covered parcels in this scene
+
+
+def _bad_inbox(tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    good = sorted((SAMPLE_TILES / "scenes").iterdir())[2]
+    shutil.copytree(good, inbox / good.name)
+    (inbox / "corrupt.tif").write_bytes(b"II*\x00" + os.urandom(2000))
+    missing = sorted((SAMPLE_TILES / "scenes").iterdir())[3]
+    shutil.copytree(missing, inbox / missing.name)
+    item = json.loads((inbox / missing.name / "item.json").read_text())
+    del item["assets"]["nir"]
+    (inbox / missing.name / "item.json").write_text(json.dumps(item))
+    (inbox / missing.name / "B08.tif").unlink()
+    gone = sorted((SAMPLE_TILES / "scenes").iterdir())[4]
+    shutil.copytree(gone, inbox / gone.name)
+    (inbox / gone.name / "B04.tif").unlink()  # the item names it, the delivery lost it
+    return inbox
+
+
+def test_corrupt_tiff_and_missing_asset_fail_without_stopping_the_job(tmp_path, sqlite_env, agri):
+    agri("parcels", "import", SAMPLE_TILES / "parcels.geojson")
+    inbox = _bad_inbox(tmp_path)
+    result = agri("imagery", "run", "--inbox", inbox, "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["processed"], summary["failed"], summary["skipped"]) == (1, 3, 0)
+    errors = {s["scene_id"]: s["error"] for s in summary["scenes"] if s["status"] == "failed"}
+    assert "not a readable GeoTIFF" in errors["corrupt"]
+    assert any("no 'nir' asset" in e for e in errors.values())
+    assert any("B04.tif" in e and "does not exist" in e for e in errors.values())
+    assert all(s["seconds"] >= 0 for s in summary["scenes"])
+    from collateral.db import make_engine
+
+    ledger = store.scene_ledger(make_engine(sqlite_env["AGRI_DATABASE_URL"]))
+    assert sorted(r["status"] for r in ledger) == ["done", "failed", "failed", "failed"]
+    assert all(r["error"] for r in ledger if r["status"] == "failed")
+    # a failed scene is retried by the next run (and fails again, still without stopping)
+    again = json.loads(agri("imagery", "run", "--inbox", inbox, "--json").stdout)
+    assert (again["processed"], again["skipped"], again["failed"]) == (0, 1, 3)
+
+
+def test_human_summary_names_the_failures(tmp_path, sqlite_env, agri):
+    inbox = _bad_inbox(tmp_path)
+    result = agri("imagery", "run", "--inbox", inbox)
+    assert result.exit_code == 1
+    assert "1 processed, 0 skipped, 3 failed" in result.stdout
+    assert "FAILED corrupt" in result.stderr
+
+
+def test_ndvi_cog_is_written_per_scene(tmp_path, sqlite_env, agri):
+    inbox = tmp_path / "inbox"
+    first = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
+    shutil.copytree(first, inbox / first.name)
+    assert agri("imagery", "run", "--inbox", inbox).exit_code == 0
+    cog = tmp_path / "data" / "ndvi" / f"{first.name}.tif"
+    with rasterio.open(cog) as src:
+        assert src.dtypes[0] == "float32" and src.crs.to_epsg() == 32650
+        assert src.profile["tiled"] and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        ndvi = src.read(1)
+    assert np.nanmin(ndvi) >= -1 and np.nanmax(ndvi) <= 1
+    assert 0.05 < np.isnan(ndvi).mean() < 0.6  # the clouds of this scene
+    assert not list((tmp_path / "data" / "ndvi").glob(".*tmp"))
+
+
+def _env(tmp_path: Path, name: str) -> dict:
+    return {
+        **os.environ,
+        "AGRI_DATABASE_URL": f"sqlite:///{tmp_path / name / 'agri.db'}",
+        "AGRI_DATA_DIR": str(tmp_path / name / "data"),
+    }
+
+
+def _done_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("select count(*) from scenes where status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
+    inbox = SAMPLE_TILES / "scenes"
+    for name in ("killed", "clean"):
+        env = _env(tmp_path, name)
+        subprocess.run([*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")], env=env, check=True, cwd=REPO_ROOT, capture_output=True)
+    victim = subprocess.Popen([*AGRI, "imagery", "run", "--inbox", str(inbox)], env=_env(tmp_path, "killed"), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "killed" / "agri.db"
+    deadline = time.monotonic() + 120
+    while _done_count(db) < 3 and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done_at_kill = _done_count(db)
+    assert 3 <= done_at_kill < 30, "the kill must land midway through the inbox"
+
+    rerun = subprocess.run([*AGRI, "imagery", "run", "--inbox", str(inbox), "--json"], env=_env(tmp_path, "killed"), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["skipped"] == done_at_kill and summary["processed"] == 30 - done_at_kill
+    subprocess.run([*AGRI, "imagery", "run", "--inbox", str(inbox)], env=_env(tmp_path, "clean"), cwd=REPO_ROOT, check=True, capture_output=True)
+
+    from collateral.db import make_engine
+
+    killed_rows = _all_observations(make_engine(f"sqlite:///{db}"))
+    clean_rows = _all_observations(make_engine(f"sqlite:///{tmp_path / 'clean' / 'agri.db'}"))
+    assert len(killed_rows) == len(clean_rows) > 30 * 25
+    assert killed_rows == clean_rows
+    assert not list((tmp_path / "killed" / "data" / "ndvi").glob(".*tmp"))
+    assert len(list((tmp_path / "killed" / "data" / "ndvi").glob("*.tif"))) == 30
+
+
+def test_watch_processes_new_scenes_and_stops_cleanly_on_sigterm(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    env = _env(tmp_path, "watch")
+    subprocess.run([*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")], env=env, check=True, cwd=REPO_ROOT, capture_output=True)
+    watcher = subprocess.Popen([*AGRI, "imagery", "watch", "--inbox", str(inbox), "--interval", "0.3"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
+        shutil.copytree(first, tmp_path / "staging")
+        os.rename(tmp_path / "staging", inbox / first.name)  # appears atomically
+        db = tmp_path / "watch" / "agri.db"
+        deadline = time.monotonic() + 60
+        while _done_count(db) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _done_count(db) == 1
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, err
+    assert "1 processed" in out
+    assert "watch stopped" in err
+
+
+@pytest.mark.parametrize("bad", ["missing-dir"])
+def test_run_on_missing_inbox_is_a_clear_error(tmp_path, sqlite_env, agri, bad):
+    result = agri("imagery", "run", "--inbox", tmp_path / bad)
+    assert result.exit_code != 0
+    assert "not a directory" in result.output or "does not exist" in result.output
