@@ -101,9 +101,10 @@ def parcels_list() -> None:
     for row in frame.itertuples():
         s = summary.get(row.parcel_id, {"clear_count": 0})
         latest = s.get("latest_acquired_at")
+        latest_day = latest.date().isoformat() if latest else "-"
         click.echo(
             f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{row.area_ha:>9.2f}"
-            f"  {_fmt(s.get('latest_ndvi')):>17}  {latest.date().isoformat() if latest else '-':<10}"
+            f"  {_fmt(s.get('latest_ndvi')):>17}  {latest_day:<10}"
             f"  {s['clear_count']:>9}"
         )
     click.echo(f"clear = at least {CLEAR_VALID_FRACTION:.0%} of the parcel seen without cloud")

@@ -62,7 +62,7 @@ def run_inbox(
     data_dir: Path,
     on_scene: Callable[[SceneOutcome], None] | None = None,
 ) -> RunSummary:
-    """Process every scene in ``inbox`` the ledger has not seen done; never stop at one bad scene."""
+    """Process every scene in ``inbox`` not yet done; one bad scene never stops the others."""
     sources = find_scenes(Path(inbox))
     done = store.done_scene_keys(engine)
     parcels = store.load_parcels_frame(engine)

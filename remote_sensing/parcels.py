@@ -62,9 +62,11 @@ def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
     wgs84 = frame.to_crs(WGS84)
     areas_ha = wgs84.to_crs(EQUAL_AREA_CRS).area / 10_000
     for index, (props, geom, area_ha) in enumerate(
-        zip(frame.drop(columns="geometry").to_dict("records"), wgs84.geometry, areas_ha, strict=True)
+        zip(
+            frame.drop(columns="geometry").to_dict("records"), wgs84.geometry, areas_ha, strict=True
+        )
     ):
-        props = {k: v for k, v in props.items() if _present(v)}
+        props = {k: _plain(v) for k, v in props.items() if _present(v)}
         parcel_id = props.get("parcel_id")
         label = f"feature {index}" + (f" (parcel_id {parcel_id!r})" if parcel_id else "")
         if not parcel_id:
@@ -82,9 +84,7 @@ def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
             area_ha = gpd.GeoSeries([geom], crs=WGS84).to_crs(EQUAL_AREA_CRS).area.iloc[0] / 1e4
         attributes = {k: v for k, v in props.items() if k not in ("parcel_id", "kind", "owner")}
         owner = props.get("owner")
-        result.parcels.append(
-            Parcel(str(parcel_id), kind, owner, attributes, geom, float(area_ha))
-        )
+        result.parcels.append(Parcel(str(parcel_id), kind, owner, attributes, geom, float(area_ha)))
     return result
 
 
@@ -106,11 +106,15 @@ def repair_geometry(geom: BaseGeometry | None) -> tuple[BaseGeometry | None, str
         polys = [g for g in repaired.geoms if g.geom_type in ("Polygon", "MultiPolygon")]
         others = [g for g in repaired.geoms if g.geom_type not in ("Polygon", "MultiPolygon")]
         if others or not polys:
-            return None, f"invalid geometry ({shapely.is_valid_reason(geom)}) cannot be repaired unambiguously"
+            return None, _unrepairable(geom)
         repaired = shapely.union_all(polys)
     if repaired.geom_type not in ("Polygon", "MultiPolygon") or repaired.is_empty:
-        return None, f"invalid geometry ({shapely.is_valid_reason(geom)}) cannot be repaired unambiguously"
+        return None, _unrepairable(geom)
     return repaired, None
+
+
+def _unrepairable(geom: BaseGeometry) -> str:
+    return f"invalid geometry ({shapely.is_valid_reason(geom)}) cannot be repaired unambiguously"
 
 
 def _present(value) -> bool:
@@ -120,6 +124,15 @@ def _present(value) -> bool:
         return value == value  # NaN from missing GeoJSON properties is not a value
     except (TypeError, ValueError):
         return True
+
+
+def _plain(value):
+    """Whole numbers that pandas widened to float (a column with gaps) back to int."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def parcels_frame(parcels: list[Parcel]) -> gpd.GeoDataFrame:

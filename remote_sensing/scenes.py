@@ -65,7 +65,9 @@ class SceneSource:
         return digest.hexdigest()
 
 
-def baseline_scale_offset(acquired_at: datetime, baseline: str | None = None) -> tuple[float, float]:
+def baseline_scale_offset(
+    acquired_at: datetime, baseline: str | None = None
+) -> tuple[float, float]:
     """Scale and offset that turn L2A digital numbers into reflectance.
 
     From processing baseline 04.00 (or, when the baseline is unknown, from acquisitions
@@ -222,7 +224,9 @@ def _geotiff_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
         if name == "scl":
             bands[name] = BandRef(path, matches[0], 1.0, 0.0, nodata if nodata is not None else 0)
         else:
-            bands[name] = BandRef(path, matches[0], scale, offset, nodata if nodata is not None else 0)
+            bands[name] = BandRef(
+                path, matches[0], scale, offset, nodata if nodata is not None else 0
+            )
     return path.stem, acquired_at, bands
 
 

@@ -47,7 +47,9 @@ def parcel_statistics(
     no_valid = sum_w <= 0
     mean[no_valid] = np.nan
     std[no_valid] = np.nan
-    median, p10, p90 = weighted_quantiles(rows[valid], values[valid], cov[valid], n, (0.5, 0.1, 0.9))
+    median, p10, p90 = weighted_quantiles(
+        rows[valid], values[valid], cov[valid], n, (0.5, 0.1, 0.9)
+    )
     return {
         "ndvi_mean": mean,
         "ndvi_median": median,

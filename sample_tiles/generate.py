@@ -29,7 +29,6 @@ from rasterio.features import rasterize
 from scipy.ndimage import gaussian_filter
 from shapely.geometry import MultiPolygon, Polygon, mapping
 
-
 SEED = 20230104
 EPSG = 32650
 X0, Y0 = 618_000.0, 2_775_000.0  # top-left corner, UTM 50N
@@ -54,8 +53,18 @@ TEA_VARIETIES = ["Tieguanyin", "Huangjingui", "Benshan", "Maoxie"]
 SPECIES = ["chinese_fir", "masson_pine", "broadleaf_evergreen", "eucalyptus"]
 AGE_CLASSES = ["young", "middle", "near_mature", "mature"]
 OWNERS = [
-    "Chen Wei", "Lin Fang", "Huang Min", "Zhang Lei", "Wang Hui", "Liu Yang", "Xie Ping",
-    "Wu Jun", "Zheng Li", "Su Qiang", "Guo Hong", "Ke Jian",
+    "Chen Wei",
+    "Lin Fang",
+    "Huang Min",
+    "Zhang Lei",
+    "Wang Hui",
+    "Liu Yang",
+    "Xie Ping",
+    "Wu Jun",
+    "Zheng Li",
+    "Su Qiang",
+    "Guo Hong",
+    "Ke Jian",
 ]
 
 
@@ -64,7 +73,9 @@ TO_WGS84 = Transformer.from_crs(EPSG, 4326, always_xy=True)
 
 def _reproject(geom):
     """UTM 50N geometry to WGS84 (lon, lat)."""
-    return shapely.transform(geom, lambda xy: np.column_stack(TO_WGS84.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(
+        geom, lambda xy: np.column_stack(TO_WGS84.transform(xy[:, 0], xy[:, 1]))
+    )
 
 
 def px(col: float, row: float) -> tuple[float, float]:
@@ -102,8 +113,9 @@ def make_parcels(rng) -> list[dict]:
                 forest_n += 1
                 pid = f"F-{forest_n:02d}"
                 geom = quad(rng, cx, cy, rng.uniform(30, 46), rng.uniform(26, 40), angle)
-            parcels.append({"parcel_id": pid, "kind": "tea_garden" if is_tea else "forest",
-                            "geometry": geom})
+            parcels.append(
+                {"parcel_id": pid, "kind": "tea_garden" if is_tea else "forest", "geometry": geom}
+            )
     by_id = {p["parcel_id"]: p for p in parcels}
     # A tea garden in two pieces (MultiPolygon).
     t2 = by_id["T-02"]
@@ -123,18 +135,27 @@ def make_parcels(rng) -> list[dict]:
     edge["geometry"] = quad(rng, 488, (Y0 - edge["geometry"].centroid.y) / RES, 40, 30, 5)
     # A tiny tea plot smaller than one pixel (6 m x 6 m), off the pixel grid.
     tiny_x, tiny_y = px(262.3, 243.6)
-    parcels.append({"parcel_id": "T-99", "kind": "tea_garden",
-                    "geometry": shapely.box(tiny_x, tiny_y - 6, tiny_x + 6, tiny_y)})
+    parcels.append(
+        {
+            "parcel_id": "T-99",
+            "kind": "tea_garden",
+            "geometry": shapely.box(tiny_x, tiny_y - 6, tiny_x + 6, tiny_y),
+        }
+    )
     for p in parcels:
         if p["kind"] == "tea_garden":
             p["owner"] = OWNERS[int(rng.integers(len(OWNERS)))]
-            p["attributes"] = {"variety": TEA_VARIETIES[int(rng.integers(4))],
-                               "planted_year": int(rng.integers(1995, 2018))}
+            p["attributes"] = {
+                "variety": TEA_VARIETIES[int(rng.integers(4))],
+                "planted_year": int(rng.integers(1995, 2018)),
+            }
         else:
             p["owner"] = OWNERS[int(rng.integers(len(OWNERS)))]
-            p["attributes"] = {"species_group": SPECIES[int(rng.integers(4))],
-                               "age_class": AGE_CLASSES[int(rng.integers(4))],
-                               "stand_volume_m3_per_ha": int(rng.integers(60, 260))}
+            p["attributes"] = {
+                "species_group": SPECIES[int(rng.integers(4))],
+                "age_class": AGE_CLASSES[int(rng.integers(4))],
+                "stand_volume_m3_per_ha": int(rng.integers(60, 260)),
+            }
     return parcels
 
 
@@ -228,9 +249,17 @@ def cloud_masks(rng, index: int):
 
 def write_cog(path: Path, array: np.ndarray, transform: Affine, nodata) -> None:
     profile = {
-        "driver": "COG", "width": array.shape[1], "height": array.shape[0], "count": 1,
-        "dtype": array.dtype.name, "crs": f"EPSG:{EPSG}", "transform": transform,
-        "nodata": nodata, "compress": "DEFLATE", "predictor": "YES", "blocksize": 256,
+        "driver": "COG",
+        "width": array.shape[1],
+        "height": array.shape[0],
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": f"EPSG:{EPSG}",
+        "transform": transform,
+        "nodata": nodata,
+        "compress": "DEFLATE",
+        "predictor": "YES",
+        "blocksize": 256,
         "overviews": "NONE",
     }
     with rasterio.open(path, "w", **profile) as dst:
@@ -313,8 +342,15 @@ def main(out: Path) -> None:
         lo, hi = (mid, hi) if share < CLEAR_CUT["share"] else (lo, mid)
     cut_poly = f3.intersection(shapely.box(xmin, ymin, (lo + hi) / 2, ymax))
     cut_px = rasterize([cut_poly], (SIZE, SIZE), transform=TRANSFORM) > 0
-    frost_px = rasterize([by_id[FROST["parcel_id"]]["geometry"]], (SIZE, SIZE),
-                         transform=TRANSFORM, all_touched=True) > 0
+    frost_px = (
+        rasterize(
+            [by_id[FROST["parcel_id"]]["geometry"]],
+            (SIZE, SIZE),
+            transform=TRANSFORM,
+            all_touched=True,
+        )
+        > 0
+    )
 
     # Within-field vigour texture, fixed over time, at 20 m so the sample stays small.
     vigour = np.kron(0.012 * smooth_noise(rng, (SIZE // 2, SIZE // 2), 4), np.ones((2, 2)))
@@ -326,11 +362,14 @@ def main(out: Path) -> None:
     for i, day in enumerate(scene_dates()):
         platform = "S2A" if i % 2 == 0 else "S2B"
         scene_id = f"{platform}_MSIL2A_{day:%Y%m%d}_T50RLN_sample"
-        ndvi = np.select(
-            [cover == TEA, cover == FOREST, cover == SHRUB],
-            [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day)],
-            0.1,
-        ) + vigour
+        ndvi = (
+            np.select(
+                [cover == TEA, cover == FOREST, cover == SHRUB],
+                [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day)],
+                0.1,
+            )
+            + vigour
+        )
         if day >= CLEAR_CUT["date"]:
             ndvi = np.where(cut_px, clear_cut_ndvi(day) + vigour, ndvi)
         ndvi = np.where(frost_px & (cover == TEA), ndvi - frost_loss(day), ndvi)
@@ -374,23 +413,36 @@ def main(out: Path) -> None:
         write_cog(folder / "SCL.tif", scl, SCL_TRANSFORM, 0)
         item = stac_item(scene_id, when, cloud_cover, footprint_wgs84(no_data_cols))
         (folder / "item.json").write_text(json.dumps(item, indent=2) + "\n")
-        truth_scenes.append({"scene_id": scene_id, "date": day.isoformat(),
-                             "cloud_cover": cloud_cover, "swath_edge": i == SWATH_EDGE,
-                             "almost_cloudy": i == ALMOST_CLOUDY})
+        truth_scenes.append(
+            {
+                "scene_id": scene_id,
+                "date": day.isoformat(),
+                "cloud_cover": cloud_cover,
+                "swath_edge": i == SWATH_EDGE,
+                "almost_cloudy": i == ALMOST_CLOUDY,
+            }
+        )
 
     features = []
     for p in parcels:
-        props = {"parcel_id": p["parcel_id"], "kind": p["kind"], "owner": p["owner"],
-                 **p["attributes"]}
+        props = {
+            "parcel_id": p["parcel_id"],
+            "kind": p["kind"],
+            "owner": p["owner"],
+            **p["attributes"],
+        }
         geom = _rounded(mapping(_reproject(p["geometry"])))
         features.append({"type": "Feature", "properties": props, "geometry": geom})
-    collection = {"type": "FeatureCollection", "name": "anxi_sample_parcels",
-                  "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
-                  "features": features}
+    collection = {
+        "type": "FeatureCollection",
+        "name": "anxi_sample_parcels",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": features,
+    }
     (out / "parcels.geojson").write_text(json.dumps(collection, indent=1) + "\n")
 
     truth = {
-        "description": "What sample_tiles/generate.py planted; areas in hectares on the UTM 50N grid.",
+        "description": "What sample_tiles/generate.py planted; areas in ha on the UTM 50N grid.",
         "crs": f"EPSG:{EPSG}",
         "grid": {"x0": X0, "y0": Y0, "resolution_m": RES, "size_px": SIZE},
         "clear_cut": {
@@ -407,9 +459,12 @@ def main(out: Path) -> None:
             "max_ndvi_loss": 0.3,
         },
         "special_parcels": {
-            "multipolygon": "T-02", "with_hole": "F-01", "tiny": "T-99",
-            "partly_outside": next(p["parcel_id"] for p in parcels
-                                   if p["geometry"].bounds[2] > X0 + SIZE * RES),
+            "multipolygon": "T-02",
+            "with_hole": "F-01",
+            "tiny": "T-99",
+            "partly_outside": next(
+                p["parcel_id"] for p in parcels if p["geometry"].bounds[2] > X0 + SIZE * RES
+            ),
         },
         "scenes": truth_scenes,
     }

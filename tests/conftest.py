@@ -16,7 +16,9 @@ from collateral.db import make_engine, upgrade
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TILES = REPO_ROOT / "sample_tiles"
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
-PG_ADMIN_URL = os.environ.get("AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from remote_sensing import store
 from remote_sensing.indices import SCL_MASKED
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.tables import observations, scenes
+from remote_sensing.tables import observations
 from tests.conftest import REPO_ROOT, SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
@@ -32,7 +32,9 @@ def _import_sample_parcels(engine):
 
 def _all_observations(engine) -> list[tuple]:
     with engine.connect() as conn:
-        rows = conn.execute(select(observations).order_by(observations.c.parcel_id, observations.c.scene_id)).all()
+        rows = conn.execute(
+            select(observations).order_by(observations.c.parcel_id, observations.c.scene_id)
+        ).all()
     return [tuple(r) for r in rows]
 
 
@@ -65,7 +67,11 @@ def test_swath_edge_scene_has_no_rows_for_parcels_it_never_imaged(engine, scenes
     edge = next(s["scene_id"] for s in TRUTH["scenes"] if s["swath_edge"])
     full = next(s["scene_id"] for s in TRUTH["scenes"][6:8] if s["cloud_cover"] == 0)
     with engine.connect() as conn:
-        count = lambda sid: conn.execute(select(func.count()).where(observations.c.scene_id == sid)).scalar()  # noqa: E731
+
+        def count(scene_id: str) -> int:
+            query = select(func.count()).where(observations.c.scene_id == scene_id)
+            return conn.execute(query).scalar()
+
         assert count(full) == 31
         # the western 40 % was not imaged: its parcels have no row, the others do
         assert 10 < count(edge) < 31
@@ -191,8 +197,20 @@ def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
     inbox = SAMPLE_TILES / "scenes"
     for name in ("killed", "clean"):
         env = _env(tmp_path, name)
-        subprocess.run([*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")], env=env, check=True, cwd=REPO_ROOT, capture_output=True)
-    victim = subprocess.Popen([*AGRI, "imagery", "run", "--inbox", str(inbox)], env=_env(tmp_path, "killed"), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")],
+            env=env,
+            check=True,
+            cwd=REPO_ROOT,
+            capture_output=True,
+        )
+    victim = subprocess.Popen(
+        [*AGRI, "imagery", "run", "--inbox", str(inbox)],
+        env=_env(tmp_path, "killed"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = tmp_path / "killed" / "agri.db"
     deadline = time.monotonic() + 120
     while _done_count(db) < 3 and time.monotonic() < deadline and victim.poll() is None:
@@ -202,11 +220,23 @@ def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
     done_at_kill = _done_count(db)
     assert 3 <= done_at_kill < 30, "the kill must land midway through the inbox"
 
-    rerun = subprocess.run([*AGRI, "imagery", "run", "--inbox", str(inbox), "--json"], env=_env(tmp_path, "killed"), cwd=REPO_ROOT, capture_output=True, text=True)
+    rerun = subprocess.run(
+        [*AGRI, "imagery", "run", "--inbox", str(inbox), "--json"],
+        env=_env(tmp_path, "killed"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["skipped"] == done_at_kill and summary["processed"] == 30 - done_at_kill
-    subprocess.run([*AGRI, "imagery", "run", "--inbox", str(inbox)], env=_env(tmp_path, "clean"), cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [*AGRI, "imagery", "run", "--inbox", str(inbox)],
+        env=_env(tmp_path, "clean"),
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
 
     from collateral.db import make_engine
 
@@ -222,8 +252,21 @@ def test_watch_processes_new_scenes_and_stops_cleanly_on_sigterm(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     env = _env(tmp_path, "watch")
-    subprocess.run([*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")], env=env, check=True, cwd=REPO_ROOT, capture_output=True)
-    watcher = subprocess.Popen([*AGRI, "imagery", "watch", "--inbox", str(inbox), "--interval", "0.3"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    subprocess.run(
+        [*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")],
+        env=env,
+        check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+    )
+    watcher = subprocess.Popen(
+        [*AGRI, "imagery", "watch", "--inbox", str(inbox), "--interval", "0.3"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
         shutil.copytree(first, tmp_path / "staging")

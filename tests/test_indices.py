@@ -42,6 +42,8 @@ def test_dask_arrays_stay_lazy_and_give_the_same_values():
     red = rng.uniform(0, 0.3, (64, 64)).astype(np.float32)
     nir = rng.uniform(0, 0.6, (64, 64)).astype(np.float32)
     scl = rng.integers(0, 12, (64, 64)).astype(np.uint8)
-    lazy = masked_ndvi(da.from_array(red, chunks=16), da.from_array(nir, chunks=16), da.from_array(scl, chunks=16))
+    lazy = masked_ndvi(
+        da.from_array(red, chunks=16), da.from_array(nir, chunks=16), da.from_array(scl, chunks=16)
+    )
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), masked_ndvi(red, nir, scl))

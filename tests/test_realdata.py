@@ -17,7 +17,11 @@ FUSETS = "fusets_field_spain_2019"
 def field_parcels(realdata, tmp_path):
     geometry = json.loads((realdata / FUSETS / "field.geojson").read_text())
     path = tmp_path / "field.geojson"
-    feature = {"type": "Feature", "properties": {"parcel_id": "ES-FIELD", "kind": "forest", "owner": "FuseTS"}, "geometry": geometry}
+    feature = {
+        "type": "Feature",
+        "properties": {"parcel_id": "ES-FIELD", "kind": "forest", "owner": "FuseTS"},
+        "geometry": geometry,
+    }
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     return path
 
@@ -32,7 +36,9 @@ def _source_ndvi_by_date(realdata):
     return out
 
 
-def test_fusets_series_runs_through_the_job_and_matches_the_cube_ndvi(realdata, field_parcels, sqlite_env, agri, tmp_path):
+def test_fusets_series_runs_through_the_job_and_matches_the_cube_ndvi(
+    realdata, field_parcels, sqlite_env, agri, tmp_path
+):
     assert agri("parcels", "import", field_parcels).exit_code == 0
     inbox = realdata / FUSETS / "derived_tif"
     result = agri("imagery", "run", "--inbox", inbox, "--json")

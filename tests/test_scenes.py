@@ -62,14 +62,26 @@ def test_missing_asset_is_a_clear_error(tmp_path):
 
 def test_geotiff_without_crs_or_named_bands_is_refused(tmp_path):
     path = tmp_path / "nocrs.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=3, dtype="uint16") as dst:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=4, height=4, count=3, dtype="uint16"
+    ) as dst:
         dst.write(np.ones((3, 4, 4), np.uint16))
         dst.descriptions = ("B04", "B08", "SCL")
         dst.update_tags(DATETIME="2023-05-01")
     with pytest.raises(SceneError, match="no CRS"):
         load_scene(path)
     unnamed = tmp_path / "unnamed.tif"
-    with rasterio.open(unnamed, "w", driver="GTiff", width=4, height=4, count=2, dtype="uint16", crs="EPSG:32650", transform=rasterio.Affine(10, 0, 0, 0, -10, 0)) as dst:
+    with rasterio.open(
+        unnamed,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=2,
+        dtype="uint16",
+        crs="EPSG:32650",
+        transform=rasterio.Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
         dst.write(np.ones((2, 4, 4), np.uint16))
         dst.update_tags(DATETIME="2023-05-01")
     with pytest.raises(SceneError, match="no band described as red"):

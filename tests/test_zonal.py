@@ -18,7 +18,9 @@ GRID = Grid(UTM, Affine(10, 0, 618_000, 0, -10, 2_775_000), 60, 80)
 
 
 def _frame(geoms, crs=UTM):
-    return gpd.GeoDataFrame({"parcel_id": [f"P{i}" for i in range(len(geoms))]}, geometry=geoms, crs=crs)
+    return gpd.GeoDataFrame(
+        {"parcel_id": [f"P{i}" for i in range(len(geoms))]}, geometry=geoms, crs=crs
+    )
 
 
 def _all_clear():
@@ -66,7 +68,10 @@ def test_statistics_match_exactextract_on_irregular_parcels_with_masked_pixels()
     xmin, ymin, xmax, ymax = GRID.bounds
     src = NumPyRasterSource(ndvi, xmin, ymin, xmax, ymax, nodata=np.nan, srs_wkt=UTM.to_wkt())
     theirs = exact_extract(
-        src, frame, ["mean", "median", "quantile(q=0.1)", "quantile(q=0.9)", "stdev"], output="pandas"
+        src,
+        frame,
+        ["mean", "median", "quantile(q=0.1)", "quantile(q=0.9)", "stdev"],
+        output="pandas",
     )
     np.testing.assert_allclose(ours["ndvi_mean"], theirs["mean"], atol=1e-9)
     np.testing.assert_allclose(ours["ndvi_std"], theirs["stdev"], atol=1e-9)
@@ -100,7 +105,18 @@ def test_parcel_half_outside_the_grid_has_valid_fraction_one_half():
 def test_same_parcel_in_wgs84_and_utm_gives_the_same_statistics(tmp_path):
     rng = np.random.default_rng(3)
     ndvi = rng.uniform(0, 0.9, (GRID.height, GRID.width)).astype(np.float32)
-    utm = _frame([shapely.Polygon([(618_120, 2_774_880), (618_420, 2_774_860), (618_380, 2_774_600), (618_150, 2_774_640)])])
+    utm = _frame(
+        [
+            shapely.Polygon(
+                [
+                    (618_120, 2_774_880),
+                    (618_420, 2_774_860),
+                    (618_380, 2_774_600),
+                    (618_150, 2_774_640),
+                ]
+            )
+        ]
+    )
     wgs84 = utm.to_crs(4326)
     rows_utm = observation_rows(utm, GRID, ndvi, *_all_clear(), tmp_path / "a")
     rows_wgs = observation_rows(wgs84, GRID, ndvi, *_all_clear(), tmp_path / "b")

@@ -1,0 +1,53 @@
+"""The CLI's JSON contracts and the per-parcel summary a loan officer reads."""
+
+import json
+import math
+
+from tests.conftest import SAMPLE_TILES
+
+FIELDS = {
+    "scene_id",
+    "acquired_at",
+    "ndvi_mean",
+    "ndvi_median",
+    "ndvi_p10",
+    "ndvi_p90",
+    "ndvi_std",
+    "pixel_count",
+    "valid_fraction",
+    "cloud_fraction",
+}
+
+
+def test_observations_json_contract(sqlite_env, agri, scenes_subset):
+    assert agri("db", "upgrade").exit_code == 0
+    assert agri("parcels", "import", SAMPLE_TILES / "parcels.geojson").exit_code == 0
+    run = agri("imagery", "run", "--inbox", scenes_subset, "--json")
+    summary = json.loads(run.stdout)
+    assert set(summary) == {"processed", "skipped", "failed", "scenes"}
+    assert {"scene_id", "status", "seconds"} <= set(summary["scenes"][0])
+    rows = json.loads(agri("parcels", "observations", "T-05", "--json").stdout)
+    assert len(rows) == 4
+    assert all(set(r) == FIELDS for r in rows)
+    assert [r["acquired_at"] for r in rows] == sorted(r["acquired_at"] for r in rows)
+    for r in rows:
+        assert r["acquired_at"].endswith("+00:00")
+        if r["ndvi_mean"] is None:
+            assert r["valid_fraction"] == 0
+        else:
+            assert -1 <= r["ndvi_p10"] <= r["ndvi_median"] <= r["ndvi_p90"] <= 1
+            assert not math.isnan(r["ndvi_std"])
+
+
+def test_unknown_parcel_is_a_clear_error(sqlite_env, agri):
+    result = agri("parcels", "observations", "NOPE", "--json")
+    assert result.exit_code == 1 and "no parcel with id 'NOPE'" in result.output
+
+
+def test_parcel_list_shows_latest_clear_ndvi(sqlite_env, agri, scenes_subset):
+    agri("parcels", "import", SAMPLE_TILES / "parcels.geojson")
+    agri("imagery", "run", "--inbox", scenes_subset)
+    out = agri("parcels", "list").stdout
+    line = next(line for line in out.splitlines() if line.startswith("F-08"))
+    assert "forest" in line and "2023-" in line
+    assert "clear = at least 60%" in out
