@@ -10,23 +10,37 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from pyproj import CRS
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
 
+# ZSTD at level 1: the ratio of DEFLATE at about half the time on a full tile (GDAL >= 2.3
+# reads it, and only our own services read these files). The float predictor suits NDVI.
 COG_OPTIONS = {
-    "compress": "DEFLATE",
-    "predictor": "YES",  # floating-point predictor for float32 (3), horizontal for ints
+    "compress": "ZSTD",
+    "level": 1,
+    "predictor": "YES",
     "blocksize": 512,
-    "overviews": "AUTO",
-    "overview_resampling": "AVERAGE",
     "num_threads": "ALL_CPUS",
     "bigtiff": "IF_SAFER",
 }
+OVERVIEW_MIN_SIZE = 512
 
 
 def safe_name(scene_id: str) -> str:
     """A file name for a scene id (which may contain slashes or colons)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", scene_id)
+
+
+def overview_factors(height: int, width: int) -> list[int]:
+    """2, 4, 8, ... until the smallest level fits in one 512 px block."""
+    factors, factor = [], 2
+    while max(height, width) / factor >= OVERVIEW_MIN_SIZE / 2 and max(height, width) > 512:
+        factors.append(factor)
+        factor *= 2
+    return factors
 
 
 def write_cog(
@@ -36,14 +50,17 @@ def write_cog(
     transform: Affine,
     nodata: float | int | None,
     tags: dict[str, str] | None = None,
-    **options,
 ) -> Path:
-    """Write a single-band 2-D array as a COG at ``path`` (replacing any previous file)."""
+    """Write a single-band 2-D array as a COG at ``path`` (replacing any previous file).
+
+    Overviews (average) are built on an in-memory copy and handed to GDAL's COG driver,
+    which is several times faster than letting the driver build them through temp files.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     profile = {
-        "driver": "COG",
+        "driver": "GTiff",
         "width": array.shape[1],
         "height": array.shape[0],
         "count": 1,
@@ -51,14 +68,23 @@ def write_cog(
         "crs": rasterio.crs.CRS.from_wkt(crs.to_wkt()),
         "transform": transform,
         "nodata": nodata,
-        **COG_OPTIONS,
-        **options,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
     }
     try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(array, 1)
-            if tags:
-                dst.update_tags(**tags)
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), MemoryFile() as memfile:
+            with memfile.open(**profile) as mem:
+                mem.write(array[np.newaxis])
+                if tags:
+                    mem.update_tags(**tags)
+                factors = overview_factors(*array.shape)
+                if factors:
+                    mem.build_overviews(factors, Resampling.average)
+            with memfile.open() as src:
+                rasterio.shutil.copy(
+                    src, tmp, driver="COG", overviews="FORCE_USE_EXISTING", **COG_OPTIONS
+                )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

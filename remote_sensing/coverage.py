@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import geopandas as gpd
@@ -40,7 +41,10 @@ class Grid:
         return xmin, ymax + self.height * t.e, xmin + self.width * t.a, ymax
 
     def key(self) -> str:
-        text = f"{self.crs.to_wkt()}|{tuple(self.transform)[:6]}|{self.height}|{self.width}"
+        """Stable across the ways one CRS can be spelled (EPSG code, GDAL WKT, PROJ WKT)."""
+        epsg = self.crs.to_epsg()
+        crs = f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
+        text = f"{crs}|{tuple(self.transform)[:6]}|{self.height}|{self.width}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -60,7 +64,7 @@ class CoverageWeights:
     coverage: np.ndarray  # float64, (nnz,)
     parcel_area_px: np.ndarray  # float64, (n,)
 
-    @property
+    @cached_property
     def rows(self) -> np.ndarray:
         """The parcel row of every stored pixel, for segment sums with bincount."""
         return np.repeat(np.arange(len(self.parcel_ids)), np.diff(self.indptr))
@@ -115,18 +119,26 @@ def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
     return CoverageWeights(ids, indptr, cells, cov, area_px)
 
 
+# Weights already loaded by this process: a run over many scenes of one tile loads once.
+_LOADED: dict[Path, CoverageWeights] = {}
+_LOADED_MAX = 4
+
+
 def cached_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> CoverageWeights:
     """``compute_weights`` through an on-disk cache keyed by grid and parcel signature."""
     path = cache_dir / f"{grid.key()}-{parcels_signature(parcels)}.npz"
+    if path in _LOADED and path.exists():
+        return _LOADED[path]
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
-            return CoverageWeights(
+            weights = CoverageWeights(
                 data["parcel_ids"],
                 data["indptr"],
                 data["cell_ids"],
                 data["coverage"],
                 data["parcel_area_px"],
             )
+        return _remember(path, weights)
     weights = compute_weights(parcels, grid)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a concurrent or killed run never reads a half-written cache.
@@ -141,4 +153,11 @@ def cached_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> Co
             parcel_area_px=weights.parcel_area_px,
         )
     os.replace(tmp, path)
+    return _remember(path, weights)
+
+
+def _remember(path: Path, weights: CoverageWeights) -> CoverageWeights:
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[path] = weights
     return weights

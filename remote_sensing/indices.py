@@ -1,8 +1,10 @@
-"""Spectral indices and masks on arrays: no I/O; numpy or dask arrays (lazy stays lazy).
+"""Spectral indices and pixel masks on numpy arrays: pure functions, no I/O.
 
-Inputs are surface reflectance (unitless, nominally 0..1, float32) and Sentinel-2 L2A
-scene classification (SCL) codes; outputs are float32 so a full 10980 x 10980 tile
-never needs a float64 copy.
+Inputs are surface reflectance (unitless, nominally 0..1, float32, NaN = no data) and
+Sentinel-2 L2A scene classification (SCL) codes; outputs are float32 or uint8 so a full
+10980 x 10980 tile never needs a float64 copy. They work on one chunk at a time: the
+imagery job maps them over dask chunks, so each chunk is read, masked and indexed in one
+pass while it is still in cache.
 """
 
 import numpy as np
@@ -13,39 +15,72 @@ SCL_MASKED = (0, 1, 3, 8, 9, 10)
 # The subset that is weather: what a parcel's cloud fraction counts.
 SCL_CLOUDY = (3, 8, 9, 10)
 
+# Per-pixel state of a scene, one byte per pixel (what the parcel statistics need).
+NOT_IMAGED = 0  # outside the swath, or no data in red/nir/SCL
+CLEAR = 1
+CLOUDY = 2  # cloud, cloud shadow or cirrus
+UNUSABLE = 3  # saturated or defective
 
-def scl_masked(scl):
+
+def _lookup(classes, hit, miss) -> np.ndarray:
+    table = np.full(256, miss, dtype=np.uint8)
+    table[list(classes)] = hit
+    return table
+
+
+_MASKED = _lookup(SCL_MASKED, 1, 0).astype(bool)
+_CLOUDY = _lookup(SCL_CLOUDY, 1, 0).astype(bool)
+_STATE = _lookup(SCL_CLOUDY, CLOUDY, CLEAR)
+_STATE[0] = NOT_IMAGED
+_STATE[1] = UNUSABLE
+
+
+def scl_masked(scl: np.ndarray) -> np.ndarray:
     """True where the scene classification says the pixel is unusable."""
-    return _isin(scl, SCL_MASKED)
+    return _MASKED[scl]
 
 
-def scl_cloudy(scl):
+def scl_cloudy(scl: np.ndarray) -> np.ndarray:
     """True where the pixel is cloud, cloud shadow or cirrus."""
-    return _isin(scl, SCL_CLOUDY)
+    return _CLOUDY[scl]
 
 
-def _isin(values, classes):
-    out = values == classes[0]
-    for code in classes[1:]:
-        out = out | (values == code)
-    return out
-
-
-def ndvi(red, nir):
+def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
     """Normalised difference vegetation index, float32 in [-1, 1].
 
     NaN where either band is NaN or where red + nir <= 0 (the ratio is meaningless
     there; negative reflectances happen over water and dark shadow after the L2A offset).
     """
-    red = red.astype(np.float32)
-    nir = nir.astype(np.float32)
+    red = red.astype(np.float32, copy=False)
+    nir = nir.astype(np.float32, copy=False)
     total = nir + red
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = (nir - red) / total
-    value = np.where(total > 0, value, np.float32(np.nan))
-    return np.clip(value, np.float32(-1.0), np.float32(1.0)).astype(np.float32)
+        value = nir - red
+        value /= total
+    value[~(total > 0)] = np.nan
+    np.clip(value, -1.0, 1.0, out=value)
+    return value
 
 
-def masked_ndvi(red, nir, scl):
+def masked_ndvi(red: np.ndarray, nir: np.ndarray, scl: np.ndarray) -> np.ndarray:
     """NDVI with every SCL-masked pixel set to NaN."""
-    return np.where(scl_masked(scl), np.float32(np.nan), ndvi(red, nir)).astype(np.float32)
+    value = ndvi(red, nir)
+    value[_MASKED[scl]] = np.nan
+    return value
+
+
+def pixel_state(red: np.ndarray, nir: np.ndarray, scl: np.ndarray) -> np.ndarray:
+    """uint8 state per pixel: NOT_IMAGED, CLEAR, CLOUDY or UNUSABLE (see constants)."""
+    state = _STATE[scl]
+    state[np.isnan(red) | np.isnan(nir)] = NOT_IMAGED
+    return state
+
+
+def reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float | None) -> np.ndarray:
+    """Digital numbers to float32 reflectance (dn * scale + offset), NaN where no data."""
+    out = dn.astype(np.float32)
+    out *= np.float32(scale)
+    out += np.float32(offset)
+    if nodata is not None:
+        out[dn == nodata] = np.nan
+    return out

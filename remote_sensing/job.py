@@ -6,13 +6,14 @@ and its ledger row commit together or not at all, and a kill midway leaves nothi
 the next run would mistake for done.
 """
 
+import os
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import dask
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import shapely
@@ -24,6 +25,10 @@ from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime
 from remote_sensing.zonal import parcel_statistics
+
+# GDAL's block cache defaults to 5 % of RAM and would fill with tiles we read exactly once;
+# a small cache keeps a full-tile scene under 2 GB. Set GDAL_CACHEMAX to override.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
 
 
 @dataclass
@@ -112,7 +117,7 @@ def process_scene(
     ds = load_scene(source.path)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
     grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
-    ndvi, cloudy, imaged = scene_arrays(ds)
+    ndvi, state = scene_arrays(ds)
     acquired_at = parse_datetime(ds.attrs["acquired_at"])
     ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
     write_cog(
@@ -123,7 +128,7 @@ def process_scene(
         nodata=float("nan"),
         tags={"SCENE_ID": source.scene_id, "DATETIME": acquired_at.isoformat(), "INDEX": "NDVI"},
     )
-    rows = observation_rows(parcels, grid, ndvi, cloudy, imaged, data_dir / "coverage")
+    rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
     for row in rows:
         row.update(scene_id=source.scene_id, acquired_at=acquired_at)
     ledger.update(
@@ -137,21 +142,31 @@ def process_scene(
     return len(rows)
 
 
-def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Masked NDVI (float32), cloudy and imaged masks, computed chunk-wise on all cores."""
+def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Masked NDVI (float32) and pixel state (uint8), computed chunk-wise on all cores.
+
+    Chunks are stored straight into preallocated arrays, so a full tile never exists
+    twice in memory (dask.compute would concatenate the chunks into a second copy).
+    """
     red, nir, scl = ds["red"].data, ds["nir"].data, ds["scl"].data
-    ndvi = indices.masked_ndvi(red, nir, scl)
-    cloudy = indices.scl_cloudy(scl)
-    imaged = (scl != 0) & np.isfinite(red) & np.isfinite(nir)
-    return dask.compute(ndvi, cloudy, imaged)
+    ndvi = np.empty(red.shape, dtype=np.float32)
+    state = np.empty(red.shape, dtype=np.uint8)
+    da.store(
+        [
+            da.map_blocks(indices.masked_ndvi, red, nir, scl, dtype=np.float32),
+            da.map_blocks(indices.pixel_state, red, nir, scl, dtype=np.uint8),
+        ],
+        [ndvi, state],
+        lock=False,
+    )
+    return ndvi, state
 
 
 def observation_rows(
     parcels: gpd.GeoDataFrame,
     grid: Grid,
     ndvi: np.ndarray,
-    cloudy: np.ndarray,
-    imaged: np.ndarray,
+    state: np.ndarray,
     cache_dir: Path,
 ) -> list[dict]:
     """One row per parcel the scene imaged at least partly; parcels given in any CRS."""
@@ -159,13 +174,11 @@ def observation_rows(
     if local.empty:
         return []
     weights = cached_weights(local, grid, cache_dir)
-    stats = parcel_statistics(weights, ndvi, cloudy, imaged)
-    imaged_any = np.bincount(
-        weights.rows, imaged.reshape(-1)[weights.cell_ids], minlength=len(local)
-    )
+    stats = parcel_statistics(weights, ndvi, state)
+    imaged_px = stats.pop("imaged_px")
     rows = []
     for i, parcel_id in enumerate(weights.parcel_ids):
-        if imaged_any[i] == 0:
+        if imaged_px[i] == 0:
             continue  # the swath never reached it: we did not look, so no row
         row = {"parcel_id": str(parcel_id)}
         for name, values in stats.items():

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import rasterio
 import rioxarray
 import xarray as xr
+
+from remote_sensing.indices import reflectance
 
 # Sentinel-2 L2A processing baseline 04.00 (from 2022-01-25) adds +1000 to every DN.
 BASELINE_04_START = datetime(2022, 1, 25, tzinfo=UTC)
@@ -245,30 +248,33 @@ def _open_band(ref: BandRef) -> xr.DataArray:
 
 
 def _open_reflectance(ref: BandRef) -> xr.DataArray:
-    """Digital numbers to float32 reflectance, NaN where the band has no data."""
+    """Digital numbers to float32 reflectance, NaN where the band has no data (lazy)."""
     dn = _open_band(ref)
-    reflectance = dn.astype(np.float32) * np.float32(ref.scale) + np.float32(ref.offset)
-    if ref.nodata is not None:
-        reflectance = reflectance.where(dn != ref.nodata)
-    return reflectance.astype(np.float32)
+    data = dn.data.map_blocks(reflectance, ref.scale, ref.offset, ref.nodata, dtype=np.float32)
+    return dn.copy(data=data)
 
 
 def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """Nearest-neighbour SCL on the grid of ``like`` (e.g. 20 m onto 10 m); 0 outside it."""
+    """Nearest-neighbour SCL on the grid of ``like`` (e.g. 20 m onto 10 m); 0 outside it.
+
+    A 20 m SCL is a quarter of the 10 m pixels (30 MB for a full tile), so it is read once
+    and each 10 m chunk picks its pixels from it: no per-chunk resampling of the file.
+    """
     if scl.rio.crs != like.rio.crs:
         raise SceneError("SCL is in a different CRS from the reflectance bands")
-    scl_t = scl.rio.transform()
-    like_t = like.rio.transform()
-    if scl_t == like_t and scl.shape == like.shape:
+    if scl.rio.transform() == like.rio.transform() and scl.shape == like.shape:
         return scl.astype(np.uint8).rename("scl")
-    cols = np.floor((like.x.values - scl_t.c) / scl_t.a).astype(np.int64)
-    rows = np.floor((like.y.values - scl_t.f) / scl_t.e).astype(np.int64)
-    inside_x = (cols >= 0) & (cols < scl.sizes["x"])
-    inside_y = (rows >= 0) & (rows < scl.sizes["y"])
-    picked = scl.isel(
-        x=xr.DataArray(np.clip(cols, 0, scl.sizes["x"] - 1), dims="x"),
-        y=xr.DataArray(np.clip(rows, 0, scl.sizes["y"] - 1), dims="y"),
-    )
-    picked = picked.assign_coords(x=like.x, y=like.y)
-    inside = xr.DataArray(inside_y, dims="y") & xr.DataArray(inside_x, dims="x")
-    return picked.where(inside, 0).astype(np.uint8).rename("scl")
+    scl_t = scl.rio.transform()
+    # one row/column of 0 (no data) around the SCL makes out-of-grid lookups land on 0
+    padded = np.pad(scl.values.astype(np.uint8), 1)
+    cols = np.floor((like.x.values - scl_t.c) / scl_t.a).astype(np.int64) + 1
+    rows = np.floor((like.y.values - scl_t.f) / scl_t.e).astype(np.int64) + 1
+    cols = np.clip(cols, 0, padded.shape[1] - 1)
+    rows = np.clip(rows, 0, padded.shape[0] - 1)
+
+    def pick(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        return padded[np.ix_(rows[r0:r1], cols[c0:c1])]
+
+    data = da.map_blocks(pick, chunks=like.data.chunks, dtype=np.uint8)
+    return xr.DataArray(data, coords={"y": like.y, "x": like.x}, dims=("y", "x"), name="scl")

@@ -1,7 +1,19 @@
 import dask.array as da
 import numpy as np
 
-from remote_sensing.indices import SCL_MASKED, masked_ndvi, ndvi, scl_cloudy, scl_masked
+from remote_sensing.indices import (
+    CLEAR,
+    CLOUDY,
+    NOT_IMAGED,
+    SCL_MASKED,
+    UNUSABLE,
+    masked_ndvi,
+    ndvi,
+    pixel_state,
+    reflectance,
+    scl_cloudy,
+    scl_masked,
+)
 
 
 def test_ndvi_equals_formula_on_known_pixels():
@@ -37,13 +49,27 @@ def test_every_masked_scl_class_becomes_nan_and_others_survive():
     assert list(np.flatnonzero(scl_cloudy(scl))) == [3, 8, 9, 10]
 
 
-def test_dask_arrays_stay_lazy_and_give_the_same_values():
+def test_chunk_by_chunk_over_dask_gives_the_same_values():
     rng = np.random.default_rng(1)
     red = rng.uniform(0, 0.3, (64, 64)).astype(np.float32)
     nir = rng.uniform(0, 0.6, (64, 64)).astype(np.float32)
     scl = rng.integers(0, 12, (64, 64)).astype(np.uint8)
-    lazy = masked_ndvi(
-        da.from_array(red, chunks=16), da.from_array(nir, chunks=16), da.from_array(scl, chunks=16)
-    )
-    assert isinstance(lazy, da.Array)
+    chunks = [da.from_array(a, chunks=16) for a in (red, nir, scl)]
+    lazy = da.map_blocks(masked_ndvi, *chunks, dtype=np.float32)
     np.testing.assert_array_equal(lazy.compute(), masked_ndvi(red, nir, scl))
+
+
+def test_reflectance_applies_scale_offset_and_no_data():
+    dn = np.array([0, 1000, 3500, 11000], dtype=np.uint16)
+    result = reflectance(dn, 1e-4, -0.1, 0)
+    assert result.dtype == np.float32
+    assert np.isnan(result[0])
+    np.testing.assert_allclose(result[1:], [0.0, 0.25, 1.0], atol=1e-7)
+
+
+def test_pixel_state_tells_not_imaged_clear_cloudy_and_unusable():
+    scl = np.array([0, 1, 3, 4, 5, 8, 9, 10, 4], dtype=np.uint8)
+    red = np.array([0.1] * 8 + [np.nan], dtype=np.float32)
+    nir = np.full(9, 0.3, dtype=np.float32)
+    expected = [NOT_IMAGED, UNUSABLE, CLOUDY, CLEAR, CLEAR, CLOUDY, CLOUDY, CLOUDY, NOT_IMAGED]
+    assert pixel_state(red, nir, scl).tolist() == expected

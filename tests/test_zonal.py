@@ -10,6 +10,7 @@ from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 
 from remote_sensing.coverage import Grid, cached_weights, compute_weights
+from remote_sensing.indices import CLEAR, CLOUDY
 from remote_sensing.job import observation_rows
 from remote_sensing.zonal import parcel_statistics
 
@@ -24,8 +25,7 @@ def _frame(geoms, crs=UTM):
 
 
 def _all_clear():
-    shape = (GRID.height, GRID.width)
-    return np.zeros(shape, bool), np.ones(shape, bool)
+    return np.full((GRID.height, GRID.width), CLEAR, dtype=np.uint8)
 
 
 def test_half_pixel_offset_square_has_analytic_coverage():
@@ -44,7 +44,7 @@ def test_pixel_aligned_parcel_gives_the_plain_numpy_mean():
     ndvi = rng.uniform(-0.2, 0.9, (GRID.height, GRID.width)).astype(np.float32)
     box = shapely.box(618_000 + 50, 2_775_000 - 170, 618_000 + 250, 2_775_000 - 40)
     weights = compute_weights(_frame([box]), GRID)
-    stats = parcel_statistics(weights, ndvi, *_all_clear())
+    stats = parcel_statistics(weights, ndvi, _all_clear())
     window = ndvi[4:17, 5:25].astype(np.float64)
     assert stats["ndvi_mean"][0] == pytest.approx(window.mean(), abs=1e-12)
     assert stats["ndvi_std"][0] == pytest.approx(window.std(), abs=1e-12)
@@ -64,7 +64,7 @@ def test_statistics_match_exactextract_on_irregular_parcels_with_masked_pixels()
     geoms.append(shapely.box(618_003, 2_774_990, 618_009, 2_774_996))  # smaller than a pixel
     frame = _frame(geoms)
     weights = compute_weights(frame, GRID)
-    ours = parcel_statistics(weights, ndvi, *_all_clear())
+    ours = parcel_statistics(weights, ndvi, _all_clear())
     xmin, ymin, xmax, ymax = GRID.bounds
     src = NumPyRasterSource(ndvi, xmin, ymin, xmax, ymax, nodata=np.nan, srs_wkt=UTM.to_wkt())
     theirs = exact_extract(
@@ -83,10 +83,9 @@ def test_statistics_match_exactextract_on_irregular_parcels_with_masked_pixels()
 
 def test_parcel_without_valid_pixels_has_nan_statistics_and_zero_valid_fraction():
     ndvi = np.full((GRID.height, GRID.width), np.nan, dtype=np.float32)
-    cloudy = np.ones(ndvi.shape, bool)
-    imaged = np.ones(ndvi.shape, bool)
+    state = np.full(ndvi.shape, CLOUDY, dtype=np.uint8)
     weights = compute_weights(_frame([shapely.box(618_100, 2_774_700, 618_200, 2_774_800)]), GRID)
-    stats = parcel_statistics(weights, ndvi, cloudy, imaged)
+    stats = parcel_statistics(weights, ndvi, state)
     for name in ("ndvi_mean", "ndvi_median", "ndvi_p10", "ndvi_p90", "ndvi_std"):
         assert np.isnan(stats[name][0]), name
     assert stats["valid_fraction"][0] == 0.0
@@ -97,7 +96,7 @@ def test_parcel_half_outside_the_grid_has_valid_fraction_one_half():
     ndvi = np.full((GRID.height, GRID.width), 0.5, dtype=np.float32)
     xmax = GRID.bounds[2]
     box = shapely.box(xmax - 100, 2_774_700, xmax + 100, 2_774_800)
-    stats = parcel_statistics(compute_weights(_frame([box]), GRID), ndvi, *_all_clear())
+    stats = parcel_statistics(compute_weights(_frame([box]), GRID), ndvi, _all_clear())
     assert stats["valid_fraction"][0] == pytest.approx(0.5)
     assert stats["ndvi_mean"][0] == pytest.approx(0.5)
 
@@ -118,8 +117,8 @@ def test_same_parcel_in_wgs84_and_utm_gives_the_same_statistics(tmp_path):
         ]
     )
     wgs84 = utm.to_crs(4326)
-    rows_utm = observation_rows(utm, GRID, ndvi, *_all_clear(), tmp_path / "a")
-    rows_wgs = observation_rows(wgs84, GRID, ndvi, *_all_clear(), tmp_path / "b")
+    rows_utm = observation_rows(utm, GRID, ndvi, _all_clear(), tmp_path / "a")
+    rows_wgs = observation_rows(wgs84, GRID, ndvi, _all_clear(), tmp_path / "b")
     assert rows_utm[0].keys() == rows_wgs[0].keys()
     for key in ("ndvi_mean", "ndvi_median", "ndvi_p10", "ndvi_p90", "ndvi_std", "valid_fraction"):
         assert rows_wgs[0][key] == pytest.approx(rows_utm[0][key], abs=1e-6), key
@@ -137,3 +136,13 @@ def test_weights_cache_is_reused_and_invalidated_when_parcels_change(tmp_path):
     changed = cached_weights(moved, GRID, tmp_path)
     assert len(list(tmp_path.iterdir())) == 2
     assert not np.array_equal(first.cell_ids, changed.cell_ids)
+
+
+def test_grid_key_ignores_how_the_crs_is_spelled():
+    import rasterio.crs
+
+    gdal_wkt = CRS.from_wkt(rasterio.crs.CRS.from_epsg(32650).to_wkt())
+    same = Grid(gdal_wkt, GRID.transform, GRID.height, GRID.width)
+    assert same.key() == GRID.key()
+    shifted = Grid(UTM, GRID.transform * GRID.transform.translation(1, 0), GRID.height, GRID.width)
+    assert shifted.key() != GRID.key()
