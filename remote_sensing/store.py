@@ -11,19 +11,9 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import observations, parcels, scenes
+from remote_sensing.zonal import STATISTICS
 
-OBSERVATION_FIELDS = (
-    "scene_id",
-    "acquired_at",
-    "ndvi_mean",
-    "ndvi_median",
-    "ndvi_p10",
-    "ndvi_p90",
-    "ndvi_std",
-    "pixel_count",
-    "valid_fraction",
-    "cloud_fraction",
-)
+OBSERVATION_FIELDS = ("scene_id", "acquired_at", *STATISTICS)
 
 
 def upsert_parcels(engine: Engine, items: Iterable[Parcel]) -> tuple[int, int]:

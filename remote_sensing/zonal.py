@@ -10,6 +10,7 @@ import numpy as np
 from remote_sensing.coverage import CoverageWeights
 from remote_sensing.indices import CLOUDY, NOT_IMAGED
 
+# What one observation stores per parcel and scene (imaged_px is returned too, not stored).
 STATISTICS = (
     "ndvi_mean",
     "ndvi_median",
@@ -19,7 +20,6 @@ STATISTICS = (
     "pixel_count",
     "valid_fraction",
     "cloud_fraction",
-    "imaged_px",
 )
 # Parcels are processed in blocks of about this many covered pixels, so temporaries stay
 # small and reuse the same memory instead of faulting in fresh pages for every array.
@@ -41,7 +41,7 @@ def parcel_statistics(
     """
     n = len(weights.parcel_ids)
     flat = (ndvi.reshape(-1), state.reshape(-1))
-    out = {name: np.empty(n) for name in STATISTICS}
+    out = {name: np.empty(n) for name in (*STATISTICS, "imaged_px")}
     indptr = weights.indptr
     start = 0
     while start < n:

@@ -183,6 +183,11 @@ def _env(tmp_path: Path, name: str) -> dict:
     }
 
 
+def _import_parcels_cli(env: dict) -> None:
+    command = [*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")]
+    subprocess.run(command, env=env, check=True, cwd=REPO_ROOT, capture_output=True)
+
+
 def _done_count(db: Path) -> int:
     if not db.exists():
         return 0
@@ -196,14 +201,7 @@ def _done_count(db: Path) -> int:
 def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
     inbox = SAMPLE_TILES / "scenes"
     for name in ("killed", "clean"):
-        env = _env(tmp_path, name)
-        subprocess.run(
-            [*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")],
-            env=env,
-            check=True,
-            cwd=REPO_ROOT,
-            capture_output=True,
-        )
+        _import_parcels_cli(_env(tmp_path, name))
     victim = subprocess.Popen(
         [*AGRI, "imagery", "run", "--inbox", str(inbox)],
         env=_env(tmp_path, "killed"),
@@ -252,13 +250,7 @@ def test_watch_processes_new_scenes_and_stops_cleanly_on_sigterm(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     env = _env(tmp_path, "watch")
-    subprocess.run(
-        [*AGRI, "parcels", "import", str(SAMPLE_TILES / "parcels.geojson")],
-        env=env,
-        check=True,
-        cwd=REPO_ROOT,
-        capture_output=True,
-    )
+    _import_parcels_cli(env)
     watcher = subprocess.Popen(
         [*AGRI, "imagery", "watch", "--inbox", str(inbox), "--interval", "0.3"],
         env=env,
