@@ -94,6 +94,11 @@ def parcels_list() -> None:
     engine = open_engine()
     frame = store.load_parcels_frame(engine)
     summary = store.latest_clear_summary(engine, CLEAR_VALID_FRACTION)
+    for kind, group in frame.groupby("kind"):
+        click.echo(f"{len(group)} {kind.replace('_', ' ')} parcels, {group.area_ha.sum():.1f} ha")
+    latest_all = [s["latest_acquired_at"] for s in summary.values()]
+    if latest_all:
+        click.echo(f"latest clear imagery: {max(latest_all):%Y-%m-%d}\n")
     click.echo(
         f"{'parcel':<12}{'kind':<12}{'owner':<22}{'area ha':>9}  {'latest clear NDVI':>17}"
         f"  {'on':<10}  {'clear obs':>9}"
@@ -102,8 +107,9 @@ def parcels_list() -> None:
         s = summary.get(row.parcel_id, {"clear_count": 0})
         latest = s.get("latest_acquired_at")
         latest_day = latest.date().isoformat() if latest else "-"
+        area = f"{row.area_ha:.2f}" if row.area_ha >= 0.01 else f"{row.area_ha:.4f}"
         click.echo(
-            f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{row.area_ha:>9.2f}"
+            f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{area:>9}"
             f"  {_fmt(s.get('latest_ndvi')):>17}  {latest_day:<10}"
             f"  {s['clear_count']:>9}"
         )
