@@ -5,7 +5,6 @@ import math
 import signal
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -16,6 +15,8 @@ from collateral.settings import load_settings
 from remote_sensing import store
 from remote_sensing.job import RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
+from remote_sensing.profile_plot import render_profile_png
+from remote_sensing.profile_update import parcel_profile, parse_as_of
 
 # An observation counts as "clear" when at least this share of the parcel was seen.
 CLEAR_VALID_FRACTION = 0.6
@@ -78,7 +79,7 @@ def parcels_observations(parcel_id: str, as_json: bool) -> None:
         raise click.ClickException(f"no parcel with id {parcel_id!r}")
     rows = store.parcel_observations(engine, parcel_id)
     if as_json:
-        click.echo(json.dumps([_jsonable(r) for r in rows], indent=2))
+        click.echo(json.dumps([store.jsonable(r) for r in rows], indent=2))
         return
     click.echo(f"{'date':<12}{'scene':<44}{'mean':>7}{'valid':>7}{'cloud':>7}")
     for r in rows:
@@ -88,12 +89,48 @@ def parcels_observations(parcel_id: str, as_json: bool) -> None:
         )
 
 
+@parcels.command("profile")
+@click.argument("parcel_id")
+@click.option("--as-of", help="Use only data acquired up to this ISO 8601 date or datetime.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Write a plot.")
+def parcels_profile(parcel_id: str, as_of: str | None, as_json: bool, png: Path | None) -> None:
+    """A parcel's NDVI story: smoothed series, seasons, health, anomalies, disturbances."""
+    try:
+        cutoff = parse_as_of(as_of)
+    except ValueError as exc:
+        raise click.BadParameter(f"{as_of!r} is not an ISO 8601 date or datetime") from exc
+    engine = open_engine()
+    try:
+        profile = parcel_profile(engine, parcel_id, as_of=cutoff)
+    except KeyError as exc:
+        raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
+    if png is not None:
+        render_profile_png(profile, png)
+        click.echo(f"wrote {png}", err=True)
+    if as_json:
+        click.echo(json.dumps(profile, indent=2))
+    elif png is None:
+        health = profile["health_index"]
+        click.echo(
+            f"{parcel_id} ({profile['kind']}, {profile['area_ha']:.2f} ha) as of "
+            f"{(profile['as_of'] or '-')[:10]}: health index "
+            f"{'n/a' if health is None else f'{health:.2f}'}, anomaly z {profile['anomaly_z']}"
+        )
+        for e in profile["events"]:
+            click.echo(
+                f"  disturbance {e['state']}: from {e['start']} to {e['end'] or 'now'}, "
+                f"severity {e['severity']:.0%}, affected {e['affected_ha']} ha"
+            )
+
+
 @parcels.command("list")
 def parcels_list() -> None:
     """Every parcel with its latest clear NDVI: what the imagery says today."""
     engine = open_engine()
     frame = store.load_parcels_frame(engine)
     summary = store.latest_clear_summary(engine, CLEAR_VALID_FRACTION)
+    health = store.profile_overview(engine)
     for kind, group in frame.groupby("kind"):
         click.echo(f"{len(group)} {kind.replace('_', ' ')} parcels, {group.area_ha.sum():.1f} ha")
     latest_all = [s["latest_acquired_at"] for s in summary.values()]
@@ -101,7 +138,7 @@ def parcels_list() -> None:
         click.echo(f"latest clear imagery: {max(latest_all):%Y-%m-%d}\n")
     click.echo(
         f"{'parcel':<12}{'kind':<12}{'owner':<22}{'area ha':>9}  {'latest clear NDVI':>17}"
-        f"  {'on':<10}  {'clear obs':>9}"
+        f"  {'on':<10}  {'clear obs':>9}  {'health':>6}  disturbance"
     )
     for row in frame.itertuples():
         s = summary.get(row.parcel_id, {"clear_count": 0})
@@ -111,9 +148,11 @@ def parcels_list() -> None:
         click.echo(
             f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{area:>9}"
             f"  {_fmt(s.get('latest_ndvi')):>17}  {latest_day:<10}"
-            f"  {s['clear_count']:>9}"
+            f"  {s['clear_count']:>9}  {_fmt(health.get(row.parcel_id, {}).get('health_index')):>6}"
+            f"  {health.get(row.parcel_id, {}).get('disturbance', '')}"
         )
     click.echo(f"clear = at least {CLEAR_VALID_FRACTION:.0%} of the parcel seen without cloud")
+    click.echo("health = 1 at the parcel's usual NDVI for the time of year, 0 at 4 spreads below")
 
 
 @main.group()
@@ -175,26 +214,17 @@ def _report(summary: RunSummary, as_json: bool) -> None:
         return
     click.echo(
         f"scenes: {summary.count('processed')} processed, {summary.count('skipped')} skipped, "
-        f"{summary.count('failed')} failed"
+        f"{summary.count('failed')} failed; profiles updated: {summary.profiles_updated}"
     )
     for s in summary.scenes:
         if s.status == "failed":
             click.echo(f"  FAILED {s.scene_id}: {s.error}", err=True)
+    for parcel_id, error in summary.profile_failures.items():
+        click.echo(f"  PROFILE FAILED {parcel_id}: {error}", err=True)
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def _jsonable(row: dict) -> dict:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, float) and math.isnan(value):
-            value = None
-        out[key] = value
-    return out
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from remote_sensing import indices, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
+from remote_sensing.profile_update import update_profiles
 from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime
 from remote_sensing.zonal import parcel_statistics
 
@@ -44,19 +45,23 @@ class SceneOutcome:
 @dataclass
 class RunSummary:
     scenes: list[SceneOutcome] = field(default_factory=list)
+    profiles_updated: int = 0
+    profile_failures: dict[str, str] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.scenes if s.status == status)
 
     @property
     def ok(self) -> bool:
-        return self.count("failed") == 0
+        return self.count("failed") == 0 and not self.profile_failures
 
     def as_json(self) -> dict:
         return {
             "processed": self.count("processed"),
             "skipped": self.count("skipped"),
             "failed": self.count("failed"),
+            "profiles_updated": self.profiles_updated,
+            "profile_failures": self.profile_failures,
             "scenes": [asdict(s) for s in self.scenes],
         }
 
@@ -72,11 +77,15 @@ def run_inbox(
     done = store.done_scene_keys(engine)
     parcels = store.load_parcels_frame(engine)
     summary = RunSummary()
+    touched: set[str] = set()
     for source in sources:
-        outcome = _run_one(engine, source, done, parcels, Path(data_dir))
+        outcome = _run_one(engine, source, done, parcels, Path(data_dir), touched)
         summary.scenes.append(outcome)
         if on_scene is not None:
             on_scene(outcome)
+    if touched:
+        summary.profile_failures = update_profiles(engine, sorted(touched))
+        summary.profiles_updated = len(touched) - len(summary.profile_failures)
     return summary
 
 
@@ -86,6 +95,7 @@ def _run_one(
     done: set[tuple[str, str]],
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
+    touched: set[str],
 ) -> SceneOutcome:
     started = time.perf_counter()
     outcome = SceneOutcome(source.scene_id, str(source.path), "processed")
@@ -95,7 +105,9 @@ def _run_one(
         if (source.scene_id, ledger["checksum"]) in done:
             outcome.status = "skipped"
             return outcome
-        outcome.observations = process_scene(engine, source, ledger, parcels, data_dir)
+        parcel_ids = process_scene(engine, source, ledger, parcels, data_dir)
+        outcome.observations = len(parcel_ids)
+        touched.update(parcel_ids)
     except Exception as exc:  # one bad scene must not stop the others
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -111,8 +123,11 @@ def process_scene(
     ledger: dict,
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
-) -> int:
-    """Load, mask, write the NDVI COG, compute parcel statistics and commit; returns row count."""
+) -> list[str]:
+    """Load, mask, write the NDVI COG, compute parcel statistics and commit.
+
+    Returns the ids of the parcels that got an observation.
+    """
     started = time.perf_counter()
     ds = load_scene(source.path)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
@@ -139,7 +154,7 @@ def process_scene(
     )
     with engine.begin() as conn:
         store.record_scene_done(conn, ledger, rows)
-    return len(rows)
+    return [row["parcel_id"] for row in rows]
 
 
 def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import shapely
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
-from remote_sensing.tables import observations, parcels, scenes
+from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
 from remote_sensing.zonal import STATISTICS
 
 OBSERVATION_FIELDS = ("scene_id", "acquired_at", *STATISTICS)
@@ -155,3 +155,155 @@ def _utc(value: datetime | None) -> datetime | None:
 def _as_utc(row: dict) -> dict:
     row["acquired_at"] = _utc(row["acquired_at"])
     return row
+
+
+def jsonable(row: dict) -> dict:
+    """A stored row as JSON-ready values: datetimes as ISO 8601, NaN as None."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = _utc(value).isoformat()
+        elif isinstance(value, float) and math.isnan(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def clear_means(
+    engine: Engine, min_valid_fraction: float, as_of: datetime | None = None
+) -> list[tuple[str, str, float]]:
+    """(parcel kind, scene_id, ndvi_mean) of every clear observation up to ``as_of``."""
+    query = (
+        select(parcels.c.kind, observations.c.scene_id, observations.c.ndvi_mean)
+        .join(parcels, parcels.c.parcel_id == observations.c.parcel_id)
+        .where(observations.c.valid_fraction >= min_valid_fraction)
+        .where(observations.c.ndvi_mean.is_not(None))
+    )
+    if as_of is not None:
+        query = query.where(observations.c.acquired_at <= as_of)
+    with engine.connect() as c:
+        return [tuple(r) for r in c.execute(query)]
+
+
+def scene_ndvi_paths(engine: Engine) -> dict[str, str]:
+    """scene_id -> NDVI COG path of its latest successful processing."""
+    query = (
+        select(scenes.c.scene_id, scenes.c.ndvi_path)
+        .where(scenes.c.status == "done")
+        .order_by(scenes.c.processed_at)
+    )
+    with engine.connect() as c:
+        return {r.scene_id: r.ndvi_path for r in c.execute(query)}
+
+
+def save_profile(engine: Engine, parcel_id: str, profile: dict) -> None:
+    """Store a profile's summary and events in one transaction.
+
+    Events are keyed by (parcel, kind, start): a new one is inserted (opened), a known
+    one updated (grown, closed), one no longer found deleted; so re-running over the
+    same data leaves the same rows.
+    """
+    now = datetime.now(UTC)
+    judged = [o for o in profile["observations"] if o["ndvi_mean"] is not None]
+    latest = judged[-1] if judged else None
+    baseline = profile["baseline"][-1] if profile["baseline"] else None
+    summary = {
+        "as_of": _dt(profile["as_of"]),
+        "latest_clear_at": _dt(latest["acquired_at"]) if latest else None,
+        "latest_ndvi": latest["ndvi_mean"] if latest else None,
+        "expected_ndvi": baseline["expected"] if baseline else None,
+        "anomaly_z": profile["anomaly_z"],
+        "health_index": profile["health_index"],
+        "updated_at": now,
+    }
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(parcel_profiles.c.parcel_id).where(parcel_profiles.c.parcel_id == parcel_id)
+        ).first()
+        if exists:
+            conn.execute(
+                update(parcel_profiles)
+                .where(parcel_profiles.c.parcel_id == parcel_id)
+                .values(summary)
+            )
+        else:
+            conn.execute(insert(parcel_profiles).values(parcel_id=parcel_id, **summary))
+        stored = {
+            (r.kind, _utc(r.start)): r.id
+            for r in conn.execute(
+                select(parcel_events.c.id, parcel_events.c.kind, parcel_events.c.start).where(
+                    parcel_events.c.parcel_id == parcel_id
+                )
+            )
+        }
+        seen = set()
+        for event in profile["events"]:
+            key = (event["kind"], _dt(event["start"]))
+            seen.add(key)
+            values = {
+                "end": _dt(event["end"]),
+                "confirmed_at": _dt(event["confirmed"]),
+                "severity": event["severity"],
+                "affected_ha": event["affected_ha"],
+                "state": event["state"],
+                "updated_at": now,
+            }
+            if key in stored:
+                conn.execute(
+                    update(parcel_events).where(parcel_events.c.id == stored[key]).values(values)
+                )
+            else:
+                conn.execute(
+                    insert(parcel_events).values(
+                        parcel_id=parcel_id, kind=key[0], start=key[1], **values
+                    )
+                )
+        stale = [event_id for key, event_id in stored.items() if key not in seen]
+        if stale:
+            conn.execute(delete(parcel_events).where(parcel_events.c.id.in_(stale)))
+
+
+def stored_events(engine: Engine, parcel_id: str | None = None) -> list[dict]:
+    query = select(parcel_events).order_by(parcel_events.c.parcel_id, parcel_events.c.start)
+    if parcel_id is not None:
+        query = query.where(parcel_events.c.parcel_id == parcel_id)
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for row in rows:
+        for key in ("start", "end", "confirmed_at", "updated_at"):
+            row[key] = _utc(row[key])
+    return rows
+
+
+def stored_profile(engine: Engine, parcel_id: str) -> dict | None:
+    with engine.connect() as c:
+        row = c.execute(
+            select(parcel_profiles).where(parcel_profiles.c.parcel_id == parcel_id)
+        ).first()
+    return dict(row._mapping) if row else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    """An ISO date or datetime string as an aware UTC datetime."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def profile_overview(engine: Engine) -> dict[str, dict]:
+    """Per parcel: stored health index and a one-line account of its disturbances."""
+    out: dict[str, dict] = {}
+    with engine.connect() as c:
+        for r in c.execute(select(parcel_profiles.c.parcel_id, parcel_profiles.c.health_index)):
+            out[r.parcel_id] = {"health_index": r.health_index}
+    for event in stored_events(engine):
+        entry = out.setdefault(event["parcel_id"], {})
+        until = event["end"].date().isoformat() if event["end"] else "now"
+        text = f"{event['state']} since {event['start'].date().isoformat()}"
+        if event["end"]:
+            text = f"closed {event['start'].date().isoformat()}..{until}"
+        if event["affected_ha"] is not None:
+            text += f", {event['affected_ha']:.2f} ha"
+        entry["disturbance"] = "; ".join(filter(None, [entry.get("disturbance"), text]))
+    return out

@@ -67,3 +67,45 @@ observations = Table(
     Column("valid_fraction", Float, nullable=False),
     Column("cloud_fraction", Float, nullable=False),
 )
+
+# Disturbances found in a parcel's profile; one row per (parcel, kind, start), updated as
+# the event grows and closed when the parcel recovers.
+parcel_events = Table(
+    "parcel_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "parcel_id",
+        String(64),
+        ForeignKey("parcels.parcel_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("start", DateTime(timezone=True), nullable=False),
+    Column("end", DateTime(timezone=True)),
+    Column("confirmed_at", DateTime(timezone=True), nullable=False),
+    Column("severity", Float, nullable=False),
+    Column("affected_ha", Float),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("parcel_id", "kind", "start", name="uq_parcel_events_key"),
+)
+
+# The latest profile summary per parcel: what valuation and alerting read.
+parcel_profiles = Table(
+    "parcel_profiles",
+    metadata,
+    Column(
+        "parcel_id",
+        String(64),
+        ForeignKey("parcels.parcel_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("as_of", DateTime(timezone=True)),
+    Column("latest_clear_at", DateTime(timezone=True)),
+    Column("latest_ndvi", Float),
+    Column("expected_ndvi", Float),
+    Column("anomaly_z", Float),
+    Column("health_index", Float),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

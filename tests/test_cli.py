@@ -17,7 +17,7 @@ def test_observations_json_contract(sqlite_env, agri, scenes_subset):
     assert agri("parcels", "import", SAMPLE_TILES / "parcels.geojson").exit_code == 0
     run = agri("imagery", "run", "--inbox", scenes_subset, "--json")
     summary = json.loads(run.stdout)
-    assert set(summary) == {"processed", "skipped", "failed", "scenes"}
+    assert {"processed", "skipped", "failed", "scenes", "profiles_updated"} <= set(summary)
     assert {"scene_id", "status", "seconds"} <= set(summary["scenes"][0])
     rows = json.loads(agri("parcels", "observations", "T-05", "--json").stdout)
     assert len(rows) == 4
