@@ -17,7 +17,9 @@ demo: $(STAMP)
 	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data \
 		bash -c '$(BIN)/agri parcels import sample_tiles/parcels.geojson && \
 		$(BIN)/agri imagery run --inbox sample_tiles/scenes && \
-		$(BIN)/agri parcels list'
+		$(BIN)/agri parcels list && echo && \
+		$(BIN)/agri parcels profile F-08 --png var/demo/F-08-profile.png && \
+		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png'
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -110,7 +110,7 @@ def parcels_profile(parcel_id: str, as_of: str | None, as_json: bool, png: Path 
         click.echo(f"wrote {png}", err=True)
     if as_json:
         click.echo(json.dumps(profile, indent=2))
-    elif png is None:
+    else:
         health = profile["health_index"]
         click.echo(
             f"{parcel_id} ({profile['kind']}, {profile['area_ha']:.2f} ha) as of "
@@ -120,7 +120,7 @@ def parcels_profile(parcel_id: str, as_of: str | None, as_json: bool, png: Path 
         for e in profile["events"]:
             click.echo(
                 f"  disturbance {e['state']}: from {e['start']} to {e['end'] or 'now'}, "
-                f"severity {e['severity']:.0%}, affected {e['affected_ha']} ha"
+                f"severity {e['severity']:.0%}, affected {e['affected_ha'] or 0:.2f} ha"
             )
 
 

@@ -73,7 +73,7 @@ def parcel_profile(
     effective_as_of = as_of or (observations[-1]["acquired_at"] if observations else None)
     seasons = profiles.seasons(grid, smoothed)
     if parcel["kind"] == "tea_garden":
-        dips = profiles.dips(grid, smoothed)
+        dips = profiles.dips(series, grid, smoothed)
         for season in seasons:
             season["dips"] = [d for d in dips if d["date"].startswith(str(season["year"]))]
     return {

@@ -160,21 +160,25 @@ def seasons(grid: np.ndarray, smoothed: np.ndarray) -> list[dict]:
 
 
 def dips(
-    grid: np.ndarray, smoothed: np.ndarray, min_depth: float = 0.02, lookback_days: float = 45
+    series: Series, grid: np.ndarray, smoothed: np.ndarray, min_depth: float = 0.015
 ) -> list[dict]:
-    """Local minima of the smoothed curve at least ``min_depth`` below the preceding high.
+    """Clear dates that sit below both neighbours and ``min_depth`` below the smoothed curve.
 
-    For tea these are the plucking (spring, summer, autumn) and pruning (winter) dips;
-    the depth is measured from the highest point in the ``lookback_days`` before.
+    For tea these are the plucking (spring, summer, autumn) and pruning (winter) dips.
+    They are read from the observations rather than the curve: a dip recovers within a few
+    weeks, so with a sparse clear-sky record it is often one date that the smoother (by
+    design) flattens. Depth is the distance below the curve.
     """
+    use = np.flatnonzero(~series.outlier)
+    if len(use) < 3 or len(grid) == 0:
+        return []
+    days, ndvi = series.days[use], series.ndvi[use]
+    expected = np.interp(days, grid, smoothed)
     out = []
-    back = int(lookback_days / GRID_STEP_DAYS)
-    for i in range(1, len(smoothed) - 1):
-        if not (smoothed[i] < smoothed[i - 1] and smoothed[i] <= smoothed[i + 1]):
-            continue
-        depth = float(smoothed[max(0, i - back) : i].max() - smoothed[i])
-        if depth >= min_depth:
-            out.append({"date": to_date(grid[i]).isoformat(), "depth": round(depth, 4)})
+    for i in range(1, len(use) - 1):
+        depth = expected[i] - ndvi[i]
+        if depth >= min_depth and ndvi[i] < ndvi[i - 1] and ndvi[i] < ndvi[i + 1]:
+            out.append({"date": to_date(days[i]).isoformat(), "depth": round(float(depth), 4)})
     return out
 
 

@@ -1,0 +1,299 @@
+"""Crop profiles: pure functions on generated series, then the planted truth of sample_tiles."""
+
+import json
+import shutil
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from collateral.db import make_engine, upgrade
+from remote_sensing import profiles, store
+from remote_sensing.job import run_inbox
+from remote_sensing.parcels import read_parcel_file
+from remote_sensing.profile_update import parcel_profile, parse_as_of, update_profiles
+from tests.conftest import SAMPLE_TILES
+
+TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
+START = datetime(2023, 1, 1, tzinfo=UTC)
+
+
+def _obs(days, values, valid=None):
+    valid = np.ones(len(days)) if valid is None else valid
+    return [
+        {
+            "scene_id": f"S{i:03d}",
+            "acquired_at": START + timedelta(days=float(d)),
+            "ndvi_mean": float(v),
+            "valid_fraction": float(f),
+        }
+        for i, (d, v, f) in enumerate(zip(days, values, valid, strict=True))
+    ]
+
+
+# --- pure functions -------------------------------------------------------------------
+
+
+def test_whittaker_recovers_a_known_curve_across_a_long_gap():
+    """Tolerance: RMSE < 0.02 and max error < 0.05 NDVI with 0.02 noise and a 90-day gap."""
+    rng = np.random.default_rng(5)
+    days = np.arange(0, 730, 5.0)
+    days = days[(days < 150) | (days > 240)]  # a monsoon season without a clear view
+    truth = lambda d: 0.6 + 0.2 * np.sin(2 * np.pi * (d - 80) / 365)  # noqa: E731
+    values = truth(days) + rng.normal(0, 0.02, len(days))
+    grid, smooth = profiles.whittaker(days, values, np.ones(len(days)))
+    error = smooth - truth(grid)
+    assert np.sqrt(np.mean(error**2)) < 0.02
+    assert np.abs(error).max() < 0.05
+    assert grid[1] - grid[0] == profiles.GRID_STEP_DAYS
+
+
+def test_single_contradicted_drop_is_an_outlier_but_a_persistent_drop_is_not():
+    values = [0.7, 0.7, 0.4, 0.7, 0.7, 0.3, 0.3, 0.3]
+    series = profiles.clean_series(_obs(np.arange(8) * 10.0, values))
+    assert series.outlier.tolist() == [False, False, True, False, False, False, False, False]
+
+
+def test_low_valid_fraction_observations_are_left_out():
+    series = profiles.clean_series(_obs([0, 10, 20], [0.7, 0.2, 0.7], valid=[1.0, 0.3, 0.9]))
+    assert series.scene_ids == ("S000", "S002")
+    assert series.weights.tolist() == [1.0, 0.9]
+
+
+def _flat(n, value=0.7, spread=0.03):
+    return profiles.Baseline(np.full(n, value), np.full(n, spread), ("history",) * n)
+
+
+def test_disturbance_opens_on_two_clear_dates_and_closes_on_recovery():
+    values = [0.7, 0.7, 0.4, 0.35, 0.45, 0.69, 0.7, 0.7]
+    series = profiles.clean_series(_obs(np.arange(8) * 20.0, values))
+    (event,) = profiles.detect_disturbances(series, _flat(8))
+    assert (event.start_index, event.confirmed_index, event.end_index) == (2, 3, 5)
+    assert event.state == "closed"
+    assert event.severity == pytest.approx((0.7 - 0.35) / 0.7)
+
+
+def test_one_low_date_or_a_shallow_dip_raises_nothing():
+    values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
+    series = profiles.clean_series(_obs(np.arange(6) * 20.0, values))
+    series = profiles.Series(
+        series.days, series.ndvi, series.weights, series.scene_ids, np.zeros(6, bool)
+    )
+    assert profiles.detect_disturbances(series, _flat(6)) == []
+
+
+def test_dates_without_baseline_are_not_judged():
+    series = profiles.clean_series(_obs(np.arange(4) * 20.0, [0.2, 0.2, 0.2, 0.2]))
+    none = profiles.Baseline(np.full(4, np.nan), np.full(4, np.nan), (None,) * 4)
+    assert profiles.detect_disturbances(series, none) == []
+
+
+def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year():
+    days = np.arange(0, 730, 10.0)
+    values = 0.6 + 0.2 * np.sin(2 * np.pi * (days - 80) / 365)
+    obs = _obs(days, values)
+    peers = {o["scene_id"]: (o["ndvi_mean"] + 0.01, 0.02, 5) for o in obs}  # peers move alike
+    series = profiles.clean_series(obs)
+    baseline, events = profiles.analyse(series, peers)
+    first_year = series.days < profiles.to_days(START) + 365
+    assert set(np.array(baseline.source)[first_year]) == {"peers"}
+    assert set(np.array(baseline.source)[~first_year][3:]) == {"history"}
+    later = ~first_year & (np.array(baseline.source) == "history")
+    np.testing.assert_allclose(baseline.expected[later], series.ndvi[later], atol=0.03)
+    assert events == []
+
+
+def test_health_index_formula():
+    assert profiles.health_index(1.5) == 1.0
+    assert profiles.health_index(0.0) == 1.0
+    assert profiles.health_index(-2.0) == 0.5
+    assert profiles.health_index(-9.0) == 0.0
+    assert profiles.health_index(None) is None
+
+
+def test_affected_area_counts_covered_pixels_that_fell():
+    pre = np.array([0.8, 0.8, 0.8, np.nan])
+    post = np.array([0.2, 0.75, 0.3, 0.1])
+    coverage = np.array([1.0, 1.0, 0.5, 1.0])
+    assert profiles.affected_area_ha(pre, post, coverage, 100.0) == pytest.approx(0.015)
+
+
+def test_seasons_find_the_peak_and_half_amplitude_dates():
+    grid = np.arange(0, 365, 5.0) + profiles.to_days(START)
+    doy = np.arange(0, 365, 5.0)
+    smooth = 0.3 + 0.4 * np.exp(-(((doy - 180) / 40) ** 2))
+    (season,) = profiles.seasons(grid, smooth)
+    assert season["year"] == 2023
+    assert abs((date.fromisoformat(season["peak"]) - date(2023, 6, 30)).days) <= 5
+    assert season["amplitude"] == pytest.approx(0.4, abs=0.01)
+    half_width = (date.fromisoformat(season["end"]) - date.fromisoformat(season["start"])).days
+    assert abs(half_width - 2 * 40 * np.sqrt(np.log(2))) <= 10
+
+
+def test_parse_as_of_takes_a_whole_day_or_an_exact_time():
+    assert parse_as_of("2024-05-31") == datetime(2024, 5, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert parse_as_of("2024-05-31T02:00:00Z") == datetime(2024, 5, 31, 2, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_as_of("last tuesday")
+
+
+# --- the sample study area: planted clear-cut and frost -------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory):
+    root = tmp_path_factory.mktemp("profiles")
+    engine = make_engine(f"sqlite:///{root / 'agri.db'}")
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    summary = run_inbox(engine, SAMPLE_TILES / "scenes", root / "data")
+    assert summary.ok and summary.profiles_updated == 31, summary.as_json()
+    return engine, root
+
+
+def _by_date(scenes):
+    return [date.fromisoformat(s["date"]) for s in scenes]
+
+
+def test_clear_cut_is_found_at_the_first_or_second_clear_scene_with_its_area(sample_db):
+    engine, _ = sample_db
+    cut = TRUTH["clear_cut"]
+    (event,) = store.stored_events(engine, cut["parcel_id"])
+    cut_day = date.fromisoformat(cut["date"])
+    clear_after = [
+        o["acquired_at"].date()
+        for o in store.parcel_observations(engine, cut["parcel_id"])
+        if o["acquired_at"].date() >= cut_day and o["valid_fraction"] >= 0.6
+    ]
+    assert event["start"].date() == clear_after[0]
+    assert event["confirmed_at"].date() in clear_after[:2]
+    assert event["state"] == "open" and event["end"] is None
+    assert event["affected_ha"] == pytest.approx(cut["affected_ha"], rel=0.15)
+    assert event["severity"] > 0.3
+
+
+def test_frost_damage_is_found_and_closes_after_recovery(sample_db):
+    engine, _ = sample_db
+    frost = TRUTH["frost"]
+    (event,) = store.stored_events(engine, frost["parcel_id"])
+    start, recovered = date.fromisoformat(frost["start"]), date.fromisoformat(frost["recovered"])
+    assert start <= event["start"].date() < recovered
+    assert event["state"] == "closed"
+    assert start < event["end"].date() <= recovered + timedelta(days=60)
+    parcel = store.get_parcel(engine, frost["parcel_id"])
+    assert event["affected_ha"] == pytest.approx(parcel["area_ha"], rel=0.15)
+
+
+def test_healthy_parcels_including_plucked_and_pruned_tea_raise_no_event(sample_db):
+    engine, _ = sample_db
+    damaged = {TRUTH["clear_cut"]["parcel_id"], TRUTH["frost"]["parcel_id"]}
+    assert {e["parcel_id"] for e in store.stored_events(engine)} == damaged
+    tea = parcel_profile(engine, "T-03")
+    # planted: plucking around Apr 10, Jun 25, Sep 25 and pruning on Dec 5, every year
+    work = [date(y, m, d) for y in (2023, 2024) for m, d in ((4, 10), (6, 25), (9, 25), (12, 5))]
+    for season in tea["seasons"]:
+        assert len(season["dips"]) >= 2, season  # the plucking and pruning dips are seen...
+        for dip in season["dips"]:
+            since = [(date.fromisoformat(dip["date"]) - w).days for w in work]
+            assert any(0 <= d <= 30 for d in since), dip
+    assert tea["events"] == []  # ...and are not mistaken for damage
+    assert tea["health_index"] > 0.7
+
+
+def test_almost_cloudy_scene_creates_no_anomaly(sample_db):
+    engine, _ = sample_db
+    cloudy = next(s for s in TRUTH["scenes"] if s["almost_cloudy"])
+    for parcel_id in store.load_parcels_frame(engine).parcel_id:
+        profile = parcel_profile(engine, parcel_id)
+        judged = {b["date"]: b for b in profile["baseline"]}
+        assert cloudy["date"] not in judged, parcel_id
+        assert all(e["start"] != cloudy["date"] for e in profile["events"])
+
+
+def test_reruns_give_the_same_events(sample_db):
+    engine, root = sample_db
+    before = [
+        {k: v for k, v in e.items() if k != "updated_at"} for e in store.stored_events(engine)
+    ]
+    assert update_profiles(engine, list(store.load_parcels_frame(engine).parcel_id)) == {}
+    summary = run_inbox(engine, SAMPLE_TILES / "scenes", root / "data")
+    assert summary.count("processed") == 0
+    after = [{k: v for k, v in e.items() if k != "updated_at"} for e in store.stored_events(engine)]
+    assert after == before
+
+
+def test_as_of_uses_only_data_up_to_that_date(sample_db):
+    engine, _ = sample_db
+    cut = TRUTH["clear_cut"]["parcel_id"]
+    early = parcel_profile(engine, cut, as_of=parse_as_of("2024-05-31"))
+    assert early["events"] == []  # one low date is not yet a confirmed disturbance
+    assert max(o["acquired_at"] for o in early["observations"]) <= "2024-05-31T23:59"
+    later = parcel_profile(engine, cut, as_of=parse_as_of("2024-06-30"))
+    assert [e["state"] for e in later["events"]] == ["open"]
+
+
+def test_profile_json_contract_and_png(sample_db, monkeypatch, agri, tmp_path):
+    engine, root = sample_db
+    monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{root / 'agri.db'}")
+    result = agri("parcels", "profile", "F-08", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {
+        "parcel_id",
+        "kind",
+        "as_of",
+        "observations",
+        "smoothed",
+        "seasons",
+        "health_index",
+        "anomaly_z",
+        "events",
+    } <= set(doc)
+    assert set(doc["smoothed"][0]) == {"date", "ndvi"}
+    assert {"year", "start", "peak", "end", "peak_ndvi", "amplitude", "integral"} <= set(
+        doc["seasons"][0]
+    )
+    assert {"kind", "start", "end", "severity", "affected_ha", "state"} <= set(doc["events"][0])
+    assert date.fromisoformat(doc["smoothed"][1]["date"]) - date.fromisoformat(
+        doc["smoothed"][0]["date"]
+    ) == timedelta(days=5)
+    png = tmp_path / "f08.png"
+    result = agri("parcels", "profile", "F-08", "--png", png)
+    assert result.exit_code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    shutil.copy(png, root / "f08.png")
+    bad = agri("parcels", "profile", "F-08", "--as-of", "yesterday-ish")
+    assert bad.exit_code == 2 and "not an ISO 8601" in bad.output
+
+
+def test_save_profile_is_idempotent_on_both_databases(engine):
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    doc = {
+        "as_of": "2024-06-30T00:00:00+00:00",
+        "observations": [{"acquired_at": "2024-06-14T02:55:19+00:00", "ndvi_mean": 0.45}],
+        "baseline": [{"date": "2024-06-14", "expected": 0.8, "spread": 0.03, "source": "history"}],
+        "anomaly_z": -11.6,
+        "health_index": 0.0,
+        "events": [
+            {
+                "kind": "disturbance",
+                "start": "2024-05-20",
+                "end": None,
+                "confirmed": "2024-06-14",
+                "severity": 0.45,
+                "affected_ha": 7.3,
+                "state": "open",
+            }
+        ],
+    }
+    store.save_profile(engine, "F-08", doc)
+    store.save_profile(engine, "F-08", doc)
+    (event,) = store.stored_events(engine, "F-08")
+    assert event["state"] == "open" and event["start"] == datetime(2024, 5, 20, tzinfo=UTC)
+    closed = {**doc, "events": [{**doc["events"][0], "end": "2024-09-01", "state": "closed"}]}
+    store.save_profile(engine, "F-08", closed)
+    (event,) = store.stored_events(engine, "F-08")
+    assert event["state"] == "closed" and event["end"] == datetime(2024, 9, 1, tzinfo=UTC)
+    store.save_profile(engine, "F-08", {**doc, "events": []})
+    assert store.stored_events(engine, "F-08") == []
+    assert store.stored_profile(engine, "F-08")["health_index"] == 0.0
