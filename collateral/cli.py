@@ -94,7 +94,16 @@ def parcels_observations(parcel_id: str, as_json: bool) -> None:
 @click.option("--as-of", help="Use only data acquired up to this ISO 8601 date or datetime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 @click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Write a plot.")
-def parcels_profile(parcel_id: str, as_of: str | None, as_json: bool, png: Path | None) -> None:
+@click.option(
+    "--min-valid-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.6,
+    show_default=True,
+    help="Ignore observations that saw less of the parcel than this.",
+)
+def parcels_profile(
+    parcel_id: str, as_of: str | None, as_json: bool, png: Path | None, min_valid_fraction: float
+) -> None:
     """A parcel's NDVI story: smoothed series, seasons, health, anomalies, disturbances."""
     try:
         cutoff = parse_as_of(as_of)
@@ -102,7 +111,9 @@ def parcels_profile(parcel_id: str, as_of: str | None, as_json: bool, png: Path 
         raise click.BadParameter(f"{as_of!r} is not an ISO 8601 date or datetime") from exc
     engine = open_engine()
     try:
-        profile = parcel_profile(engine, parcel_id, as_of=cutoff)
+        profile = parcel_profile(
+            engine, parcel_id, as_of=cutoff, min_valid_fraction=min_valid_fraction
+        )
     except KeyError as exc:
         raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
     if png is not None:

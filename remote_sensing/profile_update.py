@@ -46,8 +46,13 @@ def parcel_profile(
     parcel_id: str,
     as_of: datetime | None = None,
     peers: dict[str, dict[str, tuple[float, float, int]]] | None = None,
+    min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
 ) -> dict:
-    """The profile document of one parcel from data acquired up to ``as_of`` (inclusive)."""
+    """The profile document of one parcel from data acquired up to ``as_of`` (inclusive).
+
+    Observations that saw less than ``min_valid_fraction`` of the parcel are shown but not
+    used. ``baseline`` lists, per clear date, the expected NDVI, its spread and the z-score.
+    """
     parcel = store.get_parcel(engine, parcel_id)
     if parcel is None:
         raise KeyError(parcel_id)
@@ -58,7 +63,7 @@ def parcel_profile(
     ]
     if peers is None:
         peers = peer_statistics(engine, as_of)
-    series = profiles.clean_series(observations)
+    series = profiles.clean_series(observations, min_valid_fraction)
     fit = ~series.outlier
     grid, smoothed = profiles.whittaker(series.days[fit], series.ndvi[fit], series.weights[fit])
     baseline, events = profiles.analyse(series, peers.get(parcel["kind"], {}))
@@ -91,6 +96,7 @@ def parcel_profile(
                 "date": profiles.to_date(series.days[i]).isoformat(),
                 "expected": round(float(baseline.expected[i]), 4),
                 "spread": round(float(baseline.spread[i]), 4),
+                "z": round(float((series.ndvi[i] - baseline.expected[i]) / baseline.spread[i]), 3),
                 "source": baseline.source[i],
             }
             for i in range(len(series.days))

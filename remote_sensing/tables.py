@@ -16,6 +16,14 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _parcel_id(**kwargs) -> Column:
+    """The parcel a row belongs to; rows go when their parcel is deleted."""
+    return Column(
+        "parcel_id", String(64), ForeignKey("parcels.parcel_id", ondelete="CASCADE"), **kwargs
+    )
+
+
 parcels = Table(
     "parcels",
     metadata,
@@ -50,12 +58,7 @@ scenes = Table(
 observations = Table(
     "observations",
     metadata,
-    Column(
-        "parcel_id",
-        String(64),
-        ForeignKey("parcels.parcel_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _parcel_id(primary_key=True),
     Column("scene_id", String(200), primary_key=True),
     Column("acquired_at", DateTime(timezone=True), nullable=False, index=True),
     Column("ndvi_mean", Float),
@@ -74,12 +77,7 @@ parcel_events = Table(
     "parcel_events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "parcel_id",
-        String(64),
-        ForeignKey("parcels.parcel_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _parcel_id(nullable=False),
     Column("kind", String(32), nullable=False),
     Column("start", DateTime(timezone=True), nullable=False),
     Column("end", DateTime(timezone=True)),
@@ -95,12 +93,7 @@ parcel_events = Table(
 parcel_profiles = Table(
     "parcel_profiles",
     metadata,
-    Column(
-        "parcel_id",
-        String(64),
-        ForeignKey("parcels.parcel_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _parcel_id(primary_key=True),
     Column("as_of", DateTime(timezone=True)),
     Column("latest_clear_at", DateTime(timezone=True)),
     Column("latest_ndvi", Float),

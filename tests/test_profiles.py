@@ -250,6 +250,12 @@ def test_profile_json_contract_and_png(sample_db, monkeypatch, agri, tmp_path):
         "events",
     } <= set(doc)
     assert set(doc["smoothed"][0]) == {"date", "ndvi"}
+    assert {"date", "expected", "spread", "z"} <= set(doc["baseline"][-1])
+    assert doc["baseline"][-1]["z"] == doc["anomaly_z"]
+    strict = json.loads(
+        agri("parcels", "profile", "F-08", "--json", "--min-valid-fraction", "0.99").stdout
+    )
+    assert len(strict["baseline"]) < len(doc["baseline"])
     assert {"year", "start", "peak", "end", "peak_ndvi", "amplitude", "integral"} <= set(
         doc["seasons"][0]
     )
