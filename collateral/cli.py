@@ -1,15 +1,23 @@
 """The ``agri`` command line: thin wrappers that wire settings, database and domain code."""
 
 import json
+import logging
 import math
+import os
+import re
 import signal
+import socket
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from sqlalchemy import Engine
 
+from bioassets import headcount, registry, rules
+from bioassets import store as bio_store
+from bioassets.ingester import Ingester, parse_mqtt_url
 from collateral.db import make_engine, upgrade
 from collateral.settings import load_settings
 from remote_sensing import store
@@ -18,6 +26,7 @@ from remote_sensing.parcels import ParcelFileError, read_parcel_file
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile, parse_as_of
 
+GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # An observation counts as "clear" when at least this share of the parcel was seen.
 CLEAR_VALID_FRACTION = 0.6
 
@@ -201,6 +210,211 @@ def imagery_watch(inbox: Path, interval: float, as_json: bool) -> None:
             _report(summary, as_json)
         stop.wait(interval)
     click.echo("watch stopped", err=True)
+
+
+@main.group()
+def farms() -> None:
+    """Farms and their geofences; verified headcount."""
+
+
+@farms.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def farms_import(path: Path) -> None:
+    """Import farms from a GeoJSON FeatureCollection (geometry = geofence, WGS84)."""
+    try:
+        result = registry.parse_farms(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = bio_store.upsert_farms(open_engine(), result.records)
+    click.echo(f"imported {created} new and updated {updated} farms from {path}")
+    _report_errors(result.errors)
+
+
+@farms.command("headcount")
+@click.argument("farm_id")
+@click.option("--at", "at_text", help="ISO 8601 time (default: now).")
+@click.option("--json", "as_json", is_flag=True)
+def farms_headcount(farm_id: str, at_text: str | None, as_json: bool) -> None:
+    """Registered and verified animals per category at a time, with reasons."""
+    engine = open_engine()
+    if bio_store.get_farm(engine, farm_id) is None:
+        raise click.ClickException(f"no farm with id {farm_id!r}")
+    at = _parse_time(at_text) if at_text else datetime.now(UTC)
+    result = headcount.farm_headcount(engine, farm_id, at)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"farm {farm_id} at {result['at']}")
+    for category, c in result["categories"].items():
+        click.echo(f"  {category:<14} registered {c['registered']:>5}  verified {c['verified']:>5}")
+
+
+@main.group()
+def gateways() -> None:
+    """Farm IoT gateways and their broker credentials."""
+
+
+@gateways.command("add")
+@click.argument("gateway_id")
+@click.option("--farm", "farm_id", required=True)
+@click.option(
+    "--mosquitto-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the Mosquitto password and ACL files (all gateways) into this folder.",
+)
+def gateways_add(gateway_id: str, farm_id: str, mosquitto_dir: Path | None) -> None:
+    """Register a gateway and print its MQTT password (shown once, stored hashed)."""
+    if not GATEWAY_ID.match(gateway_id):
+        raise click.BadParameter("letters, digits, '-' and '_' only", param_hint="GATEWAY_ID")
+    engine = open_engine()
+    if bio_store.get_farm(engine, farm_id) is None:
+        raise click.ClickException(f"no farm with id {farm_id!r}; import farms first")
+    password = registry.new_password()
+    bio_store.add_gateway(engine, gateway_id, farm_id, registry.mosquitto_hash(password))
+    click.echo(f"gateway {gateway_id} registered to farm {farm_id}")
+    click.echo(f"MQTT username: {gateway_id}")
+    click.echo(f"MQTT password: {password}   (shown once; store it in the gateway)")
+    if mosquitto_dir is not None:
+        write_mosquitto_files(engine, mosquitto_dir)
+        click.echo(f"wrote {mosquitto_dir}/passwd and {mosquitto_dir}/acl; send the broker SIGHUP")
+
+
+def write_mosquitto_files(engine: Engine, folder: Path) -> None:
+    """Password and ACL files for every registered gateway plus the ingester's account."""
+    broker = parse_mqtt_url(load_settings().mqtt_url)
+    ingester_hash = (
+        registry.mosquitto_hash(broker.password)
+        if broker.username == registry.INGESTER_USER and broker.password
+        else None
+    )
+    passwd, acl = registry.mosquitto_files(bio_store.all_gateways(engine), ingester_hash)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("passwd", passwd), ("acl", acl)):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.chmod(0o640)
+        tmp.replace(folder / name)
+
+
+@main.group()
+def animals() -> None:
+    """Tagged animals."""
+
+
+@animals.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def animals_import(path: Path) -> None:
+    """Import animals from CSV (tag_id,farm_id,species,category,sex,birth_date,parity,lactation)."""
+    engine = open_engine()
+    try:
+        result = registry.parse_animals(path, bio_store.farm_ids(engine))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = bio_store.upsert_animals(engine, result.records)
+    click.echo(f"imported {created} new and updated {updated} animals from {path}")
+    _report_errors(result.errors)
+
+
+@animals.command("show")
+@click.argument("tag_id")
+@click.option("--json", "as_json", is_flag=True)
+def animals_show(tag_id: str, as_json: bool) -> None:
+    """An animal's registry record and what its tag says now."""
+    engine = open_engine()
+    result = headcount.animal_state(engine, tag_id, datetime.now(UTC))
+    if result is None:
+        raise click.ClickException(f"no animal with tag {tag_id!r}")
+    if as_json:
+        click.echo(json.dumps(store.jsonable(result), indent=2, default=str))
+        return
+    for key, value in store.jsonable(result).items():
+        click.echo(f"{key:>22}: {value}")
+
+
+@main.command("ingest")
+@click.option("--client-id", default=None, help="MQTT client id (default: agri-ingest-HOST-PID).")
+def ingest(client_id: str | None) -> None:
+    """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0."""
+    settings = load_settings()
+    engine = open_engine()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = Ingester(
+        engine,
+        settings.mqtt_url,
+        client_id or f"agri-ingest-{socket.gethostname()}-{os.getpid()}",
+        ca_file=settings.mqtt_ca_file,
+    )
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, draining", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stats = worker.run()
+    click.echo(
+        f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
+        f"{stats.rejects} rejects",
+        err=True,
+    )
+
+
+@main.group()
+def alerts() -> None:
+    """Livestock alerts."""
+
+
+@alerts.command("list")
+@click.option("--farm", "farm_id")
+@click.option("--open", "open_only", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def alerts_list(farm_id: str | None, open_only: bool, as_json: bool) -> None:
+    """Alerts, oldest first."""
+    engine = open_engine()
+    for farm in [farm_id] if farm_id else sorted(bio_store.farm_ids(engine)):
+        rules.evaluate_farm(engine, farm, datetime.now(UTC))
+    rows = [store.jsonable(r) for r in bio_store.list_alerts(engine, farm_id, open_only)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['opened_at'][:19]}  {r['state']:<6} {r['farm_id']:<10} {r['kind']:<16} {r['subject']:<16} {r['detail']}"
+        )
+
+
+@main.group()
+def rejects() -> None:
+    """Gateway payloads the ingester refused."""
+
+
+@rejects.command("list")
+@click.option("--gateway", "gateway_id")
+@click.option("--json", "as_json", is_flag=True)
+def rejects_list(gateway_id: str | None, as_json: bool) -> None:
+    """Rejected messages and readings with their reasons and raw bytes."""
+    rows = [store.jsonable(r) for r in bio_store.list_rejects(open_engine(), gateway_id)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['received_at'][:19]}  {r['gateway_id'] or '-':<12} {r['reason']}")
+
+
+def _report_errors(errors: list[str]) -> None:
+    for error in errors:
+        click.echo(f"rejected {error}", err=True)
+    if errors:
+        click.echo(f"{len(errors)} row(s) rejected", err=True)
+        sys.exit(1)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _run(inbox: Path) -> RunSummary:

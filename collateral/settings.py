@@ -12,6 +12,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/agri.db"
     data_dir: Path = Path("./var/data")
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_ca_file: str | None = None  # CA bundle for mqtts:// brokers with a private CA
 
 
 def load_settings() -> Settings:

@@ -1,0 +1,108 @@
+"""Animal state and verified headcount at any time T, past or present.
+
+Everything is derived from the registry, the life events and the stored readings up to
+T, so "how many verified breeding sows did farm F have at T" has one answer, whenever
+it is asked.
+"""
+
+import json
+from datetime import datetime, timedelta
+
+import shapely
+from shapely.geometry import Point, shape
+
+from bioassets import store
+
+SEEN_WINDOW = timedelta(hours=24)
+FEVER_C = {"cattle": 39.5, "pig": 40.0}  # rectal/ear-tag equivalents; above is fever
+CATEGORIES = ("dairy_cow", "beef_cattle", "breeding_sow", "fattening_pig")
+
+
+def status_at(animal: dict, at: datetime) -> str:
+    """alive, dead, sold or replaced at ``at`` (a status change after ``at`` is ignored)."""
+    if (
+        animal["status"] != "alive"
+        and animal["status_at"] is not None
+        and animal["status_at"] <= at
+    ):
+        return animal["status"]
+    return "alive"
+
+
+def last_by_tag(rows: list[dict]) -> dict[str, dict]:
+    """The latest reading per tag, and the latest non-null temperature/weight/position."""
+    out: dict[str, dict] = {}
+    for r in rows:  # oldest first
+        state = out.setdefault(r["tag_id"], {"count": 0})
+        state["count"] += 1
+        state["last_seen"] = r["observed_at"]
+        state["gateway_id"] = r["gateway_id"]
+        for key in ("temperature_c", "weight_kg", "activity", "battery_pct"):
+            if r[key] is not None:
+                state[key] = r[key]
+                state[f"{key}_at"] = r["observed_at"]
+        if r["lat"] is not None and r["lon"] is not None:
+            state["position"] = (r["lat"], r["lon"])
+    return out
+
+
+def verification(animal: dict, seen: dict | None, geofence, at: datetime) -> str | None:
+    """None when the animal counts as verified at ``at``, else the reason it does not."""
+    if seen is None or seen.get("last_seen") is None:
+        return (
+            f"not seen in the {int(SEEN_WINDOW.total_seconds() // 3600)} h before {at.isoformat()}"
+        )
+    if "position" in seen and not geofence.covers(Point(seen["position"][1], seen["position"][0])):
+        lat, lon = seen["position"]
+        return f"last position {lat:.5f}, {lon:.5f} is outside the farm geofence"
+    temperature = seen.get("temperature_c")
+    if temperature is not None and temperature >= FEVER_C[animal["species"]]:
+        return f"fever: {temperature:.1f} °C at {seen['temperature_c_at'].isoformat()}"
+    return None
+
+
+def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_WINDOW) -> dict:
+    """Registered (alive, not sold at ``at``) and verified animals per category."""
+    farm = store.get_farm(engine, farm_id)
+    geofence = shape(json.loads(farm["geofence_geojson"]))
+    shapely.prepare(geofence)
+    seen = last_by_tag(store.last_readings(engine, farm_id, at, at - window))
+    categories = {c: {"registered": 0, "verified": 0, "unverified": []} for c in CATEGORIES}
+    for animal in store.farm_animals(engine, farm_id):
+        if status_at(animal, at) != "alive":
+            continue
+        entry = categories[animal["category"]]
+        entry["registered"] += 1
+        reason = verification(animal, seen.get(animal["tag_id"]), geofence, at)
+        if reason is None:
+            entry["verified"] += 1
+        else:
+            entry["unverified"].append({"tag_id": animal["tag_id"], "reason": reason})
+    return {"farm_id": farm_id, "at": at.isoformat(), "categories": categories}
+
+
+def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
+    """Registry record plus what the tag says at ``at`` (last seen, position, alerts)."""
+    animal = store.get_animal(engine, tag_id)
+    if animal is None:
+        return None
+    farm = store.get_farm(engine, animal["farm_id"])
+    geofence = shape(json.loads(farm["geofence_geojson"]))
+    recent = list(reversed(store.tag_readings(engine, tag_id, limit=500)))
+    seen = last_by_tag([r for r in recent if r["observed_at"] <= at]).get(tag_id, {})
+    position = seen.get("position")
+    return {
+        **animal,
+        "status": status_at(animal, at),
+        "last_seen": seen.get("last_seen"),
+        "last_position": {"lat": position[0], "lon": position[1]} if position else None,
+        "inside_geofence": (geofence.covers(Point(position[1], position[0])) if position else None),
+        "last_weight_kg": seen.get("weight_kg"),
+        "last_temperature_c": seen.get("temperature_c"),
+        "readings_stored": store.count_tag_readings(engine, tag_id),
+        "open_alerts": [
+            {"kind": a["kind"], "opened_at": a["opened_at"].isoformat(), "detail": a["detail"]}
+            for a in store.list_alerts(engine, animal["farm_id"], open_only=True)
+            if a["subject"] == tag_id
+        ],
+    }

@@ -1,0 +1,215 @@
+"""Gateway payloads: pure parsing and validation (pydantic 2), no network code.
+
+A readings message is validated reading by reading: one bad reading is rejected on its
+own and its neighbours are kept. Every rejection carries a reason a farmer can act on.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+TOPIC = re.compile(
+    r"^agri/v1/farms/(?P<farm>[^/]+)/gateways/(?P<gateway>[^/]+)/(?P<kind>readings|events)$"
+)
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_PAYLOAD_BYTES = 1 << 20
+TAG_ID = re.compile(r"^\d{15}$")
+
+
+def check_tag_id(value: str) -> str:
+    """ISO 11784/11785 animal id: 15 digits, a 3-digit country code (ISO 3166 numeric,
+    or 900-999 for manufacturer codes) then a 12-digit national id."""
+    value = str(value).strip()
+    if not TAG_ID.match(value):
+        raise ValueError(f"tag_id {value!r} is not 15 digits (ISO 11784/11785)")
+    if int(value[:3]) == 0:
+        raise ValueError(f"tag_id {value!r} has country code 000")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (e.g. 2024-05-01T08:00:00Z)")
+    return value.astimezone(UTC)
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tag_id: str
+    observed_at: datetime
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    temperature_c: float | None = Field(default=None, ge=25, le=50)
+    activity: float | None = Field(default=None, ge=0)
+    weight_kg: float | None = Field(default=None, gt=0, le=2000)
+    battery_pct: float | None = Field(default=None, ge=0, le=100)
+    rssi: float | None = Field(default=None, ge=-200, le=0)
+
+    @field_validator("tag_id")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        return check_tag_id(value)
+
+    @field_validator("observed_at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_: str = Field(alias="schema")
+    gateway_id: str
+    sent_at: datetime
+    seq: int | None = Field(default=None, ge=0)
+
+    @field_validator("sent_at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+
+EVENT_KINDS = ("birth", "death", "sale", "purchase", "vaccination", "tag_replaced")
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["birth", "death", "sale", "purchase", "vaccination", "tag_replaced"]
+    tag_id: str
+    occurred_at: datetime
+    new_tag_id: str | None = None  # tag_replaced: the tag that replaces tag_id
+    mother_tag_id: str | None = None  # birth
+    buyer: str | None = None  # sale
+    seller: str | None = None  # purchase
+    price_cny: float | None = Field(default=None, ge=0)
+    cause: str | None = None  # death
+    vaccine: str | None = None  # vaccination
+
+    @field_validator("tag_id", "new_tag_id", "mother_tag_id")
+    @classmethod
+    def _tags(cls, value: str | None) -> str | None:
+        return None if value is None else check_tag_id(value)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+    @model_validator(mode="after")
+    def _replacement(self) -> "Event":
+        if self.kind == "tag_replaced" and not self.new_tag_id:
+            raise ValueError("tag_replaced needs new_tag_id")
+        return self
+
+
+@dataclass
+class Rejection:
+    reason: str
+    item: Any = None  # the offending reading/event as received, when there is one
+    index: int | None = None  # its position in the batch
+
+
+@dataclass
+class Parsed:
+    """The outcome of one MQTT message: what to store and what to reject."""
+
+    farm_id: str | None
+    gateway_id: str | None
+    kind: str | None  # readings | events
+    seq: int | None = None
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    message_rejected: bool = False  # the whole message was unusable
+
+
+def parse_topic(topic: str) -> tuple[str, str, str] | None:
+    match = TOPIC.match(topic)
+    return (match["farm"], match["gateway"], match["kind"]) if match else None
+
+
+def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
+    """Validate one message. Never raises: every problem becomes a Rejection."""
+    where = parse_topic(topic)
+    if where is None:
+        return _whole(
+            None, None, None, f"topic {topic!r} is not agri/v1/farms/F/gateways/G/readings|events"
+        )
+    farm_id, gateway_id, kind = where
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return _whole(farm_id, gateway_id, kind, f"payload of {len(payload)} bytes exceeds 1 MiB")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _whole(farm_id, gateway_id, kind, f"payload is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return _whole(farm_id, gateway_id, kind, "payload must be a JSON object")
+    try:
+        envelope = Envelope.model_validate(body)
+    except ValidationError as exc:
+        return _whole(farm_id, gateway_id, kind, f"envelope: {_brief(exc)}")
+    expected_schema = f"{kind}/v1"
+    if envelope.schema_ != expected_schema:
+        return _whole(
+            farm_id,
+            gateway_id,
+            kind,
+            f"schema {envelope.schema_!r} on a {kind} topic (expected {expected_schema!r})",
+        )
+    if envelope.gateway_id != gateway_id:
+        return _whole(
+            farm_id,
+            gateway_id,
+            kind,
+            f"gateway_id {envelope.gateway_id!r} does not match the topic's {gateway_id!r}",
+        )
+    items = body.get(kind)
+    if not isinstance(items, list):
+        return _whole(farm_id, gateway_id, kind, f"'{kind}' must be a list")
+    parsed = Parsed(farm_id, gateway_id, kind, seq=envelope.seq)
+    model = Reading if kind == "readings" else Event
+    stamp = "observed_at" if kind == "readings" else "occurred_at"
+    for index, item in enumerate(items):
+        try:
+            value = model.model_validate(item)
+        except (ValidationError, ValueError, TypeError) as exc:
+            detail = _brief(exc) if isinstance(exc, ValidationError) else str(exc)
+            parsed.rejections.append(Rejection(f"{kind[:-1]} {index}: {detail}", item, index))
+            continue
+        if getattr(value, stamp) > now + FUTURE_TOLERANCE:
+            parsed.rejections.append(
+                Rejection(
+                    f"{kind[:-1]} {index}: {stamp} is more than 5 minutes in the future",
+                    item,
+                    index,
+                )
+            )
+            continue
+        (parsed.readings if kind == "readings" else parsed.events).append(value)
+    return parsed
+
+
+def _whole(farm_id, gateway_id, kind, reason: str) -> Parsed:
+    return Parsed(farm_id, gateway_id, kind, rejections=[Rejection(reason)], message_rejected=True)
+
+
+def _brief(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{loc}: {error['msg']}")
+    return "; ".join(parts)

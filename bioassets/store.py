@@ -1,0 +1,279 @@
+"""Reads and writes of bioassets' tables. The caller passes the engine or connection."""
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bioassets.tables import alerts, animal_events, animals, farms, gateways, readings, rejects
+
+READING_FIELDS = ("lat", "lon", "temperature_c", "activity", "weight_kg", "battery_pct", "rssi")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _insert_ignoring_duplicates(conn: Connection, table, rows: list[dict]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; returns rows inserted."""
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    result = conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    return max(result.rowcount, 0)
+
+
+def _upsert(conn: Connection, table, key: str, rows: list[dict]) -> tuple[int, int]:
+    existing = set(
+        conn.scalars(select(table.c[key]).where(table.c[key].in_([r[key] for r in rows])))
+    )
+    new = [r for r in rows if r[key] not in existing]
+    if new:
+        conn.execute(insert(table), new)
+    for r in rows:
+        if r[key] in existing:
+            conn.execute(update(table).where(table.c[key] == r[key]).values(r))
+    return len(new), len(rows) - len(new)
+
+
+def upsert_farms(engine: Engine, records: list[dict]) -> tuple[int, int]:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        return _upsert(conn, farms, "farm_id", [{**r, "updated_at": now} for r in records])
+
+
+def upsert_animals(engine: Engine, records: list[dict]) -> tuple[int, int]:
+    """New animals start alive; re-imported ones keep their status (events own it)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        existing = set(conn.scalars(select(animals.c.tag_id)))
+        new = [
+            {**r, "status": "alive", "registered_at": now}
+            for r in records
+            if r["tag_id"] not in existing
+        ]
+        if new:
+            conn.execute(insert(animals), new)
+        for r in records:
+            if r["tag_id"] in existing:
+                conn.execute(update(animals).where(animals.c.tag_id == r["tag_id"]).values(r))
+    return len(new), len(records) - len(new)
+
+
+def farm_ids(engine: Engine) -> set[str]:
+    with engine.connect() as c:
+        return set(c.scalars(select(farms.c.farm_id)))
+
+
+def get_farm(engine: Engine, farm_id: str) -> dict | None:
+    with engine.connect() as c:
+        row = c.execute(select(farms).where(farms.c.farm_id == farm_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def add_gateway(engine: Engine, gateway_id: str, farm_id: str, password_hash: str) -> None:
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(gateways.c.gateway_id).where(gateways.c.gateway_id == gateway_id)
+        ).first()
+        values = {"farm_id": farm_id, "password_hash": password_hash}
+        if exists:
+            conn.execute(update(gateways).where(gateways.c.gateway_id == gateway_id).values(values))
+        else:
+            conn.execute(
+                insert(gateways).values(
+                    gateway_id=gateway_id, created_at=datetime.now(UTC), **values
+                )
+            )
+
+
+def all_gateways(engine: Engine) -> list[dict]:
+    with engine.connect() as c:
+        return [
+            dict(r._mapping) for r in c.execute(select(gateways).order_by(gateways.c.gateway_id))
+        ]
+
+
+def gateway_farms(engine: Engine) -> dict[str, str]:
+    with engine.connect() as c:
+        return {
+            r.gateway_id: r.farm_id
+            for r in c.execute(select(gateways.c.gateway_id, gateways.c.farm_id))
+        }
+
+
+def tag_farms(engine: Engine) -> dict[str, str]:
+    with engine.connect() as c:
+        return {r.tag_id: r.farm_id for r in c.execute(select(animals.c.tag_id, animals.c.farm_id))}
+
+
+def write_batch(
+    conn: Connection, reading_rows: list[dict], event_rows: list[dict], reject_rows: list[dict]
+) -> int:
+    """Within the caller's transaction: readings and events (duplicates ignored) and
+    rejects. Life events also update the animal's status. Returns readings inserted."""
+    inserted = _insert_ignoring_duplicates(conn, readings, reading_rows)
+    if event_rows:
+        _insert_ignoring_duplicates(conn, animal_events, event_rows)
+        for e in event_rows:
+            status = {"death": "dead", "sale": "sold"}.get(e["kind"])
+            if status:
+                conn.execute(
+                    update(animals)
+                    .where(animals.c.tag_id == e["tag_id"])
+                    .values(status=status, status_at=e["occurred_at"])
+                )
+            if e["kind"] == "tag_replaced":
+                conn.execute(
+                    update(animals)
+                    .where(animals.c.tag_id == e["tag_id"])
+                    .values(status="replaced", status_at=e["occurred_at"])
+                )
+    if reject_rows:
+        conn.execute(insert(rejects), reject_rows)
+    return inserted
+
+
+def count_readings(engine: Engine) -> int:
+    with engine.connect() as c:
+        return c.execute(select(func.count()).select_from(readings)).scalar()
+
+
+def reading_keys(engine: Engine) -> set[tuple[str, datetime]]:
+    with engine.connect() as c:
+        return {
+            (r.tag_id, utc(r.observed_at))
+            for r in c.execute(select(readings.c.tag_id, readings.c.observed_at))
+        }
+
+
+def list_rejects(engine: Engine, gateway_id: str | None = None) -> list[dict]:
+    query = select(rejects).order_by(rejects.c.id)
+    if gateway_id:
+        query = query.where(rejects.c.gateway_id == gateway_id)
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["raw"] = bytes(r["raw"]).decode("utf-8", errors="replace")
+        r["received_at"] = utc(r["received_at"])
+        r["item"] = json.loads(r["item"]) if r["item"] else None
+    return rows
+
+
+def list_alerts(engine: Engine, farm_id: str | None = None, open_only: bool = False) -> list[dict]:
+    query = select(alerts).order_by(alerts.c.opened_at, alerts.c.id)
+    if farm_id:
+        query = query.where(alerts.c.farm_id == farm_id)
+    if open_only:
+        query = query.where(alerts.c.closed_at.is_(None))
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["opened_at"], r["closed_at"] = utc(r["opened_at"]), utc(r["closed_at"])
+        r["state"] = "open" if r["closed_at"] is None else "closed"
+    return rows
+
+
+def sync_alerts(
+    conn: Connection,
+    farm_id: str,
+    active: dict[tuple[str, str], str],
+    at: datetime,
+    kinds: set[str],
+) -> None:
+    """Make the open alerts of ``kinds`` for a farm equal ``active`` ((subject, kind) ->
+    detail): open the new ones, close the ones that cleared, leave the rest untouched."""
+    open_rows = conn.execute(
+        select(alerts.c.id, alerts.c.subject, alerts.c.kind).where(
+            and_(
+                alerts.c.farm_id == farm_id, alerts.c.closed_at.is_(None), alerts.c.kind.in_(kinds)
+            )
+        )
+    ).all()
+    open_keys = {(r.subject, r.kind): r.id for r in open_rows}
+    for key, alert_id in open_keys.items():
+        if key not in active:
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(closed_at=at))
+    new = [
+        {"farm_id": farm_id, "subject": s, "kind": k, "opened_at": at, "detail": d}
+        for (s, k), d in active.items()
+        if (s, k) not in open_keys
+    ]
+    if new:
+        conn.execute(insert(alerts), new)
+
+
+def farm_animals(engine: Engine, farm_id: str) -> list[dict]:
+    with engine.connect() as c:
+        rows = c.execute(
+            select(animals).where(animals.c.farm_id == farm_id).order_by(animals.c.tag_id)
+        ).all()
+    out = [dict(r._mapping) for r in rows]
+    for r in out:
+        r["status_at"] = utc(r["status_at"])
+        r["registered_at"] = utc(r["registered_at"])
+    return out
+
+
+def get_animal(engine: Engine, tag_id: str) -> dict | None:
+    with engine.connect() as c:
+        row = c.execute(select(animals).where(animals.c.tag_id == tag_id)).first()
+    if not row:
+        return None
+    out = dict(row._mapping)
+    out["status_at"], out["registered_at"] = utc(out["status_at"]), utc(out["registered_at"])
+    return out
+
+
+def last_readings(engine: Engine, farm_id: str, at: datetime, since: datetime) -> list[dict]:
+    """All readings of a farm's animals in [since, at], oldest first (for state at ``at``)."""
+    query = (
+        select(readings)
+        .where(readings.c.farm_id == farm_id)
+        .where(readings.c.observed_at <= at)
+        .where(readings.c.observed_at >= since)
+        .order_by(readings.c.tag_id, readings.c.observed_at)
+    )
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["observed_at"], r["received_at"] = utc(r["observed_at"]), utc(r["received_at"])
+    return rows
+
+
+def tag_readings(engine: Engine, tag_id: str, limit: int | None = None) -> list[dict]:
+    query = (
+        select(readings).where(readings.c.tag_id == tag_id).order_by(readings.c.observed_at.desc())
+    )
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["observed_at"], r["received_at"] = utc(r["observed_at"]), utc(r["received_at"])
+    return rows
+
+
+def count_tag_readings(engine: Engine, tag_id: str) -> int:
+    with engine.connect() as c:
+        return c.execute(
+            select(func.count()).select_from(readings).where(readings.c.tag_id == tag_id)
+        ).scalar()
+
+
+def farm_events(engine: Engine, farm_id: str, at: datetime) -> list[dict]:
+    query = (
+        select(animal_events)
+        .where(animal_events.c.farm_id == farm_id)
+        .where(animal_events.c.occurred_at <= at)
+        .order_by(animal_events.c.occurred_at)
+    )
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["occurred_at"] = utc(r["occurred_at"])
+    return rows

@@ -1,0 +1,111 @@
+"""The tables bioassets owns (SQLAlchemy Core). Migrations live in collateral."""
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+farms = Table(
+    "farms",
+    metadata,
+    Column("farm_id", String(64), primary_key=True),
+    Column("name", String(200)),
+    Column("owner", String(200)),
+    Column("geofence_geojson", Text, nullable=False),  # WGS84 Polygon/MultiPolygon
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("farm_id", String(64), ForeignKey("farms.farm_id"), nullable=False),
+    Column("password_hash", Text, nullable=False),  # Mosquitto $7$ PBKDF2-SHA512
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+animals = Table(
+    "animals",
+    metadata,
+    Column("tag_id", String(15), primary_key=True),
+    Column("farm_id", String(64), ForeignKey("farms.farm_id"), nullable=False),
+    Column("species", String(16), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("sex", String(8)),
+    Column("birth_date", Date),
+    Column("parity", Integer),
+    Column("lactation", Integer),
+    Column("status", String(16), nullable=False),  # alive | dead | sold
+    Column("status_at", DateTime(timezone=True)),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("tag_id", String(15), primary_key=True),
+    Column("observed_at", DateTime(timezone=True), primary_key=True),
+    Column("farm_id", String(64), nullable=False),
+    Column("gateway_id", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("lat", Float),
+    Column("lon", Float),
+    Column("temperature_c", Float),
+    Column("activity", Float),
+    Column("weight_kg", Float),
+    Column("battery_pct", Float),
+    Column("rssi", Float),
+    Column("seq", Integer),
+)
+
+animal_events = Table(
+    "animal_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tag_id", String(15), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("farm_id", String(64), nullable=False),
+    Column("gateway_id", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tag_id", "kind", "occurred_at", name="uq_animal_events_key"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("farm_id", String(64), nullable=False, index=True),
+    Column("subject", String(64), nullable=False),  # a tag id, a gateway id or the farm id
+    Column("kind", String(32), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("detail", Text, nullable=False),
+)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("farm_id", String(64)),
+    Column("gateway_id", String(64), index=True),
+    Column("reason", Text, nullable=False),
+    Column("item", Text),  # the rejected reading/event as JSON, when only part was bad
+    Column("raw", LargeBinary, nullable=False),
+)
