@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from bioassets import store
 from bioassets.messages import Parsed, Rejection, parse_message
@@ -83,6 +83,7 @@ class Ingester:
         batch_ms: int = 100,
         receive_maximum: int = 2000,
         ca_file: str | None = None,
+        session_expiry_s: int = 24 * 3600,
     ):
         self.engine = engine
         self.address = parse_mqtt_url(mqtt_url)
@@ -112,6 +113,7 @@ class Ingester:
         client.on_message = self._on_message
         self.client = client
         self._receive_maximum = receive_maximum
+        self._session_expiry_s = session_expiry_s
 
     # --- network thread: only moves messages to the queue ---------------------------
 
@@ -142,7 +144,9 @@ class Ingester:
     def run(self) -> IngestStats:
         """Connect, then store batches until stopped; drain and acknowledge before leaving."""
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 24 * 3600  # keep our queue while we restart
+        # Keep our queue while we restart; an ingester retired for good should be given
+        # a session expiry of 0 on its last run (or the broker keeps its share for a day).
+        properties.SessionExpiryInterval = self._session_expiry_s
         properties.ReceiveMaximum = self._receive_maximum
         self.client.connect_async(
             self.address.host,
@@ -199,6 +203,11 @@ class Ingester:
             try:
                 notices = self._store(batch)
                 break
+            except (DataError, IntegrityError) as exc:
+                # Not transient: find the message the database refuses and reject it.
+                log.error("database refused a batch (%s); storing message by message", exc)
+                notices = self._store_one_by_one(batch)
+                break
             except (OperationalError, DBAPIError) as exc:
                 self.stats.db_retries += 1
                 log.warning(
@@ -212,6 +221,25 @@ class Ingester:
             self.client.ack(message.mid, message.qos)
         for topic, payload in notices:
             self.client.publish(topic, payload, qos=0)
+
+    def _store_one_by_one(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
+        notices = []
+        for message in batch:
+            try:
+                notices += self._store([message])
+            except (DataError, IntegrityError) as exc:
+                row = {
+                    "received_at": datetime.now(UTC),
+                    "topic": message.topic,
+                    "farm_id": None,
+                    "gateway_id": None,
+                    "reason": f"database refused the message: {exc.orig}",
+                    "item": None,
+                    "raw": bytes(message.payload),
+                }
+                with self.engine.begin() as conn:
+                    store.write_batch(conn, [], [], [row])
+        return notices
 
     def _store(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
         now = datetime.now(UTC)

@@ -44,7 +44,7 @@ animals = Table(
     Column("farm_id", String(64), ForeignKey("farms.farm_id"), nullable=False),
     Column("species", String(16), nullable=False),
     Column("category", String(32), nullable=False),
-    Column("sex", String(8)),
+    Column("sex", String(16)),
     Column("birth_date", Date),
     Column("parity", Integer),
     Column("lactation", Integer),

@@ -1,5 +1,6 @@
 """Shared fixtures: real databases (SQLite file, a fresh PostgreSQL database), sample data."""
 
+import getpass
 import json
 import os
 import shutil
@@ -47,11 +48,13 @@ def postgres_url():
 
 def _reset(engine) -> None:
     """Empty every table (PostgreSQL database is shared by the session's tests)."""
+    from bioassets.tables import metadata as bio_metadata
     from remote_sensing.tables import metadata
 
     with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        for meta in (bio_metadata, metadata):
+            for table in reversed(meta.sorted_tables):
+                conn.execute(table.delete())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,3 +110,123 @@ def scenes_subset(tmp_path) -> Path:
     for scene in truth["scenes"][6:10]:
         shutil.copytree(SAMPLE_TILES / "scenes" / scene["scene_id"], inbox / scene["scene_id"])
     return inbox
+
+
+# --- livestock: a real Mosquitto per test session, sample farms in a database ----------
+
+GATEWAY_PASSWORDS = {
+    "GW-SOW-1": "sow-secret",
+    "GW-FAT-1": "fat-secret",
+    "GW-CAT-1": "cattle-secret",
+}
+GATEWAY_FARMS = {"GW-SOW-1": "FARM-SOW", "GW-FAT-1": "FARM-FAT", "GW-CAT-1": "FARM-CATTLE"}
+INGESTER_PASSWORD = "ingest-secret"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A Mosquitto process configured from deploy/mosquitto/mosquitto.conf."""
+
+    def __init__(self, root: Path):
+        import subprocess
+
+        from bioassets import registry
+
+        self.root = root
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        gateways = [
+            {
+                "gateway_id": g,
+                "farm_id": GATEWAY_FARMS[g],
+                "password_hash": registry.mosquitto_hash(p),
+            }
+            for g, p in GATEWAY_PASSWORDS.items()
+        ]
+        passwd, acl = registry.mosquitto_files(gateways, registry.mosquitto_hash(INGESTER_PASSWORD))
+        (root / "passwd").write_text(passwd)
+        (root / "acl").write_text(acl)
+        conf = (REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+        conf = conf.replace("/etc/mosquitto/agri/", f"{root}/")
+        conf = conf.replace(
+            "persistence_location /var/lib/mosquitto/", f"persistence_location {root}/data/"
+        )
+        conf = conf.replace("listener 1883", f"listener {self.port} 127.0.0.1")
+        # As root Mosquitto would switch to the `mosquitto` user, who cannot read our tmp dir.
+        conf += f"\nuser {getpass.getuser()}\n"
+        (root / "mosquitto.conf").write_text(conf)
+        self.gateways = gateways
+        self._subprocess = subprocess
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        import socket
+        import time
+
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        log = open(self.root / "mosquitto.log", "ab")
+        self.process = self._subprocess.Popen(
+            [binary, "-c", str(self.root / "mosquitto.conf")], stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not start; see {self.root / 'mosquitto.log'}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def url(self, user: str = "agri-ingester", password: str = INGESTER_PASSWORD) -> str:
+        return f"mqtt://{user}:{password}@{self.host}:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail(
+            "mosquitto is not installed: `make test` installs it (apt-get install mosquitto)"
+        )
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()
+
+
+def seed_livestock(engine) -> None:
+    """The sample farms and animals, and the test gateways with the broker's passwords."""
+    from bioassets import registry
+    from bioassets import store as bio_store
+
+    bio_store.upsert_farms(engine, registry.parse_farms(SAMPLE_TILES / "farms.geojson").records)
+    animals = registry.parse_animals(SAMPLE_TILES / "animals.csv", bio_store.farm_ids(engine))
+    bio_store.upsert_animals(engine, animals.records)
+    for gateway_id, password in GATEWAY_PASSWORDS.items():
+        bio_store.add_gateway(
+            engine, gateway_id, GATEWAY_FARMS[gateway_id], registry.mosquitto_hash(password)
+        )
+
+
+@pytest.fixture
+def livestock_engine(engine):
+    """A migrated database (SQLite, then PostgreSQL) with the sample farms seeded."""
+    from bioassets.tables import metadata as bio_metadata
+
+    with engine.begin() as conn:
+        for table in reversed(bio_metadata.sorted_tables):
+            conn.execute(table.delete())
+    seed_livestock(engine)
+    return engine

@@ -9,12 +9,16 @@ import rasterio
 
 from tests.conftest import SAMPLE_TILES
 
+LIVESTOCK = {"farms.geojson", "animals.csv"}
 
-def _digests(root):
+
+def _digests(root, livestock: bool = False):
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix in (".tif", ".json", ".geojson")
+        if p.is_file()
+        and p.suffix in (".tif", ".json", ".geojson", ".csv")
+        and (p.name in LIVESTOCK) == livestock
     }
 
 
@@ -23,6 +27,13 @@ def test_regenerates_byte_identically(tmp_path):
     committed = _digests(SAMPLE_TILES)
     assert len(committed) == 30 * 4 + 2
     assert _digests(tmp_path) == committed
+
+
+def test_sample_farms_regenerate_byte_identically(tmp_path):
+    subprocess.run([sys.executable, str(SAMPLE_TILES / "farms.py"), str(tmp_path)], check=True)
+    committed = _digests(SAMPLE_TILES, livestock=True)
+    assert set(committed) == LIVESTOCK
+    assert _digests(tmp_path, livestock=True) == committed
 
 
 def test_sample_is_under_5_mb_and_shaped_like_sentinel2_l2a():

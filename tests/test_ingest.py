@@ -1,0 +1,323 @@
+"""The ingester against a real Mosquitto (the deploy/ settings) and real databases."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bioassets import store as bio_store
+from bioassets.ingester import Ingester
+from collateral.db import make_engine
+from tests.conftest import GATEWAY_FARMS, GATEWAY_PASSWORDS, REPO_ROOT, seed_livestock
+
+SOW_TAGS = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
+FAT_TAGS = [f"156{100000000000 + i:012d}" for i in range(181, 481)]
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
+
+
+def reading(tag: str, at: datetime, **fields) -> dict:
+    return {"tag_id": tag, "observed_at": at.isoformat(), **fields}
+
+
+def message(gateway_id: str, seq: int, items: list[dict], kind: str = "readings") -> bytes:
+    body = {
+        "schema": f"{kind}/v1",
+        "gateway_id": gateway_id,
+        "sent_at": datetime.now(UTC).isoformat(),
+        "seq": seq,
+        kind: items,
+    }
+    return json.dumps(body).encode()
+
+
+class Gateway:
+    """A farm gateway: an MQTT 5 client publishing at QoS 1 under its own topic."""
+
+    def __init__(self, broker, gateway_id: str, password: str | None = None):
+        self.gateway_id = gateway_id
+        self.farm_id = GATEWAY_FARMS[gateway_id]
+        self.notices: list[dict] = []
+        self.acks: dict[int, object] = {}
+        self.connect_result = None
+        self._connected = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{gateway_id}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(gateway_id, password or GATEWAY_PASSWORDS[gateway_id])
+        client.max_inflight_messages_set(200)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_message = lambda c, u, m: self.notices.append(json.loads(m.payload))
+        client.on_publish = lambda c, u, mid, rc, p: self.acks.__setitem__(mid, rc)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        self.client = client
+        self._connected.wait(10)
+
+    def _on_connect(self, client, _u, _f, reason_code, _p) -> None:
+        self.connect_result = reason_code
+        if not reason_code.is_failure:
+            client.subscribe(f"agri/v1/farms/{self.farm_id}/gateways/{self.gateway_id}/rejects", 1)
+        self._connected.set()
+
+    def publish(self, payload: bytes, kind: str = "readings", farm_id: str | None = None):
+        topic = f"agri/v1/farms/{farm_id or self.farm_id}/gateways/{self.gateway_id}/{kind}"
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        return info
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def ingesting(engine, broker, client_id: str = "test-ingester", **kwargs):
+    # session expiry 0: a finished test's ingester must not keep a share of the stream
+    worker = Ingester(engine, broker.url(), client_id, batch_ms=50, session_expiry_s=0, **kwargs)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    assert worker.wait_connected(10), "ingester did not connect"
+    time.sleep(0.3)  # let the subscription settle
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def wait_for(condition, timeout: float = 30, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine, broker):
+    engine = livestock_engine
+    expected: set[tuple[str, datetime]] = set()
+    gw = Gateway(broker, "GW-SOW-1")
+    with ingesting(engine, broker, client_id=f"known-{uuid.uuid4().hex[:6]}"):
+        seq = 0
+        for batch in range(10):  # 10 messages x 20 readings, some repeated below
+            items = []
+            for k in range(20):
+                at = T0 + timedelta(minutes=batch * 20 + k)
+                items.append(reading(SOW_TAGS[k], at, temperature_c=38.5, lat=25.039, lon=118.222))
+                expected.add((SOW_TAGS[k], at))
+            seq += 1
+            gw.publish(message("GW-SOW-1", seq, items))
+            if batch in (3, 7):  # the gateway resends a batch: duplicates
+                gw.publish(message("GW-SOW-1", seq, items))
+        late = [
+            reading(SOW_TAGS[50], T0 - timedelta(days=3)),
+            reading(SOW_TAGS[51], T0 - timedelta(days=2)),
+        ]
+        expected |= {(SOW_TAGS[50], T0 - timedelta(days=3)), (SOW_TAGS[51], T0 - timedelta(days=2))}
+        gw.publish(message("GW-SOW-1", 100, list(reversed(late))))  # late and out of order
+        mixed = [
+            reading(SOW_TAGS[60], T0 + timedelta(minutes=1)),
+            reading("12345", T0 + timedelta(minutes=1)),  # bad tag id
+            reading(SOW_TAGS[61], datetime.now(UTC) + timedelta(hours=1)),  # future
+            reading(FAT_TAGS[0], T0 + timedelta(minutes=2)),  # another farm's tag
+            reading(SOW_TAGS[62], T0 + timedelta(minutes=3), temperature_c=99),  # absurd
+        ]
+        expected.add((SOW_TAGS[60], T0 + timedelta(minutes=1)))
+        gw.publish(message("GW-SOW-1", 101, mixed))
+        gw.publish(b"{not json", kind="readings")
+        gw.publish(
+            json.dumps(
+                {
+                    "schema": "readings/v1",
+                    "gateway_id": "GW-OTHER",
+                    "sent_at": T0.isoformat(),
+                    "readings": [],
+                }
+            ).encode()
+        )
+        gw.publish(
+            json.dumps(
+                {
+                    "schema": "events/v1",
+                    "gateway_id": "GW-SOW-1",
+                    "sent_at": T0.isoformat(),
+                    "readings": [],
+                }
+            ).encode()
+        )
+        assert wait_for(lambda: len(bio_store.list_rejects(engine)) >= 7)
+        ok = wait_for(lambda: bio_store.count_readings(engine) >= len(expected))
+        assert ok, (
+            bio_store.count_readings(engine),
+            len(expected),
+            sorted(expected - bio_store.reading_keys(engine))[:3],
+            sorted(bio_store.reading_keys(engine) - expected)[:3],
+        )
+        assert wait_for(lambda: len(gw.notices) >= 4, timeout=10)
+    gw.close()
+    assert bio_store.reading_keys(engine) == expected
+    reasons = [r["reason"] for r in bio_store.list_rejects(engine, "GW-SOW-1")]
+    assert len(reasons) == 7, reasons
+    joined = "\n".join(reasons)
+    assert "reading 1: tag_id" in joined and "not 15 digits" in joined
+    assert "reading 2: observed_at is more than 5 minutes in the future" in joined
+    assert f"tag {FAT_TAGS[0]} is registered to farm 'FARM-FAT'" in joined
+    assert "reading 4: temperature_c" in joined
+    assert "payload is not JSON" in joined
+    assert "does not match the topic" in joined
+    assert "schema 'events/v1' on a readings topic" in joined
+    raw = {r["raw"] for r in bio_store.list_rejects(engine, "GW-SOW-1")}
+    assert "{not json" in raw
+    assert any(n["seq"] == 101 and len(n["rejected"]) == 4 for n in gw.notices)
+
+
+def test_events_update_the_registry(livestock_engine, broker):
+    engine = livestock_engine
+    gw = Gateway(broker, "GW-SOW-1")
+    died = SOW_TAGS[5]
+    with ingesting(engine, broker, client_id=f"events-{uuid.uuid4().hex[:6]}"):
+        events = [
+            {"kind": "death", "tag_id": died, "occurred_at": T0.isoformat(), "cause": "disease"},
+            {
+                "kind": "vaccination",
+                "tag_id": SOW_TAGS[6],
+                "occurred_at": T0.isoformat(),
+                "vaccine": "CSF",
+            },
+            {"kind": "tag_replaced", "tag_id": SOW_TAGS[7], "occurred_at": T0.isoformat()},
+        ]
+        gw.publish(message("GW-SOW-1", 1, events, kind="events"), kind="events")
+        assert wait_for(lambda: bio_store.get_animal(engine, died)["status"] == "dead")
+        assert wait_for(lambda: len(bio_store.list_rejects(engine)) == 1)
+    gw.close()
+    assert "tag_replaced needs new_tag_id" in bio_store.list_rejects(engine)[0]["reason"]
+
+
+def test_two_ingesters_share_the_load_and_store_each_reading_once(livestock_engine, broker):
+    engine = livestock_engine
+    gw = Gateway(broker, "GW-FAT-1")
+    expected = set()
+    group = uuid.uuid4().hex[:6]
+    with (
+        ingesting(engine, broker, client_id=f"a-{group}") as a,
+        ingesting(engine, broker, client_id=f"b-{group}") as b,
+    ):
+        for seq in range(200):
+            items = [reading(FAT_TAGS[k], T0 + timedelta(seconds=seq * 20 + k)) for k in range(20)]
+            expected |= {(i["tag_id"], datetime.fromisoformat(i["observed_at"])) for i in items}
+            gw.publish(message("GW-FAT-1", seq, items))
+        assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected))
+    gw.close()
+    assert bio_store.reading_keys(engine) == expected
+    assert a.stats.messages > 0 and b.stats.messages > 0
+    assert a.stats.messages + b.stats.messages == 200
+
+
+def test_acl_keeps_a_gateway_out_of_another_farm_and_bad_passwords_out(broker):
+    gw = Gateway(broker, "GW-SOW-1")
+    info = gw.publish(message("GW-SOW-1", 1, [reading(FAT_TAGS[0], T0)]), farm_id="FARM-FAT")
+    assert wait_for(lambda: info.mid in gw.acks, timeout=5)
+    assert gw.acks[info.mid].is_failure  # PUBACK: not authorized
+    gw.close()
+    intruder = Gateway(broker, "GW-SOW-1", password="wrong")
+    assert intruder.connect_result is not None and intruder.connect_result.is_failure
+    intruder.close()
+
+
+def _ingest_process(tmp_path, broker, db_url: str) -> subprocess.Popen:
+    env = {**os.environ, "AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url()}
+    log = open(tmp_path / "ingest.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", f"kill-{tmp_path.name}"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=log,
+    )
+
+
+def _forget_session(broker, client_id: str) -> None:
+    """End a persistent ingester session so it stops taking a share of later streams."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set("agri-ingester", "ingest-secret")
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0
+    client.connect(broker.host, broker.port, clean_start=True, properties=properties)
+    client.loop_start()
+    time.sleep(0.3)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broker):
+    db_url = f"sqlite:///{tmp_path / 'agri.db'}"
+    engine = make_engine(db_url)
+    from collateral.db import upgrade
+
+    upgrade(engine)
+    seed_livestock(engine)
+    gw = Gateway(broker, "GW-CAT-1")
+    cattle = [f"156{100000000000 + i:012d}" for i in range(481, 601)]
+    sent: dict[int, set] = {}
+
+    def publish(first: int, count: int, per_message: int = 20) -> None:
+        for seq in range(first, first + count):
+            items = [
+                reading(cattle[k % len(cattle)], T0 + timedelta(seconds=seq * per_message + k))
+                for k in range(per_message)
+            ]
+            sent[seq] = {(i["tag_id"], datetime.fromisoformat(i["observed_at"])) for i in items}
+            gw.publish(message("GW-CAT-1", seq, items))
+
+    ingester = _ingest_process(tmp_path, broker, db_url)
+    time.sleep(2.0)
+    publisher = threading.Thread(target=publish, args=(0, 400))
+    publisher.start()
+    assert wait_for(lambda: bio_store.count_readings(engine) > 1000, timeout=30)
+    ingester.send_signal(signal.SIGKILL)  # mid-stream, no chance to drain
+    ingester.wait()
+    publisher.join()
+    ingester = _ingest_process(tmp_path, broker, db_url)
+    expected = set().union(*sent.values())
+    assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=60)
+    ingester.send_signal(signal.SIGTERM)
+    assert ingester.wait(30) == 0  # SIGTERM drains and exits cleanly
+    publish(400, 5000, per_message=5)  # while the ingester is down
+    ingester = _ingest_process(tmp_path, broker, db_url)
+    expected = set().union(*sent.values())
+    assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=120)
+    ingester.send_signal(signal.SIGTERM)
+    assert ingester.wait(30) == 0
+    gw.close()
+    _forget_session(broker, f"kill-{tmp_path.name}")
+    stored = bio_store.reading_keys(engine)
+    lost = sorted(seq for seq, keys in sent.items() if not keys <= stored)
+    assert lost == [], f"messages lost (by gateway seq): {lost[:20]}"
+    assert stored == expected  # nothing else, and the primary key forbids duplicates
+    assert bio_store.count_readings(engine) == len(expected)
+
+
+@pytest.mark.parametrize("url", ["http://host:1883", "mqtt://"])
+def test_bad_broker_urls_are_refused(url):
+    from bioassets.ingester import parse_mqtt_url
+
+    with pytest.raises(ValueError):
+        parse_mqtt_url(url)
