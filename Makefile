@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean sample-tiles
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench lint format clean sample-tiles system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The tests and the demo run their own Mosquitto broker (Debian's package).
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+		echo "installing mosquitto (Debian package)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
+
+demo: $(STAMP) system-deps
 	rm -rf var/demo
 	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data \
 		bash -c '$(BIN)/agri parcels import sample_tiles/parcels.geojson && \
@@ -21,10 +29,10 @@ demo: $(STAMP)
 		$(BIN)/agri parcels profile F-08 --png var/demo/F-08-profile.png && \
 		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png'
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/raster_pipeline.py
 
 lint: $(STAMP)
@@ -37,6 +45,7 @@ format: $(STAMP)
 
 sample-tiles: $(STAMP)
 	$(BIN)/python sample_tiles/generate.py
+	$(BIN)/python sample_tiles/farms.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -317,7 +317,8 @@ class Ingester:
             reason = (
                 f"gateway {parsed.gateway_id!r} is not registered"
                 if farm is None
-                else f"gateway {parsed.gateway_id!r} belongs to farm {farm!r}, not {parsed.farm_id!r}"
+                else f"gateway {parsed.gateway_id!r} belongs to farm {farm!r}, "
+                f"not {parsed.farm_id!r}"
             )
             parsed.rejections = [Rejection(reason)]
             parsed.readings, parsed.events = [], []
@@ -329,7 +330,8 @@ class Ingester:
             if owner is not None and owner != parsed.farm_id:
                 parsed.rejections.append(
                     Rejection(
-                        f"tag {item.tag_id} is registered to farm {owner!r}, not {parsed.farm_id!r}",
+                        f"tag {item.tag_id} is registered to farm {owner!r}, "
+                        f"not {parsed.farm_id!r}",
                         item.model_dump(mode="json"),
                     )
                 )

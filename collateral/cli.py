@@ -379,7 +379,8 @@ def alerts_list(farm_id: str | None, open_only: bool, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(
-            f"{r['opened_at'][:19]}  {r['state']:<6} {r['farm_id']:<10} {r['kind']:<16} {r['subject']:<16} {r['detail']}"
+            f"{r['opened_at'][:19]}  {r['state']:<6} {r['farm_id']:<12} {r['kind']:<16} "
+            f"{r['subject']:<16} {r['detail']}"
         )
 
 

@@ -23,7 +23,7 @@ FARMS = [
     # farm_id, name, owner, (lon, lat) south-west corner, width and height in degrees
     ("FARM-SOW", "Longmen breeding-sow farm", "Chen Wei", (118.2205, 25.0380), 0.0030, 0.0022),
     ("FARM-FAT", "Hutou fattening-pig farm", "Lin Fang", (118.2260, 25.0420), 0.0034, 0.0020),
-    ("FARM-CATTLE", "Xiping dairy and beef cattle", "Huang Min", (118.2150, 25.0300), 0.0060, 0.0045),
+    ("FARM-CATTLE", "Xiping dairy and beef cattle", "Huang Min", (118.215, 25.03), 0.006, 0.0045),
 ]
 HERDS = {
     "FARM-SOW": [("breeding_sow", 180)],
@@ -33,7 +33,8 @@ HERDS = {
 
 
 def geofence(lon: float, lat: float, width: float, height: float) -> dict:
-    ring = [(lon, lat), (lon + width, lat), (lon + width, lat + height), (lon, lat + height), (lon, lat)]
+    east, north = lon + width, lat + height
+    ring = [(lon, lat), (east, lat), (east, north), (lon, north), (lon, lat)]
     return {"type": "Polygon", "coordinates": [[[round(x, 6), round(y, 6)] for x, y in ring]]}
 
 
@@ -78,7 +79,16 @@ def main(out: Path) -> None:
     (out / "farms.geojson").write_text(
         json.dumps({"type": "FeatureCollection", "features": features}, indent=1) + "\n"
     )
-    columns = ["tag_id", "farm_id", "species", "category", "sex", "birth_date", "parity", "lactation"]
+    columns = [
+        "tag_id",
+        "farm_id",
+        "species",
+        "category",
+        "sex",
+        "birth_date",
+        "parity",
+        "lactation",
+    ]
     with open(out / "animals.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
