@@ -27,7 +27,8 @@ demo: $(STAMP) system-deps
 		$(BIN)/agri imagery run --inbox sample_tiles/scenes && \
 		$(BIN)/agri parcels list && echo && \
 		$(BIN)/agri parcels profile F-08 --png var/demo/F-08-profile.png && \
-		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png'
+		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png && echo && \
+		$(BIN)/agri demo-livestock --seconds 6'
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from sqlalchemy import Engine
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester, parse_mqtt_url
+from bioassets.local_broker import LocalBroker
+from bioassets.simulator import Faults, Simulator, default_gateway
 from collateral.db import make_engine, upgrade
 from collateral.settings import load_settings
 from remote_sensing import store
@@ -357,6 +360,124 @@ def ingest(client_id: str | None) -> None:
         f"{stats.rejects} rejects",
         err=True,
     )
+
+
+@main.command("simulate-gateways")
+@click.option("--farms", "farm_list", help="Comma-separated farm ids (default: all).")
+@click.option("--animals", "animals_per_farm", type=int, help="Animals per farm (default: all).")
+@click.option("--interval", default=10.0, show_default=True, help="Seconds between rounds.")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds to run.")
+@click.option(
+    "--credentials",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help='JSON {"GATEWAY_ID": "password"} of the gateways to play.',
+)
+@click.option("--silent-tags", default=0, help="Animals per farm whose tags stay silent.")
+@click.option("--wanderer", is_flag=True, help="One animal per farm leaves the geofence.")
+@click.option("--fever", is_flag=True, help="One animal per farm runs a fever.")
+@click.option("--duplicates", is_flag=True, help="Every 10th message is sent twice.")
+@click.option("--out-of-order", is_flag=True, help="Shuffled readings, batches held back.")
+@click.option("--late", is_flag=True, help="Every 7th batch is a day old.")
+@click.option("--malformed", is_flag=True, help="Every 25th message is broken JSON.")
+def simulate_gateways(
+    farm_list,
+    animals_per_farm,
+    interval,
+    duration,
+    credentials,
+    silent_tags,
+    wanderer,
+    fever,
+    duplicates,
+    out_of_order,
+    late,
+    malformed,
+) -> None:
+    """Publish realistic ear-tag traffic for registered farms, with faults on demand."""
+    faults = Faults(silent_tags, wanderer, fever, duplicates, out_of_order, late, malformed)
+    try:
+        sim = Simulator(
+            open_engine(),
+            load_settings().mqtt_url,
+            json.loads(credentials.read_text()),
+            farm_list.split(",") if farm_list else None,
+            animals_per_farm,
+            faults,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stats = sim.run(duration, interval)
+    click.echo(
+        f"published {stats.messages} messages, {stats.readings} readings "
+        f"({stats.malformed} malformed); last seq per gateway: {stats.seq}"
+    )
+
+
+@main.command("demo-livestock")
+@click.option("--seconds", default=8.0, show_default=True, help="How long the gateways publish.")
+def demo_livestock(seconds: float) -> None:
+    """The livestock half end to end on a private broker: register, publish, ingest, count."""
+    import tempfile
+
+    engine = open_engine()
+    sample = Path(__file__).resolve().parents[1] / "sample_tiles"
+    if not bio_store.farm_ids(engine):
+        bio_store.upsert_farms(engine, registry.parse_farms(sample / "farms.geojson").records)
+        animals = registry.parse_animals(sample / "animals.csv", bio_store.farm_ids(engine))
+        bio_store.upsert_animals(engine, animals.records)
+    passwords = {}
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        gateway_id = default_gateway(farm_id)
+        passwords[gateway_id] = registry.new_password()
+        bio_store.add_gateway(
+            engine, gateway_id, farm_id, registry.mosquitto_hash(passwords[gateway_id])
+        )
+    ingest_password = registry.new_password()
+    with tempfile.TemporaryDirectory(prefix="agri-broker-") as root:
+        broker = LocalBroker(Path(root), bio_store.all_gateways(engine), ingest_password).start()
+        try:
+            worker = Ingester(
+                engine, broker.url(password=ingest_password), "agri-demo", session_expiry_s=0
+            )
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            worker.wait_connected(10)
+            sim = Simulator(
+                engine,
+                broker.url(),
+                passwords,
+                faults=Faults(
+                    silent_tags=3, wanderer=True, fever=True, duplicates=True, malformed=True
+                ),
+            )
+            stats = sim.run(seconds, 2.0)
+            time.sleep(1.0)
+            worker.stop()
+            thread.join(30)
+        finally:
+            broker.stop()
+    click.echo(
+        f"gateways published {stats.messages} messages ({stats.readings} readings, "
+        f"{stats.duplicate_messages} resent, {stats.malformed} malformed); ingester stored "
+        f"{worker.stats.readings_stored} readings, rejected {worker.stats.rejects}"
+    )
+    now = datetime.now(UTC)
+    click.echo(
+        f"\nverified headcount at {now:%Y-%m-%d %H:%M} UTC "
+        "(seen in the last 24 h, inside the fence, no fever)"
+    )
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        rules.evaluate_farm(engine, farm_id, now)
+        counts = headcount.farm_headcount(engine, farm_id, now)["categories"]
+        for category, c in counts.items():
+            if c["registered"]:
+                shown = f"{c['verified']:>4} of {c['registered']:>4} verified"
+                click.echo(f"  {farm_id:<12} {category:<14} {shown}")
+    open_alerts = bio_store.list_alerts(engine, open_only=True)
+    click.echo(f"\nopen alerts: {len(open_alerts)}")
+    for a in open_alerts[:12]:
+        click.echo(f"  {a['farm_id']:<12} {a['kind']:<16} {a['subject']:<16} {a['detail']}")
 
 
 @main.group()

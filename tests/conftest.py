@@ -1,6 +1,5 @@
 """Shared fixtures: real databases (SQLite file, a fresh PostgreSQL database), sample data."""
 
-import getpass
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
+from bioassets.local_broker import LocalBroker
 from collateral.cli import main as agri_main
 from collateral.db import make_engine, upgrade
 
@@ -123,26 +123,12 @@ GATEWAY_FARMS = {"GW-SOW-1": "FARM-SOW", "GW-FAT-1": "FARM-FAT", "GW-CAT-1": "FA
 INGESTER_PASSWORD = "ingest-secret"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A Mosquitto process configured from deploy/mosquitto/mosquitto.conf."""
+class Broker(LocalBroker):
+    """The test session's broker: the shipped settings, the test gateways' passwords."""
 
     def __init__(self, root: Path):
-        import subprocess
-
         from bioassets import registry
 
-        self.root = root
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        (root / "data").mkdir(parents=True, exist_ok=True)
         gateways = [
             {
                 "gateway_id": g,
@@ -151,48 +137,11 @@ class Broker:
             }
             for g, p in GATEWAY_PASSWORDS.items()
         ]
-        passwd, acl = registry.mosquitto_files(gateways, registry.mosquitto_hash(INGESTER_PASSWORD))
-        (root / "passwd").write_text(passwd)
-        (root / "acl").write_text(acl)
-        conf = (REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-        conf = conf.replace("/etc/mosquitto/agri/", f"{root}/")
-        conf = conf.replace(
-            "persistence_location /var/lib/mosquitto/", f"persistence_location {root}/data/"
-        )
-        conf = conf.replace("listener 1883", f"listener {self.port} 127.0.0.1")
-        # As root Mosquitto would switch to the `mosquitto` user, who cannot read our tmp dir.
-        conf += f"\nuser {getpass.getuser()}\n"
-        (root / "mosquitto.conf").write_text(conf)
-        self.gateways = gateways
-        self._subprocess = subprocess
-        self.process = None
+        super().__init__(root, gateways, INGESTER_PASSWORD)
         self.start()
 
-    def start(self) -> None:
-        import socket
-        import time
-
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        log = open(self.root / "mosquitto.log", "ab")
-        self.process = self._subprocess.Popen(
-            [binary, "-c", str(self.root / "mosquitto.conf")], stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start; see {self.root / 'mosquitto.log'}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
     def url(self, user: str = "agri-ingester", password: str = INGESTER_PASSWORD) -> str:
-        return f"mqtt://{user}:{password}@{self.host}:{self.port}"
+        return super().url(user, password)
 
 
 @pytest.fixture(scope="session")

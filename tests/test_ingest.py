@@ -321,3 +321,39 @@ def test_bad_broker_urls_are_refused(url):
 
     with pytest.raises(ValueError):
         parse_mqtt_url(url)
+
+
+def test_simulator_traffic_is_accounted_for_reading_by_reading(livestock_engine, broker):
+    from bioassets.simulator import Faults, Simulator
+
+    engine = livestock_engine
+    faults = Faults(
+        silent_tags=2,
+        wanderer=True,
+        fever=True,
+        duplicates=True,
+        out_of_order=True,
+        late=True,
+        malformed=True,
+    )
+    sim = Simulator(
+        engine,
+        broker.url(),
+        GATEWAY_PASSWORDS,
+        farm_ids=["FARM-SOW"],
+        animals_per_farm=100,
+        faults=faults,
+    )
+    with ingesting(engine, broker, client_id=f"sim-{uuid.uuid4().hex[:6]}") as worker:
+        stats = sim.run(duration_s=3.0, interval_s=0.4)
+        ok = wait_for(lambda: bio_store.count_readings(engine) >= stats.readings, timeout=30)
+        assert ok, (
+            bio_store.count_readings(engine),
+            stats,
+            [r["reason"] for r in bio_store.list_rejects(engine)][:5],
+        )
+        assert wait_for(lambda: len(bio_store.list_rejects(engine)) >= stats.malformed)
+    assert stats.malformed >= 1 and stats.duplicate_messages >= 1
+    assert bio_store.count_readings(engine) == stats.readings  # every unique reading, once
+    assert worker.stats.rejects == stats.malformed
+    assert stats.seq["GW-SOW-1"] == stats.messages - stats.duplicate_messages
