@@ -26,7 +26,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from bioassets import store
+from bioassets import rules, store
 from bioassets.messages import Parsed, Rejection, parse_message
 
 log = logging.getLogger("agri.ingest")
@@ -84,6 +84,7 @@ class Ingester:
         receive_maximum: int = 2000,
         ca_file: str | None = None,
         session_expiry_s: int = 24 * 3600,
+        alert_interval_s: float = 30.0,
     ):
         self.engine = engine
         self.address = parse_mqtt_url(mqtt_url)
@@ -114,6 +115,9 @@ class Ingester:
         self.client = client
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
+        self._alert_interval_s = alert_interval_s
+        self._farms_since_alerts: set[str] = set()
+        self._alerts_evaluated = time.monotonic()
 
     # --- network thread: only moves messages to the queue ---------------------------
 
@@ -221,6 +225,20 @@ class Ingester:
             self.client.ack(message.mid, message.qos)
         for topic, payload in notices:
             self.client.publish(topic, payload, qos=0)
+        self._evaluate_alerts_when_due()
+
+    def _evaluate_alerts_when_due(self) -> None:
+        """Alert rules for the farms that sent data, at most every ``alert_interval_s``."""
+        if time.monotonic() - self._alerts_evaluated < self._alert_interval_s:
+            return
+        farms, self._farms_since_alerts = self._farms_since_alerts, set()
+        self._alerts_evaluated = time.monotonic()
+        now = datetime.now(UTC)
+        for farm_id in sorted(farms):
+            try:
+                rules.evaluate_farm(self.engine, farm_id, now)
+            except Exception:  # alerting must never stop ingestion
+                log.exception("alert rules failed for farm %s", farm_id)
 
     def _store_one_by_one(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
         notices = []
@@ -293,11 +311,17 @@ class Ingester:
                 )
         with self.engine.begin() as conn:
             inserted = store.write_batch(conn, list(reading_rows.values()), event_rows, reject_rows)
+        self._farms_since_alerts.update(
+            r["farm_id"] for r in reading_rows.values() if r["farm_id"] in self._known_farms()
+        )
         self.stats.messages += len(batch)
         self.stats.readings_stored += inserted
         self.stats.rejects += len(reject_rows)
         self.stats.batches += 1
         return notices
+
+    def _known_farms(self) -> set[str]:
+        return set(self._gateway_farm.values())
 
     def _refresh_registry(self, force: bool = False) -> None:
         if force or time.monotonic() - self._registry_loaded > 5:

@@ -58,8 +58,15 @@ def animal_conditions(animal: dict, history: list[dict], geofence, at: datetime)
     return out
 
 
-def evaluate_farm(engine, farm_id: str, at: datetime) -> None:
-    """Open and close the farm's alerts so they match the conditions at ``at``."""
+def evaluate_farm(
+    engine, farm_id: str, at: datetime, gateway_offline_after: timedelta = GATEWAY_OFFLINE_AFTER
+) -> None:
+    """Open and close the farm's alerts so they match the conditions at ``at``.
+
+    A gateway is offline when nothing arrived from it for ``gateway_offline_after``: its
+    animals then go silent together, which tells "the gateway lost power" apart from
+    "the animals vanished" (silent tags under a gateway that still talks).
+    """
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
@@ -96,7 +103,7 @@ def evaluate_farm(engine, farm_id: str, at: datetime) -> None:
         if gateway["farm_id"] != farm_id:
             continue
         last = last_by_gateway.get(gateway["gateway_id"])
-        if last is not None and at - last > GATEWAY_OFFLINE_AFTER:
+        if last is not None and at - last > gateway_offline_after:
             active[(gateway["gateway_id"], "gateway_offline")] = (
                 f"nothing received since {last.isoformat()}"
             )

@@ -493,7 +493,7 @@ def alerts_list(farm_id: str | None, open_only: bool, as_json: bool) -> None:
     """Alerts, oldest first."""
     engine = open_engine()
     for farm in [farm_id] if farm_id else sorted(bio_store.farm_ids(engine)):
-        rules.evaluate_farm(engine, farm, datetime.now(UTC))
+        rules.evaluate_farm(engine, farm, datetime.now(UTC), _offline_after())
     rows = [store.jsonable(r) for r in bio_store.list_alerts(engine, farm_id, open_only)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -521,6 +521,12 @@ def rejects_list(gateway_id: str | None, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['received_at'][:19]}  {r['gateway_id'] or '-':<12} {r['reason']}")
+
+
+def _offline_after():
+    from datetime import timedelta
+
+    return timedelta(minutes=load_settings().gateway_offline_minutes)
 
 
 def _report_errors(errors: list[str]) -> None:

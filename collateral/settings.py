@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var/data")
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: str | None = None  # CA bundle for mqtts:// brokers with a private CA
+    gateway_offline_minutes: float = 30.0  # no message from a gateway this long: offline
 
 
 def load_settings() -> Settings:

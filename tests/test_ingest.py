@@ -357,3 +357,23 @@ def test_simulator_traffic_is_accounted_for_reading_by_reading(livestock_engine,
     assert bio_store.count_readings(engine) == stats.readings  # every unique reading, once
     assert worker.stats.rejects == stats.malformed
     assert stats.seq["GW-SOW-1"] == stats.messages - stats.duplicate_messages
+
+
+def test_the_running_ingester_raises_alerts(livestock_engine, broker):
+    engine = livestock_engine
+    gw = Gateway(broker, "GW-SOW-1")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with ingesting(engine, broker, client_id=f"alerts-{uuid.uuid4().hex[:6]}", alert_interval_s=0):
+        gw.publish(message("GW-SOW-1", 1, [reading(SOW_TAGS[9], now, temperature_c=41.5)]))
+        gw.publish(message("GW-SOW-1", 2, [reading("156999000000001", now)]))
+
+        def kinds():
+            return {
+                (a["subject"], a["kind"])
+                for a in bio_store.list_alerts(engine, "FARM-SOW", open_only=True)
+            }
+
+        assert wait_for(
+            lambda: {(SOW_TAGS[9], "fever"), ("156999000000001", "unknown_tag")} <= kinds()
+        )
+    gw.close()
