@@ -289,7 +289,7 @@ class Ingester:
                 key = (r.tag_id, r.observed_at)
                 if key not in reading_rows:
                     reading_rows[key] = {
-                        **r.model_dump(include=set(store.READING_FIELDS)),
+                        **{name: getattr(r, name) for name in store.READING_FIELDS},
                         "tag_id": r.tag_id,
                         "observed_at": r.observed_at,
                         "farm_id": parsed.farm_id,

@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -111,12 +112,50 @@ def tag_farms(engine: Engine) -> dict[str, str]:
         return {r.tag_id: r.farm_id for r in c.execute(select(animals.c.tag_id, animals.c.farm_id))}
 
 
+READING_COLUMNS = tuple(c.name for c in readings.columns)
+
+
+def insert_readings(conn: Connection, rows: list[dict]) -> int:
+    """Insert readings, skipping (tag_id, observed_at) already stored; returns rows added.
+
+    This is the ingest hot path (tens of thousands of rows a second), so it hands tuples
+    straight to the driver's executemany instead of going through SQLAlchemy's parameter
+    processing, which cost half the ingest time. On SQLite, datetimes are written in the
+    exact text form SQLAlchemy's DateTime type uses, so every other query reads them.
+    """
+    if not rows:
+        return 0
+    columns = ", ".join(READING_COLUMNS)
+    params = [_READING_TUPLE(r) for r in rows]
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(READING_COLUMNS))
+        sql = f"INSERT OR IGNORE INTO readings ({columns}) VALUES ({marks})"
+        params = [_sqlite_times(p) for p in params]
+    else:
+        marks = ", ".join(["%s"] * len(READING_COLUMNS))
+        sql = f"INSERT INTO readings ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    result = conn.exec_driver_sql(sql, params)
+    return max(result.rowcount, 0)
+
+
+_READING_TUPLE = itemgetter(*READING_COLUMNS)
+_TIME_COLUMNS = [i for i, c in enumerate(READING_COLUMNS) if c in ("observed_at", "received_at")]
+
+
+def _sqlite_times(values: tuple) -> tuple:
+    """UTC datetimes as SQLAlchemy's SQLite DateTime text ('2024-05-01 07:59:00.000000')."""
+    out = list(values)
+    for i in _TIME_COLUMNS:
+        out[i] = out[i].astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return tuple(out)
+
+
 def write_batch(
     conn: Connection, reading_rows: list[dict], event_rows: list[dict], reject_rows: list[dict]
 ) -> int:
     """Within the caller's transaction: readings and events (duplicates ignored) and
     rejects. Life events also update the animal's status. Returns readings inserted."""
-    inserted = _insert_ignoring_duplicates(conn, readings, reading_rows)
+    inserted = insert_readings(conn, reading_rows)
     if event_rows:
         _insert_ignoring_duplicates(conn, animal_events, event_rows)
         for e in event_rows:

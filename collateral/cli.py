@@ -336,7 +336,14 @@ def animals_show(tag_id: str, as_json: bool) -> None:
 
 @main.command("ingest")
 @click.option("--client-id", default=None, help="MQTT client id (default: agri-ingest-HOST-PID).")
-def ingest(client_id: str | None) -> None:
+@click.option(
+    "--session-expiry",
+    default=24 * 3600,
+    show_default=True,
+    help="Seconds the broker keeps this ingester's queue while it is down. Use 0 when "
+    "retiring an instance, or its share of the stream waits for it that long.",
+)
+def ingest(client_id: str | None, session_expiry: int) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0."""
     settings = load_settings()
     engine = open_engine()
@@ -346,6 +353,7 @@ def ingest(client_id: str | None) -> None:
         settings.mqtt_url,
         client_id or f"agri-ingest-{socket.gethostname()}-{os.getpid()}",
         ca_file=settings.mqtt_ca_file,
+        session_expiry_s=session_expiry,
     )
 
     def _stop(signum, _frame) -> None:

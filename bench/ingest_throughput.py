@@ -1,0 +1,238 @@
+"""Ingest benchmark: readings committed per second vs a bare paho subscriber, same broker.
+
+    .venv/bin/python bench/ingest_throughput.py [--messages N] [--skip-postgres]
+
+One run, one private Mosquitto with the shipped settings (deploy/mosquitto/), the same
+stream each time (N messages of 20 readings, QoS 1, from a publisher process):
+  1. a bare paho subscriber (QoS 1, automatic acks, nothing else) receives it: the
+     reference rate;
+  2. `agri ingest` (a separate process) stores it in SQLite, then in PostgreSQL.
+Reported: readings/s for each, the ratio to the bare subscriber, loss (stored vs sent)
+and latency from the gateway's sent_at to the start of the batch that stored the message
+(p50/p99; the commit itself follows within milliseconds).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bioassets import registry  # noqa: E402
+from bioassets import store as bio_store  # noqa: E402
+from bioassets.local_broker import LocalBroker  # noqa: E402
+from bioassets.tables import readings  # noqa: E402
+from collateral.db import make_engine, upgrade  # noqa: E402
+
+GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
+PER_MESSAGE = 20
+PG_ADMIN = os.environ.get(
+    "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+PUBLISHER = r"""
+import json, sys, time
+from datetime import UTC, datetime, timedelta
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+host, port, user, password, farm, n, per, start_ms = sys.argv[1:9]
+n, per, base = int(n), int(per), datetime.fromtimestamp(int(start_ms) / 1000, UTC)
+tags = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.time_ns()}", protocol=mqtt.MQTTv5)
+c.username_pw_set(user, password)
+c.max_inflight_messages_set(1000)
+c.connect(host, int(port)); c.loop_start()
+topic = f"agri/v1/farms/{farm}/gateways/{user}/readings"
+t0 = time.perf_counter(); infos = []; sent = []
+for seq in range(n):
+    items = [{"tag_id": tags[k % 180], "observed_at": (base + timedelta(milliseconds=seq * per + k)).isoformat(),
+              "temperature_c": 38.9, "activity": 97.0, "lat": 25.0391, "lon": 118.222} for k in range(per)]
+    now = datetime.now(UTC); sent.append(now.timestamp())
+    body = {"schema": "readings/v1", "gateway_id": user, "sent_at": now.isoformat(), "seq": seq, "readings": items}
+    infos.append(c.publish(topic, json.dumps(body), qos=1))
+for i in infos: i.wait_for_publish(120)
+print(json.dumps({"publish_s": time.perf_counter() - t0, "sent_at": sent}))
+c.disconnect(); c.loop_stop()
+"""
+
+SUBSCRIBER = r"""
+import json, sys, time, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+host, port, user, password, n = sys.argv[1:6]; n = int(n)
+state = {"count": 0, "first": None, "last": None}; done = threading.Event(); ready = threading.Event()
+def on_message(c, u, m):
+    now = time.perf_counter(); state["first"] = state["first"] or now; state["last"] = now
+    state["count"] += 1
+    if state["count"] >= n: done.set()
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{time.time_ns()}", protocol=mqtt.MQTTv5)
+c.username_pw_set(user, password)
+c.on_message = on_message
+c.on_subscribe = lambda *a: ready.set()
+c.on_connect = lambda cl, *a: cl.subscribe("agri/v1/farms/+/gateways/+/readings", 1)
+c.connect(host, int(port)); c.loop_start(); ready.wait(10)
+print("ready", flush=True)
+done.wait(300)
+print(json.dumps({"received": state["count"], "seconds": (state["last"] or 0) - (state["first"] or 0)}))
+c.disconnect(); c.loop_stop()
+"""
+
+
+def publish(broker, n: int, start_ms: int) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PUBLISHER,
+            broker.host,
+            str(broker.port),
+            GATEWAY,
+            PASSWORD,
+            FARM,
+            str(n),
+            str(PER_MESSAGE),
+            str(start_ms),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def bare_subscriber(broker, n: int) -> dict:
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SUBSCRIBER,
+            broker.host,
+            str(broker.port),
+            registry.INGESTER_USER,
+            INGEST_PASSWORD,
+            str(n),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sub.stdout.readline().strip() == "ready"
+    publish(broker, n, int(time.time() * 1000) - 3_600_000)
+    result = json.loads(sub.stdout.readline())
+    sub.wait(30)
+    result["readings_per_s"] = result["received"] * PER_MESSAGE / result["seconds"]
+    result["messages_per_s"] = result["received"] / result["seconds"]
+    return result
+
+
+def ingest(broker, db_url: str, n: int, label: str) -> dict:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    bio_store.upsert_farms(
+        engine, registry.parse_farms(ROOT / "sample_tiles" / "farms.geojson").records
+    )
+    animals = registry.parse_animals(
+        ROOT / "sample_tiles" / "animals.csv", bio_store.farm_ids(engine)
+    )
+    bio_store.upsert_animals(engine, animals.records)
+    bio_store.add_gateway(engine, GATEWAY, FARM, registry.mosquitto_hash(PASSWORD))
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": db_url,
+        "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD),
+    }
+    client_id = f"bench-ingest-{label}-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", client_id, "--session-expiry", "0"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # connected and subscribed
+    start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
+    expected = n * PER_MESSAGE
+    t0 = time.perf_counter()
+    published = publish(broker, n, start_ms)
+    while bio_store.count_readings(engine) < expected and time.perf_counter() - t0 < 120:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    stored = bio_store.count_readings(engine)
+    proc.terminate()
+    proc.wait(60)
+    query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
+    with engine.connect() as c:
+        first_stored = {seq: bio_store.utc(at).timestamp() for seq, at in c.execute(query)}
+    lag = np.array([first_stored[s] - published["sent_at"][s] for s in first_stored])
+    return {
+        "database": label,
+        "sent": expected,
+        "stored": stored,
+        "lost": expected - stored,
+        "publish_s": published["publish_s"],
+        "end_to_end_s": elapsed,
+        "readings_per_s": stored / elapsed,
+        "latency_p50_ms": float(np.percentile(lag, 50) * 1000),
+        "latency_p99_ms": float(np.percentile(lag, 99) * 1000),
+        "engine": engine,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
+    with tempfile.TemporaryDirectory(prefix="agri-bench-broker-") as root:
+        gateways = [
+            {
+                "gateway_id": GATEWAY,
+                "farm_id": FARM,
+                "password_hash": registry.mosquitto_hash(PASSWORD),
+            }
+        ]
+        broker = LocalBroker(Path(root), gateways, INGEST_PASSWORD).start()
+        try:
+            results["bare_paho_subscriber"] = bare_subscriber(broker, args.messages)
+            with tempfile.TemporaryDirectory(prefix="agri-bench-db-") as db_dir:
+                runs = [("sqlite", f"sqlite:///{db_dir}/bench.db")]
+                pg_name = f"agri_bench_{uuid.uuid4().hex[:8]}"
+                if not args.skip_postgres:
+                    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+                    with admin.connect() as c:
+                        c.execute(text(f'CREATE DATABASE "{pg_name}"'))
+                    runs.append(("postgresql", PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"))
+                try:
+                    for label, url in runs:
+                        run = ingest(broker, url, args.messages, label)
+                        run.pop("engine").dispose()
+                        run["ratio_to_bare_subscriber"] = (
+                            run["readings_per_s"]
+                            / results["bare_paho_subscriber"]["readings_per_s"]
+                        )
+                        results[label] = run
+                finally:
+                    if not args.skip_postgres:
+                        with admin.connect() as c:
+                            c.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        finally:
+            broker.stop()
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest_results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
