@@ -132,10 +132,29 @@ def insert_readings(conn: Connection, rows: list[dict]) -> int:
         sql = f"INSERT OR IGNORE INTO readings ({columns}) VALUES ({marks})"
         params = [_sqlite_times(p) for p in params]
     else:
-        marks = ", ".join(["%s"] * len(READING_COLUMNS))
-        sql = f"INSERT INTO readings ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        return _copy_readings_postgres(conn, columns, params)
     result = conn.exec_driver_sql(sql, params)
     return max(result.rowcount, 0)
+
+
+def _copy_readings_postgres(conn: Connection, columns: str, params: list[tuple]) -> int:
+    """COPY into a per-session staging table, then one INSERT ... ON CONFLICT DO NOTHING:
+    several times faster than row-by-row executemany, inside the caller's transaction."""
+    with conn.connection.dbapi_connection.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS readings_staging "
+            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY readings_staging ({columns}) FROM STDIN") as copy:
+            for row in params:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO readings ({columns}) SELECT {columns} FROM readings_staging "
+            "ON CONFLICT DO NOTHING"
+        )
+        inserted = max(cur.rowcount, 0)
+        cur.execute("TRUNCATE readings_staging")
+        return inserted
 
 
 _READING_TUPLE = itemgetter(*READING_COLUMNS)
