@@ -35,6 +35,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/raster_pipeline.py
+	$(BIN)/python bench/ingest_throughput.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,60 +40,12 @@ PG_ADMIN = os.environ.get(
     "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 
-PUBLISHER = r"""
-import json, sys, time
-from datetime import UTC, datetime, timedelta
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-host, port, user, password, farm, n, per, start_ms = sys.argv[1:9]
-n, per, base = int(n), int(per), datetime.fromtimestamp(int(start_ms) / 1000, UTC)
-tags = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
-c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.time_ns()}", protocol=mqtt.MQTTv5)
-c.username_pw_set(user, password)
-c.max_inflight_messages_set(1000)
-c.connect(host, int(port)); c.loop_start()
-topic = f"agri/v1/farms/{farm}/gateways/{user}/readings"
-t0 = time.perf_counter(); infos = []; sent = []
-for seq in range(n):
-    items = [{"tag_id": tags[k % 180], "observed_at": (base + timedelta(milliseconds=seq * per + k)).isoformat(),
-              "temperature_c": 38.9, "activity": 97.0, "lat": 25.0391, "lon": 118.222} for k in range(per)]
-    now = datetime.now(UTC); sent.append(now.timestamp())
-    body = {"schema": "readings/v1", "gateway_id": user, "sent_at": now.isoformat(), "seq": seq, "readings": items}
-    infos.append(c.publish(topic, json.dumps(body), qos=1))
-for i in infos: i.wait_for_publish(120)
-print(json.dumps({"publish_s": time.perf_counter() - t0, "sent_at": sent}))
-c.disconnect(); c.loop_stop()
-"""
-
-SUBSCRIBER = r"""
-import json, sys, time, threading
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-host, port, user, password, n = sys.argv[1:6]; n = int(n)
-state = {"count": 0, "first": None, "last": None}; done = threading.Event(); ready = threading.Event()
-def on_message(c, u, m):
-    now = time.perf_counter(); state["first"] = state["first"] or now; state["last"] = now
-    state["count"] += 1
-    if state["count"] >= n: done.set()
-c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{time.time_ns()}", protocol=mqtt.MQTTv5)
-c.username_pw_set(user, password)
-c.on_message = on_message
-c.on_subscribe = lambda *a: ready.set()
-c.on_connect = lambda cl, *a: cl.subscribe("agri/v1/farms/+/gateways/+/readings", 1)
-c.connect(host, int(port)); c.loop_start(); ready.wait(10)
-print("ready", flush=True)
-done.wait(300)
-print(json.dumps({"received": state["count"], "seconds": (state["last"] or 0) - (state["first"] or 0)}))
-c.disconnect(); c.loop_stop()
-"""
-
 
 def publish(broker, n: int, start_ms: int) -> dict:
     out = subprocess.run(
         [
             sys.executable,
-            "-c",
-            PUBLISHER,
+            str(ROOT / "bench" / "gateway_publisher.py"),
             broker.host,
             str(broker.port),
             GATEWAY,
@@ -114,8 +66,7 @@ def bare_subscriber(broker, n: int) -> dict:
     sub = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            SUBSCRIBER,
+            str(ROOT / "bench" / "bare_subscriber.py"),
             broker.host,
             str(broker.port),
             registry.INGESTER_USER,
@@ -152,7 +103,16 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     }
     client_id = f"bench-ingest-{label}-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", client_id, "--session-expiry", "0"],
+        [
+            sys.executable,
+            "-m",
+            "collateral.cli",
+            "ingest",
+            "--client-id",
+            client_id,
+            "--session-expiry",
+            "0",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
