@@ -102,6 +102,7 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD),
     }
     client_id = f"bench-ingest-{label}-{uuid.uuid4().hex[:6]}"
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"ingest-{label}-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -116,10 +117,11 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log,
     )
-    time.sleep(3)  # connected and subscribed
+    deadline = time.monotonic() + 60
+    while "subscribed to" not in Path(log.name).read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # what is published before the first subscription has no taker
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
     expected = n * PER_MESSAGE
     t0 = time.perf_counter()

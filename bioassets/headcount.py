@@ -29,23 +29,6 @@ def status_at(animal: dict, at: datetime) -> str:
     return "alive"
 
 
-def last_by_tag(rows: list[dict]) -> dict[str, dict]:
-    """The latest reading per tag, and the latest non-null temperature/weight/position."""
-    out: dict[str, dict] = {}
-    for r in rows:  # oldest first
-        state = out.setdefault(r["tag_id"], {"count": 0})
-        state["count"] += 1
-        state["last_seen"] = r["observed_at"]
-        state["gateway_id"] = r["gateway_id"]
-        for key in ("temperature_c", "weight_kg", "activity", "battery_pct"):
-            if r[key] is not None:
-                state[key] = r[key]
-                state[f"{key}_at"] = r["observed_at"]
-        if r["lat"] is not None and r["lon"] is not None:
-            state["position"] = (r["lat"], r["lon"])
-    return out
-
-
 def verification(animal: dict, seen: dict | None, geofence, at: datetime) -> str | None:
     """None when the animal counts as verified at ``at``, else the reason it does not."""
     if seen is None or seen.get("last_seen") is None:
@@ -66,7 +49,7 @@ def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
-    seen = last_by_tag(store.last_readings(engine, farm_id, at, at - window))
+    seen = store.tag_states(engine, at - window, at, farm_id=farm_id)
     categories = {c: {"registered": 0, "verified": 0, "unverified": []} for c in CATEGORIES}
     for animal in store.farm_animals(engine, farm_id):
         if status_at(animal, at) != "alive":
@@ -88,8 +71,7 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
         return None
     farm = store.get_farm(engine, animal["farm_id"])
     geofence = shape(json.loads(farm["geofence_geojson"]))
-    recent = list(reversed(store.tag_readings(engine, tag_id, limit=500)))
-    seen = last_by_tag([r for r in recent if r["observed_at"] <= at]).get(tag_id, {})
+    seen = store.tag_states(engine, at - timedelta(days=3650), at, tag_id=tag_id).get(tag_id, {})
     position = seen.get("position")
     return {
         **animal,

@@ -112,6 +112,7 @@ class Ingester:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.client = client
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
@@ -128,6 +129,13 @@ class Ingester:
         client.subscribe([(f"$share/{SHARE_GROUP}/{t}", 1) for t in TOPICS])
         self._connected.set()
         log.info("connected to %s:%s", self.address.host, self.address.port)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused the subscription: %s", ", ".join(failed))
+        else:
+            log.info("subscribed to %s", ", ".join(f"$share/{SHARE_GROUP}/{t}" for t in TOPICS))
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()

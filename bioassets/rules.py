@@ -7,12 +7,11 @@ One open alert per (subject, condition); it closes by itself when the condition 
 import json
 from datetime import datetime, timedelta
 
-import numpy as np
 import shapely
 from shapely.geometry import Point, shape
 
 from bioassets import store
-from bioassets.headcount import FEVER_C, farm_headcount, last_by_tag, status_at
+from bioassets.headcount import FEVER_C, farm_headcount, status_at
 
 SILENT_AFTER = {"cattle": timedelta(hours=6), "pig": timedelta(hours=6)}
 GATEWAY_OFFLINE_AFTER = timedelta(minutes=30)
@@ -33,28 +32,25 @@ KINDS = {
 }
 
 
-def animal_conditions(animal: dict, history: list[dict], geofence, at: datetime) -> dict[str, str]:
-    """Conditions of one alive animal from its readings up to ``at`` (oldest first)."""
+def animal_conditions(animal: dict, seen: dict | None, geofence, at: datetime) -> dict[str, str]:
+    """Conditions of one alive animal from its tag state at ``at`` (``store.tag_states``)."""
     out: dict[str, str] = {}
-    seen = last_by_tag(history).get(animal["tag_id"])
-    last_seen = seen["last_seen"] if seen else None
+    last_seen = seen.get("last_seen") if seen else None
     since = last_seen or animal["registered_at"]
     if since is not None and at - since > SILENT_AFTER[animal["species"]]:
         out["silent_tag"] = f"no reading since {since.isoformat()}"
-    if not seen:
+    if not last_seen:
         return out
     if "position" in seen and not geofence.covers(Point(seen["position"][1], seen["position"][0])):
-        out["out_of_geofence"] = "last position {:.5f}, {:.5f} outside the geofence".format(
-            *seen["position"]
-        )
+        lat, lon = seen["position"]
+        out["out_of_geofence"] = f"last position {lat:.5f}, {lon:.5f} outside the geofence"
     temperature = seen.get("temperature_c")
     if temperature is not None and temperature >= FEVER_C[animal["species"]]:
         out["fever"] = f"{temperature:.1f} °C (threshold {FEVER_C[animal['species']]} °C)"
-    activity = [r["activity"] for r in history if r["activity"] is not None]
-    if len(activity) >= 7:
-        usual = float(np.median(activity[:-1]))
-        if usual > 0 and activity[-1] < INACTIVE_SHARE * usual:
-            out["inactivity"] = f"activity {activity[-1]:.0f} vs usual {usual:.0f}"
+    activity, usual = seen.get("activity"), seen.get("activity_mean")
+    if activity is not None and usual and seen.get("activity_count", 0) >= 7:
+        if activity < INACTIVE_SHARE * usual:
+            out["inactivity"] = f"activity {activity:.0f} vs usual {usual:.0f}"
     return out
 
 
@@ -70,35 +66,25 @@ def evaluate_farm(
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
-    rows = store.last_readings(engine, farm_id, at, at - INACTIVE_HISTORY)
-    by_tag: dict[str, list[dict]] = {}
-    for r in rows:
-        by_tag.setdefault(r["tag_id"], []).append(r)
+    states = store.tag_states(engine, at - INACTIVE_HISTORY, at, farm_id=farm_id)
     animals = store.farm_animals(engine, farm_id)
     registered = {a["tag_id"] for a in animals}
     active: dict[tuple[str, str], str] = {}
     for animal in animals:
         if status_at(animal, at) != "alive":
             continue
-        for kind, detail in animal_conditions(
-            animal, by_tag.get(animal["tag_id"], []), geofence, at
-        ).items():
+        conditions = animal_conditions(animal, states.get(animal["tag_id"]), geofence, at)
+        for kind, detail in conditions.items():
             active[(animal["tag_id"], kind)] = detail
-    for tag_id, tag_rows in by_tag.items():
-        if tag_id not in registered and at - tag_rows[-1]["observed_at"] <= timedelta(hours=24):
-            active[(tag_id, "unknown_tag")] = (
-                f"unregistered tag seen by {tag_rows[-1]['gateway_id']}"
-            )
+    for tag_id, state in states.items():
+        if tag_id not in registered and at - state["last_seen"] <= timedelta(hours=24):
+            active[(tag_id, "unknown_tag")] = f"unregistered tag seen by {state['gateway_id']}"
     for event in store.farm_events(engine, farm_id, at):
         if event["kind"] in ("death", "sale") and at - event["occurred_at"] <= EVENT_ALERT_FOR:
             active[(event["tag_id"], event["kind"])] = (
                 f"{event['kind']} on {event['occurred_at'].isoformat()}"
             )
-    last_by_gateway: dict[str, datetime] = {}
-    for r in rows:
-        last_by_gateway[r["gateway_id"]] = max(
-            r["received_at"], last_by_gateway.get(r["gateway_id"], r["received_at"])
-        )
+    last_by_gateway = store.gateway_last_received(engine, farm_id, at - INACTIVE_HISTORY, at)
     for gateway in store.all_gateways(engine):
         if gateway["farm_id"] != farm_id:
             continue

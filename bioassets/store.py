@@ -287,20 +287,82 @@ def get_animal(engine: Engine, tag_id: str) -> dict | None:
     return out
 
 
-def last_readings(engine: Engine, farm_id: str, at: datetime, since: datetime) -> list[dict]:
-    """All readings of a farm's animals in [since, at], oldest first (for state at ``at``)."""
+def tag_states(
+    engine: Engine,
+    since: datetime,
+    at: datetime,
+    farm_id: str | None = None,
+    tag_id: str | None = None,
+) -> dict[str, dict]:
+    """Per tag, from readings in [since, at]: what the alerts and the headcount need.
+
+    last_seen and its gateway; the latest non-null position, temperature, weight and
+    activity with their times; the mean and count of activity. Computed by the database
+    (grouped maxima), so the cost does not grow with how often the tags report.
+    """
+    scope = [readings.c.observed_at >= since, readings.c.observed_at <= at]
+    if farm_id is not None:
+        scope.append(readings.c.farm_id == farm_id)
+    if tag_id is not None:
+        scope.append(readings.c.tag_id == tag_id)
+    out: dict[str, dict] = {}
+    with engine.connect() as c:
+        stats = (
+            select(
+                readings.c.tag_id,
+                func.max(readings.c.observed_at).label("last_seen"),
+                func.count().label("count"),
+                func.avg(readings.c.activity).label("activity_mean"),
+                func.count(readings.c.activity).label("activity_count"),
+            )
+            .where(*scope)
+            .group_by(readings.c.tag_id)
+        )
+        for r in c.execute(stats):
+            out[r.tag_id] = {
+                "last_seen": utc(r.last_seen),
+                "count": r.count,
+                "activity_mean": r.activity_mean,
+                "activity_count": r.activity_count,
+            }
+        for column in ("gateway_id", "lat", "temperature_c", "weight_kg", "activity"):
+            for tag, value, row, when in _latest(c, scope, column):
+                state = out.setdefault(tag, {})
+                if column == "lat":
+                    state["position"] = (value, row.lon)
+                else:
+                    state[column] = value
+                    state[f"{column}_at"] = utc(when)
+    return out
+
+
+def gateway_last_received(engine: Engine, farm_id: str, since: datetime, at: datetime) -> dict:
+    """gateway_id -> when the ingester last stored something from it (within the window)."""
     query = (
-        select(readings)
+        select(readings.c.gateway_id, func.max(readings.c.received_at))
         .where(readings.c.farm_id == farm_id)
-        .where(readings.c.observed_at <= at)
-        .where(readings.c.observed_at >= since)
-        .order_by(readings.c.tag_id, readings.c.observed_at)
+        .where(readings.c.received_at >= since, readings.c.received_at <= at)
+        .group_by(readings.c.gateway_id)
     )
     with engine.connect() as c:
-        rows = [dict(r._mapping) for r in c.execute(query)]
-    for r in rows:
-        r["observed_at"], r["received_at"] = utc(r["observed_at"]), utc(r["received_at"])
-    return rows
+        return {g: utc(when) for g, when in c.execute(query)}
+
+
+def _latest(conn: Connection, scope: list, column: str):
+    """(tag, value, row, observed_at) of each tag's latest reading with ``column`` set."""
+    col = readings.c[column]
+    latest = (
+        select(readings.c.tag_id, func.max(readings.c.observed_at).label("at"))
+        .where(*scope, col.is_not(None))
+        .group_by(readings.c.tag_id)
+        .subquery()
+    )
+    query = select(readings.c.tag_id, col, readings.c.lon, readings.c.observed_at).join(
+        latest,
+        and_(readings.c.tag_id == latest.c.tag_id, readings.c.observed_at == latest.c.at),
+    )
+    for row in conn.execute(query):
+        yield row.tag_id, row[1], row, row.observed_at
 
 
 def tag_readings(engine: Engine, tag_id: str, limit: int | None = None) -> list[dict]:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -69,6 +70,7 @@ readings = Table(
     Column("battery_pct", Float),
     Column("rssi", Float),
     Column("seq", Integer),
+    Index("ix_readings_farm_observed", "farm_id", "observed_at"),
 )
 
 animal_events = Table(

@@ -288,7 +288,9 @@ def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broke
             gw.publish(message("GW-CAT-1", seq, items))
 
     ingester = _ingest_process(tmp_path, broker, db_url)
-    time.sleep(2.0)
+    # the first start creates the session: what is published before it subscribes has no
+    # subscriber to be kept for (every later restart finds its session waiting)
+    assert wait_for(lambda: "subscribed to" in (tmp_path / "ingest.log").read_text(), timeout=30)
     publisher = threading.Thread(target=publish, args=(0, 400))
     publisher.start()
     assert wait_for(lambda: bio_store.count_readings(engine) > 1000, timeout=30)
