@@ -379,3 +379,26 @@ def test_the_running_ingester_raises_alerts(livestock_engine, broker):
             lambda: {(SOW_TAGS[9], "fever"), ("156999000000001", "unknown_tag")} <= kinds()
         )
     gw.close()
+
+
+def test_a_locked_sqlite_database_makes_the_ingester_wait_not_drop(tmp_path, broker):
+    import sqlite3
+
+    from collateral.db import upgrade
+
+    db = tmp_path / "agri.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    seed_livestock(engine)
+    gw = Gateway(broker, "GW-SOW-1")
+    blocker = sqlite3.connect(db, isolation_level=None)
+    with ingesting(engine, broker, client_id=f"locked-{uuid.uuid4().hex[:6]}"):
+        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        for seq in range(20):
+            gw.publish(message("GW-SOW-1", seq, [reading(SOW_TAGS[seq], T0 + timedelta(minutes=seq))]))
+        time.sleep(2.0)
+        assert bio_store.count_readings(engine) == 0  # waiting, not failing, not skipping
+        blocker.execute("ROLLBACK")  # the lock goes away
+        assert wait_for(lambda: bio_store.count_readings(engine) == 20, timeout=60)
+    blocker.close()
+    gw.close()
