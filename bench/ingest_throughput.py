@@ -36,6 +36,7 @@ from collateral.db import make_engine, upgrade  # noqa: E402
 
 GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
 PER_MESSAGE = 20
+EXTRA_INGEST_ARGS: list[str] = []
 PG_ADMIN = os.environ.get(
     "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -113,6 +114,7 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
             client_id,
             "--session-expiry",
             "0",
+            *EXTRA_INGEST_ARGS,
         ],
         env=env,
         cwd=ROOT,
@@ -154,7 +156,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--batch-ms", type=int, help="passed to agri ingest")
     args = parser.parse_args()
+    if args.batch_ms:
+        EXTRA_INGEST_ARGS.extend(["--batch-ms", str(args.batch_ms)])
     results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
     with tempfile.TemporaryDirectory(prefix="agri-bench-broker-") as root:
         gateways = [

@@ -173,19 +173,11 @@ class Simulator:
                 now = datetime.now(UTC)
                 for farm in self.farms:
                     topic = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/readings"
-                    messages = self.round_messages(farm, now)
-                    held, messages = self._hold_back(farm["gateway"], messages)
+                    messages = self._hold_back(farm["gateway"], self.round_messages(farm, now))
                     infos = [clients[farm["gateway"]].publish(topic, m, qos=1) for m in messages]
                     for info, payload in zip(infos, messages, strict=True):
                         info.wait_for_publish(30)
-                        self.stats.messages += 1
-                        if payload.endswith(b"["):
-                            self.stats.malformed += 1
-                        elif payload in seen:
-                            self.stats.duplicate_messages += 1
-                        else:
-                            self.stats.readings += payload.count(b'"tag_id"')
-                        seen.add(payload)
+                        self._count(payload, seen)
                 if time.monotonic() >= deadline:
                     break
                 stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
@@ -193,23 +185,29 @@ class Simulator:
                 topic = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/readings"
                 for payload in self._held.pop(farm["gateway"], []):
                     clients[farm["gateway"]].publish(topic, payload, qos=1).wait_for_publish(30)
-                    self.stats.messages += 1
-                    if payload in seen:
-                        self.stats.duplicate_messages += 1
-                    else:
-                        self.stats.readings += payload.count(b'"tag_id"')
-                    seen.add(payload)
+                    self._count(payload, seen)
         finally:
             for client in clients.values():
                 client.disconnect()
                 client.loop_stop()
         return self.stats
 
-    def _hold_back(self, gateway: str, messages: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    def _count(self, payload: bytes, seen: set[bytes]) -> None:
+        """Account for a published message; payloads carry their seq, so a repeat is a resend."""
+        self.stats.messages += 1
+        if payload.endswith(b"["):
+            self.stats.malformed += 1
+        elif payload in seen:
+            self.stats.duplicate_messages += 1
+        else:
+            self.stats.readings += payload.count(b'"tag_id"')
+        seen.add(payload)
+
+    def _hold_back(self, gateway: str, messages: list[bytes]) -> list[bytes]:
         """Out-of-order faults: one batch in five waits for the next round."""
         if not self.faults.out_of_order:
-            return [], messages
+            return messages
         previous = self._held.pop(gateway, [])
         keep = [m for i, m in enumerate(messages) if i % 5 != 4]
         self._held[gateway] = [m for i, m in enumerate(messages) if i % 5 == 4]
-        return previous, keep + previous
+        return keep + previous

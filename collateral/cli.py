@@ -343,7 +343,9 @@ def animals_show(tag_id: str, as_json: bool) -> None:
     help="Seconds the broker keeps this ingester's queue while it is down. Use 0 when "
     "retiring an instance, or its share of the stream waits for it that long.",
 )
-def ingest(client_id: str | None, session_expiry: int) -> None:
+@click.option("--batch-rows", default=5000, show_default=True, help="Most readings per commit.")
+@click.option("--batch-ms", default=100, show_default=True, help="Longest wait to fill a batch.")
+def ingest(client_id: str | None, session_expiry: int, batch_rows: int, batch_ms: int) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0."""
     settings = load_settings()
     engine = open_engine()
@@ -354,6 +356,8 @@ def ingest(client_id: str | None, session_expiry: int) -> None:
         client_id or f"agri-ingest-{socket.gethostname()}-{os.getpid()}",
         ca_file=settings.mqtt_ca_file,
         session_expiry_s=session_expiry,
+        batch_rows=batch_rows,
+        batch_ms=batch_ms,
     )
 
     def _stop(signum, _frame) -> None:

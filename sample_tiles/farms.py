@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bioassets.registry import ANIMAL_COLUMNS
+
 SEED = 20240501
 REFERENCE_DAY = date(2024, 12, 31)
 FARMS = [
@@ -79,16 +81,7 @@ def main(out: Path) -> None:
     (out / "farms.geojson").write_text(
         json.dumps({"type": "FeatureCollection", "features": features}, indent=1) + "\n"
     )
-    columns = [
-        "tag_id",
-        "farm_id",
-        "species",
-        "category",
-        "sex",
-        "birth_date",
-        "parity",
-        "lactation",
-    ]
+    columns = list(ANIMAL_COLUMNS)
     with open(out / "animals.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()

@@ -395,7 +395,9 @@ def test_a_locked_sqlite_database_makes_the_ingester_wait_not_drop(tmp_path, bro
     with ingesting(engine, broker, client_id=f"locked-{uuid.uuid4().hex[:6]}"):
         blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
         for seq in range(20):
-            gw.publish(message("GW-SOW-1", seq, [reading(SOW_TAGS[seq], T0 + timedelta(minutes=seq))]))
+            gw.publish(
+                message("GW-SOW-1", seq, [reading(SOW_TAGS[seq], T0 + timedelta(minutes=seq))])
+            )
         time.sleep(2.0)
         assert bio_store.count_readings(engine) == 0  # waiting, not failing, not skipping
         blocker.execute("ROLLBACK")  # the lock goes away
