@@ -72,6 +72,8 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
     farm = store.get_farm(engine, animal["farm_id"])
     geofence = shape(json.loads(farm["geofence_geojson"]))
     seen = store.tag_states(engine, at - timedelta(days=3650), at, tag_id=tag_id).get(tag_id, {})
+    recent = store.tag_states(engine, at - timedelta(hours=72), at, tag_id=tag_id).get(tag_id, {})
+    usual = recent.get("activity_mean")
     position = seen.get("position")
     return {
         **animal,
@@ -81,6 +83,13 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
         "inside_geofence": (geofence.covers(Point(position[1], position[0])) if position else None),
         "last_weight_kg": seen.get("weight_kg"),
         "last_temperature_c": seen.get("temperature_c"),
+        "last_activity": seen.get("activity"),
+        # latest activity over the animal's own 72-hour mean: 1 is usual, well below is idle
+        "activity_trend": (
+            round(seen["activity"] / usual, 3)
+            if usual and seen.get("activity") is not None
+            else None
+        ),
         "readings_stored": store.count_tag_readings(engine, tag_id),
         "open_alerts": [
             {"kind": a["kind"], "opened_at": a["opened_at"].isoformat(), "detail": a["detail"]}

@@ -7,7 +7,7 @@ import pytest
 
 from bioassets import registry, rules
 from bioassets import store as bio_store
-from bioassets.headcount import farm_headcount
+from bioassets.headcount import animal_state, farm_headcount
 from tests.conftest import SAMPLE_TILES
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -126,6 +126,9 @@ def test_geofence_fever_and_inactivity_fire_and_clear(farm):
     )
     rules.evaluate_farm(farm, SOW, T + timedelta(hours=1, minutes=1))
     assert not (_open(farm, "out_of_geofence") | _open(farm, "fever") | _open(farm, "inactivity"))
+    state = animal_state(farm, idle, T + timedelta(hours=1, minutes=1))
+    assert state["last_activity"] == 95.0 and 0.9 < state["activity_trend"] < 1.2
+    assert state["inside_geofence"] is True and state["readings_stored"] == 10
 
 
 def test_unknown_tag_death_and_gateway_silence(farm):
