@@ -49,9 +49,10 @@ def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
-    seen = store.tag_states(engine, at - window, at, farm_id=farm_id)
+    animals = store.farm_animals(engine, farm_id)
+    seen = store.tag_states(engine, at - window, at, [a["tag_id"] for a in animals])
     categories = {c: {"registered": 0, "verified": 0, "unverified": []} for c in CATEGORIES}
-    for animal in store.farm_animals(engine, farm_id):
+    for animal in animals:
         if status_at(animal, at) != "alive":
             continue
         entry = categories[animal["category"]]
@@ -71,8 +72,8 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
         return None
     farm = store.get_farm(engine, animal["farm_id"])
     geofence = shape(json.loads(farm["geofence_geojson"]))
-    seen = store.tag_states(engine, at - timedelta(days=3650), at, tag_id=tag_id).get(tag_id, {})
-    recent = store.tag_states(engine, at - timedelta(hours=72), at, tag_id=tag_id).get(tag_id, {})
+    seen = store.tag_states(engine, at - timedelta(days=3650), at, [tag_id]).get(tag_id, {})
+    recent = store.tag_states(engine, at - timedelta(hours=72), at, [tag_id]).get(tag_id, {})
     usual = recent.get("activity_mean")
     position = seen.get("position")
     return {

@@ -317,8 +317,14 @@ class Ingester:
                         "received_at": now,
                     }
                 )
+        unknown = {
+            (r["farm_id"], r["tag_id"]): f"unregistered tag seen by {r['gateway_id']}"
+            for r in reading_rows.values()
+            if r["tag_id"] not in self._tag_farm
+        }
         with self.engine.begin() as conn:
             inserted = store.write_batch(conn, list(reading_rows.values()), event_rows, reject_rows)
+            store.note_unknown_tags(conn, unknown, now)
         self._farms_since_alerts.update(
             r["farm_id"] for r in reading_rows.values() if r["farm_id"] in self._known_farms()
         )

@@ -66,9 +66,15 @@ def evaluate_farm(
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
-    states = store.tag_states(engine, at - INACTIVE_HISTORY, at, farm_id=farm_id)
     animals = store.farm_animals(engine, farm_id)
     registered = {a["tag_id"] for a in animals}
+    # unknown tags are reported by the ingester as it sees them; here they only close
+    unknown = [
+        a["subject"]
+        for a in store.list_alerts(engine, farm_id, open_only=True)
+        if a["kind"] == "unknown_tag" and a["subject"] not in registered
+    ]
+    states = store.tag_states(engine, at - INACTIVE_HISTORY, at, sorted(registered) + unknown)
     active: dict[tuple[str, str], str] = {}
     for animal in animals:
         if status_at(animal, at) != "alive":
@@ -76,15 +82,20 @@ def evaluate_farm(
         conditions = animal_conditions(animal, states.get(animal["tag_id"]), geofence, at)
         for kind, detail in conditions.items():
             active[(animal["tag_id"], kind)] = detail
-    for tag_id, state in states.items():
-        if tag_id not in registered and at - state["last_seen"] <= timedelta(hours=24):
+    for tag_id in unknown:
+        state = states.get(tag_id)
+        if state and at - state["last_seen"] <= timedelta(hours=24):
             active[(tag_id, "unknown_tag")] = f"unregistered tag seen by {state['gateway_id']}"
     for event in store.farm_events(engine, farm_id, at):
         if event["kind"] in ("death", "sale") and at - event["occurred_at"] <= EVENT_ALERT_FOR:
             active[(event["tag_id"], event["kind"])] = (
                 f"{event['kind']} on {event['occurred_at'].isoformat()}"
             )
-    last_by_gateway = store.gateway_last_received(engine, farm_id, at - INACTIVE_HISTORY, at)
+    last_by_gateway: dict[str, datetime] = {}  # from each tag's latest reading
+    for state in states.values():
+        gateway, seen = state.get("gateway_id"), state.get("last_seen")
+        if gateway and seen and seen > last_by_gateway.get(gateway, seen - timedelta(1)):
+            last_by_gateway[gateway] = seen
     for gateway in store.all_gateways(engine):
         if gateway["farm_id"] != farm_id:
             continue

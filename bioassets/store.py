@@ -295,64 +295,75 @@ def get_animal(engine: Engine, tag_id: str) -> dict | None:
 
 
 def tag_states(
-    engine: Engine,
-    since: datetime,
-    at: datetime,
-    farm_id: str | None = None,
-    tag_id: str | None = None,
+    engine: Engine, since: datetime, at: datetime, tag_ids: list[str]
 ) -> dict[str, dict]:
-    """Per tag, from readings in [since, at]: what the alerts and the headcount need.
+    """Per tag, from its readings in [since, at]: what the alerts and the headcount need.
 
     last_seen and its gateway; the latest non-null position, temperature, weight and
-    activity with their times; the mean and count of activity. Computed by the database
-    (grouped maxima), so the cost does not grow with how often the tags report.
+    activity with their times; the mean and count of activity. Grouped maxima computed by
+    the database over the (tag_id, observed_at) primary key, so the cost follows the
+    number of tags asked about, not how often they report, and ingest pays for no
+    second index.
     """
-    scope = [readings.c.observed_at >= since, readings.c.observed_at <= at]
-    if farm_id is not None:
-        scope.append(readings.c.farm_id == farm_id)
-    if tag_id is not None:
-        scope.append(readings.c.tag_id == tag_id)
     out: dict[str, dict] = {}
     with engine.connect() as c:
-        stats = (
-            select(
-                readings.c.tag_id,
-                func.max(readings.c.observed_at).label("last_seen"),
-                func.count().label("count"),
-                func.avg(readings.c.activity).label("activity_mean"),
-                func.count(readings.c.activity).label("activity_count"),
+        for start in range(0, len(tag_ids), 2000):
+            chunk = tag_ids[start : start + 2000]
+            scope = [
+                readings.c.tag_id.in_(chunk),
+                readings.c.observed_at >= since,
+                readings.c.observed_at <= at,
+            ]
+            stats = (
+                select(
+                    readings.c.tag_id,
+                    func.max(readings.c.observed_at).label("last_seen"),
+                    func.count().label("count"),
+                    func.avg(readings.c.activity).label("activity_mean"),
+                    func.count(readings.c.activity).label("activity_count"),
+                )
+                .where(*scope)
+                .group_by(readings.c.tag_id)
             )
-            .where(*scope)
-            .group_by(readings.c.tag_id)
-        )
-        for r in c.execute(stats):
-            out[r.tag_id] = {
-                "last_seen": utc(r.last_seen),
-                "count": r.count,
-                "activity_mean": r.activity_mean,
-                "activity_count": r.activity_count,
-            }
-        for column in ("gateway_id", "lat", "temperature_c", "weight_kg", "activity"):
-            for tag, value, row, when in _latest(c, scope, column):
-                state = out.setdefault(tag, {})
-                if column == "lat":
-                    state["position"] = (value, row.lon)
-                else:
-                    state[column] = value
-                    state[f"{column}_at"] = utc(when)
+            for r in c.execute(stats):
+                out[r.tag_id] = {
+                    "last_seen": utc(r.last_seen),
+                    "count": r.count,
+                    "activity_mean": r.activity_mean,
+                    "activity_count": r.activity_count,
+                }
+            for column in ("gateway_id", "lat", "temperature_c", "weight_kg", "activity"):
+                for tag, value, row, when in _latest(c, scope, column):
+                    state = out.setdefault(tag, {})
+                    if column == "lat":
+                        state["position"] = (value, row.lon)
+                    else:
+                        state[column] = value
+                        state[f"{column}_at"] = utc(when)
     return out
 
 
-def gateway_last_received(engine: Engine, farm_id: str, since: datetime, at: datetime) -> dict:
-    """gateway_id -> when the ingester last stored something from it (within the window)."""
-    query = (
-        select(readings.c.gateway_id, func.max(readings.c.received_at))
-        .where(readings.c.farm_id == farm_id)
-        .where(readings.c.received_at >= since, readings.c.received_at <= at)
-        .group_by(readings.c.gateway_id)
-    )
-    with engine.connect() as c:
-        return {g: utc(when) for g, when in c.execute(query)}
+def note_unknown_tags(
+    conn: Connection, sightings: dict[tuple[str, str], str], at: datetime
+) -> None:
+    """Open an unknown_tag alert for each (farm, tag) seen that has none open yet."""
+    if not sightings:
+        return
+    open_now = {
+        (r.farm_id, r.subject)
+        for r in conn.execute(
+            select(alerts.c.farm_id, alerts.c.subject).where(
+                alerts.c.kind == "unknown_tag", alerts.c.closed_at.is_(None)
+            )
+        )
+    }
+    new = [
+        {"farm_id": farm, "subject": tag, "kind": "unknown_tag", "opened_at": at, "detail": detail}
+        for (farm, tag), detail in sightings.items()
+        if (farm, tag) not in open_now
+    ]
+    if new:
+        conn.execute(insert(alerts), new)
 
 
 def _latest(conn: Connection, scope: list, column: str):

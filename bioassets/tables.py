@@ -7,7 +7,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -70,7 +69,6 @@ readings = Table(
     Column("battery_pct", Float),
     Column("rssi", Float),
     Column("seq", Integer),
-    Index("ix_readings_farm_observed", "farm_id", "observed_at"),
 )
 
 animal_events = Table(

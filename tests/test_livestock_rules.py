@@ -134,6 +134,8 @@ def test_geofence_fever_and_inactivity_fire_and_clear(farm):
 def test_unknown_tag_death_and_gateway_silence(farm):
     _everyone_seen(farm, T)
     _readings(farm, [{"tag_id": "156999999999999", "observed_at": T}])
+    with farm.begin() as conn:  # what the ingester does when it stores an unregistered tag
+        bio_store.note_unknown_tags(conn, {(SOW, "156999999999999"): "seen by GW-SOW-1"}, T)
     dead = _tags(farm, "breeding_sow")[10]
     event = {
         "tag_id": dead,
@@ -152,6 +154,9 @@ def test_unknown_tag_death_and_gateway_silence(farm):
     assert not _open(farm, "gateway_offline")
     rules.evaluate_farm(farm, SOW, T + timedelta(hours=1))
     assert "GW-SOW-1" in _open(farm, "gateway_offline")
+    assert "156999999999999" in _open(farm, "unknown_tag")
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=25))  # not seen for a day: closes
+    assert "156999999999999" not in _open(farm, "unknown_tag")
     assert bio_store.get_animal(farm, dead)["status"] == "dead"
 
 
