@@ -36,6 +36,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,6 +37,7 @@ from collateral.db import make_engine, upgrade  # noqa: E402
 GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
 PER_MESSAGE = 20
 EXTRA_INGEST_ARGS: list[str] = []
+INGESTERS = 1
 PG_ADMIN = os.environ.get(
     "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -102,28 +103,20 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         "AGRI_DATABASE_URL": db_url,
         "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD),
     }
-    client_id = f"bench-ingest-{label}-{uuid.uuid4().hex[:6]}"
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"ingest-{label}-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collateral.cli",
-            "ingest",
-            "--client-id",
-            client_id,
-            "--session-expiry",
-            "0",
-            *EXTRA_INGEST_ARGS,
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    deadline = time.monotonic() + 60
-    while "subscribed to" not in Path(log.name).read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)  # what is published before the first subscription has no taker
+    procs = []
+    for k in range(INGESTERS):
+        log = tempfile.NamedTemporaryFile(
+            "w+", prefix=f"ingest-{label}-", suffix=".log", delete=False
+        )
+        client_id = f"bench-ingest-{label}-{k}-{uuid.uuid4().hex[:6]}"
+        command = [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", client_id]
+        command += ["--session-expiry", "0", *EXTRA_INGEST_ARGS]
+        procs.append(
+            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        )
+        deadline = time.monotonic() + 60
+        while "subscribed to" not in Path(log.name).read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # what is published before the first subscription has no taker
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
     expected = n * PER_MESSAGE
     t0 = time.perf_counter()
@@ -132,8 +125,9 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
     stored = bio_store.count_readings(engine)
-    proc.terminate()
-    proc.wait(60)
+    for proc in procs:
+        proc.terminate()
+        proc.wait(60)
     query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
     with engine.connect() as c:
         first_stored = {seq: bio_store.utc(at).timestamp() for seq, at in c.execute(query)}
@@ -157,10 +151,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--batch-ms", type=int, help="passed to agri ingest")
+    parser.add_argument("--ingesters", type=int, default=1, help="processes on the shared group")
     args = parser.parse_args()
+    results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
+    global INGESTERS
+    INGESTERS = args.ingesters
+    results["ingesters"] = args.ingesters
     if args.batch_ms:
         EXTRA_INGEST_ARGS.extend(["--batch-ms", str(args.batch_ms)])
-    results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
     with tempfile.TemporaryDirectory(prefix="agri-bench-broker-") as root:
         gateways = [
             {
