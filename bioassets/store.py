@@ -383,19 +383,6 @@ def _latest(conn: Connection, scope: list, column: str):
         yield row.tag_id, row[1], row, row.observed_at
 
 
-def tag_readings(engine: Engine, tag_id: str, limit: int | None = None) -> list[dict]:
-    query = (
-        select(readings).where(readings.c.tag_id == tag_id).order_by(readings.c.observed_at.desc())
-    )
-    if limit:
-        query = query.limit(limit)
-    with engine.connect() as c:
-        rows = [dict(r._mapping) for r in c.execute(query)]
-    for r in rows:
-        r["observed_at"], r["received_at"] = utc(r["observed_at"]), utc(r["received_at"])
-    return rows
-
-
 def count_tag_readings(engine: Engine, tag_id: str) -> int:
     with engine.connect() as c:
         return c.execute(

@@ -135,19 +135,6 @@ def _plain(value):
     return value
 
 
-def parcels_frame(parcels: list[Parcel]) -> gpd.GeoDataFrame:
-    """Parcels as a WGS84 GeoDataFrame with the columns the imagery job needs."""
-    return gpd.GeoDataFrame(
-        {
-            "parcel_id": [p.parcel_id for p in parcels],
-            "kind": [p.kind for p in parcels],
-            "area_ha": [p.area_ha for p in parcels],
-        },
-        geometry=[p.geometry for p in parcels],
-        crs=WGS84,
-    )
-
-
 def attributes_json(attributes: dict) -> str:
     """Attributes as JSON; numpy scalars from GeoPandas become plain numbers."""
     return json.dumps(attributes, default=lambda v: v.item() if hasattr(v, "item") else str(v))
