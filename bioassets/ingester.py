@@ -32,7 +32,11 @@ from bioassets.messages import Parsed, Rejection, parse_message
 log = logging.getLogger("agri.ingest")
 
 SHARE_GROUP = "agri-ingest"
-TOPICS = ("agri/v1/farms/+/gateways/+/readings", "agri/v1/farms/+/gateways/+/events")
+TOPICS = (
+    "agri/v1/farms/+/gateways/+/readings",
+    "agri/v1/farms/+/gateways/+/events",
+    "agri/v1/farms/+/gateways/+/status",
+)
 
 
 @dataclass(frozen=True)
@@ -273,10 +277,13 @@ class Ingester:
         reading_rows: dict[tuple[str, datetime], dict] = {}
         event_rows: list[dict] = []
         reject_rows: list[dict] = []
+        statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
         notices: list[tuple[str, bytes]] = []
         for message in batch:
             parsed = parse_message(message.topic, message.payload, now)
             self._authorise(parsed)
+            if parsed.status and not parsed.message_rejected:
+                statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
             for rejection in parsed.rejections:
                 reject_rows.append(
                     {
@@ -325,6 +332,9 @@ class Ingester:
         with self.engine.begin() as conn:
             inserted = store.write_batch(conn, list(reading_rows.values()), event_rows, reject_rows)
             store.note_unknown_tags(conn, unknown, now)
+            for _farm, gateway, status in statuses:
+                store.set_gateway_status(conn, gateway, status, now)
+        self._farms_since_alerts.update(farm for farm, _gateway, _status in statuses)
         self._farms_since_alerts.update(
             r["farm_id"] for r in reading_rows.values() if r["farm_id"] in self._known_farms()
         )

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 TOPIC = re.compile(
-    r"^agri/v1/farms/(?P<farm>[^/]+)/gateways/(?P<gateway>[^/]+)/(?P<kind>readings|events)$"
+    r"^agri/v1/farms/(?P<farm>[^/]+)/gateways/(?P<gateway>[^/]+)/(?P<kind>readings|events|status)$"
 )
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -129,12 +129,13 @@ class Parsed:
 
     farm_id: str | None
     gateway_id: str | None
-    kind: str | None  # readings | events
+    kind: str | None  # readings | events | status
     seq: int | None = None
     readings: list[Reading] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     message_rejected: bool = False  # the whole message was unusable
+    status: str | None = None  # a status message: online | offline (e.g. the gateway's Will)
 
 
 def parse_topic(topic: str) -> tuple[str, str, str] | None:
@@ -162,6 +163,8 @@ def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
     farm_id, gateway_id, kind = where
     if len(payload) > MAX_PAYLOAD_BYTES:
         return _whole(farm_id, gateway_id, kind, f"payload of {len(payload)} bytes exceeds 1 MiB")
+    if kind == "status":
+        return _status(farm_id, gateway_id, payload)
     if kind == "readings":
         fast = _clean_readings(payload, gateway_id, now)
         if fast is not None:
@@ -229,6 +232,21 @@ def _clean_readings(payload: bytes, gateway_id: str, now: datetime) -> "Readings
     if any(r.observed_at > limit for r in whole.readings):
         return None
     return whole
+
+
+GATEWAY_STATUSES = ("online", "offline")
+
+
+def _status(farm_id: str, gateway_id: str, payload: bytes) -> Parsed:
+    """``{"status": "online"|"offline"}`` or the bare word: what a gateway's MQTT Will says."""
+    text = payload.strip()
+    try:
+        value = json.loads(text).get("status") if text.startswith(b"{") else text.decode()
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        value = None
+    if value not in GATEWAY_STATUSES:
+        return _whole(farm_id, gateway_id, "status", "status must be 'online' or 'offline'")
+    return Parsed(farm_id, gateway_id, "status", status=value)
 
 
 def _whole(farm_id, gateway_id, kind, reason: str) -> Parsed:

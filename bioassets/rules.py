@@ -96,11 +96,17 @@ def evaluate_farm(
         gateway, seen = state.get("gateway_id"), state.get("last_seen")
         if gateway and seen and seen > last_by_gateway.get(gateway, seen - timedelta(1)):
             last_by_gateway[gateway] = seen
+    said = store.gateway_statuses(engine)
     for gateway in store.all_gateways(engine):
         if gateway["farm_id"] != farm_id:
             continue
         last = last_by_gateway.get(gateway["gateway_id"])
-        if last is not None and at - last > gateway_offline_after:
+        status, changed = said.get(gateway["gateway_id"], ("online", None))
+        if status == "offline" and changed <= at and (last is None or last <= changed):
+            active[(gateway["gateway_id"], "gateway_offline")] = (
+                f"the gateway reported offline (MQTT will) at {changed.isoformat()}"
+            )
+        elif last is not None and at - last > gateway_offline_after:
             active[(gateway["gateway_id"], "gateway_offline")] = (
                 f"nothing received since {last.isoformat()}"
             )

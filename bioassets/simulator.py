@@ -101,8 +101,12 @@ class Simulator:
         )
         client.username_pw_set(farm["gateway"], farm["password"])
         client.max_inflight_messages_set(100)
+        status = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/status"
+        # a real gateway's last will: if it loses power the broker says so for it
+        client.will_set(status, b'{"status": "offline"}', qos=1, retain=True)
         client.connect(self.address.host, self.address.port)
         client.loop_start()
+        client.publish(status, b'{"status": "online"}', qos=1, retain=True)
         return client
 
     def round_messages(self, farm: dict, now: datetime) -> list[bytes]:

@@ -7,7 +7,16 @@ from operator import itemgetter
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bioassets.tables import alerts, animal_events, animals, farms, gateways, readings, rejects
+from bioassets.tables import (
+    alerts,
+    animal_events,
+    animals,
+    farms,
+    gateway_status,
+    gateways,
+    readings,
+    rejects,
+)
 
 READING_FIELDS = ("lat", "lon", "temperature_c", "activity", "weight_kg", "battery_pct", "rssi")
 
@@ -402,3 +411,21 @@ def farm_events(engine: Engine, farm_id: str, at: datetime) -> list[dict]:
     for r in rows:
         r["occurred_at"] = utc(r["occurred_at"])
     return rows
+
+
+def set_gateway_status(conn: Connection, gateway_id: str, status: str, at: datetime) -> None:
+    """Record what a gateway said about itself (online/offline) in the caller's transaction."""
+    key = gateway_status.c.gateway_id == gateway_id
+    if conn.execute(select(gateway_status.c.gateway_id).where(key)).first():
+        conn.execute(update(gateway_status).where(key).values(status=status, changed_at=at))
+    else:
+        conn.execute(
+            insert(gateway_status).values(gateway_id=gateway_id, status=status, changed_at=at)
+        )
+
+
+def gateway_statuses(engine: Engine) -> dict[str, tuple[str, datetime]]:
+    with engine.connect() as c:
+        return {
+            r.gateway_id: (r.status, utc(r.changed_at)) for r in c.execute(select(gateway_status))
+        }

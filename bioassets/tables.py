@@ -109,3 +109,12 @@ rejects = Table(
     Column("item", Text),  # the rejected reading/event as JSON, when only part was bad
     Column("raw", LargeBinary, nullable=False),
 )
+
+# What each gateway last said about itself on .../status (its MQTT Will says "offline").
+gateway_status = Table(
+    "gateway_status",
+    metadata,
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)

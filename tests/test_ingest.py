@@ -404,3 +404,35 @@ def test_a_locked_sqlite_database_makes_the_ingester_wait_not_drop(tmp_path, bro
         assert wait_for(lambda: bio_store.count_readings(engine) == 20, timeout=60)
     blocker.close()
     gw.close()
+
+
+def test_a_gateway_that_loses_power_is_reported_offline_by_its_will(livestock_engine, broker):
+    engine = livestock_engine
+    status = "agri/v1/farms/FARM-FAT/gateways/GW-FAT-1/status"
+    with ingesting(engine, broker, client_id=f"will-{uuid.uuid4().hex[:6]}", alert_interval_s=0):
+        # a gateway with a last will, then a dead socket
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="will-gw", protocol=mqtt.MQTTv5)
+        client.username_pw_set("GW-FAT-1", GATEWAY_PASSWORDS["GW-FAT-1"])
+        client.will_set(status, b'{"status": "offline"}', qos=1)
+        client.connect(broker.host, broker.port, keepalive=5)
+        client.loop_start()
+        client.publish(status, b"online", qos=1).wait_for_publish(5)
+        now = datetime.now(UTC).replace(microsecond=0)
+        client.publish(
+            "agri/v1/farms/FARM-FAT/gateways/GW-FAT-1/readings",
+            message("GW-FAT-1", 1, [reading(FAT_TAGS[3], now - timedelta(seconds=5))]),
+            qos=1,
+        ).wait_for_publish(5)
+        assert wait_for(
+            lambda: bio_store.gateway_statuses(engine).get("GW-FAT-1", ("",))[0] == "online"
+        )
+        client.loop_stop()
+        client.socket().close()  # power cut: no DISCONNECT, the broker sends the will
+
+        def offline() -> bool:
+            return any(
+                a["kind"] == "gateway_offline" and "MQTT will" in a["detail"]
+                for a in bio_store.list_alerts(engine, "FARM-FAT", open_only=True)
+            )
+
+        assert wait_for(offline, timeout=30)

@@ -136,3 +136,11 @@ def test_fuzzed_payloads_never_raise(payload):
     if not isinstance(body, dict):
         assert parsed.message_rejected and parsed.rejections[0].reason
     assert all(check_tag_id(r.tag_id) == r.tag_id for r in parsed.readings)
+
+
+def test_status_messages():
+    topic = "agri/v1/farms/F1/gateways/GW1/status"
+    assert parse_message(topic, b'{"status": "offline"}', NOW).status == "offline"
+    assert parse_message(topic, b"online", NOW).status == "online"
+    bad = parse_message(topic, b"sleeping", NOW)
+    assert bad.message_rejected and "online' or 'offline" in bad.rejections[0].reason

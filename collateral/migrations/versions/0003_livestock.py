@@ -17,8 +17,9 @@ TABLES = ("farms", "gateways", "animals", "readings", "animal_events", "alerts",
 
 
 def upgrade() -> None:
-    # The first revision of these tables: created from their definitions as of this
-    # revision. Later changes get explicit op.* steps in revisions of their own.
+    # Created from their definitions: a table created this way must never be altered
+    # later (a fresh database would already have the change); new columns go into new
+    # tables, or this revision is first rewritten with explicit op.create_table.
     bind = op.get_bind()
     metadata.create_all(bind, tables=[metadata.tables[name] for name in TABLES])
 
