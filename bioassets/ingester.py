@@ -123,6 +123,8 @@ class Ingester:
         self._alert_interval_s = alert_interval_s
         self._farms_since_alerts: set[str] = set()
         self._alerts_evaluated = time.monotonic()
+        self._progress_logged = time.monotonic()
+        self._progress_stored = 0
 
     # --- network thread: only moves messages to the queue ---------------------------
 
@@ -238,6 +240,25 @@ class Ingester:
         for topic, payload in notices:
             self.client.publish(topic, payload, qos=0)
         self._evaluate_alerts_when_due()
+        self._log_progress_when_due()
+
+    def _log_progress_when_due(self, every_s: float = 60.0) -> None:
+        """One line a minute for the operator: what was stored, refused and retried."""
+        now = time.monotonic()
+        if now - self._progress_logged < every_s:
+            return
+        stored = self.stats.readings_stored - self._progress_stored
+        log.info(
+            "stored %d readings in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
+            "%d database retries",
+            stored,
+            now - self._progress_logged,
+            stored / (now - self._progress_logged),
+            self.stats.messages,
+            self.stats.rejects,
+            self.stats.db_retries,
+        )
+        self._progress_logged, self._progress_stored = now, self.stats.readings_stored
 
     def _evaluate_alerts_when_due(self) -> None:
         """Alert rules for the farms that sent data, at most every ``alert_interval_s``."""
@@ -245,6 +266,8 @@ class Ingester:
             return
         farms, self._farms_since_alerts = self._farms_since_alerts, set()
         self._alerts_evaluated = time.monotonic()
+        self._progress_logged = time.monotonic()
+        self._progress_stored = 0
         now = datetime.now(UTC)
         for farm_id in sorted(farms):
             try:
