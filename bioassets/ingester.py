@@ -266,8 +266,6 @@ class Ingester:
             return
         farms, self._farms_since_alerts = self._farms_since_alerts, set()
         self._alerts_evaluated = time.monotonic()
-        self._progress_logged = time.monotonic()
-        self._progress_stored = 0
         now = datetime.now(UTC)
         for farm_id in sorted(farms):
             try:
@@ -281,15 +279,8 @@ class Ingester:
             try:
                 notices += self._store([message])
             except (DataError, IntegrityError) as exc:
-                row = {
-                    "received_at": datetime.now(UTC),
-                    "topic": message.topic,
-                    "farm_id": None,
-                    "gateway_id": None,
-                    "reason": f"database refused the message: {exc.orig}",
-                    "item": None,
-                    "raw": bytes(message.payload),
-                }
+                reason = f"database refused the message: {exc.orig}"
+                row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
                 with self.engine.begin() as conn:
                     store.write_batch(conn, [], [], [row])
         return notices
@@ -307,20 +298,10 @@ class Ingester:
             self._authorise(parsed)
             if parsed.status and not parsed.message_rejected:
                 statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
-            for rejection in parsed.rejections:
-                reject_rows.append(
-                    {
-                        "received_at": now,
-                        "topic": message.topic,
-                        "farm_id": parsed.farm_id,
-                        "gateway_id": parsed.gateway_id,
-                        "reason": rejection.reason,
-                        "item": None
-                        if rejection.item is None
-                        else json.dumps(rejection.item, default=str),
-                        "raw": bytes(message.payload),
-                    }
-                )
+            reject_rows += [
+                _reject_row(message, parsed.farm_id, parsed.gateway_id, rejection, now)
+                for rejection in parsed.rejections
+            ]
             if parsed.rejections and parsed.farm_id and parsed.gateway_id:
                 notices.append(_reject_notice(parsed))
             for r in parsed.readings:
@@ -412,6 +393,19 @@ class Ingester:
             parsed.readings = kept
         else:
             parsed.events = kept
+
+
+def _reject_row(message, farm_id, gateway_id, rejection: Rejection, now: datetime) -> dict:
+    """A rejects-table row: the reason, where it came from, and the raw bytes as received."""
+    return {
+        "received_at": now,
+        "topic": message.topic,
+        "farm_id": farm_id,
+        "gateway_id": gateway_id,
+        "reason": rejection.reason,
+        "item": None if rejection.item is None else json.dumps(rejection.item, default=str),
+        "raw": bytes(message.payload),
+    }
 
 
 def _reject_notice(parsed: Parsed) -> tuple[str, bytes]:

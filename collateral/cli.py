@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -28,10 +28,9 @@ from remote_sensing.job import RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile, parse_as_of
+from remote_sensing.profiles import MIN_VALID_FRACTION
 
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# An observation counts as "clear" when at least this share of the parcel was seen.
-CLEAR_VALID_FRACTION = 0.6
 
 
 def open_engine() -> Engine:
@@ -109,7 +108,7 @@ def parcels_observations(parcel_id: str, as_json: bool) -> None:
 @click.option(
     "--min-valid-fraction",
     type=click.FloatRange(0.0, 1.0),
-    default=0.6,
+    default=MIN_VALID_FRACTION,
     show_default=True,
     help="Ignore observations that saw less of the parcel than this.",
 )
@@ -152,7 +151,7 @@ def parcels_list() -> None:
     """Every parcel with its latest clear NDVI: what the imagery says today."""
     engine = open_engine()
     frame = store.load_parcels_frame(engine)
-    summary = store.latest_clear_summary(engine, CLEAR_VALID_FRACTION)
+    summary = store.latest_clear_summary(engine, MIN_VALID_FRACTION)
     health = store.profile_overview(engine)
     for kind, group in frame.groupby("kind"):
         click.echo(f"{len(group)} {kind.replace('_', ' ')} parcels, {group.area_ha.sum():.1f} ha")
@@ -174,7 +173,7 @@ def parcels_list() -> None:
             f"  {s['clear_count']:>9}  {_fmt(health.get(row.parcel_id, {}).get('health_index')):>6}"
             f"  {health.get(row.parcel_id, {}).get('disturbance', '')}"
         )
-    click.echo(f"clear = at least {CLEAR_VALID_FRACTION:.0%} of the parcel seen without cloud")
+    click.echo(f"clear = at least {MIN_VALID_FRACTION:.0%} of the parcel seen without cloud")
     click.echo("health = 1 at the parcel's usual NDVI for the time of year, 0 at 4 spreads below")
 
 
@@ -242,7 +241,10 @@ def farms_headcount(farm_id: str, at_text: str | None, as_json: bool) -> None:
     engine = open_engine()
     if bio_store.get_farm(engine, farm_id) is None:
         raise click.ClickException(f"no farm with id {farm_id!r}")
-    at = _parse_time(at_text) if at_text else datetime.now(UTC)
+    try:
+        at = parse_as_of(at_text) if at_text else datetime.now(UTC)
+    except ValueError as exc:
+        raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time") from exc
     result = headcount.farm_headcount(engine, farm_id, at)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -535,9 +537,7 @@ def rejects_list(gateway_id: str | None, as_json: bool) -> None:
         click.echo(f"{r['received_at'][:19]}  {r['gateway_id'] or '-':<12} {r['reason']}")
 
 
-def _offline_after():
-    from datetime import timedelta
-
+def _offline_after() -> timedelta:
     return timedelta(minutes=load_settings().gateway_offline_minutes)
 
 
@@ -547,14 +547,6 @@ def _report_errors(errors: list[str]) -> None:
     if errors:
         click.echo(f"{len(errors)} row(s) rejected", err=True)
         sys.exit(1)
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _run(inbox: Path) -> RunSummary:

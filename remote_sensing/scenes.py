@@ -224,12 +224,9 @@ def _geotiff_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
             raise SceneError(
                 f"{path}: no band described as {' or '.join(aliases)} (found {descriptions})"
             )
-        if name == "scl":
-            bands[name] = BandRef(path, matches[0], 1.0, 0.0, nodata if nodata is not None else 0)
-        else:
-            bands[name] = BandRef(
-                path, matches[0], scale, offset, nodata if nodata is not None else 0
-            )
+        band_scale, band_offset = (1.0, 0.0) if name == "scl" else (scale, offset)
+        no_data = nodata if nodata is not None else 0
+        bands[name] = BandRef(path, matches[0], band_scale, band_offset, no_data)
     return path.stem, acquired_at, bands
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from bioassets.local_broker import LocalBroker
+from bioassets.local_broker import LocalBroker, mosquitto_binary
 from collateral.cli import main as agri_main
 from collateral.db import make_engine, upgrade
 
@@ -146,10 +146,10 @@ class Broker(LocalBroker):
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail(
-            "mosquitto is not installed: `make test` installs it (apt-get install mosquitto)"
-        )
+    try:
+        mosquitto_binary()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}; `make test` installs it")
     b = Broker(tmp_path_factory.mktemp("mosquitto"))
     yield b
     b.stop()
