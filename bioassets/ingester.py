@@ -288,34 +288,37 @@ class Ingester:
     def _store(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
         now = datetime.now(UTC)
         self._refresh_registry()
-        reading_rows: dict[tuple[str, datetime], dict] = {}
+        reading_rows: dict[tuple[str, datetime], tuple] = {}
         event_rows: list[dict] = []
         reject_rows: list[dict] = []
         statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
         notices: list[tuple[str, bytes]] = []
+        unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
+        farms: set[str] = set()
         for message in batch:
             parsed = parse_message(message.topic, message.payload, now)
             self._authorise(parsed)
             if parsed.status and not parsed.message_rejected:
                 statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
+                farms.add(parsed.farm_id)
             reject_rows += [
                 _reject_row(message, parsed.farm_id, parsed.gateway_id, rejection, now)
                 for rejection in parsed.rejections
             ]
             if parsed.rejections and parsed.farm_id and parsed.gateway_id:
                 notices.append(_reject_notice(parsed))
+            if parsed.readings:
+                farms.add(parsed.farm_id)
             for r in parsed.readings:
                 key = (r.tag_id, r.observed_at)
                 if key not in reading_rows:
-                    reading_rows[key] = {
-                        **{name: getattr(r, name) for name in store.READING_FIELDS},
-                        "tag_id": r.tag_id,
-                        "observed_at": r.observed_at,
-                        "farm_id": parsed.farm_id,
-                        "gateway_id": parsed.gateway_id,
-                        "received_at": now,
-                        "seq": parsed.seq,
-                    }
+                    reading_rows[key] = store.reading_row(
+                        r, parsed.farm_id, parsed.gateway_id, now, parsed.seq
+                    )
+                    if r.tag_id not in self._tag_farm:
+                        unknown[parsed.farm_id, r.tag_id] = (
+                            f"unregistered tag seen by {parsed.gateway_id}"
+                        )
             for e in parsed.events:
                 event_rows.append(
                     {
@@ -328,20 +331,12 @@ class Ingester:
                         "received_at": now,
                     }
                 )
-        unknown = {
-            (r["farm_id"], r["tag_id"]): f"unregistered tag seen by {r['gateway_id']}"
-            for r in reading_rows.values()
-            if r["tag_id"] not in self._tag_farm
-        }
         with self.engine.begin() as conn:
             inserted = store.write_batch(conn, list(reading_rows.values()), event_rows, reject_rows)
             store.note_unknown_tags(conn, unknown, now)
             for _farm, gateway, status in statuses:
                 store.set_gateway_status(conn, gateway, status, now)
-        self._farms_since_alerts.update(farm for farm, _gateway, _status in statuses)
-        self._farms_since_alerts.update(
-            r["farm_id"] for r in reading_rows.values() if r["farm_id"] in self._known_farms()
-        )
+        self._farms_since_alerts.update(farms & self._known_farms())
         self.stats.messages += len(batch)
         self.stats.readings_stored += inserted
         self.stats.rejects += len(reject_rows)

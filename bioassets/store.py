@@ -2,7 +2,6 @@
 
 import json
 from datetime import UTC, datetime
-from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -121,41 +120,79 @@ def tag_farms(engine: Engine) -> dict[str, str]:
         return {r.tag_id: r.farm_id for r in c.execute(select(animals.c.tag_id, animals.c.farm_id))}
 
 
-READING_COLUMNS = tuple(c.name for c in readings.columns)
+READING_COLUMNS = (
+    "tag_id",
+    "observed_at",
+    "farm_id",
+    "gateway_id",
+    "received_at",
+    *READING_FIELDS,
+    "seq",
+)
+# reading_row, _sqlite_rows and the COPY types rely on this order.
+assert READING_COLUMNS == tuple(c.name for c in readings.columns), "readings columns moved"
+# PostgreSQL types of those columns, for binary COPY.
+_READING_PG_TYPES = (
+    ["varchar", "timestamptz", "varchar", "varchar", "timestamptz"]
+    + ["float8"] * len(READING_FIELDS)
+    + ["int4"]
+)
 
 
-def insert_readings(conn: Connection, rows: list[dict]) -> int:
-    """Insert readings, skipping (tag_id, observed_at) already stored; returns rows added.
+def reading_row(reading, farm_id: str, gateway_id: str, received_at: datetime, seq) -> tuple:
+    """One readings row as a tuple in READING_COLUMNS order: what insert_readings takes.
+    ``reading`` is anything with the reading's attributes (messages.Reading). Times go in
+    as UTC: the SQLite text form needs it, and it is the cheapest form to format."""
+    return (
+        reading.tag_id,
+        reading.observed_at.astimezone(UTC),
+        farm_id,
+        gateway_id,
+        received_at,
+        reading.lat,
+        reading.lon,
+        reading.temperature_c,
+        reading.activity,
+        reading.weight_kg,
+        reading.battery_pct,
+        reading.rssi,
+        seq,
+    )
 
-    This is the ingest hot path (tens of thousands of rows a second), so it hands tuples
-    straight to the driver's executemany instead of going through SQLAlchemy's parameter
-    processing, which cost half the ingest time. On SQLite, datetimes are written in the
-    exact text form SQLAlchemy's DateTime type uses, so every other query reads them.
+
+def insert_readings(conn: Connection, rows: list[tuple]) -> int:
+    """Insert readings (tuples from reading_row), skipping (tag_id, observed_at) already
+    stored; returns rows added.
+
+    This is the ingest hot path (tens of thousands of rows a second), so rows go straight
+    to the driver instead of through SQLAlchemy's parameter processing, which cost half
+    the ingest time: SQLite's executemany, PostgreSQL's binary COPY. On SQLite, datetimes
+    are written in the exact text form SQLAlchemy's DateTime type uses, so every other
+    query reads them.
     """
     if not rows:
         return 0
     columns = ", ".join(READING_COLUMNS)
-    params = [_READING_TUPLE(r) for r in rows]
-    if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" * len(READING_COLUMNS))
-        sql = f"INSERT OR IGNORE INTO readings ({columns}) VALUES ({marks})"
-        params = [_sqlite_times(p) for p in params]
-    else:
-        return _copy_readings_postgres(conn, columns, params)
-    result = conn.exec_driver_sql(sql, params)
+    if conn.dialect.name != "sqlite":
+        return _copy_readings_postgres(conn, columns, rows)
+    marks = ", ".join("?" * len(READING_COLUMNS))
+    sql = f"INSERT OR IGNORE INTO readings ({columns}) VALUES ({marks})"
+    result = conn.exec_driver_sql(sql, _sqlite_rows(rows))
     return max(result.rowcount, 0)
 
 
-def _copy_readings_postgres(conn: Connection, columns: str, params: list[tuple]) -> int:
-    """COPY into a per-session staging table, then one INSERT ... ON CONFLICT DO NOTHING:
-    several times faster than row-by-row executemany, inside the caller's transaction."""
+def _copy_readings_postgres(conn: Connection, columns: str, rows: list[tuple]) -> int:
+    """Binary COPY into a per-session staging table, then one INSERT ... ON CONFLICT DO
+    NOTHING, inside the caller's transaction. Binary COPY with declared types formats a
+    row in ~1.3 us against ~6 us for text COPY and ~20 us for executemany."""
     with conn.connection.dbapi_connection.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS readings_staging "
             "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        with cur.copy(f"COPY readings_staging ({columns}) FROM STDIN") as copy:
-            for row in params:
+        with cur.copy(f"COPY readings_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_READING_PG_TYPES)
+            for row in rows:
                 copy.write_row(row)
         cur.execute(
             f"INSERT INTO readings ({columns}) SELECT {columns} FROM readings_staging "
@@ -166,16 +203,17 @@ def _copy_readings_postgres(conn: Connection, columns: str, params: list[tuple])
         return inserted
 
 
-_READING_TUPLE = itemgetter(*READING_COLUMNS)
-_TIME_COLUMNS = [i for i, c in enumerate(READING_COLUMNS) if c in ("observed_at", "received_at")]
-
-
-def _sqlite_times(values: tuple) -> tuple:
-    """UTC datetimes as SQLAlchemy's SQLite DateTime text ('2024-05-01 07:59:00.000000')."""
-    out = list(values)
-    for i in _TIME_COLUMNS:
-        out[i] = _sqlite_time(out[i])
-    return tuple(out)
+def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
+    """Rows with their times as SQLAlchemy's SQLite DateTime text ('2024-05-01
+    07:59:00.000000'). A batch shares one received_at: it is formatted once."""
+    received = {}
+    out = []
+    for row in rows:
+        at = row[4]
+        if at not in received:
+            received[at] = _sqlite_time(at)
+        out.append((row[0], _sqlite_time(row[1]), *row[2:4], received[at], *row[5:]))
+    return out
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -186,7 +224,7 @@ def _sqlite_time(value: datetime) -> str:
 
 
 def write_batch(
-    conn: Connection, reading_rows: list[dict], event_rows: list[dict], reject_rows: list[dict]
+    conn: Connection, reading_rows: list[tuple], event_rows: list[dict], reject_rows: list[dict]
 ) -> int:
     """Within the caller's transaction: readings and events (duplicates ignored) and
     rejects. Life events also update the animal's status. Returns readings inserted."""

@@ -8,6 +8,7 @@ import pytest
 from bioassets import registry, rules
 from bioassets import store as bio_store
 from bioassets.headcount import animal_state, farm_headcount
+from bioassets.messages import Reading
 from tests.conftest import SAMPLE_TILES
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -23,20 +24,9 @@ def _tags(engine, category: str) -> list[str]:
 def _readings(engine, rows: list[dict]) -> None:
     full = []
     for r in rows:
-        base = {k: None for k in bio_store.READING_FIELDS}
         lat, lon = r.pop("position", INSIDE)
-        full.append(
-            {
-                **base,
-                "farm_id": SOW,
-                "gateway_id": "GW-SOW-1",
-                "received_at": r["observed_at"],
-                "seq": None,
-                "lat": lat,
-                "lon": lon,
-                **r,
-            }
-        )
+        reading = Reading(lat=lat, lon=lon, **r)
+        full.append(bio_store.reading_row(reading, SOW, "GW-SOW-1", r["observed_at"], None))
     with engine.begin() as conn:
         bio_store.write_batch(conn, full, [], [])
 

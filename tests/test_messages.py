@@ -113,6 +113,29 @@ def test_tag_ids():
         raise AssertionError(bad)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(r"\A\s?[0-9]{15}\s?\Z"),
+        st.text(alphabet="0123456789 a\u0661\n", min_size=13, max_size=17),
+    )
+)
+def test_the_fast_tag_pattern_agrees_with_check_tag_id(tag):
+    """The readings model checks tags with a pattern in pydantic-core (fast); check_tag_id is
+    the rule the registry uses and the one that words rejections. They must agree."""
+    try:
+        expected = check_tag_id(tag)  # forgives blanks around the digits (CSV import)
+    except ValueError:
+        expected = None
+    if expected != tag:
+        expected = None  # a gateway must send the 15 digits exactly
+    reading = {"tag_id": tag, "observed_at": "2024-05-01T07:00:00Z"}
+    parsed = parse_message(TOPIC, _payload([reading]), NOW)
+    assert [r.tag_id for r in parsed.readings] == ([expected] if expected else [])
+    if expected is None:
+        assert "tag_id" in parsed.rejections[0].reason
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
