@@ -44,24 +44,50 @@ def verification(animal: dict, seen: dict | None, geofence, at: datetime) -> str
     return None
 
 
-def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_WINDOW) -> dict:
-    """Registered (alive, not sold at ``at``) and verified animals per category."""
+WEIGHT_WINDOW = timedelta(days=90)  # a weight older than this says nothing about today
+
+
+def herd_animals(engine, farm_id: str, at: datetime, window: timedelta = SEEN_WINDOW) -> list[dict]:
+    """Every animal registered to the farm and alive at ``at``, with its verification:
+    ``reason`` is None for a verified animal, else why it does not count. Also its last
+    weight within WEIGHT_WINDOW (growing animals are valued by weight) and last sighting."""
     farm = store.get_farm(engine, farm_id)
     geofence = shape(json.loads(farm["geofence_geojson"]))
     shapely.prepare(geofence)
-    animals = store.farm_animals(engine, farm_id)
-    seen = store.tag_states(engine, at - window, at, [a["tag_id"] for a in animals])
-    categories = {c: {"registered": 0, "verified": 0, "unverified": []} for c in CATEGORIES}
+    animals = [a for a in store.farm_animals(engine, farm_id) if status_at(a, at) == "alive"]
+    tags = [a["tag_id"] for a in animals]
+    seen = store.tag_states(engine, at - window, at, tags)
+    weighed = store.tag_states(engine, at - WEIGHT_WINDOW, at, tags)
+    out = []
     for animal in animals:
-        if status_at(animal, at) != "alive":
-            continue
+        state = seen.get(animal["tag_id"])
+        weight = weighed.get(animal["tag_id"], {})
+        out.append(
+            {
+                "tag_id": animal["tag_id"],
+                "species": animal["species"],
+                "category": animal["category"],
+                "parity": animal["parity"],
+                "lactation": animal["lactation"],
+                "last_seen": (state or {}).get("last_seen"),
+                "weight_kg": weight.get("weight_kg"),
+                "weight_at": weight.get("weight_kg_at"),
+                "reason": verification(animal, state, geofence, at),
+            }
+        )
+    return out
+
+
+def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_WINDOW) -> dict:
+    """Registered (alive, not sold at ``at``) and verified animals per category."""
+    categories = {c: {"registered": 0, "verified": 0, "unverified": []} for c in CATEGORIES}
+    for animal in herd_animals(engine, farm_id, at, window):
         entry = categories[animal["category"]]
         entry["registered"] += 1
-        reason = verification(animal, seen.get(animal["tag_id"]), geofence, at)
-        if reason is None:
+        if animal["reason"] is None:
             entry["verified"] += 1
         else:
-            entry["unverified"].append({"tag_id": animal["tag_id"], "reason": reason})
+            entry["unverified"].append({"tag_id": animal["tag_id"], "reason": animal["reason"]})
     return {"farm_id": farm_id, "at": at.isoformat(), "categories": categories}
 
 

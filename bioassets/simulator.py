@@ -23,6 +23,16 @@ from bioassets.ingester import parse_mqtt_url
 
 BATCH = 20
 TEMPERATURE_C = {"cattle": 38.6, "pig": 39.0}
+# Growing animals cross walk-over scales: start weight, daily gain and finishing weight (kg).
+GROWTH = {"fattening_pig": (1.5, 0.75, 130.0), "beef_cattle": (40.0, 0.95, 680.0)}
+
+
+def growing_weight_kg(animal: dict, at: datetime) -> float | None:
+    """A believable live weight from the animal's age; None for animals not sold by weight."""
+    if animal["category"] not in GROWTH or animal.get("birth_date") is None:
+        return None
+    start, gain, finish = GROWTH[animal["category"]]
+    return min(finish, start + gain * max(0, (at.date() - animal["birth_date"]).days))
 
 
 @dataclass
@@ -136,6 +146,9 @@ class Simulator:
                 "activity": round(max(0.0, self.rng.gauss(100, 15)), 1),
                 "battery_pct": round(self.rng.uniform(40, 100), 1),
             }
+            weight = growing_weight_kg(animal, now)
+            if weight is not None:
+                reading["weight_kg"] = round(weight * (1 + self.rng.gauss(0, 0.01)), 1)
             readings.append(reading)
         if f.out_of_order:
             self.rng.shuffle(readings)

@@ -467,3 +467,25 @@ def gateway_statuses(engine: Engine) -> dict[str, tuple[str, datetime]]:
         return {
             r.gateway_id: (r.status, utc(r.changed_at)) for r in c.execute(select(gateway_status))
         }
+
+
+def tag_track(
+    engine: Engine, tag_id: str, since: datetime, until: datetime, limit: int
+) -> list[dict]:
+    """The tag's positions in [since, until], oldest first, at most ``limit`` (the newest)."""
+    query = (
+        select(readings.c.observed_at, readings.c.lat, readings.c.lon, readings.c.gateway_id)
+        .where(
+            readings.c.tag_id == tag_id,
+            readings.c.observed_at >= since,
+            readings.c.observed_at <= until,
+            readings.c.lat.is_not(None),
+        )
+        .order_by(readings.c.observed_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(query)]
+    for r in rows:
+        r["observed_at"] = utc(r["observed_at"])
+    return rows[::-1]

@@ -21,8 +21,10 @@ from bioassets import store as bio_store
 from bioassets.ingester import Ingester, parse_mqtt_url
 from bioassets.local_broker import LocalBroker
 from bioassets.simulator import Faults, Simulator, default_gateway
+from collateral import auth, loans, prices, report
 from collateral.db import make_engine, upgrade
 from collateral.settings import load_settings
+from collateral.valuation import ValuationError
 from remote_sensing import store
 from remote_sensing.job import RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
@@ -535,6 +537,213 @@ def rejects_list(gateway_id: str | None, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['received_at'][:19]}  {r['gateway_id'] or '-':<12} {r['reason']}")
+
+
+@main.group("prices")
+def prices_group() -> None:
+    """Price and policy tables (versioned, effective-dated, never edited in place)."""
+
+
+@prices_group.command("import")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--defaults", is_flag=True, help="Import the shipped illustrative tables.")
+def prices_import(paths: tuple[Path, ...], defaults: bool) -> None:
+    """Import price or policy tables (YAML or CSV); a version already there is skipped."""
+    files = list(paths) + (prices.default_tables() if defaults else [])
+    if not files:
+        raise click.UsageError("give FILE(s) or --defaults")
+    engine = open_engine()
+    failed = False
+    for path in files:
+        try:
+            table = prices.read_table_file(path)
+            added = prices.import_table(engine, table, path.name)
+        except prices.TableError as exc:
+            failed = True
+            click.echo(f"rejected {path}:", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            continue
+        state = "imported" if added else "already present:"
+        click.echo(
+            f"{state} {table['kind']} {table['version']} effective {table['effective_from']}"
+            + (" (illustrative)" if table["illustrative"] else "")
+        )
+    if failed:
+        sys.exit(1)
+
+
+@prices_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def prices_list(as_json: bool) -> None:
+    """Imported versions, oldest first per kind."""
+    rows = [store.jsonable(r) for r in prices.list_versions(open_engine())]
+    for r in rows:
+        r["effective_from"] = str(r["effective_from"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        flag = " illustrative" if r["illustrative"] else ""
+        click.echo(f"{r['kind']:<7} {r['version']:<24} from {r['effective_from']}{flag}")
+
+
+@main.group("loans")
+def loans_group() -> None:
+    """Loans and their pledged parcels and herds."""
+
+
+@loans_group.command("create")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def loans_create(path: Path) -> None:
+    """Create a loan from a JSON file (the body of POST /v1/loans), or a list of them."""
+    engine = open_engine()
+    try:
+        body = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path} is not JSON: {exc}") from exc
+    for entry in body if isinstance(body, list) else [body]:
+        try:
+            loan = loans.create_loan(engine, loans.LoanIn.model_validate(entry))
+        except (ValueError, loans.Conflict) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"created loan {loan['loan_id']} ({loan['borrower']}, {loan['branch']})")
+
+
+@loans_group.command("list")
+@click.option("--branch")
+@click.option("--json", "as_json", is_flag=True)
+def loans_list(branch: str | None, as_json: bool) -> None:
+    """Loans with their latest valuation's status."""
+    engine = open_engine()
+    rows = []
+    for loan in loans.list_loans(engine, branch):
+        latest = loans.latest_valuation(engine, loan["loan_id"])
+        rows.append(
+            {
+                **store.jsonable(loan),
+                "latest_valuation_id": latest["valuation_id"] if latest else None,
+                "ltv": latest["ltv"] if latest else None,
+                "status": latest["status"] if latest else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['loan_id']:<16} {r['branch']:<10} {report.cny(r['principal_cny']):>16} CNY  "
+            f"LTV {r['ltv'] or '-':<8} {r['status'] or 'not valued'}"
+        )
+
+
+@main.command("valuate")
+@click.argument("loan_id")
+@click.option("--as-of", "as_of_text", help="Value as of this ISO 8601 time (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print the valuation document.")
+def valuate(loan_id: str, as_of_text: str | None, as_json: bool) -> None:
+    """Value a loan now (or as of a past time) and store the valuation."""
+    engine = open_engine()
+    try:
+        doc = loans.value_now(engine, loan_id, _as_of(as_of_text))
+    except (loans.NotFound, ValuationError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(report.valuation_text(doc, loans.get_loan(engine, loan_id)["borrower"]))
+
+
+@main.group("valuations")
+def valuations_group() -> None:
+    """Stored valuations."""
+
+
+@valuations_group.command("verify")
+@click.argument("valuation_id")
+@click.option("--json", "as_json", is_flag=True)
+def valuations_verify(valuation_id: str, as_json: bool) -> None:
+    """Recompute a stored valuation from its input snapshot; exit 1 if figures differ."""
+    try:
+        outcome = loans.verify(open_engine(), valuation_id)
+    except loans.NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(outcome, indent=2))
+    elif outcome["identical"]:
+        click.echo(f"{valuation_id}: recomputed from its inputs to identical figures")
+    else:
+        click.echo(f"{valuation_id}: DIFFERS from its recomputation:")
+        for d in outcome["differences"]:
+            click.echo(f"  {d['field']}: stored {d['stored']!r}, recomputed {d['recomputed']!r}")
+    if not outcome["identical"]:
+        sys.exit(1)
+
+
+@valuations_group.command("show")
+@click.argument("valuation_id")
+@click.option("--json", "as_json", is_flag=True)
+def valuations_show(valuation_id: str, as_json: bool) -> None:
+    """A stored valuation (add --json for the document with evidence)."""
+    try:
+        row = loans.get_valuation(open_engine(), valuation_id)
+    except loans.NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
+    click.echo(json.dumps(doc, indent=2) if as_json else report.valuation_text(doc))
+
+
+@main.command("revalue")
+@click.option("--all", "all_loans", is_flag=True, required=True, help="Every active loan.")
+@click.option("--json", "as_json", is_flag=True)
+def revalue(all_loans: bool, as_json: bool) -> None:
+    """Revalue every active loan now (for cron); alert on a worsened status."""
+    outcomes = loans.revalue_all(open_engine())
+    if as_json:
+        click.echo(json.dumps(outcomes, indent=2))
+    for o in outcomes if not as_json else []:
+        extra = " (status worsened: alert raised)" if o.get("status_worsened") else ""
+        click.echo(
+            f"{o['loan_id']:<16} {o['outcome']:<9} {o.get('status') or o.get('error')}{extra}"
+        )
+    if any(o["outcome"] == "failed" for o in outcomes):
+        sys.exit(1)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys."""
+
+
+@keys_group.command("create")
+@click.option("--role", required=True, type=click.Choice(auth.ROLES))
+@click.option("--branch", help="The branch a loan_officer works for.")
+@click.option("--label", help="Whose key this is.")
+def keys_create(role: str, branch: str | None, label: str | None) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    try:
+        click.echo(auth.create_key(open_engine(), role, branch, label))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API (FastAPI) on the configured database."""
+    import uvicorn
+
+    from collateral.api.app import create_app
+
+    uvicorn.run(create_app(open_engine()), host=host, port=port, log_level="info")
+
+
+def _as_of(text: str | None) -> datetime | None:
+    try:
+        return parse_as_of(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 date or time") from exc
 
 
 def _offline_after() -> timedelta:

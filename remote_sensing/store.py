@@ -64,6 +64,17 @@ def load_parcels_frame(engine: Engine) -> gpd.GeoDataFrame:
     )
 
 
+def list_parcels(engine: Engine, kind: str | None = None, owner: str | None = None) -> list[dict]:
+    """Parcels ordered by id, optionally of one kind and owner."""
+    query = select(parcels).order_by(parcels.c.parcel_id)
+    if kind is not None:
+        query = query.where(parcels.c.kind == kind)
+    if owner is not None:
+        query = query.where(parcels.c.owner == owner)
+    with engine.connect() as c:
+        return [dict(r._mapping) for r in c.execute(query)]
+
+
 def get_parcel(engine: Engine, parcel_id: str) -> dict | None:
     with engine.connect() as c:
         row = c.execute(select(parcels).where(parcels.c.parcel_id == parcel_id)).first()

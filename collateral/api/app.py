@@ -1,0 +1,106 @@
+"""The HTTP API: ``create_app(engine)``; errors as application/problem+json.
+
+The app keeps no state but the engine, so N replicas behind a load balancer serve the
+same answers.
+"""
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException
+
+from collateral import loans, prices
+from collateral.api import assets, lending
+from collateral.valuation import ValuationError
+
+log = logging.getLogger("agri.api")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def create_app(engine: Engine) -> FastAPI:
+    app = FastAPI(
+        title="agri-collateral",
+        version="1",
+        description=(
+            "What a loan's pledged tea gardens, forests and herds are worth now, with the "
+            "evidence, the loan-to-value ratio and its status. Authenticate with "
+            "`Authorization: Bearer <API key>` (keys from `agri keys create`). Errors are "
+            "`application/problem+json`."
+        ),
+    )
+    app.state.engine = engine
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(loans.NotFound)
+    async def not_found(_request: Request, exc: loans.NotFound) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(loans.Conflict)
+    async def conflict(_request: Request, exc: loans.Conflict) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(loans.Invalid)
+    async def invalid(_request: Request, exc: loans.Invalid) -> JSONResponse:
+        return problem(
+            422,
+            f"{exc.field}: {exc}",
+            errors=[{"field": exc.field, "message": str(exc), "type": "invalid"}],
+        )
+
+    @app.exception_handler(ValuationError)
+    async def cannot_value(_request: Request, exc: ValuationError) -> JSONResponse:
+        return problem(422, f"cannot value: {exc}")
+
+    @app.exception_handler(prices.VersionExists)
+    async def version_exists(_request: Request, exc: prices.VersionExists) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(prices.TableError)
+    async def bad_table(_request: Request, exc: prices.TableError) -> JSONResponse:
+        return problem(422, str(exc), errors=[{"message": p} for p in exc.problems])
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, f"internal error ({type(exc).__name__}); the request changed nothing")
+
+    @app.get("/v1/health", tags=["service"], summary="Liveness and database check")
+    def health() -> dict:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "database": engine.dialect.name}
+
+    app.include_router(assets.router, prefix="/v1")
+    app.include_router(lending.router, prefix="/v1")
+    return app

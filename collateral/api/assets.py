@@ -1,0 +1,362 @@
+"""Parcels, farms, animals and alerts: the evidence behind every value."""
+
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import shapely
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import Engine
+
+from bioassets import headcount, registry, rules
+from bioassets import store as bio_store
+from collateral import loans
+from collateral.api.security import ANY_ROLE, OPERATOR, engine_of
+from collateral.auth import Principal
+from remote_sensing import store as rs_store
+from remote_sensing.profile_plot import render_profile_png
+from remote_sensing.profile_update import parcel_profile
+
+router = APIRouter()
+EngineDep = Annotated[Engine, Depends(engine_of)]
+Caller = Annotated[Principal, Depends(ANY_ROLE)]
+
+
+def _bbox(text: str | None) -> shapely.Geometry | None:
+    if text is None:
+        return None
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _invalid("bbox", "bbox must be 4 numbers: minlon,minlat,maxlon,maxlat") from None
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise _invalid("bbox", "bbox must be a WGS84 box with min < max")
+    return shapely.box(minx, miny, maxx, maxy)
+
+
+def _invalid(field: str, message: str) -> loans.Invalid:
+    return loans.Invalid(field, message)
+
+
+def _time(value: datetime | None, field: str) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if value.tzinfo is None:
+        raise _invalid(field, f"{field} needs a timezone, e.g. 2024-06-30T00:00:00Z")
+    return value
+
+
+@router.get(
+    "/parcels",
+    tags=["parcels"],
+    summary="Parcels as a GeoJSON FeatureCollection",
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+def list_parcels(
+    engine: EngineDep,
+    _caller: Caller,
+    kind: Literal["tea_garden", "forest"] | None = None,
+    owner: Annotated[str | None, Query(max_length=200)] = None,
+    bbox: Annotated[
+        str | None,
+        Query(description="minlon,minlat,maxlon,maxlat (WGS84)", examples=["118,25,119,26"]),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    box = _bbox(bbox)
+    overview = rs_store.profile_overview(engine)
+    features = []
+    for parcel in rs_store.list_parcels(engine, kind, owner):
+        geometry = json.loads(parcel["geometry_geojson"])
+        if box is not None and not box.intersects(shapely.geometry.shape(geometry)):
+            continue
+        features.append(_feature(parcel, geometry, overview.get(parcel["parcel_id"], {})))
+    page = features[offset : offset + limit]
+    return {
+        "type": "FeatureCollection",
+        "features": page,
+        "numberMatched": len(features),
+        "numberReturned": len(page),
+        "next_offset": offset + limit if offset + limit < len(features) else None,
+    }
+
+
+def _feature(parcel: dict, geometry: dict, overview: dict) -> dict:
+    return {
+        "type": "Feature",
+        "id": parcel["parcel_id"],
+        "geometry": geometry,
+        "properties": {
+            "parcel_id": parcel["parcel_id"],
+            "kind": parcel["kind"],
+            "owner": parcel["owner"],
+            "area_ha": round(parcel["area_ha"], 4),
+            "attributes": parcel["attributes"],
+            "health_index": overview.get("health_index"),
+            "disturbance": overview.get("disturbance"),
+        },
+    }
+
+
+def _parcel(engine: Engine, parcel_id: str) -> dict:
+    parcel = rs_store.get_parcel(engine, parcel_id)
+    if parcel is None:
+        raise loans.NotFound(f"parcel {parcel_id!r} does not exist")
+    return parcel
+
+
+@router.get("/parcels/{parcel_id}", tags=["parcels"], summary="One parcel as a GeoJSON Feature")
+def get_parcel(parcel_id: str, engine: EngineDep, _caller: Caller) -> dict:
+    parcel = _parcel(engine, parcel_id)
+    overview = rs_store.profile_overview(engine).get(parcel_id, {})
+    return _feature(parcel, json.loads(parcel["geometry_geojson"]), overview)
+
+
+@router.get(
+    "/parcels/{parcel_id}/profile",
+    tags=["parcels"],
+    summary="NDVI profile: observations, smoothed curve, baseline, seasons, events",
+)
+def get_profile(
+    parcel_id: str, engine: EngineDep, _caller: Caller, as_of: datetime | None = None
+) -> dict:
+    _parcel(engine, parcel_id)
+    return parcel_profile(engine, parcel_id, _time(as_of, "as_of") if as_of else None)
+
+
+@router.get(
+    "/parcels/{parcel_id}/profile.png",
+    tags=["parcels"],
+    summary="The profile as a chart",
+    responses={200: {"content": {"image/png": {}}}},
+    response_class=Response,
+)
+def get_profile_png(
+    parcel_id: str, engine: EngineDep, _caller: Caller, as_of: datetime | None = None
+) -> Response:
+    _parcel(engine, parcel_id)
+    profile = parcel_profile(engine, parcel_id, _time(as_of, "as_of") if as_of else None)
+    with tempfile.TemporaryDirectory() as folder:
+        path = render_profile_png(profile, Path(folder) / "profile.png")
+        return Response(path.read_bytes(), media_type="image/png")
+
+
+@router.get(
+    "/farms",
+    tags=["livestock"],
+    summary="Farms with their geofences, as a GeoJSON FeatureCollection",
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+def list_farms(engine: EngineDep, _caller: Caller) -> dict:
+    features = []
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        farm = bio_store.get_farm(engine, farm_id)
+        features.append(
+            {
+                "type": "Feature",
+                "id": farm_id,
+                "geometry": json.loads(farm["geofence_geojson"]),
+                "properties": {"farm_id": farm_id, "name": farm["name"], "owner": farm["owner"]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _farm(engine: Engine, farm_id: str) -> dict:
+    farm = bio_store.get_farm(engine, farm_id)
+    if farm is None:
+        raise loans.NotFound(f"farm {farm_id!r} does not exist")
+    return farm
+
+
+@router.get(
+    "/farms/{farm_id}/headcount",
+    tags=["livestock"],
+    summary="Registered and verified animals by category, now or at a past time",
+)
+def get_headcount(
+    farm_id: str, engine: EngineDep, _caller: Caller, at: datetime | None = None
+) -> dict:
+    _farm(engine, farm_id)
+    return headcount.farm_headcount(engine, farm_id, _time(at, "at"))
+
+
+@router.get("/animals/{tag_id}", tags=["livestock"], summary="An animal's registry and state")
+def get_animal(tag_id: str, engine: EngineDep, _caller: Caller) -> dict:
+    state = headcount.animal_state(engine, tag_id, datetime.now(UTC))
+    if state is None:
+        raise loans.NotFound(f"animal {tag_id!r} is not registered")
+    return rs_store.jsonable(state)
+
+
+@router.get("/animals/{tag_id}/track", tags=["livestock"], summary="An animal's positions")
+def get_track(
+    tag_id: str,
+    engine: EngineDep,
+    _caller: Caller,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict:
+    if bio_store.get_animal(engine, tag_id) is None:
+        raise loans.NotFound(f"animal {tag_id!r} is not registered")
+    end = _time(until, "until")
+    start = _time(since, "since") if since else end - timedelta(days=7)
+    if start > end:
+        raise _invalid("since", "since must not be after until")
+    points = bio_store.tag_track(engine, tag_id, start, end, limit)
+    return {
+        "tag_id": tag_id,
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "points": [
+            {
+                "observed_at": p["observed_at"].isoformat(),
+                "lat": p["lat"],
+                "lon": p["lon"],
+                "gateway_id": p["gateway_id"],
+            }
+            for p in points
+        ],
+    }
+
+
+@router.get("/alerts", tags=["alerts"], summary="Livestock, parcel and loan alerts")
+def list_alerts(
+    engine: EngineDep,
+    principal: Caller,
+    farm_id: str | None = None,
+    parcel_id: str | None = None,
+    loan_id: str | None = None,
+    state: Literal["open", "closed", "all"] = "open",
+) -> list[dict]:
+    """Livestock alerts (by farm), parcel disturbances (by parcel) and loan status alerts.
+    ``loan_id`` narrows to what concerns that loan's pledges."""
+    farms: set[str] | None = None  # None: every farm
+    parcels: set[str] | None = None
+    loan_ids: set[str] | None = None  # None: every loan the caller may see
+    if loan_id is not None:
+        loan = loans.get_loan(engine, loan_id)
+        if not principal.sees_branch(loan["branch"]):
+            raise loans.NotFound(f"loan {loan_id!r} does not exist")
+        farms = {h["farm_id"] for h in loan["herds"]}
+        parcels, loan_ids = set(loan["parcel_ids"]), {loan_id}
+    if farm_id is not None or parcel_id is not None:
+        if farm_id is not None:
+            _farm(engine, farm_id)
+        if parcel_id is not None:
+            _parcel(engine, parcel_id)
+        farms = _narrow(farms, farm_id)
+        parcels = _narrow(parcels, parcel_id)
+        loan_ids = loan_ids or set()
+    out = []
+    now = datetime.now(UTC)
+    for farm in sorted(bio_store.farm_ids(engine)) if farms is None else sorted(farms):
+        rules.evaluate_farm(engine, farm, now)
+        for a in bio_store.list_alerts(engine, farm):
+            out.append(
+                {
+                    "source": "livestock",
+                    "kind": a["kind"],
+                    "farm_id": a["farm_id"],
+                    "subject": a["subject"],
+                    "opened_at": a["opened_at"],
+                    "closed_at": a["closed_at"],
+                    "detail": a["detail"],
+                }
+            )
+    for e in rs_store.stored_events(engine):
+        if parcels is None or e["parcel_id"] in parcels:
+            out.append(
+                {
+                    "source": "parcel",
+                    "kind": e["kind"],
+                    "parcel_id": e["parcel_id"],
+                    "subject": e["parcel_id"],
+                    "opened_at": e["confirmed_at"],
+                    "closed_at": e["end"],
+                    "detail": f"{e['kind']} since {e['start'].date()}, severity "
+                    f"{e['severity']:.0%}"
+                    + (f", {e['affected_ha']:.2f} ha" if e["affected_ha"] is not None else ""),
+                }
+            )
+    if loan_ids is None:
+        loan_ids = {
+            loan["loan_id"]
+            for loan in loans.list_loans(engine)
+            if principal.sees_branch(loan["branch"])
+        }
+    for a in loans.list_loan_alerts(engine, sorted(loan_ids)):
+        out.append(
+            {
+                "source": "loan",
+                "kind": a["kind"],
+                "loan_id": a["loan_id"],
+                "subject": a["loan_id"],
+                "opened_at": a["opened_at"],
+                "closed_at": a["closed_at"],
+                "detail": a["detail"],
+            }
+        )
+    if state != "all":
+        out = [a for a in out if (a["closed_at"] is None) == (state == "open")]
+    return [rs_store.jsonable(a) for a in sorted(out, key=lambda a: a["opened_at"])]
+
+
+def _narrow(scope: set[str] | None, wanted: str | None) -> set[str]:
+    """An asset filter: only ``wanted`` (if it is in scope); nothing of this kind if absent."""
+    if wanted is None:
+        return set()
+    return {wanted} if scope is None or wanted in scope else set()
+
+
+def _upload(body: bytes, suffix: str) -> Path:
+    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
+    handle.write(body)
+    handle.close()
+    return Path(handle.name)
+
+
+@router.post(
+    "/registry/farms",
+    tags=["registry"],
+    summary="Import farms (GeoJSON FeatureCollection: farm_id, name, owner, geofence)",
+    openapi_extra={
+        "requestBody": {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
+    },
+)
+async def import_farms(
+    request: Request, engine: EngineDep, _op: Annotated[Principal, Depends(OPERATOR)]
+) -> dict:
+    path = _upload(await request.body(), ".geojson")
+    try:
+        result = registry.parse_farms(path)
+    finally:
+        path.unlink()
+    if result.errors:
+        raise _invalid("body", "; ".join(result.errors[:20]))
+    added, updated = bio_store.upsert_farms(engine, result.records)
+    return {"added": added, "updated": updated}
+
+
+@router.post(
+    "/registry/animals",
+    tags=["registry"],
+    summary="Import animals (CSV: tag_id,farm_id,species,category,sex,birth_date,parity,lactation)",
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def import_animals(
+    request: Request, engine: EngineDep, _op: Annotated[Principal, Depends(OPERATOR)]
+) -> dict:
+    """Good rows are imported; bad rows come back with their line numbers and reasons."""
+    path = _upload(await request.body(), ".csv")
+    try:
+        result = registry.parse_animals(path, bio_store.farm_ids(engine))
+    finally:
+        path.unlink()
+    added, updated = bio_store.upsert_animals(engine, result.records) if result.records else (0, 0)
+    return {"added": added, "updated": updated, "rejected": result.errors}

@@ -1,0 +1,203 @@
+"""Loans, valuations and price tables. Loan officers see and change only their branch."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+
+from collateral import loans, prices
+from collateral.api.security import ANY_ROLE, LENDING, RISK, engine_of
+from collateral.auth import Principal
+from remote_sensing.store import jsonable
+
+router = APIRouter()
+EngineDep = Annotated[Engine, Depends(engine_of)]
+Lender = Annotated[Principal, Depends(LENDING)]
+
+
+class ValueRequest(BaseModel):
+    """Value now (empty body) or as of a past time."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"as_of": "2024-06-30T00:00:00Z"}]}
+    )
+
+    as_of: AwareDatetime | None = Field(default=None)
+
+
+def _loan_for(engine: Engine, principal: Principal, loan_id: str) -> dict:
+    """The loan if the caller may see it; another branch's loan is reported as absent."""
+    loan = loans.get_loan(engine, loan_id)
+    if not principal.sees_branch(loan["branch"]):
+        raise loans.NotFound(f"loan {loan_id!r} does not exist")
+    return loan
+
+
+def _loan_out(engine: Engine, loan: dict) -> dict:
+    latest = loans.latest_valuation(engine, loan["loan_id"])
+    return {
+        **jsonable(loan),
+        "latest_valuation": None
+        if latest is None
+        else {
+            "valuation_id": latest["valuation_id"],
+            "as_of": latest["as_of"].isoformat(),
+            "collateral_value_cny": latest["result"]["collateral_value_cny"],
+            "eligible_value_cny": latest["eligible_value_cny"],
+            "ltv": latest["ltv"],
+            "status": latest["status"],
+        },
+    }
+
+
+@router.post("/loans", status_code=201, tags=["loans"], summary="Create a loan")
+def create_loan(loan: loans.LoanIn, engine: EngineDep, principal: Lender) -> dict:
+    if not principal.sees_branch(loan.branch):
+        raise loans.Invalid(
+            "branch",
+            f"a loan officer of {principal.branch} cannot create loans of branch {loan.branch}",
+        )
+    return _loan_out(engine, loans.create_loan(engine, loan))
+
+
+@router.get("/loans", tags=["loans"], summary="Loans (a loan officer's own branch)")
+def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
+    branch = principal.branch if principal.role == "loan_officer" else None
+    return [_loan_out(engine, loan) for loan in loans.list_loans(engine, branch)]
+
+
+@router.get("/loans/{loan_id}", tags=["loans"], summary="One loan with its latest valuation")
+def get_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
+    return _loan_out(engine, _loan_for(engine, principal, loan_id))
+
+
+@router.patch("/loans/{loan_id}", tags=["loans"], summary="Update principal and pledges")
+def update_loan(loan_id: str, patch: loans.LoanPatch, engine: EngineDep, principal: Lender) -> dict:
+    _loan_for(engine, principal, loan_id)
+    return _loan_out(engine, loans.update_loan(engine, loan_id, patch))
+
+
+@router.delete(
+    "/loans/{loan_id}", tags=["loans"], summary="Close a loan (kept with its valuations)"
+)
+def close_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
+    _loan_for(engine, principal, loan_id)
+    return _loan_out(engine, loans.close_loan(engine, loan_id))
+
+
+@router.post(
+    "/loans/{loan_id}/valuations",
+    status_code=201,
+    tags=["valuations"],
+    summary="Value the loan now, or as of a past time",
+)
+def value_loan(
+    loan_id: str,
+    engine: EngineDep,
+    principal: Lender,
+    body: Annotated[ValueRequest | None, Body()] = None,
+) -> dict:
+    _loan_for(engine, principal, loan_id)
+    return loans.value_now(engine, loan_id, body.as_of if body else None)
+
+
+@router.get("/loans/{loan_id}/valuations", tags=["valuations"], summary="Valuation history")
+def list_valuations(loan_id: str, engine: EngineDep, principal: Lender) -> list[dict]:
+    _loan_for(engine, principal, loan_id)
+    return [
+        {
+            "valuation_id": v["valuation_id"],
+            "as_of": v["as_of"].isoformat(),
+            "created_at": v["created_at"].isoformat(),
+            "collateral_value_cny": v["result"]["collateral_value_cny"],
+            "eligible_value_cny": v["eligible_value_cny"],
+            "ltv": v["ltv"],
+            "status": v["status"],
+            "prices_version": v["prices_version"],
+            "policy_version": v["policy_version"],
+        }
+        for v in loans.list_valuations(engine, loan_id)
+    ]
+
+
+@router.get(
+    "/valuations/{valuation_id}",
+    tags=["valuations"],
+    summary="A valuation with its evidence and formula breakdown",
+)
+def get_valuation(
+    valuation_id: str, engine: EngineDep, principal: Lender, inputs: bool = False
+) -> dict:
+    """``?inputs=true`` adds the full input snapshot the figures were computed from."""
+    row = loans.get_valuation(engine, valuation_id)
+    _loan_for(engine, principal, row["loan_id"])
+    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
+    doc["code_version"] = row["code_version"]
+    if inputs:
+        doc["inputs"] = row["inputs"]
+    return doc
+
+
+@router.get(
+    "/valuations/{valuation_id}/verify",
+    tags=["valuations"],
+    summary="Recompute the valuation from its stored inputs and compare",
+)
+def verify_valuation(valuation_id: str, engine: EngineDep, principal: Lender) -> dict:
+    row = loans.get_valuation(engine, valuation_id)
+    _loan_for(engine, principal, row["loan_id"])
+    return loans.verify(engine, valuation_id)
+
+
+@router.get("/prices", tags=["prices"], summary="Imported price and policy table versions")
+def list_prices(engine: EngineDep, _caller: Annotated[Principal, Depends(ANY_ROLE)]) -> list[dict]:
+    rows = []
+    for r in prices.list_versions(engine):
+        rows.append({**jsonable(r), "effective_from": r["effective_from"].isoformat()})
+    return rows
+
+
+@router.get("/prices/in-force", tags=["prices"], summary="The tables in force on a date")
+def prices_in_force(
+    engine: EngineDep, _caller: Annotated[Principal, Depends(ANY_ROLE)], on: datetime | None = None
+) -> dict:
+    day = (on or datetime.now()).date()
+    return {
+        "on": day.isoformat(),
+        "prices": prices.table_in_force(engine, "prices", day),
+        "policy": prices.table_in_force(engine, "policy", day),
+    }
+
+
+@router.post(
+    "/prices",
+    status_code=201,
+    tags=["prices"],
+    summary="Import a price or policy table version (YAML, JSON or CSV body)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+async def import_prices(
+    request: Request, engine: EngineDep, _risk: Annotated[Principal, Depends(RISK)]
+) -> dict:
+    body = await request.body()
+    try:
+        table = prices.parse_upload(body, request.headers.get("content-type", ""))
+    except UnicodeDecodeError:
+        raise prices.TableError(["the body must be UTF-8 text"]) from None
+    added = prices.import_table(engine, table, "api upload")
+    return {
+        "kind": table["kind"],
+        "version": table["version"],
+        "effective_from": table["effective_from"],
+        "imported": added,
+    }

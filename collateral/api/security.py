@@ -1,0 +1,51 @@
+"""Who is calling and what they may do: Bearer API keys, roles, branches."""
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from collateral import auth
+from collateral.auth import Principal
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `agri keys create`.")
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401, "send an API key as 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
+        )
+    principal = auth.authenticate(engine_of(request), credentials.credentials)
+    if principal is None:
+        raise HTTPException(
+            401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+def role(*roles: str) -> Callable[..., Principal]:
+    """A dependency that admits only these roles (401 without a key, 403 with another)."""
+
+    def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                403, f"role {principal.role} may not do this (needs {' or '.join(roles)})"
+            )
+        return principal
+
+    return check
+
+
+ANY_ROLE = role(*auth.ROLES)
+LENDING = role("loan_officer", "risk_admin")
+RISK = role("risk_admin")
+OPERATOR = role("operator", "risk_admin")

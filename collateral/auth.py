@@ -1,0 +1,69 @@
+"""API keys: created once, shown once, stored hashed, compared in constant time.
+
+A key reads ``agk_<key id>_<secret>``. The key id finds the row; the secret's SHA-256
+is compared with ``hmac.compare_digest``. The secret is 32 random bytes, so a plain
+SHA-256 is enough (no password stretching is needed for a value nobody chose).
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select
+
+from collateral.tables import api_keys
+
+ROLES = ("loan_officer", "risk_admin", "operator")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key id, its role and, for loan officers, their branch."""
+
+    key_id: str
+    role: str
+    branch: str | None
+
+    def sees_branch(self, branch: str) -> bool:
+        return self.role != "loan_officer" or self.branch == branch
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(engine: Engine, role: str, branch: str | None, label: str | None = None) -> str:
+    """Store a new key and return it; it cannot be shown again."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "loan_officer" and not branch:
+        raise ValueError("a loan_officer key needs --branch")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(api_keys).values(
+                key_id=key_id,
+                secret_sha256=_digest(secret),
+                role=role,
+                branch=branch,
+                label=label,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return f"agk_{key_id}_{secret}"
+
+
+def authenticate(engine: Engine, key: str) -> Principal | None:
+    """The principal for a presented key, or None (unknown, malformed or revoked)."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "agk" or not parts[1] or not parts[2]:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.key_id == parts[1])).first()
+    expected = row.secret_sha256 if row else _digest("no such key")
+    matches = hmac.compare_digest(expected, _digest(parts[2]))
+    if row is None or not matches or row.revoked_at is not None:
+        return None
+    return Principal(row.key_id, row.role, row.branch)

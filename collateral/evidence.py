@@ -1,0 +1,135 @@
+"""Gathering a valuation's input snapshot: the I/O before the pure rules of valuation.py.
+
+Only data acquired or received up to ``as_of`` is read, and the price and policy tables
+are the ones in force on that date, so a valuation as of a past date ignores what came
+later.
+"""
+
+import json
+from datetime import datetime, timedelta
+
+import shapely
+from sqlalchemy import Engine
+
+from bioassets import headcount
+from bioassets import store as bio_store
+from collateral import prices
+from collateral.valuation import RULES_VERSION, ValuationError
+from remote_sensing import profiles
+from remote_sensing import store as rs_store
+from remote_sensing.profile_update import parcel_profile, peer_statistics
+
+CODE_VERSION = f"agri-collateral rules {RULES_VERSION}"
+
+
+def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | None) -> dict:
+    """Everything value_loan needs, as plain JSON values."""
+    on = as_of.date()
+    price_table = prices.table_in_force(engine, "prices", on)
+    policy = prices.table_in_force(engine, "policy", on)
+    if price_table is None or policy is None:
+        missing = "price" if price_table is None else "policy"
+        raise ValuationError(
+            f"no {missing} table in force on {on}: import one with `agri prices import FILE` "
+            "(the shipped defaults are in collateral/defaults/)"
+        )
+    peers = peer_statistics(engine, as_of) if loan["parcel_ids"] else {}
+    stale_days = int(prices.value(policy, "stale_after_days", "tags"))
+    return {
+        "loan": {
+            "loan_id": loan["loan_id"],
+            "borrower": loan["borrower"],
+            "branch": loan["branch"],
+            "principal_cny": loan["principal_cny"],
+        },
+        "as_of": as_of.isoformat(),
+        "prices": price_table,
+        "policy": policy,
+        "parcels": [parcel_evidence(engine, pid, as_of, peers) for pid in loan["parcel_ids"]],
+        "herds": [herd_evidence(engine, h, as_of, stale_days) for h in loan["herds"]],
+        "previous": previous,
+        "code_version": CODE_VERSION,
+    }
+
+
+def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, peers: dict) -> dict:
+    parcel = rs_store.get_parcel(engine, parcel_id)
+    if parcel is None:
+        raise ValuationError(f"parcel {parcel_id} is not registered")
+    profile = parcel_profile(engine, parcel_id, as_of, peers)
+    outliers = set(profile["outliers"])
+    clear = [
+        o
+        for o in profile["observations"]
+        if o["valid_fraction"] >= profiles.MIN_VALID_FRACTION and o["scene_id"] not in outliers
+    ]
+    geometry = shapely.geometry.shape(json.loads(parcel["geometry_geojson"]))
+    centroid = geometry.centroid
+    attributes = parcel["attributes"]
+    return {
+        "parcel_id": parcel_id,
+        "kind": parcel["kind"],
+        "owner": parcel["owner"],
+        "area_ha": parcel["area_ha"],
+        "attributes": attributes,
+        "county": attributes.get("county"),
+        "centroid": [round(centroid.x, 6), round(centroid.y, 6)],
+        "health_index": profile["health_index"],
+        "anomaly_z": profile["anomaly_z"],
+        "latest_clear_at": clear[-1]["acquired_at"] if clear else None,
+        "latest_clear_scene": clear[-1]["scene_id"] if clear else None,
+        "clear_images": len(clear),
+        "scenes_used": [[o["scene_id"], o["acquired_at"][:10]] for o in clear],
+        "open_disturbances": [
+            {k: e[k] for k in ("start", "confirmed", "severity", "affected_ha")}
+            for e in profile["events"]
+            if e["state"] == "open"
+        ],
+    }
+
+
+def herd_evidence(engine: Engine, herd: dict, as_of: datetime, stale_days: int) -> dict:
+    farm = bio_store.get_farm(engine, herd["farm_id"])
+    if farm is None:
+        raise ValuationError(f"farm {herd['farm_id']} is not registered")
+    everyone = headcount.herd_animals(engine, herd["farm_id"], as_of)
+    categories, tags = herd.get("categories"), herd.get("tag_ids")
+    pledged = [
+        a
+        for a in everyone
+        if (categories is None or a["category"] in categories)
+        and (tags is None or a["tag_id"] in tags)
+    ]
+    alive = {a["tag_id"] for a in everyone}
+    missing = [
+        {"tag_id": t, "reason": f"not an animal alive on farm {herd['farm_id']} at as_of"}
+        for t in (tags or [])
+        if t not in alive
+    ]
+    recent = bio_store.tag_states(
+        engine, as_of - timedelta(days=stale_days), as_of, [a["tag_id"] for a in everyone]
+    )
+    seen = [s["last_seen"] for s in recent.values() if s.get("last_seen")]
+    fence = shapely.geometry.shape(json.loads(farm["geofence_geojson"]))
+    return {
+        "farm_id": herd["farm_id"],
+        "categories": categories,
+        "tag_ids": tags,
+        "centroid": [round(fence.centroid.x, 6), round(fence.centroid.y, 6)],
+        "county": None,
+        "last_reading_at": max(seen).isoformat() if seen else None,
+        "animals": [
+            {
+                "tag_id": a["tag_id"],
+                "category": a["category"],
+                "parity": a["parity"],
+                "lactation": a["lactation"],
+                "weight_kg": a["weight_kg"],
+                "weight_at": a["weight_at"].isoformat() if a["weight_at"] else None,
+                "last_seen": a["last_seen"].isoformat() if a["last_seen"] else None,
+                "reason": a["reason"],
+            }
+            for a in pledged
+        ],
+        "missing_tags": missing,
+    }

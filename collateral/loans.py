@@ -1,0 +1,415 @@
+"""Loans, their valuations and revaluation: the store side of the valuation engine.
+
+A valuation is written once, with its input snapshot; ``verify`` recomputes it from that
+snapshot alone. ``revalue_all`` is what cron runs: every active loan, valued now, at most
+one new valuation a day per loan unless its figures moved, and a loan alert when a loan's
+status worsens.
+"""
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import Engine, insert, select, update
+
+from bioassets import headcount
+from bioassets import store as bio_store
+from collateral import evidence
+from collateral.tables import loan_alerts, loans, valuations
+from collateral.valuation import value_loan
+from remote_sensing import store as rs_store
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Herd(BaseModel):
+    """A pledged herd: a farm and either whole categories or an explicit list of tags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    farm_id: str = Field(min_length=1, max_length=64)
+    categories: list[str] | None = Field(default=None, examples=[["breeding_sow"]])
+    tag_ids: list[str] | None = Field(default=None, max_length=100_000)
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = sorted(set(value) - set(headcount.CATEGORIES))
+            if unknown or not value:
+                raise ValueError(f"categories must be among {list(headcount.CATEGORIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "Herd":
+        if self.categories is None and self.tag_ids is None:
+            raise ValueError("a herd pledge needs categories or tag_ids")
+        return self
+
+
+def _principal(value: Decimal) -> str:
+    if not value.is_finite() or value < 0 or value > Decimal("1e13"):
+        raise ValueError("principal_cny must be a non-negative amount below 10^13")
+    return str(value.quantize(Decimal("0.01")))
+
+
+class LoanIn(BaseModel):
+    """A loan as created: ``POST /v1/loans`` and ``agri loans create FILE.json``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "loan_id": "LN-2024-0001",
+                    "borrower": "Wang Hui",
+                    "branch": "ANXI-01",
+                    "principal_cny": "1200000.00",
+                    "parcel_ids": ["F-08", "T-04"],
+                    "herds": [{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}],
+                }
+            ]
+        },
+    )
+
+    loan_id: str = Field(pattern=ID_PATTERN)
+    borrower: str = Field(min_length=1, max_length=200)
+    branch: str = Field(pattern=ID_PATTERN)
+    principal_cny: Decimal = Field(examples=["1200000.00"])
+    parcel_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    herds: list[Herd] = Field(default_factory=list, max_length=1_000)
+
+    @field_validator("principal_cny")
+    @classmethod
+    def _money(cls, value: Decimal) -> Decimal:
+        return Decimal(_principal(value))
+
+
+class LoanPatch(BaseModel):
+    """``PATCH /v1/loans/{loan_id}``: the principal and the pledges; absent fields stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    principal_cny: Decimal | None = Field(default=None, examples=["950000.00"])
+    parcel_ids: list[str] | None = Field(default=None, max_length=10_000)
+    herds: list[Herd] | None = Field(default=None, max_length=1_000)
+    borrower: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("principal_cny")
+    @classmethod
+    def _money(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else Decimal(_principal(value))
+
+
+class NotFound(LookupError):
+    """An id that names nothing."""
+
+
+class Conflict(ValueError):
+    """A create whose id exists."""
+
+
+class Invalid(ValueError):
+    """Well-formed input that names things that do not exist; ``field`` says where."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def check_pledges(engine: Engine, parcel_ids: list[str], herds: list[Herd]) -> None:
+    for i, parcel_id in enumerate(parcel_ids):
+        if rs_store.get_parcel(engine, parcel_id) is None:
+            raise Invalid(f"parcel_ids.{i}", f"parcel {parcel_id!r} is not registered")
+    if len(set(parcel_ids)) != len(parcel_ids):
+        raise Invalid("parcel_ids", "a parcel is pledged twice")
+    farms = bio_store.farm_ids(engine)
+    for i, herd in enumerate(herds):
+        if herd.farm_id not in farms:
+            raise Invalid(f"herds.{i}.farm_id", f"farm {herd.farm_id!r} is not registered")
+
+
+def _loan_row(row) -> dict:
+    out = dict(row._mapping)
+    for key in ("created_at", "updated_at"):
+        out[key] = bio_store.utc(out[key])
+    return out
+
+
+def create_loan(engine: Engine, loan: LoanIn) -> dict:
+    check_pledges(engine, loan.parcel_ids, loan.herds)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        if conn.execute(select(loans.c.loan_id).where(loans.c.loan_id == loan.loan_id)).first():
+            raise Conflict(f"loan {loan.loan_id!r} exists")
+        conn.execute(
+            insert(loans).values(
+                loan_id=loan.loan_id,
+                borrower=loan.borrower,
+                branch=loan.branch,
+                principal_cny=str(loan.principal_cny),
+                parcel_ids=loan.parcel_ids,
+                herds=[h.model_dump(exclude_none=True) for h in loan.herds],
+                state="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return get_loan(engine, loan.loan_id)
+
+
+def get_loan(engine: Engine, loan_id: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
+    if row is None:
+        raise NotFound(f"loan {loan_id!r} does not exist")
+    return _loan_row(row)
+
+
+def list_loans(engine: Engine, branch: str | None = None, active_only: bool = False) -> list[dict]:
+    query = select(loans).order_by(loans.c.loan_id)
+    if branch is not None:
+        query = query.where(loans.c.branch == branch)
+    if active_only:
+        query = query.where(loans.c.state == "active")
+    with engine.connect() as conn:
+        return [_loan_row(r) for r in conn.execute(query)]
+
+
+def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
+    loan = get_loan(engine, loan_id)
+    changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+    herds = patch.herds if patch.herds is not None else [Herd(**h) for h in loan["herds"]]
+    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds)
+    values = {"updated_at": datetime.now(UTC)}
+    if patch.principal_cny is not None:
+        values["principal_cny"] = str(patch.principal_cny)
+    if patch.parcel_ids is not None:
+        values["parcel_ids"] = patch.parcel_ids
+    if patch.herds is not None:
+        values["herds"] = [h.model_dump(exclude_none=True) for h in patch.herds]
+    if patch.borrower is not None:
+        values["borrower"] = patch.borrower
+    with engine.begin() as conn:
+        conn.execute(update(loans).where(loans.c.loan_id == loan_id).values(**values))
+    return get_loan(engine, loan_id)
+
+
+def close_loan(engine: Engine, loan_id: str) -> dict:
+    """Loans are closed, never deleted: their valuations stay explainable."""
+    get_loan(engine, loan_id)
+    with engine.begin() as conn:
+        conn.execute(
+            update(loans)
+            .where(loans.c.loan_id == loan_id)
+            .values(state="closed", updated_at=datetime.now(UTC))
+        )
+    return get_loan(engine, loan_id)
+
+
+# --- valuations -----------------------------------------------------------------------
+
+
+def _previous_summary(valuation: dict | None) -> dict | None:
+    if valuation is None:
+        return None
+    result = valuation["result"]
+    return {
+        "valuation_id": valuation["valuation_id"],
+        "as_of": result["as_of"],
+        "eligible_value_cny": result["eligible_value_cny"],
+        "ltv": result["ltv"],
+        "status": result["status"],
+        "items": {i["ref"]: i["eligible_value_cny"] for i in result["items"]},
+    }
+
+
+def inputs_sha256(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def compute(engine: Engine, loan_id: str, as_of: datetime) -> tuple[dict, dict]:
+    """(inputs, result) for a loan as of a time, previous valuation included; not stored."""
+    loan = get_loan(engine, loan_id)
+    previous = _previous_summary(latest_valuation(engine, loan_id, before=as_of))
+    inputs = evidence.gather_inputs(engine, loan, as_of, previous)
+    return inputs, value_loan(inputs)
+
+
+def value_now(engine: Engine, loan_id: str, as_of: datetime | None = None) -> dict:
+    """Value a loan (now, or as of a past time), store the valuation, return its document."""
+    inputs, result = compute(engine, loan_id, as_of or datetime.now(UTC))
+    return store_valuation(engine, inputs, result)
+
+
+def store_valuation(engine: Engine, inputs: dict, result: dict) -> dict:
+    valuation_id = f"VAL-{uuid.uuid4().hex[:20]}"
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(valuations).values(
+                valuation_id=valuation_id,
+                loan_id=result["loan_id"],
+                as_of=datetime.fromisoformat(result["as_of"]),
+                created_at=now,
+                prices_version=result["prices_version"],
+                policy_version=result["policy_version"],
+                code_version=inputs["code_version"],
+                inputs_sha256=inputs_sha256(inputs),
+                inputs=inputs,
+                result=result,
+                eligible_value_cny=result["eligible_value_cny"],
+                ltv=result["ltv"],
+                status=result["status"],
+            )
+        )
+    return document(valuation_id, result, now)
+
+
+def document(valuation_id: str, result: dict, created_at: datetime) -> dict:
+    """The API/CLI form: the valuation id first, then the result."""
+    return {"valuation_id": valuation_id, "created_at": created_at.isoformat(), **result}
+
+
+def _valuation_row(row) -> dict:
+    out = dict(row._mapping)
+    out["created_at"] = bio_store.utc(out["created_at"])
+    out["as_of"] = bio_store.utc(out["as_of"])
+    return out
+
+
+def get_valuation(engine: Engine, valuation_id: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(valuations).where(valuations.c.valuation_id == valuation_id)
+        ).first()
+    if row is None:
+        raise NotFound(f"valuation {valuation_id!r} does not exist")
+    return _valuation_row(row)
+
+
+def list_valuations(engine: Engine, loan_id: str) -> list[dict]:
+    get_loan(engine, loan_id)
+    query = (
+        select(valuations)
+        .where(valuations.c.loan_id == loan_id)
+        .order_by(valuations.c.created_at, valuations.c.valuation_id)
+    )
+    with engine.connect() as conn:
+        return [_valuation_row(r) for r in conn.execute(query)]
+
+
+def latest_valuation(engine: Engine, loan_id: str, before: datetime | None = None) -> dict | None:
+    """The most recently made valuation of the loan whose as_of is not after ``before``."""
+    query = select(valuations).where(valuations.c.loan_id == loan_id)
+    if before is not None:
+        query = query.where(valuations.c.as_of <= before)
+    query = query.order_by(valuations.c.as_of.desc(), valuations.c.created_at.desc()).limit(1)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _valuation_row(row) if row else None
+
+
+def verify(engine: Engine, valuation_id: str) -> dict:
+    """Recompute a stored valuation from its own input snapshot; list any difference."""
+    stored = get_valuation(engine, valuation_id)
+    again = value_loan(stored["inputs"])
+    differences = [
+        {"field": key, "stored": stored["result"].get(key), "recomputed": again.get(key)}
+        for key in sorted(set(stored["result"]) | set(again))
+        if stored["result"].get(key) != again.get(key)
+    ]
+    return {
+        "valuation_id": valuation_id,
+        "identical": not differences,
+        "inputs_sha256_matches": inputs_sha256(stored["inputs"]) == stored["inputs_sha256"],
+        "code_version_stored": stored["code_version"],
+        "code_version_now": evidence.CODE_VERSION,
+        "differences": differences,
+    }
+
+
+FIGURES = ("items", "collateral_value_cny", "eligible_value_cny", "ltv", "status")
+
+
+def revalue_all(engine: Engine, now: datetime | None = None) -> list[dict]:
+    """Value every active loan now. A loan whose latest valuation was made the same UTC
+    day with the same figures gets no new one (cron may run as often as it likes); a
+    status that worsened opens a loan alert, one that recovered to ok closes it."""
+    now = now or datetime.now(UTC)
+    out = []
+    for loan in list_loans(engine, active_only=True):
+        try:
+            inputs, result = compute(engine, loan["loan_id"], now)
+        except Exception as exc:  # one loan's missing table row must not stop the rest
+            out.append({"loan_id": loan["loan_id"], "outcome": "failed", "error": str(exc)})
+            continue
+        latest = latest_valuation(engine, loan["loan_id"])
+        if (
+            latest is not None
+            and latest["as_of"].date() == now.date()
+            and all(latest["result"].get(k) == result.get(k) for k in FIGURES)
+        ):
+            out.append(
+                {
+                    "loan_id": loan["loan_id"],
+                    "outcome": "unchanged",
+                    "valuation_id": latest["valuation_id"],
+                    "status": result["status"],
+                }
+            )
+            continue
+        stored = store_valuation(engine, inputs, result)
+        _sync_loan_alert(engine, stored, now)
+        out.append(
+            {
+                "loan_id": loan["loan_id"],
+                "outcome": "valued",
+                "valuation_id": stored["valuation_id"],
+                "status": result["status"],
+                "status_worsened": bool((result["changes"] or {}).get("status_worsened")),
+            }
+        )
+    return out
+
+
+def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
+    changes = valuation["changes"]
+    with engine.begin() as conn:
+        if changes and changes["status_worsened"]:
+            detail = (
+                f"status {changes['status']['from']} -> {changes['status']['to']}; LTV "
+                f"{changes['ltv']['from']} -> {changes['ltv']['to']}"
+            )
+            conn.execute(
+                insert(loan_alerts).values(
+                    loan_id=valuation["loan_id"],
+                    kind="status_worsened",
+                    valuation_id=valuation["valuation_id"],
+                    opened_at=now,
+                    detail=detail,
+                )
+            )
+        elif valuation["status"] == "ok":
+            conn.execute(
+                update(loan_alerts)
+                .where(
+                    loan_alerts.c.loan_id == valuation["loan_id"], loan_alerts.c.closed_at.is_(None)
+                )
+                .values(closed_at=now)
+            )
+
+
+def list_loan_alerts(engine: Engine, loan_ids: list[str] | None = None) -> list[dict]:
+    query = select(loan_alerts).order_by(loan_alerts.c.opened_at, loan_alerts.c.id)
+    if loan_ids is not None:
+        query = query.where(loan_alerts.c.loan_id.in_(loan_ids))
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for r in rows:
+        r["opened_at"] = bio_store.utc(r["opened_at"])
+        r["closed_at"] = bio_store.utc(r["closed_at"])
+    return rows

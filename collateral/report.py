@@ -1,0 +1,66 @@
+"""A valuation as text a loan officer reads: each item, its evidence, the LTV and status."""
+
+from decimal import Decimal
+
+STATUS_WORDS = {
+    "ok": "OK",
+    "watch": "WATCH - review the collateral",
+    "margin_call": "MARGIN CALL - collateral no longer covers the loan",
+}
+
+
+def cny(value: str | None) -> str:
+    return "-" if value is None else f"{Decimal(value):,.2f}"
+
+
+def valuation_text(doc: dict, borrower: str | None = None) -> str:
+    lines = [
+        f"Loan {doc['loan_id']}"
+        + (f" ({borrower})" if borrower else "")
+        + f" - valuation {doc['valuation_id']} as of {doc['as_of'][:16].replace('T', ' ')} UTC",
+        f"  principal outstanding {cny(doc['principal_cny']):>16} CNY",
+        f"  {'item':<28} {'value CNY':>14} {'haircut':>8} {'eligible CNY':>14}  evidence",
+    ]
+    for item in doc["items"]:
+        lines.append(
+            f"  {item['kind'] + ' ' + item['ref']:<28} {cny(item['value_cny']):>14} "
+            f"{float(item['haircut']):>7.0%} {cny(item['eligible_value_cny']):>14}  "
+            f"{_evidence(item)}"
+        )
+    lines += [
+        f"  {'total':<28} {cny(doc['collateral_value_cny']):>14} {'':>8} "
+        f"{cny(doc['eligible_value_cny']):>14}",
+        f"  LTV {doc['ltv'] or 'n/a'} -> {STATUS_WORDS[doc['status']]}"
+        f"  (watch at {doc['thresholds']['watch']}, margin call at "
+        f"{doc['thresholds']['margin_call']})",
+    ]
+    changes = doc.get("changes")
+    if changes:
+        lines.append(
+            f"  since {changes['previous_valuation_id']}: eligible "
+            f"{cny(changes['eligible_value_cny']['from'])} -> "
+            f"{cny(changes['eligible_value_cny']['to'])}, status {changes['status']['from']} "
+            f"-> {changes['status']['to']}"
+        )
+    if doc.get("illustrative_tables"):
+        lines.append("  (prices and policy are the shipped illustrative tables)")
+    return "\n".join(lines)
+
+
+def _evidence(item: dict) -> str:
+    e = item["evidence"]
+    notes = []
+    if item["kind"] == "herd":
+        notes.append(f"{e['verified']} of {e['registered']} verified" if "verified" in e else "")
+        if e.get("unverified"):
+            reasons = sorted({u["reason"].split(" at ")[0][:40] for u in e["unverified"]})
+            notes.append(f"unverified: {'; '.join(reasons[:2])}")
+    else:
+        notes.append(f"clear image {(e.get('latest_clear_image') or 'none')[:10]}")
+        if item["kind"] == "tea_garden":
+            notes.append(f"condition {e['condition_factor']}")
+        if Decimal(e.get("disturbed_ha", "0")) > 0:
+            notes.append(f"disturbed {e['disturbed_ha']} ha")
+    if item["confidence"] != "high":
+        notes.append("confidence reduced: " + "; ".join(e["haircut"]["reasons"]))
+    return ", ".join(n for n in notes if n)

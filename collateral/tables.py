@@ -1,0 +1,94 @@
+"""The collateral side's own tables: price/policy versions, loans, valuations, API keys.
+
+Money is stored as decimal text, never as a float: SQLite has no exact decimal type and a
+valuation must read back to the cent it was computed with.
+"""
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One row per imported price or policy table. Never updated: a new version supersedes.
+price_versions = Table(
+    "price_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # prices | policy
+    Column("version", String(64), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("illustrative", Boolean, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("document", JSON, nullable=False),  # the validated table (version, rows, notes)
+    Column("source", Text, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "version", name="uq_price_versions_kind_version"),
+)
+
+loans = Table(
+    "loans",
+    metadata,
+    Column("loan_id", String(64), primary_key=True),
+    Column("borrower", String(200), nullable=False),
+    Column("branch", String(64), nullable=False, index=True),
+    Column("principal_cny", String(32), nullable=False),
+    Column("parcel_ids", JSON, nullable=False),
+    Column("herds", JSON, nullable=False),  # [{"farm_id", "categories"?, "tag_ids"?}]
+    Column("state", String(16), nullable=False),  # active | closed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Immutable: a valuation row is written once with everything needed to recompute it.
+valuations = Table(
+    "valuations",
+    metadata,
+    Column("valuation_id", String(40), primary_key=True),
+    Column("loan_id", String(64), nullable=False, index=True),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("prices_version", String(64), nullable=False),
+    Column("policy_version", String(64), nullable=False),
+    Column("code_version", String(64), nullable=False),
+    Column("inputs_sha256", String(64), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("eligible_value_cny", String(32), nullable=False),
+    Column("ltv", String(32)),  # null when nothing is eligible
+    Column("status", String(16), nullable=False),
+)
+
+loan_alerts = Table(
+    "loan_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("loan_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),  # status_worsened
+    Column("valuation_id", String(40), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("detail", Text, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # loan_officer | risk_admin | operator
+    Column("branch", String(64)),
+    Column("label", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,384 @@
+"""Valuation rules: pure functions from an input snapshot to figures. Money is Decimal.
+
+Everything a valuation depends on is in its input snapshot (``inputs``: the loan, the
+price and policy tables in force, each parcel's profile evidence, each herd's animals with
+their verification), so a stored valuation recomputes to the same cent with
+``value_loan(inputs)``, whatever has happened to the database since.
+
+Formulas (also written out, with the numbers, in every item's ``formula``):
+
+- Tea garden: (area_ha - disturbed_ha) x yield (kg/ha/yr, by variety) x seasonal price
+  (sum over spring, summer, autumn of share x fresh-leaf price, CNY/kg) x condition, where
+  condition = the parcel's health index clamped to [policy floor, 1] (1 when there is no
+  baseline yet) and disturbed_ha is the affected area of the disturbances open at as_of.
+  Haircut by production stage (young / mature / old from the garden's age).
+- Forest: (area_ha - disturbed_ha) x stand volume (m3/ha, from the parcel's inventory
+  attributes, never from NDVI) x stumpage price (CNY/m3, by species group). Haircut by age
+  class.
+- Herd, per farm and category: the sum over verified animals of the unit value: per head
+  by parity band (breeding sows) or lactation band (dairy cows), last weight x live-weight
+  price for the weight band (fattening pigs, beef cattle). Unverified animals are listed
+  with their reason and valued at zero. Haircut by category.
+- Stale evidence (no clear image for more than N days; no tag reading from the farm for more
+  than N days) adds the policy's stale haircut: the advance rate drops, confidence is
+  "reduced".
+- Eligible value = value x (1 - haircut). LTV = principal / total eligible value; status
+  ok, watch (LTV >= watch threshold) or margin_call (LTV >= margin-call threshold, or
+  nothing eligible).
+"""
+
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from collateral import prices
+from collateral.prices import Where
+
+RULES_VERSION = "2026.11.1"  # bump when a formula changes: stored valuations name theirs
+CENT = Decimal("0.01")
+HA = Decimal("0.0001")
+RATIO = Decimal("0.0001")
+STATUS_RANK = {"ok": 0, "watch": 1, "margin_call": 2}
+HEAD_BAND = {"breeding_sow": "parity", "dairy_cow": "lactation"}
+WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
+
+
+class ValuationError(ValueError):
+    """The inputs cannot be valued (e.g. a table lacks a row the asset needs)."""
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def dec(value, places: Decimal = HA) -> Decimal:
+    """A float from the data as a Decimal of fixed places: the same float, the same figure."""
+    return Decimal(str(value)).quantize(places, rounding=ROUND_HALF_UP)
+
+
+def fmt(value: Decimal) -> str:
+    return f"{value:,}"
+
+
+def value_loan(inputs: dict) -> dict:
+    """The valuation document (without its id) for an input snapshot."""
+    try:
+        return _value_loan(inputs)
+    except LookupError as exc:
+        raise ValuationError(str(exc)) from exc
+
+
+def _value_loan(inputs: dict) -> dict:
+    as_of = datetime.fromisoformat(inputs["as_of"])
+    price_table, policy = inputs["prices"], inputs["policy"]
+    items = []
+    for parcel in inputs["parcels"]:
+        rule = tea_item if parcel["kind"] == "tea_garden" else forest_item
+        items.append(rule(parcel, price_table, policy, as_of))
+    for herd in inputs["herds"]:
+        items += herd_items(herd, price_table, policy, as_of)
+    collateral = sum((Decimal(i["value_cny"]) for i in items), Decimal("0.00"))
+    eligible = sum((Decimal(i["eligible_value_cny"]) for i in items), Decimal("0.00"))
+    principal = Decimal(inputs["loan"]["principal_cny"])
+    ltv = (principal / eligible).quantize(RATIO, rounding=ROUND_HALF_UP) if eligible else None
+    status = loan_status(ltv, principal, policy)
+    watch = prices.value(policy, "ltv_threshold", "watch")
+    margin = prices.value(policy, "ltv_threshold", "margin_call")
+    return {
+        "loan_id": inputs["loan"]["loan_id"],
+        "as_of": inputs["as_of"],
+        "principal_cny": str(principal),
+        "items": items,
+        "collateral_value_cny": str(collateral),
+        "eligible_value_cny": str(eligible),
+        "ltv": None if ltv is None else str(ltv),
+        "status": status,
+        "thresholds": {"watch": str(watch), "margin_call": str(margin)},
+        "formula": (
+            f"LTV = principal / eligible value = {fmt(principal)} / {fmt(eligible)}"
+            + (f" = {ltv}" if ltv is not None else " (nothing eligible)")
+            + f"; watch at >= {watch}, margin call at >= {margin}"
+        ),
+        "prices_version": price_table["version"],
+        "policy_version": policy["version"],
+        "illustrative_tables": bool(price_table["illustrative"] or policy["illustrative"]),
+        "rules_version": RULES_VERSION,
+        "changes": changes_since(inputs.get("previous"), items, eligible, ltv, status),
+    }
+
+
+def loan_status(ltv: Decimal | None, principal: Decimal, policy: dict) -> str:
+    if ltv is None:
+        return "margin_call" if principal > 0 else "ok"
+    if ltv >= prices.value(policy, "ltv_threshold", "margin_call"):
+        return "margin_call"
+    if ltv >= prices.value(policy, "ltv_threshold", "watch"):
+        return "watch"
+    return "ok"
+
+
+def changes_since(
+    previous: dict | None, items: list[dict], eligible: Decimal, ltv, status: str
+) -> dict | None:
+    """What moved since the loan's previous valuation (None for the first one)."""
+    if previous is None:
+        return None
+    before = previous["items"]
+    moved = [
+        {"ref": i["ref"], "from": before.get(i["ref"]), "to": i["eligible_value_cny"]}
+        for i in items
+        if before.get(i["ref"]) != i["eligible_value_cny"]
+    ]
+    moved += [
+        {"ref": ref, "from": old, "to": None}
+        for ref, old in before.items()
+        if ref not in {i["ref"] for i in items}
+    ]
+    return {
+        "previous_valuation_id": previous["valuation_id"],
+        "previous_as_of": previous["as_of"],
+        "eligible_value_cny": {
+            "from": previous["eligible_value_cny"],
+            "to": str(eligible),
+            "change": str(eligible - Decimal(previous["eligible_value_cny"])),
+        },
+        "ltv": {"from": previous["ltv"], "to": None if ltv is None else str(ltv)},
+        "status": {"from": previous["status"], "to": status},
+        "status_worsened": STATUS_RANK[status] > STATUS_RANK[previous["status"]],
+        "items": moved,
+    }
+
+
+def _where(asset: dict) -> Where:
+    lon, lat = asset.get("centroid") or (None, None)
+    return Where(county=asset.get("county"), lon=lon, lat=lat)
+
+
+def _haircut(policy: dict, key: str, where: Where, stale: list[str], kind: str):
+    base = prices.value(policy, "haircut", key, where)
+    extra = prices.value(policy, "stale_haircut", kind, where) if stale else Decimal("0")
+    return min(Decimal("1"), base + extra), base, extra
+
+
+def _item(kind, ref, value, haircut, base, extra, stale, evidence, formula) -> dict:
+    value = money(value)
+    eligible = money(value * (1 - haircut))
+    return {
+        "kind": kind,
+        "ref": ref,
+        "value_cny": str(value),
+        "eligible_value_cny": str(eligible),
+        "haircut": str(haircut),
+        "confidence": "reduced" if stale else "high",
+        "evidence": {
+            **evidence,
+            "haircut": {"base": str(base), "stale_evidence": str(extra), "reasons": stale},
+        },
+        "formula": formula + f"; eligible = value x (1 - {haircut}) = {fmt(eligible)} CNY",
+    }
+
+
+def _disturbed(parcel: dict, area: Decimal) -> tuple[Decimal, list[str]]:
+    """Area of the disturbances open at as_of; one whose extent is unknown takes it all."""
+    notes, total = [], Decimal("0")
+    for event in parcel["open_disturbances"]:
+        if event.get("affected_ha") is None:
+            notes.append(f"disturbance since {event['start']} of unknown extent: whole parcel")
+            total = area
+        else:
+            total += dec(event["affected_ha"])
+    return min(area, total), notes
+
+
+def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where) -> list[str]:
+    days = prices.value(policy, "stale_after_days", "imagery", where)
+    latest = parcel.get("latest_clear_at")
+    if latest is None:
+        return ["no clear image of the parcel yet"]
+    age = as_of - datetime.fromisoformat(latest)
+    if age > timedelta(days=int(days)):
+        return [f"last clear image {latest[:10]} is {age.days} days old (limit {days})"]
+    return []
+
+
+def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> dict:
+    where = _where(parcel)
+    attributes = parcel["attributes"]
+    area = dec(parcel["area_ha"])
+    disturbed, notes = _disturbed(parcel, area)
+    variety = str(attributes.get("variety") or "*")
+    yield_kg = prices.value(price_table, "tea_yield_kg_per_ha_yr", variety, where)
+    seasonal = Decimal("0")
+    parts = []
+    for season in prices.SEASONS:
+        share = prices.value(price_table, "tea_season_share", season, where)
+        price = prices.value(price_table, "tea_leaf_price_cny_per_kg", season, where)
+        seasonal += share * price
+        parts.append(f"{share} x {price}")
+    floor = prices.value(policy, "condition_floor", "tea", where)
+    health = parcel.get("health_index")
+    condition = Decimal("1") if health is None else min(Decimal("1"), max(floor, dec(health)))
+    value = (area - disturbed) * yield_kg * seasonal * condition
+    planted = attributes.get("planted_year")
+    age = as_of.year - int(planted) if planted is not None else None
+    stage_row = prices.lookup(policy, "tea_stage", None, where, age) if age is not None else None
+    if stage_row is None:
+        raise LookupError(f"parcel {parcel['parcel_id']}: no tea_stage for garden age {age}")
+    stage = stage_row["key"]
+    stale = _imagery_staleness(parcel, policy, as_of, where)
+    haircut, base, extra = _haircut(policy, f"tea:{stage}", where, stale, "imagery")
+    formula = (
+        f"({area} ha - {disturbed} ha disturbed) x {fmt(yield_kg)} kg/ha/yr x "
+        f"({' + '.join(parts)} = {seasonal} CNY/kg) x condition {condition} = "
+        f"{fmt(money(value))} CNY"
+    )
+    evidence = {
+        **_parcel_evidence(parcel),
+        "variety": variety,
+        "garden_age_years": age,
+        "stage": stage,
+        "health_index": health,
+        "condition_factor": str(condition),
+        "condition_floor": str(floor),
+        "disturbed_ha": str(disturbed),
+        "notes": notes,
+    }
+    return _item(
+        "tea_garden", parcel["parcel_id"], value, haircut, base, extra, stale, evidence, formula
+    )
+
+
+def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> dict:
+    where = _where(parcel)
+    attributes = parcel["attributes"]
+    area = dec(parcel["area_ha"])
+    disturbed, notes = _disturbed(parcel, area)
+    group = str(attributes.get("species_group") or "*")
+    age_class = str(attributes.get("age_class") or "*")
+    stale = _imagery_staleness(parcel, policy, as_of, where)
+    haircut, base, extra = _haircut(policy, f"forest:{age_class}", where, stale, "imagery")
+    volume = attributes.get("stand_volume_m3_per_ha")
+    stumpage = prices.value(price_table, "timber_stumpage_cny_per_m3", group, where)
+    if volume is None:
+        notes.append("no stand_volume_m3_per_ha in the parcel's inventory attributes: valued 0")
+        volume_m3 = Decimal("0")
+    else:
+        volume_m3 = dec(volume, Decimal("0.01"))
+    value = (area - disturbed) * volume_m3 * stumpage
+    formula = (
+        f"({area} ha - {disturbed} ha disturbed) x {volume_m3} m3/ha x {fmt(stumpage)} CNY/m3 "
+        f"= {fmt(money(value))} CNY"
+    )
+    evidence = {
+        **_parcel_evidence(parcel),
+        "species_group": group,
+        "age_class": age_class,
+        "stand_volume_m3_per_ha": str(volume_m3),
+        "disturbed_ha": str(disturbed),
+        "notes": notes,
+    }
+    return _item(
+        "forest", parcel["parcel_id"], value, haircut, base, extra, stale, evidence, formula
+    )
+
+
+def _parcel_evidence(parcel: dict) -> dict:
+    return {
+        "area_ha": str(dec(parcel["area_ha"])),
+        "latest_clear_image": parcel.get("latest_clear_at"),
+        "latest_clear_scene": parcel.get("latest_clear_scene"),
+        "clear_images_used": parcel.get("clear_images", 0),
+        "anomaly_z": parcel.get("anomaly_z"),
+        "open_disturbances": parcel["open_disturbances"],
+    }
+
+
+def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> list[dict]:
+    """One item per pledged category of a farm (plus one for pledged tags not found)."""
+    where = _where(herd)
+    stale = []
+    days = prices.value(policy, "stale_after_days", "tags", where)
+    last = herd.get("last_reading_at")
+    if last is None:
+        stale.append(f"no reading from farm {herd['farm_id']} in the last {days} days")
+    elif as_of - datetime.fromisoformat(last) > timedelta(days=int(days)):
+        stale.append(f"last reading from farm {herd['farm_id']} at {last[:16]}")
+    by_category: dict[str, list[dict]] = {}
+    for animal in herd["animals"]:
+        by_category.setdefault(animal["category"], []).append(animal)
+    items = []
+    for category in sorted(by_category):
+        animals = by_category[category]
+        total, lines, unverified, counted = Decimal("0"), {}, [], 0
+        for a in animals:
+            if a["reason"] is not None:
+                unverified.append({"tag_id": a["tag_id"], "reason": a["reason"]})
+                continue
+            if category in WEIGHT_PRICED:
+                if a.get("weight_kg") is None:
+                    reason = "no weight recorded in the last 90 days"
+                    unverified.append({"tag_id": a["tag_id"], "reason": reason})
+                    continue
+                weight = dec(a["weight_kg"], Decimal("0.1"))
+                row = prices.lookup(price_table, "liveweight_cny_per_kg", category, where, weight)
+                if row is None:
+                    raise LookupError(f"no liveweight_cny_per_kg row for {category} at {weight} kg")
+                price = Decimal(row["value"])
+                label = _band_label(row, "kg")
+                line = lines.setdefault(label, {"animals": 0, "kg": Decimal("0"), "price": price})
+                line["kg"] += weight
+                total += weight * price
+            else:
+                band = a.get(HEAD_BAND.get(category, "parity")) or 0
+                row = prices.lookup(price_table, "head_value_cny", category, where, band)
+                if row is None:
+                    raise LookupError(f"no head_value_cny row for {category} at {band}")
+                price = Decimal(row["value"])
+                label = _band_label(row, HEAD_BAND.get(category, "parity"))
+                line = lines.setdefault(label, {"animals": 0, "price": price})
+                total += price
+            line["animals"] += 1
+            counted += 1
+        haircut, base, extra = _haircut(policy, f"livestock:{category}", where, stale, "tags")
+        if category in WEIGHT_PRICED:
+            terms = [f"{fmt(v['kg'])} kg x {v['price']}" for v in lines.values()]
+        else:
+            terms = [f"{v['animals']} x {fmt(v['price'])}" for v in lines.values()]
+        formula = (
+            f"{counted} verified {category} of {len(animals)}: "
+            f"{' + '.join(terms) or '0'} = {fmt(money(total))} CNY"
+        )
+        evidence = {
+            "farm_id": herd["farm_id"],
+            "category": category,
+            "registered": len(animals),
+            "verified": counted,
+            "unverified": unverified,
+            "bands": {k: {kk: str(vv) for kk, vv in v.items()} for k, v in lines.items()},
+            "last_reading_at": last,
+            "headcount_rule": "alive, seen in the last 24 h, inside the geofence, no fever",
+        }
+        ref = f"{herd['farm_id']}/{category}"
+        items.append(_item("herd", ref, total, haircut, base, extra, stale, evidence, formula))
+    if herd.get("missing_tags"):
+        evidence = {"farm_id": herd["farm_id"], "unverified": herd["missing_tags"]}
+        items.append(
+            _item(
+                "herd",
+                f"{herd['farm_id']}/unmatched_tags",
+                Decimal("0"),
+                Decimal("1"),
+                Decimal("1"),
+                Decimal("0"),
+                [],
+                evidence,
+                f"{len(herd['missing_tags'])} pledged tags not alive on the farm: 0 CNY",
+            )
+        )
+    return items
+
+
+def _band_label(row: dict, unit: str) -> str:
+    low, high = row.get("band_min"), row.get("band_max")
+    if low is None and high is None:
+        return "all"
+    return f"{unit} {low or ''}-{high or ''}".strip()
