@@ -1,9 +1,11 @@
 """Shared fixtures: real databases (SQLite file, a fresh PostgreSQL database), sample data."""
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,29 +32,36 @@ def realdata() -> Path:
     return REALDATA
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"agri_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_postgres_database(prefix: str = "agri_test"):
+    """Create a PostgreSQL database for the caller; drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        yield url
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
 def _reset(engine) -> None:
     """Empty every table (PostgreSQL database is shared by the session's tests)."""
     from bioassets.tables import metadata as bio_metadata
+    from collateral.tables import metadata as collateral_metadata
     from remote_sensing.tables import metadata
 
     with engine.begin() as conn:
-        for meta in (bio_metadata, metadata):
+        for meta in (collateral_metadata, bio_metadata, metadata):
             for table in reversed(meta.sorted_tables):
                 conn.execute(table.delete())
 
@@ -179,3 +188,75 @@ def livestock_engine(engine):
             conn.execute(table.delete())
     seed_livestock(engine)
     return engine
+
+
+# --- a valued world: sample parcels through the imagery job, farms with readings ------
+
+WORLD_AS_OF = "2024-12-31T12:00:00+00:00"  # after the last sample scene (2024-12-31)
+WORLD_SEEN = "2024-12-31T10:00:00+00:00"  # when the ear tags last reported
+SILENT_SOWS = 3  # the first sows' tags never report
+
+
+def _seed_world_readings(engine) -> None:
+    """Every registered animal reports once at WORLD_SEEN from inside its farm's fence,
+    growing animals with a weight; the first SILENT_SOWS sows stay silent."""
+    from datetime import datetime
+
+    import shapely
+
+    from bioassets import store as bio_store
+    from bioassets.messages import Reading
+    from bioassets.simulator import growing_weight_kg
+
+    seen = datetime.fromisoformat(WORLD_SEEN)
+    rows = []
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        farm = bio_store.get_farm(engine, farm_id)
+        point = shapely.geometry.shape(json.loads(farm["geofence_geojson"])).representative_point()
+        animals = bio_store.farm_animals(engine, farm_id)
+        sows = [a["tag_id"] for a in animals if a["category"] == "breeding_sow"]
+        for animal in animals:
+            if animal["tag_id"] in sows[:SILENT_SOWS]:
+                continue
+            reading = Reading(
+                tag_id=animal["tag_id"],
+                observed_at=seen,
+                lat=point.y,
+                lon=point.x,
+                temperature_c=38.7,
+                activity=100.0,
+                weight_kg=growing_weight_kg(animal, seen),
+            )
+            gateway = next(g for g, f in GATEWAY_FARMS.items() if f == farm_id)
+            rows.append(bio_store.reading_row(reading, farm_id, gateway, seen, None))
+    with engine.begin() as conn:
+        bio_store.write_batch(conn, rows, [], [])
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """A database (SQLite, then PostgreSQL) holding the sample parcels with every sample
+    scene processed, the sample farms and animals with one round of readings, and the
+    shipped price and policy tables. Tests add their own loans (unique ids)."""
+    from collateral import prices
+    from remote_sensing import store as rs_store
+    from remote_sensing.job import run_inbox
+    from remote_sensing.parcels import read_parcel_file
+
+    root = tmp_path_factory.mktemp(f"world-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{root / 'agri.db'}"
+        else:
+            url = stack.enter_context(fresh_postgres_database("agri_world"))
+        engine = make_engine(url)
+        upgrade(engine)
+        rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+        summary = run_inbox(engine, SAMPLE_TILES / "scenes", root / "data")
+        assert summary.ok, summary.as_json()
+        seed_livestock(engine)
+        _seed_world_readings(engine)
+        for path in prices.default_tables():
+            prices.import_table(engine, prices.read_table_file(path), path.name)
+        yield engine
+        engine.dispose()

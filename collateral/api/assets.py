@@ -23,6 +23,7 @@ from remote_sensing.profile_update import parcel_profile
 router = APIRouter()
 EngineDep = Annotated[Engine, Depends(engine_of)]
 Caller = Annotated[Principal, Depends(ANY_ROLE)]
+Operator = Annotated[Principal, Depends(OPERATOR)]
 
 
 def _bbox(text: str | None) -> shapely.Geometry | None:
@@ -314,11 +315,18 @@ def _narrow(scope: set[str] | None, wanted: str | None) -> set[str]:
     return {wanted} if scope is None or wanted in scope else set()
 
 
-def _upload(body: bytes, suffix: str) -> Path:
+def _parse_upload(body: bytes, suffix: str, parse):
+    """Run a registry file parser on a request body (parsers read files)."""
     handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-    handle.write(body)
-    handle.close()
-    return Path(handle.name)
+    path = Path(handle.name)
+    try:
+        handle.write(body)
+        handle.close()
+        return parse(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _invalid("body", str(exc).replace(str(path), "the request body")) from exc
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @router.post(
@@ -329,14 +337,8 @@ def _upload(body: bytes, suffix: str) -> Path:
         "requestBody": {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
     },
 )
-async def import_farms(
-    request: Request, engine: EngineDep, _op: Annotated[Principal, Depends(OPERATOR)]
-) -> dict:
-    path = _upload(await request.body(), ".geojson")
-    try:
-        result = registry.parse_farms(path)
-    finally:
-        path.unlink()
+async def import_farms(request: Request, engine: EngineDep, _op: Operator) -> dict:
+    result = _parse_upload(await request.body(), ".geojson", registry.parse_farms)
     if result.errors:
         raise _invalid("body", "; ".join(result.errors[:20]))
     added, updated = bio_store.upsert_farms(engine, result.records)
@@ -349,14 +351,11 @@ async def import_farms(
     summary="Import animals (CSV: tag_id,farm_id,species,category,sex,birth_date,parity,lactation)",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def import_animals(
-    request: Request, engine: EngineDep, _op: Annotated[Principal, Depends(OPERATOR)]
-) -> dict:
+async def import_animals(request: Request, engine: EngineDep, _op: Operator) -> dict:
     """Good rows are imported; bad rows come back with their line numbers and reasons."""
-    path = _upload(await request.body(), ".csv")
-    try:
-        result = registry.parse_animals(path, bio_store.farm_ids(engine))
-    finally:
-        path.unlink()
+    farms = bio_store.farm_ids(engine)
+    result = _parse_upload(
+        await request.body(), ".csv", lambda path: registry.parse_animals(path, farms)
+    )
     added, updated = bio_store.upsert_animals(engine, result.records) if result.records else (0, 0)
     return {"added": added, "updated": updated, "rejected": result.errors}
