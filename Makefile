@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench lint format clean sample-tiles system-deps
+.PHONY: demo serve test bench lint format clean sample-tiles system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ demo: $(STAMP) system-deps
 		$(BIN)/agri parcels list && echo && \
 		$(BIN)/agri parcels profile F-08 --png var/demo/F-08-profile.png && \
 		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png && echo && \
-		$(BIN)/agri demo-livestock --seconds 6'
+		$(BIN)/agri demo-livestock --seconds 6 && \
+		$(BIN)/agri demo-valuation'
+
+# The API on the demo data (run `make demo` first); prints a loan officer key to try it with.
+serve: $(STAMP)
+	@test -f var/demo/agri.db || { echo "no demo data: run make demo first"; exit 1; }
+	@echo "loan officer key for branch ANXI-01 (shown once):"
+	@AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db $(BIN)/agri keys create --role loan_officer --branch ANXI-01 --label make-serve
+	@echo "try: curl -H 'Authorization: Bearer <key>' http://127.0.0.1:8000/v1/loans  (docs at /docs)"
+	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data $(BIN)/agri serve
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

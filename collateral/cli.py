@@ -496,6 +496,40 @@ def demo_livestock(seconds: float) -> None:
         click.echo(f"  {a['farm_id']:<12} {a['kind']:<16} {a['subject']:<16} {a['detail']}")
 
 
+@main.command("demo-valuation")
+def demo_valuation() -> None:
+    """The loan officer's view of the demo: value the sample loans now, with their alerts."""
+    engine = open_engine()
+    sample = Path(__file__).resolve().parents[1] / "sample_tiles"
+    for path in prices.default_tables():
+        prices.import_table(engine, prices.read_table_file(path), path.name)
+    for entry in json.loads((sample / "loans" / "demo-loans.json").read_text()):
+        try:
+            loans.get_loan(engine, entry["loan_id"])
+        except loans.NotFound:
+            loans.create_loan(engine, loans.LoanIn.model_validate(entry))
+    now = datetime.now(UTC)
+    for loan in loans.list_loans(engine, active_only=True):
+        doc = loans.value_now(engine, loan["loan_id"], now)
+        click.echo("\n" + report.valuation_text(doc, loan["borrower"]))
+        farms = sorted({h["farm_id"] for h in loan["herds"]})
+        events = [e for e in store.stored_events(engine) if e["parcel_id"] in loan["parcel_ids"]]
+        livestock = [a for f in farms for a in bio_store.list_alerts(engine, f, open_only=True)]
+        events = [e for e in events if e["state"] == "open"]
+        click.echo(f"  open alerts on the pledges: {len(events) + len(livestock)}")
+        for e in events:
+            click.echo(
+                f"    parcel {e['parcel_id']}: {e['kind']} since {e['start']:%Y-%m-%d}, "
+                f"{e['affected_ha'] or 0:.2f} ha affected"
+            )
+        for a in livestock:
+            click.echo(f"    {a['farm_id']} {a['kind']} {a['subject']}: {a['detail']}")
+    click.echo(
+        "\nEvery valuation is stored with its inputs: `agri valuations verify ID` recomputes "
+        "it; `make serve` starts the API on this data."
+    )
+
+
 @main.group()
 def alerts() -> None:
     """Livestock alerts."""

@@ -53,8 +53,11 @@ def _evidence(item: dict) -> str:
     if item["kind"] == "herd":
         notes.append(f"{e['verified']} of {e['registered']} verified" if "verified" in e else "")
         if e.get("unverified"):
-            reasons = sorted({u["reason"].split(" at ")[0][:40] for u in e["unverified"]})
-            notes.append(f"unverified: {'; '.join(reasons[:2])}")
+            kinds: dict[str, int] = {}
+            for u in e["unverified"]:
+                kind = _reason_kind(u["reason"])
+                kinds[kind] = kinds.get(kind, 0) + 1
+            notes.append("unverified: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     else:
         notes.append(f"clear image {(e.get('latest_clear_image') or 'none')[:10]}")
         if item["kind"] == "tea_garden":
@@ -64,3 +67,17 @@ def _evidence(item: dict) -> str:
     if item["confidence"] != "high":
         notes.append("confidence reduced: " + "; ".join(e["haircut"]["reasons"]))
     return ", ".join(n for n in notes if n)
+
+
+def _reason_kind(reason: str) -> str:
+    """A short family name for an unverified animal's reason (the full text is in the JSON)."""
+    for start, kind in (
+        ("not seen", "not seen in 24 h"),
+        ("fever", "with fever"),
+        ("last position", "outside the fence"),
+        ("no weight", "not weighed"),
+        ("not an animal", "not on the farm"),
+    ):
+        if reason.startswith(start):
+            return kind
+    return reason[:30]

@@ -14,13 +14,14 @@ from sqlalchemy import Engine
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans
+from collateral.api.examples import PROBLEMS
 from collateral.api.security import ANY_ROLE, OPERATOR, engine_of
 from collateral.auth import Principal
 from remote_sensing import store as rs_store
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile
 
-router = APIRouter()
+router = APIRouter(responses=PROBLEMS)
 EngineDep = Annotated[Engine, Depends(engine_of)]
 Caller = Annotated[Principal, Depends(ANY_ROLE)]
 Operator = Annotated[Principal, Depends(OPERATOR)]

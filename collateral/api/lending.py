@@ -8,11 +8,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from collateral import loans, prices
+from collateral.api import examples
+from collateral.api.examples import CONFLICT, LOAN, VALUATION, example
 from collateral.api.security import ANY_ROLE, LENDING, RISK, engine_of
 from collateral.auth import Principal
 from remote_sensing.store import jsonable
 
-router = APIRouter()
+router = APIRouter(responses=examples.PROBLEMS)
 EngineDep = Annotated[Engine, Depends(engine_of)]
 Lender = Annotated[Principal, Depends(LENDING)]
 
@@ -52,7 +54,13 @@ def _loan_out(engine: Engine, loan: dict) -> dict:
     }
 
 
-@router.post("/loans", status_code=201, tags=["loans"], summary="Create a loan")
+@router.post(
+    "/loans",
+    status_code=201,
+    tags=["loans"],
+    summary="Create a loan",
+    responses={**example(201, LOAN), **CONFLICT},
+)
 def create_loan(loan: loans.LoanIn, engine: EngineDep, principal: Lender) -> dict:
     if not principal.sees_branch(loan.branch):
         raise loans.Invalid(
@@ -68,7 +76,12 @@ def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     return [_loan_out(engine, loan) for loan in loans.list_loans(engine, branch)]
 
 
-@router.get("/loans/{loan_id}", tags=["loans"], summary="One loan with its latest valuation")
+@router.get(
+    "/loans/{loan_id}",
+    tags=["loans"],
+    summary="One loan with its latest valuation",
+    responses=example(200, LOAN),
+)
 def get_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
     return _loan_out(engine, _loan_for(engine, principal, loan_id))
 
@@ -92,6 +105,7 @@ def close_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
     status_code=201,
     tags=["valuations"],
     summary="Value the loan now, or as of a past time",
+    responses=example(201, VALUATION),
 )
 def value_loan(
     loan_id: str,
@@ -126,6 +140,7 @@ def list_valuations(loan_id: str, engine: EngineDep, principal: Lender) -> list[
     "/valuations/{valuation_id}",
     tags=["valuations"],
     summary="A valuation with its evidence and formula breakdown",
+    responses=example(200, VALUATION),
 )
 def get_valuation(
     valuation_id: str, engine: EngineDep, principal: Lender, inputs: bool = False
@@ -176,6 +191,7 @@ def prices_in_force(
     status_code=201,
     tags=["prices"],
     summary="Import a price or policy table version (YAML, JSON or CSV body)",
+    responses=CONFLICT,
     openapi_extra={
         "requestBody": {
             "content": {
