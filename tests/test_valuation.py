@@ -293,3 +293,31 @@ def test_a_missing_table_row_is_a_clear_error():
     }
     with pytest.raises(ValuationError, match="no haircut row for 'tea:mature'"):
         value_loan(inputs)
+
+
+def test_loans_and_revaluation_from_the_command_line(world, agri, monkeypatch, tmp_path):
+    monkeypatch.setenv("AGRI_DATABASE_URL", world.url.render_as_string(hide_password=False))
+    body = {
+        "loan_id": "T-CLI-1",
+        "borrower": "Ke Jian",
+        "branch": "ANXI-02",
+        "principal_cny": "250000.00",
+        "parcel_ids": ["F-04", "F-06"],
+        "herds": [],
+    }
+    path = tmp_path / "loan.json"
+    path.write_text(json.dumps(body))
+    assert "created loan T-CLI-1" in agri("loans", "create", str(path)).output
+    again = agri("loans", "create", str(path))
+    assert again.exit_code == 1 and "exists" in again.output
+    text = agri("valuate", "T-CLI-1", "--as-of", "2024-12-31")
+    assert text.exit_code == 0 and "forest F-04" in text.output and "LTV" in text.output
+    outcome = json.loads(agri("revalue", "--all", "--json").output)
+    assert {"loan_id": "T-CLI-1"}.items() <= next(
+        o for o in outcome if o["loan_id"] == "T-CLI-1"
+    ).items()
+    listed = agri("loans", "list", "--branch", "ANXI-02", "--json")
+    (row,) = json.loads(listed.output)
+    assert row["loan_id"] == "T-CLI-1" and row["status"] in ("ok", "watch", "margin_call")
+    missing = agri("valuate", "NOPE")
+    assert missing.exit_code == 1 and "does not exist" in missing.output
