@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo serve test bench lint format clean sample-tiles system-deps
+.PHONY: demo serve web test bench lint format clean sample-tiles system-deps
+WEB_BUNDLE := collateral/api/static/index.html
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-# The tests and the demo run their own Mosquitto broker (Debian's package).
+# The tests and the demo run their own Mosquitto broker; the browser tests drive Debian's
+# Chromium (no browser download).
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 		echo "installing mosquitto (Debian package)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
+	@test -x /usr/bin/chromium || { \
+		echo "installing chromium (Debian package, for the browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# The loan officer's page: map and chart libraries from npm, bundled by esbuild.
+$(WEB_BUNDLE): web/package.json web/package-lock.json $(wildcard web/src/*)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+web: $(WEB_BUNDLE)
 
 demo: $(STAMP) system-deps
 	rm -rf var/demo
@@ -32,14 +42,14 @@ demo: $(STAMP) system-deps
 		$(BIN)/agri demo-valuation'
 
 # The API on the demo data (run `make demo` first); prints a loan officer key to try it with.
-serve: $(STAMP)
+serve: $(STAMP) $(WEB_BUNDLE)
 	@test -f var/demo/agri.db || { echo "no demo data: run make demo first"; exit 1; }
 	@echo "loan officer key for branch ANXI-01 (shown once):"
 	@AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db $(BIN)/agri keys create --role loan_officer --branch ANXI-01 --label make-serve
 	@echo "try: curl -H 'Authorization: Bearer <key>' http://127.0.0.1:8000/v1/loans  (docs at /docs)"
 	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data $(BIN)/agri serve
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(WEB_BUNDLE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
@@ -60,4 +70,4 @@ sample-tiles: $(STAMP)
 	$(BIN)/python sample_tiles/farms.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache web/node_modules collateral/api/static

@@ -768,9 +768,12 @@ def serve(host: str, port: int) -> None:
     """Run the HTTP API (FastAPI) on the configured database."""
     import uvicorn
 
-    from collateral.api.app import create_app
+    from collateral.api.app import BUILD_HINT, create_app, web_bundle_missing
 
-    uvicorn.run(create_app(open_engine()), host=host, port=port, log_level="info")
+    if web_bundle_missing():
+        click.echo(f"warning: {BUILD_HINT} The /v1 API works without it.", err=True)
+    app = create_app(open_engine(), load_settings().data_dir)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _as_of(text: str | None) -> datetime | None:

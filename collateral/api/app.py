@@ -6,19 +6,31 @@ same answers.
 
 import logging
 from http import HTTPStatus
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from collateral import loans, prices
-from collateral.api import assets, lending
+from collateral.api import assets, lending, maps
+from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"
+STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
+BUILD_HINT = (
+    "The loan officer's web page is not built: run `make web` (npm installs the map and "
+    "chart libraries and bundles them into collateral/api/static/), then restart."
+)
+
+
+def web_bundle_missing(static_dir: Path = STATIC_DIR) -> bool:
+    return not all((static_dir / name).exists() for name in ("index.html", "app.js", "app.css"))
 
 
 def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
@@ -36,7 +48,7 @@ def _field(loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: Engine, data_dir: Path | None = None) -> FastAPI:
     app = FastAPI(
         title="agri-collateral",
         version="1",
@@ -48,6 +60,7 @@ def create_app(engine: Engine) -> FastAPI:
         ),
     )
     app.state.engine = engine
+    app.state.data_dir = data_dir or load_settings().data_dir
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -103,4 +116,14 @@ def create_app(engine: Engine) -> FastAPI:
 
     app.include_router(assets.router, prefix="/v1")
     app.include_router(lending.router, prefix="/v1")
+    app.include_router(maps.router, prefix="/v1")
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        if web_bundle_missing():
+            return HTMLResponse(f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}",
+                                status_code=503)
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -54,6 +54,11 @@ def _loan_out(engine: Engine, loan: dict) -> dict:
     }
 
 
+@router.get("/me", tags=["service"], summary="Who this API key is: role and branch")
+def whoami(principal: Annotated[Principal, Depends(ANY_ROLE)]) -> dict:
+    return {"key_id": principal.key_id, "role": principal.role, "branch": principal.branch}
+
+
 @router.post(
     "/loans",
     status_code=201,
