@@ -197,18 +197,15 @@ WORLD_SEEN = "2024-12-31T10:00:00+00:00"  # when the ear tags last reported
 SILENT_SOWS = 3  # the first sows' tags never report
 
 
-def _seed_world_readings(engine) -> None:
-    """Every registered animal reports once at WORLD_SEEN from inside its farm's fence,
+def _seed_world_readings(engine, seen) -> None:
+    """Every registered animal reports once at ``seen`` from inside its farm's fence,
     growing animals with a weight; the first SILENT_SOWS sows stay silent."""
-    from datetime import datetime
-
     import shapely
 
     from bioassets import store as bio_store
     from bioassets.messages import Reading
     from bioassets.simulator import growing_weight_kg
 
-    seen = datetime.fromisoformat(WORLD_SEEN)
     rows = []
     for farm_id in sorted(bio_store.farm_ids(engine)):
         farm = bio_store.get_farm(engine, farm_id)
@@ -233,15 +230,31 @@ def _seed_world_readings(engine) -> None:
         bio_store.write_batch(conn, rows, [], [])
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def world(request, tmp_path_factory):
-    """A database (SQLite, then PostgreSQL) holding the sample parcels with every sample
-    scene processed, the sample farms and animals with one round of readings, and the
-    shipped price and policy tables. Tests add their own loans (unique ids)."""
+def build_world(url: str, data_dir: Path, seen):
+    """The sample parcels with every sample scene processed, the sample farms and animals
+    with one round of readings at ``seen``, and the shipped price and policy tables."""
     from collateral import prices
     from remote_sensing import store as rs_store
     from remote_sensing.job import run_inbox
     from remote_sensing.parcels import read_parcel_file
+
+    engine = make_engine(url)
+    upgrade(engine)
+    rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    summary = run_inbox(engine, SAMPLE_TILES / "scenes", data_dir)
+    assert summary.ok, summary.as_json()
+    seed_livestock(engine)
+    _seed_world_readings(engine, seen)
+    for path in prices.default_tables():
+        prices.import_table(engine, prices.read_table_file(path), path.name)
+    return engine
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """The sample world (see build_world) in SQLite, then PostgreSQL, with the readings at
+    WORLD_SEEN. Tests add their own loans (unique ids)."""
+    from datetime import datetime
 
     root = tmp_path_factory.mktemp(f"world-{request.param}")
     with contextlib.ExitStack() as stack:
@@ -249,14 +262,6 @@ def world(request, tmp_path_factory):
             url = f"sqlite:///{root / 'agri.db'}"
         else:
             url = stack.enter_context(fresh_postgres_database("agri_world"))
-        engine = make_engine(url)
-        upgrade(engine)
-        rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
-        summary = run_inbox(engine, SAMPLE_TILES / "scenes", root / "data")
-        assert summary.ok, summary.as_json()
-        seed_livestock(engine)
-        _seed_world_readings(engine)
-        for path in prices.default_tables():
-            prices.import_table(engine, prices.read_table_file(path), path.name)
+        engine = build_world(url, root / "data", datetime.fromisoformat(WORLD_SEEN))
         yield engine
         engine.dispose()

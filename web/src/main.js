@@ -96,7 +96,9 @@ function makeMap() {
     onAdd() {
       const div = L.DomUtil.create("div", "coordinates");
       div.id = "coordinates";
-      map.on("mousemove", (e) => (div.textContent = `${e.latlng.lat.toFixed(5)}, ${e.latlng.lng.toFixed(5)}`));
+      const show = (latlng, what) => (div.textContent = `${what} ${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`);
+      map.on("mousemove", (e) => show(e.latlng, "cursor"));
+      map.on("moveend", () => show(map.getCenter(), "centre"));
       return div;
     },
   });
@@ -241,7 +243,8 @@ async function selectLoan(loanId) {
     <h3>Open alerts</h3>${alertsHTML(alerts)}`;
   detail.dataset.loan = loanId;
   $("#revalue").addEventListener("click", () => revalue(loanId));
-  for (const a of detail.querySelectorAll("[data-parcel]")) a.addEventListener("click", () => selectParcel(a.dataset.parcel));
+  for (const a of detail.querySelectorAll("a[data-parcel]")) a.addEventListener("click", (e) => (e.preventDefault(), selectParcel(a.dataset.parcel)));
+  for (const a of detail.querySelectorAll("a[data-farm]")) a.addEventListener("click", (e) => (e.preventDefault(), selectFarm(a.dataset.farm)));
   historyChart(history);
   const pledged = parcelLayer?.getLayers().filter((layer) => loan.parcel_ids.includes(layer.feature.id)) || [];
   if (pledged.length) map.fitBounds(L.featureGroup(pledged).getBounds(), { padding: [30, 30], maxZoom: 16 });
@@ -254,7 +257,10 @@ function valuationHTML(v) {
       const e = i.evidence;
       const when = e.latest_clear_image ? `clear image ${day(e.latest_clear_image)}` : e.last_reading_at ? `tags ${day(e.last_reading_at)}` : "";
       const counted = e.verified != null ? `${e.verified} of ${e.registered} verified` : "";
-      const ref = i.kind === "herd" ? esc(i.ref) : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
+      const ref =
+        i.kind === "herd"
+          ? `<a href="#" data-farm="${esc(e.farm_id)}">${esc(i.ref)}</a>`
+          : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
       return `<tr data-ref="${esc(i.ref)}">
         <td>${esc(i.kind)}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
         <td class="num">${pct(i.haircut)}</td><td class="num eligible">${cny(i.eligible_value_cny)}</td>

@@ -1,0 +1,233 @@
+"""The loan officer's page in a real browser: Debian's Chromium driven by Playwright,
+against `agri serve` on the demo data (a separate process on a free port).
+
+Screenshots go to tests/artifacts/ (kept by CI as test artifacts, ignored by git).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from playwright.sync_api import expect, sync_playwright
+
+from collateral import auth, loans
+from collateral.api import app as api_app
+from tests.conftest import REPO_ROOT, SAMPLE_TILES, build_world
+
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# As the machine notes say: headless, no sandbox as root, and none of Chromium's own calls
+# home (this machine's network is closed and refuses them).
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`agri serve` on the demo data: parcels, imagery, farms whose tags reported an hour
+    ago, the shipped tables and the two demo loans, each valued once."""
+    assert not api_app.web_bundle_missing(), "the page is not built: `make test` runs `make web`"
+    root = tmp_path_factory.mktemp("web")
+    url = f"sqlite:///{root / 'agri.db'}"
+    engine = build_world(url, root / "data", datetime.now(UTC) - timedelta(hours=1))
+    for entry in json.loads((SAMPLE_TILES / "loans" / "demo-loans.json").read_text()):
+        loans.create_loan(engine, loans.LoanIn.model_validate(entry))
+        loans.value_now(engine, entry["loan_id"])
+    keys = {
+        "officer": auth.create_key(engine, "loan_officer", "ANXI-01"),
+        "stranger": auth.create_key(engine, "loan_officer", "XIAMEN-02"),
+    }
+    port = _free_port()
+    env = {**os.environ, "AGRI_DATABASE_URL": url, "AGRI_DATA_DIR": str(root / "data")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collateral.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "serve.log", "w"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/v1/health", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                root / "serve.log"
+            ).read_text()
+            time.sleep(0.2)
+    yield {"base": base, "keys": keys, "engine": engine}
+    process.terminate()
+    process.wait(10)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def sign_in(page, server, who: str = "officer") -> None:
+    page.goto(server["base"] + "/")
+    page.fill("#key", server["keys"][who])
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]", state="attached", timeout=30_000)
+
+
+def api_get(server, path: str, who: str = "officer"):
+    request = urllib.request.Request(
+        server["base"] + path, headers={"Authorization": f"Bearer {server['keys'][who]}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_sign_in_draws_the_branch_loans_parcels_and_farms(page, server):
+    page.goto(server["base"] + "/")
+    page.fill("#key", "agk_000000000000_wrong")
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#signin-error")).to_contain_text("unknown or revoked")
+    sign_in(page, server)
+    rows = page.locator("#loans tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#who")).to_contain_text("ANXI-01")
+    # the five pledged parcels and three pledged farms are drawn, animals clustered
+    assert page.locator("#map").get_attribute("data-parcels") == "5"
+    assert page.locator("#map").get_attribute("data-farms") == "3"
+    assert page.locator(".marker-cluster").count() > 0
+    assert page.locator(".leaflet-control-scale").count() == 1
+    expect(page.locator("#coordinates")).to_contain_text("centre 25.0")
+    page.mouse.move(900, 400, steps=4)
+    expect(page.locator("#coordinates")).to_contain_text("cursor 25.0")
+    # sortable: LTV descending puts the watch loan first
+    page.click("#loans th[data-sort=ltv]")
+    page.click("#loans th[data-sort=ltv]")
+    assert rows.first.get_attribute("data-loan") == "LN-ANXI-0001"
+    shot(page, "01-signed-in")
+
+
+def test_a_loan_shows_the_same_figures_as_the_api(page, server):
+    sign_in(page, server)
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0001]")
+    page.wait_for_selector("#detail [data-field=eligible]")
+    loan = api_get(server, "/v1/loans/LN-ANXI-0001")
+    valuation = api_get(server, f"/v1/valuations/{loan['latest_valuation']['valuation_id']}")
+    eligible = page.inner_text("#detail [data-field=eligible]").replace(",", "")
+    assert Decimal(eligible) == Decimal(valuation["eligible_value_cny"])
+    assert page.inner_text("#detail [data-field=ltv]") == valuation["ltv"]
+    refs = page.locator("#detail tr[data-ref]")
+    assert sorted(refs.evaluate_all("rows => rows.map(r => r.dataset.ref)")) == sorted(
+        i["ref"] for i in valuation["items"]
+    )
+    for item in valuation["items"]:
+        row = page.locator(f"#detail tr[data-ref='{item['ref']}'] td.eligible")
+        assert Decimal(row.inner_text().replace(",", "")) == Decimal(item["eligible_value_cny"])
+    expect(page.locator("#detail")).to_contain_text("disturbance")  # F-08's open clear-cut
+    assert page.locator("#history-chart canvas").count() == 1
+    shot(page, "02-loan")
+    # the printable report: the breakdown without the map and the list
+    page.emulate_media(media="print")
+    expect(page.locator("#map-panel")).to_be_hidden()
+    expect(page.locator("#detail [data-field=eligible]")).to_be_visible()
+    page.pdf(path=str(ARTIFACTS / "02-loan-report.pdf"))
+    page.emulate_media(media="screen")
+
+
+def test_a_parcel_shows_its_profile_and_ndvi_overlay(page, server):
+    sign_in(page, server)
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0001]")
+    page.click("#detail a[data-parcel=F-08]")
+    page.wait_for_selector("#profile-chart canvas")
+    expect(page.locator("#detail h2")).to_contain_text("F-08")
+    expect(page.locator("#detail li[data-event=open]")).to_have_count(1)
+    expect(page.locator(".leaflet-image-layer")).to_have_count(1)
+    expect(page.locator("#legend")).to_be_visible()
+    profile = api_get(server, "/v1/parcels/F-08/profile")
+    assert f"{profile['health_index']:.2f}" in page.inner_text("#detail")
+    shot(page, "03-parcel")
+
+
+def test_a_farm_shows_its_headcount_and_alerts(page, server):
+    sign_in(page, server)
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0001]")
+    page.click("#detail a[data-farm=FARM-SOW]")
+    page.wait_for_selector("#headcount-chart canvas")
+    count = api_get(server, "/v1/farms/FARM-SOW/headcount")
+    verified = count["categories"]["breeding_sow"]["verified"]
+    cell = page.locator("#detail tr[data-category=breeding_sow] td").nth(1)
+    assert int(cell.inner_text()) == verified == 177
+    shot(page, "04-farm")
+
+
+def test_revalue_now_adds_a_valuation(page, server):
+    sign_in(page, server)
+    before = api_get(server, "/v1/loans/LN-ANXI-0002/valuations")
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0002]")
+    page.click("#revalue")
+    expect(page.locator("#status")).to_contain_text("revalued", timeout=30_000)
+    after = api_get(server, "/v1/loans/LN-ANXI-0002/valuations")
+    assert len(after) == len(before) + 1
+    newest = after[-1]["valuation_id"]
+    expect(page.locator("#detail")).to_contain_text(newest)
+    shot(page, "05-revalued")
+
+
+def test_an_officer_of_another_branch_sees_none_of_it(page, server):
+    sign_in(page, server, "stranger")
+    expect(page.locator("#loans tbody tr")).to_have_count(0)
+    expect(page.locator("#no-loans")).to_be_visible()
+    assert page.locator("#map").get_attribute("data-parcels") == "0"
+    assert page.locator("#map").get_attribute("data-farms") == "0"
+    assert "LN-ANXI" not in page.content()
+    shot(page, "06-other-branch")
+
+
+def test_without_the_bundle_the_server_says_how_to_build_it(tmp_path, monkeypatch, server):
+    monkeypatch.setattr(api_app, "STATIC_DIR", tmp_path)
+    response = TestClient(api_app.create_app(server["engine"], tmp_path)).get("/")
+    assert response.status_code == 503 and "make web" in response.text
