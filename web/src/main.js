@@ -385,8 +385,27 @@ function profileChart(profile) {
       { label: "usual low", stroke: "rgba(46,125,50,0.3)", spanGaps: true, points: { show: false } },
     ],
     [xs, col("obs"), col("smooth"), col("hi"), col("lo")],
-    { bands: [{ series: [3, 4], fill: "rgba(46,125,50,0.12)" }], scales: { y: { range: [-0.1, 1] } } }
+    {
+      bands: [{ series: [3, 4], fill: "rgba(46,125,50,0.12)" }],
+      scales: { y: { range: [-0.1, 1] } },
+      hooks: { drawAxes: [(u) => shadeEvents(u, profile)] },
+    }
   );
+}
+
+function shadeEvents(u, profile) {
+  // disturbances as red bands behind the curves, from their start to their end (or as_of)
+  const { ctx } = u;
+  const top = u.bbox.top;
+  const height = u.bbox.height;
+  ctx.save();
+  ctx.fillStyle = "rgba(213,0,0,0.12)";
+  for (const e of profile.events) {
+    const x0 = u.valToPos(seconds(e.start), "x", true);
+    const x1 = u.valToPos(seconds(e.end ?? profile.as_of.slice(0, 10)), "x", true);
+    ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+  }
+  ctx.restore();
 }
 
 async function selectFarm(farmId) {
