@@ -210,6 +210,8 @@ def test_parcels_farms_animals_and_alerts(api, world):
     assert all(f["properties"]["kind"] == "forest" for f in page["features"])
     rest = api("GET", "/v1/parcels?kind=forest&limit=5&offset=10").json()
     assert rest["numberReturned"] == 5 and rest["next_offset"] is None
+    chosen = api("GET", "/v1/parcels?ids=F-08,T-04,NOPE").json()
+    assert sorted(f["id"] for f in chosen["features"]) == ["F-08", "T-04"]
     owned = api("GET", "/v1/parcels?owner=Wang Hui").json()
     assert {f["id"] for f in owned["features"]} == {"F-01", "T-04", "F-08", "F-10", "F-13"}
     # a box around F-08 only

@@ -122,8 +122,9 @@ def create_app(engine: Engine, data_dir: Path | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def page():
         if web_bundle_missing():
-            return HTMLResponse(f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}",
-                                status_code=503)
+            return HTMLResponse(
+                f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
+            )
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

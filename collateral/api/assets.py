@@ -66,13 +66,19 @@ def list_parcels(
         str | None,
         Query(description="minlon,minlat,maxlon,maxlat (WGS84)", examples=["118,25,119,26"]),
     ] = None,
+    ids: Annotated[
+        str | None, Query(max_length=20000, description="comma-separated parcel ids")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
     box = _bbox(bbox)
+    wanted = {i.strip() for i in ids.split(",") if i.strip()} if ids is not None else None
     overview = rs_store.profile_overview(engine)
     features = []
     for parcel in rs_store.list_parcels(engine, kind, owner):
+        if wanted is not None and parcel["parcel_id"] not in wanted:
+            continue
         geometry = json.loads(parcel["geometry_geojson"])
         if box is not None and not box.intersects(shapely.geometry.shape(geometry)):
             continue

@@ -46,8 +46,9 @@ def parcel_overlay(parcel_id: str, request: Request, engine: EngineDep, _caller:
     if not clear:
         raise loans.NotFound(f"parcel {parcel_id!r} has no cloud-free scene on file yet")
     latest = clear[-1]
-    _, meta = overlay.overlay(Path(paths[latest["scene_id"]]), _overlay_dir(request),
-                              latest["scene_id"])
+    _, meta = overlay.overlay(
+        Path(paths[latest["scene_id"]]), _overlay_dir(request), latest["scene_id"]
+    )
     return {
         "parcel_id": parcel_id,
         "scene_id": latest["scene_id"],
@@ -70,7 +71,9 @@ def scene_overlay(scene_id: str, request: Request, engine: EngineDep, _caller: C
     if path is None or not Path(path).exists():
         raise loans.NotFound(f"scene {scene_id!r} has no NDVI on file")
     png, _ = overlay.overlay(Path(path), _overlay_dir(request), scene_id)
-    return FileResponse(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+    return FileResponse(
+        png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 @router.get(

@@ -114,8 +114,12 @@ function healthColour(h) {
 async function drawAssets() {
   const pledgedParcels = new Set(state.loans.flatMap((l) => l.parcel_ids));
   const pledgedFarms = new Set(state.loans.flatMap((l) => l.herds.map((h) => h.farm_id)));
-  const [parcels, farms] = await Promise.all([getJSON("/v1/parcels?limit=1000"), getJSON("/v1/farms")]);
-  parcels.features = parcels.features.filter((f) => pledgedParcels.has(f.id));
+  // only the branch's pledged parcels travel over the (possibly poor) line
+  const ids = encodeURIComponent([...pledgedParcels].join(","));
+  const [parcels, farms] = await Promise.all([
+    pledgedParcels.size ? getJSON(`/v1/parcels?ids=${ids}&limit=1000`) : { type: "FeatureCollection", features: [] },
+    getJSON("/v1/farms"),
+  ]);
   farms.features = farms.features.filter((f) => pledgedFarms.has(f.id));
   parcelLayer?.remove();
   farmLayer?.remove();
