@@ -129,7 +129,7 @@ def process_scene(
     Returns the ids of the parcels that got an observation.
     """
     started = time.perf_counter()
-    ds = load_scene(source.path)
+    ds = load_scene(source.path, [source.root] if source.root else None)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
     grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
     ndvi, state = scene_arrays(ds)

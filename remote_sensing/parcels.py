@@ -42,11 +42,23 @@ class ParcelImport:
     rejected: list[str] = field(default_factory=list)  # "feature 3 (id 'X'): reason"
 
 
+# Real parcels have tens to a few thousand vertices. Files past these limits are refused
+# with a clear error instead of being read into memory or fed to exactextract.
+MAX_FILE_BYTES = 512 << 20
+MAX_VERTICES_PER_PARCEL = 100_000
+MAX_VERTICES = 20_000_000
+
+
 def read_parcel_file(path: Path) -> ParcelImport:
     """Read, validate and repair every feature of a parcel file."""
     path = Path(path)
     if not path.exists():
         raise ParcelFileError(f"{path}: no such file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ParcelFileError(
+            f"{path}: {path.stat().st_size:,} bytes is beyond the {MAX_FILE_BYTES:,} a parcel "
+            "file may have; split it"
+        )
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # pyogrio raises its own and OS errors
@@ -59,6 +71,12 @@ def read_parcel_file(path: Path) -> ParcelImport:
 def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
     """Turn a GeoDataFrame in any CRS into Parcels; bad features become rejections."""
     result = ParcelImport()
+    vertices = shapely.get_num_coordinates(frame.geometry.values)
+    if int(vertices.sum()) > MAX_VERTICES:
+        raise ParcelFileError(
+            f"{int(vertices.sum()):,} vertices in all is beyond the {MAX_VERTICES:,} one import "
+            "may have; split the file"
+        )
     wgs84 = frame.to_crs(WGS84)
     areas_ha = wgs84.to_crs(EQUAL_AREA_CRS).area / 10_000
     for index, (props, geom, area_ha) in enumerate(
@@ -75,6 +93,12 @@ def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
         kind = props.get("kind")
         if kind not in PARCEL_KINDS:
             result.rejected.append(f"{label}: kind {kind!r} is not one of {PARCEL_KINDS}")
+            continue
+        if vertices[index] > MAX_VERTICES_PER_PARCEL:
+            result.rejected.append(
+                f"{label}: {vertices[index]:,} vertices is beyond the "
+                f"{MAX_VERTICES_PER_PARCEL:,} a parcel may have"
+            )
             continue
         geom, problem = repair_geometry(geom)
         if problem:

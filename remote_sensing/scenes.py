@@ -26,6 +26,10 @@ from remote_sensing.indices import reflectance
 # Sentinel-2 L2A processing baseline 04.00 (from 2022-01-25) adds +1000 to every DN.
 BASELINE_04_START = datetime(2022, 1, 25, tzinfo=UTC)
 CHUNK_PX = 2048
+# A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
+# mistake or an attack, refused from its header before anything is allocated for it.
+MAX_PIXELS = 20_000 * 20_000
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 BAND_ALIASES = {
     "red": ("red", "b04"),
@@ -56,6 +60,7 @@ class SceneSource:
     scene_id: str
     path: Path
     files: tuple[Path, ...]
+    root: Path | None = None  # the inbox: the only place its STAC assets may point into
 
     def checksum(self) -> str:
         """sha256 over every file the scene reads, so a re-delivered product is redone."""
@@ -122,29 +127,54 @@ def find_scenes(inbox: Path) -> list[SceneSource]:
             scenes.append(SceneSource(item_path.stem, item_path, (item_path,)))
             continue
         files = [item_path]
-        for asset in item.get("assets", {}).values():
+        for key, asset in (item.get("assets") or {}).items():
             href = asset.get("href") if isinstance(asset, dict) else None
-            if isinstance(href, str) and "://" not in href:
-                target = (item_path.parent / href).resolve()
-                claimed.add(target)
-                if target.exists():
-                    files.append(target)
+            try:
+                target = asset_path(item_path, key, href, [inbox])
+            except SceneError:
+                continue  # never read (not even for a checksum); loading says why
+            claimed.add(target)
+            if target.exists():
+                files.append(target)
         scene_id = str(item.get("id") or item_path.stem)
-        scenes.append(SceneSource(scene_id, item_path, tuple(files)))
+        scenes.append(SceneSource(scene_id, item_path, tuple(files), inbox))
     for tif in sorted([*inbox.rglob("*.tif"), *inbox.rglob("*.tiff")]):
         if tif.resolve() not in claimed:
-            scenes.append(SceneSource(tif.stem, tif, (tif,)))
+            scenes.append(SceneSource(tif.stem, tif, (tif,), inbox))
     return scenes
 
 
-def load_scene(path: Path) -> xr.Dataset:
+def asset_path(item_path: Path, key: str, href, roots: list[Path]) -> Path:
+    """The file a STAC asset names, if it is a relative path that stays inside ``roots``.
+
+    An inbox is fed by other systems; an item must not make the job read /etc/passwd or
+    fetch a URL: absolute paths, ``../`` escapes (symlinks included, since the path is
+    resolved) and any scheme (``http:``, ``s3:``, ``file:``) are refused.
+    """
+    if not isinstance(href, str) or not href or SCHEME.match(href):
+        raise SceneError(
+            f"{item_path}: asset '{key}' href {href!r} is not a relative file path "
+            "(URLs and other schemes are refused)"
+        )
+    if Path(href).is_absolute():
+        raise SceneError(f"{item_path}: asset '{key}' href {href!r} is absolute (refused)")
+    target = (item_path.parent / href).resolve()
+    if not any(target.is_relative_to(Path(root).resolve()) for root in roots):
+        raise SceneError(
+            f"{item_path}: asset '{key}' href {href!r} leads outside the imagery inbox (refused)"
+        )
+    return target
+
+
+def load_scene(path: Path, roots: list[Path] | None = None) -> xr.Dataset:
     """Open a STAC item (``.json``) or a multi-band GeoTIFF as a lazy Dataset.
 
+    A STAC item's assets must lie inside ``roots`` (default: the item's own folder).
     Raises SceneError naming what is wrong (missing band, no CRS, unreadable file).
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        scene_id, acquired_at, bands = _stac_bands(path)
+        scene_id, acquired_at, bands = _stac_bands(path, roots or [path.parent])
     else:
         scene_id, acquired_at, bands = _geotiff_bands(path)
     red = _open_reflectance(bands["red"])
@@ -158,7 +188,7 @@ def load_scene(path: Path) -> xr.Dataset:
     return ds
 
 
-def _stac_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
+def _stac_bands(path: Path, roots: list[Path]) -> tuple[str, datetime, dict[str, BandRef]]:
     try:
         item = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -178,9 +208,7 @@ def _stac_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
         if key is None:
             raise SceneError(f"{path}: STAC item has no '{name}' asset")
         asset = assets[key]
-        href = asset.get("href")
-        if not isinstance(href, str) or "://" in href:
-            raise SceneError(f"{path}: asset '{key}' href {href!r} is not a local file path")
+        target = asset_path(path, key, asset.get("href"), roots)
         raster_band = (asset.get("raster:bands") or [{}])[0]
         if name == "scl":
             scale, offset = 1.0, 0.0
@@ -188,7 +216,6 @@ def _stac_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
             scale = float(raster_band.get("scale", default_scale))
             offset = float(raster_band.get("offset", default_offset))
         nodata = raster_band.get("nodata", 0)
-        target = (path.parent / href).resolve()
         if not target.is_file():
             raise SceneError(f"{path}: asset '{key}' file {target} does not exist")
         bands[name] = BandRef(target, 1, scale, offset, nodata)
@@ -237,6 +264,11 @@ def _open_band(ref: BandRef) -> xr.DataArray:
         )
     except Exception as exc:  # rasterio raises several types for broken files
         raise SceneError(f"{ref.path}: cannot open raster ({exc})") from exc
+    if da.sizes["x"] * da.sizes["y"] > MAX_PIXELS:
+        raise SceneError(
+            f"{ref.path}: raster of {da.sizes['x']} x {da.sizes['y']} px is beyond the "
+            f"{MAX_PIXELS:,} px a scene may have (refused before reading)"
+        )
     if da.rio.crs is None:
         raise SceneError(f"{ref.path}: raster has no CRS")
     if ref.index > da.sizes["band"]:
