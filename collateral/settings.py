@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: str | None = None  # CA bundle for mqtts:// brokers with a private CA
     gateway_offline_minutes: float = 30.0  # no message from a gateway this long: offline
+    api_rate_per_s: float = 20.0  # sustained requests per second per API key (per process)
+    api_rate_burst: int = 60  # requests a key may send at once before the rate applies
 
 
 def load_settings() -> Settings:

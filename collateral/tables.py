@@ -92,3 +92,18 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+# Every write through the API: who (key), what (method, path, subject, outcome), when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("key_id", String(16)),  # None: no valid key was presented
+    Column("role", String(16)),
+    Column("branch", String(64)),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("subject", String(200)),  # e.g. the loan or valuation created
+    Column("status", Integer, nullable=False),
+)

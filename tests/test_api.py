@@ -15,9 +15,10 @@ from bioassets import store as bio_store
 from bioassets.messages import Reading
 from collateral import auth, loans, prices
 from collateral.api.app import create_app
+from collateral.api.limits import RateLimiter
 from collateral.db import make_engine, upgrade
+from collateral.tables import audit_log, valuations
 from collateral.tables import loans as loans_table
-from collateral.tables import valuations
 from tests.conftest import SAMPLE_TILES, WORLD_AS_OF, seed_livestock
 
 PROBLEM = "application/problem+json"
@@ -253,6 +254,41 @@ def test_parcels_farms_animals_and_alerts(api, world):
     _problem(api("GET", "/v1/alerts?loan_id=API-AL-1", "stranger"), 404)
 
 
+def test_a_key_past_its_rate_gets_429_and_other_keys_do_not(world):
+    client = TestClient(create_app(world, None, RateLimiter(per_s=0.5, burst=3)))
+    busy = {"Authorization": f"Bearer {auth.create_key(world, 'risk_admin', None)}"}
+    calm = {"Authorization": f"Bearer {auth.create_key(world, 'risk_admin', None)}"}
+    codes = [client.get("/v1/prices", headers=busy).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    refused = client.get("/v1/prices", headers=busy)
+    _problem(refused, 429, "too many requests")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert client.get("/v1/prices", headers=calm).status_code == 200
+
+
+def test_every_write_is_in_the_audit_log(api, world):
+    def rows():
+        with world.connect() as c:
+            return [dict(r._mapping) for r in c.execute(select(audit_log).order_by(audit_log.c.id))]
+
+    before = len(rows())
+    assert api("POST", "/v1/loans", json=_loan("API-AUD-1")).status_code == 201
+    valued = api("POST", "/v1/loans/API-AUD-1/valuations", json={"as_of": WORLD_AS_OF}).json()
+    api("PATCH", "/v1/loans/API-AUD-1", json={"principal_cny": "1.00"})
+    api("PATCH", "/v1/loans/API-AUD-1", "stranger", json={"principal_cny": "2.00"})  # refused
+    api("GET", "/v1/loans/API-AUD-1")  # a read: not audited
+    new = rows()[before:]
+    assert [(r["method"], r["path"], r["status"]) for r in new] == [
+        ("POST", "/v1/loans", 201),
+        ("POST", "/v1/loans/API-AUD-1/valuations", 201),
+        ("PATCH", "/v1/loans/API-AUD-1", 200),
+        ("PATCH", "/v1/loans/API-AUD-1", 404),
+    ]
+    assert new[0]["subject"] == "API-AUD-1" and new[1]["subject"] == valued["valuation_id"]
+    assert {r["branch"] for r in new} == {"ANXI-01", "XIAMEN-02"}
+    assert all(r["key_id"] and r["role"] == "loan_officer" and r["at"] for r in new)
+
+
 # --- property-based: any request the OpenAPI document allows, never a 500 -----------
 
 
@@ -270,7 +306,8 @@ def test_no_request_the_openapi_document_allows_gets_a_500(tmp_path):
         prices.import_table(engine, prices.read_table_file(path), path.name)
     loans.create_loan(engine, loans.LoanIn.model_validate(_loan("FUZZ-1")))
     key = auth.create_key(engine, "risk_admin", None)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(engine))
+    unlimited = RateLimiter(per_s=1e9, burst=10**9)  # the fuzzer, not the limiter, is tested
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(engine, None, unlimited))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     seen = {}

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from collateral import loans, prices
 from collateral.api import assets, lending, maps
+from collateral.api.limits import WRITES, RateLimiter, record_write
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 
@@ -49,7 +50,9 @@ def _field(loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def create_app(engine: Engine, data_dir: Path | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, data_dir: Path | None = None, rate_limiter: RateLimiter | None = None
+) -> FastAPI:
     app = FastAPI(
         title="agri-collateral",
         version="1",
@@ -60,8 +63,24 @@ def create_app(engine: Engine, data_dir: Path | None = None) -> FastAPI:
             "`application/problem+json`."
         ),
     )
+    settings = load_settings()
     app.state.engine = engine
-    app.state.data_dir = data_dir or load_settings().data_dir
+    app.state.data_dir = data_dir or settings.data_dir
+    app.state.rate_limiter = rate_limiter or RateLimiter(
+        settings.api_rate_per_s, settings.api_rate_burst
+    )
+
+    @app.middleware("http")
+    async def audit_writes(request: Request, call_next):
+        response = await call_next(request)
+        if request.method in WRITES and request.url.path.startswith("/v1/"):
+            try:
+                record_write(engine, request, response.status_code)
+            except Exception:  # the write happened; a lost audit row must be loud
+                log.exception(
+                    "could not record %s %s in the audit log", request.method, request.url.path
+                )
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

@@ -66,7 +66,8 @@ def whoami(principal: Annotated[Principal, Depends(ANY_ROLE)]) -> dict:
     summary="Create a loan",
     responses={**example(201, LOAN), **CONFLICT},
 )
-def create_loan(loan: loans.LoanIn, engine: EngineDep, principal: Lender) -> dict:
+def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, principal: Lender) -> dict:
+    request.state.audit_subject = loan.loan_id
     if not principal.sees_branch(loan.branch):
         raise loans.Invalid(
             "branch",
@@ -114,12 +115,15 @@ def close_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
 )
 def value_loan(
     loan_id: str,
+    request: Request,
     engine: EngineDep,
     principal: Lender,
     body: Annotated[ValueRequest | None, Body()] = None,
 ) -> dict:
     _loan_for(engine, principal, loan_id)
-    return loans.value_now(engine, loan_id, body.as_of if body else None)
+    doc = loans.value_now(engine, loan_id, body.as_of if body else None)
+    request.state.audit_subject = doc["valuation_id"]
+    return doc
 
 
 @router.get("/loans/{loan_id}/valuations", tags=["valuations"], summary="Valuation history")
@@ -215,6 +219,7 @@ async def import_prices(
         table = prices.parse_upload(body, request.headers.get("content-type", ""))
     except UnicodeDecodeError:
         raise prices.TableError(["the body must be UTF-8 text"]) from None
+    request.state.audit_subject = f"{table['kind']}:{table['version']}"
     added = prices.import_table(engine, table, "api upload")
     return {
         "kind": table["kind"],

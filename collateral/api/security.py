@@ -29,6 +29,14 @@ def caller(
         raise HTTPException(
             401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"}
         )
+    request.state.principal = principal
+    wait = request.app.state.rate_limiter.take(principal.key_id)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            f"too many requests for this key; try again in {wait:.1f} s",
+            {"Retry-After": str(max(1, round(wait)))},
+        )
     return principal
 
 

@@ -17,9 +17,13 @@ branch_labels = None
 depends_on = None
 
 
+TABLES = ("price_versions", "loans", "valuations", "loan_alerts", "api_keys")
+
+
 def upgrade() -> None:
-    metadata.create_all(op.get_bind())
+    metadata.create_all(op.get_bind(), tables=[metadata.tables[name] for name in TABLES])
 
 
 def downgrade() -> None:
-    metadata.drop_all(op.get_bind())
+    for name in reversed(TABLES):
+        op.drop_table(name)

@@ -1,0 +1,54 @@
+"""Per-key rate limits and the audit log of writes."""
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert
+
+from collateral.tables import audit_log
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class RateLimiter:
+    """A token bucket per API key, in this process: ``per_s`` sustained, ``burst`` at once.
+
+    N API processes allow N times the rate; the limit protects each process and the
+    database from one runaway script, it is not a quota.
+    """
+
+    def __init__(self, per_s: float, burst: int):
+        self.per_s, self.burst = per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> float:
+        """0 if the request may go ahead, else the seconds until it may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.per_s)
+            if tokens >= 1:
+                self._buckets[key_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1 - tokens) / self.per_s
+
+
+def record_write(engine: Engine, request, status: int) -> None:
+    """One audit row for a write request, whatever its outcome (refusals included)."""
+    principal = getattr(request.state, "principal", None)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(audit_log).values(
+                at=datetime.now(UTC),
+                key_id=principal.key_id if principal else None,
+                role=principal.role if principal else None,
+                branch=principal.branch if principal else None,
+                method=request.method,
+                path=str(request.url.path)[:2000],
+                subject=getattr(request.state, "audit_subject", None),
+                status=status,
+            )
+        )
