@@ -796,6 +796,9 @@ def _report_errors(errors: list[str]) -> None:
 
 
 def _run(inbox: Path) -> RunSummary:
+    # Under a file size limit (ulimit -f) a write past it must fail like a full disk, so
+    # the scene is recorded as failed, instead of the kernel killing the whole job.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     settings = load_settings()
     engine = open_engine()
     progress = sys.stderr.isatty()

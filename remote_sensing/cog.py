@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
+import rasterio.windows
 from affine import Affine
 from pyproj import CRS
 from rasterio.enums import Resampling
@@ -85,7 +87,28 @@ def write_cog(
                 rasterio.shutil.copy(
                     src, tmp, driver="COG", overviews="FORCE_USE_EXISTING", **COG_OPTIONS
                 )
+        _check_complete(tmp, array, path.name)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _check_complete(path: Path, array: np.ndarray, name: str) -> None:
+    """Raise if the file on disk is not all there.
+
+    GDAL reports a failed write (disk full, file size limit) only as a logged error and
+    leaves a truncated file; a COG stores its full-resolution tiles last, so reading the
+    last tile back and comparing it finds the truncation for the cost of one block.
+    """
+    try:
+        with rasterio.open(path) as src:
+            rows = slice((src.height - 1) // 512 * 512, src.height)
+            cols = slice((src.width - 1) // 512 * 512, src.width)
+            window = rasterio.windows.Window.from_slices(rows, cols)
+            block = src.read(1, window=window)
+    except rasterio.errors.RasterioError as exc:
+        raise OSError(f"NDVI COG {name} was not written completely (disk full?): {exc}") from exc
+    expected = array[rows, cols]
+    if not np.array_equal(block, expected, equal_nan=np.issubdtype(array.dtype, np.floating)):
+        raise OSError(f"NDVI COG {name} was not written completely (disk full?)")

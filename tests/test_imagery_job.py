@@ -281,3 +281,60 @@ def test_run_on_missing_inbox_is_a_clear_error(tmp_path, sqlite_env, agri, bad):
     result = agri("imagery", "run", "--inbox", tmp_path / bad)
     assert result.exit_code != 0
     assert "not a directory" in result.output or "does not exist" in result.output
+
+
+def test_a_data_directory_out_of_space_fails_the_scene_cleanly(
+    tmp_path, postgres_url, scenes_subset
+):
+    """Under a 150 kB file size limit (ulimit -f) the NDVI COGs cannot be written: every
+    scene is recorded as failed with a clear error, no file is left as if complete, no
+    observation is stored; lifted, the same run completes (the database is on PostgreSQL,
+    so only the data directory is short of space)."""
+    import resource
+
+    from collateral.db import make_engine, upgrade
+    from tests.conftest import _reset
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    _reset(engine)
+    _import_sample_parcels(engine)
+    env = {**os.environ, "AGRI_DATABASE_URL": postgres_url, "AGRI_DATA_DIR": str(tmp_path / "d")}
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    run = subprocess.run(
+        [*AGRI, "imagery", "run", "--inbox", str(scenes_subset), "--json"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["failed"] == len(summary["scenes"]) == 4
+    errors = [s["error"] for s in summary["scenes"]]
+    assert all("disk full" in e or "File too large" in e for e in errors), errors
+    ndvi = tmp_path / "d" / "ndvi"
+    for left in ndvi.glob("*") if ndvi.exists() else []:  # only complete files, if any
+        assert left.suffix == ".tif", left
+        with rasterio.open(left) as src:
+            assert src.read(1).shape == (500, 500)
+    assert _all_observations(engine) == []
+    assert {r["status"] for r in store.scene_ledger(engine)} == {"failed"}
+
+    again = subprocess.run(
+        [*AGRI, "imagery", "run", "--inbox", str(scenes_subset), "--json"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["processed"] == 4
+    assert len(list(ndvi.glob("*.tif"))) == 4 and _all_observations(engine)
+    engine.dispose()
