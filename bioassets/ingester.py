@@ -89,9 +89,15 @@ class Ingester:
         ca_file: str | None = None,
         session_expiry_s: int = 24 * 3600,
         alert_interval_s: float = 30.0,
+        shared: bool = True,
     ):
         self.engine = engine
         self.address = parse_mqtt_url(mqtt_url)
+        # Shared: N ingesters split the stream. Plain: one ingester, but its subscription
+        # survives a Mosquitto restart (Mosquitto 2.0 does not restore shared subscriptions
+        # from its persistence file, so until the group's members resubscribe, what
+        # gateways publish after a restart has no subscriber and is dropped).
+        self.topics = [f"$share/{SHARE_GROUP}/{t}" if shared else t for t in TOPICS]
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
         self.stats = IngestStats()
@@ -132,7 +138,7 @@ class Ingester:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
-        client.subscribe([(f"$share/{SHARE_GROUP}/{t}", 1) for t in TOPICS])
+        client.subscribe([(topic, 1) for topic in self.topics])
         self._connected.set()
         log.info("connected to %s:%s", self.address.host, self.address.port)
 
@@ -141,7 +147,7 @@ class Ingester:
         if failed:
             log.error("broker refused the subscription: %s", ", ".join(failed))
         else:
-            log.info("subscribed to %s", ", ".join(f"$share/{SHARE_GROUP}/{t}" for t in TOPICS))
+            log.info("subscribed to %s", ", ".join(self.topics))
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()

@@ -349,7 +349,16 @@ def animals_show(tag_id: str, as_json: bool) -> None:
 )
 @click.option("--batch-rows", default=5000, show_default=True, help="Most readings per commit.")
 @click.option("--batch-ms", default=100, show_default=True, help="Longest wait to fill a batch.")
-def ingest(client_id: str | None, session_expiry: int, batch_rows: int, batch_ms: int) -> None:
+@click.option(
+    "--shared/--no-shared",
+    default=True,
+    show_default=True,
+    help="Shared subscription ($share/agri-ingest/...) so several ingesters split the stream. "
+    "--no-shared for a single ingester whose subscription must survive a Mosquitto restart.",
+)
+def ingest(
+    client_id: str | None, session_expiry: int, batch_rows: int, batch_ms: int, shared: bool
+) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0."""
     settings = load_settings()
     engine = open_engine()
@@ -362,6 +371,7 @@ def ingest(client_id: str | None, session_expiry: int, batch_rows: int, batch_ms
         session_expiry_s=session_expiry,
         batch_rows=batch_rows,
         batch_ms=batch_ms,
+        shared=shared,
     )
 
     def _stop(signum, _frame) -> None:
