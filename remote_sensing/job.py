@@ -6,6 +6,7 @@ and its ledger row commit together or not at all, and a kill midway leaves nothi
 the next run would mistake for done.
 """
 
+import logging
 import os
 import time
 import traceback
@@ -19,6 +20,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from remote_sensing import indices, store
 from remote_sensing.cog import safe_name, write_cog
@@ -26,6 +28,8 @@ from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.profile_update import update_profiles
 from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime
 from remote_sensing.zonal import parcel_statistics
+
+log = logging.getLogger("agri.imagery")
 
 # GDAL's block cache defaults to 5 % of RAM and would fill with tiles we read exactly once;
 # a small cache keeps a full-tile scene under 2 GB. Set GDAL_CACHEMAX to override.
@@ -105,7 +109,9 @@ def _run_one(
         if (source.scene_id, ledger["checksum"]) in done:
             outcome.status = "skipped"
             return outcome
-        parcel_ids = process_scene(engine, source, ledger, parcels, data_dir)
+        parcel_ids = _with_database_retries(
+            lambda: process_scene(engine, source, ledger, parcels, data_dir), source.scene_id
+        )
         outcome.observations = len(parcel_ids)
         touched.update(parcel_ids)
     except Exception as exc:  # one bad scene must not stop the others
@@ -115,6 +121,32 @@ def _run_one(
         store.record_scene_failed(engine, ledger, outcome.error + "\n" + traceback.format_exc())
     outcome.seconds = round(time.perf_counter() - started, 3)
     return outcome
+
+
+DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failover
+
+
+def _with_database_retries(work, scene_id: str):
+    """Redo the scene while the database is briefly away (restart, failover).
+
+    A scene is one transaction and its COG is replaced atomically, so redoing it is safe;
+    anything but a lost database connection fails the scene at once.
+    """
+    for wait in (*DATABASE_RETRY_S, None):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if wait is None or not (
+                isinstance(exc, OperationalError) or exc.connection_invalidated
+            ):
+                raise
+            log.warning(
+                "database unavailable during %s (%s); redoing it in %s s",
+                scene_id,
+                exc.__class__.__name__,
+                wait,
+            )
+            time.sleep(wait)
 
 
 def process_scene(

@@ -101,3 +101,111 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
     assert lost == [], f"messages lost (by gateway seq): {lost[:20]}"
     assert stored == expected and bio_store.count_readings(engine) == len(expected)
     assert worker.stats.readings_stored == len(expected)  # each row written once
+
+
+def test_a_postgres_restart_during_ingestion_makes_it_wait_and_lose_nothing(broker):
+    from tests.private_postgres import PrivatePostgres
+    from tests.test_ingest import Gateway, ingesting
+
+    pg = PrivatePostgres().start()
+    engine = make_engine(pg.url())
+    try:
+        upgrade(engine)
+        seed_livestock(engine)
+        gateway = Gateway(broker, "GW-CAT-1")
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+        sent = {}
+
+        def publish() -> None:
+            for seq in range(400):
+                items = [
+                    reading(CATTLE[k % 120], start + timedelta(seconds=seq * 20 + k))
+                    for k in range(20)
+                ]
+                sent[seq] = {(i["tag_id"], datetime.fromisoformat(i["observed_at"])) for i in items}
+                gateway.publish(message("GW-CAT-1", seq, items))
+                time.sleep(0.005)
+
+        with ingesting(engine, broker, client_id="pg-restart-ingester") as worker:
+            publisher = threading.Thread(target=publish)
+            publisher.start()
+            assert wait_for(lambda: bio_store.count_readings(engine) > 1000, timeout=30)
+            pg.restart(down_s=2.0)  # fast shutdown: every open connection is cut
+            publisher.join()
+            expected = set().union(*sent.values())
+            assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=90)
+        gateway.close()
+        assert worker.stats.db_retries > 0  # it did meet the outage, and waited
+        stored = bio_store.reading_keys(engine)
+        assert sorted(s for s, keys in sent.items() if not keys <= stored) == []
+        assert stored == expected and bio_store.count_readings(engine) == len(expected)
+    finally:
+        engine.dispose()
+        pg.destroy()
+
+
+def test_a_postgres_restart_during_an_imagery_run_redoes_the_scene(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from remote_sensing import store as rs_store
+    from remote_sensing.job import run_inbox
+    from remote_sensing.parcels import read_parcel_file
+    from tests.conftest import REPO_ROOT, SAMPLE_TILES
+    from tests.private_postgres import PrivatePostgres
+
+    parcels = read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels
+    reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    upgrade(reference)
+    rs_store.upsert_parcels(reference, parcels)
+    run_inbox(reference, SAMPLE_TILES / "scenes", tmp_path / "ref-data")
+
+    pg = PrivatePostgres().start()
+    engine = make_engine(pg.url())
+    try:
+        upgrade(engine)
+        rs_store.upsert_parcels(engine, parcels)
+        env = {**os.environ, "AGRI_DATABASE_URL": pg.url(), "AGRI_DATA_DIR": str(tmp_path / "d")}
+        job = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collateral.cli",
+                "imagery",
+                "run",
+                "--inbox",
+                str(SAMPLE_TILES / "scenes"),
+                "--json",
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        done = lambda: sum(r["status"] == "done" for r in rs_store.scene_ledger(engine))  # noqa: E731
+        assert wait_for(lambda: done() >= 3, timeout=120, interval=0.05)
+        pg.restart(down_s=3.0)
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err
+        summary = json.loads(out)
+        assert summary["processed"] == 30 and summary["failed"] == 0
+        assert "database unavailable during" in err and "redoing it" in err
+
+        def observations(eng):
+            from sqlalchemy import select
+
+            from remote_sensing.tables import observations as table
+
+            with eng.connect() as c:
+                rows = c.execute(select(table.c.parcel_id, table.c.scene_id, table.c.ndvi_mean))
+                return sorted((p, s, round(m, 6) if m is not None else None) for p, s, m in rows)
+
+        assert observations(engine) == observations(reference)  # each scene once, all there
+        ledger = rs_store.scene_ledger(engine)
+        assert len({r["scene_id"] for r in ledger if r["status"] == "done"}) == 30
+    finally:
+        engine.dispose()
+        pg.destroy()
