@@ -34,7 +34,14 @@ def mosquitto_binary() -> str:
 class LocalBroker:
     """Start with ``start()``, stop with ``stop()``; ``url(user, password)`` to connect."""
 
-    def __init__(self, root: Path, gateways: list[dict], ingester_password: str):
+    def __init__(
+        self,
+        root: Path,
+        gateways: list[dict],
+        ingester_password: str,
+        tls: tuple[Path, Path, Path] | None = None,
+    ):
+        """``tls``: (CA certificate, server certificate, server key) for an mqtts:// listener."""
         self.root = Path(root)
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -45,7 +52,12 @@ class LocalBroker:
         conf = conf.replace(
             "persistence_location /var/lib/mosquitto/", f"persistence_location {self.root}/data/"
         )
-        conf = conf.replace("listener 1883", f"listener {self.port} 127.0.0.1")
+        listener = f"listener {self.port} 127.0.0.1"
+        if tls:
+            ca, cert, key = tls
+            listener += f"\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\ntls_version tlsv1.2"
+        conf = conf.replace("listener 1883", listener)
+        self.tls = tls is not None
         # As root Mosquitto would switch to the `mosquitto` user, who may not read our folder.
         conf += f"\nuser {getpass.getuser()}\n"
         (self.root / "mosquitto.conf").write_text(conf)
@@ -78,4 +90,5 @@ class LocalBroker:
             self.process.wait(10)
 
     def url(self, user: str = registry.INGESTER_USER, password: str = "") -> str:
-        return f"mqtt://{user}:{password}@{self.host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{user}:{password}@{self.host}:{self.port}"

@@ -69,8 +69,10 @@ class Simulator:
         animals_per_farm: int | None = None,
         faults: Faults | None = None,
         seed: int = 7,
+        ca_file: str | None = None,
     ):
         self.address = parse_mqtt_url(broker_url)
+        self.ca_file = ca_file
         self.faults = faults or Faults()
         self.rng = random.Random(seed)
         self.stats = SimStats()
@@ -110,6 +112,8 @@ class Simulator:
             protocol=mqtt.MQTTv5,
         )
         client.username_pw_set(farm["gateway"], farm["password"])
+        if self.address.tls:
+            client.tls_set(ca_certs=self.ca_file)
         client.max_inflight_messages_set(100)
         status = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/status"
         # a real gateway's last will: if it loses power the broker says so for it

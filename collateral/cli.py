@@ -423,13 +423,15 @@ def simulate_gateways(
     """Publish realistic ear-tag traffic for registered farms, with faults on demand."""
     faults = Faults(silent_tags, wanderer, fever, duplicates, out_of_order, late, malformed)
     try:
+        settings = load_settings()
         sim = Simulator(
             open_engine(),
-            load_settings().mqtt_url,
+            settings.mqtt_url,
             json.loads(credentials.read_text()),
             farm_list.split(",") if farm_list else None,
             animals_per_farm,
             faults,
+            ca_file=settings.mqtt_ca_file,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -209,3 +209,151 @@ def test_a_postgres_restart_during_an_imagery_run_redoes_the_scene(tmp_path):
     finally:
         engine.dispose()
         pg.destroy()
+
+
+# --- MQTT over TLS, with a CA made by the test ----------------------------------------
+
+
+def _test_ca(folder) -> tuple:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl, as an operator would)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (
+        folder / n for n in ("ca.key", "ca.crt", "s.key", "s.csr", "s.crt")
+    )
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=agri test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+    )
+    for path in (key, cert, ca):
+        path.chmod(0o644)
+    return ca, cert, key
+
+
+def _tls_client(broker, user: str, password: str, ca) -> tuple:
+    """A paho MQTT 5 client over TLS; returns (client, connect reason code or the error)."""
+    import ssl
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{user}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(user, password)
+    client.tls_set(ca_certs=str(ca) if ca else None, cert_reqs=ssl.CERT_REQUIRED)
+    result: dict = {}
+    connected = threading.Event()
+
+    def on_connect(_c, _u, _f, reason_code, _p) -> None:
+        result["code"] = reason_code
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(broker.host, broker.port)
+    except Exception as exc:  # an untrusted server certificate fails the handshake here
+        return client, exc
+    client.loop_start()
+    connected.wait(10)
+    return client, result.get("code")
+
+
+def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
+    from bioassets import registry
+    from tests.conftest import GATEWAY_FARMS, INGESTER_PASSWORD
+
+    ca, cert, key = _test_ca(tmp_path / "ca")
+    gateways = [
+        {"gateway_id": g, "farm_id": GATEWAY_FARMS[g], "password_hash": registry.mosquitto_hash(p)}
+        for g, p in GATEWAY_PASSWORDS.items()
+    ]
+    from bioassets.local_broker import LocalBroker
+
+    broker = LocalBroker(tmp_path / "mosquitto", gateways, INGESTER_PASSWORD, (ca, cert, key))
+    broker.start()
+    engine = make_engine(f"sqlite:///{tmp_path / 'agri.db'}")
+    upgrade(engine)
+    seed_livestock(engine)
+    url = broker.url(password=INGESTER_PASSWORD)
+    assert url.startswith("mqtts://")
+    worker = Ingester(engine, url, "tls-ingester", batch_ms=50, session_expiry_s=0, ca_file=str(ca))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert worker.wait_connected(10), "the ingester did not connect over TLS"
+        time.sleep(0.3)
+        gateway, code = _tls_client(broker, "GW-CAT-1", GATEWAY_PASSWORDS["GW-CAT-1"], ca)
+        assert code is not None and not code.is_failure, code
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        for seq in range(50):
+            items = [reading(CATTLE[k], at + timedelta(seconds=seq * 10 + k)) for k in range(10)]
+            topic = "agri/v1/farms/FARM-CATTLE/gateways/GW-CAT-1/readings"
+            gateway.publish(topic, message("GW-CAT-1", seq, items), 1).wait_for_publish(10)
+        # the ACL holds over TLS too: another farm's topic is refused by the broker
+        gateway.publish(
+            "agri/v1/farms/FARM-SOW/gateways/GW-CAT-1/readings",
+            message("GW-CAT-1", 99, [reading(CATTLE[0], at - timedelta(days=1))]),
+            1,
+        ).wait_for_publish(10)
+        assert wait_for(lambda: bio_store.count_readings(engine) >= 500, timeout=30)
+        time.sleep(0.5)
+        assert bio_store.count_readings(engine) == 500  # nothing from the refused topic
+        gateway.disconnect()
+        gateway.loop_stop()
+
+        intruder, code = _tls_client(broker, "GW-CAT-1", "wrong password", ca)
+        assert code is not None and code.is_failure  # refused by the broker
+        intruder.loop_stop()
+        stranger, error = _tls_client(broker, "GW-CAT-1", GATEWAY_PASSWORDS["GW-CAT-1"], None)
+        assert isinstance(error, Exception) and "certificate" in str(error).lower()
+    finally:
+        worker.stop()
+        thread.join(30)
+        broker.stop()
