@@ -1,5 +1,6 @@
 """The ``agri`` command line: thin wrappers that wire settings, database and domain code."""
 
+import contextlib
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from collateral.db import make_engine, upgrade
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 from remote_sensing import store
-from remote_sensing.job import RunSummary, SceneOutcome, run_inbox
+from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile, parse_as_of
@@ -187,11 +188,45 @@ def imagery() -> None:
 @imagery.command("run")
 @click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def imagery_run(inbox: Path, as_json: bool) -> None:
+@click.option(
+    "--scheduler",
+    help="Run the scenes on this Dask distributed cluster (tcp://HOST:PORT; default "
+    "AGRI_DASK_SCHEDULER). Its workers must share the database and the data directory.",
+)
+@click.option("--workers", type=int, help="Start a local Dask cluster of N worker processes.")
+def imagery_run(inbox: Path, as_json: bool, scheduler: str | None, workers: int | None) -> None:
     """Process every scene in INBOX not yet done; exit 1 if any scene failed."""
-    summary = _run(inbox)
+    with _dask_cluster(scheduler or load_settings().dask_scheduler, workers) as cluster:
+        summary = _run(inbox, cluster)
     _report(summary, as_json)
     sys.exit(0 if summary.ok else 1)
+
+
+@contextlib.contextmanager
+def _dask_cluster(scheduler: str | None, workers: int | None):
+    """None (serial, in this process), a remote scheduler's client, or a local cluster."""
+    if scheduler and workers:
+        raise click.UsageError("give --scheduler or --workers, not both")
+    if not scheduler and not workers:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    settings = load_settings()
+    with contextlib.ExitStack() as stack:
+        if workers:
+            local = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            stack.enter_context(local)
+            client = stack.enter_context(Client(local))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))
+            except OSError as exc:
+                message = f"cannot reach the Dask scheduler {scheduler}: {exc}"
+                raise click.ClickException(message) from exc
+        yield Cluster(client, settings.database_url, make_engine)
 
 
 @imagery.command("watch")
@@ -807,7 +842,7 @@ def _report_errors(errors: list[str]) -> None:
         sys.exit(1)
 
 
-def _run(inbox: Path) -> RunSummary:
+def _run(inbox: Path, cluster: Cluster | None = None) -> RunSummary:
     # Under a file size limit (ulimit -f) a write past it must fail like a full disk, so
     # the scene is recorded as failed, instead of the kernel killing the whole job.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -823,7 +858,7 @@ def _run(inbox: Path) -> RunSummary:
 
     if not inbox.is_dir():
         raise click.ClickException(f"inbox {inbox} is not a directory")
-    return run_inbox(engine, inbox, settings.data_dir, on_scene=on_scene)
+    return run_inbox(engine, inbox, settings.data_dir, on_scene=on_scene, cluster=cluster)
 
 
 def _report(summary: RunSummary, as_json: bool) -> None:

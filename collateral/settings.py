@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: str | None = None  # CA bundle for mqtts:// brokers with a private CA
     gateway_offline_minutes: float = 30.0  # no message from a gateway this long: offline
+    dask_scheduler: str | None = None  # tcp://HOST:PORT: imagery scenes run on that cluster
     api_rate_per_s: float = 20.0  # sustained requests per second per API key (per process)
     api_rate_burst: int = 60  # requests a key may send at once before the rate applies
 

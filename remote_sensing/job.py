@@ -70,27 +70,92 @@ class RunSummary:
         }
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Where scenes go when they run on Dask distributed: the client, and how a worker
+    opens the same database (a URL and a picklable function; workers share the database
+    and the data directory, which must be the same path on every worker)."""
+
+    client: object  # distributed.Client
+    database_url: str
+    open_engine: Callable[[str], Engine]
+
+
 def run_inbox(
     engine: Engine,
     inbox: Path,
     data_dir: Path,
     on_scene: Callable[[SceneOutcome], None] | None = None,
+    cluster: Cluster | None = None,
 ) -> RunSummary:
-    """Process every scene in ``inbox`` not yet done; one bad scene never stops the others."""
+    """Process every scene in ``inbox`` not yet done; one bad scene never stops the others.
+
+    With a ``cluster`` the scenes are spread over its workers, one task per scene; each
+    scene is still one transaction and the ledger still skips what is done, so the result
+    is the serial run's. Profiles are then updated here, once, for the touched parcels.
+    """
     sources = find_scenes(Path(inbox))
-    done = store.done_scene_keys(engine)
-    parcels = store.load_parcels_frame(engine)
     summary = RunSummary()
     touched: set[str] = set()
-    for source in sources:
-        outcome = _run_one(engine, source, done, parcels, Path(data_dir), touched)
+    if cluster is None:
+        done = store.done_scene_keys(engine)
+        parcels = store.load_parcels_frame(engine)
+        results = (
+            (_run_one(engine, source, done, parcels, Path(data_dir), touched), ())
+            for source in sources
+        )
+    else:
+        results = _run_on_cluster(cluster, sources, Path(data_dir))
+    for outcome, parcel_ids in results:
+        touched.update(parcel_ids)
         summary.scenes.append(outcome)
         if on_scene is not None:
             on_scene(outcome)
+    order = {str(source.path): i for i, source in enumerate(sources)}
+    summary.scenes.sort(key=lambda o: order[o.path])  # the inbox's order, however they ran
     if touched:
         summary.profile_failures = update_profiles(engine, sorted(touched))
         summary.profiles_updated = len(touched) - len(summary.profile_failures)
     return summary
+
+
+def _run_on_cluster(cluster: Cluster, sources: list[SceneSource], data_dir: Path):
+    from distributed import as_completed
+
+    futures = cluster.client.map(
+        scene_on_worker,
+        sources,
+        database_url=cluster.database_url,
+        open_engine=cluster.open_engine,
+        data_dir=data_dir,
+        pure=False,
+    )
+    for future in as_completed(futures):
+        yield future.result()
+
+
+_WORKER_ENGINES: dict[str, Engine] = {}
+
+
+def scene_on_worker(
+    source: SceneSource, database_url: str, open_engine: Callable[[str], Engine], data_dir: Path
+) -> tuple[SceneOutcome, list[str]]:
+    """One scene on a Dask worker: (its outcome, the parcels it touched).
+
+    The scene's own array work runs on the worker's threads, not as nested tasks of the
+    cluster, so a worker never waits on the scheduler for its own scene.
+    """
+    import dask
+
+    engine = _WORKER_ENGINES.get(database_url)
+    if engine is None:
+        engine = _WORKER_ENGINES.setdefault(database_url, open_engine(database_url))
+    touched: set[str] = set()
+    with dask.config.set(scheduler="threads"):
+        done = store.done_scene_keys(engine)
+        parcels = store.load_parcels_frame(engine)
+        outcome = _run_one(engine, source, done, parcels, data_dir, touched)
+    return outcome, sorted(touched)
 
 
 def _run_one(
