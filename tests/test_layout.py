@@ -1,0 +1,123 @@
+"""The production layout on one machine: two `agri ingest` and two `agri serve` processes
+against one PostgreSQL database and one Mosquitto (deploy/README.md)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+from bioassets import store as bio_store
+from bioassets.local_broker import free_port
+from collateral import auth, prices
+from collateral.db import make_engine, upgrade
+from remote_sensing import store as rs_store
+from remote_sensing.parcels import read_parcel_file
+from tests.conftest import REPO_ROOT, SAMPLE_TILES, fresh_postgres_database, seed_livestock
+from tests.test_ingest import Gateway, message, reading, wait_for
+
+AGRI = [sys.executable, "-m", "collateral.cli"]
+
+
+def _call(base: str, key: str, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker):
+    with fresh_postgres_database("agri_layout") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        seed_livestock(engine)
+        rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+        for path in prices.default_tables():
+            prices.import_table(engine, prices.read_table_file(path), path.name)
+        key = auth.create_key(engine, "loan_officer", "ANXI-01")
+        env = {
+            **os.environ,
+            "AGRI_DATABASE_URL": url,
+            "AGRI_DATA_DIR": str(tmp_path / "data"),
+            "AGRI_MQTT_URL": broker.url(),
+        }
+        processes = []
+        try:
+            logs = [tmp_path / f"ingest-{n}.log" for n in range(2)]
+            for n, log in enumerate(logs):
+                command = [*AGRI, "ingest", "--client-id", f"layout-{n}", "--session-expiry", "0"]
+                processes.append(
+                    subprocess.Popen(command, env=env, cwd=REPO_ROOT, stderr=open(log, "w"))
+                )
+            ports = [free_port(), free_port()]
+            for port in ports:
+                processes.append(
+                    subprocess.Popen(
+                        [*AGRI, "serve", "--port", str(port)],
+                        env=env,
+                        cwd=REPO_ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            for log in logs:
+                assert wait_for(lambda log=log: "subscribed to" in log.read_text(), timeout=30)
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            for base in bases:
+                assert wait_for(lambda base=base: _healthy(base), timeout=30)
+
+            gateway = Gateway(broker, "GW-SOW-1")
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+            sows = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
+            for seq in range(300):
+                items = [
+                    reading(sows[(seq * 10 + k) % 180], start + timedelta(seconds=seq * 10 + k))
+                    for k in range(10)
+                ]
+                gateway.publish(message("GW-SOW-1", seq, items))
+            gateway.close()
+            assert wait_for(lambda: bio_store.count_readings(engine) >= 3000, timeout=60)
+
+            # the API is stateless: what one process writes, the other serves
+            loan = {
+                "loan_id": "LAYOUT-1",
+                "borrower": "Lin Fang",
+                "branch": "ANXI-01",
+                "principal_cny": "100000.00",
+                "parcel_ids": ["F-04"],
+                "herds": [{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}],
+            }
+            assert _call(bases[0], key, "POST", "/v1/loans", loan)["loan_id"] == "LAYOUT-1"
+            valued = _call(bases[1], key, "POST", "/v1/loans/LAYOUT-1/valuations", {})
+            herd = next(i for i in valued["items"] if i["kind"] == "herd")
+            assert herd["evidence"]["verified"] == 180  # every sow reported through the two
+            history = _call(bases[0], key, "GET", "/v1/loans/LAYOUT-1/valuations")
+            assert [h["valuation_id"] for h in history] == [valued["valuation_id"]]
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(30)
+        stored = []
+        for log in logs:
+            found = re.search(r"(\d+) readings stored", log.read_text())
+            assert found, log.read_text()[-2000:]
+            stored.append(int(found.group(1)))
+        assert sum(stored) == 3000 and min(stored) > 0, stored  # both did work, no row twice
+        assert bio_store.count_readings(engine) == 3000
+        engine.dispose()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/v1/health", timeout=1):
+            return True
+    except OSError:
+        return False
