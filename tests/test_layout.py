@@ -74,7 +74,7 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
                 assert wait_for(lambda base=base: _healthy(base), timeout=30)
 
             gateway = Gateway(broker, "GW-SOW-1")
-            start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
             sows = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
             for seq in range(300):
                 items = [
