@@ -56,6 +56,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
+	$(BIN)/python bench/api_load.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

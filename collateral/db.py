@@ -39,7 +39,8 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Sized for the API's thread pool: several requests of one process at once.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def alembic_config(engine: Engine) -> Config:

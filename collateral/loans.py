@@ -281,10 +281,15 @@ def _valuation_row(row) -> dict:
     return out
 
 
-def get_valuation(engine: Engine, valuation_id: str) -> dict:
+# Everything but the input snapshot (tens of kB of JSON): what listing and showing need.
+WITHOUT_INPUTS = [c for c in valuations.c if c.name != "inputs"]
+
+
+def get_valuation(engine: Engine, valuation_id: str, with_inputs: bool = True) -> dict:
+    columns = valuations.c if with_inputs else WITHOUT_INPUTS
     with engine.connect() as conn:
         row = conn.execute(
-            select(valuations).where(valuations.c.valuation_id == valuation_id)
+            select(*columns).where(valuations.c.valuation_id == valuation_id)
         ).first()
     if row is None:
         raise NotFound(f"valuation {valuation_id!r} does not exist")
@@ -294,7 +299,7 @@ def get_valuation(engine: Engine, valuation_id: str) -> dict:
 def list_valuations(engine: Engine, loan_id: str) -> list[dict]:
     get_loan(engine, loan_id)
     query = (
-        select(valuations)
+        select(*WITHOUT_INPUTS)
         .where(valuations.c.loan_id == loan_id)
         .order_by(valuations.c.created_at, valuations.c.valuation_id)
     )
@@ -304,7 +309,7 @@ def list_valuations(engine: Engine, loan_id: str) -> list[dict]:
 
 def latest_valuation(engine: Engine, loan_id: str, before: datetime | None = None) -> dict | None:
     """The most recently made valuation of the loan whose as_of is not after ``before``."""
-    query = select(valuations).where(valuations.c.loan_id == loan_id)
+    query = select(*WITHOUT_INPUTS).where(valuations.c.loan_id == loan_id)
     if before is not None:
         query = query.where(valuations.c.as_of <= before)
     query = query.order_by(valuations.c.as_of.desc(), valuations.c.created_at.desc()).limit(1)

@@ -148,3 +148,12 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
+
+
+def app_from_settings() -> FastAPI:
+    """The app on the configured database, for ``uvicorn --factory`` worker processes (the
+    parent ``agri serve`` has migrated the schema before they start)."""
+    from collateral.db import make_engine
+
+    settings = load_settings()
+    return create_app(make_engine(settings.database_url), settings.data_dir)

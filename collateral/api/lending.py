@@ -155,7 +155,7 @@ def get_valuation(
     valuation_id: str, engine: EngineDep, principal: Lender, inputs: bool = False
 ) -> dict:
     """``?inputs=true`` adds the full input snapshot the figures were computed from."""
-    row = loans.get_valuation(engine, valuation_id)
+    row = loans.get_valuation(engine, valuation_id, with_inputs=inputs)
     _loan_for(engine, principal, row["loan_id"])
     doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
     doc["code_version"] = row["code_version"]

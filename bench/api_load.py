@@ -1,0 +1,195 @@
+"""API under load: open-loop requests from this process against `agri serve` in another.
+
+    .venv/bin/python bench/api_load.py [--rate 200] [--seconds 10] [--loans 1000]
+
+The demo data scaled to 1,000 loans on a fresh PostgreSQL database: the sample parcels with
+every sample scene processed, the sample farms with a round of readings an hour ago, the
+two demo loans valued for real and 998 more loans whose latest valuation is a copy of one
+of those (same document, new ids), so reading "a loan's latest valuation" touches a table
+of realistic size. Requests are sent on a fixed schedule (open loop: a slow answer does not
+slow the sender), and latency is measured from the scheduled send time, so queueing shows.
+The reference, in the same run and at the same rate: GET /v1/health (the framework, auth
+excluded, and one database round trip).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import numpy as np
+from sqlalchemy import create_engine, insert, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bioassets.local_broker import free_port  # noqa: E402
+from collateral import auth, loans  # noqa: E402
+from collateral.tables import valuations  # noqa: E402
+from tests.conftest import SAMPLE_TILES, build_world  # noqa: E402
+
+PG_ADMIN = os.environ.get(
+    "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def scaled_world(url: str, data_dir: Path, n_loans: int) -> str:
+    """Build the data; returns a loan officer key."""
+    engine = build_world(url, data_dir, datetime.now(UTC) - timedelta(hours=1))
+    demo = json.loads((SAMPLE_TILES / "loans" / "demo-loans.json").read_text())
+    for entry in demo:
+        loans.create_loan(engine, loans.LoanIn.model_validate(entry))
+        loans.value_now(engine, entry["loan_id"])
+    with engine.connect() as c:
+        stored = [dict(r._mapping) for r in c.execute(select(valuations))]
+    for n in range(len(demo), n_loans):
+        template = demo[n % len(demo)]
+        loan_id = f"LN-BENCH-{n:05d}"
+        loans.create_loan(engine, loans.LoanIn.model_validate({**template, "loan_id": loan_id}))
+        row = dict(stored[n % len(stored)])
+        row["valuation_id"] = f"VAL-{uuid.uuid4().hex[:20]}"
+        row["loan_id"] = loan_id
+        row["result"] = {**row["result"], "loan_id": loan_id}
+        with engine.begin() as c:
+            c.execute(insert(valuations).values(**row))
+    key = auth.create_key(engine, "loan_officer", "ANXI-01")
+    engine.dispose()
+    return key
+
+
+async def load(base: str, key: str, method: str, paths: list[str], rate: float, seconds: float):
+    """Send ``rate`` requests a second for ``seconds``; latency from the scheduled time."""
+    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+    latencies, statuses = [], {}
+    limits = httpx2.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx2.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as c:
+        start = time.perf_counter() + 0.2
+        count = int(rate * seconds)
+
+        async def one(i: int) -> None:
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            path = paths[i % len(paths)]
+            try:
+                response = await (c.post(path, content="{}") if method == "POST" else c.get(path))
+                status = response.status_code
+            except httpx2.HTTPError as exc:  # overload: counted, not fatal
+                status = type(exc).__name__
+            latencies.append(time.perf_counter() - due)
+            statuses[status] = statuses.get(status, 0) + 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.perf_counter() - max(began, start)
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": count,
+        "rate_asked": rate,
+        "throughput": round(count / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "statuses": statuses,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--loans", type=int, default=1000)
+    parser.add_argument("--post-rate", type=float, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="agri serve worker processes")
+    args = parser.parse_args()
+    name = f"agri_bench_api_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    results: dict = {"loans": args.loans, "seconds": args.seconds, "workers": args.workers}
+    server = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="agri-bench-api-") as folder:
+            t0 = time.perf_counter()
+            key = scaled_world(url, Path(folder) / "data", args.loans)
+            results["setup_s"] = round(time.perf_counter() - t0, 1)
+            port = free_port()
+            env = {
+                **os.environ,
+                "AGRI_DATABASE_URL": url,
+                "AGRI_DATA_DIR": str(Path(folder) / "data"),
+                "AGRI_API_RATE_PER_S": "1000000",
+                "AGRI_API_RATE_BURST": "1000000",
+            }
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "collateral.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(args.workers),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    httpx2.get(base + "/v1/health", timeout=1)
+                    break
+                except httpx2.HTTPError:
+                    time.sleep(0.2)
+            loan_ids = [f"LN-BENCH-{n:05d}" for n in range(2, args.loans)]
+            runs = {
+                "reference GET /v1/health": ("GET", ["/v1/health"], args.rate),
+                "GET /v1/loans/{id} (latest valuation)": (
+                    "GET",
+                    [f"/v1/loans/{i}" for i in loan_ids],
+                    args.rate,
+                ),
+                "GET /v1/farms/{id}/headcount": (
+                    "GET",
+                    [f"/v1/farms/{f}/headcount" for f in ("FARM-SOW", "FARM-FAT", "FARM-CATTLE")],
+                    args.rate,
+                ),
+                "GET /v1/parcels/{id}/profile": (
+                    "GET",
+                    [f"/v1/parcels/{p}/profile" for p in ("F-08", "T-05", "F-10", "T-04")],
+                    args.rate,
+                ),
+                "POST /v1/loans/{id}/valuations": (
+                    "POST",
+                    [f"/v1/loans/{i}/valuations" for i in loan_ids],
+                    args.post_rate,
+                ),
+            }
+            asyncio.run(load(base, key, "GET", ["/v1/health"], 20, 1))  # warm up
+            for label, (method, paths, rate) in runs.items():
+                results[label] = asyncio.run(load(base, key, method, paths, rate, args.seconds))
+                print(label, results[label], flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "api_results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
