@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,20 +101,70 @@ async def load(base: str, key: str, method: str, paths: list[str], rate: float, 
     }
 
 
+WRK_SCRIPT = """
+paths = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, paths[(counter %% #paths) + 1])
+end
+"""
+
+
+def wrk(base: str, key: str, paths: list[str], seconds: float, connections: int) -> dict:
+    """Closed loop with wrk (C, light on the CPU): capacity and latency with N connections."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths[:500]))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            script.name,
+            "-H",
+            f"Authorization: Bearer {key}",
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(script.name).unlink()
+
+    def ms(label: str) -> float:
+        value = next(line.split()[1] for line in out.splitlines() if line.strip().startswith(label))
+        unit = 1000 if value.endswith("ms") is False and value.endswith("s") else 1
+        number = float(value.rstrip("ms").rstrip("u"))
+        return number / 1000 if value.endswith("us") else number * unit
+
+    rps = float(next(line.split()[1] for line in out.splitlines() if "Requests/sec" in line))
+    non2xx = next((line for line in out.splitlines() if "Non-2xx" in line), None)
+    return {
+        "connections": connections,
+        "throughput": rps,
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": non2xx.split(":")[1].strip() if non2xx else "0",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--loans", type=int, default=1000)
     parser.add_argument("--post-rate", type=float, default=5)
-    parser.add_argument("--workers", type=int, default=2, help="agri serve worker processes")
+    parser.add_argument("--connections", type=int, default=8, help="wrk's connections")
     args = parser.parse_args()
     name = f"agri_bench_api_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    results: dict = {"loans": args.loans, "seconds": args.seconds, "workers": args.workers}
+    results: dict = {"loans": args.loans, "seconds": args.seconds}
     server = None
     try:
         with tempfile.TemporaryDirectory(prefix="agri-bench-api-") as folder:
@@ -136,8 +187,6 @@ def main() -> None:
                     "serve",
                     "--port",
                     str(port),
-                    "--workers",
-                    str(args.workers),
                 ],
                 env=env,
                 cwd=ROOT,
@@ -179,6 +228,10 @@ def main() -> None:
             for label, (method, paths, rate) in runs.items():
                 results[label] = asyncio.run(load(base, key, method, paths, rate, args.seconds))
                 print(label, results[label], flush=True)
+                if method == "GET" and shutil.which("wrk"):
+                    capacity = wrk(base, key, paths, args.seconds, args.connections)
+                    results[label]["wrk_closed_loop"] = capacity
+                    print("   wrk", capacity, flush=True)
     finally:
         if server is not None:
             server.terminate()

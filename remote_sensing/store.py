@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import geopandas as gpd
 import shapely
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
@@ -194,6 +194,16 @@ def clear_means(
         query = query.where(observations.c.acquired_at <= as_of)
     with engine.connect() as c:
         return [tuple(r) for r in c.execute(query)]
+
+
+def imagery_version(engine: Engine) -> tuple:
+    """Changes whenever the imagery job records a scene: a cache key for anything derived
+    from observations (profiles, peer baselines)."""
+    with engine.connect() as c:
+        count, latest, last_id = c.execute(
+            select(func.count(), func.max(scenes.c.processed_at), func.max(scenes.c.id))
+        ).one()
+    return count, str(latest), last_id
 
 
 def scene_ndvi_paths(engine: Engine) -> dict[str, str]:

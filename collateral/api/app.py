@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException
 
 from collateral import loans, prices
 from collateral.api import assets, lending, maps
+from collateral.api.cache import Cache
 from collateral.api.limits import WRITES, RateLimiter, record_write
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"
+HEADCOUNT_TTL_S = 10.0  # a farm's headcount "now" may be this old; `?at=` is never cached
 STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
 BUILD_HINT = (
     "The loan officer's web page is not built: run `make web` (npm installs the map and "
@@ -66,6 +68,8 @@ def create_app(
     settings = load_settings()
     app.state.engine = engine
     app.state.data_dir = data_dir or settings.data_dir
+    app.state.profiles = Cache(size=512)  # keyed by the imagery ledger's state
+    app.state.headcounts = Cache(size=256, ttl_s=HEADCOUNT_TTL_S)
     app.state.rate_limiter = rate_limiter or RateLimiter(
         settings.api_rate_per_s, settings.api_rate_burst
     )
@@ -148,12 +152,3 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
-
-
-def app_from_settings() -> FastAPI:
-    """The app on the configured database, for ``uvicorn --factory`` worker processes (the
-    parent ``agri serve`` has migrated the schema before they start)."""
-    from collateral.db import make_engine
-
-    settings = load_settings()
-    return create_app(make_engine(settings.database_url), settings.data_dir)

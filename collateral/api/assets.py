@@ -130,10 +130,17 @@ def get_parcel(parcel_id: str, engine: EngineDep, _caller: Caller) -> dict:
     summary="NDVI profile: observations, smoothed curve, baseline, seasons, events",
 )
 def get_profile(
-    parcel_id: str, engine: EngineDep, _caller: Caller, as_of: datetime | None = None
-) -> dict:
+    parcel_id: str,
+    request: Request,
+    engine: EngineDep,
+    _caller: Caller,
+    as_of: datetime | None = None,
+) -> Response:
+    """Cached per (parcel, as_of, imagery ledger state): recomputed once a scene lands."""
     _parcel(engine, parcel_id)
-    return parcel_profile(engine, parcel_id, _time(as_of, "as_of") if as_of else None)
+    when = _time(as_of, "as_of") if as_of else None
+    key = (parcel_id, when.isoformat() if when else None, rs_store.imagery_version(engine))
+    return request.app.state.profiles.response(key, lambda: parcel_profile(engine, parcel_id, when))
 
 
 @router.get(
@@ -187,10 +194,20 @@ def _farm(engine: Engine, farm_id: str) -> dict:
     summary="Registered and verified animals by category, now or at a past time",
 )
 def get_headcount(
-    farm_id: str, engine: EngineDep, _caller: Caller, at: datetime | None = None
-) -> dict:
+    farm_id: str,
+    request: Request,
+    engine: EngineDep,
+    _caller: Caller,
+    at: datetime | None = None,
+) -> Response:
+    """Without ``at``: the headcount now, at most HEADCOUNT_TTL_S old (cached per process)."""
     _farm(engine, farm_id)
-    return headcount.farm_headcount(engine, farm_id, _time(at, "at"))
+    if at is not None:
+        counts = headcount.farm_headcount(engine, farm_id, _time(at, "at"))
+        return Response(json.dumps(counts), media_type="application/json")
+    return request.app.state.headcounts.response(
+        ("now", farm_id), lambda: headcount.farm_headcount(engine, farm_id, datetime.now(UTC))
+    )
 
 
 @router.get("/animals/{tag_id}", tags=["livestock"], summary="An animal's registry and state")
