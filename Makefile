@@ -53,10 +53,13 @@ test: $(STAMP) system-deps $(WEB_BUNDLE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package, for the API benchmark)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
+	$(BIN)/python bench/imagery_scaleout.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

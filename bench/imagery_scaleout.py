@@ -1,0 +1,85 @@
+"""Imagery scenes per hour on this machine: the serial job against a local Dask cluster.
+
+    .venv/bin/python bench/imagery_scaleout.py [--workers 2]
+
+The same inbox (the 30 sample scenes, 500 x 500 px each, 31 parcels) through
+`agri imagery run` three ways, each on a fresh SQLite database and data directory, one
+after the other in this run: serial (the reference), `--workers N` (a local
+dask.distributed cluster of N worker processes), and `--workers N` again with the
+cluster's start-up excluded (a scheduler started beforehand, `--scheduler`).
+Wall-clock time of the command, profiles included; scenes per hour = 30 / time.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from distributed import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENES = ROOT / "sample_tiles" / "scenes"
+
+
+def timed_run(extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="agri-bench-imagery-") as folder:
+        env = {
+            **os.environ,
+            "AGRI_DATABASE_URL": f"sqlite:///{folder}/agri.db",
+            "AGRI_DATA_DIR": f"{folder}/data",
+        }
+        agri = [sys.executable, "-m", "collateral.cli"]
+        subprocess.run(
+            [*agri, "parcels", "import", str(ROOT / "sample_tiles" / "parcels.geojson")],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*agri, "imagery", "run", "--inbox", str(SCENES), "--json", *extra],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+    summary = json.loads(done.stdout)
+    return {
+        "processed": summary["processed"],
+        "seconds": round(seconds, 2),
+        "scenes_per_hour": round(summary["processed"] / seconds * 3600),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    results = {"serial (reference)": timed_run([])}
+    results[f"--workers {args.workers} (cluster start included)"] = timed_run(
+        ["--workers", str(args.workers)]
+    )
+    with LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        results[f"--scheduler, {args.workers} workers already up"] = timed_run(
+            ["--scheduler", cluster.scheduler_address]
+        )
+    reference = results["serial (reference)"]["seconds"]
+    for result in results.values():
+        result["speedup_vs_serial"] = round(reference / result["seconds"], 2)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "imagery_scaleout.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
