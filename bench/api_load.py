@@ -66,19 +66,22 @@ def scaled_world(url: str, data_dir: Path, n_loans: int) -> str:
     return key
 
 
-async def load(base: str, key: str, method: str, paths: list[str], rate: float, seconds: float):
-    """Send ``rate`` requests a second for ``seconds``; latency from the scheduled time."""
+async def load(
+    bases: list[str], key: str, method: str, paths: list[str], rate: float, seconds: float
+):
+    """Send ``rate`` requests a second for ``seconds``, spread over the servers in turn (a
+    client-side balancer); latency from the scheduled time."""
     headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
     latencies, statuses = [], {}
     limits = httpx2.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx2.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as c:
+    async with httpx2.AsyncClient(headers=headers, limits=limits, timeout=30) as c:
         start = time.perf_counter() + 0.2
         count = int(rate * seconds)
 
         async def one(i: int) -> None:
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            path = paths[i % len(paths)]
+            path = bases[i % len(bases)] + paths[i % len(paths)]
             try:
                 response = await (c.post(path, content="{}") if method == "POST" else c.get(path))
                 status = response.status_code
@@ -158,20 +161,20 @@ def main() -> None:
     parser.add_argument("--loans", type=int, default=1000)
     parser.add_argument("--post-rate", type=float, default=5)
     parser.add_argument("--connections", type=int, default=8, help="wrk's connections")
+    parser.add_argument("--servers", type=int, default=1, help="agri serve processes")
     args = parser.parse_args()
     name = f"agri_bench_api_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    results: dict = {"loans": args.loans, "seconds": args.seconds}
-    server = None
+    results: dict = {"loans": args.loans, "seconds": args.seconds, "servers": args.servers}
+    servers: list[subprocess.Popen] = []
     try:
         with tempfile.TemporaryDirectory(prefix="agri-bench-api-") as folder:
             t0 = time.perf_counter()
             key = scaled_world(url, Path(folder) / "data", args.loans)
             results["setup_s"] = round(time.perf_counter() - t0, 1)
-            port = free_port()
             env = {
                 **os.environ,
                 "AGRI_DATABASE_URL": url,
@@ -179,27 +182,27 @@ def main() -> None:
                 "AGRI_API_RATE_PER_S": "1000000",
                 "AGRI_API_RATE_BURST": "1000000",
             }
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "collateral.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    httpx2.get(base + "/v1/health", timeout=1)
-                    break
-                except httpx2.HTTPError:
-                    time.sleep(0.2)
+            bases = []
+            for _ in range(args.servers):
+                port = free_port()
+                command = [sys.executable, "-m", "collateral.cli", "serve", "--port", str(port)]
+                servers.append(
+                    subprocess.Popen(
+                        command,
+                        env=env,
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+                bases.append(f"http://127.0.0.1:{port}")
+            for base in bases:
+                for _ in range(100):
+                    try:
+                        httpx2.get(base + "/v1/health", timeout=1)
+                        break
+                    except httpx2.HTTPError:
+                        time.sleep(0.2)
             loan_ids = [f"LN-BENCH-{n:05d}" for n in range(2, args.loans)]
             runs = {
                 "reference GET /v1/health": ("GET", ["/v1/health"], args.rate),
@@ -224,23 +227,23 @@ def main() -> None:
                     args.post_rate,
                 ),
             }
-            asyncio.run(load(base, key, "GET", ["/v1/health"], 20, 1))  # warm up
+            asyncio.run(load(bases, key, "GET", ["/v1/health"], 20, 1))  # warm up
             for label, (method, paths, rate) in runs.items():
-                results[label] = asyncio.run(load(base, key, method, paths, rate, args.seconds))
+                results[label] = asyncio.run(load(bases, key, method, paths, rate, args.seconds))
                 print(label, results[label], flush=True)
-                if method == "GET" and shutil.which("wrk"):
-                    capacity = wrk(base, key, paths, args.seconds, args.connections)
+                if method == "GET" and shutil.which("wrk") and len(bases) == 1:
+                    capacity = wrk(bases[0], key, paths, args.seconds, args.connections)
                     results[label]["wrk_closed_loop"] = capacity
                     print("   wrk", capacity, flush=True)
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
             server.wait(30)
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "api_results.json").write_text(json.dumps(results, indent=2))
+    (out / f"api_results_{args.servers}.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 
