@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from collateral import loans, prices
 from collateral.api import assets, lending, maps
 from collateral.api.cache import Cache
-from collateral.api.limits import WRITES, RateLimiter, record_write
+from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 
@@ -74,17 +74,7 @@ def create_app(
         settings.api_rate_per_s, settings.api_rate_burst
     )
 
-    @app.middleware("http")
-    async def audit_writes(request: Request, call_next):
-        response = await call_next(request)
-        if request.method in WRITES and request.url.path.startswith("/v1/"):
-            try:
-                record_write(engine, request, response.status_code)
-            except Exception:  # the write happened; a lost audit row must be loud
-                log.exception(
-                    "could not record %s %s in the audit log", request.method, request.url.path
-                )
-        return response
+    app.add_middleware(AuditWrites, engine=engine)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

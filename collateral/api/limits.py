@@ -1,12 +1,17 @@
 """Per-key rate limits and the audit log of writes."""
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from collateral.tables import audit_log
+
+log = logging.getLogger("agri.api")
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -52,3 +57,33 @@ def record_write(engine: Engine, request, status: int) -> None:
                 status=status,
             )
         )
+
+
+class AuditWrites:
+    """ASGI middleware: after each write under /v1/, one audit row with its status. Reads
+    pass straight through (a plain ASGI wrapper costs them nothing measurable)."""
+
+    def __init__(self, app, engine: Engine):
+        self.app, self.engine = app, engine
+
+    async def __call__(self, scope, receive, send):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in WRITES
+            or not scope["path"].startswith("/v1/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        request = Request(scope)
+        try:
+            await run_in_threadpool(record_write, self.engine, request, status["code"])
+        except Exception:  # the write happened; a lost audit row must be loud
+            log.exception("could not record %s %s in the audit log", request.method, scope["path"])
