@@ -8,6 +8,7 @@ SHA-256 is enough (no password stretching is needed for a value nobody chose).
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -67,3 +68,26 @@ def authenticate(engine: Engine, key: str) -> Principal | None:
     if row is None or not matches or row.revoked_at is not None:
         return None
     return Principal(row.key_id, row.role, row.branch)
+
+
+class KeyCache:
+    """Recently verified keys, for ``ttl_s`` seconds, so a busy client costs one database
+    lookup per key per few seconds rather than one per request. Keyed by the key's SHA-256,
+    never the key itself; unknown keys are not cached (each wrong guess is a lookup)."""
+
+    def __init__(self, ttl_s: float = 5.0, size: int = 10_000):
+        self.ttl_s, self.size = ttl_s, size
+        self._items: dict[str, tuple[float, Principal]] = {}
+
+    def principal(self, engine: Engine, key: str) -> Principal | None:
+        digest = _digest(key)
+        now = time.monotonic()
+        hit = self._items.get(digest)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        principal = authenticate(engine, key)
+        if principal is not None:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[digest] = (now, principal)
+        return principal

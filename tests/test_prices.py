@@ -106,3 +106,18 @@ def test_prices_and_keys_from_the_command_line(agri, sqlite_env, tmp_path):
     assert auth.authenticate(engine, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     result = agri("keys", "create", "--role", "loan_officer")
     assert result.exit_code != 0 and "needs --branch" in result.output
+
+
+def test_verified_keys_are_trusted_briefly_and_wrong_keys_always_looked_up(engine):
+    from sqlalchemy import delete
+
+    key = auth.create_key(engine, "risk_admin", None)
+    cache = auth.KeyCache(ttl_s=60)
+    assert cache.principal(engine, key).role == "risk_admin"
+    with engine.begin() as c:
+        c.execute(delete(api_keys))  # the key is gone from the database
+    assert cache.principal(engine, key).role == "risk_admin"  # within its ttl
+    assert auth.KeyCache(ttl_s=60).principal(engine, key) is None  # a fresh lookup
+    expired = auth.KeyCache(ttl_s=0)
+    assert expired.principal(engine, key) is None
+    assert cache.principal(engine, "agk_000000000000_guess") is None

@@ -19,11 +19,13 @@ from collateral import loans, prices
 from collateral.api import assets, lending, maps
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
+from collateral.auth import KeyCache
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"
+KEY_CACHE_TTL_S = 5.0  # a verified API key is trusted this long without a new lookup
 HEADCOUNT_TTL_S = 10.0  # a farm's headcount "now" may be this old; `?at=` is never cached
 STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
 BUILD_HINT = (
@@ -68,6 +70,7 @@ def create_app(
     settings = load_settings()
     app.state.engine = engine
     app.state.data_dir = data_dir or settings.data_dir
+    app.state.keys = KeyCache(ttl_s=KEY_CACHE_TTL_S)
     app.state.profiles = Cache(size=512)  # keyed by the imagery ledger's state
     app.state.headcounts = Cache(size=256, ttl_s=HEADCOUNT_TTL_S)
     app.state.rate_limiter = rate_limiter or RateLimiter(

@@ -24,7 +24,7 @@ def caller(
         raise HTTPException(
             401, "send an API key as 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
         )
-    principal = auth.authenticate(engine_of(request), credentials.credentials)
+    principal = request.app.state.keys.principal(engine_of(request), credentials.credentials)
     if principal is None:
         raise HTTPException(
             401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"}
