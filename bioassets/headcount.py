@@ -5,11 +5,10 @@ T, so "how many verified breeding sows did farm F have at T" has one answer, whe
 it is asked.
 """
 
-import json
 from datetime import datetime, timedelta
 
 import shapely
-from shapely.geometry import Point, shape
+from shapely.geometry import Point
 
 from bioassets import store
 
@@ -52,7 +51,7 @@ def herd_animals(engine, farm_id: str, at: datetime, window: timedelta = SEEN_WI
     ``reason`` is None for a verified animal, else why it does not count. Also its last
     weight within WEIGHT_WINDOW (growing animals are valued by weight) and last sighting."""
     farm = store.get_farm(engine, farm_id)
-    geofence = shape(json.loads(farm["geofence_geojson"]))
+    geofence = store.geofence(farm)
     shapely.prepare(geofence)
     animals = [a for a in store.farm_animals(engine, farm_id) if status_at(a, at) == "alive"]
     tags = [a["tag_id"] for a in animals]
@@ -97,7 +96,7 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
     if animal is None:
         return None
     farm = store.get_farm(engine, animal["farm_id"])
-    geofence = shape(json.loads(farm["geofence_geojson"]))
+    geofence = store.geofence(farm)
     seen = store.tag_states(engine, at - timedelta(days=3650), at, [tag_id]).get(tag_id, {})
     recent = store.tag_states(engine, at - timedelta(hours=72), at, [tag_id]).get(tag_id, {})
     usual = recent.get("activity_mean")

@@ -4,11 +4,10 @@ One open alert per (subject, condition); it closes by itself when the condition 
 ``conditions`` is pure (state in, conditions out); ``evaluate_farm`` does the I/O.
 """
 
-import json
 from datetime import datetime, timedelta
 
 import shapely
-from shapely.geometry import Point, shape
+from shapely.geometry import Point
 
 from bioassets import store
 from bioassets.headcount import FEVER_C, farm_headcount, status_at
@@ -64,7 +63,7 @@ def evaluate_farm(
     "the animals vanished" (silent tags under a gateway that still talks).
     """
     farm = store.get_farm(engine, farm_id)
-    geofence = shape(json.loads(farm["geofence_geojson"]))
+    geofence = store.geofence(farm)
     shapely.prepare(geofence)
     animals = store.farm_animals(engine, farm_id)
     registered = {a["tag_id"] for a in animals}

@@ -85,7 +85,7 @@ class Simulator:
             gateway = gateway_farm.get(farm_id, default_gateway(farm_id))
             if gateway not in credentials:
                 raise ValueError(f"no password for gateway {gateway} of farm {farm_id}")
-            fence = shape(json.loads(farm["geofence_geojson"]))
+            fence = store.geofence(farm)
             self.farms.append(
                 {
                     "farm_id": farm_id,

@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime
 
+from shapely.geometry import shape
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -82,6 +83,11 @@ def get_farm(engine: Engine, farm_id: str) -> dict | None:
     with engine.connect() as c:
         row = c.execute(select(farms).where(farms.c.farm_id == farm_id)).first()
     return dict(row._mapping) if row else None
+
+
+def geofence(farm: dict):
+    """A farm row's geofence as a shapely geometry (WGS84)."""
+    return shape(json.loads(farm["geofence_geojson"]))
 
 
 def add_gateway(engine: Engine, gateway_id: str, farm_id: str, password_hash: str) -> None:

@@ -549,7 +549,7 @@ def demo_valuation() -> None:
     engine = open_engine()
     sample = Path(__file__).resolve().parents[1] / "sample_tiles"
     for path in prices.default_tables():
-        prices.import_table(engine, prices.read_table_file(path), path.name)
+        prices.import_file(engine, path)
     for entry in json.loads((sample / "loans" / "demo-loans.json").read_text()):
         try:
             loans.get_loan(engine, entry["loan_id"])
@@ -637,8 +637,7 @@ def prices_import(paths: tuple[Path, ...], defaults: bool) -> None:
     failed = False
     for path in files:
         try:
-            table = prices.read_table_file(path)
-            added = prices.import_table(engine, table, path.name)
+            table, added = prices.import_file(engine, path)
         except prices.TableError as exc:
             failed = True
             click.echo(f"rejected {path}:", err=True)
@@ -659,8 +658,6 @@ def prices_import(paths: tuple[Path, ...], defaults: bool) -> None:
 def prices_list(as_json: bool) -> None:
     """Imported versions, oldest first per kind."""
     rows = [store.jsonable(r) for r in prices.list_versions(open_engine())]
-    for r in rows:
-        r["effective_from"] = str(r["effective_from"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -110,7 +110,7 @@ def herd_evidence(engine: Engine, herd: dict, as_of: datetime, stale_days: int) 
         engine, as_of - timedelta(days=stale_days), as_of, [a["tag_id"] for a in everyone]
     )
     seen = [s["last_seen"] for s in recent.values() if s.get("last_seen")]
-    fence = shapely.geometry.shape(json.loads(farm["geofence_geojson"]))
+    fence = bio_store.geofence(farm)
     return {
         "farm_id": herd["farm_id"],
         "categories": categories,

@@ -77,7 +77,7 @@ class Where:
 def parse_table_text(text: str, name: str) -> dict:
     """A table document from YAML or CSV text (CSV when ``name`` ends in .csv)."""
     if name.lower().endswith(".csv"):
-        header, rows = {}, []
+        header = {}
         lines = text.splitlines()
         for line in lines:
             if line.startswith("#") and ":" in line:
@@ -178,16 +178,25 @@ def _decimal(value, name: str) -> Decimal:
     return number
 
 
+def wgs84_box(text: str) -> tuple[float, float, float, float]:
+    """``MINLON,MINLAT,MAXLON,MAXLAT`` as numbers, or ValueError saying what is wrong."""
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError("bbox must be 4 numbers: minlon,minlat,maxlon,maxlat") from None
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ValueError("bbox must be a WGS84 box with min < max")
+    return minx, miny, maxx, maxy
+
+
 def _check_region(region: str) -> None:
     if region == "*" or (region.startswith("county:") and len(region) > 7):
         return
     if region.startswith("bbox:"):
         try:
-            minx, miny, maxx, maxy = (float(v) for v in region[5:].split(","))
-        except ValueError:
-            raise ValueError(f"region {region!r}: bbox needs 4 numbers") from None
-        if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-            raise ValueError(f"region {region!r}: not a WGS84 box")
+            wgs84_box(region[5:])
+        except ValueError as exc:
+            raise ValueError(f"region {region!r}: {exc}") from None
         return
     raise ValueError(f"region {region!r} must be '*', 'county:NAME' or 'bbox:MINLON,MINLAT,...'")
 
@@ -257,7 +266,7 @@ def _region_matches(region: str, where: Where) -> bool:
         return where.county is not None and region[7:] == where.county
     if where.lon is None or where.lat is None:
         return False
-    minx, miny, maxx, maxy = (float(v) for v in region[5:].split(","))
+    minx, miny, maxx, maxy = wgs84_box(region[5:])
     return minx <= where.lon <= maxx and miny <= where.lat <= maxy
 
 
@@ -343,6 +352,12 @@ DEFAULTS_DIR = Path(__file__).parent / "defaults"
 def default_tables() -> list[Path]:
     """The shipped illustrative tables (effective 2020-01-01)."""
     return sorted(DEFAULTS_DIR.glob("*.yaml"))
+
+
+def import_file(engine: Engine, path: Path) -> tuple[dict, bool]:
+    """Read, validate and store a table file: (the table, whether it was new)."""
+    table = read_table_file(path)
+    return table, import_table(engine, table, Path(path).name)
 
 
 def read_table_file(path: Path) -> dict:

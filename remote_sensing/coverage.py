@@ -7,8 +7,6 @@ and a few segment sums (see ``zonal.py``).
 """
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +17,8 @@ from affine import Affine
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
+
+from remote_sensing.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -140,19 +140,18 @@ def cached_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> Co
             )
         return _remember(path, weights)
     weights = compute_weights(parcels, grid)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent or killed run never reads a half-written cache.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(
+    # A concurrent or killed run never reads a half-written cache.
+    atomic_write(
+        path,
+        lambda fh: np.savez(
             fh,
             parcel_ids=weights.parcel_ids,
             indptr=weights.indptr,
             cell_ids=weights.cell_ids,
             coverage=weights.coverage,
             parcel_area_px=weights.parcel_area_px,
-        )
-    os.replace(tmp, path)
+        ),
+    )
     return _remember(path, weights)
 
 

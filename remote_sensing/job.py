@@ -95,17 +95,17 @@ def run_inbox(
     is the serial run's. Profiles are then updated here, once, for the touched parcels.
     """
     sources = find_scenes(Path(inbox))
+    done = store.done_scene_keys(engine)
+    parcels = store.load_parcels_frame(engine)
     summary = RunSummary()
     touched: set[str] = set()
     if cluster is None:
-        done = store.done_scene_keys(engine)
-        parcels = store.load_parcels_frame(engine)
         results = (
             (_run_one(engine, source, done, parcels, Path(data_dir), touched), ())
             for source in sources
         )
     else:
-        results = _run_on_cluster(cluster, sources, Path(data_dir))
+        results = _run_on_cluster(cluster, sources, done, parcels, Path(data_dir))
     for outcome, parcel_ids in results:
         touched.update(parcel_ids)
         summary.scenes.append(outcome)
@@ -119,12 +119,23 @@ def run_inbox(
     return summary
 
 
-def _run_on_cluster(cluster: Cluster, sources: list[SceneSource], data_dir: Path):
+def _run_on_cluster(
+    cluster: Cluster,
+    sources: list[SceneSource],
+    done: set[tuple[str, str]],
+    parcels: gpd.GeoDataFrame,
+    data_dir: Path,
+):
+    """One task per scene. The ledger and the parcels are read once, here, and the parcels
+    sent to every worker once, as the serial run reads them once for all its scenes."""
     from distributed import as_completed
 
+    [shared_parcels] = cluster.client.scatter([parcels], broadcast=True)
     futures = cluster.client.map(
         scene_on_worker,
         sources,
+        done=done,
+        parcels=shared_parcels,
         database_url=cluster.database_url,
         open_engine=cluster.open_engine,
         data_dir=data_dir,
@@ -138,7 +149,12 @@ _WORKER_ENGINES: dict[str, Engine] = {}
 
 
 def scene_on_worker(
-    source: SceneSource, database_url: str, open_engine: Callable[[str], Engine], data_dir: Path
+    source: SceneSource,
+    done: set[tuple[str, str]],
+    parcels: gpd.GeoDataFrame,
+    database_url: str,
+    open_engine: Callable[[str], Engine],
+    data_dir: Path,
 ) -> tuple[SceneOutcome, list[str]]:
     """One scene on a Dask worker: (its outcome, the parcels it touched).
 
@@ -152,8 +168,6 @@ def scene_on_worker(
         engine = _WORKER_ENGINES.setdefault(database_url, open_engine(database_url))
     touched: set[str] = set()
     with dask.config.set(scheduler="threads"):
-        done = store.done_scene_keys(engine)
-        parcels = store.load_parcels_frame(engine)
         outcome = _run_one(engine, source, done, parcels, data_dir, touched)
     return outcome, sorted(touched)
 

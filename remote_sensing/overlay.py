@@ -6,8 +6,6 @@ processes can share the cache.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +23,8 @@ from rasterio.warp import (  # noqa: E402
     transform_bounds,
 )
 
+from remote_sensing.files import atomic_write  # noqa: E402
+
 WEB_MERCATOR = "EPSG:3857"
 MAX_SIDE = 2048  # pixels: a branch laptop on a poor line gets a few hundred kB
 NDVI_RANGE = (-0.2, 0.9)
@@ -35,10 +35,9 @@ def overlay(cog_path: Path, cache_dir: Path, scene_id: str) -> tuple[Path, dict]
     """(PNG path, {"bounds": [[south, west], [north, east]]}), rendering on first use."""
     png, meta = cache_dir / f"{scene_id}.png", cache_dir / f"{scene_id}.json"
     if not (png.exists() and meta.exists()):
-        cache_dir.mkdir(parents=True, exist_ok=True)
         rgba, bounds = render(cog_path)
-        _atomic(png, lambda f: plt.imsave(f, rgba, format="png"))
-        _atomic(meta, lambda f: f.write(json.dumps({"bounds": bounds}).encode()))
+        atomic_write(png, lambda f: plt.imsave(f, rgba, format="png"))
+        atomic_write(meta, lambda f: f.write(json.dumps({"bounds": bounds}).encode()))
     return png, json.loads(meta.read_text())
 
 
@@ -73,7 +72,6 @@ def legend(cache_dir: Path) -> Path:
     """A small colour bar for the overlay's NDVI scale."""
     path = cache_dir / "ndvi-legend.png"
     if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(3.2, 0.6), dpi=100)
         fig.subplots_adjust(bottom=0.55, top=0.9, left=0.05, right=0.95)
         bar = matplotlib.colorbar.ColorbarBase(
@@ -81,17 +79,6 @@ def legend(cache_dir: Path) -> Path:
         )
         bar.set_label("NDVI (bare, cloud-free soil ~0.1; dense canopy ~0.8)", fontsize=7)
         ax.tick_params(labelsize=7)
-        _atomic(path, lambda f: fig.savefig(f, format="png", transparent=True))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", transparent=True))
         plt.close(fig)
     return path
-
-
-def _atomic(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -3,7 +3,7 @@
 import json
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import geopandas as gpd
 import shapely
@@ -169,11 +169,13 @@ def _as_utc(row: dict) -> dict:
 
 
 def jsonable(row: dict) -> dict:
-    """A stored row as JSON-ready values: datetimes as ISO 8601, NaN as None."""
+    """A stored row as JSON-ready values: datetimes and dates as ISO 8601, NaN as None."""
     out = {}
     for key, value in row.items():
         if isinstance(value, datetime):
             value = _utc(value).isoformat()
+        elif isinstance(value, date):
+            value = value.isoformat()
         elif isinstance(value, float) and math.isnan(value):
             value = None
         out[key] = value

@@ -246,7 +246,7 @@ def build_world(url: str, data_dir: Path, seen):
     seed_livestock(engine)
     _seed_world_readings(engine, seen)
     for path in prices.default_tables():
-        prices.import_table(engine, prices.read_table_file(path), path.name)
+        prices.import_file(engine, path)
     return engine
 
 

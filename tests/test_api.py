@@ -303,7 +303,7 @@ def test_no_request_the_openapi_document_allows_gets_a_500(tmp_path):
     rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
     seed_livestock(engine)
     for path in prices.default_tables():
-        prices.import_table(engine, prices.read_table_file(path), path.name)
+        prices.import_file(engine, path)
     loans.create_loan(engine, loans.LoanIn.model_validate(_loan("FUZZ-1")))
     key = auth.create_key(engine, "risk_admin", None)
     unlimited = RateLimiter(per_s=1e9, burst=10**9)  # the fuzzer, not the limiter, is tested

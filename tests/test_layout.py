@@ -40,7 +40,7 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
         seed_livestock(engine)
         rs_store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
         for path in prices.default_tables():
-            prices.import_table(engine, prices.read_table_file(path), path.name)
+            prices.import_file(engine, path)
         key = auth.create_key(engine, "loan_officer", "ANXI-01")
         env = {
             **os.environ,

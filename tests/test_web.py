@@ -6,7 +6,6 @@ Screenshots go to tests/artifacts/ (kept by CI as test artifacts, ignored by git
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import expect, sync_playwright
 
+from bioassets.local_broker import free_port
 from collateral import auth, loans
 from collateral.api import app as api_app
 from tests.conftest import REPO_ROOT, SAMPLE_TILES, build_world
@@ -39,12 +39,6 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`agri serve` on the demo data: parcels, imagery, farms whose tags reported an hour
@@ -60,7 +54,7 @@ def server(tmp_path_factory):
         "officer": auth.create_key(engine, "loan_officer", "ANXI-01"),
         "stranger": auth.create_key(engine, "loan_officer", "XIAMEN-02"),
     }
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AGRI_DATABASE_URL": url, "AGRI_DATA_DIR": str(root / "data")}
     process = subprocess.Popen(
         [sys.executable, "-m", "collateral.cli", "serve", "--port", str(port)],

@@ -34,9 +34,8 @@ BUILD_HINT = (
 )
 
 
-def web_bundle_missing(static_dir: Path | None = None) -> bool:
-    folder = static_dir or STATIC_DIR
-    return not all((folder / name).exists() for name in ("index.html", "app.js", "app.css"))
+def web_bundle_missing() -> bool:
+    return not all((STATIC_DIR / name).exists() for name in ("index.html", "app.js", "app.css"))
 
 
 def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:

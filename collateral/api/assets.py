@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
-from collateral import loans
+from collateral import loans, prices
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import ANY_ROLE, OPERATOR, engine_of
 from collateral.auth import Principal
@@ -31,23 +31,16 @@ def _bbox(text: str | None) -> shapely.Geometry | None:
     if text is None:
         return None
     try:
-        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
-    except ValueError:
-        raise _invalid("bbox", "bbox must be 4 numbers: minlon,minlat,maxlon,maxlat") from None
-    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-        raise _invalid("bbox", "bbox must be a WGS84 box with min < max")
-    return shapely.box(minx, miny, maxx, maxy)
-
-
-def _invalid(field: str, message: str) -> loans.Invalid:
-    return loans.Invalid(field, message)
+        return shapely.box(*prices.wgs84_box(text))
+    except ValueError as exc:
+        raise loans.Invalid("bbox", str(exc)) from None
 
 
 def _time(value: datetime | None, field: str) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if value.tzinfo is None:
-        raise _invalid(field, f"{field} needs a timezone, e.g. 2024-06-30T00:00:00Z")
+        raise loans.Invalid(field, f"{field} needs a timezone, e.g. 2024-06-30T00:00:00Z")
     return value
 
 
@@ -232,7 +225,7 @@ def get_track(
     end = _time(until, "until")
     start = _time(since, "since") if since else end - timedelta(days=7)
     if start > end:
-        raise _invalid("since", "since must not be after until")
+        raise loans.Invalid("since", "since must not be after until")
     points = bio_store.tag_track(engine, tag_id, start, end, limit)
     return {
         "tag_id": tag_id,
@@ -348,7 +341,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
         handle.close()
         return parse(path)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _invalid("body", str(exc).replace(str(path), "the request body")) from exc
+        raise loans.Invalid("body", str(exc).replace(str(path), "the request body")) from exc
     finally:
         path.unlink(missing_ok=True)
 
@@ -364,7 +357,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
 async def import_farms(request: Request, engine: EngineDep, _op: Operator) -> dict:
     result = _parse_upload(await request.body(), ".geojson", registry.parse_farms)
     if result.errors:
-        raise _invalid("body", "; ".join(result.errors[:20]))
+        raise loans.Invalid("body", "; ".join(result.errors[:20]))
     added, updated = bio_store.upsert_farms(engine, result.records)
     return {"added": added, "updated": updated}
 

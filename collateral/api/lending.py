@@ -177,10 +177,7 @@ def verify_valuation(valuation_id: str, engine: EngineDep, principal: Lender) ->
 
 @router.get("/prices", tags=["prices"], summary="Imported price and policy table versions")
 def list_prices(engine: EngineDep, _caller: Annotated[Principal, Depends(ANY_ROLE)]) -> list[dict]:
-    rows = []
-    for r in prices.list_versions(engine):
-        rows.append({**jsonable(r), "effective_from": r["effective_from"].isoformat()})
-    return rows
+    return [jsonable(r) for r in prices.list_versions(engine)]
 
 
 @router.get("/prices/in-force", tags=["prices"], summary="The tables in force on a date")
