@@ -1,20 +1,30 @@
 """The MQTT ingester: receive, validate, store, then acknowledge.
 
-The paho network thread only moves bytes: ``on_message`` puts the message on a queue.
-The writer (the caller's thread) takes batches bounded by rows and milliseconds, parses
-them (``messages.py``), commits readings, events and rejects in one transaction and only
-then sends the PUBACKs (paho manual ack). A message whose rows are not committed is
-never acknowledged, so the broker redelivers it after a crash; duplicates are dropped by
-the (tag_id, observed_at) key. The broker never has more than ``receive_maximum``
-unacknowledged messages in flight to us (MQTT 5 Receive Maximum), which bounds memory.
+Two processes, so that parsing and SQL never compete with the network for one
+interpreter lock (on one process the ingester stalled at one core while the other sat
+idle). In the ingester's process the paho network thread only moves bytes: ``on_message``
+puts the message on a queue; the caller's thread takes batches bounded by rows and
+milliseconds and hands them to the writer process. The writer (``BatchWriter``) parses
+them (``messages.py``), commits readings, events and rejects in one transaction and
+answers; only then does the ingester send the PUBACKs (paho manual ack). A message whose
+rows are not committed is never acknowledged, so the broker redelivers it after a crash
+of either process; duplicates are dropped by the (tag_id, observed_at) key. The broker
+never has more than ``receive_maximum`` unacknowledged messages in flight to us (MQTT 5
+Receive Maximum), and at most ``MAX_PENDING_BATCHES`` batches wait for the writer, which
+bounds memory.
 """
 
 import json
 import logging
+import multiprocessing
+import os
 import queue
+import signal
 import ssl
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlparse
@@ -32,6 +42,8 @@ from bioassets.messages import Parsed, Rejection, parse_message
 log = logging.getLogger("agri.ingest")
 
 SHARE_GROUP = "agri-ingest"
+# Batches handed to the writer and not yet answered: one being stored, one waiting.
+MAX_PENDING_BATCHES = 2
 TOPICS = (
     "agri/v1/farms/+/gateways/+/readings",
     "agri/v1/farms/+/gateways/+/events",
@@ -72,17 +84,36 @@ class IngestStats:
     rejects: int = 0
     batches: int = 0
     db_retries: int = 0
+    writer_restarts: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
+Incoming = tuple[str, bytes]  # (topic, payload) of one MQTT message
+
+
+@dataclass
+class BatchResult:
+    """The writer's answer for one batch. ``stored`` False: it gave up (a stop during a
+    database outage), so nothing of the batch may be acknowledged."""
+
+    stored: bool
+    inserted: int = 0
+    rejects: int = 0
+    db_retries: int = 0
+    notices: list[tuple[str, bytes]] = field(default_factory=list)
+
+
 class Ingester:
-    """One ingester process's MQTT session and writer. ``run()`` returns after ``stop()``."""
+    """One ingester's MQTT session and its writer process. ``run()`` returns after
+    ``stop()``. ``open_engine(database_url)`` builds the writer's engine in its process."""
 
     def __init__(
         self,
-        engine: Engine,
+        database_url: str,
         mqtt_url: str,
         client_id: str,
+        *,
+        open_engine: Callable[[str], Engine],
         batch_rows: int = 5000,
         batch_ms: int = 100,
         receive_maximum: int = 2000,
@@ -91,7 +122,8 @@ class Ingester:
         alert_interval_s: float = 30.0,
         shared: bool = True,
     ):
-        self.engine = engine
+        self.database_url = database_url
+        self.open_engine = open_engine
         self.address = parse_mqtt_url(mqtt_url)
         # Shared: N ingesters split the stream. Plain: one ingester, but its subscription
         # survives a Mosquitto restart (Mosquitto 2.0 does not restore shared subscriptions
@@ -104,9 +136,6 @@ class Ingester:
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._gateway_farm: dict[str, str] = {}
-        self._tag_farm: dict[str, str] = {}
-        self._registry_loaded = 0.0
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -127,10 +156,15 @@ class Ingester:
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
         self._alert_interval_s = alert_interval_s
-        self._farms_since_alerts: set[str] = set()
-        self._alerts_evaluated = time.monotonic()
-        self._progress_logged = time.monotonic()
-        self._progress_stored = 0
+        # The writer process and what it has been given; guarded by _lock.
+        self._mp = multiprocessing.get_context("spawn")
+        self._lock = threading.Condition()
+        self._pending: deque[list[mqtt.MQTTMessage]] = deque()
+        self._writer = None
+        self._to_writer = None
+        self._from_writer = None
+        self._giving_up = self._mp.Event()
+        self._closing = False
 
     # --- network thread: only moves messages to the queue ---------------------------
 
@@ -157,16 +191,23 @@ class Ingester:
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         self._inbox.put(message)
 
-    # --- writer ----------------------------------------------------------------------
+    # --- batching and acknowledging --------------------------------------------------
 
     def stop(self) -> None:
+        """Drain and leave; a writer retrying through a database outage gives up after 5 s
+        (what it could not commit stays unacknowledged, for the broker to redeliver)."""
         self._stop.set()
+        self._giving_up.set()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
     def run(self) -> IngestStats:
-        """Connect, then store batches until stopped; drain and acknowledge before leaving."""
+        """Connect, then hand batches to the writer until stopped; drain before leaving."""
+        with self._lock:
+            self._start_writer()
+        answers = threading.Thread(target=self._answers, name="ingest-answers", daemon=True)
+        answers.start()
         properties = Properties(PacketTypes.CONNECT)
         # Keep our queue while we restart; an ingester retired for good should be given
         # a session expiry of 0 on its last run (or the broker keeps its share for a day).
@@ -184,11 +225,14 @@ class Ingester:
             while not self._stop.is_set():
                 batch = self._take_batch()
                 if batch:
-                    self._store_until_done(batch)
+                    self._submit(batch)
             # SIGTERM: what already arrived is stored and acknowledged, then we leave.
             while batch := self._take_batch(wait=False):
-                self._store_until_done(batch)
+                self._submit(batch)
+            self._drain()
         finally:
+            self._stop_writer()
+            answers.join(10)
             self.client.disconnect()
             self.client.loop_stop()
         return self.stats
@@ -216,55 +260,201 @@ class Ingester:
             rows += max(1, message.payload.count(b"tag_id"))
         return batch
 
-    def _store_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
-        """Commit the batch, retrying while the database is unavailable; then acknowledge.
+    def _submit(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """Hand a batch to the writer, waiting while it already has enough to do."""
+        with self._lock:
+            while len(self._pending) >= MAX_PENDING_BATCHES:
+                self._lock.wait(0.5)
+            self._pending.append(batch)
+            self._to_writer.put([(m.topic, bytes(m.payload)) for m in batch])
 
-        Nothing is acknowledged until the commit succeeds: a stop during an outage leaves
-        the batch unacknowledged for the broker to redeliver.
+    def _drain(self) -> None:
+        """Wait for the writer's answers to everything handed to it."""
+        with self._lock:
+            while self._pending:
+                self._lock.wait(0.5)
+
+    def _answers(self) -> None:
+        """Acknowledge each batch once the writer has committed it (answers come in
+        order), and replace a writer process that died, handing it the unanswered batches."""
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                results, writer = self._from_writer, self._writer
+            try:
+                result: BatchResult = results.get(timeout=0.5)
+            except queue.Empty:
+                if not writer.is_alive():
+                    with self._lock:
+                        if not self._closing:
+                            self._replace_dead_writer()
+                continue
+            except (EOFError, OSError):
+                continue  # a queue of a writer that died; the check above replaces it
+            with self._lock:
+                batch = self._pending.popleft()
+                self._lock.notify_all()
+            self.stats.db_retries += result.db_retries
+            if not result.stored:
+                continue  # not acknowledged: the broker keeps the messages for us
+            for message in batch:
+                self.client.ack(message.mid, message.qos)
+            for topic, payload in result.notices:
+                self.client.publish(topic, payload, qos=0)
+            self.stats.messages += len(batch)
+            self.stats.readings_stored += result.inserted
+            self.stats.rejects += result.rejects
+            self.stats.batches += 1
+
+    def _start_writer(self) -> None:
+        self._to_writer, self._from_writer = self._mp.Queue(), self._mp.Queue()
+        self._writer = self._mp.Process(
+            target=_writer_main,
+            args=(
+                self._to_writer,
+                self._from_writer,
+                self.database_url,
+                self.open_engine,
+                self._alert_interval_s,
+                self._giving_up,
+                os.getpid(),
+            ),
+            name="agri-ingest-writer",
+            daemon=True,
+        )
+        self._writer.start()
+
+    def _replace_dead_writer(self) -> None:
+        """Unanswered batches were never acknowledged; the new writer stores them again
+        (rows it had already committed are duplicates and are skipped)."""
+        self.stats.writer_restarts += 1
+        log.error(
+            "writer process exited (code %s); starting a new one and handing it %d batches",
+            self._writer.exitcode,
+            len(self._pending),
+        )
+        self._start_writer()
+        for batch in self._pending:
+            self._to_writer.put([(m.topic, bytes(m.payload)) for m in batch])
+
+    def _stop_writer(self) -> None:
+        self._giving_up.set()
+        with self._lock:
+            self._closing = True
+            writer, to_writer = self._writer, self._to_writer
+        to_writer.put(None)
+        writer.join(30)
+        if writer.is_alive():
+            log.error("writer process did not stop; terminating it")
+            writer.terminate()
+            writer.join(5)
+
+
+def _writer_main(
+    batches,
+    results,
+    database_url: str,
+    open_engine: Callable[[str], Engine],
+    alert_interval_s: float,
+    giving_up,
+    parent_pid: int,
+) -> None:
+    """The writer process: store each batch it is handed and answer, until told to stop
+    or its ingester is gone. Signals are the ingester's business: it drains, then stops us."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    engine = open_engine(database_url)
+    writer = BatchWriter(engine, alert_interval_s)
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    try:
+        while not orphaned():
+            try:
+                batch = batches.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if batch is None:
+                break
+            results.put(writer.store_until_done(batch, lambda: giving_up.is_set() or orphaned()))
+    finally:
+        results.close()
+        results.join_thread()
+        engine.dispose()
+
+
+class BatchWriter:
+    """Parse, authorise and store batches of messages: all the ingester's database work.
+
+    It runs in the ingester's writer process; it is also the unit the fuzz test drives.
+    """
+
+    def __init__(self, engine: Engine, alert_interval_s: float = 30.0):
+        self.engine = engine
+        self._alert_interval_s = alert_interval_s
+        self._gateway_farm: dict[str, str] = {}
+        self._tag_farm: dict[str, str] = {}
+        self._registry_loaded = 0.0
+        self._farms_since_alerts: set[str] = set()
+        self._alerts_evaluated = time.monotonic()
+        self._progress_logged = time.monotonic()
+        self._stored_since_log = 0
+        self._totals = IngestStats()
+
+    def store_until_done(self, batch: list[Incoming], give_up: Callable[[], bool]) -> BatchResult:
+        """Commit the batch, retrying while the database is unavailable.
+
+        A stop during an outage (``give_up``) answers "not stored" once the retries have
+        reached 5 s: the batch stays unacknowledged for the broker to redeliver.
         """
-        delay = 0.2
+        delay, retries = 0.2, 0
         while True:
             try:
-                notices = self._store(batch)
+                inserted, rejected, notices = self.store(batch)
                 break
             except (DataError, IntegrityError) as exc:
                 # Not transient: find the message the database refuses and reject it.
                 log.error("database refused a batch (%s); storing message by message", exc)
-                notices = self._store_one_by_one(batch)
+                inserted, rejected, notices = self._store_one_by_one(batch)
                 break
             except (OperationalError, DBAPIError) as exc:
-                self.stats.db_retries += 1
+                retries += 1
                 log.warning(
                     "database unavailable (%s); retrying in %.1f s", exc.__class__.__name__, delay
                 )
-                if self._stop.is_set() and delay >= 5:
-                    return  # not acknowledged: the broker keeps the messages for us
+                if give_up() and delay >= 5:
+                    return BatchResult(stored=False, db_retries=retries)
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
-        for message in batch:
-            self.client.ack(message.mid, message.qos)
-        for topic, payload in notices:
-            self.client.publish(topic, payload, qos=0)
+        self._totals.messages += len(batch)
+        self._totals.rejects += rejected
+        self._totals.db_retries += retries
+        self._stored_since_log += inserted
         self._evaluate_alerts_when_due()
         self._log_progress_when_due()
+        return BatchResult(True, inserted, rejected, retries, notices)
 
     def _log_progress_when_due(self, every_s: float = 60.0) -> None:
         """One line a minute for the operator: what was stored, refused and retried."""
         now = time.monotonic()
         if now - self._progress_logged < every_s:
             return
-        stored = self.stats.readings_stored - self._progress_stored
+        stored, elapsed = self._stored_since_log, now - self._progress_logged
         log.info(
             "stored %d readings in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
             "%d database retries",
             stored,
-            now - self._progress_logged,
-            stored / (now - self._progress_logged),
-            self.stats.messages,
-            self.stats.rejects,
-            self.stats.db_retries,
+            elapsed,
+            stored / elapsed,
+            self._totals.messages,
+            self._totals.rejects,
+            self._totals.db_retries,
         )
-        self._progress_logged, self._progress_stored = now, self.stats.readings_stored
+        self._progress_logged, self._stored_since_log = now, 0
 
     def _evaluate_alerts_when_due(self) -> None:
         """Alert rules for the farms that sent data, at most every ``alert_interval_s``."""
@@ -279,19 +469,23 @@ class Ingester:
             except Exception:  # alerting must never stop ingestion
                 log.exception("alert rules failed for farm %s", farm_id)
 
-    def _store_one_by_one(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
-        notices = []
+    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list]:
+        inserted, rejected, notices = 0, 0, []
         for message in batch:
             try:
-                notices += self._store([message])
+                added, refused, said = self.store([message])
             except (DataError, IntegrityError) as exc:
                 reason = f"database refused the message: {exc.orig}"
                 row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
                 with self.engine.begin() as conn:
                     store.write_batch(conn, [], [], [row])
-        return notices
+                rejected += 1
+                continue
+            inserted, rejected, notices = inserted + added, rejected + refused, notices + said
+        return inserted, rejected, notices
 
-    def _store(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, bytes]]:
+    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]]]:
+        """Store one batch in one transaction: (readings inserted, rejects, reject notices)."""
         now = datetime.now(UTC)
         self._refresh_registry()
         reading_rows: dict[tuple[str, datetime], tuple] = {}
@@ -302,7 +496,8 @@ class Ingester:
         unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
         farms: set[str] = set()
         for message in batch:
-            parsed = parse_message(message.topic, message.payload, now)
+            topic, payload = message
+            parsed = parse_message(topic, payload, now)
             self._authorise(parsed)
             if parsed.status and not parsed.message_rejected:
                 statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
@@ -343,11 +538,7 @@ class Ingester:
             for _farm, gateway, status in statuses:
                 store.set_gateway_status(conn, gateway, status, now)
         self._farms_since_alerts.update(farms & self._known_farms())
-        self.stats.messages += len(batch)
-        self.stats.readings_stored += inserted
-        self.stats.rejects += len(reject_rows)
-        self.stats.batches += 1
-        return notices
+        return inserted, len(reject_rows), notices
 
     def _known_farms(self) -> set[str]:
         return set(self._gateway_farm.values())
@@ -396,16 +587,19 @@ class Ingester:
             parsed.events = kept
 
 
-def _reject_row(message, farm_id, gateway_id, rejection: Rejection, now: datetime) -> dict:
+def _reject_row(
+    message: Incoming, farm_id, gateway_id, rejection: Rejection, now: datetime
+) -> dict:
     """A rejects-table row: the reason, where it came from, and the raw bytes as received."""
+    topic, payload = message
     return {
         "received_at": now,
-        "topic": message.topic,
+        "topic": topic,
         "farm_id": farm_id,
         "gateway_id": gateway_id,
         "reason": rejection.reason,
         "item": None if rejection.item is None else json.dumps(rejection.item, default=str),
-        "raw": bytes(message.payload),
+        "raw": payload,
     }
 
 

@@ -23,7 +23,7 @@ from bioassets.ingester import Ingester, parse_mqtt_url
 from bioassets.local_broker import LocalBroker
 from bioassets.simulator import Faults, Simulator, default_gateway
 from collateral import auth, loans, prices, report
-from collateral.db import make_engine, upgrade
+from collateral.db import engine_url, make_engine, upgrade
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 from remote_sensing import store
@@ -396,12 +396,13 @@ def ingest(
 ) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0."""
     settings = load_settings()
-    engine = open_engine()
+    open_engine().dispose()  # migrated before the writer process opens it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker = Ingester(
-        engine,
+        settings.database_url,
         settings.mqtt_url,
         client_id or f"agri-ingest-{socket.gethostname()}-{os.getpid()}",
+        open_engine=make_engine,
         ca_file=settings.mqtt_ca_file,
         session_expiry_s=session_expiry,
         batch_rows=batch_rows,
@@ -501,7 +502,11 @@ def demo_livestock(seconds: float) -> None:
         broker = LocalBroker(Path(root), bio_store.all_gateways(engine), ingest_password).start()
         try:
             worker = Ingester(
-                engine, broker.url(password=ingest_password), "agri-demo", session_expiry_s=0
+                engine_url(engine),
+                broker.url(password=ingest_password),
+                "agri-demo",
+                open_engine=make_engine,
+                session_expiry_s=0,
             )
             thread = threading.Thread(target=worker.run, daemon=True)
             thread.start()

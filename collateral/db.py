@@ -18,6 +18,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def engine_url(engine: Engine) -> str:
+    """The URL another process needs to open the same database (password included)."""
+    return engine.url.render_as_string(hide_password=False)
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; for SQLite, make sure the file's folder exists and enable WAL.
 

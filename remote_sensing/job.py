@@ -8,8 +8,10 @@ the next run would mistake for done.
 
 import logging
 import os
+import shutil
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,11 +76,18 @@ class RunSummary:
 class Cluster:
     """Where scenes go when they run on Dask distributed: the client, and how a worker
     opens the same database (a URL and a picklable function; workers share the database
-    and the data directory, which must be the same path on every worker)."""
+    and the data directory, which must be the same path on every worker).
+
+    A scene of more than ``split_pixels`` pixels is split into bands of ``window_rows``
+    rows: each band's NDVI and pixel state is computed on whichever worker is free, and
+    one task writes the COG and the parcel statistics from them (the serial run's
+    numbers to the bit: both are per-pixel functions)."""
 
     client: object  # distributed.Client
     database_url: str
     open_engine: Callable[[str], Engine]
+    split_pixels: int = 4096 * 4096
+    window_rows: int = 2048
 
 
 def run_inbox(
@@ -105,7 +114,7 @@ def run_inbox(
             for source in sources
         )
     else:
-        results = _run_on_cluster(cluster, sources, done, parcels, Path(data_dir))
+        results = _run_on_cluster(engine, cluster, sources, done, parcels, Path(data_dir))
     for outcome, parcel_ids in results:
         touched.update(parcel_ids)
         summary.scenes.append(outcome)
@@ -120,32 +129,133 @@ def run_inbox(
 
 
 def _run_on_cluster(
+    engine: Engine,
     cluster: Cluster,
     sources: list[SceneSource],
     done: set[tuple[str, str]],
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
 ):
-    """One task per scene. The ledger and the parcels are read once, here, and the parcels
-    sent to every worker once, as the serial run reads them once for all its scenes."""
+    """Plan every scene on the workers (checksum and size: the files are read there, not
+    here), then one task per scene, with window tasks before it for a large one. The
+    ledger and the parcels are read once, here, and the parcels sent to every worker once.
+    A task lost for good (its workers kept dying) fails its scene in the ledger."""
     from distributed import as_completed
 
-    [shared_parcels] = cluster.client.scatter([parcels], broadcast=True)
-    futures = cluster.client.map(
-        scene_on_worker,
-        sources,
-        done=done,
-        parcels=shared_parcels,
-        database_url=cluster.database_url,
-        open_engine=cluster.open_engine,
-        data_dir=data_dir,
-        pure=False,
-    )
-    for future in as_completed(futures):
-        yield future.result()
+    client = cluster.client
+    [shared_parcels] = client.scatter([parcels], broadcast=True)
+    common = {
+        "done": done,
+        "parcels": shared_parcels,
+        "database_url": cluster.database_url,
+        "open_engine": cluster.open_engine,
+        "data_dir": data_dir,
+    }
+    plans = client.map(plan_on_worker, sources, pure=False)
+    source_of = {plan.key: source for plan, source in zip(plans, sources, strict=True)}
+    scratch_of: dict[str, Path] = {}
+    running = as_completed(plans)
+    for future in running:
+        source = source_of[future.key]
+        try:
+            result = future.result()
+        except Exception as exc:  # a worker lost for good, or a task the cluster refused
+            if future.key in scratch_of:
+                shutil.rmtree(scratch_of[future.key], ignore_errors=True)
+            yield _lost_on_cluster(engine, source, exc), []
+            continue
+        if isinstance(result, ScenePlan):
+            if result.checksum is not None and (source.scene_id, result.checksum) in done:
+                yield SceneOutcome(source.scene_id, str(source.path), "skipped"), []
+                continue
+            windows, scratch = [], None
+            if result.checksum is not None and result.height * result.width > cluster.split_pixels:
+                scratch = data_dir / "scratch" / f"{safe_name(source.scene_id)}-{uuid.uuid4().hex}"
+                windows = [
+                    client.submit(window_on_worker, source, (r0, r1), scratch, pure=False)
+                    for r0, r1 in _row_bands(result.height, cluster.window_rows)
+                ]
+            scene = client.submit(
+                scene_on_worker,
+                source,
+                checksum=result.checksum,
+                windows=windows,
+                height=result.height,
+                **common,
+                pure=False,
+            )
+            source_of[scene.key] = source
+            if scratch is not None:
+                scratch_of[scene.key] = scratch
+            running.add(scene)
+        else:
+            yield result
+
+
+def _row_bands(height: int, rows: int) -> list[tuple[int, int]]:
+    return [(r0, min(r0 + rows, height)) for r0 in range(0, height, rows)]
+
+
+def _lost_on_cluster(engine: Engine, source: SceneSource, exc: Exception) -> SceneOutcome:
+    error = f"{type(exc).__name__}: {exc}"
+    log.error("scene %s lost on the cluster: %s", source.scene_id, error)
+    ledger = {"scene_id": source.scene_id, "source_path": str(source.path), "checksum": ""}
+    store.record_scene_failed(engine, ledger, error)
+    return SceneOutcome(source.scene_id, str(source.path), "failed", error=error)
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """What the client needs to place a scene: its checksum (None: unreadable, and the
+    scene task fails it with the reason) and its size in pixels."""
+
+    checksum: str | None
+    height: int = 0
+    width: int = 0
+
+
+def plan_on_worker(source: SceneSource) -> ScenePlan:
+    try:
+        checksum = source.checksum()
+        ds = load_scene(source.path, [source.root] if source.root else None)
+    except Exception:
+        return ScenePlan(None)
+    return ScenePlan(checksum, ds.sizes["y"], ds.sizes["x"])
+
+
+def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) -> Path:
+    """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
+    import dask
+
+    ds = load_scene(source.path, [source.root] if source.root else None)
+    with dask.config.set(scheduler="threads"):
+        ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, ndvi=ndvi, state=state)
+    partial.replace(path)
+    return path
+
+
+def _assembled(windows: list[Path], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    ndvi = np.empty((height, width), dtype=np.float32)
+    state = np.empty((height, width), dtype=np.uint8)
+    for path in windows:
+        r0, r1 = (int(n) for n in path.stem.split("-")[1:3])
+        with np.load(path) as part:
+            ndvi[r0:r1], state[r0:r1] = part["ndvi"], part["state"]
+    return ndvi, state
 
 
 _WORKER_ENGINES: dict[str, Engine] = {}
+
+
+def _worker_engine(database_url: str, open_engine: Callable[[str], Engine]) -> Engine:
+    engine = _WORKER_ENGINES.get(database_url)
+    if engine is None:
+        engine = _WORKER_ENGINES.setdefault(database_url, open_engine(database_url))
+    return engine
 
 
 def scene_on_worker(
@@ -155,20 +265,28 @@ def scene_on_worker(
     database_url: str,
     open_engine: Callable[[str], Engine],
     data_dir: Path,
+    checksum: str | None = None,
+    windows: list[Path] = (),
+    height: int = 0,
 ) -> tuple[SceneOutcome, list[str]]:
     """One scene on a Dask worker: (its outcome, the parcels it touched).
 
     The scene's own array work runs on the worker's threads, not as nested tasks of the
-    cluster, so a worker never waits on the scheduler for its own scene.
+    cluster, so a worker never waits on the scheduler for its own scene. With ``windows``
+    the arrays were computed by window tasks; their scratch files go when the scene is done.
     """
     import dask
 
-    engine = _WORKER_ENGINES.get(database_url)
-    if engine is None:
-        engine = _WORKER_ENGINES.setdefault(database_url, open_engine(database_url))
+    engine = _worker_engine(database_url, open_engine)
     touched: set[str] = set()
-    with dask.config.set(scheduler="threads"):
-        outcome = _run_one(engine, source, done, parcels, data_dir, touched)
+    try:
+        with dask.config.set(scheduler="threads"):
+            outcome = _run_one(
+                engine, source, done, parcels, data_dir, touched, checksum, windows, height
+            )
+    finally:
+        if windows:
+            shutil.rmtree(Path(windows[0]).parent, ignore_errors=True)
     return outcome, sorted(touched)
 
 
@@ -179,17 +297,23 @@ def _run_one(
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
     touched: set[str],
+    checksum: str | None = None,
+    windows: list[Path] = (),
+    height: int = 0,
 ) -> SceneOutcome:
     started = time.perf_counter()
     outcome = SceneOutcome(source.scene_id, str(source.path), "processed")
     ledger = {"scene_id": source.scene_id, "source_path": str(source.path), "checksum": ""}
     try:
-        ledger["checksum"] = source.checksum()
+        ledger["checksum"] = checksum or source.checksum()
         if (source.scene_id, ledger["checksum"]) in done:
             outcome.status = "skipped"
             return outcome
         parcel_ids = _with_database_retries(
-            lambda: process_scene(engine, source, ledger, parcels, data_dir), source.scene_id
+            lambda: process_scene(
+                engine, source, ledger, parcels, data_dir, windows=windows, height=height
+            ),
+            source.scene_id,
         )
         outcome.observations = len(parcel_ids)
         touched.update(parcel_ids)
@@ -234,16 +358,24 @@ def process_scene(
     ledger: dict,
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
+    windows: list[Path] = (),
+    height: int = 0,
 ) -> list[str]:
     """Load, mask, write the NDVI COG, compute parcel statistics and commit.
 
-    Returns the ids of the parcels that got an observation.
+    Returns the ids of the parcels that got an observation. With ``windows`` (files of
+    window_on_worker covering all ``height`` rows) the arrays are assembled, not computed.
     """
     started = time.perf_counter()
     ds = load_scene(source.path, [source.root] if source.root else None)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
     grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
-    ndvi, state = scene_arrays(ds)
+    if windows:
+        if height != grid.height:
+            raise RuntimeError(f"{source.scene_id}: the scene changed size while it was split")
+        ndvi, state = _assembled([Path(w) for w in windows], grid.height, grid.width)
+    else:
+        ndvi, state = scene_arrays(ds)
     acquired_at = parse_datetime(ds.attrs["acquired_at"])
     ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
     write_cog(

@@ -16,7 +16,7 @@ from bioassets.messages import Reading
 from collateral import auth, loans, prices
 from collateral.api.app import create_app
 from collateral.api.limits import RateLimiter
-from collateral.db import make_engine, upgrade
+from collateral.db import engine_url, make_engine, upgrade
 from collateral.tables import audit_log, valuations
 from collateral.tables import loans as loans_table
 from tests.conftest import SAMPLE_TILES, WORLD_AS_OF, seed_livestock
@@ -113,7 +113,7 @@ def test_the_loan_and_valuation_contract(api, world):
 
 
 def test_the_cli_gives_the_same_document(api, world, agri, monkeypatch):
-    monkeypatch.setenv("AGRI_DATABASE_URL", world.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AGRI_DATABASE_URL", engine_url(world))
     api("POST", "/v1/loans", json=_loan("API-CLI-1"))
     via_api = api("POST", "/v1/loans/API-CLI-1/valuations", json={"as_of": WORLD_AS_OF}).json()
     result = agri("valuate", "API-CLI-1", "--as-of", WORLD_AS_OF, "--json")

@@ -12,7 +12,7 @@ from paho.mqtt.properties import Properties
 
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
-from collateral.db import make_engine, upgrade
+from collateral.db import engine_url, make_engine, upgrade
 from tests.conftest import GATEWAY_PASSWORDS, Broker, seed_livestock
 from tests.test_ingest import message, reading, wait_for
 
@@ -66,7 +66,13 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
     upgrade(engine)
     seed_livestock(engine)
     worker = Ingester(
-        engine, broker.url(), "restart-ingester", batch_ms=50, session_expiry_s=600, shared=False
+        engine_url(engine),
+        broker.url(),
+        "restart-ingester",
+        open_engine=make_engine,
+        batch_ms=50,
+        session_expiry_s=600,
+        shared=False,
     )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -323,7 +329,15 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
     seed_livestock(engine)
     url = broker.url(password=INGESTER_PASSWORD)
     assert url.startswith("mqtts://")
-    worker = Ingester(engine, url, "tls-ingester", batch_ms=50, session_expiry_s=0, ca_file=str(ca))
+    worker = Ingester(
+        engine_url(engine),
+        url,
+        "tls-ingester",
+        open_engine=make_engine,
+        batch_ms=50,
+        session_expiry_s=0,
+        ca_file=str(ca),
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
-from collateral.db import make_engine
+from collateral.db import engine_url, make_engine
 from tests.conftest import GATEWAY_FARMS, GATEWAY_PASSWORDS, REPO_ROOT, seed_livestock
 
 SOW_TAGS = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
@@ -86,7 +86,15 @@ class Gateway:
 @contextmanager
 def ingesting(engine, broker, client_id: str = "test-ingester", **kwargs):
     # session expiry 0: a finished test's ingester must not keep a share of the stream
-    worker = Ingester(engine, broker.url(), client_id, batch_ms=50, session_expiry_s=0, **kwargs)
+    worker = Ingester(
+        engine_url(engine),
+        broker.url(),
+        client_id,
+        open_engine=make_engine,
+        batch_ms=50,
+        session_expiry_s=0,
+        **kwargs,
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     assert worker.wait_connected(10), "ingester did not connect"

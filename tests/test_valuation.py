@@ -12,6 +12,7 @@ from sqlalchemy import update
 from bioassets import store as bio_store
 from bioassets.messages import Reading
 from collateral import loans, prices
+from collateral.db import engine_url
 from collateral.tables import valuations
 from collateral.valuation import ValuationError, value_loan
 from remote_sensing import store as rs_store
@@ -296,7 +297,7 @@ def test_a_missing_table_row_is_a_clear_error():
 
 
 def test_loans_and_revaluation_from_the_command_line(world, agri, monkeypatch, tmp_path):
-    monkeypatch.setenv("AGRI_DATABASE_URL", world.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AGRI_DATABASE_URL", engine_url(world))
     body = {
         "loan_id": "T-CLI-1",
         "borrower": "Ke Jian",
