@@ -4,8 +4,10 @@ A COG is written to a temporary file beside its destination and renamed into pla
 when GDAL has finished, so a killed job never leaves a half-written file that looks done.
 """
 
+import contextlib
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,21 @@ def write_cog(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _sweep_stale_temporaries(path)
     return path
+
+
+STALE_TMP_S = 600  # a COG write never leaves its temp file untouched this long
+
+
+def _sweep_stale_temporaries(path: Path) -> None:
+    """Remove temp files of earlier writes of ``path`` that died (a killed worker leaves
+    one; it was never renamed into place, so no reader took it for the COG)."""
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > STALE_TMP_S:
+                stale.unlink()
 
 
 def _check_complete(path: Path, array: np.ndarray, name: str) -> None:

@@ -128,6 +128,11 @@ def run_inbox(
     return summary
 
 
+# A scene whose task is lost (its worker died and took the task's inputs with it) is
+# started again from its plan this many times before it is failed.
+CLUSTER_RETRIES = 2
+
+
 def _run_on_cluster(
     engine: Engine,
     cluster: Cluster,
@@ -138,58 +143,79 @@ def _run_on_cluster(
 ):
     """Plan every scene on the workers (checksum and size: the files are read there, not
     here), then one task per scene, with window tasks before it for a large one. The
-    ledger and the parcels are read once, here, and the parcels sent to every worker once.
-    A task lost for good (its workers kept dying) fails its scene in the ledger."""
+    ledger and the parcels are read once, here, and the parcels sent to the workers once.
+
+    Dask redoes a task whose worker died; a task that lost its inputs too (the parcels
+    may live on one worker only: Dask trims extra copies) is started again here from its
+    plan, with the parcels sent again. A scene that keeps failing that way is failed in
+    the ledger, and the run goes on."""
     from distributed import as_completed
 
     client = cluster.client
-    [shared_parcels] = client.scatter([parcels], broadcast=True)
-    common = {
-        "done": done,
-        "parcels": shared_parcels,
-        "database_url": cluster.database_url,
-        "open_engine": cluster.open_engine,
-        "data_dir": data_dir,
-    }
-    plans = client.map(plan_on_worker, sources, pure=False)
-    source_of = {plan.key: source for plan, source in zip(plans, sources, strict=True)}
+    shared = {"parcels": None}
+
+    def parcels_on_cluster():
+        if shared["parcels"] is None or shared["parcels"].status != "finished":
+            [shared["parcels"]] = client.scatter([parcels], broadcast=True)
+        return shared["parcels"]
+
+    source_of: dict[str, SceneSource] = {}
     scratch_of: dict[str, Path] = {}
-    running = as_completed(plans)
+    attempts: dict[str, int] = {}
+    running = as_completed()
+
+    def plan(source: SceneSource) -> None:
+        future = client.submit(plan_on_worker, source, pure=False)
+        source_of[future.key] = source
+        running.add(future)
+
+    for source in sources:
+        plan(source)
     for future in running:
-        source = source_of[future.key]
+        source = source_of.pop(future.key)
+        scratch = scratch_of.pop(future.key, None)
         try:
             result = future.result()
-        except Exception as exc:  # a worker lost for good, or a task the cluster refused
-            if future.key in scratch_of:
-                shutil.rmtree(scratch_of[future.key], ignore_errors=True)
-            yield _lost_on_cluster(engine, source, exc), []
-            continue
-        if isinstance(result, ScenePlan):
-            if result.checksum is not None and (source.scene_id, result.checksum) in done:
-                yield SceneOutcome(source.scene_id, str(source.path), "skipped"), []
-                continue
-            windows, scratch = [], None
-            if result.checksum is not None and result.height * result.width > cluster.split_pixels:
-                scratch = data_dir / "scratch" / f"{safe_name(source.scene_id)}-{uuid.uuid4().hex}"
-                windows = [
-                    client.submit(window_on_worker, source, (r0, r1), scratch, pure=False)
-                    for r0, r1 in _row_bands(result.height, cluster.window_rows)
-                ]
-            scene = client.submit(
-                scene_on_worker,
-                source,
-                checksum=result.checksum,
-                windows=windows,
-                height=result.height,
-                **common,
-                pure=False,
-            )
-            source_of[scene.key] = source
+        except Exception as exc:  # a worker lost for good, or inputs lost with it
             if scratch is not None:
-                scratch_of[scene.key] = scratch
-            running.add(scene)
-        else:
+                shutil.rmtree(scratch, ignore_errors=True)
+            attempts[source.scene_id] = attempts.get(source.scene_id, 0) + 1
+            if attempts[source.scene_id] <= CLUSTER_RETRIES:
+                log.warning("scene %s lost on the cluster (%s); again", source.scene_id, exc)
+                plan(source)
+            else:
+                yield _lost_on_cluster(engine, source, exc), []
+            continue
+        if not isinstance(result, ScenePlan):
             yield result
+            continue
+        if result.checksum is not None and (source.scene_id, result.checksum) in done:
+            yield SceneOutcome(source.scene_id, str(source.path), "skipped"), []
+            continue
+        windows = []
+        if result.checksum is not None and result.height * result.width > cluster.split_pixels:
+            scratch = data_dir / "scratch" / f"{safe_name(source.scene_id)}-{uuid.uuid4().hex}"
+            windows = [
+                client.submit(window_on_worker, source, (r0, r1), scratch, pure=False)
+                for r0, r1 in _row_bands(result.height, cluster.window_rows)
+            ]
+        scene = client.submit(
+            scene_on_worker,
+            source,
+            done=done,
+            parcels=parcels_on_cluster(),
+            database_url=cluster.database_url,
+            open_engine=cluster.open_engine,
+            data_dir=data_dir,
+            checksum=result.checksum,
+            windows=windows,
+            height=result.height,
+            pure=False,
+        )
+        source_of[scene.key] = source
+        if scratch is not None:
+            scratch_of[scene.key] = scratch
+        running.add(scene)
 
 
 def _row_bands(height: int, rows: int) -> list[tuple[int, int]]:
@@ -214,10 +240,19 @@ class ScenePlan:
     width: int = 0
 
 
+# On a worker, dask's default scheduler is the cluster itself: a scene's own arrays
+# computed that way would be nested tasks waiting for the worker's own busy thread (a
+# deadlock with one thread per worker). Every task below computes on local threads.
+_LOCAL_THREADS = {"scheduler": "threads"}
+
+
 def plan_on_worker(source: SceneSource) -> ScenePlan:
+    import dask
+
     try:
         checksum = source.checksum()
-        ds = load_scene(source.path, [source.root] if source.root else None)
+        with dask.config.set(_LOCAL_THREADS):
+            ds = load_scene(source.path, [source.root] if source.root else None)
     except Exception:
         return ScenePlan(None)
     return ScenePlan(checksum, ds.sizes["y"], ds.sizes["x"])
@@ -227,8 +262,8 @@ def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) 
     """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
     import dask
 
-    ds = load_scene(source.path, [source.root] if source.root else None)
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(_LOCAL_THREADS):
+        ds = load_scene(source.path, [source.root] if source.root else None)
         ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
     scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
@@ -271,16 +306,15 @@ def scene_on_worker(
 ) -> tuple[SceneOutcome, list[str]]:
     """One scene on a Dask worker: (its outcome, the parcels it touched).
 
-    The scene's own array work runs on the worker's threads, not as nested tasks of the
-    cluster, so a worker never waits on the scheduler for its own scene. With ``windows``
-    the arrays were computed by window tasks; their scratch files go when the scene is done.
+    With ``windows`` the arrays were computed by window tasks; their scratch files go when
+    the scene is done.
     """
     import dask
 
     engine = _worker_engine(database_url, open_engine)
     touched: set[str] = set()
     try:
-        with dask.config.set(scheduler="threads"):
+        with dask.config.set(_LOCAL_THREADS):
             outcome = _run_one(
                 engine, source, done, parcels, data_dir, touched, checksum, windows, height
             )

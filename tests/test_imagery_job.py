@@ -338,3 +338,25 @@ def test_a_data_directory_out_of_space_fails_the_scene_cleanly(
     assert json.loads(again.stdout)["processed"] == 4
     assert len(list(ndvi.glob("*.tif"))) == 4 and _all_observations(engine)
     engine.dispose()
+
+
+def test_a_cog_write_sweeps_temp_files_of_writes_that_died(tmp_path):
+    """A killed worker leaves its hidden temp file; the next write of that COG removes it
+    once it is stale, and leaves a fresh one alone (it may be a write in progress)."""
+    from pyproj import CRS
+    from rasterio.transform import from_origin
+
+    from remote_sensing.cog import STALE_TMP_S, write_cog
+
+    path = tmp_path / "ndvi" / "scene.tif"
+    path.parent.mkdir()
+    stale, fresh = path.parent / ".scene.tif.111.tmp", path.parent / ".scene.tif.222.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"half a COG")
+    old = time.time() - STALE_TMP_S - 60
+    os.utime(stale, (old, old))
+    array = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    write_cog(path, array, CRS.from_epsg(32650), from_origin(600000, 2770000, 10, 10), None)
+    assert not stale.exists() and fresh.exists()
+    with rasterio.open(path) as ds:
+        np.testing.assert_array_equal(ds.read(1), array)
