@@ -44,6 +44,7 @@ log = logging.getLogger("agri.ingest")
 SHARE_GROUP = "agri-ingest"
 # Batches handed to the writer and not yet answered: one being stored, one waiting.
 MAX_PENDING_BATCHES = 2
+WRITER_READY = "ready"  # the writer's first word: it has started and can store
 TOPICS = (
     "agri/v1/farms/+/gateways/+/readings",
     "agri/v1/farms/+/gateways/+/events",
@@ -206,6 +207,7 @@ class Ingester:
         """Connect, then hand batches to the writer until stopped; drain before leaving."""
         with self._lock:
             self._start_writer()
+        self._wait_writer_ready()
         answers = threading.Thread(target=self._answers, name="ingest-answers", daemon=True)
         answers.start()
         properties = Properties(PacketTypes.CONNECT)
@@ -325,6 +327,18 @@ class Ingester:
         )
         self._writer.start()
 
+    def _wait_writer_ready(self, timeout_s: float = 120.0) -> None:
+        """Subscribe only once the writer can store: until then the broker keeps the
+        stream, rather than this process's memory."""
+        try:
+            ready = self._from_writer.get(timeout=timeout_s)
+        except queue.Empty:
+            ready = None
+        if ready != WRITER_READY:
+            raise RuntimeError(
+                f"the writer process did not start (exit code {self._writer.exitcode})"
+            )
+
     def _replace_dead_writer(self) -> None:
         """Unanswered batches were never acknowledged; the new writer stores them again
         (rows it had already committed are duplicates and are skipped)."""
@@ -335,6 +349,7 @@ class Ingester:
             len(self._pending),
         )
         self._start_writer()
+        self._wait_writer_ready()
         for batch in self._pending:
             self._to_writer.put([(m.topic, bytes(m.payload)) for m in batch])
 
@@ -368,6 +383,7 @@ def _writer_main(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     engine = open_engine(database_url)
     writer = BatchWriter(engine, alert_interval_s)
+    results.put(WRITER_READY)
 
     def orphaned() -> bool:
         return os.getppid() != parent_pid
