@@ -28,7 +28,7 @@ from remote_sensing import indices, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.profile_update import update_profiles
-from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime
+from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime, scene_size
 from remote_sensing.zonal import parcel_statistics
 
 log = logging.getLogger("agri.imagery")
@@ -247,15 +247,12 @@ _LOCAL_THREADS = {"scheduler": "threads"}
 
 
 def plan_on_worker(source: SceneSource) -> ScenePlan:
-    import dask
-
     try:
         checksum = source.checksum()
-        with dask.config.set(_LOCAL_THREADS):
-            ds = load_scene(source.path, [source.root] if source.root else None)
+        height, width = scene_size(source.path, [source.root] if source.root else None)
     except Exception:
         return ScenePlan(None)
-    return ScenePlan(checksum, ds.sizes["y"], ds.sizes["x"])
+    return ScenePlan(checksum, height, width)
 
 
 def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) -> Path:

@@ -173,10 +173,7 @@ def load_scene(path: Path, roots: list[Path] | None = None) -> xr.Dataset:
     Raises SceneError naming what is wrong (missing band, no CRS, unreadable file).
     """
     path = Path(path)
-    if path.suffix.lower() == ".json":
-        scene_id, acquired_at, bands = _stac_bands(path, roots or [path.parent])
-    else:
-        scene_id, acquired_at, bands = _geotiff_bands(path)
+    scene_id, acquired_at, bands = _scene_bands(path, roots)
     red = _open_reflectance(bands["red"])
     nir = _open_reflectance(bands["nir"])
     if red.shape != nir.shape or red.rio.transform() != nir.rio.transform():
@@ -186,6 +183,24 @@ def load_scene(path: Path, roots: list[Path] | None = None) -> xr.Dataset:
     ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
     ds.attrs = {"scene_id": scene_id, "acquired_at": acquired_at.isoformat(), "source": str(path)}
     return ds
+
+
+def scene_size(path: Path, roots: list[Path] | None = None) -> tuple[int, int]:
+    """(height, width) in pixels of a scene's red band, from its header alone: what a
+    cluster needs to decide whether to split the scene."""
+    path = Path(path)
+    _, _, bands = _scene_bands(path, roots)
+    try:
+        with rasterio.open(bands["red"].path) as ds:
+            return ds.height, ds.width
+    except rasterio.errors.RasterioError as exc:
+        raise SceneError(f"{bands['red'].path}: cannot open raster ({exc})") from exc
+
+
+def _scene_bands(path: Path, roots: list[Path] | None) -> tuple[str, datetime, dict[str, BandRef]]:
+    if path.suffix.lower() == ".json":
+        return _stac_bands(path, roots or [path.parent])
+    return _geotiff_bands(path)
 
 
 def _stac_bands(path: Path, roots: list[Path]) -> tuple[str, datetime, dict[str, BandRef]]:
