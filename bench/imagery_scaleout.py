@@ -8,6 +8,11 @@ after the other in this run: serial (the reference), `--workers N` (a local
 dask.distributed cluster of N worker processes), and `--workers N` again with the
 cluster's start-up excluded (a scheduler started beforehand, `--scheduler`).
 Wall-clock time of the command, profiles included; scenes per hour = 30 / time.
+
+Then one full Sentinel-2-sized tile (10980 x 10980 px, 10,000 parcels; the tile of
+bench/raster_pipeline.py, generated once) serial and on `--workers N`, where the cluster
+splits it into windows of 2048 rows (`Cluster.split_pixels`): what one large scene costs
+when it is spread over the workers. `--skip-full-tile` leaves that part out.
 """
 
 import argparse
@@ -23,9 +28,10 @@ from distributed import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ROOT / "sample_tiles" / "scenes"
+PARCELS = ROOT / "sample_tiles" / "parcels.geojson"
 
 
-def timed_run(extra: list[str]) -> dict:
+def timed_run(extra: list[str], inbox: Path = SCENES, parcels: Path = PARCELS) -> dict:
     with tempfile.TemporaryDirectory(prefix="agri-bench-imagery-") as folder:
         env = {
             **os.environ,
@@ -34,7 +40,7 @@ def timed_run(extra: list[str]) -> dict:
         }
         agri = [sys.executable, "-m", "collateral.cli"]
         subprocess.run(
-            [*agri, "parcels", "import", str(ROOT / "sample_tiles" / "parcels.geojson")],
+            [*agri, "parcels", "import", str(parcels)],
             env=env,
             cwd=ROOT,
             check=True,
@@ -42,7 +48,7 @@ def timed_run(extra: list[str]) -> dict:
         )
         started = time.perf_counter()
         done = subprocess.run(
-            [*agri, "imagery", "run", "--inbox", str(SCENES), "--json", *extra],
+            [*agri, "imagery", "run", "--inbox", str(inbox), "--json", *extra],
             env=env,
             cwd=ROOT,
             check=True,
@@ -58,9 +64,31 @@ def timed_run(extra: list[str]) -> dict:
     }
 
 
+def full_tile(workers: int) -> dict:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import raster_pipeline as tile
+
+    if not (tile.OUT / "tile" / "SCL.tif").exists():
+        print("generating a 10980 x 10980 tile (once)...", flush=True)
+        tile.make_tile(tile.OUT / "tile")
+    tile.make_inboxes()
+    if not (tile.OUT / "parcels.gpkg").exists():
+        tile.make_parcels(tile.OUT / "parcels.gpkg")
+    inbox, parcels = tile.OUT / "inbox1", tile.OUT / "parcels.gpkg"
+    results = {"serial (reference)": timed_run([], inbox, parcels)}
+    results[f"--workers {workers}, split into windows (cluster start included)"] = timed_run(
+        ["--workers", str(workers)], inbox, parcels
+    )
+    reference = results["serial (reference)"]["seconds"]
+    for result in results.values():
+        result["speedup_vs_serial"] = round(reference / result["seconds"], 2)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-full-tile", action="store_true")
     args = parser.parse_args()
     results = {"serial (reference)": timed_run([])}
     results[f"--workers {args.workers} (cluster start included)"] = timed_run(
@@ -75,6 +103,8 @@ def main() -> None:
     reference = results["serial (reference)"]["seconds"]
     for result in results.values():
         result["speedup_vs_serial"] = round(reference / result["seconds"], 2)
+    if not args.skip_full_tile:
+        results["full tile"] = full_tile(args.workers)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "imagery_scaleout.json").write_text(json.dumps(results, indent=2))

@@ -88,7 +88,18 @@ def make_tile(folder: Path) -> None:
         **{**common, "width": SIZE // 2, "height": SIZE // 2},
     ) as dst:
         dst.write(scl, 1)
+
+
+def make_inboxes() -> None:
+    """Two inboxes, each a STAC item of the tile (two acquisition dates). The item's
+    assets must lie inside its inbox (the job refuses paths that leave it), so the tile's
+    files are hard-linked into each inbox: no copy, no symlink."""
     for i in (1, 2):
+        inbox = OUT / f"inbox{i}"
+        inbox.mkdir(parents=True, exist_ok=True)
+        for file in ("B04.tif", "B08.tif", "SCL.tif"):
+            (inbox / file).unlink(missing_ok=True)
+            os.link(OUT / "tile" / file, inbox / file)
         item = {
             "type": "Feature",
             "stac_version": "1.0.0",
@@ -99,12 +110,10 @@ def make_tile(folder: Path) -> None:
             },
             "geometry": None,
             "assets": {
-                name: {"href": f"../tile/{file}"}
+                name: {"href": file}
                 for name, file in (("red", "B04.tif"), ("nir", "B08.tif"), ("scl", "SCL.tif"))
             },
         }
-        inbox = OUT / f"inbox{i}"
-        inbox.mkdir(parents=True, exist_ok=True)
         (inbox / "item.json").write_text(json.dumps(item))
 
 
@@ -300,6 +309,7 @@ def main() -> None:
     if not (OUT / "tile" / "SCL.tif").exists():
         print("generating a 10980 x 10980 tile (once)...", flush=True)
         make_tile(OUT / "tile")
+    make_inboxes()
     if not (OUT / "parcels.gpkg").exists():
         make_parcels(OUT / "parcels.gpkg")
     for stale in ("bench.db", "data"):
