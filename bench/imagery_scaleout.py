@@ -79,6 +79,11 @@ def full_tile(workers: int) -> dict:
     results[f"--workers {workers}, split into windows (cluster start included)"] = timed_run(
         ["--workers", str(workers)], inbox, parcels
     )
+    return with_speedups(results)
+
+
+def with_speedups(results: dict) -> dict:
+    """Each run's speed against the first ("serial (reference)")."""
     reference = results["serial (reference)"]["seconds"]
     for result in results.values():
         result["speedup_vs_serial"] = round(reference / result["seconds"], 2)
@@ -100,9 +105,7 @@ def main() -> None:
         results[f"--scheduler, {args.workers} workers already up"] = timed_run(
             ["--scheduler", cluster.scheduler_address]
         )
-    reference = results["serial (reference)"]["seconds"]
-    for result in results.values():
-        result["speedup_vs_serial"] = round(reference / result["seconds"], 2)
+    with_speedups(results)
     if not args.skip_full_tile:
         results["full tile"] = full_tile(args.workers)
     out = ROOT / "bench" / "out"

@@ -207,7 +207,6 @@ class Ingester:
         """Connect, then hand batches to the writer until stopped; drain before leaving."""
         with self._lock:
             self._start_writer()
-        self._wait_writer_ready()
         answers = threading.Thread(target=self._answers, name="ingest-answers", daemon=True)
         answers.start()
         properties = Properties(PacketTypes.CONNECT)
@@ -268,7 +267,7 @@ class Ingester:
             while len(self._pending) >= MAX_PENDING_BATCHES:
                 self._lock.wait(0.5)
             self._pending.append(batch)
-            self._to_writer.put([(m.topic, bytes(m.payload)) for m in batch])
+            self._to_writer.put(_incoming(batch))
 
     def _drain(self) -> None:
         """Wait for the writer's answers to everything handed to it."""
@@ -310,6 +309,9 @@ class Ingester:
             self.stats.batches += 1
 
     def _start_writer(self) -> None:
+        """Start a writer process and wait until it can store: only then does the ingester
+        subscribe (or hand over batches), so the broker, not this process's memory, keeps
+        the stream meanwhile."""
         self._to_writer, self._from_writer = self._mp.Queue(), self._mp.Queue()
         self._writer = self._mp.Process(
             target=_writer_main,
@@ -326,12 +328,8 @@ class Ingester:
             daemon=True,
         )
         self._writer.start()
-
-    def _wait_writer_ready(self, timeout_s: float = 120.0) -> None:
-        """Subscribe only once the writer can store: until then the broker keeps the
-        stream, rather than this process's memory."""
         try:
-            ready = self._from_writer.get(timeout=timeout_s)
+            ready = self._from_writer.get(timeout=120.0)
         except queue.Empty:
             ready = None
         if ready != WRITER_READY:
@@ -349,9 +347,8 @@ class Ingester:
             len(self._pending),
         )
         self._start_writer()
-        self._wait_writer_ready()
         for batch in self._pending:
-            self._to_writer.put([(m.topic, bytes(m.payload)) for m in batch])
+            self._to_writer.put(_incoming(batch))
 
     def _stop_writer(self) -> None:
         self._giving_up.set()
@@ -364,6 +361,11 @@ class Ingester:
             log.error("writer process did not stop; terminating it")
             writer.terminate()
             writer.join(5)
+
+
+def _incoming(batch: list[mqtt.MQTTMessage]) -> list[Incoming]:
+    """What the writer process is handed: plain (topic, payload) pairs, cheap to pickle."""
+    return [(m.topic, bytes(m.payload)) for m in batch]
 
 
 def _writer_main(

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from remote_sensing import indices, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
+from remote_sensing.files import atomic_write
 from remote_sensing.profile_update import update_profiles
 from remote_sensing.scenes import SceneSource, find_scenes, load_scene, parse_datetime, scene_size
 from remote_sensing.zonal import parcel_statistics
@@ -152,12 +153,13 @@ def _run_on_cluster(
     from distributed import as_completed
 
     client = cluster.client
-    shared = {"parcels": None}
+    shared_parcels = None
 
     def parcels_on_cluster():
-        if shared["parcels"] is None or shared["parcels"].status != "finished":
-            [shared["parcels"]] = client.scatter([parcels], broadcast=True)
-        return shared["parcels"]
+        nonlocal shared_parcels
+        if shared_parcels is None or shared_parcels.status != "finished":
+            [shared_parcels] = client.scatter([parcels], broadcast=True)
+        return shared_parcels
 
     source_of: dict[str, SceneSource] = {}
     scratch_of: dict[str, Path] = {}
@@ -209,7 +211,6 @@ def _run_on_cluster(
             data_dir=data_dir,
             checksum=result.checksum,
             windows=windows,
-            height=result.height,
             pure=False,
         )
         source_of[scene.key] = source
@@ -249,32 +250,33 @@ _LOCAL_THREADS = {"scheduler": "threads"}
 def plan_on_worker(source: SceneSource) -> ScenePlan:
     try:
         checksum = source.checksum()
-        height, width = scene_size(source.path, [source.root] if source.root else None)
+        height, width = scene_size(source.path, source.roots)
     except Exception:
         return ScenePlan(None)
     return ScenePlan(checksum, height, width)
 
 
-def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) -> Path:
+Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
+
+
+def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) -> Window:
     """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
     import dask
 
     with dask.config.set(_LOCAL_THREADS):
-        ds = load_scene(source.path, [source.root] if source.root else None)
+        ds = load_scene(source.path, source.roots)
         ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
-    scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, ndvi=ndvi, state=state)
-    partial.replace(path)
-    return path
+    atomic_write(path, lambda fh: np.savez(fh, ndvi=ndvi, state=state))
+    return (*rows, path)
 
 
-def _assembled(windows: list[Path], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    ndvi = np.empty((height, width), dtype=np.float32)
-    state = np.empty((height, width), dtype=np.uint8)
-    for path in windows:
-        r0, r1 = (int(n) for n in path.stem.split("-")[1:3])
+def _assembled(windows: list[Window], grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    if windows[-1][1] != grid.height:
+        raise RuntimeError("the scene changed size while it was split into windows")
+    ndvi = np.empty((grid.height, grid.width), dtype=np.float32)
+    state = np.empty((grid.height, grid.width), dtype=np.uint8)
+    for r0, r1, path in windows:
         with np.load(path) as part:
             ndvi[r0:r1], state[r0:r1] = part["ndvi"], part["state"]
     return ndvi, state
@@ -298,8 +300,7 @@ def scene_on_worker(
     open_engine: Callable[[str], Engine],
     data_dir: Path,
     checksum: str | None = None,
-    windows: list[Path] = (),
-    height: int = 0,
+    windows: list[Window] = (),
 ) -> tuple[SceneOutcome, list[str]]:
     """One scene on a Dask worker: (its outcome, the parcels it touched).
 
@@ -312,12 +313,10 @@ def scene_on_worker(
     touched: set[str] = set()
     try:
         with dask.config.set(_LOCAL_THREADS):
-            outcome = _run_one(
-                engine, source, done, parcels, data_dir, touched, checksum, windows, height
-            )
+            outcome = _run_one(engine, source, done, parcels, data_dir, touched, checksum, windows)
     finally:
         if windows:
-            shutil.rmtree(Path(windows[0]).parent, ignore_errors=True)
+            shutil.rmtree(windows[0][2].parent, ignore_errors=True)
     return outcome, sorted(touched)
 
 
@@ -329,8 +328,7 @@ def _run_one(
     data_dir: Path,
     touched: set[str],
     checksum: str | None = None,
-    windows: list[Path] = (),
-    height: int = 0,
+    windows: list[Window] = (),
 ) -> SceneOutcome:
     started = time.perf_counter()
     outcome = SceneOutcome(source.scene_id, str(source.path), "processed")
@@ -341,9 +339,7 @@ def _run_one(
             outcome.status = "skipped"
             return outcome
         parcel_ids = _with_database_retries(
-            lambda: process_scene(
-                engine, source, ledger, parcels, data_dir, windows=windows, height=height
-            ),
+            lambda: process_scene(engine, source, ledger, parcels, data_dir, windows),
             source.scene_id,
         )
         outcome.observations = len(parcel_ids)
@@ -389,22 +385,19 @@ def process_scene(
     ledger: dict,
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
-    windows: list[Path] = (),
-    height: int = 0,
+    windows: list[Window] = (),
 ) -> list[str]:
     """Load, mask, write the NDVI COG, compute parcel statistics and commit.
 
-    Returns the ids of the parcels that got an observation. With ``windows`` (files of
-    window_on_worker covering all ``height`` rows) the arrays are assembled, not computed.
+    Returns the ids of the parcels that got an observation. With ``windows`` (what
+    window_on_worker made, covering every row) the arrays are assembled, not computed.
     """
     started = time.perf_counter()
-    ds = load_scene(source.path, [source.root] if source.root else None)
+    ds = load_scene(source.path, source.roots)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
     grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
     if windows:
-        if height != grid.height:
-            raise RuntimeError(f"{source.scene_id}: the scene changed size while it was split")
-        ndvi, state = _assembled([Path(w) for w in windows], grid.height, grid.width)
+        ndvi, state = _assembled(windows, grid)
     else:
         ndvi, state = scene_arrays(ds)
     acquired_at = parse_datetime(ds.attrs["acquired_at"])

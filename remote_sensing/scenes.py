@@ -62,6 +62,11 @@ class SceneSource:
     files: tuple[Path, ...]
     root: Path | None = None  # the inbox: the only place its STAC assets may point into
 
+    @property
+    def roots(self) -> list[Path] | None:
+        """Where its assets may lie, as load_scene and scene_size take it."""
+        return [self.root] if self.root else None
+
     def checksum(self) -> str:
         """sha256 over every file the scene reads, so a re-delivered product is redone."""
         digest = hashlib.sha256()
