@@ -291,8 +291,8 @@ class Ingester:
                         if not self._closing:
                             self._replace_dead_writer()
                 continue
-            except (EOFError, OSError):
-                continue  # a queue of a writer that died; the check above replaces it
+            except (EOFError, OSError, ValueError):
+                continue  # a queue of a writer that died or was closed: checked above
             with self._lock:
                 batch = self._pending.popleft()
                 self._lock.notify_all()
@@ -346,6 +346,7 @@ class Ingester:
             self._writer.exitcode,
             len(self._pending),
         )
+        self._abandon_queues()
         self._start_writer()
         for batch in self._pending:
             self._to_writer.put(_incoming(batch))
@@ -361,6 +362,16 @@ class Ingester:
             log.error("writer process did not stop; terminating it")
             writer.terminate()
             writer.join(5)
+        with self._lock:
+            self._abandon_queues()
+
+    def _abandon_queues(self) -> None:
+        """Let this process exit without waiting to deliver batches to a writer that will
+        never read them (a queue's feeder thread would otherwise block the exit for good);
+        they were never acknowledged, so nothing is lost."""
+        for channel in (self._to_writer, self._from_writer):
+            channel.cancel_join_thread()
+            channel.close()
 
 
 def _incoming(batch: list[mqtt.MQTTMessage]) -> list[Incoming]:
