@@ -5,6 +5,7 @@
 Prints {"publish_s", "sent_at": [epoch seconds per seq]} for loss and latency accounting.
 """
 
+import functools
 import json
 import sys
 import time
@@ -13,12 +14,22 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+TAGS = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
+
+
+def reading_key(start_ms: int, per: int, seq: int, k: int) -> tuple[str, datetime]:
+    """(tag_id, observed_at) of reading k of message seq: what the stream holds."""
+    return TAGS[k % len(TAGS)], _stream_start(start_ms) + timedelta(milliseconds=seq * per + k)
+
+
+@functools.cache
+def _stream_start(start_ms: int) -> datetime:
+    return datetime.fromtimestamp(start_ms / 1000, UTC)
+
 
 def main() -> None:
     host, port, user, password, farm, n, per, start_ms = sys.argv[1:9]
-    n, per = int(n), int(per)
-    base = datetime.fromtimestamp(int(start_ms) / 1000, UTC)
-    tags = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
+    n, per, start_ms = int(n), int(per), int(start_ms)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.time_ns()}", protocol=mqtt.MQTTv5
     )
@@ -29,16 +40,17 @@ def main() -> None:
     topic = f"agri/v1/farms/{farm}/gateways/{user}/readings"
     started, infos, sent = time.perf_counter(), [], []
     for seq in range(n):
+        keys = [reading_key(start_ms, per, seq, k) for k in range(per)]
         items = [
             {
-                "tag_id": tags[k % len(tags)],
-                "observed_at": (base + timedelta(milliseconds=seq * per + k)).isoformat(),
+                "tag_id": tag,
+                "observed_at": at.isoformat(),
                 "temperature_c": 38.9,
                 "activity": 97.0,
                 "lat": 25.0391,
                 "lon": 118.222,
             }
-            for k in range(per)
+            for tag, at in keys
         ]
         now = datetime.now(UTC)
         sent.append(now.timestamp())

@@ -517,7 +517,7 @@ class BatchWriter:
         """Store one batch in one transaction: (readings inserted, rejects, reject notices)."""
         now = datetime.now(UTC)
         self._refresh_registry()
-        reading_rows: dict[tuple[str, datetime], tuple] = {}
+        reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
         event_rows: list[dict] = []
         reject_rows: list[dict] = []
         statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
@@ -540,15 +540,13 @@ class BatchWriter:
             if parsed.readings:
                 farms.add(parsed.farm_id)
             for r in parsed.readings:
-                key = (r.tag_id, r.observed_at)
-                if key not in reading_rows:
-                    reading_rows[key] = store.reading_row(
-                        r, parsed.farm_id, parsed.gateway_id, now, parsed.seq
+                reading_rows.append(
+                    store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
+                )
+                if r.tag_id not in self._tag_farm:
+                    unknown[parsed.farm_id, r.tag_id] = (
+                        f"unregistered tag seen by {parsed.gateway_id}"
                     )
-                    if r.tag_id not in self._tag_farm:
-                        unknown[parsed.farm_id, r.tag_id] = (
-                            f"unregistered tag seen by {parsed.gateway_id}"
-                        )
             for e in parsed.events:
                 event_rows.append(
                     {
@@ -562,7 +560,7 @@ class BatchWriter:
                     }
                 )
         with self.engine.begin() as conn:
-            inserted = store.write_batch(conn, list(reading_rows.values()), event_rows, reject_rows)
+            inserted = store.write_batch(conn, reading_rows, event_rows, reject_rows)
             store.note_unknown_tags(conn, unknown, now)
             for _farm, gateway, status in statuses:
                 store.set_gateway_status(conn, gateway, status, now)

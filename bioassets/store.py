@@ -147,11 +147,10 @@ _READING_PG_TYPES = (
 
 def reading_row(reading, farm_id: str, gateway_id: str, received_at: datetime, seq) -> tuple:
     """One readings row as a tuple in READING_COLUMNS order: what insert_readings takes.
-    ``reading`` is anything with the reading's attributes (messages.Reading). Times go in
-    as UTC: the SQLite text form needs it, and it is the cheapest form to format."""
+    ``reading`` is anything with the reading's attributes (messages.Reading)."""
     return (
         reading.tag_id,
-        reading.observed_at.astimezone(UTC),
+        reading.observed_at,
         farm_id,
         gateway_id,
         received_at,
@@ -223,10 +222,9 @@ def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
 
 
 def _sqlite_time(value: datetime) -> str:
-    text = value.isoformat(" ", "microseconds")
-    if text.endswith("+00:00"):  # the ingester's datetimes are UTC already: the fast way
-        return text[:26]
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if not value.utcoffset():  # UTC already (what gateways send): the fast way
+        return value.isoformat(" ", "microseconds")[:26]
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 def write_batch(

@@ -9,14 +9,14 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
-from bioassets.ingester import Ingester
+from bioassets.ingester import BatchWriter, Ingester
 from collateral.db import engine_url, make_engine
 from tests.conftest import GATEWAY_FARMS, GATEWAY_PASSWORDS, REPO_ROOT, seed_livestock
 
@@ -192,6 +192,23 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
     raw = {r["raw"] for r in bio_store.list_rejects(engine, "GW-SOW-1")}
     assert "{not json" in raw
     assert any(n["seq"] == 101 and len(n["rejected"]) == 4 for n in gw.notices)
+
+
+def test_a_batch_holding_duplicates_stores_each_reading_once(livestock_engine):
+    """Within one batch, repeats (in one message, or a resent message) are left to the
+    insert to skip; the same instant written in another time zone is the same reading."""
+    writer = BatchWriter(livestock_engine)
+    topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
+    items = [reading(SOW_TAGS[0], T0), reading(SOW_TAGS[1], T0), reading(SOW_TAGS[0], T0)]
+    payload = message("GW-SOW-1", 1, items)
+    inserted, rejected, _ = writer.store([(topic, payload), (topic, payload)])
+    assert (inserted, rejected) == (2, 0)
+    shanghai = T0.astimezone(timezone(timedelta(hours=8)))
+    later = T0 + timedelta(seconds=1, microseconds=250)
+    again = message("GW-SOW-1", 2, [reading(SOW_TAGS[0], shanghai), reading(SOW_TAGS[0], later)])
+    assert writer.store([(topic, again)])[:2] == (1, 0)
+    keys = bio_store.reading_keys(livestock_engine)
+    assert keys == {(SOW_TAGS[0], T0), (SOW_TAGS[1], T0), (SOW_TAGS[0], later)}
 
 
 def test_events_update_the_registry(livestock_engine, broker):
