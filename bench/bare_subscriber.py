@@ -41,7 +41,9 @@ def main() -> None:
     print("ready", flush=True)
     done.wait(300)
     seconds = (state["last"] or 0) - (state["first"] or 0)
-    print(json.dumps({"received": state["count"], "seconds": seconds}))
+    print(
+        json.dumps({"received": state["count"], "seconds": seconds, "cpu_s": time.process_time()})
+    )
     client.disconnect()
     client.loop_stop()
 

@@ -222,9 +222,19 @@ def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
 
 
 def _sqlite_time(value: datetime) -> str:
-    if not value.utcoffset():  # UTC already (what gateways send): the fast way
-        return value.isoformat(" ", "microseconds")[:26]
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    """The ingest hot path formats one of these per reading: % is twice as fast as
+    isoformat on pydantic's datetimes, and UTC (what gateways send) needs no conversion."""
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 (see docstring)
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def write_batch(
