@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
+from scipy.linalg import solve_banded
 
 MIN_VALID_FRACTION = 0.6
 GRID_STEP_DAYS = 5.0
@@ -115,9 +114,26 @@ def whittaker(
     if n < 3:
         with np.errstate(invalid="ignore"):
             return grid, np.full(n, wy.sum() / w.sum())
-    d = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
-    system = sparse.diags(w) + lam * (d.T @ d)
-    return grid, spsolve(system.tocsc(), wy)
+    return grid, solve_banded((2, 2), _whittaker_bands(w, lam), wy)
+
+
+def _whittaker_bands(w: np.ndarray, lam: float) -> np.ndarray:
+    """diag(w) + lam * D'D (D: second differences) in solve_banded's layout. The system is
+    pentadiagonal: a banded solve is ~10x faster than building a sparse matrix, which
+    mattered once every scene re-smooths thousands of parcels."""
+    n = len(w)
+    second = np.array([1.0, -2.0, 1.0])
+    main, upper1, upper2 = np.zeros(n), np.zeros(n - 1), np.zeros(n - 2)
+    for a in range(3):  # each row of D adds its outer product with itself
+        main[a : a + n - 2] += second[a] ** 2
+    for a in range(2):
+        upper1[a : a + n - 2] += second[a] * second[a + 1]
+    upper2 += second[0] * second[2]
+    bands = np.zeros((5, n))
+    bands[0, 2:] = bands[4, :-2] = lam * upper2
+    bands[1, 1:] = bands[3, :-1] = lam * upper1
+    bands[2] = w + lam * main
+    return bands
 
 
 def seasons(grid: np.ndarray, smoothed: np.ndarray) -> list[dict]:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import geopandas as gpd
 import shapely
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
@@ -76,9 +76,14 @@ def list_parcels(engine: Engine, kind: str | None = None, owner: str | None = No
 
 
 def get_parcel(engine: Engine, parcel_id: str) -> dict | None:
+    return get_parcels(engine, [parcel_id]).get(parcel_id)
+
+
+def get_parcels(engine: Engine, parcel_ids: list[str]) -> dict[str, dict]:
+    """parcel_id -> parcel row, for those of ``parcel_ids`` that exist (one query)."""
     with engine.connect() as c:
-        row = c.execute(select(parcels).where(parcels.c.parcel_id == parcel_id)).first()
-    return dict(row._mapping) if row else None
+        rows = c.execute(select(parcels).where(parcels.c.parcel_id.in_(parcel_ids)))
+        return {r.parcel_id: dict(r._mapping) for r in rows}
 
 
 def done_scene_keys(engine: Engine) -> set[tuple[str, str]]:
@@ -118,14 +123,22 @@ def _write_ledger(conn: Connection, ledger: dict) -> None:
 
 def parcel_observations(engine: Engine, parcel_id: str) -> list[dict]:
     """A parcel's observations in acquisition order, NaN statistics as None."""
+    return observations_by_parcel(engine, [parcel_id]).get(parcel_id, [])
+
+
+def observations_by_parcel(engine: Engine, parcel_ids: list[str]) -> dict[str, list[dict]]:
+    """parcel_id -> its observations in acquisition order (one query for all of them)."""
     query = (
-        select(*(observations.c[f] for f in OBSERVATION_FIELDS))
-        .where(observations.c.parcel_id == parcel_id)
-        .order_by(observations.c.acquired_at, observations.c.scene_id)
+        select(observations.c.parcel_id, *(observations.c[f] for f in OBSERVATION_FIELDS))
+        .where(observations.c.parcel_id.in_(parcel_ids))
+        .order_by(observations.c.parcel_id, observations.c.acquired_at, observations.c.scene_id)
     )
+    out: dict[str, list[dict]] = {}
     with engine.connect() as c:
-        rows = c.execute(query).all()
-    return [_as_utc(dict(r._mapping)) for r in rows]
+        for r in c.execute(query):
+            row = dict(r._mapping)
+            out.setdefault(row.pop("parcel_id"), []).append(_as_utc(row))
+    return out
 
 
 def latest_clear_summary(engine: Engine, min_valid_fraction: float) -> dict[str, dict]:
@@ -219,18 +232,67 @@ def scene_ndvi_paths(engine: Engine) -> dict[str, str]:
         return {r.scene_id: r.ndvi_path for r in c.execute(query)}
 
 
-def save_profile(engine: Engine, parcel_id: str, profile: dict) -> None:
-    """Store a profile's summary and events in one transaction.
+PROFILE_SUMMARY = (
+    "as_of",
+    "latest_clear_at",
+    "latest_ndvi",
+    "expected_ndvi",
+    "anomaly_z",
+    "health_index",
+    "updated_at",
+)
+
+
+def save_profiles(engine: Engine, profiles: dict[str, dict]) -> None:
+    """Store profiles' summaries and events (parcel_id -> profile) in one transaction.
 
     Events are keyed by (parcel, kind, start): a new one is inserted (opened), a known
     one updated (grown, closed), one no longer found deleted; so re-running over the
-    same data leaves the same rows.
+    same data leaves the same rows. The imagery job stores thousands of profiles at a
+    time: the reads and the summary writes are one statement each, not one per parcel.
     """
     now = datetime.now(UTC)
+    ids = list(profiles)
+    summaries = [{"parcel_id": pid, **_profile_summary(p, now)} for pid, p in profiles.items()]
+    with engine.begin() as conn:
+        existing = set(
+            conn.scalars(
+                select(parcel_profiles.c.parcel_id).where(parcel_profiles.c.parcel_id.in_(ids))
+            )
+        )
+        stored: dict[str, dict] = {}
+        query = select(
+            parcel_events.c.id,
+            parcel_events.c.parcel_id,
+            parcel_events.c.kind,
+            parcel_events.c.start,
+        ).where(parcel_events.c.parcel_id.in_(ids))
+        for r in conn.execute(query):
+            stored.setdefault(r.parcel_id, {})[(r.kind, _utc(r.start))] = r.id
+        new = [row for row in summaries if row["parcel_id"] not in existing]
+        if new:
+            conn.execute(insert(parcel_profiles), new)
+        known = [
+            {"key": row["parcel_id"], **{f"new_{f}": row[f] for f in PROFILE_SUMMARY}}
+            for row in summaries
+            if row["parcel_id"] in existing
+        ]
+        if known:
+            conn.execute(
+                update(parcel_profiles)
+                .where(parcel_profiles.c.parcel_id == bindparam("key"))
+                .values({f: bindparam(f"new_{f}") for f in PROFILE_SUMMARY}),
+                known,
+            )
+        for parcel_id, profile in profiles.items():
+            _save_events(conn, parcel_id, profile["events"], stored.get(parcel_id, {}), now)
+
+
+def _profile_summary(profile: dict, now: datetime) -> dict:
     judged = [o for o in profile["observations"] if o["ndvi_mean"] is not None]
     latest = judged[-1] if judged else None
     baseline = profile["baseline"][-1] if profile["baseline"] else None
-    summary = {
+    return {
         "as_of": _dt(profile["as_of"]),
         "latest_clear_at": _dt(latest["acquired_at"]) if latest else None,
         "latest_ndvi": latest["ndvi_mean"] if latest else None,
@@ -239,51 +301,38 @@ def save_profile(engine: Engine, parcel_id: str, profile: dict) -> None:
         "health_index": profile["health_index"],
         "updated_at": now,
     }
-    with engine.begin() as conn:
-        exists = conn.execute(
-            select(parcel_profiles.c.parcel_id).where(parcel_profiles.c.parcel_id == parcel_id)
-        ).first()
-        if exists:
+
+
+def _save_events(
+    conn: Connection, parcel_id: str, events: list[dict], stored: dict, now: datetime
+) -> None:
+    """Within the caller's transaction: one parcel's events against ``stored`` ((kind,
+    start) -> row id of what the database holds for it)."""
+    seen = set()
+    for event in events:
+        key = (event["kind"], _dt(event["start"]))
+        seen.add(key)
+        values = {
+            "end": _dt(event["end"]),
+            "confirmed_at": _dt(event["confirmed"]),
+            "severity": event["severity"],
+            "affected_ha": event["affected_ha"],
+            "state": event["state"],
+            "updated_at": now,
+        }
+        if key in stored:
             conn.execute(
-                update(parcel_profiles)
-                .where(parcel_profiles.c.parcel_id == parcel_id)
-                .values(summary)
+                update(parcel_events).where(parcel_events.c.id == stored[key]).values(values)
             )
         else:
-            conn.execute(insert(parcel_profiles).values(parcel_id=parcel_id, **summary))
-        stored = {
-            (r.kind, _utc(r.start)): r.id
-            for r in conn.execute(
-                select(parcel_events.c.id, parcel_events.c.kind, parcel_events.c.start).where(
-                    parcel_events.c.parcel_id == parcel_id
+            conn.execute(
+                insert(parcel_events).values(
+                    parcel_id=parcel_id, kind=key[0], start=key[1], **values
                 )
             )
-        }
-        seen = set()
-        for event in profile["events"]:
-            key = (event["kind"], _dt(event["start"]))
-            seen.add(key)
-            values = {
-                "end": _dt(event["end"]),
-                "confirmed_at": _dt(event["confirmed"]),
-                "severity": event["severity"],
-                "affected_ha": event["affected_ha"],
-                "state": event["state"],
-                "updated_at": now,
-            }
-            if key in stored:
-                conn.execute(
-                    update(parcel_events).where(parcel_events.c.id == stored[key]).values(values)
-                )
-            else:
-                conn.execute(
-                    insert(parcel_events).values(
-                        parcel_id=parcel_id, kind=key[0], start=key[1], **values
-                    )
-                )
-        stale = [event_id for key, event_id in stored.items() if key not in seen]
-        if stale:
-            conn.execute(delete(parcel_events).where(parcel_events.c.id.in_(stale)))
+    stale = [event_id for key, event_id in stored.items() if key not in seen]
+    if stale:
+        conn.execute(delete(parcel_events).where(parcel_events.c.id.in_(stale)))
 
 
 def stored_events(engine: Engine, parcel_id: str | None = None) -> list[dict]:

@@ -48,6 +48,22 @@ def test_whittaker_recovers_a_known_curve_across_a_long_gap():
     assert grid[1] - grid[0] == profiles.GRID_STEP_DAYS
 
 
+@pytest.mark.parametrize("count", [2, 3, 4, 9, 60])
+def test_whittaker_solves_its_defining_system(count):
+    """The banded solve against the textbook form: (W + lambda D'D) z = W y, dense."""
+    rng = np.random.default_rng(count)
+    days = np.sort(rng.uniform(0, 400, count))
+    values, weights = rng.uniform(0.2, 0.9, count), rng.uniform(0.3, 1.0, count)
+    grid, smooth = profiles.whittaker(days, values, weights)
+    step = profiles.GRID_STEP_DAYS
+    node = np.clip(np.rint((days - grid[0]) / step).astype(int), 0, len(grid) - 1)
+    w = np.bincount(node, weights, minlength=len(grid))
+    wy = np.bincount(node, weights * values, minlength=len(grid))
+    d = np.diff(np.eye(len(grid)), 2, axis=0)
+    expected = np.linalg.solve(np.diag(w) + profiles.WHITTAKER_LAMBDA * d.T @ d, wy)
+    np.testing.assert_allclose(smooth, expected, rtol=1e-9, atol=1e-12)
+
+
 def test_single_contradicted_drop_is_an_outlier_but_a_persistent_drop_is_not():
     values = [0.7, 0.7, 0.4, 0.7, 0.7, 0.3, 0.3, 0.3]
     series = profiles.clean_series(_obs(np.arange(8) * 10.0, values))
@@ -272,7 +288,7 @@ def test_profile_json_contract_and_png(sample_db, monkeypatch, agri, tmp_path):
     assert bad.exit_code == 2 and "not an ISO 8601" in bad.output
 
 
-def test_save_profile_is_idempotent_on_both_databases(engine):
+def test_save_profiles_is_idempotent_on_both_databases(engine):
     store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
     doc = {
         "as_of": "2024-06-30T00:00:00+00:00",
@@ -292,14 +308,42 @@ def test_save_profile_is_idempotent_on_both_databases(engine):
             }
         ],
     }
-    store.save_profile(engine, "F-08", doc)
-    store.save_profile(engine, "F-08", doc)
+    healthy = {**doc, "anomaly_z": 0.2, "health_index": 0.9, "events": []}
+    store.save_profiles(engine, {"F-08": doc, "T-03": healthy})
+    store.save_profiles(engine, {"F-08": doc, "T-03": healthy})
+    assert store.stored_profile(engine, "T-03")["health_index"] == 0.9
+    store.save_profiles(engine, {"T-03": {**healthy, "health_index": 0.7}})
+    assert store.stored_profile(engine, "T-03")["health_index"] == 0.7
+    assert store.stored_profile(engine, "F-08")["anomaly_z"] == -11.6
     (event,) = store.stored_events(engine, "F-08")
     assert event["state"] == "open" and event["start"] == datetime(2024, 5, 20, tzinfo=UTC)
     closed = {**doc, "events": [{**doc["events"][0], "end": "2024-09-01", "state": "closed"}]}
-    store.save_profile(engine, "F-08", closed)
+    store.save_profiles(engine, {"F-08": closed})
     (event,) = store.stored_events(engine, "F-08")
     assert event["state"] == "closed" and event["end"] == datetime(2024, 9, 1, tzinfo=UTC)
-    store.save_profile(engine, "F-08", {**doc, "events": []})
+    store.save_profiles(engine, {"F-08": {**doc, "events": []}})
     assert store.stored_events(engine, "F-08") == []
     assert store.stored_profile(engine, "F-08")["health_index"] == 0.0
+
+
+def test_a_parcel_that_fails_does_not_stop_the_others(sample_db):
+    """An unknown parcel and a row the database refuses are reported; the rest of their
+    batch is still stored."""
+    engine, _ = sample_db
+    ids = sorted(store.load_parcels_frame(engine).parcel_id)
+    before = {pid: store.stored_profile(engine, pid)["updated_at"] for pid in ids}
+    with engine.begin() as c:
+        c.exec_driver_sql(
+            "CREATE TRIGGER refuse_t03 BEFORE UPDATE ON parcel_profiles "
+            "WHEN NEW.parcel_id = 'T-03' BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+        )
+    try:
+        failures = update_profiles(engine, [*ids, "NO-SUCH"])
+    finally:
+        with engine.begin() as c:
+            c.exec_driver_sql("DROP TRIGGER refuse_t03")
+    assert set(failures) == {"T-03", "NO-SUCH"}
+    assert "refused by the database" in failures["T-03"]
+    assert failures["NO-SUCH"].startswith("KeyError")
+    after = {pid: store.stored_profile(engine, pid)["updated_at"] for pid in ids}
+    assert [pid for pid in ids if after[pid] == before[pid]] == ["T-03"]
