@@ -6,6 +6,7 @@ and its ledger row commit together or not at all, and a kill midway leaves nothi
 the next run would mistake for done.
 """
 
+import ctypes
 import logging
 import os
 import shutil
@@ -396,11 +397,10 @@ def process_scene(
     ds = load_scene(source.path, source.roots)
     crs = CRS.from_wkt(ds.rio.crs.to_wkt())
     grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
-    if windows:
-        ndvi, state = _assembled(windows, grid)
-    else:
-        ndvi, state = scene_arrays(ds)
     acquired_at = parse_datetime(ds.attrs["acquired_at"])
+    with ds:
+        ndvi, state = _assembled(windows, grid) if windows else scene_arrays(ds)
+    _release_freed_memory()
     ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
     write_cog(
         ndvi_path,
@@ -422,6 +422,14 @@ def process_scene(
     with engine.begin() as conn:
         store.record_scene_done(conn, ledger, rows)
     return [row["parcel_id"] for row in rows]
+
+
+def _release_freed_memory() -> None:
+    """Hand the chunk temporaries' freed heap back to the system (glibc keeps it)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray]:

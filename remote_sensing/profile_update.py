@@ -90,7 +90,6 @@ def build_profile(
     if len(judged):
         last = judged[-1]
         anomaly_z = float((series.ndvi[last] - baseline.expected[last]) / baseline.spread[last])
-    geometry = shapely.geometry.shape(json.loads(parcel["geometry_geojson"]))
     effective_as_of = as_of or (observations[-1]["acquired_at"] if observations else None)
     seasons = profiles.seasons(grid, smoothed)
     if parcel["kind"] == "tea_garden":
@@ -122,7 +121,7 @@ def build_profile(
         "seasons": seasons,
         "health_index": profiles.health_index(anomaly_z),
         "anomaly_z": None if anomaly_z is None else round(anomaly_z, 3),
-        "events": [_event_json(e, series, geometry, ndvi_paths) for e in events],
+        "events": [_event_json(e, series, parcel, ndvi_paths) for e in events],
     }
 
 
@@ -169,7 +168,7 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _event_json(event, series, geometry, ndvi_paths: dict[str, str]) -> dict:
+def _event_json(event, series, parcel: dict, ndvi_paths: dict[str, str]) -> dict:
     start = profiles.to_date(series.days[event.start_index])
     end = None if event.end_index is None else profiles.to_date(series.days[event.end_index])
     return {
@@ -178,12 +177,12 @@ def _event_json(event, series, geometry, ndvi_paths: dict[str, str]) -> dict:
         "end": end.isoformat() if end else None,
         "confirmed": profiles.to_date(series.days[event.confirmed_index]).isoformat(),
         "severity": round(event.severity, 4),
-        "affected_ha": _affected_ha(event, series, geometry, ndvi_paths),
+        "affected_ha": _affected_ha(event, series, parcel, ndvi_paths),
         "state": event.state,
     }
 
 
-def _affected_ha(event, series, geometry, ndvi_paths: dict[str, str]) -> float | None:
+def _affected_ha(event, series, parcel: dict, ndvi_paths: dict[str, str]) -> float | None:
     """Area whose own pixels fell: pre-event level vs the event's deepest clear date."""
     before = [i for i in range(event.start_index) if not series.outlier[i]][-PRE_EVENT_DATES:]
     deepest = sorted(event.event_indices, key=lambda i: series.ndvi[i])
@@ -191,7 +190,8 @@ def _affected_ha(event, series, geometry, ndvi_paths: dict[str, str]) -> float |
     if not before or any(s not in ndvi_paths or not Path(ndvi_paths[s]).exists() for s in scenes):
         return None
     stack, coverage, pixel_area = parcel_pixel_stack(
-        [Path(ndvi_paths[s]) for s in scenes], geometry
+        [Path(ndvi_paths[s]) for s in scenes],
+        shapely.geometry.shape(json.loads(parcel["geometry_geojson"])),
     )
     pre = profiles.pixel_levels(stack[: len(before)])
     post = profiles.first_finite(stack[len(before) :])

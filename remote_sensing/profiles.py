@@ -114,7 +114,7 @@ def whittaker(
     if n < 3:
         with np.errstate(invalid="ignore"):
             return grid, np.full(n, wy.sum() / w.sum())
-    return grid, solve_banded((2, 2), _whittaker_bands(w, lam), wy)
+    return grid, solve_banded((2, 2), _whittaker_bands(w, lam), wy, check_finite=False)
 
 
 def _whittaker_bands(w: np.ndarray, lam: float) -> np.ndarray:
