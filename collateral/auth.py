@@ -79,13 +79,21 @@ class KeyCache:
         self.ttl_s, self.size = ttl_s, size
         self._items: dict[str, tuple[float, Principal]] = {}
 
-    def principal(self, engine: Engine, key: str) -> Principal | None:
-        digest = _digest(key)
-        now = time.monotonic()
-        hit = self._items.get(digest)
-        if hit is not None and now - hit[0] < self.ttl_s:
+    def recent(self, key: str) -> Principal | None:
+        """The principal if the key was verified less than ``ttl_s`` ago, else None."""
+        hit = self._items.get(_digest(key))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        return None
+
+    def principal(self, engine: Engine, key: str) -> Principal | None:
+        """``recent``, else the database's answer (remembered when it is a valid key)."""
+        principal = self.recent(key)
+        if principal is not None:
+            return principal
+        now = time.monotonic()
         principal = authenticate(engine, key)
+        digest = _digest(key)
         if principal is not None:
             if len(self._items) >= self.size:
                 self._items.clear()

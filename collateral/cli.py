@@ -1,6 +1,7 @@
 """The ``agri`` command line: thin wrappers that wire settings, database and domain code."""
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ from bioassets.ingester import Ingester, parse_mqtt_url
 from bioassets.local_broker import LocalBroker
 from bioassets.simulator import Faults, Simulator, default_gateway
 from collateral import auth, loans, prices, report
-from collateral.db import engine_url, make_engine, upgrade
+from collateral.db import engine_url, make_engine, upgrade, warm_pool
 from collateral.settings import load_settings
 from collateral.valuation import ValuationError
 from remote_sensing import store
@@ -824,7 +825,14 @@ def serve(host: str, port: int) -> None:
     # One process per `agri serve`; scale with more of them behind a balancer (see
     # deploy/README.md). Uvicorn's own --workers mode answered every request ~44 ms late
     # on this machine (measured with wrk), where one process answers in ~0.5 ms.
-    app = create_app(open_engine(), load_settings().data_dir)
+    engine = open_engine()
+    warm_pool(engine)
+    app = create_app(engine, load_settings().data_dir)
+    # What start-up imported (numpy, geopandas, SQLAlchemy, ...: ~230,000 objects) lives as
+    # long as the process: frozen out of the collector's way, a full collection under load
+    # no longer walks them (~80 ms each time on this machine, a pause for every request).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

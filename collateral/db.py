@@ -48,6 +48,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def warm_pool(engine: Engine) -> None:
+    """Open the pool's connections now: a server that opens them under its first burst of
+    requests answers that burst late (each new PostgreSQL connection is a few ms of
+    handshake, taken while requests queue)."""
+    connections = [engine.connect() for _ in range(engine.pool.size())]
+    for connection in connections:
+        connection.close()
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

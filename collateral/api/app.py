@@ -26,7 +26,10 @@ from collateral.valuation import ValuationError
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"
 KEY_CACHE_TTL_S = 5.0  # a verified API key is trusted this long without a new lookup
-HEADCOUNT_TTL_S = 10.0  # a farm's headcount "now" may be this old; `?at=` is never cached
+# A farm's headcount "now" is recomputed after HEADCOUNT_TTL_S, in the background while the
+# previous one (at most HEADCOUNT_STALE_S old) is answered; `?at=` is never cached.
+HEADCOUNT_TTL_S = 10.0
+HEADCOUNT_STALE_S = 30.0
 STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
 BUILD_HINT = (
     "The loan officer's web page is not built: run `make web` (npm installs the map and "
@@ -71,7 +74,7 @@ def create_app(
     app.state.data_dir = data_dir or settings.data_dir
     app.state.keys = KeyCache(ttl_s=KEY_CACHE_TTL_S)
     app.state.profiles = Cache(size=512)  # keyed by the imagery ledger's state
-    app.state.headcounts = Cache(size=256, ttl_s=HEADCOUNT_TTL_S)
+    app.state.headcounts = Cache(size=256, ttl_s=HEADCOUNT_TTL_S, stale_s=HEADCOUNT_STALE_S)
     app.state.rate_limiter = rate_limiter or RateLimiter(
         settings.api_rate_per_s, settings.api_rate_burst
     )

@@ -15,14 +15,13 @@ from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
 from collateral.api.examples import PROBLEMS
-from collateral.api.security import ANY_ROLE, OPERATOR, engine_of
+from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep
 from collateral.auth import Principal
 from remote_sensing import store as rs_store
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile
 
 router = APIRouter(responses=PROBLEMS)
-EngineDep = Annotated[Engine, Depends(engine_of)]
 Caller = Annotated[Principal, Depends(ANY_ROLE)]
 Operator = Annotated[Principal, Depends(OPERATOR)]
 
@@ -193,7 +192,8 @@ def get_headcount(
     _caller: Caller,
     at: datetime | None = None,
 ) -> Response:
-    """Without ``at``: the headcount now, at most HEADCOUNT_TTL_S old (cached per process)."""
+    """Without ``at``: the headcount now, cached per process: recomputed after
+    HEADCOUNT_TTL_S, never more than HEADCOUNT_STALE_S old (its ``at`` says when)."""
     _farm(engine, farm_id)
     if at is not None:
         counts = headcount.farm_headcount(engine, farm_id, _time(at, "at"))

@@ -10,12 +10,11 @@ from sqlalchemy import Engine
 from collateral import loans, prices
 from collateral.api import examples
 from collateral.api.examples import CONFLICT, LOAN, VALUATION, example
-from collateral.api.security import ANY_ROLE, LENDING, RISK, engine_of
+from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
 from collateral.auth import Principal
 from remote_sensing.store import jsonable
 
 router = APIRouter(responses=examples.PROBLEMS)
-EngineDep = Annotated[Engine, Depends(engine_of)]
 Lender = Annotated[Principal, Depends(LENDING)]
 
 

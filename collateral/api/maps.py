@@ -5,22 +5,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import Engine
 
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import loans
 from collateral.api.assets import Caller, _farm, _parcel
 from collateral.api.examples import PROBLEMS
-from collateral.api.security import engine_of
+from collateral.api.security import EngineDep
 from remote_sensing import overlay
 from remote_sensing import store as rs_store
 from remote_sensing.profiles import MIN_VALID_FRACTION
 
 router = APIRouter(responses=PROBLEMS)
-EngineDep = Annotated[Engine, Depends(engine_of)]
 PNG = {200: {"content": {"image/png": {}}}}
 
 
