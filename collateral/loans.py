@@ -309,13 +309,27 @@ def list_valuations(engine: Engine, loan_id: str) -> list[dict]:
 
 def latest_valuation(engine: Engine, loan_id: str, before: datetime | None = None) -> dict | None:
     """The most recently made valuation of the loan whose as_of is not after ``before``."""
+    with engine.connect() as conn:
+        row = conn.execute(_latest_valuation_query(loan_id, before)).first()
+    return _valuation_row(row) if row else None
+
+
+def loan_with_latest_valuation(engine: Engine, loan_id: str) -> tuple[dict, dict | None]:
+    """The loan and its latest valuation through one connection: the API's most frequent
+    read, where each connection taken from the pool costs a liveness round trip."""
+    with engine.connect() as conn:
+        loan = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
+        if loan is None:
+            raise NotFound(f"loan {loan_id!r} does not exist")
+        latest = conn.execute(_latest_valuation_query(loan_id)).first()
+    return _loan_row(loan), _valuation_row(latest) if latest else None
+
+
+def _latest_valuation_query(loan_id: str, before: datetime | None = None):
     query = select(*WITHOUT_INPUTS).where(valuations.c.loan_id == loan_id)
     if before is not None:
         query = query.where(valuations.c.as_of <= before)
-    query = query.order_by(valuations.c.as_of.desc(), valuations.c.created_at.desc()).limit(1)
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
-    return _valuation_row(row) if row else None
+    return query.order_by(valuations.c.as_of.desc(), valuations.c.created_at.desc()).limit(1)
 
 
 def verify(engine: Engine, valuation_id: str) -> dict:

@@ -29,6 +29,9 @@ class Cache:
         self._lock = threading.Lock()
         self._flights: dict = {}  # key -> the lock of the computation under way
         self._refreshing: set = set()  # keys being recomputed in the background
+        # One background recomputation at a time: entries made together expire together,
+        # and several threads at once contend with the requests for the interpreter lock.
+        self._one_refresh = threading.Lock()
 
     def response(self, key, compute) -> Response:
         """The cached body for ``key``, or ``compute()`` serialized once and kept. Callers
@@ -75,7 +78,8 @@ class Cache:
 
         def refresh() -> None:
             try:
-                self._compute(key, compute)
+                with self._one_refresh:
+                    self._compute(key, compute)
             except Exception:  # the stale entry stays until stale_s; then callers see the error
                 log.exception("refreshing the cached %r failed", key)
             finally:

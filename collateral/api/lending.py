@@ -30,14 +30,20 @@ class ValueRequest(BaseModel):
 
 def _loan_for(engine: Engine, principal: Principal, loan_id: str) -> dict:
     """The loan if the caller may see it; another branch's loan is reported as absent."""
-    loan = loans.get_loan(engine, loan_id)
+    return _visible(principal, loans.get_loan(engine, loan_id))
+
+
+def _visible(principal: Principal, loan: dict) -> dict:
     if not principal.sees_branch(loan["branch"]):
-        raise loans.NotFound(f"loan {loan_id!r} does not exist")
+        raise loans.NotFound(f"loan {loan['loan_id']!r} does not exist")
     return loan
 
 
 def _loan_out(engine: Engine, loan: dict) -> dict:
-    latest = loans.latest_valuation(engine, loan["loan_id"])
+    return _loan_json(loan, loans.latest_valuation(engine, loan["loan_id"]))
+
+
+def _loan_json(loan: dict, latest: dict | None) -> dict:
     return {
         **jsonable(loan),
         "latest_valuation": None
@@ -88,7 +94,8 @@ def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     responses=example(200, LOAN),
 )
 def get_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
-    return _loan_out(engine, _loan_for(engine, principal, loan_id))
+    loan, latest = loans.loan_with_latest_valuation(engine, loan_id)
+    return _loan_json(_visible(principal, loan), latest)
 
 
 @router.patch("/loans/{loan_id}", tags=["loans"], summary="Update principal and pledges")
