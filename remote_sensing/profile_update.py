@@ -153,6 +153,8 @@ def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
                 )
             except Exception as exc:  # one parcel's bad geometry or file must not stop the rest
                 failures[parcel_id] = _failure(exc)
+        if not built:
+            continue
         try:
             store.save_profiles(engine, built)
         except Exception:  # find the parcel the database refuses; store the others
