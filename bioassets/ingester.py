@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from bioassets import rules, store
-from bioassets.messages import Parsed, Rejection, parse_message
+from bioassets.messages import READING, Parsed, Rejection, parse_message
 
 log = logging.getLogger("agri.ingest")
 
@@ -543,8 +543,8 @@ class BatchWriter:
                 reading_rows.append(
                     store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
                 )
-                if r.tag_id not in self._tag_farm:
-                    unknown[parsed.farm_id, r.tag_id] = (
+                if r["tag_id"] not in self._tag_farm:
+                    unknown[parsed.farm_id, r["tag_id"]] = (
                         f"unregistered tag seen by {parsed.gateway_id}"
                     )
             for e in parsed.events:
@@ -596,19 +596,22 @@ class BatchWriter:
             parsed.message_rejected = True
             return
         kept = []
-        for item in parsed.readings if parsed.kind == "readings" else parsed.events:
-            owner = self._tag_farm.get(item.tag_id)
+        readings = parsed.kind == "readings"
+        for item in parsed.readings if readings else parsed.events:
+            tag = item["tag_id"] if readings else item.tag_id
+            owner = self._tag_farm.get(tag)
             if owner is not None and owner != parsed.farm_id:
                 parsed.rejections.append(
                     Rejection(
-                        f"tag {item.tag_id} is registered to farm {owner!r}, "
-                        f"not {parsed.farm_id!r}",
-                        item.model_dump(mode="json"),
+                        f"tag {tag} is registered to farm {owner!r}, not {parsed.farm_id!r}",
+                        READING.dump_python(item, mode="json")
+                        if readings
+                        else item.model_dump(mode="json"),
                     )
                 )
             else:
                 kept.append(item)
-        if parsed.kind == "readings":
+        if readings:
             parsed.readings = kept
         else:
             parsed.events = kept

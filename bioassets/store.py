@@ -147,20 +147,20 @@ _READING_PG_TYPES = (
 
 def reading_row(reading, farm_id: str, gateway_id: str, received_at: datetime, seq) -> tuple:
     """One readings row as a tuple in READING_COLUMNS order: what insert_readings takes.
-    ``reading`` is anything with the reading's attributes (messages.Reading)."""
+    ``reading`` is a messages.Reading (a dict whose optional fields may be absent)."""
     return (
-        reading.tag_id,
-        reading.observed_at,
+        reading["tag_id"],
+        reading["observed_at"],
         farm_id,
         gateway_id,
         received_at,
-        reading.lat,
-        reading.lon,
-        reading.temperature_c,
-        reading.activity,
-        reading.weight_kg,
-        reading.battery_pct,
-        reading.rssi,
+        reading.get("lat"),
+        reading.get("lon"),
+        reading.get("temperature_c"),
+        reading.get("activity"),
+        reading.get("weight_kg"),
+        reading.get("battery_pct"),
+        reading.get("rssi"),
         seq,
     )
 

@@ -36,8 +36,8 @@ def test_each_reading_is_judged_on_its_own():
         ),
         NOW,
     )
-    assert [r.tag_id for r in parsed.readings] == ["156000000000001"]
-    assert parsed.readings[0].observed_at == datetime(2024, 4, 30, 23, 0, tzinfo=UTC)
+    assert [r["tag_id"] for r in parsed.readings] == ["156000000000001"]
+    assert parsed.readings[0]["observed_at"] == datetime(2024, 4, 30, 23, 0, tzinfo=UTC)
     assert parsed.seq == 9 and not parsed.message_rejected
     reasons = [r.reason for r in parsed.rejections]
     assert reasons[0].startswith("reading 1: observed_at: Field required")
@@ -131,7 +131,7 @@ def test_the_fast_tag_pattern_agrees_with_check_tag_id(tag):
         expected = None  # a gateway must send the 15 digits exactly
     reading = {"tag_id": tag, "observed_at": "2024-05-01T07:00:00Z"}
     parsed = parse_message(TOPIC, _payload([reading]), NOW)
-    assert [r.tag_id for r in parsed.readings] == ([expected] if expected else [])
+    assert [r["tag_id"] for r in parsed.readings] == ([expected] if expected else [])
     if expected is None:
         assert "tag_id" in parsed.rejections[0].reason
 
@@ -158,7 +158,7 @@ def test_fuzzed_payloads_never_raise(payload):
         body = None
     if not isinstance(body, dict):
         assert parsed.message_rejected and parsed.rejections[0].reason
-    assert all(check_tag_id(r.tag_id) == r.tag_id for r in parsed.readings)
+    assert all(check_tag_id(r["tag_id"]) == r["tag_id"] for r in parsed.readings)
 
 
 def test_status_messages():
