@@ -68,12 +68,7 @@ def full_tile(workers: int) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     import raster_pipeline as tile
 
-    if not (tile.OUT / "tile" / "SCL.tif").exists():
-        print("generating a 10980 x 10980 tile (once)...", flush=True)
-        tile.make_tile(tile.OUT / "tile")
-    tile.make_inboxes()
-    if not (tile.OUT / "parcels.gpkg").exists():
-        tile.make_parcels(tile.OUT / "parcels.gpkg")
+    tile.prepare_inputs()
     inbox, parcels = tile.OUT / "inbox1", tile.OUT / "parcels.gpkg"
     results = {"serial (reference)": timed_run([], inbox, parcels)}
     results[f"--workers {workers}, split into windows (cluster start included)"] = timed_run(

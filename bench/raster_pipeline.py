@@ -299,6 +299,17 @@ def stage_rasterstats(ours_stats_s: float) -> dict:
     }
 
 
+def prepare_inputs() -> None:
+    """The tile, its two inboxes and the parcels under bench/out/, generated once (also
+    what bench/imagery_scaleout.py runs its full tile on)."""
+    if not (OUT / "tile" / "SCL.tif").exists():
+        print("generating a 10980 x 10980 tile (once)...", flush=True)
+        make_tile(OUT / "tile")
+    make_inboxes()
+    if not (OUT / "parcels.gpkg").exists():
+        make_parcels(OUT / "parcels.gpkg")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-rasterstats", action="store_true")
@@ -306,12 +317,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.fresh:
         shutil.rmtree(OUT, ignore_errors=True)
-    if not (OUT / "tile" / "SCL.tif").exists():
-        print("generating a 10980 x 10980 tile (once)...", flush=True)
-        make_tile(OUT / "tile")
-    make_inboxes()
-    if not (OUT / "parcels.gpkg").exists():
-        make_parcels(OUT / "parcels.gpkg")
+    prepare_inputs()
     for stale in ("bench.db", "data"):
         path = OUT / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.dtypes
 import rasterio.errors
 import rasterio.shutil
 import rasterio.windows
@@ -101,11 +102,11 @@ def _mem_dataset_name(array: np.ndarray, transform: Affine) -> str:
 
 
 def _gdal_data_type(dtype: np.dtype) -> str:
-    names = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16"}
-    names |= {"uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64"}
-    if dtype.name not in names:
-        raise ValueError(f"cannot write {dtype.name} rasters")
-    return names[dtype.name]
+    """GDAL's name of a NumPy type, from rasterio's own tables."""
+    try:
+        return rasterio.dtypes.typename_fwd[rasterio.dtypes.dtype_rev[dtype.name]]
+    except KeyError:
+        raise ValueError(f"cannot write {dtype.name} rasters") from None
 
 
 STALE_TMP_S = 600  # a COG write never leaves its temp file untouched this long

@@ -232,15 +232,7 @@ def scene_ndvi_paths(engine: Engine) -> dict[str, str]:
         return {r.scene_id: r.ndvi_path for r in c.execute(query)}
 
 
-PROFILE_SUMMARY = (
-    "as_of",
-    "latest_clear_at",
-    "latest_ndvi",
-    "expected_ndvi",
-    "anomaly_z",
-    "health_index",
-    "updated_at",
-)
+PROFILE_SUMMARY = tuple(c.name for c in parcel_profiles.columns if not c.primary_key)
 
 
 def save_profiles(engine: Engine, profiles: dict[str, dict]) -> None:
