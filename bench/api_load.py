@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from bioassets.local_broker import free_port  # noqa: E402
 from collateral import auth, loans  # noqa: E402
 from collateral.tables import valuations  # noqa: E402
-from tests.conftest import SAMPLE_TILES, build_world  # noqa: E402
+from tests.support.paths import SAMPLE_TILES  # noqa: E402
+from tests.support.world import build_world  # noqa: E402
 
 PG_ADMIN = os.environ.get(
     "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

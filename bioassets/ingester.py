@@ -14,68 +14,36 @@ Receive Maximum), and at most ``MAX_PENDING_BATCHES`` batches wait for the write
 bounds memory.
 """
 
-import json
 import logging
 import multiprocessing
 import os
 import queue
-import signal
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from urllib.parse import unquote, urlparse
+from datetime import timedelta
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from bioassets import rules, store
-from bioassets.messages import READING, Parsed, Rejection, parse_message
+from bioassets.batch_writer import WRITER_READY, BatchResult, Incoming, writer_main
+from bioassets.mqtt_connection import new_client, notify_ready, parse_mqtt_url
 
 log = logging.getLogger("agri.ingest")
 
 SHARE_GROUP = "agri-ingest"
 # Batches handed to the writer and not yet answered: one being stored, one waiting.
 MAX_PENDING_BATCHES = 2
-WRITER_READY = "ready"  # the writer's first word: it has started and can store
 TOPICS = (
     "agri/v1/farms/+/gateways/+/readings",
     "agri/v1/farms/+/gateways/+/events",
     "agri/v1/farms/+/gateways/+/status",
 )
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """``mqtt://user:pass@host:port`` or ``mqtts://...`` (TLS)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
-    if not parsed.hostname:
-        raise ValueError(f"MQTT URL {url!r} has no host")
-    tls = parsed.scheme == "mqtts"
-    return BrokerAddress(
-        parsed.hostname,
-        parsed.port or (8883 if tls else 1883),
-        unquote(parsed.username) if parsed.username else None,
-        unquote(parsed.password) if parsed.password else None,
-        tls,
-    )
 
 
 @dataclass
@@ -87,21 +55,7 @@ class IngestStats:
     db_retries: int = 0
     writer_restarts: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-Incoming = tuple[str, bytes]  # (topic, payload) of one MQTT message
-
-
-@dataclass
-class BatchResult:
-    """The writer's answer for one batch. ``stored`` False: it gave up (a stop during a
-    database outage), so nothing of the batch may be acknowledged."""
-
-    stored: bool
-    inserted: int = 0
-    rejects: int = 0
-    db_retries: int = 0
-    notices: list[tuple[str, bytes]] = field(default_factory=list)
+    failure: str | None = None  # why the ingester stopped on its own (the database refused)
 
 
 class Ingester:
@@ -115,6 +69,7 @@ class Ingester:
         client_id: str,
         *,
         open_engine: Callable[[str], Engine],
+        gateway_offline_after: timedelta,
         batch_rows: int = 5000,
         batch_ms: int = 100,
         receive_maximum: int = 2000,
@@ -137,16 +92,10 @@ class Ingester:
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if self.address.username:
-            client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        self._subscribed = threading.Event()
+        self.client_id = client_id
+        self._gateway_offline_after = gateway_offline_after
+        client = new_client(self.address, client_id, ca_file=ca_file, manual_ack=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
@@ -181,13 +130,22 @@ class Ingester:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("broker refused the subscription: %s", ", ".join(failed))
-        else:
-            log.info("subscribed to %s", ", ".join(self.topics))
+            return
+        log.info("subscribed to %s as %s", ", ".join(self.topics), self.client_id)
+        self._subscribed.set()
+        notify_ready()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
-        if not self._stop.is_set():
-            log.warning("disconnected (%s); reconnecting with backoff", reason_code)
+        if self._stop.is_set():
+            return
+        if reason_code == ReasonCode(PacketTypes.DISCONNECT, "Session taken over"):
+            log.error(
+                "another client connected as %s and took this session over: give each "
+                "ingester on a host its own --instance N",
+                self.client_id,
+            )
+        log.warning("disconnected (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         self._inbox.put(message)
@@ -202,6 +160,11 @@ class Ingester:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has granted the subscriptions: from then on what gateways
+        publish is kept for this ingester."""
+        return self._subscribed.wait(timeout)
 
     def run(self) -> IngestStats:
         """Connect, then hand batches to the writer until stopped; drain before leaving."""
@@ -227,10 +190,11 @@ class Ingester:
                 batch = self._take_batch()
                 if batch:
                     self._submit(batch)
-            # SIGTERM: what already arrived is stored and acknowledged, then we leave.
-            while batch := self._take_batch(wait=False):
-                self._submit(batch)
-            self._drain()
+            if self.stats.failure is None:
+                # SIGTERM: what already arrived is stored and acknowledged, then we leave.
+                while batch := self._take_batch(wait=False):
+                    self._submit(batch)
+                self._drain()
         finally:
             self._stop_writer()
             answers.join(10)
@@ -272,7 +236,7 @@ class Ingester:
     def _drain(self) -> None:
         """Wait for the writer's answers to everything handed to it."""
         with self._lock:
-            while self._pending:
+            while self._pending and self.stats.failure is None:
                 self._lock.wait(0.5)
 
     def _answers(self) -> None:
@@ -293,6 +257,9 @@ class Ingester:
                 continue
             except (EOFError, OSError, ValueError):
                 continue  # a queue of a writer that died or was closed: checked above
+            if result.fatal:
+                self._fail(result.fatal)
+                return
             with self._lock:
                 batch = self._pending.popleft()
                 self._lock.notify_all()
@@ -308,19 +275,31 @@ class Ingester:
             self.stats.rejects += result.rejects
             self.stats.batches += 1
 
+    def _fail(self, reason: str) -> None:
+        """The database refused the work itself: stop without acknowledging anything
+        unstored (the broker keeps it for this client id), and say why."""
+        log.error("stopping: %s", reason)
+        with self._lock:
+            self.stats.failure = reason
+            self._pending.clear()
+            self._lock.notify_all()
+        self._stop.set()
+        self._giving_up.set()
+
     def _start_writer(self) -> None:
         """Start a writer process and wait until it can store: only then does the ingester
         subscribe (or hand over batches), so the broker, not this process's memory, keeps
         the stream meanwhile."""
         self._to_writer, self._from_writer = self._mp.Queue(), self._mp.Queue()
         self._writer = self._mp.Process(
-            target=_writer_main,
+            target=writer_main,
             args=(
                 self._to_writer,
                 self._from_writer,
                 self.database_url,
                 self.open_engine,
                 self._alert_interval_s,
+                self._gateway_offline_after,
                 self._giving_up,
                 os.getpid(),
             ),
@@ -377,267 +356,3 @@ class Ingester:
 def _incoming(batch: list[mqtt.MQTTMessage]) -> list[Incoming]:
     """What the writer process is handed: plain (topic, payload) pairs, cheap to pickle."""
     return [(m.topic, bytes(m.payload)) for m in batch]
-
-
-def _writer_main(
-    batches,
-    results,
-    database_url: str,
-    open_engine: Callable[[str], Engine],
-    alert_interval_s: float,
-    giving_up,
-    parent_pid: int,
-) -> None:
-    """The writer process: store each batch it is handed and answer, until told to stop
-    or its ingester is gone. Signals are the ingester's business: it drains, then stops us."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    engine = open_engine(database_url)
-    writer = BatchWriter(engine, alert_interval_s)
-    results.put(WRITER_READY)
-
-    def orphaned() -> bool:
-        return os.getppid() != parent_pid
-
-    try:
-        while not orphaned():
-            try:
-                batch = batches.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if batch is None:
-                break
-            results.put(writer.store_until_done(batch, lambda: giving_up.is_set() or orphaned()))
-    finally:
-        results.close()
-        results.join_thread()
-        engine.dispose()
-
-
-class BatchWriter:
-    """Parse, authorise and store batches of messages: all the ingester's database work.
-
-    It runs in the ingester's writer process; it is also the unit the fuzz test drives.
-    """
-
-    def __init__(self, engine: Engine, alert_interval_s: float = 30.0):
-        self.engine = engine
-        self._alert_interval_s = alert_interval_s
-        self._gateway_farm: dict[str, str] = {}
-        self._tag_farm: dict[str, str] = {}
-        self._registry_loaded = 0.0
-        self._farms_since_alerts: set[str] = set()
-        self._alerts_evaluated = time.monotonic()
-        self._progress_logged = time.monotonic()
-        self._stored_since_log = 0
-        self._totals = IngestStats()
-
-    def store_until_done(self, batch: list[Incoming], give_up: Callable[[], bool]) -> BatchResult:
-        """Commit the batch, retrying while the database is unavailable.
-
-        A stop during an outage (``give_up``) answers "not stored" once the retries have
-        reached 5 s: the batch stays unacknowledged for the broker to redeliver.
-        """
-        delay, retries = 0.2, 0
-        while True:
-            try:
-                inserted, rejected, notices = self.store(batch)
-                break
-            except (DataError, IntegrityError) as exc:
-                # Not transient: find the message the database refuses and reject it.
-                log.error("database refused a batch (%s); storing message by message", exc)
-                inserted, rejected, notices = self._store_one_by_one(batch)
-                break
-            except (OperationalError, DBAPIError) as exc:
-                retries += 1
-                log.warning(
-                    "database unavailable (%s); retrying in %.1f s", exc.__class__.__name__, delay
-                )
-                if give_up() and delay >= 5:
-                    return BatchResult(stored=False, db_retries=retries)
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
-        self._totals.messages += len(batch)
-        self._totals.rejects += rejected
-        self._totals.db_retries += retries
-        self._stored_since_log += inserted
-        self._evaluate_alerts_when_due()
-        self._log_progress_when_due()
-        return BatchResult(True, inserted, rejected, retries, notices)
-
-    def _log_progress_when_due(self, every_s: float = 60.0) -> None:
-        """One line a minute for the operator: what was stored, refused and retried."""
-        now = time.monotonic()
-        if now - self._progress_logged < every_s:
-            return
-        stored, elapsed = self._stored_since_log, now - self._progress_logged
-        log.info(
-            "stored %d readings in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
-            "%d database retries",
-            stored,
-            elapsed,
-            stored / elapsed,
-            self._totals.messages,
-            self._totals.rejects,
-            self._totals.db_retries,
-        )
-        self._progress_logged, self._stored_since_log = now, 0
-
-    def _evaluate_alerts_when_due(self) -> None:
-        """Alert rules for the farms that sent data, at most every ``alert_interval_s``."""
-        if time.monotonic() - self._alerts_evaluated < self._alert_interval_s:
-            return
-        farms, self._farms_since_alerts = self._farms_since_alerts, set()
-        self._alerts_evaluated = time.monotonic()
-        now = datetime.now(UTC)
-        for farm_id in sorted(farms):
-            try:
-                rules.evaluate_farm(self.engine, farm_id, now)
-            except Exception:  # alerting must never stop ingestion
-                log.exception("alert rules failed for farm %s", farm_id)
-
-    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list]:
-        inserted, rejected, notices = 0, 0, []
-        for message in batch:
-            try:
-                added, refused, said = self.store([message])
-            except (DataError, IntegrityError) as exc:
-                reason = f"database refused the message: {exc.orig}"
-                row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
-                with self.engine.begin() as conn:
-                    store.write_batch(conn, [], [], [row])
-                rejected += 1
-                continue
-            inserted, rejected, notices = inserted + added, rejected + refused, notices + said
-        return inserted, rejected, notices
-
-    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]]]:
-        """Store one batch in one transaction: (readings inserted, rejects, reject notices)."""
-        now = datetime.now(UTC)
-        self._refresh_registry()
-        reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
-        event_rows: list[dict] = []
-        reject_rows: list[dict] = []
-        statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
-        notices: list[tuple[str, bytes]] = []
-        unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
-        farms: set[str] = set()
-        for message in batch:
-            topic, payload = message
-            parsed = parse_message(topic, payload, now)
-            self._authorise(parsed)
-            if parsed.status and not parsed.message_rejected:
-                statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
-                farms.add(parsed.farm_id)
-            reject_rows += [
-                _reject_row(message, parsed.farm_id, parsed.gateway_id, rejection, now)
-                for rejection in parsed.rejections
-            ]
-            if parsed.rejections and parsed.farm_id and parsed.gateway_id:
-                notices.append(_reject_notice(parsed))
-            if parsed.readings:
-                farms.add(parsed.farm_id)
-            for r in parsed.readings:
-                reading_rows.append(
-                    store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
-                )
-                if r["tag_id"] not in self._tag_farm:
-                    unknown[parsed.farm_id, r["tag_id"]] = (
-                        f"unregistered tag seen by {parsed.gateway_id}"
-                    )
-            for e in parsed.events:
-                event_rows.append(
-                    {
-                        "tag_id": e.tag_id,
-                        "kind": e.kind,
-                        "occurred_at": e.occurred_at,
-                        "farm_id": parsed.farm_id,
-                        "gateway_id": parsed.gateway_id,
-                        "details": e.model_dump(mode="json", exclude_none=True),
-                        "received_at": now,
-                    }
-                )
-        with self.engine.begin() as conn:
-            inserted = store.write_batch(conn, reading_rows, event_rows, reject_rows)
-            store.note_unknown_tags(conn, unknown, now)
-            for _farm, gateway, status in statuses:
-                store.set_gateway_status(conn, gateway, status, now)
-        self._farms_since_alerts.update(farms & self._known_farms())
-        return inserted, len(reject_rows), notices
-
-    def _known_farms(self) -> set[str]:
-        return set(self._gateway_farm.values())
-
-    def _refresh_registry(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._registry_loaded > 5:
-            self._gateway_farm = store.gateway_farms(self.engine)
-            self._tag_farm = store.tag_farms(self.engine)
-            self._registry_loaded = time.monotonic()
-
-    def _authorise(self, parsed: Parsed) -> None:
-        """The topic's farm must be the gateway's; a tag of another farm is rejected."""
-        if parsed.message_rejected or parsed.gateway_id is None:
-            return
-        farm = self._gateway_farm.get(parsed.gateway_id)
-        if farm is None:
-            self._refresh_registry(force=True)
-            farm = self._gateway_farm.get(parsed.gateway_id)
-        if farm != parsed.farm_id:
-            reason = (
-                f"gateway {parsed.gateway_id!r} is not registered"
-                if farm is None
-                else f"gateway {parsed.gateway_id!r} belongs to farm {farm!r}, "
-                f"not {parsed.farm_id!r}"
-            )
-            parsed.rejections = [Rejection(reason)]
-            parsed.readings, parsed.events = [], []
-            parsed.message_rejected = True
-            return
-        kept = []
-        readings = parsed.kind == "readings"
-        for item in parsed.readings if readings else parsed.events:
-            tag = item["tag_id"] if readings else item.tag_id
-            owner = self._tag_farm.get(tag)
-            if owner is not None and owner != parsed.farm_id:
-                parsed.rejections.append(
-                    Rejection(
-                        f"tag {tag} is registered to farm {owner!r}, not {parsed.farm_id!r}",
-                        READING.dump_python(item, mode="json")
-                        if readings
-                        else item.model_dump(mode="json"),
-                    )
-                )
-            else:
-                kept.append(item)
-        if readings:
-            parsed.readings = kept
-        else:
-            parsed.events = kept
-
-
-def _reject_row(
-    message: Incoming, farm_id, gateway_id, rejection: Rejection, now: datetime
-) -> dict:
-    """A rejects-table row: the reason, where it came from, and the raw bytes as received."""
-    topic, payload = message
-    return {
-        "received_at": now,
-        "topic": topic,
-        "farm_id": farm_id,
-        "gateway_id": gateway_id,
-        "reason": rejection.reason,
-        "item": None if rejection.item is None else json.dumps(rejection.item, default=str),
-        "raw": payload,
-    }
-
-
-def _reject_notice(parsed: Parsed) -> tuple[str, bytes]:
-    topic = f"agri/v1/farms/{parsed.farm_id}/gateways/{parsed.gateway_id}/rejects"
-    body = {
-        "schema": "rejects/v1",
-        "seq": parsed.seq,
-        "rejected": [{"index": r.index, "reason": r.reason} for r in parsed.rejections][:50],
-    }
-    return topic, json.dumps(body).encode()

@@ -64,9 +64,8 @@ class LocalBroker:
         self.process: subprocess.Popen | None = None
 
     def write_credentials(self, gateways: list[dict], ingester_password: str) -> None:
-        passwd, acl = registry.mosquitto_files(gateways, registry.mosquitto_hash(ingester_password))
-        (self.root / "passwd").write_text(passwd)
-        (self.root / "acl").write_text(acl)
+        ingester_hash = registry.mosquitto_hash(ingester_password)
+        registry.write_mosquitto_files(self.root, gateways, ingester_hash)
 
     def start(self, timeout: float = 10) -> "LocalBroker":
         log = open(self.root / "mosquitto.log", "ab")

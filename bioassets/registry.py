@@ -15,6 +15,7 @@ from pathlib import Path
 import shapely
 from shapely.geometry import shape
 
+from agri_common.files import atomic_write_text
 from bioassets.messages import check_tag_id
 
 SPECIES_BY_CATEGORY = {
@@ -186,3 +187,11 @@ def mosquitto_files(gateways: list[dict], ingester_hash: str | None) -> tuple[st
             "",
         ]
     return "\n".join(users) + "\n", "\n".join(acl)
+
+
+def write_mosquitto_files(folder: Path, gateways: list[dict], ingester_hash: str | None) -> None:
+    """Write ``passwd`` and ``acl`` for the broker into ``folder``, each replaced whole
+    (a broker reloading on SIGHUP never reads half a file), readable by owner and group."""
+    passwd, acl = mosquitto_files(gateways, ingester_hash)
+    for name, text in (("passwd", passwd), ("acl", acl)):
+        atomic_write_text(Path(folder) / name, text, mode=0o640)

@@ -13,7 +13,6 @@ from bioassets import store
 from bioassets.headcount import FEVER_C, farm_headcount, status_at
 
 SILENT_AFTER = {"cattle": timedelta(hours=6), "pig": timedelta(hours=6)}
-GATEWAY_OFFLINE_AFTER = timedelta(minutes=30)
 INACTIVE_SHARE = 0.3  # activity below 30 % of the animal's own recent median
 INACTIVE_HISTORY = timedelta(hours=72)
 EVENT_ALERT_FOR = timedelta(days=7)
@@ -53,12 +52,11 @@ def animal_conditions(animal: dict, seen: dict | None, geofence, at: datetime) -
     return out
 
 
-def evaluate_farm(
-    engine, farm_id: str, at: datetime, gateway_offline_after: timedelta = GATEWAY_OFFLINE_AFTER
-) -> None:
+def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: timedelta) -> None:
     """Open and close the farm's alerts so they match the conditions at ``at``.
 
-    A gateway is offline when nothing arrived from it for ``gateway_offline_after``: its
+    A gateway is offline when nothing arrived from it for ``gateway_offline_after`` (the
+    operator's setting, which every caller passes so that all agree): its
     animals then go silent together, which tells "the gateway lost power" apart from
     "the animals vanished" (silent tags under a gateway that still talks).
     """

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from shapely.geometry import shape
 
 from bioassets import store
-from bioassets.ingester import parse_mqtt_url
+from bioassets.mqtt_connection import new_client, parse_mqtt_url
 
 BATCH = 20
 TEMPERATURE_C = {"cattle": 38.6, "pig": 39.0}
@@ -106,14 +105,13 @@ class Simulator:
                 return lat, lon
 
     def _client(self, farm: dict) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"sim-{farm['gateway']}-{self.rng.randrange(1 << 30)}",
-            protocol=mqtt.MQTTv5,
+        client = new_client(
+            self.address,
+            f"sim-{farm['gateway']}-{self.rng.randrange(1 << 30)}",
+            ca_file=self.ca_file,
+            username=farm["gateway"],
+            password=farm["password"],
         )
-        client.username_pw_set(farm["gateway"], farm["password"])
-        if self.address.tls:
-            client.tls_set(ca_certs=self.ca_file)
         client.max_inflight_messages_set(100)
         status = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/status"
         # a real gateway's last will: if it loses power the broker says so for it

@@ -32,13 +32,6 @@ from bioassets.tables import (
 READING_FIELDS = ("lat", "lon", "temperature_c", "activity", "weight_kg", "battery_pct", "rssi")
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _insert_ignoring_duplicates(conn: Connection, table, rows: list[dict]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; returns rows inserted."""
     if not rows:
@@ -283,7 +276,7 @@ def count_readings(engine: Engine) -> int:
 def reading_keys(engine: Engine) -> set[tuple[str, datetime]]:
     with engine.connect() as c:
         return {
-            (r.tag_id, utc(r.observed_at))
+            (r.tag_id, r.observed_at)
             for r in c.execute(select(readings.c.tag_id, readings.c.observed_at))
         }
 
@@ -296,7 +289,6 @@ def list_rejects(engine: Engine, gateway_id: str | None = None) -> list[dict]:
         rows = [dict(r._mapping) for r in c.execute(query)]
     for r in rows:
         r["raw"] = bytes(r["raw"]).decode("utf-8", errors="replace")
-        r["received_at"] = utc(r["received_at"])
         r["item"] = json.loads(r["item"]) if r["item"] else None
     return rows
 
@@ -310,7 +302,6 @@ def list_alerts(engine: Engine, farm_id: str | None = None, open_only: bool = Fa
     with engine.connect() as c:
         rows = [dict(r._mapping) for r in c.execute(query)]
     for r in rows:
-        r["opened_at"], r["closed_at"] = utc(r["opened_at"]), utc(r["closed_at"])
         r["state"] = "open" if r["closed_at"] is None else "closed"
     return rows
 
@@ -349,11 +340,7 @@ def farm_animals(engine: Engine, farm_id: str) -> list[dict]:
         rows = c.execute(
             select(animals).where(animals.c.farm_id == farm_id).order_by(animals.c.tag_id)
         ).all()
-    out = [dict(r._mapping) for r in rows]
-    for r in out:
-        r["status_at"] = utc(r["status_at"])
-        r["registered_at"] = utc(r["registered_at"])
-    return out
+    return [dict(r._mapping) for r in rows]
 
 
 def get_animal(engine: Engine, tag_id: str) -> dict | None:
@@ -361,9 +348,7 @@ def get_animal(engine: Engine, tag_id: str) -> dict | None:
         row = c.execute(select(animals).where(animals.c.tag_id == tag_id)).first()
     if not row:
         return None
-    out = dict(row._mapping)
-    out["status_at"], out["registered_at"] = utc(out["status_at"]), utc(out["registered_at"])
-    return out
+    return dict(row._mapping)
 
 
 def tag_states(
@@ -399,7 +384,7 @@ def tag_states(
             )
             for r in c.execute(stats):
                 out[r.tag_id] = {
-                    "last_seen": utc(r.last_seen),
+                    "last_seen": r.last_seen,
                     "count": r.count,
                     "activity_mean": r.activity_mean,
                     "activity_count": r.activity_count,
@@ -411,7 +396,7 @@ def tag_states(
                         state["position"] = (value, row.lon)
                     else:
                         state[column] = value
-                        state[f"{column}_at"] = utc(when)
+                        state[f"{column}_at"] = when
     return out
 
 
@@ -479,10 +464,7 @@ def farm_events(engine: Engine, farm_id: str, at: datetime) -> list[dict]:
         .order_by(animal_events.c.occurred_at)
     )
     with engine.connect() as c:
-        rows = [dict(r._mapping) for r in c.execute(query)]
-    for r in rows:
-        r["occurred_at"] = utc(r["occurred_at"])
-    return rows
+        return [dict(r._mapping) for r in c.execute(query)]
 
 
 def set_gateway_status(conn: Connection, gateway_id: str, status: str, at: datetime) -> None:
@@ -498,9 +480,7 @@ def set_gateway_status(conn: Connection, gateway_id: str, status: str, at: datet
 
 def gateway_statuses(engine: Engine) -> dict[str, tuple[str, datetime]]:
     with engine.connect() as c:
-        return {
-            r.gateway_id: (r.status, utc(r.changed_at)) for r in c.execute(select(gateway_status))
-        }
+        return {r.gateway_id: (r.status, r.changed_at) for r in c.execute(select(gateway_status))}
 
 
 def tag_track(
@@ -520,6 +500,4 @@ def tag_track(
     )
     with engine.connect() as c:
         rows = [dict(r._mapping) for r in c.execute(query)]
-    for r in rows:
-        r["observed_at"] = utc(r["observed_at"])
     return rows[::-1]

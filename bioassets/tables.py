@@ -4,7 +4,6 @@ from sqlalchemy import (
     JSON,
     Column,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -16,6 +15,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from agri_common.times import UTCDateTime
+
 metadata = MetaData()
 
 farms = Table(
@@ -25,7 +26,7 @@ farms = Table(
     Column("name", String(200)),
     Column("owner", String(200)),
     Column("geofence_geojson", Text, nullable=False),  # WGS84 Polygon/MultiPolygon
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 gateways = Table(
@@ -34,7 +35,7 @@ gateways = Table(
     Column("gateway_id", String(64), primary_key=True),
     Column("farm_id", String(64), ForeignKey("farms.farm_id"), nullable=False),
     Column("password_hash", Text, nullable=False),  # Mosquitto $7$ PBKDF2-SHA512
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 animals = Table(
@@ -49,18 +50,18 @@ animals = Table(
     Column("parity", Integer),
     Column("lactation", Integer),
     Column("status", String(16), nullable=False),  # alive | dead | sold
-    Column("status_at", DateTime(timezone=True)),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("status_at", UTCDateTime),
+    Column("registered_at", UTCDateTime, nullable=False),
 )
 
 readings = Table(
     "readings",
     metadata,
     Column("tag_id", String(15), primary_key=True),
-    Column("observed_at", DateTime(timezone=True), primary_key=True),
+    Column("observed_at", UTCDateTime, primary_key=True),
     Column("farm_id", String(64), nullable=False),
     Column("gateway_id", String(64), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
     Column("lat", Float),
     Column("lon", Float),
     Column("temperature_c", Float),
@@ -77,11 +78,11 @@ animal_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tag_id", String(15), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
     Column("farm_id", String(64), nullable=False),
     Column("gateway_id", String(64), nullable=False),
     Column("details", JSON, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("tag_id", "kind", "occurred_at", name="uq_animal_events_key"),
 )
 
@@ -92,8 +93,8 @@ alerts = Table(
     Column("farm_id", String(64), nullable=False, index=True),
     Column("subject", String(64), nullable=False),  # a tag id, a gateway id or the farm id
     Column("kind", String(32), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
     Column("detail", Text, nullable=False),
 )
 
@@ -101,7 +102,7 @@ rejects = Table(
     "rejects",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
     Column("topic", Text, nullable=False),
     Column("farm_id", String(64)),
     Column("gateway_id", String(64), index=True),
@@ -116,5 +117,5 @@ gateway_status = Table(
     metadata,
     Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
     Column("status", String(16), nullable=False),
-    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
 )

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Engine, insert, select, update
 
+from agri_common.times import parse_time
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import evidence
@@ -133,10 +134,7 @@ def check_pledges(engine: Engine, parcel_ids: list[str], herds: list[Herd]) -> N
 
 
 def _loan_row(row) -> dict:
-    out = dict(row._mapping)
-    for key in ("created_at", "updated_at"):
-        out[key] = bio_store.utc(out[key])
-    return out
+    return dict(row._mapping)
 
 
 def create_loan(engine: Engine, loan: LoanIn) -> dict:
@@ -253,7 +251,7 @@ def store_valuation(engine: Engine, inputs: dict, result: dict) -> dict:
             insert(valuations).values(
                 valuation_id=valuation_id,
                 loan_id=result["loan_id"],
-                as_of=datetime.fromisoformat(result["as_of"]),
+                as_of=parse_time(result["as_of"]),
                 created_at=now,
                 prices_version=result["prices_version"],
                 policy_version=result["policy_version"],
@@ -275,10 +273,7 @@ def document(valuation_id: str, result: dict, created_at: datetime) -> dict:
 
 
 def _valuation_row(row) -> dict:
-    out = dict(row._mapping)
-    out["created_at"] = bio_store.utc(out["created_at"])
-    out["as_of"] = bio_store.utc(out["as_of"])
-    return out
+    return dict(row._mapping)
 
 
 # Everything but the input snapshot (tens of kB of JSON): what listing and showing need.
@@ -427,8 +422,4 @@ def list_loan_alerts(engine: Engine, loan_ids: list[str] | None = None) -> list[
     if loan_ids is not None:
         query = query.where(loan_alerts.c.loan_id.in_(loan_ids))
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    for r in rows:
-        r["opened_at"] = bio_store.utc(r["opened_at"])
-        r["closed_at"] = bio_store.utc(r["closed_at"])
-    return rows
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,5 +1,11 @@
-"""One settings object, read from the environment (prefix ``AGRI_``)."""
+"""One settings object, read from the environment (prefix ``AGRI_``).
 
+Each process builds it once at its edge (the CLI's group, ``agri serve``) and passes it
+down: no module reads the environment on its own, so every path that uses a setting
+(the ingester, the API, the CLI, the demo) decides with the same value.
+"""
+
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +24,10 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = None  # tcp://HOST:PORT: imagery scenes run on that cluster
     api_rate_per_s: float = 20.0  # sustained requests per second per API key (per process)
     api_rate_burst: int = 60  # requests a key may send at once before the rate applies
+
+    @property
+    def gateway_offline_after(self) -> timedelta:
+        return timedelta(minutes=self.gateway_offline_minutes)
 
 
 def load_settings() -> Settings:

@@ -9,7 +9,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -17,6 +16,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from agri_common.times import UTCDateTime
 
 metadata = MetaData()
 
@@ -32,7 +33,7 @@ price_versions = Table(
     Column("content_sha256", String(64), nullable=False),
     Column("document", JSON, nullable=False),  # the validated table (version, rows, notes)
     Column("source", Text, nullable=False),
-    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
     UniqueConstraint("kind", "version", name="uq_price_versions_kind_version"),
 )
 
@@ -46,8 +47,8 @@ loans = Table(
     Column("parcel_ids", JSON, nullable=False),
     Column("herds", JSON, nullable=False),  # [{"farm_id", "categories"?, "tag_ids"?}]
     Column("state", String(16), nullable=False),  # active | closed
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Immutable: a valuation row is written once with everything needed to recompute it.
@@ -56,8 +57,8 @@ valuations = Table(
     metadata,
     Column("valuation_id", String(40), primary_key=True),
     Column("loan_id", String(64), nullable=False, index=True),
-    Column("as_of", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
     Column("prices_version", String(64), nullable=False),
     Column("policy_version", String(64), nullable=False),
     Column("code_version", String(64), nullable=False),
@@ -76,8 +77,8 @@ loan_alerts = Table(
     Column("loan_id", String(64), nullable=False, index=True),
     Column("kind", String(32), nullable=False),  # status_worsened
     Column("valuation_id", String(40), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
     Column("detail", Text, nullable=False),
 )
 
@@ -89,8 +90,8 @@ api_keys = Table(
     Column("role", String(16), nullable=False),  # loan_officer | risk_admin | operator
     Column("branch", String(64)),
     Column("label", String(200)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
 )
 
 # Every write through the API: who (key), what (method, path, subject, outcome), when.
@@ -98,7 +99,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
     Column("key_id", String(16)),  # None: no valid key was presented
     Column("role", String(16)),
     Column("branch", String(64)),

@@ -30,6 +30,7 @@ Formulas (also written out, with the numbers, in every item's ``formula``):
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from agri_common.times import parse_time
 from collateral import prices
 from collateral.prices import Where
 
@@ -68,7 +69,7 @@ def value_loan(inputs: dict) -> dict:
 
 
 def _value_loan(inputs: dict) -> dict:
-    as_of = datetime.fromisoformat(inputs["as_of"])
+    as_of = parse_time(inputs["as_of"])
     price_table, policy = inputs["prices"], inputs["policy"]
     items = []
     for parcel in inputs["parcels"]:
@@ -194,7 +195,7 @@ def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where
     latest = parcel.get("latest_clear_at")
     if latest is None:
         return ["no clear image of the parcel yet"]
-    age = as_of - datetime.fromisoformat(latest)
+    age = as_of - parse_time(latest)
     if age > timedelta(days=int(days)):
         return [f"last clear image {latest[:10]} is {age.days} days old (limit {days})"]
     return []
@@ -300,7 +301,7 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
     last = herd.get("last_reading_at")
     if last is None:
         stale.append(f"no reading from farm {herd['farm_id']} in the last {days} days")
-    elif as_of - datetime.fromisoformat(last) > timedelta(days=int(days)):
+    elif as_of - parse_time(last) > timedelta(days=int(days)):
         stale.append(f"last reading from farm {herd['farm_id']} at {last[:16]}")
     by_category: dict[str, list[dict]] = {}
     for animal in herd["animals"]:

@@ -4,10 +4,7 @@ A COG is written to a temporary file beside its destination and renamed into pla
 when GDAL has finished, so a killed job never leaves a half-written file that looks done.
 """
 
-import contextlib
-import os
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,8 @@ import rasterio.windows
 from affine import Affine
 from pyproj import CRS
 from rasterio.enums import Resampling
+
+from agri_common.files import atomic_path, sweep_stale
 
 # ZSTD at level 1: the ratio of DEFLATE at about half the time on a full tile (GDAL >= 2.3
 # reads it, and only our own services read these files). The float predictor suits NDVI.
@@ -64,10 +63,8 @@ def write_cog(
     faster than letting the driver build them through temp files.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     array = np.ascontiguousarray(array)
-    try:
+    with atomic_path(path) as tmp:
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
             with rasterio.open(_mem_dataset_name(array, transform), "r+") as src:
                 src.crs = rasterio.crs.CRS.from_wkt(crs.to_wkt())
@@ -82,10 +79,7 @@ def write_cog(
                     src, tmp, driver="COG", overviews="FORCE_USE_EXISTING", **COG_OPTIONS
                 )
         _check_complete(tmp, array, path.name)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _sweep_stale_temporaries(path)
+    sweep_stale(path, STALE_TMP_S)
     return path
 
 
@@ -110,16 +104,6 @@ def _gdal_data_type(dtype: np.dtype) -> str:
 
 
 STALE_TMP_S = 600  # a COG write never leaves its temp file untouched this long
-
-
-def _sweep_stale_temporaries(path: Path) -> None:
-    """Remove temp files of earlier writes of ``path`` that died (a killed worker leaves
-    one; it was never renamed into place, so no reader took it for the COG)."""
-    now = time.time()
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - stale.stat().st_mtime > STALE_TMP_S:
-                stale.unlink()
 
 
 def _check_complete(path: Path, array: np.ndarray, name: str) -> None:

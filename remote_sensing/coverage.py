@@ -18,7 +18,7 @@ from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 
-from remote_sensing.files import atomic_write
+from agri_common.files import atomic_write
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from rasterio.warp import (  # noqa: E402
     transform_bounds,
 )
 
-from remote_sensing.files import atomic_write  # noqa: E402
+from agri_common.files import atomic_write  # noqa: E402
 
 WEB_MERCATOR = "EPSG:3857"
 MAX_SIDE = 2048  # pixels: a branch laptop on a poor line gets a few hundred kB

@@ -1,28 +1,18 @@
 """Building and storing parcel profiles: the I/O around the pure functions of profiles.py."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import shapely
 from sqlalchemy import Engine
 
+from agri_common.rows import jsonable
 from remote_sensing import profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 
 PRE_EVENT_DATES = 3  # clear dates before an event that define each pixel's own level
-
-
-def parse_as_of(text: str | None) -> datetime | None:
-    """An ``--as-of`` value: a date means the whole of that day (UTC), a datetime is exact."""
-    if text is None:
-        return None
-    if len(text) == 10:
-        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        return day + timedelta(days=1) - timedelta(microseconds=1)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def peer_statistics(
@@ -101,7 +91,7 @@ def build_profile(
         "kind": parcel["kind"],
         "area_ha": parcel["area_ha"],
         "as_of": effective_as_of.isoformat() if effective_as_of else None,
-        "observations": [store.jsonable(o) for o in observations],
+        "observations": [jsonable(o) for o in observations],
         "smoothed": [
             {"date": profiles.to_date(d).isoformat(), "ndvi": round(float(v), 4)}
             for d, v in zip(grid, smoothed, strict=True)

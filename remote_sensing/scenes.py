@@ -21,6 +21,7 @@ import rasterio
 import rioxarray
 import xarray as xr
 
+from agri_common.times import parse_time
 from remote_sensing.indices import reflectance
 
 # Sentinel-2 L2A processing baseline 04.00 (from 2022-01-25) adds +1000 to every DN.
@@ -101,19 +102,11 @@ def _baseline_number(baseline: str) -> float:
 
 
 def parse_datetime(text: str) -> datetime:
-    """ISO 8601 or TIFF ``YYYY:MM:DD HH:MM:SS``; naive values are taken as UTC."""
-    text = text.strip()
-    tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", text)
-    if tiff:
-        value = datetime(*(int(g) for g in tiff.groups()))
-    else:
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise SceneError(f"acquisition time {text!r} is not ISO 8601") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    """A scene's acquisition time (ISO 8601 or TIFF's ``YYYY:MM:DD HH:MM:SS``) as UTC."""
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise SceneError(f"acquisition time: {exc}") from exc
 
 
 def find_scenes(inbox: Path) -> list[SceneSource]:

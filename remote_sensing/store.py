@@ -3,12 +3,13 @@
 import json
 import math
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import geopandas as gpd
 import shapely
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
+from agri_common.times import parse_time
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
 from remote_sensing.zonal import STATISTICS
@@ -137,7 +138,7 @@ def observations_by_parcel(engine: Engine, parcel_ids: list[str]) -> dict[str, l
     with engine.connect() as c:
         for r in c.execute(query):
             row = dict(r._mapping)
-            out.setdefault(row.pop("parcel_id"), []).append(_as_utc(row))
+            out.setdefault(row.pop("parcel_id"), []).append(row)
     return out
 
 
@@ -154,7 +155,7 @@ def latest_clear_summary(engine: Engine, min_valid_fraction: float) -> dict[str,
         for r in c.execute(query):
             entry = summary.setdefault(r.parcel_id, {"clear_count": 0})
             entry["clear_count"] += 1
-            entry["latest_acquired_at"] = _utc(r.acquired_at)
+            entry["latest_acquired_at"] = r.acquired_at
             entry["latest_ndvi"] = r.ndvi_mean
     return summary
 
@@ -167,32 +168,6 @@ def scene_ledger(engine: Engine) -> list[dict]:
 
 def _nan_to_none(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _as_utc(row: dict) -> dict:
-    row["acquired_at"] = _utc(row["acquired_at"])
-    return row
-
-
-def jsonable(row: dict) -> dict:
-    """A stored row as JSON-ready values: datetimes and dates as ISO 8601, NaN as None."""
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = _utc(value).isoformat()
-        elif isinstance(value, date):
-            value = value.isoformat()
-        elif isinstance(value, float) and math.isnan(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def clear_means(
@@ -260,7 +235,7 @@ def save_profiles(engine: Engine, profiles: dict[str, dict]) -> None:
             parcel_events.c.start,
         ).where(parcel_events.c.parcel_id.in_(ids))
         for r in conn.execute(query):
-            stored.setdefault(r.parcel_id, {})[(r.kind, _utc(r.start))] = r.id
+            stored.setdefault(r.parcel_id, {})[(r.kind, r.start)] = r.id
         new = [row for row in summaries if row["parcel_id"] not in existing]
         if new:
             conn.execute(insert(parcel_profiles), new)
@@ -332,11 +307,7 @@ def stored_events(engine: Engine, parcel_id: str | None = None) -> list[dict]:
     if parcel_id is not None:
         query = query.where(parcel_events.c.parcel_id == parcel_id)
     with engine.connect() as c:
-        rows = [dict(r._mapping) for r in c.execute(query)]
-    for row in rows:
-        for key in ("start", "end", "confirmed_at", "updated_at"):
-            row[key] = _utc(row[key])
-    return rows
+        return [dict(r._mapping) for r in c.execute(query)]
 
 
 def stored_profile(engine: Engine, parcel_id: str) -> dict | None:
@@ -348,11 +319,7 @@ def stored_profile(engine: Engine, parcel_id: str) -> dict | None:
 
 
 def _dt(value: str | None) -> datetime | None:
-    """An ISO date or datetime string as an aware UTC datetime."""
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None if value is None else parse_time(value)
 
 
 def profile_overview(engine: Engine) -> dict[str, dict]:

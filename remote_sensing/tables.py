@@ -3,7 +3,6 @@
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -13,6 +12,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from agri_common.times import UTCDateTime
 
 metadata = MetaData()
 
@@ -33,7 +34,7 @@ parcels = Table(
     Column("attributes", JSON, nullable=False),
     Column("geometry_geojson", Text, nullable=False),  # WGS84
     Column("area_ha", Float, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # The imagery ledger: one row per (scene id, content checksum) ever attempted.
@@ -46,12 +47,12 @@ scenes = Table(
     Column("source_path", Text, nullable=False),
     Column("status", String(16), nullable=False),  # done | failed
     Column("error", Text),
-    Column("acquired_at", DateTime(timezone=True)),
+    Column("acquired_at", UTCDateTime),
     Column("crs", Text),
     Column("ndvi_path", Text),
     Column("attempts", Integer, nullable=False),
     Column("seconds", Float),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", UTCDateTime, nullable=False),
     UniqueConstraint("scene_id", "checksum", name="uq_scenes_scene_checksum"),
 )
 
@@ -60,7 +61,7 @@ observations = Table(
     metadata,
     _parcel_id(primary_key=True),
     Column("scene_id", String(200), primary_key=True),
-    Column("acquired_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("acquired_at", UTCDateTime, nullable=False, index=True),
     Column("ndvi_mean", Float),
     Column("ndvi_median", Float),
     Column("ndvi_p10", Float),
@@ -79,13 +80,13 @@ parcel_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     _parcel_id(nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("start", DateTime(timezone=True), nullable=False),
-    Column("end", DateTime(timezone=True)),
-    Column("confirmed_at", DateTime(timezone=True), nullable=False),
+    Column("start", UTCDateTime, nullable=False),
+    Column("end", UTCDateTime),
+    Column("confirmed_at", UTCDateTime, nullable=False),
     Column("severity", Float, nullable=False),
     Column("affected_ha", Float),
     Column("state", String(16), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("parcel_id", "kind", "start", name="uq_parcel_events_key"),
 )
 
@@ -94,11 +95,11 @@ parcel_profiles = Table(
     "parcel_profiles",
     metadata,
     _parcel_id(primary_key=True),
-    Column("as_of", DateTime(timezone=True)),
-    Column("latest_clear_at", DateTime(timezone=True)),
+    Column("as_of", UTCDateTime),
+    Column("latest_clear_at", UTCDateTime),
     Column("latest_ndvi", Float),
     Column("expected_ndvi", Float),
     Column("anomaly_z", Float),
     Column("health_index", Float),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -19,7 +19,9 @@ from collateral.api.limits import RateLimiter
 from collateral.db import engine_url, make_engine, upgrade
 from collateral.tables import audit_log, valuations
 from collateral.tables import loans as loans_table
-from tests.conftest import SAMPLE_TILES, WORLD_AS_OF, seed_livestock
+from tests.support.livestock import seed_livestock
+from tests.support.paths import SAMPLE_TILES
+from tests.support.world import WORLD_AS_OF
 
 PROBLEM = "application/problem+json"
 

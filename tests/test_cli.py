@@ -3,7 +3,7 @@
 import json
 import math
 
-from tests.conftest import SAMPLE_TILES
+from tests.support.paths import SAMPLE_TILES
 
 # The contract of issue 2, spelled out here on purpose (not imported from the code).
 FIELDS = set(

@@ -21,7 +21,8 @@ from remote_sensing import store
 from remote_sensing.job import Cluster, run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.tables import observations
-from tests.conftest import REPO_ROOT, SAMPLE_TILES, fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
+from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 
 SCENES = SAMPLE_TILES / "scenes"
 

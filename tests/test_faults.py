@@ -13,8 +13,15 @@ from paho.mqtt.properties import Properties
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
 from collateral.db import engine_url, make_engine, upgrade
-from tests.conftest import GATEWAY_PASSWORDS, Broker, seed_livestock
-from tests.test_ingest import message, reading, wait_for
+from tests.support.livestock import (
+    DEFAULT_OFFLINE_AFTER,
+    GATEWAY_PASSWORDS,
+    Broker,
+    message,
+    reading,
+    seed_livestock,
+)
+from tests.support.waiting import wait_for
 
 CATTLE = [f"156{100000000000 + i:012d}" for i in range(481, 601)]
 
@@ -70,14 +77,14 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
         broker.url(),
         "restart-ingester",
         open_engine=make_engine,
+        gateway_offline_after=DEFAULT_OFFLINE_AFTER,
         batch_ms=50,
         session_expiry_s=600,
         shared=False,
     )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    assert worker.wait_connected(10)
-    time.sleep(0.3)
+    assert worker.wait_subscribed(10)
     gateway = PersistentGateway(broker)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     sent, mids = {}, []
@@ -110,8 +117,8 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
 
 
 def test_a_postgres_restart_during_ingestion_makes_it_wait_and_lose_nothing(broker):
-    from tests.private_postgres import PrivatePostgres
-    from tests.test_ingest import Gateway, ingesting
+    from tests.support.livestock import Gateway, ingesting
+    from tests.support.private_postgres import PrivatePostgres
 
     pg = PrivatePostgres().start()
     engine = make_engine(pg.url())
@@ -159,8 +166,8 @@ def test_a_postgres_restart_during_an_imagery_run_redoes_the_scene(tmp_path):
     from remote_sensing import store as rs_store
     from remote_sensing.job import run_inbox
     from remote_sensing.parcels import read_parcel_file
-    from tests.conftest import REPO_ROOT, SAMPLE_TILES
-    from tests.private_postgres import PrivatePostgres
+    from tests.support.paths import REPO_ROOT, SAMPLE_TILES
+    from tests.support.private_postgres import PrivatePostgres
 
     parcels = read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
@@ -313,7 +320,7 @@ def _tls_client(broker, user: str, password: str, ca) -> tuple:
 
 def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
     from bioassets import registry
-    from tests.conftest import GATEWAY_FARMS, INGESTER_PASSWORD
+    from tests.support.livestock import GATEWAY_FARMS, INGESTER_PASSWORD
 
     ca, cert, key = _test_ca(tmp_path / "ca")
     gateways = [
@@ -334,6 +341,7 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
         url,
         "tls-ingester",
         open_engine=make_engine,
+        gateway_offline_after=DEFAULT_OFFLINE_AFTER,
         batch_ms=50,
         session_expiry_s=0,
         ca_file=str(ca),
@@ -341,8 +349,7 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        assert worker.wait_connected(10), "the ingester did not connect over TLS"
-        time.sleep(0.3)
+        assert worker.wait_subscribed(10), "the ingester did not subscribe over TLS"
         gateway, code = _tls_client(broker, "GW-CAT-1", GATEWAY_PASSWORDS["GW-CAT-1"], ca)
         assert code is not None and not code.is_failure, code
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

@@ -20,7 +20,7 @@ from remote_sensing.indices import SCL_MASKED
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.tables import observations
-from tests.conftest import REPO_ROOT, SAMPLE_TILES
+from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
 AGRI = [sys.executable, "-m", "collateral.cli"]
@@ -293,7 +293,7 @@ def test_a_data_directory_out_of_space_fails_the_scene_cleanly(
     import resource
 
     from collateral.db import make_engine, upgrade
-    from tests.conftest import _reset
+    from tests.support.databases import empty_all_tables as _reset
 
     engine = make_engine(postgres_url)
     upgrade(engine)

@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
@@ -16,104 +15,24 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
-from bioassets.ingester import BatchWriter, Ingester
-from collateral.db import engine_url, make_engine
-from tests.conftest import GATEWAY_FARMS, GATEWAY_PASSWORDS, REPO_ROOT, seed_livestock
+from bioassets.batch_writer import BatchWriter
+from collateral.db import make_engine
+from tests.support.livestock import (
+    DEFAULT_OFFLINE_AFTER,
+    GATEWAY_PASSWORDS,
+    Gateway,
+    forget_session,
+    ingesting,
+    message,
+    reading,
+    seed_livestock,
+)
+from tests.support.paths import REPO_ROOT
+from tests.support.waiting import wait_for
 
 SOW_TAGS = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
 FAT_TAGS = [f"156{100000000000 + i:012d}" for i in range(181, 481)]
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
-
-
-def reading(tag: str, at: datetime, **fields) -> dict:
-    return {"tag_id": tag, "observed_at": at.isoformat(), **fields}
-
-
-def message(gateway_id: str, seq: int, items: list[dict], kind: str = "readings") -> bytes:
-    body = {
-        "schema": f"{kind}/v1",
-        "gateway_id": gateway_id,
-        "sent_at": datetime.now(UTC).isoformat(),
-        "seq": seq,
-        kind: items,
-    }
-    return json.dumps(body).encode()
-
-
-class Gateway:
-    """A farm gateway: an MQTT 5 client publishing at QoS 1 under its own topic."""
-
-    def __init__(self, broker, gateway_id: str, password: str | None = None):
-        self.gateway_id = gateway_id
-        self.farm_id = GATEWAY_FARMS[gateway_id]
-        self.notices: list[dict] = []
-        self.acks: dict[int, object] = {}
-        self.connect_result = None
-        self._connected = threading.Event()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{gateway_id}-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv5,
-        )
-        client.username_pw_set(gateway_id, password or GATEWAY_PASSWORDS[gateway_id])
-        client.max_inflight_messages_set(200)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_message = lambda c, u, m: self.notices.append(json.loads(m.payload))
-        client.on_publish = lambda c, u, mid, rc, p: self.acks.__setitem__(mid, rc)
-        client.connect(broker.host, broker.port)
-        client.loop_start()
-        self.client = client
-        self._connected.wait(10)
-
-    def _on_connect(self, client, _u, _f, reason_code, _p) -> None:
-        self.connect_result = reason_code
-        if not reason_code.is_failure:
-            client.subscribe(f"agri/v1/farms/{self.farm_id}/gateways/{self.gateway_id}/rejects", 1)
-        self._connected.set()
-
-    def publish(self, payload: bytes, kind: str = "readings", farm_id: str | None = None):
-        topic = f"agri/v1/farms/{farm_id or self.farm_id}/gateways/{self.gateway_id}/{kind}"
-        info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(10)
-        return info
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@contextmanager
-def ingesting(engine, broker, client_id: str = "test-ingester", **kwargs):
-    # session expiry 0: a finished test's ingester must not keep a share of the stream
-    worker = Ingester(
-        engine_url(engine),
-        broker.url(),
-        client_id,
-        open_engine=make_engine,
-        batch_ms=50,
-        session_expiry_s=0,
-        **kwargs,
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    assert worker.wait_connected(10), "ingester did not connect"
-    time.sleep(0.3)  # let the subscription settle
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(30)
-        assert not thread.is_alive()
-
-
-def wait_for(condition, timeout: float = 30, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine, broker):
@@ -197,7 +116,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
 def test_a_batch_holding_duplicates_stores_each_reading_once(livestock_engine):
     """Within one batch, repeats (in one message, or a resent message) are left to the
     insert to skip; the same instant written in another time zone is the same reading."""
-    writer = BatchWriter(livestock_engine)
+    writer = BatchWriter(livestock_engine, DEFAULT_OFFLINE_AFTER)
     topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
     items = [reading(SOW_TAGS[0], T0), reading(SOW_TAGS[1], T0), reading(SOW_TAGS[0], T0)]
     payload = message("GW-SOW-1", 1, items)
@@ -306,22 +225,6 @@ def _subscriptions(tmp_path) -> int:
     return (tmp_path / "ingest.log").read_text().count("subscribed to")
 
 
-def _forget_session(broker, client_id: str) -> None:
-    """End a persistent ingester session so it stops taking a share of later streams."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set("agri-ingester", "ingest-secret")
-    properties = Properties(PacketTypes.CONNECT)
-    properties.SessionExpiryInterval = 0
-    client.connect(broker.host, broker.port, clean_start=True, properties=properties)
-    client.loop_start()
-    time.sleep(0.3)
-    client.disconnect()
-    client.loop_stop()
-
-
 def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broker):
     db_url = f"sqlite:///{tmp_path / 'agri.db'}"
     engine = make_engine(db_url)
@@ -368,7 +271,7 @@ def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broke
     ingester.send_signal(signal.SIGTERM)
     assert ingester.wait(30) == 0
     gw.close()
-    _forget_session(broker, f"kill-{tmp_path.name}")
+    forget_session(broker, f"kill-{tmp_path.name}")
     stored = bio_store.reading_keys(engine)
     lost = sorted(seq for seq, keys in sent.items() if not keys <= stored)
     assert lost == [], f"messages lost (by gateway seq): {lost[:20]}"
@@ -378,7 +281,7 @@ def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broke
 
 @pytest.mark.parametrize("url", ["http://host:1883", "mqtt://"])
 def test_bad_broker_urls_are_refused(url):
-    from bioassets.ingester import parse_mqtt_url
+    from bioassets.mqtt_connection import parse_mqtt_url
 
     with pytest.raises(ValueError):
         parse_mqtt_url(url)

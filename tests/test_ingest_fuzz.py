@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bioassets.ingester import BatchWriter
+from bioassets.batch_writer import BatchWriter
 from bioassets.tables import readings, rejects
 from collateral.db import make_engine, upgrade
-from tests.conftest import seed_livestock
+from tests.support.livestock import DEFAULT_OFFLINE_AFTER, seed_livestock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TAGS = ["156100000000001", "156100000000002", "156100000000481", "000000000000000", "15610000"]
@@ -24,7 +24,7 @@ def writer(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'agri.db'}")
     upgrade(engine)
     seed_livestock(engine)
-    yield BatchWriter(engine)
+    yield BatchWriter(engine, DEFAULT_OFFLINE_AFTER)
     engine.dispose()
 
 

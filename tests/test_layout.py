@@ -16,8 +16,10 @@ from collateral import auth, prices
 from collateral.db import make_engine, upgrade
 from remote_sensing import store as rs_store
 from remote_sensing.parcels import read_parcel_file
-from tests.conftest import REPO_ROOT, SAMPLE_TILES, fresh_postgres_database, seed_livestock
-from tests.test_ingest import Gateway, message, reading, wait_for
+from tests.support.databases import fresh_postgres_database
+from tests.support.livestock import Gateway, message, reading, seed_livestock
+from tests.support.paths import REPO_ROOT, SAMPLE_TILES
+from tests.support.waiting import wait_for
 
 AGRI = [sys.executable, "-m", "collateral.cli"]
 

@@ -9,9 +9,10 @@ from bioassets import registry, rules
 from bioassets import store as bio_store
 from bioassets.headcount import animal_state, farm_headcount
 from bioassets.messages import Reading
-from tests.conftest import SAMPLE_TILES
+from tests.support.paths import SAMPLE_TILES
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+OFFLINE_AFTER = timedelta(minutes=30)  # the shipped default of AGRI_GATEWAY_OFFLINE_MINUTES
 SOW = "FARM-SOW"
 INSIDE = (25.0391, 118.2220)  # the sow farm's geofence spans 25.0380-25.0402, 118.2205-118.2235
 OUTSIDE = (25.0500, 118.2400)
@@ -64,12 +65,12 @@ def farm(livestock_engine):
 def test_silent_tag_opens_after_six_hours_and_closes_when_heard(farm):
     tag = _tags(farm, "breeding_sow")[0]
     _everyone_seen(farm, T)
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=5))
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=5), OFFLINE_AFTER)
     assert tag not in _open(farm, "silent_tag")
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=7))
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=7), OFFLINE_AFTER)
     assert tag in _open(farm, "silent_tag")
     _readings(farm, [{"tag_id": tag, "observed_at": T + timedelta(hours=8)}])
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=8, minutes=5))
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=8, minutes=5), OFFLINE_AFTER)
     assert tag not in _open(farm, "silent_tag")
     closed = [
         a
@@ -100,11 +101,13 @@ def test_geofence_fever_and_inactivity_fire_and_clear(farm):
             {"tag_id": idle, "observed_at": T, "activity": 12.0},
         ],
     )
-    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=1))
+    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=1), OFFLINE_AFTER)
     assert wanderer in _open(farm, "out_of_geofence")
     assert sick in _open(farm, "fever")
     assert idle in _open(farm, "inactivity")
-    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=2))  # still true: still one alert each
+    rules.evaluate_farm(
+        farm, SOW, T + timedelta(minutes=2), OFFLINE_AFTER
+    )  # still true: still one alert each
     assert len([a for a in bio_store.list_alerts(farm, SOW) if a["kind"] == "fever"]) == 1
     _readings(
         farm,
@@ -114,7 +117,7 @@ def test_geofence_fever_and_inactivity_fire_and_clear(farm):
             {"tag_id": idle, "observed_at": T + timedelta(hours=1), "activity": 95.0},
         ],
     )
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=1, minutes=1))
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=1, minutes=1), OFFLINE_AFTER)
     assert not (_open(farm, "out_of_geofence") | _open(farm, "fever") | _open(farm, "inactivity"))
     state = animal_state(farm, idle, T + timedelta(hours=1, minutes=1))
     assert state["last_activity"] == 95.0 and 0.9 < state["activity_trend"] < 1.2
@@ -138,14 +141,16 @@ def test_unknown_tag_death_and_gateway_silence(farm):
     }
     with farm.begin() as conn:
         bio_store.write_batch(conn, [], [event], [])
-    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=5))
+    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=5), OFFLINE_AFTER)
     assert "156999999999999" in _open(farm, "unknown_tag")
     assert dead in _open(farm, "death")
     assert not _open(farm, "gateway_offline")
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=1))
+    rules.evaluate_farm(farm, SOW, T + timedelta(hours=1), OFFLINE_AFTER)
     assert "GW-SOW-1" in _open(farm, "gateway_offline")
     assert "156999999999999" in _open(farm, "unknown_tag")
-    rules.evaluate_farm(farm, SOW, T + timedelta(hours=25))  # not seen for a day: closes
+    rules.evaluate_farm(
+        farm, SOW, T + timedelta(hours=25), OFFLINE_AFTER
+    )  # not seen for a day: closes
     assert "156999999999999" not in _open(farm, "unknown_tag")
     assert bio_store.get_animal(farm, dead)["status"] == "dead"
 
@@ -172,7 +177,7 @@ def test_verified_headcount_at_past_times_and_headcount_drop(farm):
     reasons = {u["tag_id"]: u["reason"] for u in now["categories"]["breeding_sow"]["unverified"]}
     assert reasons[sows[0]].startswith("fever") and "outside the farm geofence" in reasons[sows[1]]
     assert reasons[sows[170]].startswith("not seen in the 24 h")
-    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=3))
+    rules.evaluate_farm(farm, SOW, T + timedelta(minutes=3), OFFLINE_AFTER)
     assert SOW in _open(farm, "headcount_drop")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from collateral.db import make_engine, upgrade
 from remote_sensing import store
 from remote_sensing.parcels import read_parcel_file, repair_geometry
-from tests.conftest import SAMPLE_TILES
+from tests.support.paths import SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
 

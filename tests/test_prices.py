@@ -96,9 +96,10 @@ def test_prices_and_keys_from_the_command_line(agri, sqlite_env, tmp_path):
 
     key = agri("keys", "create", "--role", "loan_officer", "--branch", "ANXI-01").output.strip()
     assert key.startswith("agk_")
-    from collateral.cli import open_engine
+    from collateral.cli.context import App
+    from collateral.settings import load_settings
 
-    engine = open_engine()
+    engine = App(load_settings()).engine
     with engine.connect() as c:
         (row,) = c.execute(select(api_keys)).all()
     assert key.split("_", 2)[2] not in str(tuple(row))  # only the hash is stored

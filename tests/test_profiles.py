@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from agri_common.times import parse_as_of
 from collateral.db import make_engine, upgrade
 from remote_sensing import profiles, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.profile_update import parcel_profile, parse_as_of, update_profiles
-from tests.conftest import SAMPLE_TILES
+from remote_sensing.profile_update import parcel_profile, update_profiles
+from tests.support.paths import SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
 START = datetime(2023, 1, 1, tzinfo=UTC)

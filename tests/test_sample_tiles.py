@@ -7,7 +7,7 @@ import sys
 
 import rasterio
 
-from tests.conftest import SAMPLE_TILES
+from tests.support.paths import SAMPLE_TILES
 
 LIVESTOCK = {"farms.geojson", "animals.csv"}
 HAND_WRITTEN = "loans"  # the demo loans: written by hand, not generated

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from remote_sensing.scenes import SceneError, baseline_scale_offset, find_scenes, load_scene
-from tests.conftest import SAMPLE_TILES
+from tests.support.paths import SAMPLE_TILES
 
 FIRST = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
 

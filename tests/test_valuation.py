@@ -17,7 +17,8 @@ from collateral.tables import valuations
 from collateral.valuation import ValuationError, value_loan
 from remote_sensing import store as rs_store
 from remote_sensing.profile_update import parcel_profile
-from tests.conftest import SAMPLE_TILES, SILENT_SOWS, WORLD_AS_OF
+from tests.support.paths import SAMPLE_TILES
+from tests.support.world import SILENT_SOWS, WORLD_AS_OF
 
 AS_OF = datetime.fromisoformat(WORLD_AS_OF)
 BEFORE_CUT = datetime(2024, 4, 30, 12, tzinfo=UTC)  # the sample clear-cut is on 2024-05-08

@@ -21,7 +21,9 @@ from playwright.sync_api import expect, sync_playwright
 from bioassets.local_broker import free_port
 from collateral import auth, loans
 from collateral.api import app as api_app
-from tests.conftest import REPO_ROOT, SAMPLE_TILES, build_world
+from collateral.settings import Settings
+from tests.support.paths import REPO_ROOT, SAMPLE_TILES
+from tests.support.world import build_world
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -223,5 +225,7 @@ def test_an_officer_of_another_branch_sees_none_of_it(page, server):
 
 def test_without_the_bundle_the_server_says_how_to_build_it(tmp_path, monkeypatch, server):
     monkeypatch.setattr(api_app, "STATIC_DIR", tmp_path)
-    response = TestClient(api_app.create_app(server["engine"], tmp_path)).get("/")
+    response = TestClient(api_app.create_app(server["engine"], Settings(data_dir=tmp_path))).get(
+        "/"
+    )
     assert response.status_code == 503 and "make web" in response.text

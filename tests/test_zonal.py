@@ -11,7 +11,7 @@ from pyproj import CRS
 
 from remote_sensing.coverage import Grid, cached_weights, compute_weights
 from remote_sensing.indices import CLEAR, CLOUDY
-from remote_sensing.job import observation_rows
+from remote_sensing.scene_processing import observation_rows
 from remote_sensing.zonal import parcel_statistics
 
 UTM = CRS.from_epsg(32650)

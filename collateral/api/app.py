@@ -20,7 +20,7 @@ from collateral.api import assets, lending, maps
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.auth import KeyCache
-from collateral.settings import load_settings
+from collateral.settings import Settings, load_settings
 from collateral.valuation import ValuationError
 
 log = logging.getLogger("agri.api")
@@ -57,8 +57,10 @@ def _field(loc) -> str:
 
 
 def create_app(
-    engine: Engine, data_dir: Path | None = None, rate_limiter: RateLimiter | None = None
+    engine: Engine, settings: Settings | None = None, rate_limiter: RateLimiter | None = None
 ) -> FastAPI:
+    """The API over ``engine``; ``settings`` as the process built them (read from the
+    environment when not given)."""
     app = FastAPI(
         title="agri-collateral",
         version="1",
@@ -69,9 +71,10 @@ def create_app(
             "`application/problem+json`."
         ),
     )
-    settings = load_settings()
+    settings = settings or load_settings()
+    app.state.settings = settings
     app.state.engine = engine
-    app.state.data_dir = data_dir or settings.data_dir
+    app.state.data_dir = settings.data_dir
     app.state.keys = KeyCache(ttl_s=KEY_CACHE_TTL_S)
     app.state.profiles = Cache(size=512)  # keyed by the imagery ledger's state
     app.state.headcounts = Cache(size=256, ttl_s=HEADCOUNT_TTL_S, stale_s=HEADCOUNT_STALE_S)

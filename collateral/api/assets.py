@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Engine
 
+from agri_common.rows import jsonable
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
@@ -208,7 +209,7 @@ def get_animal(tag_id: str, engine: EngineDep, _caller: Caller) -> dict:
     state = headcount.animal_state(engine, tag_id, datetime.now(UTC))
     if state is None:
         raise loans.NotFound(f"animal {tag_id!r} is not registered")
-    return rs_store.jsonable(state)
+    return jsonable(state)
 
 
 @router.get("/animals/{tag_id}/track", tags=["livestock"], summary="An animal's positions")
@@ -245,6 +246,7 @@ def get_track(
 
 @router.get("/alerts", tags=["alerts"], summary="Livestock, parcel and loan alerts")
 def list_alerts(
+    request: Request,
     engine: EngineDep,
     principal: Caller,
     farm_id: str | None = None,
@@ -274,7 +276,7 @@ def list_alerts(
     out = []
     now = datetime.now(UTC)
     for farm in sorted(bio_store.farm_ids(engine)) if farms is None else sorted(farms):
-        rules.evaluate_farm(engine, farm, now)
+        rules.evaluate_farm(engine, farm, now, request.app.state.settings.gateway_offline_after)
         for a in bio_store.list_alerts(engine, farm):
             out.append(
                 {
@@ -322,7 +324,7 @@ def list_alerts(
         )
     if state != "all":
         out = [a for a in out if (a["closed_at"] is None) == (state == "open")]
-    return [rs_store.jsonable(a) for a in sorted(out, key=lambda a: a["opened_at"])]
+    return [jsonable(a) for a in sorted(out, key=lambda a: a["opened_at"])]
 
 
 def _narrow(scope: set[str] | None, wanted: str | None) -> set[str]:

@@ -7,12 +7,12 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
+from agri_common.rows import jsonable
 from collateral import loans, prices
 from collateral.api import examples
 from collateral.api.examples import CONFLICT, LOAN, VALUATION, example
 from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
 from collateral.auth import Principal
-from remote_sensing.store import jsonable
 
 router = APIRouter(responses=examples.PROBLEMS)
 Lender = Annotated[Principal, Depends(LENDING)]

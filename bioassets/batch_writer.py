@@ -1,0 +1,328 @@
+"""The ingester's writer: parse, authorise and store batches of MQTT messages.
+
+It runs in a process of its own (``writer_main``), so that parsing and SQL never compete
+with the network thread for one interpreter lock. Each batch is one transaction; the
+answer (``BatchResult``) tells the ingester what it may acknowledge. A database that is
+briefly away is waited for (``agri_common.retry``); a database that refuses the work for
+any other reason (a schema mismatch, bad SQL) ends the writer with that message, so the
+operator sees it instead of a silent retry loop.
+"""
+
+import json
+import logging
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from agri_common.retry import DatabaseUnavailable, backoff, with_retries
+from bioassets import rules, store
+from bioassets.messages import READING, Parsed, Rejection, parse_message
+
+log = logging.getLogger("agri.ingest")
+
+WRITER_READY = "ready"  # the writer's first word: it has started and can store
+GIVE_UP_AFTER_DELAY_S = 5  # a stop during an outage gives up once retries wait this long
+
+
+@dataclass
+class WriterTotals:
+    messages: int = 0
+    rejects: int = 0
+    db_retries: int = 0
+
+
+Incoming = tuple[str, bytes]  # (topic, payload) of one MQTT message
+
+
+@dataclass
+class BatchResult:
+    """The writer's answer for one batch. ``stored`` False: it gave up (a stop during a
+    database outage), so nothing of the batch may be acknowledged."""
+
+    stored: bool
+    inserted: int = 0
+    rejects: int = 0
+    db_retries: int = 0
+    notices: list[tuple[str, bytes]] = field(default_factory=list)
+    fatal: str | None = None  # the database refused the work itself: the ingester stops
+
+
+def writer_main(
+    batches,
+    results,
+    database_url: str,
+    open_engine: Callable[[str], Engine],
+    alert_interval_s: float,
+    gateway_offline_after: timedelta,
+    giving_up,
+    parent_pid: int,
+) -> None:
+    """The writer process: store each batch it is handed and answer, until told to stop
+    or its ingester is gone. Signals are the ingester's business: it drains, then stops us."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    engine = open_engine(database_url)
+    writer = BatchWriter(engine, gateway_offline_after, alert_interval_s)
+    results.put(WRITER_READY)
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    try:
+        while not orphaned():
+            try:
+                batch = batches.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if batch is None:
+                break
+            try:
+                result = writer.store_until_done(batch, lambda: giving_up.is_set() or orphaned())
+            except Exception as exc:  # not "briefly away": stop, say why, store nothing more
+                log.error("the database refused the ingester's work: %s", exc)
+                results.put(BatchResult(stored=False, fatal=f"{type(exc).__name__}: {exc}"))
+                break
+            results.put(result)
+    finally:
+        results.close()
+        results.join_thread()
+        engine.dispose()
+
+
+class BatchWriter:
+    """Parse, authorise and store batches of messages: all the ingester's database work.
+
+    It runs in the ingester's writer process; it is also the unit the fuzz test drives.
+    """
+
+    def __init__(
+        self, engine: Engine, gateway_offline_after: timedelta, alert_interval_s: float = 30.0
+    ):
+        self.engine = engine
+        self._gateway_offline_after = gateway_offline_after
+        self._alert_interval_s = alert_interval_s
+        self._gateway_farm: dict[str, str] = {}
+        self._tag_farm: dict[str, str] = {}
+        self._registry_loaded = 0.0
+        self._farms_since_alerts: set[str] = set()
+        self._alerts_evaluated = time.monotonic()
+        self._progress_logged = time.monotonic()
+        self._stored_since_log = 0
+        self._totals = WriterTotals()
+
+    def store_until_done(self, batch: list[Incoming], give_up: Callable[[], bool]) -> BatchResult:
+        """Commit the batch, retrying while the database is briefly away.
+
+        A stop during an outage (``give_up``) answers "not stored" once the retries wait
+        5 s or more: the batch stays unacknowledged for the broker to redeliver. Any error
+        that is not an outage is raised.
+        """
+        try:
+            (inserted, rejected, notices), retries = with_retries(
+                lambda: self._store_or_isolate(batch),
+                backoff(0.2, 10),
+                "storing a batch of readings",
+                give_up=lambda delay: give_up() and delay >= GIVE_UP_AFTER_DELAY_S,
+            )
+        except DatabaseUnavailable as exc:
+            self._totals.db_retries += exc.retries
+            return BatchResult(stored=False, db_retries=exc.retries)
+        self._totals.messages += len(batch)
+        self._totals.rejects += rejected
+        self._totals.db_retries += retries
+        self._stored_since_log += inserted
+        self._evaluate_alerts_when_due()
+        self._log_progress_when_due()
+        return BatchResult(True, inserted, rejected, retries, notices)
+
+    def _store_or_isolate(self, batch: list[Incoming]) -> tuple[int, int, list]:
+        try:
+            return self.store(batch)
+        except (DataError, IntegrityError) as exc:
+            # Not transient: find the message the database refuses and reject it.
+            log.error("database refused a batch (%s); storing message by message", exc)
+            return self._store_one_by_one(batch)
+
+    def _log_progress_when_due(self, every_s: float = 60.0) -> None:
+        """One line a minute for the operator: what was stored, refused and retried."""
+        now = time.monotonic()
+        if now - self._progress_logged < every_s:
+            return
+        stored, elapsed = self._stored_since_log, now - self._progress_logged
+        log.info(
+            "stored %d readings in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
+            "%d database retries",
+            stored,
+            elapsed,
+            stored / elapsed,
+            self._totals.messages,
+            self._totals.rejects,
+            self._totals.db_retries,
+        )
+        self._progress_logged, self._stored_since_log = now, 0
+
+    def _evaluate_alerts_when_due(self) -> None:
+        """Alert rules for the farms that sent data, at most every ``alert_interval_s``."""
+        if time.monotonic() - self._alerts_evaluated < self._alert_interval_s:
+            return
+        farms, self._farms_since_alerts = self._farms_since_alerts, set()
+        self._alerts_evaluated = time.monotonic()
+        now = datetime.now(UTC)
+        for farm_id in sorted(farms):
+            try:
+                rules.evaluate_farm(self.engine, farm_id, now, self._gateway_offline_after)
+            except Exception:  # alerting must never stop ingestion
+                log.exception("alert rules failed for farm %s", farm_id)
+
+    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list]:
+        inserted, rejected, notices = 0, 0, []
+        for message in batch:
+            try:
+                added, refused, said = self.store([message])
+            except (DataError, IntegrityError) as exc:
+                reason = f"database refused the message: {exc.orig}"
+                row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
+                with self.engine.begin() as conn:
+                    store.write_batch(conn, [], [], [row])
+                rejected += 1
+                continue
+            inserted, rejected, notices = inserted + added, rejected + refused, notices + said
+        return inserted, rejected, notices
+
+    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]]]:
+        """Store one batch in one transaction: (readings inserted, rejects, reject notices)."""
+        now = datetime.now(UTC)
+        self._refresh_registry()
+        reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
+        event_rows: list[dict] = []
+        reject_rows: list[dict] = []
+        statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
+        notices: list[tuple[str, bytes]] = []
+        unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
+        farms: set[str] = set()
+        for message in batch:
+            topic, payload = message
+            parsed = parse_message(topic, payload, now)
+            self._authorise(parsed)
+            if parsed.status and not parsed.message_rejected:
+                statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
+                farms.add(parsed.farm_id)
+            reject_rows += [
+                _reject_row(message, parsed.farm_id, parsed.gateway_id, rejection, now)
+                for rejection in parsed.rejections
+            ]
+            if parsed.rejections and parsed.farm_id and parsed.gateway_id:
+                notices.append(_reject_notice(parsed))
+            if parsed.readings:
+                farms.add(parsed.farm_id)
+            for r in parsed.readings:
+                reading_rows.append(
+                    store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
+                )
+                if r["tag_id"] not in self._tag_farm:
+                    unknown[parsed.farm_id, r["tag_id"]] = (
+                        f"unregistered tag seen by {parsed.gateway_id}"
+                    )
+            for e in parsed.events:
+                event_rows.append(
+                    {
+                        "tag_id": e.tag_id,
+                        "kind": e.kind,
+                        "occurred_at": e.occurred_at,
+                        "farm_id": parsed.farm_id,
+                        "gateway_id": parsed.gateway_id,
+                        "details": e.model_dump(mode="json", exclude_none=True),
+                        "received_at": now,
+                    }
+                )
+        with self.engine.begin() as conn:
+            inserted = store.write_batch(conn, reading_rows, event_rows, reject_rows)
+            store.note_unknown_tags(conn, unknown, now)
+            for _farm, gateway, status in statuses:
+                store.set_gateway_status(conn, gateway, status, now)
+        self._farms_since_alerts.update(farms & self._known_farms())
+        return inserted, len(reject_rows), notices
+
+    def _known_farms(self) -> set[str]:
+        return set(self._gateway_farm.values())
+
+    def _refresh_registry(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._registry_loaded > 5:
+            self._gateway_farm = store.gateway_farms(self.engine)
+            self._tag_farm = store.tag_farms(self.engine)
+            self._registry_loaded = time.monotonic()
+
+    def _authorise(self, parsed: Parsed) -> None:
+        """The topic's farm must be the gateway's; a tag of another farm is rejected."""
+        if parsed.message_rejected or parsed.gateway_id is None:
+            return
+        farm = self._gateway_farm.get(parsed.gateway_id)
+        if farm is None:
+            self._refresh_registry(force=True)
+            farm = self._gateway_farm.get(parsed.gateway_id)
+        if farm != parsed.farm_id:
+            reason = (
+                f"gateway {parsed.gateway_id!r} is not registered"
+                if farm is None
+                else f"gateway {parsed.gateway_id!r} belongs to farm {farm!r}, "
+                f"not {parsed.farm_id!r}"
+            )
+            parsed.rejections = [Rejection(reason)]
+            parsed.readings, parsed.events = [], []
+            parsed.message_rejected = True
+            return
+        kept = []
+        readings = parsed.kind == "readings"
+        for item in parsed.readings if readings else parsed.events:
+            tag = item["tag_id"] if readings else item.tag_id
+            owner = self._tag_farm.get(tag)
+            if owner is not None and owner != parsed.farm_id:
+                parsed.rejections.append(
+                    Rejection(
+                        f"tag {tag} is registered to farm {owner!r}, not {parsed.farm_id!r}",
+                        READING.dump_python(item, mode="json")
+                        if readings
+                        else item.model_dump(mode="json"),
+                    )
+                )
+            else:
+                kept.append(item)
+        if readings:
+            parsed.readings = kept
+        else:
+            parsed.events = kept
+
+
+def _reject_row(
+    message: Incoming, farm_id, gateway_id, rejection: Rejection, now: datetime
+) -> dict:
+    """A rejects-table row: the reason, where it came from, and the raw bytes as received."""
+    topic, payload = message
+    return {
+        "received_at": now,
+        "topic": topic,
+        "farm_id": farm_id,
+        "gateway_id": gateway_id,
+        "reason": rejection.reason,
+        "item": None if rejection.item is None else json.dumps(rejection.item, default=str),
+        "raw": payload,
+    }
+
+
+def _reject_notice(parsed: Parsed) -> tuple[str, bytes]:
+    topic = f"agri/v1/farms/{parsed.farm_id}/gateways/{parsed.gateway_id}/rejects"
+    body = {
+        "schema": "rejects/v1",
+        "seq": parsed.seq,
+        "rejected": [{"index": r.index, "reason": r.reason} for r in parsed.rejections][:50],
+    }
+    return topic, json.dumps(body).encode()

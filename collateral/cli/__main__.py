@@ -1,0 +1,3 @@
+from collateral.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""What every command shares: the settings, read once per process, and the database
+engine, built and migrated once, on first use. Carried on the click context."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import click
+from sqlalchemy import Engine
+
+from agri_common.times import parse_as_of
+from collateral.db import make_engine, upgrade
+from collateral.settings import Settings
+
+
+@dataclass
+class App:
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The configured database, migrated to the newest schema on first use."""
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+            upgrade(self._engine)
+        return self._engine
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def parse_time_option(text: str | None, what: str = "time") -> datetime | None:
+    """A --as-of / --at value (None: none given), or a click error that names it."""
+    try:
+        return parse_as_of(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 date or {what}") from exc
+
+
+def report_rejected(errors: list[str], what: str = "row(s)") -> None:
+    """Print each rejected row with its reason; exit 1 if there were any."""
+    for error in errors:
+        click.echo(f"rejected {error}", err=True)
+    if errors:
+        click.echo(f"{len(errors)} {what} rejected", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,60 @@
+"""The demo's two commands (the last steps of `make demo`): printing only."""
+
+from datetime import UTC, datetime
+
+import click
+
+from collateral import demo, report
+from collateral.cli.context import App, pass_app
+
+
+@click.command("demo-livestock")
+@click.option("--seconds", default=8.0, show_default=True, help="How long the gateways publish.")
+@pass_app
+def demo_livestock(app: App, seconds: float) -> None:
+    """The livestock half end to end on a private broker: register, publish, ingest, count."""
+    result = demo.run_livestock(app.engine, app.settings, seconds, lambda: datetime.now(UTC))
+    stats, worker = result.published, result.ingested
+    click.echo(
+        f"gateways published {stats.messages} messages ({stats.readings} readings, "
+        f"{stats.duplicate_messages} resent, {stats.malformed} malformed); ingester stored "
+        f"{worker.readings_stored} readings, rejected {worker.rejects}"
+    )
+    now = datetime.now(UTC)
+    click.echo(
+        f"\nverified headcount at {now:%Y-%m-%d %H:%M} UTC "
+        "(seen in the last 24 h, inside the fence, no fever)"
+    )
+    for farm_id, counts in result.headcounts.items():
+        for category, c in counts.items():
+            if c["registered"]:
+                shown = f"{c['verified']:>4} of {c['registered']:>4} verified"
+                click.echo(f"  {farm_id:<12} {category:<14} {shown}")
+    click.echo(f"\nopen alerts: {len(result.open_alerts)}")
+    for a in result.open_alerts[:12]:
+        click.echo(f"  {a['farm_id']:<12} {a['kind']:<16} {a['subject']:<16} {a['detail']}")
+
+
+@click.command("demo-valuation")
+@pass_app
+def demo_valuation(app: App) -> None:
+    """The loan officer's view of the demo: value the sample loans now, with their alerts."""
+    for entry in demo.value_demo_loans(app.engine, datetime.now(UTC)):
+        loan = entry["loan"]
+        click.echo("\n" + report.valuation_text(entry["valuation"], loan["borrower"]))
+        events, livestock = entry["open_events"], entry["livestock_alerts"]
+        click.echo(f"  open alerts on the pledges: {len(events) + len(livestock)}")
+        for e in events:
+            click.echo(
+                f"    parcel {e['parcel_id']}: {e['kind']} since {e['start']:%Y-%m-%d}, "
+                f"{e['affected_ha'] or 0:.2f} ha affected"
+            )
+        for a in livestock:
+            click.echo(f"    {a['farm_id']} {a['kind']} {a['subject']}: {a['detail']}")
+    click.echo(
+        "\nEvery valuation is stored with its inputs: `agri valuations verify ID` recomputes "
+        "it; `make serve` starts the API on this data."
+    )
+
+
+COMMANDS = [demo_livestock, demo_valuation]

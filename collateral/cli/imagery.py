@@ -1,0 +1,260 @@
+"""Land commands: parcels and their observations and profiles, and the imagery job."""
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from agri_common.rows import jsonable
+from collateral.cli.context import App, parse_time_option, pass_app
+from collateral.db import make_engine
+from remote_sensing import store
+from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
+from remote_sensing.parcels import ParcelFileError, read_parcel_file
+from remote_sensing.profile_plot import render_profile_png
+from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profiles import MIN_VALID_FRACTION
+
+
+@click.group()
+def parcels() -> None:
+    """Tea gardens and forests: import, list, observations."""
+
+
+@parcels.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_app
+def parcels_import(app: App, path: Path) -> None:
+    """Import parcels from a GeoJSON or GeoPackage file in any CRS."""
+    try:
+        result = read_parcel_file(path)
+    except ParcelFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = store.upsert_parcels(app.engine, result.parcels)
+    click.echo(f"imported {created} new and updated {updated} parcels from {path}")
+    for reason in result.rejected:
+        click.echo(f"rejected {reason}", err=True)
+    if result.rejected:
+        click.echo(f"{len(result.rejected)} feature(s) rejected", err=True)
+        sys.exit(1)
+
+
+@parcels.command("observations")
+@click.argument("parcel_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_app
+def parcels_observations(app: App, parcel_id: str, as_json: bool) -> None:
+    """A parcel's NDVI observations in date order."""
+    engine = app.engine
+    if store.get_parcel(engine, parcel_id) is None:
+        raise click.ClickException(f"no parcel with id {parcel_id!r}")
+    rows = store.parcel_observations(engine, parcel_id)
+    if as_json:
+        click.echo(json.dumps([jsonable(r) for r in rows], indent=2))
+        return
+    click.echo(f"{'date':<12}{'scene':<44}{'mean':>7}{'valid':>7}{'cloud':>7}")
+    for r in rows:
+        click.echo(
+            f"{r['acquired_at']:%Y-%m-%d}  {r['scene_id']:<42}{_fmt(r['ndvi_mean']):>7}"
+            f"{r['valid_fraction']:>7.2f}{r['cloud_fraction']:>7.2f}"
+        )
+
+
+@parcels.command("profile")
+@click.argument("parcel_id")
+@click.option("--as-of", help="Use only data acquired up to this ISO 8601 date or datetime.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Write a plot.")
+@click.option(
+    "--min-valid-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=MIN_VALID_FRACTION,
+    show_default=True,
+    help="Ignore observations that saw less of the parcel than this.",
+)
+@pass_app
+def parcels_profile(
+    app: App,
+    parcel_id: str,
+    as_of: str | None,
+    as_json: bool,
+    png: Path | None,
+    min_valid_fraction: float,
+) -> None:
+    """A parcel's NDVI story: smoothed series, seasons, health, anomalies, disturbances."""
+    cutoff = parse_time_option(as_of, "datetime")
+    engine = app.engine
+    try:
+        profile = parcel_profile(
+            engine, parcel_id, as_of=cutoff, min_valid_fraction=min_valid_fraction
+        )
+    except KeyError as exc:
+        raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
+    if png is not None:
+        render_profile_png(profile, png)
+        click.echo(f"wrote {png}", err=True)
+    if as_json:
+        click.echo(json.dumps(profile, indent=2))
+    else:
+        health = profile["health_index"]
+        click.echo(
+            f"{parcel_id} ({profile['kind']}, {profile['area_ha']:.2f} ha) as of "
+            f"{(profile['as_of'] or '-')[:10]}: health index "
+            f"{'n/a' if health is None else f'{health:.2f}'}, anomaly z {profile['anomaly_z']}"
+        )
+        for e in profile["events"]:
+            click.echo(
+                f"  disturbance {e['state']}: from {e['start']} to {e['end'] or 'now'}, "
+                f"severity {e['severity']:.0%}, affected {e['affected_ha'] or 0:.2f} ha"
+            )
+
+
+@parcels.command("list")
+@pass_app
+def parcels_list(app: App) -> None:
+    """Every parcel with its latest clear NDVI: what the imagery says today."""
+    engine = app.engine
+    frame = store.load_parcels_frame(engine)
+    summary = store.latest_clear_summary(engine, MIN_VALID_FRACTION)
+    health = store.profile_overview(engine)
+    for kind, group in frame.groupby("kind"):
+        click.echo(f"{len(group)} {kind.replace('_', ' ')} parcels, {group.area_ha.sum():.1f} ha")
+    latest_all = [s["latest_acquired_at"] for s in summary.values()]
+    if latest_all:
+        click.echo(f"latest clear imagery: {max(latest_all):%Y-%m-%d}\n")
+    click.echo(
+        f"{'parcel':<12}{'kind':<12}{'owner':<22}{'area ha':>9}  {'latest clear NDVI':>17}"
+        f"  {'on':<10}  {'clear obs':>9}  {'health':>6}  disturbance"
+    )
+    for row in frame.itertuples():
+        s = summary.get(row.parcel_id, {"clear_count": 0})
+        latest = s.get("latest_acquired_at")
+        latest_day = latest.date().isoformat() if latest else "-"
+        area = f"{row.area_ha:.2f}" if row.area_ha >= 0.01 else f"{row.area_ha:.4f}"
+        click.echo(
+            f"{row.parcel_id:<12}{row.kind:<12}{(row.owner or '')[:20]:<22}{area:>9}"
+            f"  {_fmt(s.get('latest_ndvi')):>17}  {latest_day:<10}"
+            f"  {s['clear_count']:>9}  {_fmt(health.get(row.parcel_id, {}).get('health_index')):>6}"
+            f"  {health.get(row.parcel_id, {}).get('disturbance', '')}"
+        )
+    click.echo(f"clear = at least {MIN_VALID_FRACTION:.0%} of the parcel seen without cloud")
+    click.echo("health = 1 at the parcel's usual NDVI for the time of year, 0 at 4 spreads below")
+
+
+@click.group()
+def imagery() -> None:
+    """The imagery job: satellite scenes to parcel observations."""
+
+
+@imagery.command("run")
+@click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--scheduler",
+    help="Run the scenes on this Dask distributed cluster (tcp://HOST:PORT; default "
+    "AGRI_DASK_SCHEDULER). Its workers must share the database and the data directory.",
+)
+@click.option("--workers", type=int, help="Start a local Dask cluster of N worker processes.")
+@pass_app
+def imagery_run(
+    app: App, inbox: Path, as_json: bool, scheduler: str | None, workers: int | None
+) -> None:
+    """Process every scene in INBOX not yet done; exit 1 if any scene failed."""
+    with _dask_cluster(app, scheduler or app.settings.dask_scheduler, workers) as cluster:
+        summary = _run(app, inbox, cluster)
+    _report(summary, as_json)
+    sys.exit(0 if summary.ok else 1)
+
+
+@contextlib.contextmanager
+def _dask_cluster(app: App, scheduler: str | None, workers: int | None):
+    """None (serial, in this process), a remote scheduler's client, or a local cluster."""
+    if scheduler and workers:
+        raise click.UsageError("give --scheduler or --workers, not both")
+    if not scheduler and not workers:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if workers:
+            local = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            stack.enter_context(local)
+            client = stack.enter_context(Client(local))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))
+            except OSError as exc:
+                message = f"cannot reach the Dask scheduler {scheduler}: {exc}"
+                raise click.ClickException(message) from exc
+        yield Cluster(client, app.settings.database_url, make_engine)
+
+
+@imagery.command("watch")
+@click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--interval", default=300.0, show_default=True, help="Seconds between scans.")
+@click.option("--json", "as_json", is_flag=True, help="Print each run's summary as JSON.")
+@pass_app
+def imagery_watch(app: App, inbox: Path, interval: float, as_json: bool) -> None:
+    """Run the job every INTERVAL seconds until SIGTERM or SIGINT, then stop cleanly."""
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, stopping after this scan", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop.is_set():
+        summary = _run(app, inbox)
+        if summary.count("processed") or summary.count("failed") or as_json:
+            _report(summary, as_json)
+        stop.wait(interval)
+    click.echo("watch stopped", err=True)
+
+
+def _run(app: App, inbox: Path, cluster: Cluster | None = None) -> RunSummary:
+    # Under a file size limit (ulimit -f) a write past it must fail like a full disk, so
+    # the scene is recorded as failed, instead of the kernel killing the whole job.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    engine = app.engine
+    progress = sys.stderr.isatty()
+
+    def on_scene(outcome: SceneOutcome) -> None:
+        if progress:
+            click.echo(
+                f"  {outcome.status:<9} {outcome.scene_id} ({outcome.seconds:.1f} s)", err=True
+            )
+
+    if not inbox.is_dir():
+        raise click.ClickException(f"inbox {inbox} is not a directory")
+    return run_inbox(engine, inbox, app.settings.data_dir, on_scene=on_scene, cluster=cluster)
+
+
+def _report(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+        return
+    click.echo(
+        f"scenes: {summary.count('processed')} processed, {summary.count('skipped')} skipped, "
+        f"{summary.count('failed')} failed; profiles updated: {summary.profiles_updated}"
+    )
+    for s in summary.scenes:
+        if s.status == "failed":
+            click.echo(f"  FAILED {s.scene_id}: {s.error}", err=True)
+    for parcel_id, error in summary.profile_failures.items():
+        click.echo(f"  PROFILE FAILED {parcel_id}: {error}", err=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+COMMANDS = [parcels, imagery]

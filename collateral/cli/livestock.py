@@ -1,0 +1,315 @@
+"""Livestock commands: farms, gateways, animals, the MQTT ingester, the gateway
+simulator, alerts and rejects."""
+
+import json
+import logging
+import re
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from agri_common.rows import jsonable
+from bioassets import headcount, registry, rules
+from bioassets import store as bio_store
+from bioassets.ingester import Ingester
+from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
+from bioassets.simulator import Faults, Simulator
+from collateral.cli.context import App, parse_time_option, pass_app, report_rejected
+from collateral.db import make_engine
+
+GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@click.group()
+def farms() -> None:
+    """Farms and their geofences; verified headcount."""
+
+
+@farms.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_app
+def farms_import(app: App, path: Path) -> None:
+    """Import farms from a GeoJSON FeatureCollection (geometry = geofence, WGS84)."""
+    try:
+        result = registry.parse_farms(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = bio_store.upsert_farms(app.engine, result.records)
+    click.echo(f"imported {created} new and updated {updated} farms from {path}")
+    report_rejected(result.errors)
+
+
+@farms.command("headcount")
+@click.argument("farm_id")
+@click.option("--at", "at_text", help="ISO 8601 time (default: now).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def farms_headcount(app: App, farm_id: str, at_text: str | None, as_json: bool) -> None:
+    """Registered and verified animals per category at a time, with reasons."""
+    engine = app.engine
+    if bio_store.get_farm(engine, farm_id) is None:
+        raise click.ClickException(f"no farm with id {farm_id!r}")
+    at = parse_time_option(at_text) if at_text else datetime.now(UTC)
+    result = headcount.farm_headcount(engine, farm_id, at)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"farm {farm_id} at {result['at']}")
+    for category, c in result["categories"].items():
+        click.echo(f"  {category:<14} registered {c['registered']:>5}  verified {c['verified']:>5}")
+
+
+@click.group()
+def gateways() -> None:
+    """Farm IoT gateways and their broker credentials."""
+
+
+@gateways.command("add")
+@click.argument("gateway_id")
+@click.option("--farm", "farm_id", required=True)
+@click.option(
+    "--mosquitto-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the Mosquitto password and ACL files (all gateways) into this folder.",
+)
+@pass_app
+def gateways_add(app: App, gateway_id: str, farm_id: str, mosquitto_dir: Path | None) -> None:
+    """Register a gateway and print its MQTT password (shown once, stored hashed)."""
+    if not GATEWAY_ID.match(gateway_id):
+        raise click.BadParameter("letters, digits, '-' and '_' only", param_hint="GATEWAY_ID")
+    engine = app.engine
+    if bio_store.get_farm(engine, farm_id) is None:
+        raise click.ClickException(f"no farm with id {farm_id!r}; import farms first")
+    password = registry.new_password()
+    bio_store.add_gateway(engine, gateway_id, farm_id, registry.mosquitto_hash(password))
+    click.echo(f"gateway {gateway_id} registered to farm {farm_id}")
+    click.echo(f"MQTT username: {gateway_id}")
+    click.echo(f"MQTT password: {password}   (shown once; store it in the gateway)")
+    if mosquitto_dir is not None:
+        broker = parse_mqtt_url(app.settings.mqtt_url)
+        ingester_hash = (
+            registry.mosquitto_hash(broker.password)
+            if broker.username == registry.INGESTER_USER and broker.password
+            else None
+        )
+        registry.write_mosquitto_files(mosquitto_dir, bio_store.all_gateways(engine), ingester_hash)
+        click.echo(f"wrote {mosquitto_dir}/passwd and {mosquitto_dir}/acl; send the broker SIGHUP")
+
+
+@click.group()
+def animals() -> None:
+    """Tagged animals."""
+
+
+@animals.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_app
+def animals_import(app: App, path: Path) -> None:
+    """Import animals from CSV (tag_id,farm_id,species,category,sex,birth_date,parity,lactation)."""
+    engine = app.engine
+    try:
+        result = registry.parse_animals(path, bio_store.farm_ids(engine))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    created, updated = bio_store.upsert_animals(engine, result.records)
+    click.echo(f"imported {created} new and updated {updated} animals from {path}")
+    report_rejected(result.errors)
+
+
+@animals.command("show")
+@click.argument("tag_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def animals_show(app: App, tag_id: str, as_json: bool) -> None:
+    """An animal's registry record and what its tag says now."""
+    engine = app.engine
+    result = headcount.animal_state(engine, tag_id, datetime.now(UTC))
+    if result is None:
+        raise click.ClickException(f"no animal with tag {tag_id!r}")
+    if as_json:
+        click.echo(json.dumps(jsonable(result), indent=2, default=str))
+        return
+    for key, value in jsonable(result).items():
+        click.echo(f"{key:>22}: {value}")
+
+
+@click.command("ingest")
+@click.option(
+    "--client-id",
+    default=None,
+    help="MQTT client id (default: agri-ingest-HOST, or agri-ingest-HOST-N with --instance). "
+    "A restart must come back under the same id to collect what the broker kept for it.",
+)
+@click.option(
+    "--instance",
+    type=click.IntRange(0),
+    default=None,
+    help="Which of several ingesters on this host this is (each needs its own number).",
+)
+@click.option(
+    "--session-expiry",
+    default=24 * 3600,
+    show_default=True,
+    help="Seconds the broker keeps this ingester's queue while it is down. Use 0 when "
+    "retiring an instance, or its share of the stream waits for it that long.",
+)
+@click.option("--batch-rows", default=5000, show_default=True, help="Most readings per commit.")
+@click.option("--batch-ms", default=100, show_default=True, help="Longest wait to fill a batch.")
+@click.option(
+    "--shared/--no-shared",
+    default=True,
+    show_default=True,
+    help="Shared subscription ($share/agri-ingest/...) so several ingesters split the stream. "
+    "--no-shared for a single ingester whose subscription must survive a Mosquitto restart.",
+)
+@pass_app
+def ingest(
+    app: App,
+    client_id: str | None,
+    instance: int | None,
+    session_expiry: int,
+    batch_rows: int,
+    batch_ms: int,
+    shared: bool,
+) -> None:
+    """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0.
+
+    Exits 1, acknowledging nothing unstored, when the database refuses the work itself
+    (e.g. a schema that does not match); a database that is briefly away is waited for."""
+    settings = app.settings
+    app.engine.dispose()  # migrated before the writer process opens it
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = Ingester(
+        settings.database_url,
+        settings.mqtt_url,
+        client_id or ingester_client_id(instance),
+        open_engine=make_engine,
+        gateway_offline_after=settings.gateway_offline_after,
+        ca_file=settings.mqtt_ca_file,
+        session_expiry_s=session_expiry,
+        batch_rows=batch_rows,
+        batch_ms=batch_ms,
+        shared=shared,
+    )
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, draining", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stats = worker.run()
+    click.echo(
+        f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
+        f"{stats.rejects} rejects",
+        err=True,
+    )
+    if stats.failure:
+        raise click.ClickException(f"ingest stopped: {stats.failure}")
+
+
+@click.command("simulate-gateways")
+@click.option("--farms", "farm_list", help="Comma-separated farm ids (default: all).")
+@click.option("--animals", "animals_per_farm", type=int, help="Animals per farm (default: all).")
+@click.option("--interval", default=10.0, show_default=True, help="Seconds between rounds.")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds to run.")
+@click.option(
+    "--credentials",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help='JSON {"GATEWAY_ID": "password"} of the gateways to play.',
+)
+@click.option("--silent-tags", default=0, help="Animals per farm whose tags stay silent.")
+@click.option("--wanderer", is_flag=True, help="One animal per farm leaves the geofence.")
+@click.option("--fever", is_flag=True, help="One animal per farm runs a fever.")
+@click.option("--duplicates", is_flag=True, help="Every 10th message is sent twice.")
+@click.option("--out-of-order", is_flag=True, help="Shuffled readings, batches held back.")
+@click.option("--late", is_flag=True, help="Every 7th batch is a day old.")
+@click.option("--malformed", is_flag=True, help="Every 25th message is broken JSON.")
+@pass_app
+def simulate_gateways(
+    app: App,
+    farm_list,
+    animals_per_farm,
+    interval,
+    duration,
+    credentials,
+    silent_tags,
+    wanderer,
+    fever,
+    duplicates,
+    out_of_order,
+    late,
+    malformed,
+) -> None:
+    """Publish realistic ear-tag traffic for registered farms, with faults on demand."""
+    faults = Faults(silent_tags, wanderer, fever, duplicates, out_of_order, late, malformed)
+    try:
+        settings = app.settings
+        sim = Simulator(
+            app.engine,
+            settings.mqtt_url,
+            json.loads(credentials.read_text()),
+            farm_list.split(",") if farm_list else None,
+            animals_per_farm,
+            faults,
+            ca_file=settings.mqtt_ca_file,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stats = sim.run(duration, interval)
+    click.echo(
+        f"published {stats.messages} messages, {stats.readings} readings "
+        f"({stats.malformed} malformed); last seq per gateway: {stats.seq}"
+    )
+
+
+@click.group()
+def alerts() -> None:
+    """Livestock alerts."""
+
+
+@alerts.command("list")
+@click.option("--farm", "farm_id")
+@click.option("--open", "open_only", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def alerts_list(app: App, farm_id: str | None, open_only: bool, as_json: bool) -> None:
+    """Alerts, oldest first."""
+    engine = app.engine
+    offline_after = app.settings.gateway_offline_after
+    for farm in [farm_id] if farm_id else sorted(bio_store.farm_ids(engine)):
+        rules.evaluate_farm(engine, farm, datetime.now(UTC), offline_after)
+    rows = [jsonable(r) for r in bio_store.list_alerts(engine, farm_id, open_only)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['opened_at'][:19]}  {r['state']:<6} {r['farm_id']:<12} {r['kind']:<16} "
+            f"{r['subject']:<16} {r['detail']}"
+        )
+
+
+@click.group()
+def rejects() -> None:
+    """Gateway payloads the ingester refused."""
+
+
+@rejects.command("list")
+@click.option("--gateway", "gateway_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def rejects_list(app: App, gateway_id: str | None, as_json: bool) -> None:
+    """Rejected messages and readings with their reasons and raw bytes."""
+    rows = [jsonable(r) for r in bio_store.list_rejects(app.engine, gateway_id)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['received_at'][:19]}  {r['gateway_id'] or '-':<12} {r['reason']}")
+
+
+COMMANDS = [farms, gateways, animals, ingest, simulate_gateways, alerts, rejects]

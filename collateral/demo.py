@@ -1,0 +1,121 @@
+"""The demo on the embedded sample data: what `make demo` runs after the imagery job.
+
+The livestock half registers the sample farms and their gateways, starts a private
+Mosquitto from the shipped configuration, lets simulated gateways publish (with faults)
+while a real ingester stores, and reads back the verified headcount and alerts. The
+valuation half imports the shipped tables and values the two demo loans. Functions return
+data; the CLI prints it.
+"""
+
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from bioassets import headcount, registry, rules
+from bioassets import store as bio_store
+from bioassets.ingester import Ingester, IngestStats
+from bioassets.local_broker import LocalBroker
+from bioassets.simulator import Faults, SimStats, Simulator, default_gateway
+from collateral import loans, prices
+from collateral.db import engine_url, make_engine
+from collateral.settings import Settings
+from remote_sensing import store
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
+DEMO_FAULTS = Faults(silent_tags=3, wanderer=True, fever=True, duplicates=True, malformed=True)
+
+
+@dataclass
+class LivestockDemo:
+    published: SimStats
+    ingested: IngestStats
+    headcounts: dict[str, dict]  # farm -> category -> {"registered", "verified", ...}
+    open_alerts: list[dict]
+
+
+def register_sample_farms(engine: Engine) -> dict[str, str]:
+    """The sample farms and animals (once), and a gateway per farm with a new password:
+    gateway id -> password."""
+    if not bio_store.farm_ids(engine):
+        bio_store.upsert_farms(engine, registry.parse_farms(SAMPLE / "farms.geojson").records)
+        animals = registry.parse_animals(SAMPLE / "animals.csv", bio_store.farm_ids(engine))
+        bio_store.upsert_animals(engine, animals.records)
+    passwords = {}
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        gateway_id = default_gateway(farm_id)
+        passwords[gateway_id] = registry.new_password()
+        bio_store.add_gateway(
+            engine, gateway_id, farm_id, registry.mosquitto_hash(passwords[gateway_id])
+        )
+    return passwords
+
+
+def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> LivestockDemo:
+    """Publish for ``seconds`` on a private broker, ingest, then count at ``now()``."""
+    passwords = register_sample_farms(engine)
+    ingest_password = registry.new_password()
+    with tempfile.TemporaryDirectory(prefix="agri-broker-") as root:
+        broker = LocalBroker(Path(root), bio_store.all_gateways(engine), ingest_password).start()
+        try:
+            worker = Ingester(
+                engine_url(engine),
+                broker.url(password=ingest_password),
+                "agri-demo",
+                open_engine=make_engine,
+                gateway_offline_after=settings.gateway_offline_after,
+                session_expiry_s=0,
+            )
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            worker.wait_subscribed(10)
+            sim = Simulator(engine, broker.url(), passwords, faults=DEMO_FAULTS)
+            published = sim.run(seconds, 2.0)
+            time.sleep(1.0)  # the last messages reach the ingester; stop() then drains them
+            worker.stop()
+            thread.join(30)
+        finally:
+            broker.stop()
+    at: datetime = now()
+    counts = {}
+    for farm_id in sorted(bio_store.farm_ids(engine)):
+        rules.evaluate_farm(engine, farm_id, at, settings.gateway_offline_after)
+        counts[farm_id] = headcount.farm_headcount(engine, farm_id, at)["categories"]
+    open_alerts = bio_store.list_alerts(engine, open_only=True)
+    return LivestockDemo(published, worker.stats, counts, open_alerts)
+
+
+def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
+    """The shipped tables and the demo loans (once), each loan valued at ``at``: a list of
+    {"loan", "valuation", "open_events", "livestock_alerts"}."""
+    for path in prices.default_tables():
+        prices.import_file(engine, path)
+    for entry in json.loads((SAMPLE / "loans" / "demo-loans.json").read_text()):
+        try:
+            loans.get_loan(engine, entry["loan_id"])
+        except loans.NotFound:
+            loans.create_loan(engine, loans.LoanIn.model_validate(entry))
+    out = []
+    for loan in loans.list_loans(engine, active_only=True):
+        farms = sorted({h["farm_id"] for h in loan["herds"]})
+        events = [
+            e
+            for e in store.stored_events(engine)
+            if e["parcel_id"] in loan["parcel_ids"] and e["state"] == "open"
+        ]
+        out.append(
+            {
+                "loan": loan,
+                "valuation": loans.value_now(engine, loan["loan_id"], at),
+                "open_events": events,
+                "livestock_alerts": [
+                    a for f in farms for a in bio_store.list_alerts(engine, f, open_only=True)
+                ],
+            }
+        )
+    return out
