@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -16,18 +14,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
 from bioassets.batch_writer import BatchWriter
-from collateral.db import make_engine
+from bioassets.mqtt_connection import ingester_client_id
+from collateral.db import make_engine, upgrade
 from tests.support.livestock import (
     DEFAULT_OFFLINE_AFTER,
     GATEWAY_PASSWORDS,
+    Broker,
     Gateway,
-    forget_session,
     ingesting,
     message,
     reading,
     seed_livestock,
 )
-from tests.support.paths import REPO_ROOT
+from tests.support.processes import AgriProcess
 from tests.support.waiting import wait_for
 
 SOW_TAGS = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
@@ -208,28 +207,23 @@ def test_acl_keeps_a_gateway_out_of_another_farm_and_bad_passwords_out(broker):
     intruder.close()
 
 
-def _ingest_process(tmp_path, broker, db_url: str) -> subprocess.Popen:
-    env = {**os.environ, "AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url()}
-    log = open(tmp_path / "ingest.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", f"kill-{tmp_path.name}"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=log,
-    )
+def _ingest_process(tmp_path, broker, db_url: str) -> AgriProcess:
+    """A plain `agri ingest`, as an operator or systemd starts it: default options, so the
+    default client id, session expiry and shared subscription; ready once subscribed."""
+    env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url()}
+    ingester = AgriProcess(["ingest"], env, tmp_path / "ingest.log")
+    ingester.wait_ready()
+    return ingester
 
 
-def _subscriptions(tmp_path) -> int:
-    """How many ingester processes have subscribed so far (their log is shared)."""
-    return (tmp_path / "ingest.log").read_text().count("subscribed to")
-
-
-def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broker):
+def test_a_plain_restart_after_sigkill_collects_everything_the_broker_kept(tmp_path):
+    """Two plain `agri ingest` runs with a SIGKILL between them, then a SIGTERM and a
+    downtime: the restart comes back under the same default client id, collects what the
+    broker kept for its session (queued, and sent but never acknowledged), and every
+    reading is stored exactly once."""
+    broker = Broker(tmp_path / "mosquitto")  # its own: the default session must not linger
     db_url = f"sqlite:///{tmp_path / 'agri.db'}"
     engine = make_engine(db_url)
-    from collateral.db import upgrade
-
     upgrade(engine)
     seed_livestock(engine)
     gw = Gateway(broker, "GW-CAT-1")
@@ -245,33 +239,35 @@ def test_sigkill_and_downtime_lose_nothing_and_duplicate_nothing(tmp_path, broke
             sent[seq] = {(i["tag_id"], datetime.fromisoformat(i["observed_at"])) for i in items}
             gw.publish(message("GW-CAT-1", seq, items))
 
-    ingester = _ingest_process(tmp_path, broker, db_url)
-    # the first start creates the session: what is published before it subscribes has no
-    # subscriber to be kept for (every later restart finds its session waiting)
-    assert wait_for(lambda: "subscribed to" in (tmp_path / "ingest.log").read_text(), timeout=30)
-    publisher = threading.Thread(target=publish, args=(0, 400))
-    publisher.start()
-    assert wait_for(lambda: bio_store.count_readings(engine) > 1000, timeout=30)
-    ingester.send_signal(signal.SIGKILL)  # mid-stream, no chance to drain
-    ingester.wait()
-    publisher.join()
-    ingester = _ingest_process(tmp_path, broker, db_url)
-    # (the killed ingester's writer may still commit the batches it held, unacknowledged:
-    # the count alone does not tell that the new process is up)
-    assert wait_for(lambda: _subscriptions(tmp_path) == 2, timeout=30)
-    expected = set().union(*sent.values())
-    assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=60)
-    ingester.send_signal(signal.SIGTERM)
-    assert ingester.wait(30) == 0  # SIGTERM drains and exits cleanly
-    publish(400, 5000, per_message=5)  # while the ingester is down
-    ingester = _ingest_process(tmp_path, broker, db_url)
-    assert wait_for(lambda: _subscriptions(tmp_path) == 3, timeout=30)
-    expected = set().union(*sent.values())
-    assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=120)
-    ingester.send_signal(signal.SIGTERM)
-    assert ingester.wait(30) == 0
-    gw.close()
-    forget_session(broker, f"kill-{tmp_path.name}")
+    try:
+        # the first start creates the session: what is published before it subscribes has
+        # no subscriber to be kept for (every later restart finds its session waiting)
+        ingester = _ingest_process(tmp_path, broker, db_url)
+        publisher = threading.Thread(target=publish, args=(0, 300))
+        publisher.start()
+        assert wait_for(lambda: bio_store.count_readings(engine) > 1000, timeout=30)
+        ingester.process.send_signal(signal.SIGKILL)  # mid-stream, no chance to drain
+        ingester.process.wait()
+        ingester.close()
+        publisher.join()
+        ingester = _ingest_process(tmp_path, broker, db_url)
+        expected = set().union(*sent.values())
+        assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=60)
+        ingester.process.send_signal(signal.SIGTERM)
+        assert ingester.process.wait(30) == 0  # SIGTERM drains and exits cleanly
+        ingester.close()
+        publish(300, 2000, per_message=5)  # while the ingester is down
+        ingester = _ingest_process(tmp_path, broker, db_url)
+        expected = set().union(*sent.values())
+        assert wait_for(lambda: bio_store.count_readings(engine) >= len(expected), timeout=120)
+        ingester.process.send_signal(signal.SIGTERM)
+        assert ingester.process.wait(30) == 0
+        ingester.close()
+    finally:
+        gw.close()
+        broker.stop()
+    log = (tmp_path / "ingest.log").read_text()
+    assert log.count(f"as {ingester_client_id()}") == 3, log[-2000:]  # one identity
     stored = bio_store.reading_keys(engine)
     lost = sorted(seq for seq, keys in sent.items() if not keys <= stored)
     assert lost == [], f"messages lost (by gateway seq): {lost[:20]}"

@@ -158,6 +158,13 @@ def animals_show(app: App, tag_id: str, as_json: bool) -> None:
 @click.option("--batch-rows", default=5000, show_default=True, help="Most readings per commit.")
 @click.option("--batch-ms", default=100, show_default=True, help="Longest wait to fill a batch.")
 @click.option(
+    "--alert-interval",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between evaluations of the alert rules for the farms that sent data.",
+)
+@click.option(
     "--shared/--no-shared",
     default=True,
     show_default=True,
@@ -172,6 +179,7 @@ def ingest(
     session_expiry: int,
     batch_rows: int,
     batch_ms: int,
+    alert_interval: float,
     shared: bool,
 ) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0.
@@ -191,6 +199,7 @@ def ingest(
         session_expiry_s=session_expiry,
         batch_rows=batch_rows,
         batch_ms=batch_ms,
+        alert_interval_s=alert_interval,
         shared=shared,
     )
 

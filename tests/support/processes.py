@@ -1,0 +1,49 @@
+"""`agri` commands run as real processes, with explicit readiness: a long-running command
+(the ingester) says READY=1 on the socket named by NOTIFY_SOCKET, systemd's protocol,
+once it is subscribed. A test waits for that instead of sleeping or reading logs."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.paths import REPO_ROOT
+
+AGRI = [sys.executable, "-m", "collateral.cli"]
+
+
+class AgriProcess:
+    """``agri ARGS...`` in its own process, its output appended to ``log``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self._folder = tempfile.TemporaryDirectory(prefix="agri-notify-")
+        path = os.path.join(self._folder.name, "notify")
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(path)
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [*AGRI, *args],
+                env={**os.environ, **env, "NOTIFY_SOCKET": path},
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=out,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Return once the process said READY=1; fail with its log if it did not."""
+        self._notify.settimeout(timeout)
+        try:
+            while self._notify.recv(256) != b"READY=1":
+                pass
+        except TimeoutError:
+            raise AssertionError(
+                f"agri did not become ready in {timeout} s (exit code {self.process.poll()}):\n"
+                + self.log.read_text()[-3000:]
+            ) from None
+
+    def close(self) -> None:
+        self._notify.close()
+        self._folder.cleanup()
