@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -67,3 +67,12 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it is already there."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def all_metadata() -> list[MetaData]:
+    """Every package's table definitions: what the newest revision must have built."""
+    from bioassets.tables import metadata as bioassets_tables
+    from collateral.tables import metadata as collateral_tables
+    from remote_sensing.tables import metadata as remote_sensing_tables
+
+    return [remote_sensing_tables, bioassets_tables, collateral_tables]

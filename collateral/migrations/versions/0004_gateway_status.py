@@ -4,9 +4,8 @@ Revision ID: 0004
 Revises: 0003
 """
 
+import sqlalchemy as sa
 from alembic import op
-
-from bioassets.tables import gateway_status
 
 revision = "0004"
 down_revision = "0003"
@@ -15,7 +14,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    gateway_status.create(op.get_bind())
+    op.create_table(
+        "gateway_status",
+        sa.Column(
+            "gateway_id", sa.String(64), sa.ForeignKey("gateways.gateway_id"), primary_key=True
+        ),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:

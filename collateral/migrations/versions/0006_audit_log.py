@@ -4,9 +4,8 @@ Revision ID: 0006
 Revises: 0005
 """
 
+import sqlalchemy as sa
 from alembic import op
-
-from collateral.tables import audit_log
 
 revision = "0006"
 down_revision = "0005"
@@ -15,7 +14,19 @@ depends_on = None
 
 
 def upgrade() -> None:
-    audit_log.create(op.get_bind())
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("key_id", sa.String(16)),
+        sa.Column("role", sa.String(16)),
+        sa.Column("branch", sa.String(64)),
+        sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("subject", sa.String(200)),
+        sa.Column("status", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])
 
 
 def downgrade() -> None:
