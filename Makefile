@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo serve web test bench lint format clean sample-tiles system-deps
+.PHONY: demo-deps demo serve web test test-fast bench lint format clean sample-tiles system-deps
 WEB_BUNDLE := collateral/api/static/index.html
 
 $(STAMP): pyproject.toml
@@ -15,22 +15,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-# The tests and the demo run their own Mosquitto broker; the browser tests drive Debian's
-# Chromium (no browser download).
+# The tests and the demo run their own Mosquitto broker; the tests start a private
+# PostgreSQL cluster (initdb) when no server answers; the page is bundled with npm; the
+# browser tests drive Debian's Chromium (no browser download). All from Debian packages.
 system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+demo-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 		echo "installing mosquitto (Debian package)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
-	@test -x /usr/bin/chromium || { \
-		echo "installing chromium (Debian package, for the browser tests)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 # The loan officer's page: map and chart libraries from npm, bundled by esbuild.
 $(WEB_BUNDLE): web/package.json web/package-lock.json $(wildcard web/src/*)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 web: $(WEB_BUNDLE)
 
-demo: $(STAMP) system-deps
+demo: $(STAMP) demo-deps
 	rm -rf var/demo
 	AGRI_DATABASE_URL=sqlite:///./var/demo/agri.db AGRI_DATA_DIR=./var/demo/data \
 		bash -c '$(BIN)/agri parcels import sample_tiles/parcels.geojson && \
@@ -52,6 +61,10 @@ serve: $(STAMP) $(WEB_BUNDLE)
 test: $(STAMP) system-deps $(WEB_BUNDLE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Everything that needs no broker, database server, browser or long run: under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not broker and not postgres and not browser and not slow" $(PYTEST_ARGS)
+
 bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package, for the API benchmark)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
@@ -64,6 +77,7 @@ bench: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

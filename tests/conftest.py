@@ -16,6 +16,22 @@ from tests.support.livestock import Broker, seed_livestock
 from tests.support.paths import REALDATA, SAMPLE_TILES
 from tests.support.world import WORLD_SEEN, build_world
 
+BROKER_FIXTURES = {"broker"}
+POSTGRES_FIXTURES = {"postgres_url"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark tests by the services they use: those that ask for the session's broker or a
+    PostgreSQL database (a fixture, or the "postgresql" side of a parametrized one) get
+    the marker here; modules that start services themselves mark themselves."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixtures & BROKER_FIXTURES:
+            item.add_marker(pytest.mark.broker)
+        if fixtures & POSTGRES_FIXTURES or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:

@@ -310,6 +310,8 @@ def test_no_request_the_openapi_document_allows_gets_a_500(tmp_path):
     key = auth.create_key(engine, "risk_admin", None)
     unlimited = RateLimiter(per_s=1e9, burst=10**9)  # the fuzzer, not the limiter, is tested
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(engine, None, unlimited))
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     seen = {}
@@ -324,6 +326,28 @@ def test_no_request_the_openapi_document_allows_gets_a_500(tmp_path):
             response = case.call(headers={"Authorization": f"Bearer {key}"})
             seen[response.status_code] = seen.get(response.status_code, 0) + 1
             assert response.status_code < 500, (case.method, case.path, response.text[:500])
+            # what came back is what /openapi.json says comes back (success and problems)
+            case.validate_response(response, checks=[response_schema_conformance])
 
         no_500()
     assert seen.get(200, 0) + seen.get(201, 0) > 0 and seen.get(422, 0) > 0, seen
+
+
+def test_every_operation_says_what_it_returns(world):
+    """Each operation's success response has a schema in /openapi.json (a pydantic model),
+    or is an image; errors are documented as application/problem+json."""
+    document = TestClient(create_app(world)).get("/openapi.json").json()
+    undescribed = []
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            ok = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            content = ok.get("content", {})
+            if "image/png" in content:
+                continue
+            schema = content.get("application/json", {}).get("schema", {})
+            if not schema or schema == {}:
+                undescribed.append(f"{method.upper()} {path}")
+    assert undescribed == []
+    assert len(document["paths"]) >= 25
+    problem = document["paths"]["/v1/loans/{loan_id}"]["get"]["responses"]["404"]
+    assert "application/problem+json" in problem["content"]

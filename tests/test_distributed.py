@@ -24,6 +24,8 @@ from remote_sensing.tables import observations
 from tests.support.databases import fresh_postgres_database
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 
+pytestmark = [pytest.mark.slow]
+
 SCENES = SAMPLE_TILES / "scenes"
 
 
@@ -114,6 +116,7 @@ def test_a_local_cluster_gives_the_serial_results_and_skips_what_is_done(tmp_pat
     engine.dispose()
 
 
+@pytest.mark.postgres
 def test_a_separate_scheduler_with_postgresql(tmp_path, serial):
     with (
         fresh_postgres_database("agri_dask") as url,

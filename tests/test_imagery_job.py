@@ -198,6 +198,7 @@ def _done_count(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
     inbox = SAMPLE_TILES / "scenes"
     for name in ("killed", "clean"):
@@ -246,6 +247,7 @@ def test_kill_midway_then_rerun_equals_a_clean_run(tmp_path):
     assert len(list((tmp_path / "killed" / "data" / "ndvi").glob("*.tif"))) == 30
 
 
+@pytest.mark.slow
 def test_watch_processes_new_scenes_and_stops_cleanly_on_sigterm(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -283,6 +285,7 @@ def test_run_on_missing_inbox_is_a_clear_error(tmp_path, sqlite_env, agri, bad):
     assert "not a directory" in result.output or "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_a_data_directory_out_of_space_fails_the_scene_cleanly(
     tmp_path, postgres_url, scenes_subset
 ):

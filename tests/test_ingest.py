@@ -216,6 +216,8 @@ def _ingest_process(tmp_path, broker, db_url: str) -> AgriProcess:
     return ingester
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_a_plain_restart_after_sigkill_collects_everything_the_broker_kept(tmp_path):
     """Two plain `agri ingest` runs with a SIGKILL between them, then a SIGTERM and a
     downtime: the restart comes back under the same default client id, collects what the

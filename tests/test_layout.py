@@ -10,6 +10,8 @@ import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bioassets import store as bio_store
 from bioassets.local_broker import free_port
 from collateral import auth, prices
@@ -20,6 +22,8 @@ from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Gateway, message, reading, seed_livestock
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.slow]
 
 AGRI = [sys.executable, "-m", "collateral.cli"]
 

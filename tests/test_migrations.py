@@ -18,8 +18,6 @@ from collateral.tables import loans
 from remote_sensing.tables import observations, parcels
 from tests.support.databases import fresh_postgres_database
 
-pytestmark = pytest.mark.postgres  # half of each test runs on PostgreSQL
-
 
 @contextlib.contextmanager
 def empty_database(kind: str, tmp_path):

@@ -20,6 +20,8 @@ from tests.support.livestock import Broker, Gateway, message, reading, seed_live
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import AGRI, AgriProcess
 
+pytestmark = [pytest.mark.broker]
+
 SOW = "156100000000001"
 
 

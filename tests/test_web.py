@@ -25,6 +25,8 @@ from collateral.settings import Settings
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 from tests.support.world import build_world
 
+pytestmark = [pytest.mark.browser]
+
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # As the machine notes say: headless, no sandbox as root, and none of Chromium's own calls
@@ -229,3 +231,31 @@ def test_without_the_bundle_the_server_says_how_to_build_it(tmp_path, monkeypatc
         "/"
     )
     assert response.status_code == 503 and "make web" in response.text
+
+
+def test_the_api_docs_work_with_no_outside_network(browser, server):
+    """A bank intranet has no internet: /docs is served from our own files. Every request
+    that leaves this machine is blocked (and recorded); the operations still list."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    outside = []
+
+    def only_this_machine(route):
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_machine)
+    page = context.new_page()
+    page.goto(server["base"] + "/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    operations = page.locator(".opblock-summary-path").all_inner_texts()
+    shot(page, "api-docs-offline")
+    context.close()
+    assert outside == []
+    assert len(operations) >= 25
+    assert any("/v1/loans/{loan_id}/valuations" in o for o in operations)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from collateral import loans, prices
-from collateral.api import assets, lending, maps
+from collateral.api import assets, lending, maps, models
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.auth import KeyCache
@@ -31,9 +32,12 @@ KEY_CACHE_TTL_S = 5.0  # a verified API key is trusted this long without a new l
 HEADCOUNT_TTL_S = 10.0
 HEADCOUNT_STALE_S = 30.0
 STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
+DOCS_DIR = STATIC_DIR / "docs"  # Swagger UI's files from npm (swagger-ui-dist), same build
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
 BUILD_HINT = (
-    "The loan officer's web page is not built: run `make web` (npm installs the map and "
-    "chart libraries and bundles them into collateral/api/static/), then restart."
+    "The loan officer's web page and the API docs are not built: run `make web` (npm "
+    "installs the map, chart and docs libraries and bundles them into "
+    "collateral/api/static/), then restart."
 )
 
 
@@ -62,6 +66,8 @@ def create_app(
     """The API over ``engine``; ``settings`` as the process built them (read from the
     environment when not given)."""
     app = FastAPI(
+        docs_url=None,  # served below from our own files: a bank intranet has no CDN
+        redoc_url=None,
         title="agri-collateral",
         version="1",
         description=(
@@ -130,7 +136,12 @@ def create_app(
         log.exception("unhandled error")
         return problem(500, f"internal error ({type(exc).__name__}); the request changed nothing")
 
-    @app.get("/v1/health", tags=["service"], summary="Liveness and database check")
+    @app.get(
+        "/v1/health",
+        tags=["service"],
+        summary="Liveness and database check",
+        response_model=models.Health,
+    )
     def health() -> dict:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -139,6 +150,20 @@ def create_app(
     app.include_router(assets.router, prefix="/v1")
     app.include_router(lending.router, prefix="/v1")
     app.include_router(maps.router, prefix="/v1")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if not all((DOCS_DIR / name).exists() for name in DOCS_ASSETS):
+            return HTMLResponse(
+                f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
+            )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="agri-collateral API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     def page():

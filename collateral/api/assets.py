@@ -15,6 +15,7 @@ from agri_common.rows import jsonable
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
+from collateral.api import models
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep
 from collateral.auth import Principal
@@ -48,7 +49,7 @@ def _time(value: datetime | None, field: str) -> datetime:
     "/parcels",
     tags=["parcels"],
     summary="Parcels as a GeoJSON FeatureCollection",
-    responses={200: {"content": {"application/geo+json": {}}}},
+    response_model=models.ParcelCollection,
 )
 def list_parcels(
     engine: EngineDep,
@@ -110,7 +111,12 @@ def _parcel(engine: Engine, parcel_id: str) -> dict:
     return parcel
 
 
-@router.get("/parcels/{parcel_id}", tags=["parcels"], summary="One parcel as a GeoJSON Feature")
+@router.get(
+    "/parcels/{parcel_id}",
+    tags=["parcels"],
+    summary="One parcel as a GeoJSON Feature",
+    response_model=models.ParcelFeature,
+)
 def get_parcel(parcel_id: str, engine: EngineDep, _caller: Caller) -> dict:
     parcel = _parcel(engine, parcel_id)
     overview = rs_store.profile_overview(engine).get(parcel_id, {})
@@ -121,6 +127,7 @@ def get_parcel(parcel_id: str, engine: EngineDep, _caller: Caller) -> dict:
     "/parcels/{parcel_id}/profile",
     tags=["parcels"],
     summary="NDVI profile: observations, smoothed curve, baseline, seasons, events",
+    response_model=models.Profile,
 )
 def get_profile(
     parcel_id: str,
@@ -157,7 +164,7 @@ def get_profile_png(
     "/farms",
     tags=["livestock"],
     summary="Farms with their geofences, as a GeoJSON FeatureCollection",
-    responses={200: {"content": {"application/geo+json": {}}}},
+    response_model=models.FarmCollection,
 )
 def list_farms(engine: EngineDep, _caller: Caller) -> dict:
     features = []
@@ -185,6 +192,7 @@ def _farm(engine: Engine, farm_id: str) -> dict:
     "/farms/{farm_id}/headcount",
     tags=["livestock"],
     summary="Registered and verified animals by category, now or at a past time",
+    response_model=models.Headcount,
 )
 def get_headcount(
     farm_id: str,
@@ -204,7 +212,12 @@ def get_headcount(
     )
 
 
-@router.get("/animals/{tag_id}", tags=["livestock"], summary="An animal's registry and state")
+@router.get(
+    "/animals/{tag_id}",
+    tags=["livestock"],
+    summary="An animal's registry and state",
+    response_model=models.AnimalState,
+)
 def get_animal(tag_id: str, engine: EngineDep, _caller: Caller) -> dict:
     state = headcount.animal_state(engine, tag_id, datetime.now(UTC))
     if state is None:
@@ -212,7 +225,12 @@ def get_animal(tag_id: str, engine: EngineDep, _caller: Caller) -> dict:
     return jsonable(state)
 
 
-@router.get("/animals/{tag_id}/track", tags=["livestock"], summary="An animal's positions")
+@router.get(
+    "/animals/{tag_id}/track",
+    tags=["livestock"],
+    summary="An animal's positions",
+    response_model=models.Track,
+)
 def get_track(
     tag_id: str,
     engine: EngineDep,
@@ -244,7 +262,12 @@ def get_track(
     }
 
 
-@router.get("/alerts", tags=["alerts"], summary="Livestock, parcel and loan alerts")
+@router.get(
+    "/alerts",
+    tags=["alerts"],
+    summary="Livestock, parcel and loan alerts",
+    response_model=list[models.Alert],
+)
 def list_alerts(
     request: Request,
     engine: EngineDep,
@@ -352,6 +375,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
     "/registry/farms",
     tags=["registry"],
     summary="Import farms (GeoJSON FeatureCollection: farm_id, name, owner, geofence)",
+    response_model=models.Imported,
     openapi_extra={
         "requestBody": {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
     },
@@ -368,6 +392,7 @@ async def import_farms(request: Request, engine: EngineDep, _op: Operator) -> di
     "/registry/animals",
     tags=["registry"],
     summary="Import animals (CSV: tag_id,farm_id,species,category,sex,birth_date,parity,lactation)",
+    response_model=models.AnimalsImported,
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 async def import_animals(request: Request, engine: EngineDep, _op: Operator) -> dict:

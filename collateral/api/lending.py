@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
 from collateral import loans, prices
-from collateral.api import examples
-from collateral.api.examples import CONFLICT, LOAN, VALUATION, example
+from collateral.api import examples, models
+from collateral.api.examples import CONFLICT
 from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
 from collateral.auth import Principal
 
@@ -59,7 +59,12 @@ def _loan_json(loan: dict, latest: dict | None) -> dict:
     }
 
 
-@router.get("/me", tags=["service"], summary="Who this API key is: role and branch")
+@router.get(
+    "/me",
+    tags=["service"],
+    summary="Who this API key is: role and branch",
+    response_model=models.Me,
+)
 def whoami(principal: Annotated[Principal, Depends(ANY_ROLE)]) -> dict:
     return {"key_id": principal.key_id, "role": principal.role, "branch": principal.branch}
 
@@ -69,7 +74,8 @@ def whoami(principal: Annotated[Principal, Depends(ANY_ROLE)]) -> dict:
     status_code=201,
     tags=["loans"],
     summary="Create a loan",
-    responses={**example(201, LOAN), **CONFLICT},
+    responses=CONFLICT,
+    response_model=models.Loan,
 )
 def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, principal: Lender) -> dict:
     request.state.audit_subject = loan.loan_id
@@ -81,7 +87,12 @@ def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, princip
     return _loan_out(engine, loans.create_loan(engine, loan))
 
 
-@router.get("/loans", tags=["loans"], summary="Loans (a loan officer's own branch)")
+@router.get(
+    "/loans",
+    tags=["loans"],
+    summary="Loans (a loan officer's own branch)",
+    response_model=list[models.Loan],
+)
 def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     branch = principal.branch if principal.role == "loan_officer" else None
     return [_loan_out(engine, loan) for loan in loans.list_loans(engine, branch)]
@@ -91,21 +102,29 @@ def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     "/loans/{loan_id}",
     tags=["loans"],
     summary="One loan with its latest valuation",
-    responses=example(200, LOAN),
+    response_model=models.Loan,
 )
 def get_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
     loan, latest = loans.loan_with_latest_valuation(engine, loan_id)
     return _loan_json(_visible(principal, loan), latest)
 
 
-@router.patch("/loans/{loan_id}", tags=["loans"], summary="Update principal and pledges")
+@router.patch(
+    "/loans/{loan_id}",
+    tags=["loans"],
+    summary="Update principal and pledges",
+    response_model=models.Loan,
+)
 def update_loan(loan_id: str, patch: loans.LoanPatch, engine: EngineDep, principal: Lender) -> dict:
     _loan_for(engine, principal, loan_id)
     return _loan_out(engine, loans.update_loan(engine, loan_id, patch))
 
 
 @router.delete(
-    "/loans/{loan_id}", tags=["loans"], summary="Close a loan (kept with its valuations)"
+    "/loans/{loan_id}",
+    tags=["loans"],
+    summary="Close a loan (kept with its valuations)",
+    response_model=models.Loan,
 )
 def close_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
     _loan_for(engine, principal, loan_id)
@@ -117,7 +136,7 @@ def close_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
     status_code=201,
     tags=["valuations"],
     summary="Value the loan now, or as of a past time",
-    responses=example(201, VALUATION),
+    response_model=models.Valuation,
 )
 def value_loan(
     loan_id: str,
@@ -132,7 +151,12 @@ def value_loan(
     return doc
 
 
-@router.get("/loans/{loan_id}/valuations", tags=["valuations"], summary="Valuation history")
+@router.get(
+    "/loans/{loan_id}/valuations",
+    tags=["valuations"],
+    summary="Valuation history",
+    response_model=list[models.ValuationSummary],
+)
 def list_valuations(loan_id: str, engine: EngineDep, principal: Lender) -> list[dict]:
     _loan_for(engine, principal, loan_id)
     return [
@@ -155,7 +179,7 @@ def list_valuations(loan_id: str, engine: EngineDep, principal: Lender) -> list[
     "/valuations/{valuation_id}",
     tags=["valuations"],
     summary="A valuation with its evidence and formula breakdown",
-    responses=example(200, VALUATION),
+    response_model=models.Valuation,
 )
 def get_valuation(
     valuation_id: str, engine: EngineDep, principal: Lender, inputs: bool = False
@@ -174,6 +198,7 @@ def get_valuation(
     "/valuations/{valuation_id}/verify",
     tags=["valuations"],
     summary="Recompute the valuation from its stored inputs and compare",
+    response_model=models.Verification,
 )
 def verify_valuation(valuation_id: str, engine: EngineDep, principal: Lender) -> dict:
     row = loans.get_valuation(engine, valuation_id)
@@ -181,12 +206,22 @@ def verify_valuation(valuation_id: str, engine: EngineDep, principal: Lender) ->
     return loans.verify(engine, valuation_id)
 
 
-@router.get("/prices", tags=["prices"], summary="Imported price and policy table versions")
+@router.get(
+    "/prices",
+    tags=["prices"],
+    summary="Imported price and policy table versions",
+    response_model=list[models.TableVersion],
+)
 def list_prices(engine: EngineDep, _caller: Annotated[Principal, Depends(ANY_ROLE)]) -> list[dict]:
     return [jsonable(r) for r in prices.list_versions(engine)]
 
 
-@router.get("/prices/in-force", tags=["prices"], summary="The tables in force on a date")
+@router.get(
+    "/prices/in-force",
+    tags=["prices"],
+    summary="The tables in force on a date",
+    response_model=models.TablesInForce,
+)
 def prices_in_force(
     engine: EngineDep, _caller: Annotated[Principal, Depends(ANY_ROLE)], on: datetime | None = None
 ) -> dict:
@@ -204,6 +239,7 @@ def prices_in_force(
     tags=["prices"],
     summary="Import a price or policy table version (YAML, JSON or CSV body)",
     responses=CONFLICT,
+    response_model=models.TableImported,
     openapi_extra={
         "requestBody": {
             "content": {

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import loans
+from collateral.api import models
 from collateral.api.assets import Caller, _farm, _parcel
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import EngineDep
@@ -30,6 +31,7 @@ def _overlay_dir(request: Request) -> Path:
     "/parcels/{parcel_id}/ndvi-overlay",
     tags=["map"],
     summary="The parcel's latest cloud-free NDVI scene as a map overlay (image and bounds)",
+    response_model=models.Overlay,
 )
 def parcel_overlay(parcel_id: str, request: Request, engine: EngineDep, _caller: Caller) -> dict:
     _parcel(engine, parcel_id)
@@ -89,6 +91,7 @@ def ndvi_legend(request: Request, _caller: Caller):
     "/farms/{farm_id}/animals",
     tags=["livestock"],
     summary="The farm's living animals with their last known position and verification",
+    response_model=models.FarmAnimals,
 )
 def farm_animals(
     farm_id: str,
@@ -124,6 +127,7 @@ def farm_animals(
     "/farms/{farm_id}/headcount/history",
     tags=["livestock"],
     summary="Verified headcount by category at regular times up to now",
+    response_model=models.HeadcountHistory,
 )
 def headcount_history(
     farm_id: str,

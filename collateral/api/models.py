@@ -1,0 +1,417 @@
+"""What each endpoint returns, as pydantic models: /openapi.json describes every response
+from these, and FastAPI checks the handlers' answers against them.
+
+Money, ratios and areas in valuations are decimal strings (exact, as computed); times are
+ISO 8601 with a UTC offset. The models allow fields they do not name, so an answer never
+loses a field the model has not caught up with; the schema names what clients can rely on.
+"""
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+# Written back exactly as the domain writes them ("+00:00", not pydantic's "Z").
+Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# Examples that /docs shows (a real valuation of the demo data).
+VALUATION_EXAMPLE = {
+    "valuation_id": "VAL-472f95634f1d4a74aac0",
+    "created_at": "2026-11-22T21:42:18.598858+00:00",
+    "loan_id": "LN-ANXI-0001",
+    "as_of": "2026-11-22T21:42:18.403593+00:00",
+    "principal_cny": "1200000.00",
+    "items": [
+        {
+            "kind": "forest",
+            "ref": "F-08",
+            "value_cny": "304320.73",
+            "eligible_value_cny": "121728.29",
+            "haircut": "0.60",
+            "confidence": "reduced",
+            "evidence": {
+                "area_ha": "12.1282",
+                "latest_clear_image": "2024-12-31T02:55:19+00:00",
+                "disturbed_ha": "7.3244",
+                "haircut": {
+                    "base": "0.45",
+                    "stale_evidence": "0.15",
+                    "reasons": ["last clear image 2024-12-31 is 691 days old (limit 60)"],
+                },
+            },
+            "formula": "(12.1282 ha - 7.3244 ha disturbed) x 181.00 m3/ha x 350.00 CNY/m3 = "
+            "304,320.73 CNY; eligible = value x (1 - 0.60) = 121,728.29 CNY",
+        }
+    ],
+    "collateral_value_cny": "3234375.18",
+    "eligible_value_cny": "1543542.64",
+    "ltv": "0.7774",
+    "status": "watch",
+    "thresholds": {"watch": "0.70", "margin_call": "0.85"},
+    "formula": "LTV = principal / eligible value = 1,200,000.00 / 1,543,542.64 = 0.7774; "
+    "watch at >= 0.70, margin call at >= 0.85",
+    "prices_version": "default-2020",
+    "policy_version": "default-2020",
+    "illustrative_tables": True,
+    "rules_version": "2026.11.1",
+    "changes": None,
+}
+
+LOAN_EXAMPLE = {
+    "loan_id": "LN-ANXI-0001",
+    "borrower": "Wang Hui",
+    "branch": "ANXI-01",
+    "principal_cny": "1200000.00",
+    "parcel_ids": ["F-08", "F-10", "T-04"],
+    "herds": [{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}],
+    "state": "active",
+    "created_at": "2026-11-22T21:42:18.399362+00:00",
+    "updated_at": "2026-11-22T21:42:18.399362+00:00",
+    "latest_valuation": {
+        "valuation_id": "VAL-472f95634f1d4a74aac0",
+        "as_of": "2026-11-22T21:42:18.403593+00:00",
+        "collateral_value_cny": "3234375.18",
+        "eligible_value_cny": "1543542.64",
+        "ltv": "0.7774",
+        "status": "watch",
+    },
+}
+
+
+# --- service ----------------------------------------------------------------------------
+
+
+class Health(Out):
+    status: Literal["ok"]
+    database: str = Field(description="sqlite or postgresql")
+
+
+class Me(Out):
+    key_id: str
+    role: Literal["loan_officer", "risk_admin", "operator"]
+    branch: str | None
+
+
+# --- loans and valuations ---------------------------------------------------------------
+
+
+class PledgedHerd(Out):
+    farm_id: str
+    categories: list[str] | None = None
+    tag_ids: list[str] | None = None
+
+
+class LatestValuation(Out):
+    valuation_id: str
+    as_of: Timestamp
+    collateral_value_cny: str
+    eligible_value_cny: str
+    ltv: str | None = Field(description="null when nothing is eligible")
+    status: Literal["ok", "watch", "margin_call"]
+
+
+class Loan(Out):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [LOAN_EXAMPLE]})
+
+    loan_id: str
+    borrower: str
+    branch: str
+    principal_cny: str
+    parcel_ids: list[str]
+    herds: list[PledgedHerd]
+    state: Literal["active", "closed"]
+    created_at: Timestamp
+    updated_at: Timestamp
+    latest_valuation: LatestValuation | None
+
+
+class ValuationSummary(LatestValuation):
+    created_at: Timestamp
+    prices_version: str
+    policy_version: str
+
+
+class ValuationItem(Out):
+    kind: str = Field(description="tea_garden, forest or herd")
+    ref: str = Field(description="the parcel id, or the farm id of a herd")
+    value_cny: str
+    eligible_value_cny: str
+    haircut: str
+    confidence: str
+    evidence: dict[str, Any] = Field(description="what the figure rests on, with dates")
+    formula: str = Field(description="the rule written out with its numbers")
+
+
+class Valuation(Out):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [VALUATION_EXAMPLE]})
+
+    valuation_id: str
+    created_at: Timestamp
+    loan_id: str
+    as_of: Timestamp
+    principal_cny: str
+    items: list[ValuationItem]
+    collateral_value_cny: str
+    eligible_value_cny: str
+    ltv: str | None
+    status: Literal["ok", "watch", "margin_call"]
+    thresholds: dict[str, str]
+    formula: str
+    prices_version: str
+    policy_version: str
+    illustrative_tables: bool
+    rules_version: str
+    changes: Any = Field(default=None, description="what moved since the previous valuation")
+    code_version: str | None = None
+    inputs: dict[str, Any] | None = Field(
+        default=None, description="the full input snapshot (with ?inputs=true)"
+    )
+
+
+class Difference(Out):
+    field: str
+    stored: Any
+    recomputed: Any
+
+
+class Verification(Out):
+    valuation_id: str
+    identical: bool
+    inputs_sha256_matches: bool
+    code_version_stored: str
+    code_version_now: str
+    differences: list[Difference]
+
+
+# --- price and policy tables ------------------------------------------------------------
+
+
+class TableVersion(Out):
+    kind: Literal["prices", "policy"]
+    version: str
+    effective_from: date
+    illustrative: bool
+    source: str
+    imported_at: Timestamp
+
+
+class TableRow(Out):
+    section: str
+    region: str
+    key: str
+    value: str | None = None
+    band_min: str | None = None
+    band_max: str | None = None
+
+
+class Table(Out):
+    kind: Literal["prices", "policy"]
+    version: str
+    effective_from: date
+    illustrative: bool
+    notes: str | None = None
+    rows: list[TableRow]
+
+
+class TablesInForce(Out):
+    on: date
+    prices: Table | None
+    policy: Table | None
+
+
+class TableImported(Out):
+    kind: Literal["prices", "policy"]
+    version: str
+    effective_from: date
+    imported: bool = Field(description="false: that version was already there (unchanged)")
+
+
+# --- parcels ------------------------------------------------------------------------------
+
+
+class Geometry(Out):
+    type: str
+    coordinates: list[Any]
+
+
+class ParcelProperties(Out):
+    parcel_id: str
+    kind: Literal["tea_garden", "forest"]
+    owner: str | None
+    area_ha: float
+    attributes: dict[str, Any]
+    health_index: float | None
+    disturbance: str | None
+
+
+class ParcelFeature(Out):
+    type: Literal["Feature"]
+    id: str
+    geometry: Geometry
+    properties: ParcelProperties
+
+
+class ParcelCollection(Out):
+    type: Literal["FeatureCollection"]
+    features: list[ParcelFeature]
+    numberMatched: int  # noqa: N815 (OGC API Features names)
+    numberReturned: int  # noqa: N815
+    next_offset: int | None
+
+
+class Observation(Out):
+    scene_id: str
+    acquired_at: Timestamp
+    ndvi_mean: float | None
+    ndvi_median: float | None
+    ndvi_p10: float | None
+    ndvi_p90: float | None
+    ndvi_std: float | None
+    pixel_count: int
+    valid_fraction: float
+    cloud_fraction: float
+
+
+class Profile(Out):
+    parcel_id: str
+    kind: str
+    area_ha: float
+    as_of: Timestamp | None
+    observations: list[Observation]
+    smoothed: list[dict[str, Any]] = Field(description="{date, ndvi} on a 5-day grid")
+    baseline: list[dict[str, Any]] = Field(description="{date, expected, spread, z, source}")
+    outliers: list[Any]
+    seasons: list[dict[str, Any]]
+    health_index: float | None
+    anomaly_z: float | None
+    events: list[dict[str, Any]] = Field(description="disturbances: start, end, severity, ...")
+
+
+class Overlay(Out):
+    parcel_id: str
+    scene_id: str
+    acquired_at: Timestamp
+    bounds: list[list[float]] = Field(description="[[south, west], [north, east]] (WGS84)")
+    image: str
+    legend: str
+
+
+# --- livestock ----------------------------------------------------------------------------
+
+
+class FarmProperties(Out):
+    farm_id: str
+    name: str | None
+    owner: str | None
+
+
+class FarmFeature(Out):
+    type: Literal["Feature"]
+    id: str
+    geometry: Geometry
+    properties: FarmProperties
+
+
+class FarmCollection(Out):
+    type: Literal["FeatureCollection"]
+    features: list[FarmFeature]
+
+
+class Unverified(Out):
+    tag_id: str
+    reason: str
+
+
+class CategoryCount(Out):
+    registered: int
+    verified: int
+    unverified: list[Unverified]
+
+
+class Headcount(Out):
+    farm_id: str
+    at: Timestamp
+    categories: dict[str, CategoryCount]
+
+
+class AnimalState(Out):
+    tag_id: str
+    farm_id: str
+    species: str
+    category: str
+    sex: str | None
+    birth_date: date | None
+    parity: int | None
+    lactation: int | None
+    status: str
+    status_at: Timestamp | None
+    registered_at: Timestamp
+    last_seen: Timestamp | None
+    open_alerts: list[Any]
+
+
+class TrackPoint(Out):
+    observed_at: Timestamp
+    lat: float | None
+    lon: float | None
+    gateway_id: str | None = None
+
+
+class Track(Out):
+    tag_id: str
+    since: Timestamp
+    until: Timestamp
+    points: list[TrackPoint]
+
+
+class AnimalOnMap(Out):
+    tag_id: str
+    category: str
+    lat: float | None
+    lon: float | None
+    last_seen: Timestamp | None
+    verified: bool
+    reason: str | None
+
+
+class FarmAnimals(Out):
+    farm_id: str
+    at: Timestamp
+    animals: list[AnimalOnMap]
+
+
+class HeadcountPoint(Out):
+    at: Timestamp
+    verified: dict[str, int]
+    registered: dict[str, int]
+
+
+class HeadcountHistory(Out):
+    farm_id: str
+    series: list[HeadcountPoint]
+
+
+class Alert(Out):
+    source: Literal["livestock", "parcel", "loan"]
+    kind: str
+    subject: str
+    opened_at: Timestamp
+    closed_at: Timestamp | None
+    detail: str
+    farm_id: str | None = None
+    parcel_id: str | None = None
+    loan_id: str | None = None
+
+
+class Imported(Out):
+    added: int
+    updated: int
+
+
+class AnimalsImported(Imported):
+    rejected: list[Any] = Field(default_factory=list, description="bad rows with reasons")

@@ -1,0 +1,78 @@
+"""The layering written in ARCHITECTURE.md, checked: the import-linter contracts in
+pyproject.toml hold, collateral uses the domain packages only through their public names,
+and each piece of plumbing has one home."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.paths import REPO_ROOT
+
+PACKAGES = ("agri_common", "remote_sensing", "bioassets", "collateral")
+PLUMBING = {"jsonable", "utc", "parse_time", "parse_as_of", "as_utc", "atomic_write"}
+
+
+def _imports(package: str):
+    """(module file, imported module, imported name) for every ``from X import Y``."""
+    for path in sorted((REPO_ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    yield path.relative_to(REPO_ROOT), node.module, alias.name
+
+
+def test_the_import_linter_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout
+
+
+def test_collateral_uses_the_domains_through_their_public_names():
+    private = [
+        f"{path}: {module}.{name}"
+        for path, module, name in _imports("collateral")
+        if module.split(".")[0] in ("remote_sensing", "bioassets") and name.startswith("_")
+    ]
+    assert private == []
+
+
+def test_plumbing_comes_from_its_one_home():
+    borrowed = [
+        f"{path}: {module}.{name}"
+        for package in PACKAGES
+        for path, module, name in _imports(package)
+        if name in PLUMBING and not module.startswith("agri_common")
+    ]
+    assert borrowed == []
+    defined = [
+        f"{path.relative_to(REPO_ROOT)}: {node.name}"
+        for package in PACKAGES[1:]
+        for path in (REPO_ROOT / package).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in PLUMBING
+    ]
+    assert defined == [], "a second copy of shared plumbing"
+
+
+def test_importing_the_cli_changes_no_gdal_setting_of_the_process():
+    """GDAL settings are scoped to the work (rasterio.Env), so the API or any other code
+    in a process that imports the CLI keeps GDAL's own defaults: the process environment
+    holds no GDAL variable beyond what importing rasterio itself sets."""
+
+    def gdal_environment(imports: str) -> str:
+        code = f"import os, {imports}; print(sorted(k for k in os.environ if 'GDAL' in k))"
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    ours = gdal_environment("collateral.cli, remote_sensing.job, remote_sensing.cluster")
+    assert ours == gdal_environment("rasterio")
+    assert "GDAL_CACHEMAX" not in ours
