@@ -66,8 +66,9 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not broker and not postgres and not browser and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
-	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package, for the API benchmark)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null 2>&1 && test -x /usr/bin/time || { \
+		echo "installing wrk and time (Debian packages: load generator, per-process peak memory)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk time; }
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx2
 import numpy as np
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import insert, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,12 +37,9 @@ sys.path.insert(0, str(ROOT))
 from bioassets.local_broker import free_port  # noqa: E402
 from collateral import auth, loans  # noqa: E402
 from collateral.tables import valuations  # noqa: E402
+from tests.support.databases import fresh_postgres_database  # noqa: E402
 from tests.support.paths import SAMPLE_TILES  # noqa: E402
 from tests.support.world import build_world  # noqa: E402
-
-PG_ADMIN = os.environ.get(
-    "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def scaled_world(url: str, data_dir: Path, n_loans: int) -> str:
@@ -174,15 +171,13 @@ def main() -> None:
         "--warm-up", type=float, default=2, help="seconds of each read at the rate, reported apart"
     )
     args = parser.parse_args()
-    name = f"agri_bench_api_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     results: dict = {"loans": args.loans, "seconds": args.seconds, "servers": args.servers}
     servers: list[subprocess.Popen] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="agri-bench-api-") as folder:
+    with (
+        fresh_postgres_database("agri_bench_api") as url,
+        tempfile.TemporaryDirectory(prefix="agri-bench-api-") as folder,
+    ):
+        try:
             t0 = time.perf_counter()
             key = scaled_world(url, Path(folder) / "data", args.loans)
             results["setup_s"] = round(time.perf_counter() - t0, 1)
@@ -252,12 +247,10 @@ def main() -> None:
                     capacity = wrk(bases[0], key, paths, args.seconds, args.connections)
                     results[label]["wrk_closed_loop"] = capacity
                     print("   wrk", capacity, flush=True)
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(30)
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(30)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"api_results_{args.servers}.json").write_text(json.dumps(results, indent=2))

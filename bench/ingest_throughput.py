@@ -24,6 +24,7 @@ and the first message's trip, from the moment the publisher was launched.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -46,14 +47,12 @@ from bioassets import store as bio_store  # noqa: E402
 from bioassets.local_broker import LocalBroker  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
+from tests.support.databases import fresh_postgres_database  # noqa: E402
 
 GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
 PER_MESSAGE = 20
 EXTRA_INGEST_ARGS: list[str] = []
 INGESTERS = 1
-PG_ADMIN = os.environ.get(
-    "AGRI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def publish(broker, n: int, start_ms: int) -> dict:
@@ -203,28 +202,23 @@ def main() -> None:
         ]
         broker = LocalBroker(Path(root), gateways, INGEST_PASSWORD).start()
         try:
-            with tempfile.TemporaryDirectory(prefix="agri-bench-db-") as db_dir:
+            with (
+                tempfile.TemporaryDirectory(prefix="agri-bench-db-") as db_dir,
+                contextlib.ExitStack() as databases,
+            ):
                 runs = [("sqlite", f"sqlite:///{db_dir}/bench.db")]
-                pg_name = f"agri_bench_{uuid.uuid4().hex[:8]}"
                 if not args.skip_postgres:
-                    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-                    with admin.connect() as c:
-                        c.execute(text(f'CREATE DATABASE "{pg_name}"'))
-                    runs.append(("postgresql", PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"))
-                try:
-                    for label, url in runs:
-                        before = bare_subscriber(broker, args.messages)
-                        run = ingest(broker, url, args.messages, label)
-                        run.pop("engine").dispose()
-                        after = bare_subscriber(broker, args.messages)
-                        run["bare_paho_subscriber"] = [before, after]
-                        reference = (before["readings_per_s"] + after["readings_per_s"]) / 2
-                        run["ratio_to_bare_subscriber"] = run["readings_per_s"] / reference
-                        results[label] = run
-                finally:
-                    if not args.skip_postgres:
-                        with admin.connect() as c:
-                            c.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+                    pg_url = databases.enter_context(fresh_postgres_database("agri_bench"))
+                    runs.append(("postgresql", pg_url))
+                for label, url in runs:
+                    before = bare_subscriber(broker, args.messages)
+                    run = ingest(broker, url, args.messages, label)
+                    run.pop("engine").dispose()
+                    after = bare_subscriber(broker, args.messages)
+                    run["bare_paho_subscriber"] = [before, after]
+                    reference = (before["readings_per_s"] + after["readings_per_s"]) / 2
+                    run["ratio_to_bare_subscriber"] = run["readings_per_s"] / reference
+                    results[label] = run
         finally:
             broker.stop()
     out = ROOT / "bench" / "out"

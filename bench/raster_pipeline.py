@@ -39,6 +39,7 @@ N_PARCELS = 10_000
 REPEATS = 3
 STATS = ["mean", "median", "quantile(q=0.1)", "quantile(q=0.9)", "stdev"]
 AGRI = [sys.executable, "-m", "collateral.cli"]
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`): a command's own peak RSS
 
 
 def make_tile(folder: Path) -> None:
@@ -140,18 +141,33 @@ def make_parcels(path: Path) -> None:
 
 
 def child(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Run a command as a child: wall seconds, that child's own peak RSS in MB, its stdout."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Run a command as a child: wall seconds, that command's own peak RSS in MB, its stdout.
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``), which runs the command as its
+    own child: a child forked straight from this benchmark would start as a copy of this
+    (large) process, and its ru_maxrss would report our size, not the command's.
+    """
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r") as peak,
+    ):
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(
+            [TIME, "-f", "%M", "-o", peak.name, *cmd],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd} failed:\n{err.read()[-3000:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
+        peak_kb = int(peak.read().split()[-1])
+        return seconds, peak_kb / 1024, out.read()
 
 
 def agri_env() -> dict:
@@ -265,7 +281,9 @@ def stage_whole_job() -> dict:
         "ours_s": ours_s,
         "ours_peak_mb": ours_mb,
         "rio_calc_s": calc_s,
+        "rio_calc_peak_mb": calc_mb,
         "exactextract_file_s": ee_s,
+        "exactextract_file_peak_mb": ee_mb,
         "peers_s": calc_s + ee_s,
         "speedup": (calc_s + ee_s) / ours_s,
         "observations": summary["scenes"][0]["observations"],

@@ -5,7 +5,7 @@ import math
 
 from tests.support.paths import SAMPLE_TILES
 
-# The contract of issue 2, spelled out here on purpose (not imported from the code).
+# The observations contract, spelled out here on purpose (not imported from the code).
 FIELDS = set(
     "scene_id acquired_at ndvi_mean ndvi_median ndvi_p10 ndvi_p90 ndvi_std"
     " pixel_count valid_fraction cloud_fraction".split()
