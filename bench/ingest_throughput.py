@@ -158,7 +158,7 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         proc.wait(60)
     query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
     with engine.connect() as c:
-        first_stored = {seq: bio_store.utc(at).timestamp() for seq, at in c.execute(query)}
+        first_stored = {seq: at.timestamp() for seq, at in c.execute(query)}
     lag = np.array([first_stored[s] - published["sent_at"][s] for s in first_stored])
     # Same basis as the bare subscriber (first message received to last one handled): from
     # the start of the first batch (its received_at) to the moment all rows were counted.
@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--batch-ms", type=int, help="passed to agri ingest")
     parser.add_argument("--ingesters", type=int, default=1, help="processes on the shared group")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest_results.json")
     args = parser.parse_args()
     results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
     global INGESTERS
@@ -221,9 +222,8 @@ def main() -> None:
                     results[label] = run
         finally:
             broker.stop()
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ingest_results.json").write_text(json.dumps(results, indent=2, default=str))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str))
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from bioassets import store as bio_store
 from bioassets.local_broker import free_port
+from bioassets.mqtt_connection import ingester_client_id
 from collateral import auth, prices
 from collateral.db import make_engine, upgrade
 from remote_sensing import store as rs_store
@@ -21,6 +22,7 @@ from remote_sensing.parcels import read_parcel_file
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Gateway, message, reading, seed_livestock
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
+from tests.support.processes import AgriProcess
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.slow]
@@ -56,12 +58,13 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
         }
         processes = []
         try:
+            # two instances on one host: each its own stable identity (--instance N)
             logs = [tmp_path / f"ingest-{n}.log" for n in range(2)]
-            for n, log in enumerate(logs):
-                command = [*AGRI, "ingest", "--client-id", f"layout-{n}", "--session-expiry", "0"]
-                processes.append(
-                    subprocess.Popen(command, env=env, cwd=REPO_ROOT, stderr=open(log, "w"))
-                )
+            ingesters = [
+                AgriProcess(["ingest", "--instance", str(n), "--session-expiry", "0"], env, log)
+                for n, log in enumerate(logs)
+            ]
+            processes += [i.process for i in ingesters]
             ports = [free_port(), free_port()]
             for port in ports:
                 processes.append(
@@ -73,8 +76,8 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
                         stderr=subprocess.DEVNULL,
                     )
                 )
-            for log in logs:
-                assert wait_for(lambda log=log: "subscribed to" in log.read_text(), timeout=30)
+            for ingester in ingesters:
+                ingester.wait_ready()
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
                 assert wait_for(lambda base=base: _healthy(base), timeout=30)
@@ -117,6 +120,8 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
             assert found, log.read_text()[-2000:]
             stored.append(int(found.group(1)))
         assert sum(stored) == 3000 and min(stored) > 0, stored  # both did work, no row twice
+        for n, log in enumerate(logs):
+            assert f"as {ingester_client_id(n)}" in log.read_text()  # one identity each
         assert bio_store.count_readings(engine) == 3000
         engine.dispose()
 
