@@ -76,3 +76,21 @@ def test_importing_the_cli_changes_no_gdal_setting_of_the_process():
     ours = gdal_environment("collateral.cli, remote_sensing.job, remote_sensing.cluster")
     assert ours == gdal_environment("rasterio")
     assert "GDAL_CACHEMAX" not in ours
+
+
+def test_the_readme_lists_every_setting():
+    """The configuration table names every AGRI_ variable the settings object reads."""
+    from collateral.settings import Settings
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [
+        f"AGRI_{n.upper()}" for n in Settings.model_fields if f"`AGRI_{n.upper()}`" not in readme
+    ]
+    assert missing == []
+
+
+def test_the_docs_stand_on_their_own():
+    """Nothing in the repository's docs points outside it."""
+    docs = [REPO_ROOT / "README.md", REPO_ROOT / "ARCHITECTURE.md", REPO_ROOT / "BENCHMARKS.md"]
+    docs += [REPO_ROOT / "deploy" / "README.md"]
+    assert [d.name for d in docs if "../shared" in d.read_text()] == []
