@@ -29,7 +29,7 @@ TRANSIENT_SQLSTATES = (
     "57P03",  # cannot connect now (starting up)
 )
 # SQLite reports everything as OperationalError; only these messages are a wait.
-TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database is busy", "unable to open database")
+TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database is busy")
 
 
 class DatabaseUnavailable(Exception):

@@ -26,7 +26,6 @@ and the first message's trip, from the moment the publisher was launched.
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from bioassets.local_broker import LocalBroker  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
+from tests.support.processes import AgriProcess  # noqa: E402
 
 GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
 PER_MESSAGE = 20
@@ -126,25 +126,16 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     )
     bio_store.upsert_animals(engine, animals.records)
     bio_store.add_gateway(engine, GATEWAY, FARM, registry.mosquitto_hash(PASSWORD))
-    env = {
-        **os.environ,
-        "AGRI_DATABASE_URL": db_url,
-        "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD),
-    }
+    env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
     procs = []
     for k in range(INGESTERS):
-        log = tempfile.NamedTemporaryFile(
-            "w+", prefix=f"ingest-{label}-", suffix=".log", delete=False
-        )
+        log = Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")) / f"ingest-{label}-{k}.log"
         client_id = f"bench-ingest-{label}-{k}-{uuid.uuid4().hex[:6]}"
-        command = [sys.executable, "-m", "collateral.cli", "ingest", "--client-id", client_id]
-        command += ["--session-expiry", "0", *EXTRA_INGEST_ARGS]
-        procs.append(
-            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        )
-        deadline = time.monotonic() + 60
-        while "subscribed to" not in Path(log.name).read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)  # what is published before the first subscription has no taker
+        command = ["ingest", "--client-id", client_id, "--session-expiry", "0"]
+        ingester = AgriProcess([*command, *EXTRA_INGEST_ARGS], env, log)
+        # what is published before the first subscription has no taker
+        ingester.wait_ready(60)
+        procs.append(ingester)
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
     expected = n * PER_MESSAGE
     t0 = time.perf_counter()
@@ -153,9 +144,10 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     elapsed = time.perf_counter() - t0
     done_wall = time.time()
     stored = bio_store.count_readings(engine)
-    for proc in procs:
-        proc.terminate()
-        proc.wait(60)
+    for ingester in procs:
+        ingester.process.terminate()
+        ingester.process.wait(60)
+        ingester.close()
     query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
     with engine.connect() as c:
         first_stored = {seq: at.timestamp() for seq, at in c.execute(query)}
