@@ -4,11 +4,12 @@ Two processes, so that parsing and SQL never compete with the network for one
 interpreter lock (on one process the ingester stalled at one core while the other sat
 idle). In the ingester's process the paho network thread only moves bytes: ``on_message``
 puts the message on a queue; the caller's thread takes batches bounded by rows and
-milliseconds and hands them to the writer process. The writer (``BatchWriter``) parses
+milliseconds and hands them to the writer process (``batch_writer.py``), which parses
 them (``messages.py``), commits readings, events and rejects in one transaction and
 answers; only then does the ingester send the PUBACKs (paho manual ack). A message whose
 rows are not committed is never acknowledged, so the broker redelivers it after a crash
-of either process; duplicates are dropped by the (tag_id, observed_at) key. The broker
+of either process, to the same client id (``mqtt_connection.ingester_client_id``: stable
+across restarts); duplicates are dropped by the (tag_id, observed_at) key. The broker
 never has more than ``receive_maximum`` unacknowledged messages in flight to us (MQTT 5
 Receive Maximum), and at most ``MAX_PENDING_BATCHES`` batches wait for the writer, which
 bounds memory.
