@@ -258,4 +258,7 @@ def test_the_api_docs_work_with_no_outside_network(browser, server):
     context.close()
     assert outside == []
     assert len(operations) >= 25
+    # nor from a host other than this one: the page names no outside address at all
+    with urllib.request.urlopen(server["base"] + "/docs", timeout=30) as response:
+        assert "http://" not in (html := response.read().decode()) and "https://" not in html
     assert any("/v1/loans/{loan_id}/valuations" in o for o in operations)

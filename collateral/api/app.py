@@ -163,6 +163,8 @@ def create_app(
             swagger_js_url="/static/docs/swagger-ui-bundle.js",
             swagger_css_url="/static/docs/swagger-ui.css",
             swagger_favicon_url="/static/docs/favicon-32x32.png",
+            # no badge from validator.swagger.io: the page must not reach outside
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     @app.get("/", include_in_schema=False)
