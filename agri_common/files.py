@@ -3,11 +3,16 @@
 Every writer of a file that others read (COGs, coverage caches, overlays, the broker's
 password file) goes through ``atomic_path``: the content is written to a hidden temporary
 file beside the target, then renamed into place, which POSIX makes atomic. A writer that
-dies leaves only its hidden ``.NAME.*.tmp`` file, which ``sweep_stale`` removes later.
+dies leaves only its hidden ``.NAME.HOST-PID.*.tmp`` file, which ``sweep_stale`` removes:
+at once when that process is known dead (same host, no such process), otherwise once it
+has not been touched for a while (a writer on another machine of a shared data directory
+cannot be asked).
 """
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +27,8 @@ def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
     leave ``path`` untouched. Concurrent writers each rename a complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(handle)
     tmp = Path(name)
     try:
@@ -46,10 +52,28 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
 
 
 def sweep_stale(path: Path, older_than_s: float) -> None:
-    """Remove temporary files of earlier writes of ``path`` that died: untouched for
-    ``older_than_s`` (a live write keeps touching its file), never renamed into place."""
+    """Remove temporary files of earlier writes of ``path`` that died, never renamed into
+    place: those of a process of this host that no longer runs, and any untouched for
+    ``older_than_s`` (a live write keeps touching its file)."""
+    path = Path(path)
     now = time.time()
-    for stale in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+    host = socket.gethostname()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        writer = _WRITER.match(stale.name[len(path.name) + 2 :])
+        dead = writer is not None and writer["host"] == host and not _alive(int(writer["pid"]))
         with contextlib.suppress(OSError):
-            if now - stale.stat().st_mtime > older_than_s:
+            if dead or now - stale.stat().st_mtime > older_than_s:
                 stale.unlink()
+
+
+_WRITER = re.compile(r"(?P<host>.+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True

@@ -64,21 +64,22 @@ def write_cog(
     """
     path = Path(path)
     array = np.ascontiguousarray(array)
-    with atomic_path(path) as tmp:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
-            with rasterio.open(_mem_dataset_name(array, transform), "r+") as src:
-                src.crs = rasterio.crs.CRS.from_wkt(crs.to_wkt())
-                if nodata is not None:
-                    src.nodata = nodata
-                if tags:
-                    src.update_tags(**tags)
-                factors = overview_factors(*array.shape)
-                if factors:
-                    src.build_overviews(factors, Resampling.average)
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
+        with rasterio.open(_mem_dataset_name(array, transform), "r+") as src:
+            src.crs = rasterio.crs.CRS.from_wkt(crs.to_wkt())
+            if nodata is not None:
+                src.nodata = nodata
+            if tags:
+                src.update_tags(**tags)
+            factors = overview_factors(*array.shape)
+            if factors:
+                src.build_overviews(factors, Resampling.average)
+            # the file exists only while GDAL writes it: a kill leaves as little as can be
+            with atomic_path(path) as tmp:
                 rasterio.shutil.copy(
                     src, tmp, driver="COG", overviews="FORCE_USE_EXISTING", **COG_OPTIONS
                 )
-        _check_complete(tmp, array, path.name)
+                _check_complete(tmp, array, path.name)
     sweep_stale(path, STALE_TMP_S)
     return path
 

@@ -359,7 +359,15 @@ def test_a_cog_write_sweeps_temp_files_of_writes_that_died(tmp_path):
     old = time.time() - STALE_TMP_S - 60
     os.utime(stale, (old, old))
     array = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    # a writer of this host that was killed: swept at once, however fresh its file
+    import socket
+    import subprocess
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    killed = path.parent / f".scene.tif.{socket.gethostname()}-{finished.pid}.x1y2z3.tmp"
+    killed.write_bytes(b"half a COG")
     write_cog(path, array, CRS.from_epsg(32650), from_origin(600000, 2770000, 10, 10), None)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and fresh.exists() and not killed.exists()
     with rasterio.open(path) as ds:
         np.testing.assert_array_equal(ds.read(1), array)
