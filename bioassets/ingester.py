@@ -40,6 +40,7 @@ log = logging.getLogger("agri.ingest")
 SHARE_GROUP = "agri-ingest"
 # Batches handed to the writer and not yet answered: one being stored, one waiting.
 MAX_PENDING_BATCHES = 2
+SESSION_TAKEN_OVER = ReasonCode(PacketTypes.DISCONNECT, "Session taken over")
 TOPICS = (
     "agri/v1/farms/+/gateways/+/readings",
     "agri/v1/farms/+/gateways/+/events",
@@ -140,7 +141,7 @@ class Ingester:
         self._connected.clear()
         if self._stop.is_set():
             return
-        if reason_code == ReasonCode(PacketTypes.DISCONNECT, "Session taken over"):
+        if reason_code == SESSION_TAKEN_OVER:
             log.error(
                 "another client connected as %s and took this session over: give each "
                 "ingester on a host its own --instance N",

@@ -189,6 +189,14 @@ def mosquitto_files(gateways: list[dict], ingester_hash: str | None) -> tuple[st
     return "\n".join(users) + "\n", "\n".join(acl)
 
 
+def ingester_hash(username: str | None, password: str | None) -> str | None:
+    """The password-file hash of the ingester's account, from the broker URL the ingester
+    itself uses; None when that URL names another account or no password."""
+    if username == INGESTER_USER and password:
+        return mosquitto_hash(password)
+    return None
+
+
 def write_mosquitto_files(folder: Path, gateways: list[dict], ingester_hash: str | None) -> None:
     """Write ``passwd`` and ``acl`` for the broker into ``folder``, each replaced whole
     (a broker reloading on SIGHUP never reads half a file), readable by owner and group."""

@@ -35,6 +35,7 @@ DEMO_FAULTS = Faults(silent_tags=3, wanderer=True, fever=True, duplicates=True, 
 class LivestockDemo:
     published: SimStats
     ingested: IngestStats
+    at: datetime  # when the headcount and alerts were evaluated
     headcounts: dict[str, dict]  # farm -> category -> {"registered", "verified", ...}
     open_alerts: list[dict]
 
@@ -87,7 +88,7 @@ def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> Li
         rules.evaluate_farm(engine, farm_id, at, settings.gateway_offline_after)
         counts[farm_id] = headcount.farm_headcount(engine, farm_id, at)["categories"]
     open_alerts = bio_store.list_alerts(engine, open_only=True)
-    return LivestockDemo(published, worker.stats, counts, open_alerts)
+    return LivestockDemo(published, worker.stats, at, counts, open_alerts)
 
 
 def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:

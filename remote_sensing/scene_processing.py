@@ -101,46 +101,38 @@ def process_scene(
     """
     started = time.perf_counter()
     with rasterio.Env(**GDAL_SETTINGS):
-        return _process_scene(engine, source, ledger, parcels, data_dir, windows, started)
-
-
-def _process_scene(
-    engine: Engine,
-    source: SceneSource,
-    ledger: dict,
-    parcels: gpd.GeoDataFrame,
-    data_dir: Path,
-    windows: list[Window],
-    started: float,
-) -> list[str]:
-    ds = load_scene(source.path, source.roots)
-    crs = CRS.from_wkt(ds.rio.crs.to_wkt())
-    grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
-    acquired_at = parse_datetime(ds.attrs["acquired_at"])
-    with ds:
-        ndvi, state = assembled(windows, grid) if windows else scene_arrays(ds)
-    _release_freed_memory()
-    ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
-    write_cog(
-        ndvi_path,
-        ndvi,
-        crs,
-        grid.transform,
-        nodata=float("nan"),
-        tags={"SCENE_ID": source.scene_id, "DATETIME": acquired_at.isoformat(), "INDEX": "NDVI"},
-    )
-    rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
-    for row in rows:
-        row.update(scene_id=source.scene_id, acquired_at=acquired_at)
-    ledger.update(
-        acquired_at=acquired_at,
-        crs=crs.to_string(),
-        ndvi_path=str(ndvi_path),
-        seconds=time.perf_counter() - started,
-    )
-    with engine.begin() as conn:
-        store.record_scene_done(conn, ledger, rows)
-    return [row["parcel_id"] for row in rows]
+        ds = load_scene(source.path, source.roots)
+        crs = CRS.from_wkt(ds.rio.crs.to_wkt())
+        grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
+        acquired_at = parse_datetime(ds.attrs["acquired_at"])
+        with ds:
+            ndvi, state = assembled(windows, grid) if windows else scene_arrays(ds)
+        _release_freed_memory()
+        ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
+        write_cog(
+            ndvi_path,
+            ndvi,
+            crs,
+            grid.transform,
+            nodata=float("nan"),
+            tags={
+                "SCENE_ID": source.scene_id,
+                "DATETIME": acquired_at.isoformat(),
+                "INDEX": "NDVI",
+            },
+        )
+        rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
+        for row in rows:
+            row.update(scene_id=source.scene_id, acquired_at=acquired_at)
+        ledger.update(
+            acquired_at=acquired_at,
+            crs=crs.to_string(),
+            ndvi_path=str(ndvi_path),
+            seconds=time.perf_counter() - started,
+        )
+        with engine.begin() as conn:
+            store.record_scene_done(conn, ledger, rows)
+        return [row["parcel_id"] for row in rows]
 
 
 def _release_freed_memory() -> None:

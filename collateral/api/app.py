@@ -32,8 +32,9 @@ KEY_CACHE_TTL_S = 5.0  # a verified API key is trusted this long without a new l
 HEADCOUNT_TTL_S = 10.0
 HEADCOUNT_STALE_S = 30.0
 STATIC_DIR = Path(__file__).parent / "static"  # the web page, built by `make web`
-DOCS_DIR = STATIC_DIR / "docs"  # Swagger UI's files from npm (swagger-ui-dist), same build
-DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+PAGE_FILES = ("index.html", "app.js", "app.css")
+# Swagger UI's files from npm (swagger-ui-dist), copied by the same build
+DOCS_FILES = ("docs/swagger-ui-bundle.js", "docs/swagger-ui.css", "docs/favicon-32x32.png")
 BUILD_HINT = (
     "The loan officer's web page and the API docs are not built: run `make web` (npm "
     "installs the map, chart and docs libraries and bundles them into "
@@ -41,8 +42,15 @@ BUILD_HINT = (
 )
 
 
-def web_bundle_missing() -> bool:
-    return not all((STATIC_DIR / name).exists() for name in ("index.html", "app.js", "app.css"))
+def web_bundle_missing(files: tuple[str, ...] = PAGE_FILES) -> bool:
+    return not all((STATIC_DIR / name).exists() for name in files)
+
+
+def _not_built() -> HTMLResponse:
+    """What / and /docs answer before `make web`: how to build them."""
+    return HTMLResponse(
+        f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
+    )
 
 
 def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
@@ -153,10 +161,8 @@ def create_app(
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        if not all((DOCS_DIR / name).exists() for name in DOCS_ASSETS):
-            return HTMLResponse(
-                f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
-            )
+        if web_bundle_missing(DOCS_FILES):
+            return _not_built()
         return get_swagger_ui_html(
             openapi_url=app.openapi_url,
             title="agri-collateral API",
@@ -170,9 +176,7 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def page():
         if web_bundle_missing():
-            return HTMLResponse(
-                f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
-            )
+            return _not_built()
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -20,9 +20,8 @@ def demo_livestock(app: App, seconds: float) -> None:
         f"{stats.duplicate_messages} resent, {stats.malformed} malformed); ingester stored "
         f"{worker.readings_stored} readings, rejected {worker.rejects}"
     )
-    now = datetime.now(UTC)
     click.echo(
-        f"\nverified headcount at {now:%Y-%m-%d %H:%M} UTC "
+        f"\nverified headcount at {result.at:%Y-%m-%d %H:%M} UTC "
         "(seen in the last 24 h, inside the fence, no fever)"
     )
     for farm_id, counts in result.headcounts.items():

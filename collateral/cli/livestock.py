@@ -89,12 +89,8 @@ def gateways_add(app: App, gateway_id: str, farm_id: str, mosquitto_dir: Path | 
     click.echo(f"MQTT password: {password}   (shown once; store it in the gateway)")
     if mosquitto_dir is not None:
         broker = parse_mqtt_url(app.settings.mqtt_url)
-        ingester_hash = (
-            registry.mosquitto_hash(broker.password)
-            if broker.username == registry.INGESTER_USER and broker.password
-            else None
-        )
-        registry.write_mosquitto_files(mosquitto_dir, bio_store.all_gateways(engine), ingester_hash)
+        ingester = registry.ingester_hash(broker.username, broker.password)
+        registry.write_mosquitto_files(mosquitto_dir, bio_store.all_gateways(engine), ingester)
         click.echo(f"wrote {mosquitto_dir}/passwd and {mosquitto_dir}/acl; send the broker SIGHUP")
 
 

@@ -62,11 +62,9 @@ def fresh_postgres_database(prefix: str = "agri_test"):
 def empty_all_tables(engine) -> None:
     """Delete every row of every table (a PostgreSQL database is shared by the session's
     tests)."""
-    from bioassets.tables import metadata as bio_metadata
-    from collateral.tables import metadata as collateral_metadata
-    from remote_sensing.tables import metadata
+    from collateral.db import all_metadata
 
     with engine.begin() as conn:
-        for meta in (collateral_metadata, bio_metadata, metadata):
+        for meta in reversed(all_metadata()):  # dependents before what they point to
             for table in reversed(meta.sorted_tables):
                 conn.execute(table.delete())
