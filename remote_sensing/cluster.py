@@ -19,8 +19,10 @@ from remote_sensing import store
 from remote_sensing.cog import safe_name
 from remote_sensing.scene_processing import (
     GDAL_SETTINGS,
+    Radiometry,
     SceneOutcome,
     Window,
+    plan_radiometry,
     run_scene,
     scene_arrays,
 )
@@ -85,7 +87,7 @@ def run_on_cluster(
     running = as_completed()
 
     def plan(source: SceneSource) -> None:
-        future = client.submit(plan_on_worker, source, pure=False)
+        future = client.submit(plan_on_worker, source, parcels_on_cluster(), pure=False)
         source_of[future.key] = source
         running.add(future)
 
@@ -116,7 +118,9 @@ def run_on_cluster(
         if result.checksum is not None and result.height * result.width > cluster.split_pixels:
             scratch = data_dir / "scratch" / f"{safe_name(source.scene_id)}-{uuid.uuid4().hex}"
             windows = [
-                client.submit(window_on_worker, source, (r0, r1), scratch, pure=False)
+                client.submit(
+                    window_on_worker, source, (r0, r1), scratch, result.radiometry, pure=False
+                )
                 for r0, r1 in _row_bands(result.height, cluster.window_rows)
             ]
         scene = client.submit(
@@ -129,6 +133,7 @@ def run_on_cluster(
             data_dir=data_dir,
             checksum=result.checksum,
             windows=windows,
+            decided=result.radiometry,
             pure=False,
         )
         source_of[scene.key] = source
@@ -152,11 +157,13 @@ def _lost_on_cluster(engine: Engine, source: SceneSource, exc: Exception) -> Sce
 @dataclass(frozen=True)
 class ScenePlan:
     """What the client needs to place a scene: its checksum (None: unreadable, and the
-    scene task fails it with the reason) and its size in pixels."""
+    scene task fails it with the reason), its size in pixels, and how its numbers are
+    read (decided once, so every window of the scene reads them the same way)."""
 
     checksum: str | None
     height: int = 0
     width: int = 0
+    radiometry: Radiometry | None = None
 
 
 # On a worker, dask's default scheduler is the cluster itself: a scene's own arrays
@@ -165,21 +172,24 @@ class ScenePlan:
 _LOCAL_THREADS = {"scheduler": "threads"}
 
 
-def plan_on_worker(source: SceneSource) -> ScenePlan:
+def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
     try:
         checksum = source.checksum()
         height, width = scene_size(source.path, source.roots)
+        decided = plan_radiometry(source, parcels)
     except Exception:
         return ScenePlan(None)
-    return ScenePlan(checksum, height, width)
+    return ScenePlan(checksum, height, width, decided)
 
 
-def window_on_worker(source: SceneSource, rows: tuple[int, int], scratch: Path) -> Window:
+def window_on_worker(
+    source: SceneSource, rows: tuple[int, int], scratch: Path, decided: Radiometry
+) -> Window:
     """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
     import dask
 
     with dask.config.set(_LOCAL_THREADS), rasterio.Env(**GDAL_SETTINGS):
-        ds = load_scene(source.path, source.roots)
+        ds = load_scene(source.path, source.roots, decided.encoding)
         ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
     atomic_write(path, lambda fh: np.savez(fh, ndvi=ndvi, state=state))
@@ -205,6 +215,7 @@ def scene_on_worker(
     data_dir: Path,
     checksum: str | None = None,
     windows: list[Window] = (),
+    decided: Radiometry | None = None,
 ) -> tuple[SceneOutcome, list[str]]:
     """One scene on a Dask worker: (its outcome, the parcels it touched).
 
@@ -217,7 +228,9 @@ def scene_on_worker(
     touched: set[str] = set()
     try:
         with dask.config.set(_LOCAL_THREADS):
-            outcome = run_scene(engine, source, done, parcels, data_dir, touched, checksum, windows)
+            outcome = run_scene(
+                engine, source, done, parcels, data_dir, touched, checksum, windows, decided
+            )
     finally:
         if windows:
             shutil.rmtree(windows[0][2].parent, ignore_errors=True)

@@ -10,8 +10,9 @@ pass while it is still in cache.
 import numpy as np
 
 # SCL classes that must never reach a statistic: no data, saturated/defective,
-# cloud shadow, cloud medium/high probability, thin cirrus.
-SCL_MASKED = (0, 1, 3, 8, 9, 10)
+# cloud shadow, cloud medium/high probability, thin cirrus, snow (snow over a tea garden
+# says nothing about the tea).
+SCL_MASKED = (0, 1, 3, 8, 9, 10, 11)
 # The subset that is weather: what a parcel's cloud fraction counts.
 SCL_CLOUDY = (3, 8, 9, 10)
 
@@ -33,6 +34,29 @@ _CLOUDY = _lookup(SCL_CLOUDY, 1, 0).astype(bool)
 _STATE = _lookup(SCL_CLOUDY, CLOUDY, CLEAR)
 _STATE[0] = NOT_IMAGED
 _STATE[1] = UNUSABLE
+_STATE[11] = UNUSABLE
+
+# Landsat Collection 2 QA_PIXEL bits -> the SCL class that means the same to the masks
+# above, highest priority last (fill beats everything). A clear land pixel becomes 7
+# (unclassified: usable, claims no land cover); water 6.
+QA_PIXEL_CLASSES = (
+    (7, 6),  # water
+    (5, 11),  # snow
+    (4, 3),  # cloud shadow
+    (2, 10),  # cirrus
+    (1, 9),  # dilated cloud
+    (3, 9),  # cloud
+    (0, 0),  # fill: no data
+)
+QA_CLEAR_CLASS = 7
+
+
+def qa_pixel_to_scl(qa: np.ndarray) -> np.ndarray:
+    """Landsat QA_PIXEL bit flags as SCL-like classes (uint8), so masking is one code path."""
+    out = np.full(qa.shape, QA_CLEAR_CLASS, dtype=np.uint8)
+    for bit, scl_class in QA_PIXEL_CLASSES:
+        out[(qa & (1 << bit)) != 0] = scl_class
+    return out
 
 
 def scl_masked(scl: np.ndarray) -> np.ndarray:

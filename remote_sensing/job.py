@@ -41,7 +41,9 @@ class RunSummary:
         return {
             "processed": self.count("processed"),
             "skipped": self.count("skipped"),
+            "superseded": self.count("superseded"),
             "failed": self.count("failed"),
+            "offset_contradicted": sum(1 for s in self.scenes if s.offset_contradicted),
             "profiles_updated": self.profiles_updated,
             "profile_failures": self.profile_failures,
             "scenes": [asdict(s) for s in self.scenes],

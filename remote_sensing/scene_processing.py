@@ -19,13 +19,14 @@ import numpy as np
 import rasterio
 import shapely
 from pyproj import CRS
+from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Engine
 
 from agri_common.retry import with_retries
-from remote_sensing import indices, store
+from remote_sensing import catalogues, indices, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
-from remote_sensing.scenes import SceneSource, load_scene, parse_datetime
+from remote_sensing.scenes import SceneMeta, SceneSource, dn_sample, load_scene, scene_meta
 from remote_sensing.zonal import parcel_statistics
 
 log = logging.getLogger("agri.imagery")
@@ -40,14 +41,98 @@ DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failov
 Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
 
 
+# The offset check reads the numbers under at most this many parcels' bounding boxes
+# (spread over the parcel list), and at most this many pixels in all: a few MB.
+CHECK_PARCELS = 200
+CHECK_MAX_PIXELS = 4_000_000
+
+
 @dataclass
 class SceneOutcome:
     scene_id: str
     path: str
-    status: str  # processed | skipped | failed
+    status: str  # processed | skipped | superseded | failed
     seconds: float = 0.0
     observations: int = 0
     error: str | None = None
+    sensor: str | None = None
+    catalogue: str | None = None
+    offset_rule: str | None = None
+    offset_contradicted: bool = False
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """How a scene's numbers were read: what the metadata said, what the numbers said,
+    and the encoding used. Computed once per scene and handed to every task of it."""
+
+    metadata: radiometry.Encoding
+    encoding: radiometry.Encoding
+    check: radiometry.OffsetCheck | None
+    contradicted: bool
+    bandpass: str | None = None
+
+    def as_json(self) -> dict:
+        return {
+            "rule": self.encoding.rule,
+            "metadata_rule": self.metadata.rule,
+            "scale": self.encoding.scale,
+            "offset": self.encoding.offset,
+            "metadata_offset": self.metadata.offset,
+            "nodata": self.encoding.nodata,
+            "contradicted": self.contradicted,
+            "check": self.check.as_json() if self.check else None,
+            "bandpass": self.bandpass,
+        }
+
+    def warning(self, scene_id: str) -> str | None:
+        if not self.contradicted:
+            return None
+        said = "carry" if radiometry.carries_offset(self.metadata) else "do not carry"
+        found = "do" if radiometry.carries_offset(self.encoding) else "do not"
+        share = self.check.share_below if self.check else None
+        return (
+            f"scene {scene_id}: its metadata ({self.metadata.rule}) says the numbers "
+            f"{said} the +1000 offset, but they {found} ({share:.0%} of "
+            f"{self.check.checked} vegetation/water values below 1000); read with offset "
+            f"{self.encoding.offset:+g}"
+        )
+
+
+def scene_radiometry(meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid) -> Radiometry:
+    """The metadata's encoding, checked against the numbers under the parcels.
+
+    Only Sentinel-2 numbers carry the baseline offset, so only they are checked; the
+    check looks where the bank looks (the parcels), which also keeps it a small read
+    on a full tile.
+    """
+    if meta.family != catalogues.SENTINEL_2:
+        return Radiometry(meta.encoding, meta.encoding, None, False, meta.bandpass)
+    red, nir, scl = dn_sample(meta, check_windows(parcels_on_grid(parcels, grid), grid))
+    check = radiometry.check_offset(red, nir, scl, meta.encoding.nodata)
+    encoding, contradicted = radiometry.decide(meta.encoding, check)
+    return Radiometry(meta.encoding, encoding, check, contradicted, meta.bandpass)
+
+
+def check_windows(local: gpd.GeoDataFrame, grid: Grid) -> list[PixelWindow]:
+    """Pixel windows of the bounding boxes of up to CHECK_PARCELS parcels on the grid."""
+    if local.empty:
+        return []
+    step = max(1, len(local) // CHECK_PARCELS)
+    inverse = ~grid.transform
+    windows, pixels = [], 0
+    for xmin, ymin, xmax, ymax in local.geometry.bounds.values[::step]:
+        (ca, ra), (cb, rb) = inverse * (xmin, ymax), inverse * (xmax, ymin)
+        col0, col1 = max(0, int(min(ca, cb))), min(grid.width, int(max(ca, cb)) + 1)
+        row0, row1 = max(0, int(min(ra, rb))), min(grid.height, int(max(ra, rb)) + 1)
+        if col1 <= col0 or row1 <= row0:
+            continue
+        pixels += (col1 - col0) * (row1 - row0)
+        if pixels > CHECK_MAX_PIXELS:
+            break
+        windows.append(PixelWindow(col0, row0, col1 - col0, row1 - row0))
+    return windows
 
 
 def run_scene(
@@ -59,6 +144,7 @@ def run_scene(
     touched: set[str],
     checksum: str | None = None,
     windows: list[Window] = (),
+    decided: Radiometry | None = None,
 ) -> SceneOutcome:
     started = time.perf_counter()
     outcome = SceneOutcome(source.scene_id, str(source.path), "processed")
@@ -70,13 +156,26 @@ def run_scene(
             return outcome
         # A scene is one transaction and its COG is replaced atomically, so redoing it
         # while the database is briefly away (restart, failover) is safe.
-        parcel_ids, _retries = with_retries(
-            lambda: process_scene(engine, source, ledger, parcels, data_dir, windows),
+        result, _retries = with_retries(
+            lambda: process_scene(engine, source, ledger, parcels, data_dir, windows, decided),
             DATABASE_RETRY_S,
             f"scene {source.scene_id}",
         )
-        outcome.observations = len(parcel_ids)
-        touched.update(parcel_ids)
+        outcome.observations = len(result.parcel_ids)
+        outcome.sensor = result.meta.sensor
+        outcome.catalogue = result.meta.catalogue
+        outcome.offset_rule = result.radiometry.encoding.rule
+        outcome.offset_contradicted = result.radiometry.contradicted
+        outcome.warning = result.radiometry.warning(source.scene_id)
+        if outcome.warning:
+            log.warning(outcome.warning)
+        if result.superseded_by:
+            outcome.status = "superseded"
+            outcome.warning = (
+                f"scene {source.scene_id} is a copy of {result.superseded_by} (same platform, "
+                "tile and day) with no higher processing baseline: not counted"
+            )
+        touched.update(result.parcel_ids)
     except Exception as exc:  # one bad scene must not stop the others
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -86,6 +185,31 @@ def run_scene(
     return outcome
 
 
+@dataclass(frozen=True)
+class SceneResult:
+    parcel_ids: list[str]  # parcels whose observations changed (added or removed)
+    meta: SceneMeta
+    radiometry: Radiometry
+    superseded_by: str | None = None
+
+
+def scene_grid(meta: SceneMeta) -> Grid:
+    """The grid of a scene's red band, from its header."""
+    with rasterio.open(meta.bands["red"].path) as red:
+        crs = CRS.from_wkt(red.crs.to_wkt()) if red.crs else None
+        if crs is None:
+            raise ValueError(f"{meta.bands['red'].path}: raster has no CRS")
+        return Grid(crs, red.transform, red.height, red.width)
+
+
+def plan_radiometry(source: SceneSource, parcels: gpd.GeoDataFrame) -> Radiometry:
+    """A scene's radiometry decided from its files alone: what a cluster computes once and
+    hands to every window of the scene."""
+    with rasterio.Env(**GDAL_SETTINGS):
+        meta = scene_meta(source.path, source.roots)
+        return scene_radiometry(meta, parcels, scene_grid(meta))
+
+
 def process_scene(
     engine: Engine,
     source: SceneSource,
@@ -93,18 +217,23 @@ def process_scene(
     parcels: gpd.GeoDataFrame,
     data_dir: Path,
     windows: list[Window] = (),
-) -> list[str]:
-    """Load, mask, write the NDVI COG, compute parcel statistics and commit.
+    decided: Radiometry | None = None,
+) -> SceneResult:
+    """Decide how to read the numbers, load, mask, write the NDVI COG, compute parcel
+    statistics and commit.
 
-    Returns the ids of the parcels that got an observation. With ``windows`` (what
-    window_on_worker made, covering every row) the arrays are assembled, not computed.
+    With ``windows`` (what window_on_worker made, covering every row, read with
+    ``decided``) the arrays are assembled, not computed.
     """
     started = time.perf_counter()
     with rasterio.Env(**GDAL_SETTINGS):
-        ds = load_scene(source.path, source.roots)
-        crs = CRS.from_wkt(ds.rio.crs.to_wkt())
+        meta = scene_meta(source.path, source.roots)
+        grid = scene_grid(meta)
+        decided = decided or scene_radiometry(meta, parcels, grid)
+        ds = load_scene(source.path, source.roots, decided.encoding)
+        crs = grid.crs
         grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
-        acquired_at = parse_datetime(ds.attrs["acquired_at"])
+        acquired_at = meta.acquired_at
         with ds:
             ndvi, state = assembled(windows, grid) if windows else scene_arrays(ds)
         _release_freed_memory()
@@ -119,20 +248,29 @@ def process_scene(
                 "SCENE_ID": source.scene_id,
                 "DATETIME": acquired_at.isoformat(),
                 "INDEX": "NDVI",
+                "SENSOR": meta.sensor,
             },
         )
         rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
         for row in rows:
-            row.update(scene_id=source.scene_id, acquired_at=acquired_at)
+            row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
         ledger.update(
             acquired_at=acquired_at,
             crs=crs.to_string(),
             ndvi_path=str(ndvi_path),
+            sensor=meta.sensor,
+            catalogue=meta.catalogue,
+            acquisition_key=meta.acquisition_key,
+            processing_rank=meta.processing_rank,
+            offset_rule=decided.encoding.rule,
+            offset_contradicted=decided.contradicted,
+            radiometry=decided.as_json(),
             seconds=time.perf_counter() - started,
         )
         with engine.begin() as conn:
-            store.record_scene_done(conn, ledger, rows)
-        return [row["parcel_id"] for row in rows]
+            superseded_by, dropped = store.record_scene_done(conn, ledger, rows)
+        changed = dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped
+        return SceneResult(sorted(set(changed)), meta, decided, superseded_by)
 
 
 def _release_freed_memory() -> None:

@@ -1,18 +1,19 @@
 """The one scene loader: a STAC item or a multi-band GeoTIFF becomes an xarray Dataset.
 
-Whatever the source, the Dataset has the same shape downstream code relies on:
-``red`` and ``nir`` as float32 surface reflectance (NaN where the sensor has no data)
-and ``scl`` as the Sentinel-2 scene classification on the same 10 m grid (0 = no data),
+Whatever the source and the sensor, the Dataset has the same shape downstream code
+relies on: ``red`` and ``nir`` as float32 surface reflectance on the Sentinel-2 scale
+(NaN where the sensor has no data) and ``scl`` as the Sentinel-2 scene classification
+on the same grid (0 = no data; Landsat's QA_PIXEL bits are mapped onto its classes),
 all lazily read in dask chunks, with CRS and transform attached through rioxarray.
-Band names, scale, offset and no-data come from the file's metadata, never from callers.
+Which assets to read and how their numbers become reflectance come from the item and
+the catalogue conventions (``catalogues``, ``radiometry``), never from callers.
 """
 
 import hashlib
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import dask.array as da
@@ -20,22 +21,25 @@ import numpy as np
 import rasterio
 import rioxarray
 import xarray as xr
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
 
 from agri_common.times import parse_time
-from remote_sensing.indices import reflectance
+from remote_sensing import catalogues, radiometry
+from remote_sensing.indices import qa_pixel_to_scl, reflectance
+from remote_sensing.radiometry import Encoding
 
-# Sentinel-2 L2A processing baseline 04.00 (from 2022-01-25) adds +1000 to every DN.
-BASELINE_04_START = datetime(2022, 1, 25, tzinfo=UTC)
 CHUNK_PX = 2048
 # A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
 # mistake or an attack, refused from its header before anything is allocated for it.
 MAX_PIXELS = 20_000 * 20_000
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
-BAND_ALIASES = {
+# A GeoTIFF scene names its bands in the band descriptions.
+GEOTIFF_BANDS = {
     "red": ("red", "b04"),
-    "nir": ("nir", "b08", "nir08"),
-    "scl": ("scl",),
+    "nir": ("nir", "b08"),
+    "mask": ("scl",),
 }
 
 
@@ -45,13 +49,34 @@ class SceneError(ValueError):
 
 @dataclass(frozen=True)
 class BandRef:
-    """Where one band lives and how its digital numbers become reflectance."""
+    """Where one band lives and its no-data number."""
 
     path: Path
     index: int  # 1-based band index inside the file
-    scale: float = 1.0
-    offset: float = 0.0
     nodata: float | None = 0
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    """Everything the item (or GeoTIFF header) says about a scene, before any pixel.
+
+    ``encoding`` is what the metadata says about red and NIR (radiometry's rule order);
+    the job may overrule it after looking at the numbers. ``acquisition_key`` (platform,
+    tile, time) is shared by reprocessed copies of one acquisition, ``processing_rank``
+    orders them.
+    """
+
+    scene_id: str
+    acquired_at: datetime
+    sensor: str
+    family: str
+    catalogue: str
+    acquisition_key: str
+    processing_rank: str
+    bands: dict[str, BandRef]
+    mask: str  # scl | qa_pixel
+    encoding: Encoding
+    bandpass: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,28 +102,6 @@ class SceneSource:
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)
         return digest.hexdigest()
-
-
-def baseline_scale_offset(
-    acquired_at: datetime, baseline: str | None = None
-) -> tuple[float, float]:
-    """Scale and offset that turn L2A digital numbers into reflectance.
-
-    From processing baseline 04.00 (or, when the baseline is unknown, from acquisitions
-    on or after 2022-01-25) reflectance = (DN - 1000) / 10000; before it, DN / 10000.
-    """
-    if baseline is not None:
-        shifted = _baseline_number(baseline) >= 4.0
-    else:
-        shifted = acquired_at >= BASELINE_04_START
-    return (1e-4, -0.1) if shifted else (1e-4, 0.0)
-
-
-def _baseline_number(baseline: str) -> float:
-    try:
-        return float(baseline)
-    except ValueError as exc:
-        raise SceneError(f"processing baseline {baseline!r} is not a number like '05.10'") from exc
 
 
 def parse_datetime(text: str) -> datetime:
@@ -164,44 +167,92 @@ def asset_path(item_path: Path, key: str, href, roots: list[Path]) -> Path:
     return target
 
 
-def load_scene(path: Path, roots: list[Path] | None = None) -> xr.Dataset:
+def load_scene(
+    path: Path, roots: list[Path] | None = None, encoding: Encoding | None = None
+) -> xr.Dataset:
     """Open a STAC item (``.json``) or a multi-band GeoTIFF as a lazy Dataset.
 
     A STAC item's assets must lie inside ``roots`` (default: the item's own folder).
-    Raises SceneError naming what is wrong (missing band, no CRS, unreadable file).
+    ``encoding`` overrules what the metadata says about red and NIR (the job passes the
+    one the numbers confirmed). Raises SceneError naming what is wrong (missing band, no
+    CRS, unreadable file).
     """
     path = Path(path)
-    scene_id, acquired_at, bands = _scene_bands(path, roots)
-    red = _open_reflectance(bands["red"])
-    nir = _open_reflectance(bands["nir"])
+    meta = scene_meta(path, roots)
+    encoding = encoding or meta.encoding
+    red = _open_reflectance(meta.bands["red"], encoding, meta.bandpass, "red")
+    nir = _open_reflectance(meta.bands["nir"], encoding, meta.bandpass, "nir")
     if red.shape != nir.shape or red.rio.transform() != nir.rio.transform():
         raise SceneError(f"{path}: red and nir are not on the same grid")
-    scl = _scl_on_grid(_open_band(bands["scl"]), red)
+    mask = _open_band(meta.bands["mask"])
+    if meta.mask == "qa_pixel":
+        mask = mask.copy(data=mask.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
+    scl = _scl_on_grid(mask, red)
     ds = xr.Dataset({"red": red, "nir": nir, "scl": scl})
     ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
-    ds.attrs = {"scene_id": scene_id, "acquired_at": acquired_at.isoformat(), "source": str(path)}
+    ds.attrs = {
+        "scene_id": meta.scene_id,
+        "acquired_at": meta.acquired_at.isoformat(),
+        "source": str(path),
+        "sensor": meta.sensor,
+    }
     return ds
 
 
 def scene_size(path: Path, roots: list[Path] | None = None) -> tuple[int, int]:
     """(height, width) in pixels of a scene's red band, from its header alone: what a
     cluster needs to decide whether to split the scene."""
-    path = Path(path)
-    _, _, bands = _scene_bands(path, roots)
+    red = scene_meta(Path(path), roots).bands["red"].path
     try:
-        with rasterio.open(bands["red"].path) as ds:
+        with rasterio.open(red) as ds:
             return ds.height, ds.width
     except rasterio.errors.RasterioError as exc:
-        raise SceneError(f"{bands['red'].path}: cannot open raster ({exc})") from exc
+        raise SceneError(f"{red}: cannot open raster ({exc})") from exc
 
 
-def _scene_bands(path: Path, roots: list[Path] | None) -> tuple[str, datetime, dict[str, BandRef]]:
-    if path.suffix.lower() == ".json":
-        return _stac_bands(path, roots or [path.parent])
-    return _geotiff_bands(path)
+def scene_meta(path: Path, roots: list[Path] | None = None) -> SceneMeta:
+    """What a STAC item or GeoTIFF says about its scene; reads no pixel."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".json":
+            return _stac_meta(path, roots or [path.parent])
+        return _geotiff_meta(path)
+    except (radiometry.RadiometryError, catalogues.UnknownSensor) as exc:
+        raise SceneError(f"{path}: {exc}") from exc
 
 
-def _stac_bands(path: Path, roots: list[Path]) -> tuple[str, datetime, dict[str, BandRef]]:
+def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
+    """Raw red and NIR numbers and the SCL class under ``windows`` of the red grid (1-D
+    arrays): what radiometry.check_offset looks at. A 20 m SCL is read onto the window."""
+    reds, nirs, scls = [], [], []
+    try:
+        with (
+            rasterio.open(meta.bands["red"].path) as red,
+            rasterio.open(meta.bands["nir"].path) as nir,
+            rasterio.open(meta.bands["mask"].path) as mask,
+        ):
+            for window in windows:
+                bounds = rasterio.windows.bounds(window, red.transform)
+                on_mask = from_bounds(*bounds, transform=mask.transform)
+                scl = mask.read(
+                    meta.bands["mask"].index,
+                    window=on_mask,
+                    out_shape=(int(window.height), int(window.width)),
+                    resampling=Resampling.nearest,
+                    boundless=True,
+                    fill_value=0,
+                )
+                reds.append(red.read(meta.bands["red"].index, window=window).ravel())
+                nirs.append(nir.read(meta.bands["nir"].index, window=window).ravel())
+                scls.append(scl.ravel())
+    except rasterio.errors.RasterioError as exc:
+        raise SceneError(f"{meta.scene_id}: cannot read a sample of the scene ({exc})") from exc
+    if not windows:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
+    return np.concatenate(reds), np.concatenate(nirs), np.concatenate(scls)
+
+
+def _stac_meta(path: Path, roots: list[Path]) -> SceneMeta:
     try:
         item = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -212,40 +263,77 @@ def _stac_bands(path: Path, roots: list[Path]) -> tuple[str, datetime, dict[str,
     if not props.get("datetime"):
         raise SceneError(f"{path}: STAC item has no properties.datetime")
     acquired_at = parse_datetime(str(props["datetime"]))
-    baseline = props.get("s2:processing_baseline") or props.get("processing:version")
-    default_scale, default_offset = baseline_scale_offset(acquired_at, baseline)
+    convention = catalogues.recognise(item)
+    sensor = catalogues.platform(item) or convention.family
     assets = item.get("assets") or {}
     bands: dict[str, BandRef] = {}
-    for name, aliases in BAND_ALIASES.items():
-        key = _find_asset(assets, aliases)
+    encodings: dict[str, Encoding] = {}
+    for name in ("red", "nir", "mask"):
+        key = _find_asset(assets, convention, name)
         if key is None:
-            raise SceneError(f"{path}: STAC item has no '{name}' asset")
+            label = catalogues.MASK_OF_FAMILY[convention.family] if name == "mask" else name
+            raise SceneError(
+                f"{path}: STAC item ({convention.name}) has no '{label}' asset "
+                f"(looked for {', '.join(convention.keys[name])})"
+            )
         asset = assets[key]
         target = asset_path(path, key, asset.get("href"), roots)
-        raster_band = (asset.get("raster:bands") or [{}])[0]
-        if name == "scl":
-            scale, offset = 1.0, 0.0
-        else:
-            scale = float(raster_band.get("scale", default_scale))
-            offset = float(raster_band.get("offset", default_offset))
-        nodata = raster_band.get("nodata", 0)
         if not target.is_file():
             raise SceneError(f"{path}: asset '{key}' file {target} does not exist")
-        bands[name] = BandRef(target, 1, scale, offset, nodata)
-    return str(item.get("id") or path.stem), acquired_at, bands
+        if name == "mask":
+            bands[name] = BandRef(target, 1, None)
+            continue
+        encodings[name] = radiometry.metadata_encoding(
+            asset,
+            props,
+            acquired_at,
+            (convention.scale, convention.offset, convention.nodata),
+            convention.offset_applied_flag,
+            baseline_rule=convention.family == catalogues.SENTINEL_2,
+        )
+        bands[name] = BandRef(target, 1, encodings[name].nodata)
+    if encodings["red"] != encodings["nir"]:
+        raise SceneError(
+            f"{path}: red and nir declare different encodings "
+            f"({encodings['red']} / {encodings['nir']})"
+        )
+    scene_id = str(item.get("id") or path.stem)
+    return SceneMeta(
+        scene_id=scene_id,
+        acquired_at=acquired_at,
+        sensor=sensor,
+        family=convention.family,
+        catalogue=convention.name,
+        acquisition_key=f"{sensor}/{catalogues.tile(item) or scene_id}/{acquired_at:%Y%m%dT%H%M%S}",
+        processing_rank=catalogues.processing_rank(item),
+        bands=bands,
+        mask=catalogues.MASK_OF_FAMILY[convention.family],
+        encoding=encodings["red"],
+        bandpass=convention.bandpass,
+    )
 
 
-def _find_asset(assets: dict, aliases: Iterable[str]) -> str | None:
+def _find_asset(assets: dict, convention: catalogues.Convention, name: str) -> str | None:
+    """The asset key for one band: the convention's keys in order (any case), then an
+    asset whose band has one of its common names."""
+    by_lower = {key.lower(): key for key in assets}
+    for key in convention.keys[name]:
+        if key.lower() in by_lower:
+            return by_lower[key.lower()]
+    wanted = (convention.common_names or {}).get(name, ())
     for key, asset in assets.items():
-        if key.lower() in aliases:
-            return key
-        for band in (asset.get("eo:bands") or []) if isinstance(asset, dict) else []:
-            if str(band.get("common_name", "")).lower() in aliases:
+        if not isinstance(asset, dict):
+            continue
+        for band in (asset.get("eo:bands") or []) + (asset.get("bands") or []):
+            if not isinstance(band, dict):
+                continue
+            common = band.get("common_name") or band.get("eo:common_name")
+            if str(common or "").lower() in wanted:
                 return key
     return None
 
 
-def _geotiff_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
+def _geotiff_meta(path: Path) -> SceneMeta:
     try:
         with rasterio.open(path) as src:
             descriptions = [(d or "").lower() for d in src.descriptions]
@@ -256,18 +344,29 @@ def _geotiff_bands(path: Path) -> tuple[str, datetime, dict[str, BandRef]]:
     if "DATETIME" not in tags:
         raise SceneError(f"{path}: GeoTIFF has no DATETIME tag for the acquisition time")
     acquired_at = parse_datetime(tags["DATETIME"])
-    scale, offset = baseline_scale_offset(acquired_at)
+    scale, offset = radiometry.baseline_scale_offset(acquired_at)
+    no_data = nodata if nodata is not None else 0
     bands: dict[str, BandRef] = {}
-    for name, aliases in BAND_ALIASES.items():
+    for name, aliases in GEOTIFF_BANDS.items():
         matches = [i for i, d in enumerate(descriptions, start=1) if d in aliases]
         if not matches:
             raise SceneError(
                 f"{path}: no band described as {' or '.join(aliases)} (found {descriptions})"
             )
-        band_scale, band_offset = (1.0, 0.0) if name == "scl" else (scale, offset)
-        no_data = nodata if nodata is not None else 0
-        bands[name] = BandRef(path, matches[0], band_scale, band_offset, no_data)
-    return path.stem, acquired_at, bands
+        bands[name] = BandRef(path, matches[0], None if name == "mask" else no_data)
+    sensor = tags.get("PLATFORM", catalogues.SENTINEL_2).lower()
+    return SceneMeta(
+        scene_id=path.stem,
+        acquired_at=acquired_at,
+        sensor=sensor,
+        family=catalogues.SENTINEL_2,
+        catalogue="geotiff",
+        acquisition_key=f"{sensor}/{path.stem}/{acquired_at:%Y%m%dT%H%M%S}",
+        processing_rank="",
+        bands=bands,
+        mask="scl",
+        encoding=Encoding(scale, offset, no_data, "baseline"),
+    )
 
 
 def _open_band(ref: BandRef) -> xr.DataArray:
@@ -289,10 +388,13 @@ def _open_band(ref: BandRef) -> xr.DataArray:
     return da.isel(band=ref.index - 1, drop=True)
 
 
-def _open_reflectance(ref: BandRef) -> xr.DataArray:
+def _open_reflectance(
+    ref: BandRef, encoding: Encoding, bandpass: str | None, band: str
+) -> xr.DataArray:
     """Digital numbers to float32 reflectance, NaN where the band has no data (lazy)."""
     dn = _open_band(ref)
-    data = dn.data.map_blocks(reflectance, ref.scale, ref.offset, ref.nodata, dtype=np.float32)
+    enc = radiometry.with_bandpass(encoding, bandpass, band)
+    data = dn.data.map_blocks(reflectance, enc.scale, enc.offset, ref.nodata, dtype=np.float32)
     return dn.copy(data=data)
 
 

@@ -14,7 +14,9 @@ from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
 from remote_sensing.zonal import STATISTICS
 
-OBSERVATION_FIELDS = ("scene_id", "acquired_at", *STATISTICS)
+OBSERVATION_FIELDS = ("scene_id", "acquired_at", "sensor", *STATISTICS)
+# Ledger states a later run must not redo.
+SETTLED = ("done", "superseded")
 
 
 def upsert_parcels(engine: Engine, items: Iterable[Parcel]) -> tuple[int, int]:
@@ -88,22 +90,55 @@ def get_parcels(engine: Engine, parcel_ids: list[str]) -> dict[str, dict]:
 
 
 def done_scene_keys(engine: Engine) -> set[tuple[str, str]]:
-    """(scene_id, checksum) of every scene already processed successfully."""
-    query = select(scenes.c.scene_id, scenes.c.checksum).where(scenes.c.status == "done")
+    """(scene_id, checksum) of every scene already processed (or found to be a copy)."""
+    query = select(scenes.c.scene_id, scenes.c.checksum).where(scenes.c.status.in_(SETTLED))
     with engine.connect() as c:
         return {(r.scene_id, r.checksum) for r in c.execute(query)}
 
 
-def record_scene_done(
-    conn: Connection,
-    ledger: dict,
-    rows: list[dict],
-) -> None:
-    """Within the caller's transaction: replace the scene's observations, mark it done."""
+def record_scene_done(conn: Connection, ledger: dict, rows: list[dict]) -> tuple[str | None, list]:
+    """Within the caller's transaction: replace the scene's observations, mark it done.
+
+    Reprocessed copies of one acquisition (same ``acquisition_key``: platform, tile, day)
+    arrive under new ids; only the best processed one keeps observations, so a profile
+    never counts the date twice. Returns (the scene that supersedes this one, or None;
+    the parcels whose observations of an older copy were removed).
+    """
     conn.execute(delete(observations).where(observations.c.scene_id == ledger["scene_id"]))
+    copies = _copies(conn, ledger)
+    better = [c for c in copies if (c.processing_rank or "") >= ledger.get("processing_rank", "")]
+    if better:
+        _write_ledger(
+            conn,
+            {**ledger, "status": "superseded", "error": None, "superseded_by": better[0].scene_id},
+        )
+        return better[0].scene_id, []
+    dropped: list[str] = []
+    for copy in copies:
+        gone = delete(observations).where(observations.c.scene_id == copy.scene_id)
+        dropped += list(conn.scalars(gone.returning(observations.c.parcel_id)))
+        conn.execute(
+            update(scenes)
+            .where((scenes.c.scene_id == copy.scene_id) & (scenes.c.status == "done"))
+            .values(status="superseded", superseded_by=ledger["scene_id"])
+        )
     if rows:
         conn.execute(insert(observations), [_nan_to_none(r) for r in rows])
-    _write_ledger(conn, {**ledger, "status": "done", "error": None})
+    _write_ledger(conn, {**ledger, "status": "done", "error": None, "superseded_by": None})
+    return None, dropped
+
+
+def _copies(conn: Connection, ledger: dict) -> list:
+    """Other scenes of the same acquisition that hold observations now."""
+    key = ledger.get("acquisition_key")
+    if not key:
+        return []
+    query = select(scenes.c.scene_id, scenes.c.processing_rank).where(
+        (scenes.c.acquisition_key == key)
+        & (scenes.c.status == "done")
+        & (scenes.c.scene_id != ledger["scene_id"])
+    )
+    return list(conn.execute(query))
 
 
 def record_scene_failed(engine: Engine, ledger: dict, error: str) -> None:

@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -53,6 +54,15 @@ scenes = Table(
     Column("attempts", Integer, nullable=False),
     Column("seconds", Float),
     Column("processed_at", UTCDateTime, nullable=False),
+    # What the scene is and how its numbers were read (revision 0007).
+    Column("sensor", String(32)),  # sentinel-2a/b/c, landsat-8/9
+    Column("catalogue", String(64)),  # the remote_sensing.catalogues row it matched
+    Column("acquisition_key", String(200), index=True),  # platform/tile/day
+    Column("processing_rank", String(64)),  # baseline|processing time: best copy wins
+    Column("superseded_by", String(200)),  # the better copy of the same acquisition
+    Column("offset_rule", String(16)),  # flag | asset | raster:bands | catalogue | ...
+    Column("offset_contradicted", Boolean),  # the numbers overruled the metadata
+    Column("radiometry", JSON),  # scale, offset, the check's counts, bandpass
     UniqueConstraint("scene_id", "checksum", name="uq_scenes_scene_checksum"),
 )
 
@@ -62,6 +72,7 @@ observations = Table(
     _parcel_id(primary_key=True),
     Column("scene_id", String(200), primary_key=True),
     Column("acquired_at", UTCDateTime, nullable=False, index=True),
+    Column("sensor", String(32)),  # revision 0007; NULL for rows from before it
     Column("ndvi_mean", Float),
     Column("ndvi_median", Float),
     Column("ndvi_p10", Float),

@@ -7,7 +7,7 @@ from tests.support.paths import SAMPLE_TILES
 
 # The observations contract, spelled out here on purpose (not imported from the code).
 FIELDS = set(
-    "scene_id acquired_at ndvi_mean ndvi_median ndvi_p10 ndvi_p90 ndvi_std"
+    "scene_id acquired_at sensor ndvi_mean ndvi_median ndvi_p10 ndvi_p90 ndvi_std"
     " pixel_count valid_fraction cloud_fraction".split()
 )
 
@@ -19,12 +19,18 @@ def test_observations_json_contract(sqlite_env, agri, scenes_subset):
     summary = json.loads(run.stdout)
     assert {"processed", "skipped", "failed", "scenes", "profiles_updated"} <= set(summary)
     assert {"scene_id", "status", "seconds"} <= set(summary["scenes"][0])
+    for scene in summary["scenes"]:
+        # sample items declare raster:bands scale/offset and their numbers agree
+        assert scene["sensor"] in ("sentinel-2a", "sentinel-2b")
+        assert scene["catalogue"] == "generic/sentinel-2-l2a"
+        assert (scene["offset_rule"], scene["offset_contradicted"]) == ("raster:bands", False)
     rows = json.loads(agri("parcels", "observations", "T-05", "--json").stdout)
     assert len(rows) == 4
     assert all(set(r) == FIELDS for r in rows)
     assert [r["acquired_at"] for r in rows] == sorted(r["acquired_at"] for r in rows)
     for r in rows:
         assert r["acquired_at"].endswith("+00:00")
+        assert r["sensor"] in ("sentinel-2a", "sentinel-2b")
         if r["ndvi_mean"] is None:
             assert r["valid_fraction"] == 0
         else:

@@ -42,7 +42,7 @@ def test_fusets_series_runs_through_the_job_and_matches_the_cube_ndvi(
     assert agri("parcels", "import", field_parcels).exit_code == 0
     inbox = realdata / FUSETS / "derived_tif"
     result = agri("imagery", "run", "--inbox", inbox, "--json")
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert result.exit_code == 0, result.output
     assert summary["processed"] == 33 and summary["failed"] == 0
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from remote_sensing.scenes import SceneError, baseline_scale_offset, find_scenes, load_scene
+from remote_sensing.radiometry import baseline_scale_offset
+from remote_sensing.scenes import SceneError, find_scenes, load_scene
 from tests.support.paths import SAMPLE_TILES
 
 FIRST = sorted((SAMPLE_TILES / "scenes").iterdir())[0]

@@ -57,11 +57,11 @@ def parcels_observations(app: App, parcel_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([jsonable(r) for r in rows], indent=2))
         return
-    click.echo(f"{'date':<12}{'scene':<44}{'mean':>7}{'valid':>7}{'cloud':>7}")
+    click.echo(f"{'date':<12}{'sensor':<13}{'scene':<44}{'mean':>7}{'valid':>7}{'cloud':>7}")
     for r in rows:
         click.echo(
-            f"{r['acquired_at']:%Y-%m-%d}  {r['scene_id']:<42}{_fmt(r['ndvi_mean']):>7}"
-            f"{r['valid_fraction']:>7.2f}{r['cloud_fraction']:>7.2f}"
+            f"{r['acquired_at']:%Y-%m-%d}  {r['sensor'] or '-':<11}  {r['scene_id']:<42}"
+            f"{_fmt(r['ndvi_mean']):>7}{r['valid_fraction']:>7.2f}{r['cloud_fraction']:>7.2f}"
         )
 
 
@@ -239,12 +239,18 @@ def _run(app: App, inbox: Path, cluster: Cluster | None = None) -> RunSummary:
 
 
 def _report(summary: RunSummary, as_json: bool) -> None:
+    # Metadata the numbers contradicted is worth a human's look even in a cron job.
+    for s in summary.scenes:
+        if s.warning:
+            click.echo(f"  WARNING {s.warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))
         return
+    superseded = summary.count("superseded")
     click.echo(
         f"scenes: {summary.count('processed')} processed, {summary.count('skipped')} skipped, "
-        f"{summary.count('failed')} failed; profiles updated: {summary.profiles_updated}"
+        + (f"{superseded} superseded by a better copy, " if superseded else "")
+        + f"{summary.count('failed')} failed; profiles updated: {summary.profiles_updated}"
     )
     for s in summary.scenes:
         if s.status == "failed":
