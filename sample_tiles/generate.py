@@ -49,6 +49,21 @@ SWATH_EDGE = 8  # index of the scene that only partly covers the area
 CLEAR_CUT = {"parcel_id": "F-08", "date": date(2024, 5, 8), "share": 0.6}
 FROST = {"parcel_id": "T-05", "start": date(2024, 1, 22), "recovered": date(2024, 4, 12)}
 
+# Landsat 8/9 Collection 2 Level-2 scenes of the same area at 30 m, between the
+# Sentinel-2 dates (a separate generator, so the Sentinel-2 bytes do not change).
+LANDSAT_SEED = SEED + 8
+LANDSAT_RES = 30.0
+LANDSAT_SIZE = 167  # 5,010 m: the 10 m area padded by one 10 m row/column
+LANDSAT_TRANSFORM = Affine(LANDSAT_RES, 0, X0, 0, -LANDSAT_RES, Y0)
+LANDSAT_FIRST = date(2023, 1, 20)
+LANDSAT_REVISIT_DAYS = 64  # four 16-day revisits between the scenes we keep
+N_LANDSAT = 12
+# HLS v2.0 bandpass line, OLI = slope * MSI + offset (Sentinel-2A): what OLI would see of
+# the same surface. The loader inverts it.
+OLI_FROM_MSI = {"red": (0.9765, 0.0009), "nir": (0.9983, -0.0001)}
+QA_CLEAR = 0b0101_0101_0100_0000  # bits 6 (clear), 8/10/12/14 (low confidences)
+QA_BITS = {"water": 7, "cloud": 3, "dilated_cloud": 1, "cloud_shadow": 4}
+
 TEA_VARIETIES = ["Tieguanyin", "Huangjingui", "Benshan", "Maoxie"]
 SPECIES = ["chinese_fir", "masson_pine", "broadleaf_evergreen", "eucalyptus"]
 AGE_CLASSES = ["young", "middle", "near_mature", "mature"]
@@ -226,6 +241,22 @@ def reflectances(ndvi: np.ndarray, water: np.ndarray, bare: np.ndarray):
     return red, nir
 
 
+def surface(day: date, cover, vigour, cut_px, frost_px):
+    """Cloud-free red and NIR surface reflectance of the whole area on ``day`` (10 m)."""
+    ndvi = (
+        np.select(
+            [cover == TEA, cover == FOREST, cover == SHRUB],
+            [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day)],
+            0.1,
+        )
+        + vigour
+    )
+    if day >= CLEAR_CUT["date"]:
+        ndvi = np.where(cut_px, clear_cut_ndvi(day) + vigour, ndvi)
+    ndvi = np.where(frost_px & (cover == TEA), ndvi - frost_loss(day), ndvi)
+    return reflectances(np.clip(ndvi, -0.9, 0.95), cover == WATER, cover == BARE)
+
+
 def scene_dates() -> list[date]:
     return [FIRST_SCENE + timedelta(days=REVISIT_DAYS * i) for i in range(N_SCENES)]
 
@@ -326,6 +357,97 @@ def _rounded(obj):
     return obj
 
 
+def landsat_item(scene_id: str, when: datetime, cloud_cover: float) -> dict:
+    def band(name, common, dtype, scaled):
+        raster = {"nodata": 0 if scaled else 1, "data_type": dtype, "spatial_resolution": 30}
+        if scaled:
+            raster.update(scale=2.75e-05, offset=-0.2)
+        asset = {
+            "href": f"./{name}.tif",
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"],
+            "raster:bands": [raster],
+        }
+        if common:
+            asset["eo:bands"] = [{"name": name, "common_name": common}]
+        return asset
+
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [
+            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+        ],
+        "id": scene_id,
+        "bbox": [round(v, 7) for v in footprint_wgs84(0).bounds],
+        "geometry": _rounded(mapping(footprint_wgs84(0))),
+        "properties": {
+            "datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "platform": "landsat-8" if scene_id.startswith("LC08") else "landsat-9",
+            "eo:cloud_cover": round(100 * cloud_cover, 2),
+            "landsat:wrs_path": "119",
+            "landsat:wrs_row": "042",
+            "landsat:correction": "L2SP",
+            "proj:epsg": EPSG,
+            "description": "synthetic sample scene (agri-collateral sample_tiles)",
+        },
+        "assets": {
+            "red": band("SR_B4", "red", "uint16", True),
+            "nir08": band("SR_B5", "nir08", "uint16", True),
+            "qa_pixel": band("QA_PIXEL", None, "uint16", False),
+        },
+        "links": [],
+    }
+
+
+def landsat_scenes(out: Path, cover, vigour, cut_px, frost_px) -> list[dict]:
+    """Landsat C2 L2 scenes of the area: the same surface seen at 30 m (3 x 3 means of the
+    10 m reflectance) through OLI's bandpass, with their own clouds and QA_PIXEL bits."""
+    rng = np.random.default_rng(LANDSAT_SEED)
+    pad = LANDSAT_SIZE * 3 - SIZE
+
+    def at_30m(array):
+        padded = np.pad(array, ((0, pad), (0, pad)), mode="edge")
+        return padded.reshape(LANDSAT_SIZE, 3, LANDSAT_SIZE, 3).mean(axis=(1, 3))
+
+    water = at_30m((cover == WATER).astype(float)) > 0.5
+    truth = []
+    for i in range(N_LANDSAT):
+        day = LANDSAT_FIRST + timedelta(days=LANDSAT_REVISIT_DAYS * i)
+        platform = "LC08" if i % 2 == 0 else "LC09"
+        scene_id = f"{platform}_L2SP_119042_{day:%Y%m%d}_{day:%Y%m%d}_02_T1_sample"
+        red, nir = (at_30m(band) for band in surface(day, cover, vigour, cut_px, frost_px))
+        cloud_cover = float(rng.choice([0.0, 0.0, 0.0, 0.1, 0.3]))
+        field = smooth_noise(rng, (LANDSAT_SIZE, LANDSAT_SIZE), 4)
+        cloud = field > np.quantile(field, 1 - cloud_cover) if cloud_cover else field > 99
+        dilated = (np.roll(cloud, 1, 0) | np.roll(cloud, 1, 1) | np.roll(cloud, -1, 0)) & ~cloud
+        shadow = np.roll(np.roll(cloud, -4, axis=0), -3, axis=1) & ~cloud & ~dilated
+        red = np.where(cloud, 0.42, np.where(shadow, red * 0.25, red))
+        nir = np.where(cloud, 0.46, np.where(shadow, nir * 0.3, nir))
+        qa = np.full((LANDSAT_SIZE, LANDSAT_SIZE), QA_CLEAR, dtype=np.uint16)
+        for mask, bit in (
+            (water, "water"),
+            (shadow, "cloud_shadow"),
+            (dilated, "dilated_cloud"),
+            (cloud, "cloud"),
+        ):
+            qa[mask] = (qa[mask] & ~np.uint16(1 << 6)) | np.uint16(1 << QA_BITS[bit])
+        qa[water & ~cloud & ~shadow & ~dilated] |= np.uint16(1 << 6)  # clear water
+        folder = out / "landsat" / scene_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, msi, band in (("SR_B4", red, "red"), ("SR_B5", nir, "nir")):
+            slope, offset = OLI_FROM_MSI[band]
+            dn = np.clip(np.rint((slope * msi + offset + 0.2) / 2.75e-5), 1, 65535)
+            write_cog(folder / f"{name}.tif", dn.astype(np.uint16), LANDSAT_TRANSFORM, 0)
+        write_cog(folder / "QA_PIXEL.tif", qa, LANDSAT_TRANSFORM, 1)
+        when = datetime(day.year, day.month, day.day, 2, 40, 11, tzinfo=UTC)
+        item = landsat_item(scene_id, when, cloud_cover)
+        (folder / "item.json").write_text(json.dumps(item, indent=2) + "\n")
+        truth.append({"scene_id": scene_id, "date": day.isoformat(), "cloud_cover": cloud_cover})
+    return truth
+
+
 def main(out: Path) -> None:
     rng = np.random.default_rng(SEED)
     parcels = make_parcels(rng)
@@ -354,7 +476,6 @@ def main(out: Path) -> None:
 
     # Within-field vigour texture, fixed over time, at 20 m so the sample stays small.
     vigour = np.kron(0.012 * smooth_noise(rng, (SIZE // 2, SIZE // 2), 4), np.ones((2, 2)))
-    water, bare = cover == WATER, cover == BARE
     scl_cover = np.vectorize(SCL_FOR_COVER.get, otypes=[np.uint8])(cover[::2, ::2])
 
     scenes_dir = out / "scenes"
@@ -362,18 +483,7 @@ def main(out: Path) -> None:
     for i, day in enumerate(scene_dates()):
         platform = "S2A" if i % 2 == 0 else "S2B"
         scene_id = f"{platform}_MSIL2A_{day:%Y%m%d}_T50RLN_sample"
-        ndvi = (
-            np.select(
-                [cover == TEA, cover == FOREST, cover == SHRUB],
-                [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day)],
-                0.1,
-            )
-            + vigour
-        )
-        if day >= CLEAR_CUT["date"]:
-            ndvi = np.where(cut_px, clear_cut_ndvi(day) + vigour, ndvi)
-        ndvi = np.where(frost_px & (cover == TEA), ndvi - frost_loss(day), ndvi)
-        red, nir = reflectances(np.clip(ndvi, -0.9, 0.95), water, bare)
+        red, nir = surface(day, cover, vigour, cut_px, frost_px)
 
         cloud20, cirrus20, shadow20, cloud_cover = cloud_masks(rng, i)
         up = np.ones((2, 2), bool)
@@ -467,6 +577,7 @@ def main(out: Path) -> None:
             ),
         },
         "scenes": truth_scenes,
+        "landsat_scenes": landsat_scenes(out, cover, vigour, cut_px, frost_px),
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
 

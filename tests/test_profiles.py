@@ -348,3 +348,52 @@ def test_a_parcel_that_fails_does_not_stop_the_others(sample_db):
     assert failures["NO-SUCH"].startswith("KeyError")
     after = {pid: store.stored_profile(engine, pid)["updated_at"] for pid in ids}
     assert [pid for pid in ids if after[pid] == before[pid]] == ["T-03"]
+
+
+# --- Sentinel-2 and Landsat on one time axis ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def combined_db(tmp_path_factory):
+    root = tmp_path_factory.mktemp("combined")
+    engine = make_engine(f"sqlite:///{root / 'agri.db'}")
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    for inbox in ("scenes", "landsat"):
+        summary = run_inbox(engine, SAMPLE_TILES / inbox, root / "data")
+        assert summary.ok, summary.as_json()
+    return engine
+
+
+def _event(engine, parcel_id):
+    (event,) = store.stored_events(engine, parcel_id)
+    return event
+
+
+def test_landsat_dates_count_as_clear_observations_in_the_profile(combined_db):
+    frost = TRUTH["frost"]["parcel_id"]
+    observations = store.parcel_observations(combined_db, frost)
+    landsat = {o["scene_id"] for o in observations if o["sensor"].startswith("landsat")}
+    assert len(landsat) == len(TRUTH["landsat_scenes"])
+    series = profiles.clean_series(observations)
+    used = set(series.scene_ids) & landsat
+    assert len(used) >= len(landsat) - 2  # a cloudy Landsat date may miss the parcel
+    # and they fill the gaps between Sentinel-2 dates on the one time axis
+    assert list(series.days) == sorted(series.days)
+
+
+def test_sentinel2_and_landsat_find_the_clear_cut_and_frost_at_least_as_well(
+    sample_db, combined_db
+):
+    s2_only, _ = sample_db
+    cut, frost = TRUTH["clear_cut"], TRUTH["frost"]
+    alone, both = _event(s2_only, cut["parcel_id"]), _event(combined_db, cut["parcel_id"])
+    assert both["confirmed_at"] <= alone["confirmed_at"]
+    assert both["affected_ha"] == pytest.approx(cut["affected_ha"], rel=0.15)
+    alone, both = _event(s2_only, frost["parcel_id"]), _event(combined_db, frost["parcel_id"])
+    start, recovered = date.fromisoformat(frost["start"]), date.fromisoformat(frost["recovered"])
+    assert start <= both["start"].date() <= alone["start"].date()
+    assert both["confirmed_at"] <= alone["confirmed_at"]
+    assert both["state"] == "closed" and both["end"].date() <= recovered + timedelta(days=60)
+    damaged = {cut["parcel_id"], frost["parcel_id"]}
+    assert {e["parcel_id"] for e in store.stored_events(combined_db)} == damaged
