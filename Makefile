@@ -70,6 +70,7 @@ bench: $(STAMP) system-deps
 		echo "installing wrk and time (Debian packages: load generator, per-process peak memory)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk time; }
 	$(BIN)/python bench/raster_pipeline.py
+	$(BIN)/python bench/landsat_pipeline.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
