@@ -132,8 +132,8 @@ def test_a_separate_scheduler_with_postgresql(tmp_path, serial):
         assert events == expected_events
         assert len(rows) == len(expected_rows)
         for got, want in zip(rows, expected_rows, strict=True):  # float8 round trip
-            assert got[:3] == want[:3]  # parcel, scene, date
-            for a, b in zip(got[3:], want[3:], strict=True):
+            assert got[:4] == want[:4]  # parcel, scene, date, sensor
+            for a, b in zip(got[4:], want[4:], strict=True):
                 assert a == b if b is None else a == pytest.approx(b, rel=1e-9, abs=1e-12)
         engine.dispose()
 
