@@ -12,7 +12,6 @@ to stdout and bench/out/landsat_results.json.
 """
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from affine import Affine
 from scipy.ndimage import zoom
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raster_pipeline import AGRI, OUT, agri_env, child, prepare_inputs  # noqa: E402
+from raster_pipeline import AGRI, OUT, agri_env, child, link_inbox, prepare_inputs  # noqa: E402
 
 WIDTH, HEIGHT = 7700, 7800
 # The Sentinel-2 bench tile spans x 600,000-709,800 and y 2,690,220-2,800,020; the
@@ -73,14 +72,9 @@ def make_scene(folder: Path) -> None:
 
 
 def make_inboxes() -> None:
-    """Two inboxes, each a Landsat C2 L2 item of the scene (two dates), files hard-linked."""
+    """Two inboxes, each a Landsat C2 L2 item of the scene (two dates)."""
+    band = {"scale": 2.75e-5, "offset": -0.2, "nodata": 0}
     for i in (1, 2):
-        inbox = OUT / f"landsat_inbox{i}"
-        inbox.mkdir(parents=True, exist_ok=True)
-        for file in ("SR_B4.tif", "SR_B5.tif", "QA_PIXEL.tif"):
-            (inbox / file).unlink(missing_ok=True)
-            os.link(OUT / "landsat" / file, inbox / file)
-        band = {"scale": 2.75e-5, "offset": -0.2, "nodata": 0}
         item = {
             "type": "Feature",
             "stac_version": "1.0.0",
@@ -93,7 +87,8 @@ def make_inboxes() -> None:
                 "qa_pixel": {"href": "QA_PIXEL.tif", "raster:bands": [{"nodata": 1}]},
             },
         }
-        (inbox / "item.json").write_text(json.dumps(item))
+        files = ("SR_B4.tif", "SR_B5.tif", "QA_PIXEL.tif")
+        link_inbox(OUT / f"landsat_inbox{i}", OUT / "landsat", files, item)
 
 
 def main() -> None:

@@ -91,16 +91,20 @@ def make_tile(folder: Path) -> None:
         dst.write(scl, 1)
 
 
+def link_inbox(inbox: Path, source: Path, files: tuple[str, ...], item: dict) -> None:
+    """An inbox holding ``item`` and hard links to ``source``'s files. The item's assets
+    must lie inside its inbox (the job refuses paths that leave it): no copy, no symlink."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        (inbox / file).unlink(missing_ok=True)
+        os.link(source / file, inbox / file)
+    (inbox / "item.json").write_text(json.dumps(item))
+
+
 def make_inboxes() -> None:
-    """Two inboxes, each a STAC item of the tile (two acquisition dates). The item's
-    assets must lie inside its inbox (the job refuses paths that leave it), so the tile's
-    files are hard-linked into each inbox: no copy, no symlink."""
+    """Two inboxes, each a STAC item of the tile (two acquisition dates)."""
+    files = (("red", "B04.tif"), ("nir", "B08.tif"), ("scl", "SCL.tif"))
     for i in (1, 2):
-        inbox = OUT / f"inbox{i}"
-        inbox.mkdir(parents=True, exist_ok=True)
-        for file in ("B04.tif", "B08.tif", "SCL.tif"):
-            (inbox / file).unlink(missing_ok=True)
-            os.link(OUT / "tile" / file, inbox / file)
         item = {
             "type": "Feature",
             "stac_version": "1.0.0",
@@ -110,12 +114,9 @@ def make_inboxes() -> None:
                 "s2:processing_baseline": "05.10",
             },
             "geometry": None,
-            "assets": {
-                name: {"href": file}
-                for name, file in (("red", "B04.tif"), ("nir", "B08.tif"), ("scl", "SCL.tif"))
-            },
+            "assets": {name: {"href": file} for name, file in files},
         }
-        (inbox / "item.json").write_text(json.dumps(item))
+        link_inbox(OUT / f"inbox{i}", OUT / "tile", tuple(f for _, f in files), item)
 
 
 def make_parcels(path: Path) -> None:

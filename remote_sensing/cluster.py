@@ -22,11 +22,11 @@ from remote_sensing.scene_processing import (
     Radiometry,
     SceneOutcome,
     Window,
-    plan_radiometry,
     run_scene,
     scene_arrays,
+    scene_radiometry,
 )
-from remote_sensing.scenes import SceneSource, load_scene, scene_size
+from remote_sensing.scenes import SceneSource, load_scene, scene_grid, scene_meta
 
 log = logging.getLogger("agri.imagery")
 
@@ -175,11 +175,13 @@ _LOCAL_THREADS = {"scheduler": "threads"}
 def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
     try:
         checksum = source.checksum()
-        height, width = scene_size(source.path, source.roots)
-        decided = plan_radiometry(source, parcels)
+        with rasterio.Env(**GDAL_SETTINGS):
+            meta = scene_meta(source.path, source.roots)
+            grid = scene_grid(meta)
+            decided = scene_radiometry(meta, parcels, grid)
     except Exception:
         return ScenePlan(None)
-    return ScenePlan(checksum, height, width, decided)
+    return ScenePlan(checksum, grid.height, grid.width, decided)
 
 
 def window_on_worker(

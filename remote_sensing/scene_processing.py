@@ -18,7 +18,6 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
-from pyproj import CRS
 from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Engine
 
@@ -26,7 +25,14 @@ from agri_common.retry import with_retries
 from remote_sensing import catalogues, indices, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
-from remote_sensing.scenes import SceneMeta, SceneSource, dn_sample, load_scene, scene_meta
+from remote_sensing.scenes import (
+    SceneMeta,
+    SceneSource,
+    dn_sample,
+    open_scene,
+    scene_grid,
+    scene_meta,
+)
 from remote_sensing.zonal import parcel_statistics
 
 log = logging.getLogger("agri.imagery")
@@ -193,23 +199,6 @@ class SceneResult:
     superseded_by: str | None = None
 
 
-def scene_grid(meta: SceneMeta) -> Grid:
-    """The grid of a scene's red band, from its header."""
-    with rasterio.open(meta.bands["red"].path) as red:
-        crs = CRS.from_wkt(red.crs.to_wkt()) if red.crs else None
-        if crs is None:
-            raise ValueError(f"{meta.bands['red'].path}: raster has no CRS")
-        return Grid(crs, red.transform, red.height, red.width)
-
-
-def plan_radiometry(source: SceneSource, parcels: gpd.GeoDataFrame) -> Radiometry:
-    """A scene's radiometry decided from its files alone: what a cluster computes once and
-    hands to every window of the scene."""
-    with rasterio.Env(**GDAL_SETTINGS):
-        meta = scene_meta(source.path, source.roots)
-        return scene_radiometry(meta, parcels, scene_grid(meta))
-
-
 def process_scene(
     engine: Engine,
     source: SceneSource,
@@ -230,9 +219,8 @@ def process_scene(
         meta = scene_meta(source.path, source.roots)
         grid = scene_grid(meta)
         decided = decided or scene_radiometry(meta, parcels, grid)
-        ds = load_scene(source.path, source.roots, decided.encoding)
+        ds = open_scene(meta, decided.encoding)
         crs = grid.crs
-        grid = Grid(crs, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
         acquired_at = meta.acquired_at
         with ds:
             ndvi, state = assembled(windows, grid) if windows else scene_arrays(ds)

@@ -21,11 +21,13 @@ import numpy as np
 import rasterio
 import rioxarray
 import xarray as xr
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from agri_common.times import parse_time
 from remote_sensing import catalogues, radiometry
+from remote_sensing.coverage import Grid
 from remote_sensing.indices import qa_pixel_to_scl, reflectance
 from remote_sensing.radiometry import Encoding
 
@@ -66,6 +68,7 @@ class SceneMeta:
     orders them.
     """
 
+    path: Path  # the item or GeoTIFF that defines the scene
     scene_id: str
     acquired_at: datetime
     sensor: str
@@ -90,7 +93,7 @@ class SceneSource:
 
     @property
     def roots(self) -> list[Path] | None:
-        """Where its assets may lie, as load_scene and scene_size take it."""
+        """Where its assets may lie, as load_scene and scene_meta take it."""
         return [self.root] if self.root else None
 
     def checksum(self) -> str:
@@ -177,13 +180,16 @@ def load_scene(
     one the numbers confirmed). Raises SceneError naming what is wrong (missing band, no
     CRS, unreadable file).
     """
-    path = Path(path)
-    meta = scene_meta(path, roots)
+    return open_scene(scene_meta(Path(path), roots), encoding)
+
+
+def open_scene(meta: SceneMeta, encoding: Encoding | None = None) -> xr.Dataset:
+    """load_scene for a scene whose metadata the caller has already read."""
     encoding = encoding or meta.encoding
     red = _open_reflectance(meta.bands["red"], encoding, meta.bandpass, "red")
     nir = _open_reflectance(meta.bands["nir"], encoding, meta.bandpass, "nir")
     if red.shape != nir.shape or red.rio.transform() != nir.rio.transform():
-        raise SceneError(f"{path}: red and nir are not on the same grid")
+        raise SceneError(f"{meta.path}: red and nir are not on the same grid")
     mask = _open_band(meta.bands["mask"])
     if meta.mask == "qa_pixel":
         mask = mask.copy(data=mask.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
@@ -193,19 +199,21 @@ def load_scene(
     ds.attrs = {
         "scene_id": meta.scene_id,
         "acquired_at": meta.acquired_at.isoformat(),
-        "source": str(path),
+        "source": str(meta.path),
         "sensor": meta.sensor,
     }
     return ds
 
 
-def scene_size(path: Path, roots: list[Path] | None = None) -> tuple[int, int]:
-    """(height, width) in pixels of a scene's red band, from its header alone: what a
-    cluster needs to decide whether to split the scene."""
-    red = scene_meta(Path(path), roots).bands["red"].path
+def scene_grid(meta: SceneMeta) -> Grid:
+    """The grid (CRS, transform, size) of a scene's red band, from its header alone: what
+    the offset check and a cluster's decision to split the scene need."""
+    red = meta.bands["red"].path
     try:
         with rasterio.open(red) as ds:
-            return ds.height, ds.width
+            if ds.crs is None:
+                raise SceneError(f"{red}: raster has no CRS")
+            return Grid(CRS.from_wkt(ds.crs.to_wkt()), ds.transform, ds.height, ds.width)
     except rasterio.errors.RasterioError as exc:
         raise SceneError(f"{red}: cannot open raster ({exc})") from exc
 
@@ -224,6 +232,8 @@ def scene_meta(path: Path, roots: list[Path] | None = None) -> SceneMeta:
 def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
     """Raw red and NIR numbers and the SCL class under ``windows`` of the red grid (1-D
     arrays): what radiometry.check_offset looks at. A 20 m SCL is read onto the window."""
+    if not windows:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
     reds, nirs, scls = [], [], []
     try:
         with (
@@ -247,8 +257,6 @@ def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
                 scls.append(scl.ravel())
     except rasterio.errors.RasterioError as exc:
         raise SceneError(f"{meta.scene_id}: cannot read a sample of the scene ({exc})") from exc
-    if not windows:
-        return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
     return np.concatenate(reds), np.concatenate(nirs), np.concatenate(scls)
 
 
@@ -299,6 +307,7 @@ def _stac_meta(path: Path, roots: list[Path]) -> SceneMeta:
         )
     scene_id = str(item.get("id") or path.stem)
     return SceneMeta(
+        path=path,
         scene_id=scene_id,
         acquired_at=acquired_at,
         sensor=sensor,
@@ -356,6 +365,7 @@ def _geotiff_meta(path: Path) -> SceneMeta:
         bands[name] = BandRef(path, matches[0], None if name == "mask" else no_data)
     sensor = tags.get("PLATFORM", catalogues.SENTINEL_2).lower()
     return SceneMeta(
+        path=path,
         scene_id=path.stem,
         acquired_at=acquired_at,
         sensor=sensor,

@@ -303,20 +303,25 @@ def footprint_wgs84(no_data_cols: int) -> Polygon:
     return _reproject(shapely.box(xmin, ymin, xmax, ymax))
 
 
+def cog_asset(name: str, common: str | None, raster: dict) -> dict:
+    """A band file beside the item, as a STAC asset with its raster:bands entry."""
+    asset = {
+        "href": f"./{name}.tif",
+        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+        "roles": ["data"],
+        "raster:bands": [raster],
+    }
+    if common:
+        asset["eo:bands"] = [{"name": name, "common_name": common}]
+    return asset
+
+
 def stac_item(scene_id: str, when: datetime, cloud_cover: float, footprint: Polygon) -> dict:
     def band(name, common, res, dtype, scaled):
         raster = {"nodata": 0, "data_type": dtype, "spatial_resolution": res}
         if scaled:
             raster.update(scale=0.0001, offset=-0.1)
-        asset = {
-            "href": f"./{name}.tif",
-            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            "roles": ["data"],
-            "raster:bands": [raster],
-        }
-        if common:
-            asset["eo:bands"] = [{"name": name, "common_name": common}]
-        return asset
+        return cog_asset(name, common, raster)
 
     return {
         "type": "Feature",
@@ -362,15 +367,7 @@ def landsat_item(scene_id: str, when: datetime, cloud_cover: float) -> dict:
         raster = {"nodata": 0 if scaled else 1, "data_type": dtype, "spatial_resolution": 30}
         if scaled:
             raster.update(scale=2.75e-05, offset=-0.2)
-        asset = {
-            "href": f"./{name}.tif",
-            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            "roles": ["data"],
-            "raster:bands": [raster],
-        }
-        if common:
-            asset["eo:bands"] = [{"name": name, "common_name": common}]
-        return asset
+        return cog_asset(name, common, raster)
 
     return {
         "type": "Feature",
