@@ -47,10 +47,12 @@ DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failov
 Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
 
 
-# The offset check reads the numbers under at most this many parcels' bounding boxes
-# (spread over the parcel list), and at most this many pixels in all: a few MB.
-CHECK_PARCELS = 200
-CHECK_MAX_PIXELS = 4_000_000
+# The offset check reads whole cells of CHECK_CELL_PX square around the parcels, at most
+# CHECK_CELLS of them spread over the scene: a compressed tile is decoded a block at a
+# time, and each read of a window has a fixed cost, so a few large reads where the
+# parcels are (a few MB) beat many small ones scattered over the tile (seconds).
+CHECK_CELL_PX = 1024
+CHECK_CELLS = 6
 
 
 @dataclass
@@ -122,23 +124,22 @@ def scene_radiometry(meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid) -> 
 
 
 def check_windows(local: gpd.GeoDataFrame, grid: Grid) -> list[PixelWindow]:
-    """Pixel windows of the bounding boxes of up to CHECK_PARCELS parcels on the grid."""
-    if local.empty:
-        return []
-    step = max(1, len(local) // CHECK_PARCELS)
+    """Up to CHECK_CELLS cells of the grid that hold parcels, spread over the scene."""
     inverse = ~grid.transform
-    windows, pixels = [], 0
-    for xmin, ymin, xmax, ymax in local.geometry.bounds.values[::step]:
-        (ca, ra), (cb, rb) = inverse * (xmin, ymax), inverse * (xmax, ymin)
-        col0, col1 = max(0, int(min(ca, cb))), min(grid.width, int(max(ca, cb)) + 1)
-        row0, row1 = max(0, int(min(ra, rb))), min(grid.height, int(max(ra, rb)) + 1)
-        if col1 <= col0 or row1 <= row0:
-            continue
-        pixels += (col1 - col0) * (row1 - row0)
-        if pixels > CHECK_MAX_PIXELS:
-            break
-        windows.append(PixelWindow(col0, row0, col1 - col0, row1 - row0))
-    return windows
+    cells = set()
+    for xmin, ymin, xmax, ymax in local.geometry.bounds.values:
+        col, row = inverse * ((xmin + xmax) / 2, (ymin + ymax) / 2)
+        if 0 <= row < grid.height and 0 <= col < grid.width:
+            cells.add((int(row) // CHECK_CELL_PX, int(col) // CHECK_CELL_PX))
+    cells = sorted(cells)
+    chosen = cells[:: max(1, len(cells) // CHECK_CELLS)][:CHECK_CELLS]
+    size = CHECK_CELL_PX
+    return [
+        PixelWindow(
+            c * size, r * size, min(size, grid.width - c * size), min(size, grid.height - r * size)
+        )
+        for r, c in chosen
+    ]
 
 
 def run_scene(
