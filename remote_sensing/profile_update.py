@@ -17,25 +17,16 @@ PRE_EVENT_DATES = 3  # clear dates before an event that define each pixel's own 
 
 def peer_statistics(
     engine: Engine, as_of: datetime | None = None
-) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """kind -> scene_id -> (median NDVI, robust spread, count) of clear parcels in that scene."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for kind, scene_id, ndvi in store.clear_means(engine, profiles.MIN_VALID_FRACTION, as_of):
-        groups.setdefault((kind, scene_id), []).append(ndvi)
-    out: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for (kind, scene_id), values in groups.items():
-        arr = np.asarray(values)
-        median = float(np.median(arr))
-        spread = 1.4826 * float(np.median(np.abs(arr - median)))
-        out.setdefault(kind, {})[scene_id] = (median, spread, len(arr))
-    return out
+) -> dict[str, dict[str, profiles.Peer]]:
+    """kind -> scene_id -> Peer (median, spread, count, day, shared dip) of clear parcels."""
+    return profiles.peer_table(store.clear_means(engine, profiles.MIN_VALID_FRACTION, as_of))
 
 
 def parcel_profile(
     engine: Engine,
     parcel_id: str,
     as_of: datetime | None = None,
-    peers: dict[str, dict[str, tuple[float, float, int]]] | None = None,
+    peers: dict[str, dict[str, profiles.Peer]] | None = None,
     min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
 ) -> dict:
     """The profile document of one parcel from data acquired up to ``as_of`` (inclusive).
@@ -61,7 +52,7 @@ def parcel_profile(
 def build_profile(
     parcel: dict,
     observations: list[dict],
-    peers: dict[str, dict[str, tuple[float, float, int]]],
+    peers: dict[str, dict[str, profiles.Peer]],
     ndvi_paths: dict[str, str],
     as_of: datetime | None = None,
     min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
@@ -73,14 +64,23 @@ def build_profile(
     series = profiles.clean_series(observations, min_valid_fraction)
     fit = ~series.outlier
     grid, smoothed = profiles.whittaker(series.days[fit], series.ndvi[fit], series.weights[fit])
-    baseline, events = profiles.analyse(series, peers.get(parcel["kind"], {}))
-
+    pixels = PixelEvidence(series, parcel, ndvi_paths)
+    baseline, found = profiles.analyse(
+        series,
+        peers.get(parcel["kind"], {}),
+        parcel["kind"],
+        pixels.affected_ha,
+        profiles.min_affected_ha(parcel["area_ha"]),
+    )
+    anomaly = baseline.anomaly(series.ndvi)
     judged = np.flatnonzero(fit & np.isfinite(baseline.expected))
-    anomaly_z = None
-    if len(judged):
-        last = judged[-1]
-        anomaly_z = float((series.ndvi[last] - baseline.expected[last]) / baseline.spread[last])
+    anomaly_z = float(anomaly[judged[-1]]) if len(judged) else None
     effective_as_of = as_of or (observations[-1]["acquired_at"] if observations else None)
+    sampling = (
+        profiles.sampling(series.days[fit], profiles.to_days(effective_as_of))
+        if effective_as_of is not None
+        else None
+    )
     seasons = profiles.seasons(grid, smoothed)
     if parcel["kind"] == "tea_garden":
         dips = profiles.dips(series, grid, smoothed)
@@ -101,7 +101,10 @@ def build_profile(
                 "date": profiles.to_date(series.days[i]).isoformat(),
                 "expected": round(float(baseline.expected[i]), 4),
                 "spread": round(float(baseline.spread[i]), 4),
+                "allowance": round(float(baseline.allowed()[i]), 4),
+                "allowance_source": baseline.allowance_source[i],
                 "z": round(float((series.ndvi[i] - baseline.expected[i]) / baseline.spread[i]), 3),
+                "anomaly_z": round(float(anomaly[i]), 3),
                 "source": baseline.source[i],
             }
             for i in range(len(series.days))
@@ -111,7 +114,9 @@ def build_profile(
         "seasons": seasons,
         "health_index": profiles.health_index(anomaly_z),
         "anomaly_z": None if anomaly_z is None else round(anomaly_z, 3),
-        "events": [_event_json(e, series, parcel, ndvi_paths) for e in events],
+        "sampling": sampling,
+        "events": [_event_json(e, series, pixels) for e in found if e.confirmed_index is not None],
+        "suspected": [_suspected_json(e, series) for e in found if e.confirmed_index is None],
     }
 
 
@@ -160,31 +165,80 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _event_json(event, series, parcel: dict, ndvi_paths: dict[str, str]) -> dict:
-    start = profiles.to_date(series.days[event.start_index])
-    end = None if event.end_index is None else profiles.to_date(series.days[event.end_index])
+def _event_json(event: profiles.Disturbance, series: profiles.Series, pixels) -> dict:
+    day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
+    start, confirmed = day(event.start_index), day(event.confirmed_index)
+    end = None if event.end_index is None else day(event.end_index)
     return {
         "kind": "disturbance",
         "start": start.isoformat(),
         "end": end.isoformat() if end else None,
-        "confirmed": profiles.to_date(series.days[event.confirmed_index]).isoformat(),
+        "confirmed": confirmed.isoformat(),
+        "detection_delay_days": (confirmed - start).days,
+        "last_normal": None
+        if event.previous_index is None
+        else day(event.previous_index).isoformat(),
+        "low_dates": len(event.event_indices),
         "severity": round(event.severity, 4),
-        "affected_ha": _affected_ha(event, series, parcel, ndvi_paths),
+        "affected_ha": pixels.affected_ha(event.start_index, event.event_indices),
         "state": event.state,
     }
 
 
-def _affected_ha(event, series, parcel: dict, ndvi_paths: dict[str, str]) -> float | None:
-    """Area whose own pixels fell: pre-event level vs the event's deepest clear date."""
-    before = [i for i in range(event.start_index) if not series.outlier[i]][-PRE_EVENT_DATES:]
-    deepest = sorted(event.event_indices, key=lambda i: series.ndvi[i])
-    scenes = [series.scene_ids[i] for i in [*before, *deepest]]
-    if not before or any(s not in ndvi_paths or not Path(ndvi_paths[s]).exists() for s in scenes):
-        return None
-    stack, coverage, pixel_area = parcel_pixel_stack(
-        [Path(ndvi_paths[s]) for s in scenes],
-        shapely.geometry.shape(json.loads(parcel["geometry_geojson"])),
-    )
-    pre = profiles.pixel_levels(stack[: len(before)])
-    post = profiles.first_finite(stack[len(before) :])
-    return round(profiles.affected_area_ha(pre, post, coverage, pixel_area), 4)
+def _suspected_json(event: profiles.Disturbance, series: profiles.Series) -> dict:
+    """A low run nobody could confirm or rule out, with the reason in an officer's words."""
+    day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
+    low = event.event_indices
+    if event.next_index is None:
+        reason = f"{len(low)} low clear date(s) since {day(low[0])}: waiting for more clear dates"
+    else:
+        gap = (day(event.next_index) - day(low[-1])).days
+        reason = (
+            f"not enough clear dates: {len(low)} low clear date(s) from {day(low[0])}, "
+            f"the next clear date {gap} days later was normal; a short dip and lasting "
+            "damage cannot be told apart"
+        )
+    return {
+        "kind": "suspected",
+        "start": day(low[0]).isoformat(),
+        "last_low": day(low[-1]).isoformat(),
+        "next_clear": None if event.next_index is None else day(event.next_index).isoformat(),
+        "low_dates": len(low),
+        "severity": round(event.severity, 4),
+        "affected_ha": event.affected_ha,
+        "state": event.state,
+        "reason": reason,
+    }
+
+
+class PixelEvidence:
+    """Where a parcel's own pixels fell: the pre-event level (median of the last
+    PRE_EVENT_DATES clear dates before a run) against the run's deepest clear date, per
+    pixel, from the scenes' NDVI COGs. Remembered per run: the detector asks again as a
+    run grows and every year's pass re-walks the series."""
+
+    def __init__(self, series: profiles.Series, parcel: dict, ndvi_paths: dict[str, str]):
+        self.series, self.parcel, self.ndvi_paths = series, parcel, ndvi_paths
+        self.seen: dict[tuple[int, ...], float | None] = {}
+
+    def affected_ha(self, start_index: int, indices: list[int]) -> float | None:
+        key = (start_index, *indices)
+        if key not in self.seen:
+            self.seen[key] = self._measure(start_index, indices)
+        return self.seen[key]
+
+    def _measure(self, start_index: int, indices: list[int]) -> float | None:
+        series = self.series
+        before = [i for i in range(start_index) if not series.outlier[i]][-PRE_EVENT_DATES:]
+        deepest = sorted(indices, key=lambda i: series.ndvi[i])
+        scenes = [series.scene_ids[i] for i in [*before, *deepest]]
+        paths = [self.ndvi_paths.get(s) for s in scenes]
+        if not before or any(p is None or not Path(p).exists() for p in paths):
+            return None
+        stack, coverage, pixel_area = parcel_pixel_stack(
+            [Path(p) for p in paths],
+            shapely.geometry.shape(json.loads(self.parcel["geometry_geojson"])),
+        )
+        pre = profiles.pixel_levels(stack[: len(before)])
+        post = profiles.first_finite(stack[len(before) :])
+        return round(profiles.affected_area_ha(pre, post, coverage, pixel_area), 4)

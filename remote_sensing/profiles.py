@@ -11,14 +11,19 @@ The steps, in the order a profile is built:
 3. ``seasons`` and ``dips``: seasonal metrics and the plucking/pruning dips of tea.
 4. ``analyse``: for every observation, the NDVI expected at that time of year from
    the parcel's own earlier years, or from its peers in the same scene while it has less
-   than a year of history.
-   Then ``detect_disturbances``: drops below that baseline confirmed by two clear dates.
-5. ``health_index`` and ``affected_area_ha``.
+   than a year of history, and the *allowance*: how far below that a normal date may
+   fall at that time of year (tea's plucking and pruning dips, a hazy scene), from the
+   parcel's own earlier dips, its peers dipping together, or the work calendar.
+   Then ``detect_disturbances``: drops beyond the allowance, confirmed by clear dates
+   whose weight falls with the gap between them, and only where pixels fell (a place).
+5. ``health_index``, ``sampling`` (how many clear dates back it) and ``affected_area_ha``.
 """
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import solve_banded
@@ -30,14 +35,31 @@ GRID_STEP_DAYS = 5.0
 # bridge single cloudy dates.
 WHITTAKER_LAMBDA = 100.0
 OUTLIER_DROP = 0.1  # a single-date drop of this much that both neighbours contradict
-OUTLIER_NEIGHBOUR_DAYS = 60.0
+# ...but only with both neighbours this close: with wider gaps a lone low date may be a
+# short event, so it is judged (and reported unconfirmed if nothing confirms it).
+OUTLIER_NEIGHBOUR_DAYS = 20.0
 BASELINE_WINDOW_DAYS = 15.0  # same time of year = within +/- 15 days of day-of-year
 SPREAD_FLOOR = 0.03  # smallest NDVI spread a baseline may claim
 MIN_PEERS = 3
 OPEN_SIGMA, OPEN_MIN_DROP = 3.0, 0.1  # below baseline by more than both: a suspect date
 CLOSE_SIGMA, CLOSE_MIN_DROP = 2.0, 0.05  # back within both: a recovered date
-CONFIRM_DATES = 2  # clear dates needed to open or to close an event
+# Evidence to open or close an event: each clear date counts 1, a date more than
+# CONFIRM_GAP_DAYS after the previous one counts CONFIRM_GAP_DAYS / gap (two dates 40 days
+# apart say less than two 5 days apart: a short dip can hide between them).
+CONFIRM_EVIDENCE = 2.0
+CONFIRM_GAP_DAYS = 30.0
+# A low run that ends unconfirmed is a short dip when a normal date followed within this
+# many days; after a longer gap nobody can tell, so it is reported ("not enough clear dates").
+SHORT_DIP_DAYS = 15.0
 PIXEL_DROP = 0.15  # a pixel is affected when it fell this far below its own pre-event level
+# An event needs a place: at least this area of pixels that fell (and this share of the
+# parcel, but never more than half of it). A parcel-wide mild decline lowers health only.
+MIN_AFFECTED_HA, MIN_AFFECTED_SHARE = 0.2, 0.05
+ALLOWANCE_WINDOW_DAYS = 20.0  # earlier years' dips within +/- this many days of the date
+MIN_OWN_DATES = 2  # earlier-year clear dates in that window before history speaks for itself
+MAX_ALLOWANCE = 0.15  # no usual dip is deeper: beyond this it is damage whatever the source
+PEER_LAMBDA = 2000.0  # peers' seasonal course: stiff (~45 days) so their joint dips stand out
+SAMPLING_WINDOW_DAYS = 60.0  # "how sure": clear dates and the largest gap over this window
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -199,12 +221,105 @@ def dips(
 
 
 @dataclass(frozen=True)
+class WorkSeason:
+    """A time of year when routine work lowers a kind's NDVI for a few weeks."""
+
+    name: str
+    first: tuple[int, int]  # (month, day), inclusive
+    last: tuple[int, int]  # (month, day), inclusive; before ``first`` means it wraps the year
+    depth: float  # NDVI a clear date may sit below the usual level then
+
+    def covers(self, day: date) -> bool:
+        at = (day.month, day.day)
+        if self.first <= self.last:
+            return self.first <= at <= self.last
+        return at >= self.first or at <= self.last
+
+
+# The default work calendar, used at a time of year the parcel's own history has not seen
+# often enough. Tea in Anxi, Fujian: spring flush plucked March-May (the main harvest,
+# Tieguanyin's spring tea), summer tea June-July, autumn tea September-October, pruning
+# after the last harvest, November-February, with slow winter regrowth. The windows are
+# the local practice; the depths are our assumption of a routine dip at 10 m (plucking
+# takes the young shoots, pruning the top of the canopy), to be replaced by calibration.
+# Forests have no routine work that dips NDVI in a season.
+WORK_CALENDARS: dict[str, tuple[WorkSeason, ...]] = {
+    "tea_garden": (
+        WorkSeason("spring flush plucking", (3, 1), (5, 31), 0.10),
+        WorkSeason("summer plucking", (6, 1), (7, 31), 0.08),
+        WorkSeason("autumn plucking", (9, 1), (10, 31), 0.08),
+        WorkSeason("pruning", (11, 1), (2, 29), 0.12),
+    ),
+    "forest": (),
+}
+
+
+def calendar_depth(kind: str, day: float) -> float:
+    """The default calendar's routine dip for ``kind`` on ``day`` (0 outside its seasons)."""
+    when = to_date(day)
+    return max((s.depth for s in WORK_CALENDARS.get(kind, ()) if s.covers(when)), default=0.0)
+
+
+class Peer(NamedTuple):
+    """The parcels of one kind seen clear in one scene."""
+
+    median: float
+    spread: float  # robust (1.4826 MAD)
+    count: int
+    day: float
+    dip: float = 0.0  # how far the median sits below the peers' own seasonal course
+
+
+def peer_table(rows: list[tuple[str, str, datetime, float]]) -> dict[str, dict[str, Peer]]:
+    """kind -> scene_id -> Peer, from (kind, scene_id, acquired_at, ndvi_mean) of clear
+    observations. The dip is the peers' shared drop on that date below a stiff smooth of
+    their medians: when most gardens were plucked just before a scene (or it is hazy), a
+    garden that dips with them is not damaged."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    when: dict[str, float] = {}
+    for kind, scene_id, acquired_at, ndvi in rows:
+        groups.setdefault((kind, scene_id), []).append(ndvi)
+        when[scene_id] = to_days(acquired_at)
+    out: dict[str, dict[str, Peer]] = {}
+    for (kind, scene_id), values in groups.items():
+        arr = np.asarray(values)
+        median = float(np.median(arr))
+        spread = 1.4826 * float(np.median(np.abs(arr - median)))
+        out.setdefault(kind, {})[scene_id] = Peer(median, spread, len(arr), when[scene_id])
+    for scenes in out.values():
+        usable = sorted((p.day, sid) for sid, p in scenes.items() if p.count >= MIN_PEERS)
+        if len(usable) < 3:
+            continue
+        days = np.array([d for d, _ in usable])
+        medians = np.array([scenes[sid].median for _, sid in usable])
+        grid, course = whittaker(days, medians, np.ones(len(days)), lam=PEER_LAMBDA)
+        dips = np.maximum(0.0, np.interp(days, grid, course) - medians)
+        for (_, sid), dip in zip(usable, dips, strict=True):
+            scenes[sid] = scenes[sid]._replace(dip=float(dip))
+    return out
+
+
+@dataclass(frozen=True)
 class Baseline:
-    """Expected NDVI and its spread at each observation of a Series (NaN: no baseline)."""
+    """Expected NDVI, its spread and the usual dip below it at each observation of a
+    Series (NaN expected: no baseline)."""
 
     expected: np.ndarray
     spread: np.ndarray
     source: tuple[str | None, ...]  # "history", "peers" or None
+    allowance: np.ndarray | None = None  # NDVI a normal date may sit below expected
+    allowance_source: tuple[str | None, ...] = ()  # "history", "peers", "calendar"
+
+    def allowed(self) -> np.ndarray:
+        return np.zeros(len(self.expected)) if self.allowance is None else self.allowance
+
+    def anomaly(self, ndvi: np.ndarray) -> np.ndarray:
+        """Spreads outside the usual range: above expected positive, within the allowance
+        below it 0, beyond the allowance negative. Health and events read this."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            above = (ndvi - self.expected) / self.spread
+            beyond = (ndvi - (self.expected - self.allowed())) / self.spread
+        return np.where(above >= 0, above, np.minimum(beyond, 0.0))
 
 
 def history_baseline(
@@ -216,7 +331,7 @@ def history_baseline(
     grid, smooth = whittaker(prior_days, prior_ndvi, prior_weights)
     residuals = prior_ndvi - np.interp(prior_days, grid, smooth)
     scatter = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
-    return HistoryCurve(grid, smooth, scatter)
+    return HistoryCurve(grid, smooth, scatter, prior_days, np.maximum(0.0, -residuals))
 
 
 @dataclass(frozen=True)
@@ -224,13 +339,14 @@ class HistoryCurve:
     grid: np.ndarray
     smoothed: np.ndarray
     scatter: float  # robust scatter of the observations around the curve
+    days: np.ndarray  # the earlier clear dates
+    below: np.ndarray  # how far each sat below the curve (0 when above): its dips
 
     def at(self, day: float) -> tuple[float, float] | None:
         """Expected NDVI and spread at ``day``: the median of the curve at the same time of
         year (+/- 15 days) over the earlier years; the spread is the largest of the
         observations' scatter, the spread between years, and SPREAD_FLOOR."""
-        distance = np.abs(_doy_array(self.grid) - _doy(day))
-        near = np.minimum(distance, 365.25 - distance) <= BASELINE_WINDOW_DAYS
+        near = _same_time_of_year(self.grid, day, BASELINE_WINDOW_DAYS)
         if not near.any():
             return None
         years = np.array([to_date(g).year for g in self.grid[near]])
@@ -239,21 +355,47 @@ class HistoryCurve:
         between = float(np.std(per_year)) if len(per_year) > 1 else 0.0
         return float(np.median(per_year)), max(SPREAD_FLOOR, self.scatter, between)
 
+    def dip_at(self, day: float) -> float | None:
+        """The deepest the parcel's own clear dates fell below its curve at this time of
+        year (+/- ALLOWANCE_WINDOW_DAYS) in earlier years; None while they are fewer than
+        MIN_OWN_DATES. Read from dates, not the curve: a dip one year caught on one date
+        and the next on two is still a dip."""
+        near = _same_time_of_year(self.days, day, ALLOWANCE_WINDOW_DAYS)
+        if near.sum() < MIN_OWN_DATES:
+            return None
+        return float(self.below[near].max())
+
+
+def allowance(own: float | None, peer: Peer | None, kind: str, day: float) -> tuple[float, str]:
+    """The usual dip on ``day`` and where it comes from: the parcel's own earlier dips, or
+    the default work calendar where its history is short; raised to the peers' shared
+    dip on that scene; never beyond MAX_ALLOWANCE."""
+    candidates = [(own, "history") if own is not None else (calendar_depth(kind, day), "calendar")]
+    if peer is not None and peer.count >= MIN_PEERS:
+        candidates.append((peer.dip, "peers"))
+    depth, source = max(candidates, key=lambda c: c[0])
+    return min(depth, MAX_ALLOWANCE), source
+
 
 def analyse(
-    series: Series, peers: dict[str, tuple[float, float, int]]
+    series: Series,
+    peers: dict[str, Peer],
+    kind: str = "",
+    area_of: "AreaOf | None" = None,
+    min_area_ha: float = 0.0,
 ) -> tuple[Baseline, list["Disturbance"]]:
-    """Baseline and disturbances, built year by year.
+    """Baseline and disturbances (confirmed or not), built year by year.
 
     The baseline of year Y comes from the parcel's clear observations before Y (its own
     history), leaving out outliers and dates inside disturbances found so far, so a
     clear-cut does not become next year's normal. Dates with no history at that time of
-    year fall back to ``peers``: scene_id -> (median NDVI, spread, count) of the parcels of
-    the same kind seen clear in that scene.
+    year fall back to ``peers``: scene_id -> Peer, the parcels of the same kind seen clear
+    in that scene. ``area_of`` measures where pixels fell (see detect_disturbances).
     """
     n = len(series.days)
-    expected, spread = np.full(n, np.nan), np.full(n, np.nan)
+    expected, spread, allowed = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)
     source: list[str | None] = [None] * n
+    allowed_source: list[str | None] = [None] * n
     years = np.array([to_date(d).year for d in series.days], dtype=int)
     excluded = series.outlier.copy()
     events: list[Disturbance] = []
@@ -266,67 +408,148 @@ def analyse(
             peer = peers.get(series.scene_ids[i])
             if own is not None:
                 (expected[i], spread[i]), source[i] = own, "history"
-            elif peer is not None and peer[2] >= MIN_PEERS:
-                expected[i], spread[i] = peer[0], max(SPREAD_FLOOR, peer[1])
+            elif peer is not None and peer.count >= MIN_PEERS:
+                expected[i], spread[i] = peer.median, max(SPREAD_FLOOR, peer.spread)
                 source[i] = "peers"
-        events = detect_disturbances(series, Baseline(expected, spread, tuple(source)))
+            own_dip = curve.dip_at(series.days[i]) if curve is not None else None
+            allowed[i], allowed_source[i] = allowance(own_dip, peer, kind, series.days[i])
+        baseline = Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source))
+        events = detect_disturbances(series, baseline, area_of, min_area_ha)
         for event in events:
+            if event.confirmed_index is None:
+                continue
             last = event.end_index if event.end_index is not None else n
             excluded[event.start_index : last] = True
-    return Baseline(expected, spread, tuple(source)), events
+    return Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source)), events
+
+
+# (start index, indices of the low dates) -> hectares whose own pixels fell, or None when
+# it cannot be measured (no NDVI files): the event then opens, of unknown extent.
+AreaOf = Callable[[int, list[int]], "float | None"]
+
+
+def min_affected_ha(parcel_ha: float) -> float:
+    """The smallest area of fallen pixels that makes a disturbance on a parcel this big."""
+    return min(max(MIN_AFFECTED_HA, MIN_AFFECTED_SHARE * parcel_ha), 0.5 * parcel_ha)
 
 
 @dataclass
 class Disturbance:
-    """A drop below baseline confirmed by CONFIRM_DATES clear dates; closed by recovery."""
+    """A run of low clear dates: confirmed when their evidence reached CONFIRM_EVIDENCE
+    and pixels fell over enough ground; closed by as much evidence of recovery. An
+    unconfirmed run is kept when it may hide damage: it is still open at the last date
+    (``pending``) or the next clear date came too late to tell (``unconfirmed``)."""
 
     start_index: int
-    confirmed_index: int
+    confirmed_index: int | None
     end_index: int | None = None  # first recovered date, once recovery is confirmed
     severity: float = 0.0  # largest relative drop below baseline, 0..1
     event_indices: list[int] = field(default_factory=list)  # dates below baseline
+    previous_index: int | None = None  # the last judged clear date before the run
+    next_index: int | None = None  # unconfirmed: the clear date after the run
+    affected_ha: float | None = None  # at the last check
 
     @property
     def state(self) -> str:
+        if self.confirmed_index is None:
+            return "pending" if self.next_index is None else "unconfirmed"
         return "open" if self.end_index is None else "closed"
 
 
-def detect_disturbances(series: Series, baseline: Baseline) -> list[Disturbance]:
-    """Walk the clear dates; open on CONFIRM_DATES suspect dates, close on as many recovered.
+def evidence(days: np.ndarray, indices: list[int]) -> float:
+    """What consecutive clear dates say together: the first counts 1, each next one
+    min(1, CONFIRM_GAP_DAYS / days since the previous one)."""
+    gaps = np.diff(days[indices])
+    return 1.0 + float(np.sum(np.minimum(1.0, CONFIRM_GAP_DAYS / np.maximum(gaps, 1e-9))))
 
-    A suspect date is more than max(3 spreads, 0.1) below baseline, a recovered one
-    within max(2 spreads, 0.05): the gap between the two keeps one noisy date from
-    flapping an event. Outliers and dates without a baseline are not judged. Normal
-    plucking and pruning dips are in the baseline (history, or peers that dip together),
-    so they do not open events.
+
+def detect_disturbances(
+    series: Series,
+    baseline: Baseline,
+    area_of: AreaOf | None = None,
+    min_area_ha: float = 0.0,
+) -> list[Disturbance]:
+    """Walk the clear dates; open on enough evidence of low dates, close on as much of
+    recovery.
+
+    A low (suspect) date is below the usual range (expected minus the allowance) by more
+    than max(3 spreads, 0.1), a recovered one by less than max(2 spreads, 0.05): the gap
+    between the two keeps one noisy date from flapping an event. Evidence weighs each date
+    by the gap before it (``evidence``). Before opening, ``area_of`` must find at least
+    ``min_area_ha`` of pixels that fell: a drop with no place is a health reduction.
+    Outliers and dates without a baseline are not judged.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = baseline.expected - series.ndvi
         relative = np.clip(drop / baseline.expected, 0.0, 1.0)
+    beyond = drop - baseline.allowed()
+    days = series.days
     events: list[Disturbance] = []
     current: Disturbance | None = None
     run: list[int] = []
-    for i in range(len(series.days)):
+    previous: int | None = None  # the last judged date before ``run``
+
+    def placed(run: list[int]) -> tuple[bool, float | None]:
+        area = area_of(run[0], run) if area_of is not None else None
+        return area is None or area >= min_area_ha, area
+
+    for i in range(len(days)):
         if series.outlier[i] or not np.isfinite(baseline.expected[i]):
             continue
-        suspect = drop[i] > max(OPEN_SIGMA * baseline.spread[i], OPEN_MIN_DROP)
-        recovered = drop[i] < max(CLOSE_SIGMA * baseline.spread[i], CLOSE_MIN_DROP)
+        suspect = beyond[i] > max(OPEN_SIGMA * baseline.spread[i], OPEN_MIN_DROP)
+        recovered = beyond[i] < max(CLOSE_SIGMA * baseline.spread[i], CLOSE_MIN_DROP)
         if current is None:
-            run = [*run, i] if suspect else []
-            if len(run) == CONFIRM_DATES:
-                current = Disturbance(run[0], i, event_indices=run)
-                current.severity = float(relative[run].max())
-                events.append(current)
-                run = []
+            if suspect:
+                run.append(i)
+                if evidence(days, run) >= CONFIRM_EVIDENCE:
+                    ok, area = placed(run)
+                    if ok:
+                        current = Disturbance(run[0], i, event_indices=run, affected_ha=area)
+                        current.previous_index = previous
+                        current.severity = float(relative[run].max())
+                        events.append(current)
+                        run, previous = [], i
+                continue
+            if run and days[i] - days[run[-1]] > SHORT_DIP_DAYS and placed(run)[0]:
+                events.append(_unconfirmed(run, previous, i, relative))
+            run, previous = [], i
             continue
         if suspect:
             current.event_indices.append(i)
             current.severity = max(current.severity, float(relative[i]))
         run = [*run, i] if recovered else []
-        if len(run) == CONFIRM_DATES:
+        if run and evidence(days, run) >= CONFIRM_EVIDENCE:
             current.end_index = run[0]
             current, run = None, []
+        previous = i
+    if current is None and run and placed(run)[0]:
+        events.append(_unconfirmed(run, previous, None, relative))
     return events
+
+
+def _unconfirmed(
+    run: list[int], previous: int | None, next_index: int | None, relative: np.ndarray
+) -> Disturbance:
+    event = Disturbance(run[0], None, event_indices=list(run), previous_index=previous)
+    event.next_index = next_index
+    event.severity = float(relative[run].max())
+    return event
+
+
+def sampling(days: np.ndarray, as_of: float, window: float = SAMPLING_WINDOW_DAYS) -> dict:
+    """How well clear dates back a figure at ``as_of``: the clear dates in the last
+    ``window`` days and the largest gap without one, counting from the last clear date
+    before the window and up to ``as_of`` (None when the parcel was never seen clear)."""
+    seen = np.sort(days[days <= as_of])
+    inside = seen[seen > as_of - window]
+    before = seen[seen <= as_of - window][-1:]
+    points = np.concatenate([before, inside, [as_of]])
+    gap = float(np.diff(points).max()) if len(points) > 1 else None
+    return {
+        "window_days": int(window),
+        "clear_dates": int(len(inside)),
+        "largest_gap_days": None if gap is None else round(gap, 1),
+    }
 
 
 def health_index(z: float | None) -> float | None:
@@ -376,4 +599,12 @@ def _doy(days: float) -> float:
 
 
 def _doy_array(days: np.ndarray) -> np.ndarray:
-    return np.array([_doy(d) for d in days])
+    """Day of year (1-based) of each day since the epoch, vectorised: the baseline asks
+    it of every earlier date for every date judged."""
+    dates = (np.asarray(days, dtype=float) * 86400.0).astype("datetime64[s]").astype("M8[D]")
+    return (dates - dates.astype("M8[Y]")).astype(int).astype(float) + 1.0
+
+
+def _same_time_of_year(days: np.ndarray, day: float, within: float) -> np.ndarray:
+    distance = np.abs(_doy_array(days) - _doy(day))
+    return np.minimum(distance, 365.25 - distance) <= within

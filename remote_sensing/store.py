@@ -207,10 +207,16 @@ def _nan_to_none(row: dict) -> dict:
 
 def clear_means(
     engine: Engine, min_valid_fraction: float, as_of: datetime | None = None
-) -> list[tuple[str, str, float]]:
-    """(parcel kind, scene_id, ndvi_mean) of every clear observation up to ``as_of``."""
+) -> list[tuple[str, str, datetime, float]]:
+    """(parcel kind, scene_id, acquired_at, ndvi_mean) of every clear observation up to
+    ``as_of``."""
     query = (
-        select(parcels.c.kind, observations.c.scene_id, observations.c.ndvi_mean)
+        select(
+            parcels.c.kind,
+            observations.c.scene_id,
+            observations.c.acquired_at,
+            observations.c.ndvi_mean,
+        )
         .join(parcels, parcels.c.parcel_id == observations.c.parcel_id)
         .where(observations.c.valid_fraction >= min_valid_fraction)
         .where(observations.c.ndvi_mean.is_not(None))

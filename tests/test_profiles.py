@@ -12,7 +12,7 @@ from collateral.db import make_engine, upgrade
 from remote_sensing import profiles, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.profile_update import parcel_profile, update_profiles
+from remote_sensing.profile_update import parcel_profile, peer_statistics, update_profiles
 from tests.support.paths import SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
@@ -90,13 +90,97 @@ def test_disturbance_opens_on_two_clear_dates_and_closes_on_recovery():
     assert event.severity == pytest.approx((0.7 - 0.35) / 0.7)
 
 
-def test_one_low_date_or_a_shallow_dip_raises_nothing():
-    values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
-    series = profiles.clean_series(_obs(np.arange(6) * 20.0, values))
-    series = profiles.Series(
-        series.days, series.ndvi, series.weights, series.scene_ids, np.zeros(6, bool)
+def _judged_all(series):
+    """The same series with no date set aside as an outlier: the detector judges each."""
+    n = len(series.days)
+    return profiles.Series(
+        series.days, series.ndvi, series.weights, series.scene_ids, np.zeros(n, bool)
     )
+
+
+@pytest.mark.parametrize("step", [5.0, 10.0])
+def test_one_low_date_or_a_shallow_dip_raises_nothing(step):
+    values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
+    series = _judged_all(profiles.clean_series(_obs(np.arange(6) * step, values)))
     assert profiles.detect_disturbances(series, _flat(6)) == []
+
+
+def test_a_lone_low_date_between_long_gaps_is_reported_not_confirmed():
+    """20 days to the next clear date: a short dip and lasting damage look the same."""
+    values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
+    series = _judged_all(profiles.clean_series(_obs(np.arange(6) * 20.0, values)))
+    (event,) = profiles.detect_disturbances(series, _flat(6))
+    assert (event.confirmed_index, event.state) == (None, "unconfirmed")
+    assert (event.start_index, event.previous_index, event.next_index) == (1, 0, 2)
+    # ...and one at the end of the record waits for the next clear date
+    (event,) = profiles.detect_disturbances(
+        _judged_all(profiles.clean_series(_obs(np.arange(3) * 20.0, [0.7, 0.7, 0.45]))), _flat(3)
+    )
+    assert event.state == "pending" and event.next_index is None
+
+
+@pytest.mark.parametrize(("step", "dates"), [(5.0, 2), (20.0, 2), (30.0, 2), (40.0, 3), (60.0, 3)])
+def test_evidence_to_confirm_grows_with_the_gap_between_clear_dates(step, dates):
+    values = [0.7, 0.7, 0.35, 0.35, 0.35, 0.35]
+    series = profiles.clean_series(_obs(np.arange(6) * step, values))
+    (event,) = profiles.detect_disturbances(series, _flat(6))
+    assert event.confirmed_index - event.start_index + 1 == dates
+
+
+def test_a_drop_with_no_place_opens_nothing_and_one_with_a_place_does():
+    values = [0.7, 0.7, 0.45, 0.45, 0.45, 0.45]
+    series = profiles.clean_series(_obs(np.arange(6) * 10.0, values))
+    asked = []
+
+    def nowhere(start, indices):
+        asked.append(list(indices))
+        return 0.0
+
+    assert profiles.detect_disturbances(series, _flat(6), nowhere, 0.2) == []
+    assert asked[0] == [2, 3]  # asked as soon as the evidence was there, then again as it grew
+    (event,) = profiles.detect_disturbances(series, _flat(6), lambda s, i: 1.5, 0.2)
+    assert event.state == "open" and event.affected_ha == 1.5
+    assert profiles.min_affected_ha(10.0) == 0.5 and profiles.min_affected_ha(1.0) == 0.2
+    assert profiles.min_affected_ha(0.1) == 0.05
+
+
+def test_the_usual_dip_widens_the_range_and_health_stays_whole_inside_it():
+    values = np.array([0.7, 0.7, 0.59, 0.59, 0.62, 0.7])
+    series = profiles.clean_series(_obs(np.arange(6) * 10.0, values))
+    plain = _flat(6)
+    widened = profiles.Baseline(
+        plain.expected, plain.spread, plain.source, np.full(6, 0.12), ("calendar",) * 6
+    )
+    assert profiles.detect_disturbances(series, plain) != []
+    assert profiles.detect_disturbances(series, widened) == []
+    np.testing.assert_allclose(widened.anomaly(values), 0.0)
+    assert profiles.health_index(float(plain.anomaly(values)[3])) < 0.2
+    deeper = widened.anomaly(np.array([0.4]))[0]
+    assert deeper == pytest.approx((0.4 - (0.7 - 0.12)) / 0.03)
+
+
+def test_default_calendar_covers_the_tea_seasons_and_wraps_the_year():
+    day = lambda y, m, d: profiles.to_days(datetime(y, m, d, tzinfo=UTC))  # noqa: E731
+    assert profiles.calendar_depth("tea_garden", day(2024, 4, 15)) == 0.10
+    assert profiles.calendar_depth("tea_garden", day(2024, 1, 20)) == 0.12
+    assert profiles.calendar_depth("tea_garden", day(2023, 12, 1)) == 0.12
+    assert profiles.calendar_depth("tea_garden", day(2024, 8, 15)) == 0.0
+    assert profiles.calendar_depth("forest", day(2024, 4, 15)) == 0.0
+
+
+def test_sampling_counts_clear_dates_and_the_largest_gap():
+    days = np.array([0.0, 50.0, 70.0, 110.0])
+    assert profiles.sampling(days, 120.0) == {
+        "window_days": 60,
+        "clear_dates": 2,
+        "largest_gap_days": 40.0,
+    }
+    assert profiles.sampling(days, 200.0) == {
+        "window_days": 60,
+        "clear_dates": 0,
+        "largest_gap_days": 90.0,
+    }
+    assert profiles.sampling(np.zeros(0), 10.0)["largest_gap_days"] is None
 
 
 def test_dates_without_baseline_are_not_judged():
@@ -109,7 +193,12 @@ def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year
     days = np.arange(0, 730, 10.0)
     values = 0.6 + 0.2 * np.sin(2 * np.pi * (days - 80) / 365)
     obs = _obs(days, values)
-    peers = {o["scene_id"]: (o["ndvi_mean"] + 0.01, 0.02, 5) for o in obs}  # peers move alike
+    peers = {  # peers move alike
+        o["scene_id"]: profiles.Peer(
+            o["ndvi_mean"] + 0.01, 0.02, 5, profiles.to_days(o["acquired_at"])
+        )
+        for o in obs
+    }
     series = profiles.clean_series(obs)
     baseline, events = profiles.analyse(series, peers)
     first_year = series.days < profiles.to_days(START) + 365
@@ -205,6 +294,9 @@ def test_healthy_parcels_including_plucked_and_pruned_tea_raise_no_event(sample_
     engine, _ = sample_db
     damaged = {TRUTH["clear_cut"]["parcel_id"], TRUTH["frost"]["parcel_id"]}
     assert {e["parcel_id"] for e in store.stored_events(engine)} == damaged
+    peers = peer_statistics(engine)
+    for parcel_id in set(store.load_parcels_frame(engine).parcel_id) - damaged:
+        assert parcel_profile(engine, parcel_id, peers=peers)["suspected"] == [], parcel_id
     tea = parcel_profile(engine, "T-03")
     # planted: plucking around Apr 10, Jun 25, Sep 25 and pruning on Dec 5, every year
     work = [date(y, m, d) for y in (2023, 2024) for m, d in ((4, 10), (6, 25), (9, 25), (12, 5))]
@@ -268,7 +360,7 @@ def test_profile_json_contract_and_png(sample_db, monkeypatch, agri, tmp_path):
     } <= set(doc)
     assert set(doc["smoothed"][0]) == {"date", "ndvi"}
     assert {"date", "expected", "spread", "z"} <= set(doc["baseline"][-1])
-    assert doc["baseline"][-1]["z"] == doc["anomaly_z"]
+    assert doc["baseline"][-1]["anomaly_z"] == doc["anomaly_z"]
     strict = json.loads(
         agri("parcels", "profile", "F-08", "--json", "--min-valid-fraction", "0.99").stdout
     )
