@@ -12,8 +12,6 @@ from agri_common.rows import jsonable
 from remote_sensing import profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 
-PRE_EVENT_DATES = 3  # clear dates before an event that define each pixel's own level
-
 
 def peer_statistics(
     engine: Engine, as_of: datetime | None = None
@@ -70,7 +68,7 @@ def build_profile(
         peers.get(parcel["kind"], {}),
         parcel["kind"],
         pixels.affected_ha,
-        profiles.min_affected_ha(parcel["area_ha"]),
+        parcel["area_ha"],
     )
     anomaly = baseline.anomaly(series.ndvi)
     judged = np.flatnonzero(fit & np.isfinite(baseline.expected))
@@ -115,7 +113,7 @@ def build_profile(
         "health_index": profiles.health_index(anomaly_z),
         "anomaly_z": None if anomaly_z is None else round(anomaly_z, 3),
         "sampling": sampling,
-        "events": [_event_json(e, series, pixels) for e in found if e.confirmed_index is not None],
+        "events": [_event_json(e, series) for e in found if e.confirmed_index is not None],
         "suspected": [_suspected_json(e, series) for e in found if e.confirmed_index is None],
     }
 
@@ -165,7 +163,7 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _event_json(event: profiles.Disturbance, series: profiles.Series, pixels) -> dict:
+def _event_json(event: profiles.Disturbance, series: profiles.Series) -> dict:
     day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
     start, confirmed = day(event.start_index), day(event.confirmed_index)
     end = None if event.end_index is None else day(event.end_index)
@@ -180,7 +178,7 @@ def _event_json(event: profiles.Disturbance, series: profiles.Series, pixels) ->
         else day(event.previous_index).isoformat(),
         "low_dates": len(event.event_indices),
         "severity": round(event.severity, 4),
-        "affected_ha": pixels.affected_ha(event.start_index, event.event_indices),
+        "affected_ha": event.affected_ha,
         "state": event.state,
     }
 
@@ -212,28 +210,24 @@ def _suspected_json(event: profiles.Disturbance, series: profiles.Series) -> dic
 
 
 class PixelEvidence:
-    """Where a parcel's own pixels fell: the pre-event level (median of the last
-    PRE_EVENT_DATES clear dates before a run) against the run's deepest clear date, per
-    pixel, from the scenes' NDVI COGs. Remembered per run: the detector asks again as a
-    run grows and every year's pass re-walks the series."""
+    """Where a parcel's own pixels fell, from the scenes' NDVI COGs: each pixel's level
+    on the dates before a run (their median) against the run's deepest date that saw it.
+    Remembered per question: every year's pass of the detector re-walks the series."""
 
     def __init__(self, series: profiles.Series, parcel: dict, ndvi_paths: dict[str, str]):
         self.series, self.parcel, self.ndvi_paths = series, parcel, ndvi_paths
-        self.seen: dict[tuple[int, ...], float | None] = {}
+        self.seen: dict[tuple, float | None] = {}
 
-    def affected_ha(self, start_index: int, indices: list[int]) -> float | None:
-        key = (start_index, *indices)
+    def affected_ha(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
+        key = (tuple(before), tuple(low), round(pixel_drop, 6))
         if key not in self.seen:
-            self.seen[key] = self._measure(start_index, indices)
+            self.seen[key] = self._measure(before, low, pixel_drop)
         return self.seen[key]
 
-    def _measure(self, start_index: int, indices: list[int]) -> float | None:
-        series = self.series
-        before = [i for i in range(start_index) if not series.outlier[i]][-PRE_EVENT_DATES:]
-        deepest = sorted(indices, key=lambda i: series.ndvi[i])
-        scenes = [series.scene_ids[i] for i in [*before, *deepest]]
+    def _measure(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
+        scenes = [self.series.scene_ids[i] for i in [*before, *low]]
         paths = [self.ndvi_paths.get(s) for s in scenes]
-        if not before or any(p is None or not Path(p).exists() for p in paths):
+        if any(p is None or not Path(p).exists() for p in paths):
             return None
         stack, coverage, pixel_area = parcel_pixel_stack(
             [Path(p) for p in paths],
@@ -241,4 +235,4 @@ class PixelEvidence:
         )
         pre = profiles.pixel_levels(stack[: len(before)])
         post = profiles.first_finite(stack[len(before) :])
-        return round(profiles.affected_area_ha(pre, post, coverage, pixel_area), 4)
+        return round(profiles.affected_area_ha(pre, post, coverage, pixel_area, pixel_drop), 4)

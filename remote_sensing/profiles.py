@@ -55,10 +55,12 @@ PIXEL_DROP = 0.15  # a pixel is affected when it fell this far below its own pre
 # An event needs a place: at least this area of pixels that fell (and this share of the
 # parcel, but never more than half of it). A parcel-wide mild decline lowers health only.
 MIN_AFFECTED_HA, MIN_AFFECTED_SHARE = 0.2, 0.05
+LOCAL_SHARE = 0.8  # an event over at most this share of the parcel is local (a cleared part)
 ALLOWANCE_WINDOW_DAYS = 20.0  # earlier years' dips within +/- this many days of the date
 MIN_OWN_DATES = 2  # earlier-year clear dates in that window before history speaks for itself
 MAX_ALLOWANCE = 0.15  # no usual dip is deeper: beyond this it is damage whatever the source
 PEER_LAMBDA = 2000.0  # peers' seasonal course: stiff (~45 days) so their joint dips stand out
+PEER_EDGE = 3  # the latest scenes, compared with the course fitted without each of them
 SAMPLING_WINDOW_DAYS = 60.0  # "how sure": clear dates and the largest gap over this window
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -292,10 +294,25 @@ def peer_table(rows: list[tuple[str, str, datetime, float]]) -> dict[str, dict[s
             continue
         days = np.array([d for d, _ in usable])
         medians = np.array([scenes[sid].median for _, sid in usable])
-        grid, course = whittaker(days, medians, np.ones(len(days)), lam=PEER_LAMBDA)
-        dips = np.maximum(0.0, np.interp(days, grid, course) - medians)
+        dips = np.maximum(0.0, _peer_course(days, medians) - medians)
         for (_, sid), dip in zip(usable, dips, strict=True):
             scenes[sid] = scenes[sid]._replace(dip=float(dip))
+    return out
+
+
+def _peer_course(days: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """The peers' seasonal course at each scene. At the end of the record a smoother
+    follows the last points (there is nothing after them), so the last PEER_EDGE scenes are
+    each compared with the course fitted without them: a hazy or plucked latest scene is
+    the one a health index reads."""
+    weights = np.ones(len(days))
+    grid, course = whittaker(days, medians, weights, lam=PEER_LAMBDA)
+    out = np.interp(days, grid, course)
+    for k in range(max(0, len(days) - PEER_EDGE), len(days)):
+        weights[k] = 0.0
+        grid, course = whittaker(days, medians, weights, lam=PEER_LAMBDA)
+        out[k] = np.interp(days[k], grid, course)
+        weights[k] = 1.0
     return out
 
 
@@ -367,10 +384,13 @@ class HistoryCurve:
 
 
 def allowance(own: float | None, peer: Peer | None, kind: str, day: float) -> tuple[float, str]:
-    """The usual dip on ``day`` and where it comes from: the parcel's own earlier dips, or
-    the default work calendar where its history is short; raised to the peers' shared
-    dip on that scene; never beyond MAX_ALLOWANCE."""
-    candidates = [(own, "history") if own is not None else (calendar_depth(kind, day), "calendar")]
+    """The usual dip on ``day`` and where it comes from: the deepest of the parcel's own
+    earlier dips at this time of year, the peers' shared dip on that scene and the default
+    work calendar; never beyond MAX_ALLOWANCE. The calendar stays a floor even with
+    history: on a sparse record earlier years' clear dates often missed the dip."""
+    candidates = [(calendar_depth(kind, day), "calendar")]
+    if own is not None:
+        candidates.append((own, "history"))
     if peer is not None and peer.count >= MIN_PEERS:
         candidates.append((peer.dip, "peers"))
     depth, source = max(candidates, key=lambda c: c[0])
@@ -382,7 +402,7 @@ def analyse(
     peers: dict[str, Peer],
     kind: str = "",
     area_of: "AreaOf | None" = None,
-    min_area_ha: float = 0.0,
+    parcel_ha: float | None = None,
 ) -> tuple[Baseline, list["Disturbance"]]:
     """Baseline and disturbances (confirmed or not), built year by year.
 
@@ -409,12 +429,13 @@ def analyse(
             if own is not None:
                 (expected[i], spread[i]), source[i] = own, "history"
             elif peer is not None and peer.count >= MIN_PEERS:
-                expected[i], spread[i] = peer.median, max(SPREAD_FLOOR, peer.spread)
+                expected[i] = peer.median + _place_among_peers(series, peers, i, excluded)
+                spread[i] = max(SPREAD_FLOOR, peer.spread)
                 source[i] = "peers"
             own_dip = curve.dip_at(series.days[i]) if curve is not None else None
             allowed[i], allowed_source[i] = allowance(own_dip, peer, kind, series.days[i])
         baseline = Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source))
-        events = detect_disturbances(series, baseline, area_of, min_area_ha)
+        events = detect_disturbances(series, baseline, area_of, parcel_ha)
         for event in events:
             if event.confirmed_index is None:
                 continue
@@ -423,9 +444,28 @@ def analyse(
     return Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source)), events
 
 
-# (start index, indices of the low dates) -> hectares whose own pixels fell, or None when
-# it cannot be measured (no NDVI files): the event then opens, of unknown extent.
-AreaOf = Callable[[int, list[int]], "float | None"]
+def _place_among_peers(
+    series: Series, peers: dict[str, Peer], i: int, excluded: np.ndarray
+) -> float:
+    """How far above or below its peers' median the parcel usually sits, from its earlier
+    clear dates (0 with fewer than MIN_PEERS of them): parcels differ in level, and a
+    garden always a little paler than its neighbours is not a garden in trouble."""
+    offsets = [
+        series.ndvi[j] - peers[series.scene_ids[j]].median
+        for j in range(i)
+        if not excluded[j]
+        and series.scene_ids[j] in peers
+        and peers[series.scene_ids[j]].count >= MIN_PEERS
+    ]
+    return float(np.median(offsets)) if len(offsets) >= MIN_PEERS else 0.0
+
+
+# (clear dates before the event, its low dates deepest first, drop) -> hectares whose own
+# pixels fell from their level on the first dates to the first low date that saw them by
+# more than the drop; None when it cannot be measured (no NDVI files): the event then
+# opens, of unknown extent.
+AreaOf = Callable[[list[int], list[int], float], "float | None"]
+PRE_EVENT_DATES = 3  # clear dates before an event that define each pixel's own level
 
 
 def min_affected_ha(parcel_ha: float) -> float:
@@ -448,6 +488,7 @@ class Disturbance:
     previous_index: int | None = None  # the last judged clear date before the run
     next_index: int | None = None  # unconfirmed: the clear date after the run
     affected_ha: float | None = None  # at the last check
+    pixel_drop: float = PIXEL_DROP  # what made a pixel count as fallen for this event
 
     @property
     def state(self) -> str:
@@ -467,51 +508,80 @@ def detect_disturbances(
     series: Series,
     baseline: Baseline,
     area_of: AreaOf | None = None,
-    min_area_ha: float = 0.0,
+    parcel_ha: float | None = None,
 ) -> list[Disturbance]:
-    """Walk the clear dates; open on enough evidence of low dates, close on as much of
-    recovery.
+    """Walk the clear dates; open on enough evidence of low dates with a place, close on
+    as much evidence of recovery.
 
-    A low (suspect) date is below the usual range (expected minus the allowance) by more
-    than max(3 spreads, 0.1), a recovered one by less than max(2 spreads, 0.05): the gap
-    between the two keeps one noisy date from flapping an event. Evidence weighs each date
-    by the gap before it (``evidence``). Before opening, ``area_of`` must find at least
-    ``min_area_ha`` of pixels that fell: a drop with no place is a health reduction.
-    Outliers and dates without a baseline are not judged.
+    A low date is more than max(3 spreads, 0.1) below expected. Evidence weighs each date
+    by the gap before it (``evidence``). Before an event opens, ``area_of`` must find at
+    least ``min_affected_ha(parcel_ha)`` of the parcel's own pixels that fell. How far a
+    pixel must have fallen depends on the parcel as a whole: when at the run's deepest
+    date even its mean is low beyond the usual dip (the allowance), PIXEL_DROP (a frost
+    browns the whole garden); otherwise the usual dip is no evidence, so PIXEL_DROP beyond
+    it (a cleared half stands out of a plucked garden; a plucked or pruned garden,
+    uniformly a little lower, does not). A drop with no place lowers health only. A
+    recovered date is back within max(2 spreads, 0.05) of the usual range (of expected,
+    for a local event): the gap between the two thresholds keeps one noisy date from
+    flapping an event. Outliers and dates without a baseline are not judged.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = baseline.expected - series.ndvi
         relative = np.clip(drop / baseline.expected, 0.0, 1.0)
-    beyond = drop - baseline.allowed()
+    allowed = baseline.allowed()
+    beyond = drop - allowed
     days = series.days
+    min_area_ha = 0.0 if parcel_ha is None else min_affected_ha(parcel_ha)
     events: list[Disturbance] = []
     current: Disturbance | None = None
     run: list[int] = []
     previous: int | None = None  # the last judged date before ``run``
 
-    def placed(run: list[int]) -> tuple[bool, float | None]:
-        area = area_of(run[0], run) if area_of is not None else None
-        return area is None or area >= min_area_ha, area
+    def measure(run: list[int], pixel_drop: float) -> float | None:
+        """Fallen area, net of the change the baseline expects between the dates compared
+        (months apart on a sparse record, the season alone moves every pixel)."""
+        before = [j for j in range(run[0]) if not series.outlier[j]][-PRE_EVENT_DATES:]
+        if area_of is None or not before:
+            return None
+        deepest = sorted(run, key=lambda j: series.ndvi[j])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no baseline before: no change
+            seasonal = float(
+                np.nanmedian(baseline.expected[before]) - baseline.expected[deepest[0]]
+            )
+        return area_of(before, deepest, pixel_drop + (seasonal if np.isfinite(seasonal) else 0.0))
+
+    def placed(run: list[int]) -> tuple[bool, float | None, float]:
+        deepest = max(run, key=lambda j: beyond[j])
+        whole = beyond[deepest] > max(OPEN_SIGMA * baseline.spread[deepest], OPEN_MIN_DROP)
+        pixel_drop = PIXEL_DROP if whole else PIXEL_DROP + float(allowed[run].max())
+        area = measure(run, pixel_drop)
+        return area is None or area >= min_area_ha, area, pixel_drop
 
     for i in range(len(days)):
         if series.outlier[i] or not np.isfinite(baseline.expected[i]):
             continue
-        suspect = beyond[i] > max(OPEN_SIGMA * baseline.spread[i], OPEN_MIN_DROP)
-        recovered = beyond[i] < max(CLOSE_SIGMA * baseline.spread[i], CLOSE_MIN_DROP)
+        suspect = drop[i] > max(OPEN_SIGMA * baseline.spread[i], OPEN_MIN_DROP)
+        # a local event (a cleared half) recovers when the parcel is back at expected: the
+        # usual dip of the rest of the garden says nothing about the cleared part
+        local = current is not None and _local(current, parcel_ha)
+        recovered = (drop[i] if local else beyond[i]) < max(
+            CLOSE_SIGMA * baseline.spread[i], CLOSE_MIN_DROP
+        )
         if current is None:
             if suspect:
                 run.append(i)
                 if evidence(days, run) >= CONFIRM_EVIDENCE:
-                    ok, area = placed(run)
+                    ok, area, pixel_drop = placed(run)
                     if ok:
                         current = Disturbance(run[0], i, event_indices=run, affected_ha=area)
-                        current.previous_index = previous
+                        current.previous_index, current.pixel_drop = previous, pixel_drop
                         current.severity = float(relative[run].max())
                         events.append(current)
                         run, previous = [], i
                 continue
-            if run and days[i] - days[run[-1]] > SHORT_DIP_DAYS and placed(run)[0]:
-                events.append(_unconfirmed(run, previous, i, relative))
+            if run and days[i] - days[run[-1]] > SHORT_DIP_DAYS:
+                events.extend(_unconfirmed(run, previous, i, relative, placed(run)))
             run, previous = [], i
             continue
         if suspect:
@@ -522,18 +592,38 @@ def detect_disturbances(
             current.end_index = run[0]
             current, run = None, []
         previous = i
-    if current is None and run and placed(run)[0]:
-        events.append(_unconfirmed(run, previous, None, relative))
+    if current is None and run:
+        events.extend(_unconfirmed(run, previous, None, relative, placed(run)))
+    for event in events:  # the extent of each event over all its low dates
+        if event.confirmed_index is not None:
+            event.affected_ha = measure(event.event_indices, event.pixel_drop)
     return events
 
 
+def _local(event: Disturbance, parcel_ha: float | None) -> bool:
+    """Whether an event holds part of the parcel only (LOCAL_SHARE or less of it fell)."""
+    if event.pixel_drop > PIXEL_DROP:
+        return True
+    return (
+        None not in (event.affected_ha, parcel_ha) and event.affected_ha <= LOCAL_SHARE * parcel_ha
+    )
+
+
 def _unconfirmed(
-    run: list[int], previous: int | None, next_index: int | None, relative: np.ndarray
-) -> Disturbance:
+    run: list[int],
+    previous: int | None,
+    next_index: int | None,
+    relative: np.ndarray,
+    placed: tuple[bool, float | None, float],
+) -> list[Disturbance]:
+    """The run as an unconfirmed event, when it had a place (else nothing to report)."""
+    ok, area, pixel_drop = placed
+    if not ok:
+        return []
     event = Disturbance(run[0], None, event_indices=list(run), previous_index=previous)
-    event.next_index = next_index
+    event.next_index, event.affected_ha, event.pixel_drop = next_index, area, pixel_drop
     event.severity = float(relative[run].max())
-    return event
+    return [event]
 
 
 def sampling(days: np.ndarray, as_of: float, window: float = SAMPLING_WINDOW_DAYS) -> dict:

@@ -132,27 +132,34 @@ def test_a_drop_with_no_place_opens_nothing_and_one_with_a_place_does():
     series = profiles.clean_series(_obs(np.arange(6) * 10.0, values))
     asked = []
 
-    def nowhere(start, indices):
+    def nowhere(before, indices, pixel_drop):
         asked.append(list(indices))
         return 0.0
 
-    assert profiles.detect_disturbances(series, _flat(6), nowhere, 0.2) == []
+    assert profiles.detect_disturbances(series, _flat(6), nowhere, 4.0) == []
     assert asked[0] == [2, 3]  # asked as soon as the evidence was there, then again as it grew
-    (event,) = profiles.detect_disturbances(series, _flat(6), lambda s, i: 1.5, 0.2)
+    (event,) = profiles.detect_disturbances(series, _flat(6), lambda s, i, d: 1.5, 4.0)
     assert event.state == "open" and event.affected_ha == 1.5
     assert profiles.min_affected_ha(10.0) == 0.5 and profiles.min_affected_ha(1.0) == 0.2
     assert profiles.min_affected_ha(0.1) == 0.05
 
 
 def test_the_usual_dip_widens_the_range_and_health_stays_whole_inside_it():
+    """Every pixel 0.11 lower (a plucked garden) is no disturbance, and inside the usual
+    dip not even a health reduction; half the pixels 0.3 lower is a disturbance."""
     values = np.array([0.7, 0.7, 0.59, 0.59, 0.62, 0.7])
     series = profiles.clean_series(_obs(np.arange(6) * 10.0, values))
     plain = _flat(6)
     widened = profiles.Baseline(
         plain.expected, plain.spread, plain.source, np.full(6, 0.12), ("calendar",) * 6
     )
-    assert profiles.detect_disturbances(series, plain) != []
-    assert profiles.detect_disturbances(series, widened) == []
+    uniform = lambda before, low, drop: 4.0 if drop < 0.11 else 0.0  # noqa: E731
+    half = lambda before, low, drop: 2.0 if drop < 0.3 else 0.0  # noqa: E731
+    for baseline in (plain, widened):
+        assert profiles.detect_disturbances(series, baseline, uniform, 4.0) == []
+        (event,) = profiles.detect_disturbances(series, baseline, half, 4.0)
+        assert event.affected_ha == 2.0
+    assert event.pixel_drop == pytest.approx(0.27)  # fell beyond the usual dip
     np.testing.assert_allclose(widened.anomaly(values), 0.0)
     assert profiles.health_index(float(plain.anomaly(values)[3])) < 0.2
     deeper = widened.anomaly(np.array([0.4]))[0]
