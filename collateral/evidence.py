@@ -8,9 +8,11 @@ later.
 import json
 from datetime import datetime, timedelta
 
+import numpy as np
 import shapely
 from sqlalchemy import Engine
 
+from agri_common.times import parse_time
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import prices
@@ -35,6 +37,7 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
         )
     peers = peer_statistics(engine, as_of) if loan["parcel_ids"] else {}
     stale_days = int(prices.value(policy, "stale_after_days", "tags"))
+    window = int(prices.value(policy, "stale_after_days", "imagery"))
     return {
         "loan": {
             "loan_id": loan["loan_id"],
@@ -45,14 +48,20 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
         "as_of": as_of.isoformat(),
         "prices": price_table,
         "policy": policy,
-        "parcels": [parcel_evidence(engine, pid, as_of, peers) for pid in loan["parcel_ids"]],
+        "parcels": [
+            parcel_evidence(engine, pid, as_of, peers, window) for pid in loan["parcel_ids"]
+        ],
         "herds": [herd_evidence(engine, h, as_of, stale_days) for h in loan["herds"]],
         "previous": previous,
         "code_version": CODE_VERSION,
     }
 
 
-def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, peers: dict) -> dict:
+def parcel_evidence(
+    engine: Engine, parcel_id: str, as_of: datetime, peers: dict, window_days: int = 60
+) -> dict:
+    """A parcel's profile at ``as_of`` as valuation evidence; ``window_days`` (the policy's
+    imagery staleness) is the window its clear images are counted over."""
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
         raise ValuationError(f"parcel {parcel_id} is not registered")
@@ -79,6 +88,17 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, peers: dict
         "latest_clear_at": clear[-1]["acquired_at"] if clear else None,
         "latest_clear_scene": clear[-1]["scene_id"] if clear else None,
         "clear_images": len(clear),
+        "sampling": profiles.sampling(
+            np.array([profiles.to_days(parse_time(o["acquired_at"])) for o in clear]),
+            profiles.to_days(as_of),
+            window_days,
+        ),
+        "suspected": [
+            {k: s[k] for k in ("start", "state", "affected_ha", "reason")}
+            for s in profile["suspected"]
+            if parse_time(s["start"]) > as_of - timedelta(days=window_days)
+            or s["state"] == "pending"
+        ],
         "scenes_used": [[o["scene_id"], o["acquired_at"][:10]] for o in clear],
         "open_disturbances": [
             {k: e[k] for k in ("start", "confirmed", "severity", "affected_ha")}

@@ -19,8 +19,9 @@ Formulas (also written out, with the numbers, in every item's ``formula``):
   by parity band (breeding sows) or lactation band (dairy cows), last weight x live-weight
   price for the weight band (fattening pigs, beef cattle). Unverified animals are listed
   with their reason and valued at zero. Haircut by category.
-- Stale evidence (no clear image for more than N days; no tag reading from the farm for more
-  than N days) adds the policy's stale haircut: the advance rate drops, confidence is
+- Stale evidence (fewer than two clear images of a parcel in the last N days, or a drop
+  its profile could not confirm for want of clear images; no tag reading from the farm for
+  more than N days) adds the policy's stale haircut: the advance rate drops, confidence is
   "reduced".
 - Eligible value = value x (1 - haircut). LTV = principal / total eligible value; status
   ok, watch (LTV >= watch threshold) or margin_call (LTV >= margin-call threshold, or
@@ -33,8 +34,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from agri_common.times import parse_time
 from collateral import prices
 from collateral.prices import Where
+from remote_sensing.profiles import CONFIRM_EVIDENCE
 
-RULES_VERSION = "2026.11.1"  # bump when a formula changes: stored valuations name theirs
+RULES_VERSION = "2026.12.1"  # bump when a formula changes: stored valuations name theirs
 CENT = Decimal("0.01")
 HA = Decimal("0.0001")
 RATIO = Decimal("0.0001")
@@ -191,14 +193,39 @@ def _disturbed(parcel: dict, area: Decimal) -> tuple[Decimal, list[str]]:
 
 
 def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where) -> list[str]:
-    days = prices.value(policy, "stale_after_days", "imagery", where)
+    """Why the parcel's imagery is weak evidence at ``as_of`` (empty: it is not).
+
+    Fewer than CONFIRM_EVIDENCE clear images in the policy's window is stale however
+    recent the last one: a profile cannot confirm or rule out damage on one date (under
+    Fujian's clouds, the usual case). A drop the profile could not confirm for want of
+    clear images in the window is named too. Snapshots from before these figures were
+    gathered (no ``sampling``) keep the age-of-the-last-image rule they were valued with.
+    """
+    days = int(prices.value(policy, "stale_after_days", "imagery", where))
     latest = parcel.get("latest_clear_at")
     if latest is None:
         return ["no clear image of the parcel yet"]
-    age = as_of - parse_time(latest)
-    if age > timedelta(days=int(days)):
-        return [f"last clear image {latest[:10]} is {age.days} days old (limit {days})"]
-    return []
+    sampling = parcel.get("sampling")
+    if sampling is None:
+        age = as_of - parse_time(latest)
+        if age > timedelta(days=days):
+            return [f"last clear image {latest[:10]} is {age.days} days old (limit {days})"]
+        return []
+    reasons = []
+    count, gap = sampling["clear_dates"], sampling["largest_gap_days"]
+    if count == 0:
+        age = (as_of - parse_time(latest)).days
+        reasons.append(
+            f"no clear image in the last {days} days: the last, {latest[:10]}, is {age} days old"
+        )
+    elif count < CONFIRM_EVIDENCE:
+        reasons.append(
+            f"only {count} clear image in the last {days} days ({latest[:10]}; longest wait "
+            f"{gap:.0f} days): {CONFIRM_EVIDENCE:.0f} are needed to confirm or rule out damage"
+        )
+    for suspected in parcel.get("suspected", []):
+        reasons.append(f"possible damage from {suspected['start']}: {suspected['reason']}")
+    return reasons
 
 
 def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> dict:

@@ -308,6 +308,9 @@ def _profile_summary(profile: dict, now: datetime) -> dict:
         "anomaly_z": profile["anomaly_z"],
         "health_index": profile["health_index"],
         "updated_at": now,
+        "clear_dates_60d": (profile.get("sampling") or {}).get("clear_dates"),
+        "largest_gap_days": (profile.get("sampling") or {}).get("largest_gap_days"),
+        "suspected": profile.get("suspected") or [],
     }
 
 
@@ -364,11 +367,27 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def profile_overview(engine: Engine) -> dict[str, dict]:
-    """Per parcel: stored health index and a one-line account of its disturbances."""
+    """Per parcel: stored health index with the clear dates behind it, and a one-line
+    account of its disturbances and of the drops not confirmed for want of clear dates."""
     out: dict[str, dict] = {}
+    query = select(
+        parcel_profiles.c.parcel_id,
+        parcel_profiles.c.health_index,
+        parcel_profiles.c.clear_dates_60d,
+        parcel_profiles.c.largest_gap_days,
+        parcel_profiles.c.suspected,
+    )
     with engine.connect() as c:
-        for r in c.execute(select(parcel_profiles.c.parcel_id, parcel_profiles.c.health_index)):
-            out[r.parcel_id] = {"health_index": r.health_index}
+        for r in c.execute(query):
+            out[r.parcel_id] = {
+                "health_index": r.health_index,
+                "clear_dates_60d": r.clear_dates_60d,
+                "largest_gap_days": r.largest_gap_days,
+                "suspected": "; ".join(
+                    f"{s['state']} since {s['start']}" for s in r.suspected or []
+                )
+                or None,
+            }
     for event in stored_events(engine):
         entry = out.setdefault(event["parcel_id"], {})
         until = event["end"].date().isoformat() if event["end"] else "now"

@@ -113,4 +113,8 @@ parcel_profiles = Table(
     Column("anomaly_z", Float),
     Column("health_index", Float),
     Column("updated_at", UTCDateTime, nullable=False),
+    # how sure: clear dates in the last 60 days and the largest gap without one
+    Column("clear_dates_60d", Integer),
+    Column("largest_gap_days", Float),
+    Column("suspected", JSON),  # drops nobody could confirm or rule out (profile "suspected")
 )

@@ -13,10 +13,11 @@ from bioassets import store as bio_store
 from bioassets.messages import Reading
 from collateral import loans, prices
 from collateral.db import engine_url
+from collateral.evidence import parcel_evidence
 from collateral.tables import valuations
 from collateral.valuation import ValuationError, value_loan
 from remote_sensing import store as rs_store
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profile_update import parcel_profile, peer_statistics
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import SILENT_SOWS, WORLD_AS_OF
 
@@ -274,6 +275,51 @@ def test_tea_condition_is_clamped_and_stale_imagery_lowers_the_advance_rate():
     fresh = value_loan(_inputs(latest_clear_at="2024-03-20T00:00:00+00:00", health_index=1.7))
     assert fresh["items"][0]["evidence"]["condition_factor"] == "1"
     assert fresh["items"][0]["haircut"] == "0.30"
+
+
+def test_stale_imagery_counts_clear_images_in_the_window_and_names_unconfirmed_drops():
+    """The profile's figures decide: one clear image in 60 days cannot confirm or rule
+    out damage however recent it is; two can; a drop the profile could not confirm is
+    named."""
+    recent = "2024-03-25T00:00:00+00:00"
+
+    def tea(**sampling):
+        window = {"window_days": 60, **sampling}
+        return value_loan(_inputs(latest_clear_at=recent, sampling=window))["items"][0]
+
+    one = tea(clear_dates=1, largest_gap_days=48.0)
+    assert one["haircut"] == "0.45" and one["confidence"] == "reduced"
+    assert one["evidence"]["haircut"]["reasons"] == [
+        "only 1 clear image in the last 60 days (2024-03-25; longest wait 48 days): "
+        "2 are needed to confirm or rule out damage"
+    ]
+    two = tea(clear_dates=2, largest_gap_days=30.0)
+    assert two["haircut"] == "0.30" and two["confidence"] == "high"
+    window = {"window_days": 60, "clear_dates": 0, "largest_gap_days": 91.0}
+    none = value_loan(_inputs(sampling=window))["items"][0]  # last clear 2024-01-01
+    assert none["evidence"]["haircut"]["reasons"] == [
+        "no clear image in the last 60 days: the last, 2024-01-01, is 91 days old"
+    ]
+    suspected = {
+        "start": "2024-03-10",
+        "state": "unconfirmed",
+        "affected_ha": 1.9,
+        "reason": "not enough clear dates: 1 low clear date(s) from 2024-03-10, ...",
+    }
+    window = {"window_days": 60, "clear_dates": 3, "largest_gap_days": 31.0}
+    doubt = value_loan(_inputs(latest_clear_at=recent, sampling=window, suspected=[suspected]))
+    item = doubt["items"][0]
+    assert item["confidence"] == "reduced"
+    assert item["evidence"]["haircut"]["reasons"][0].startswith("possible damage from 2024-03-10")
+
+
+def test_valuation_evidence_carries_the_profiles_own_sampling_figures(world):
+    as_of = datetime(2024, 10, 1, tzinfo=UTC)
+    for parcel_id in ("T-04", "F-08"):
+        evidence = parcel_evidence(world, parcel_id, as_of, peer_statistics(world, as_of), 60)
+        profile = parcel_profile(world, parcel_id, as_of)
+        assert evidence["sampling"] == profile["sampling"]
+        assert evidence["sampling"]["clear_dates"] >= 1
 
 
 def test_ltv_thresholds_decide_the_status():

@@ -187,6 +187,14 @@ def test_a_parcel_shows_its_profile_and_ndvi_overlay(page, server):
     expect(page.locator("#legend")).to_be_visible()
     profile = api_get(server, "/v1/parcels/F-08/profile")
     assert f"{profile['health_index']:.2f}" in page.inner_text("#detail")
+    sampling = profile["sampling"]  # how sure: the clear images behind the figure
+    expect(page.locator("#detail .sampling")).to_contain_text(
+        f"from {sampling['clear_dates']} clear image(s) in the last 60 days"
+    )
+    (event,) = profile["events"]
+    expect(page.locator("#detail li[data-event=open]")).to_contain_text(
+        f"{event['detection_delay_days']} days after it was first seen"
+    )
     shot(page, "03-parcel")
 
 

@@ -99,7 +99,10 @@ def _feature(parcel: dict, geometry: dict, overview: dict) -> dict:
             "area_ha": round(parcel["area_ha"], 4),
             "attributes": parcel["attributes"],
             "health_index": overview.get("health_index"),
+            "clear_dates_60d": overview.get("clear_dates_60d"),
+            "largest_gap_days": overview.get("largest_gap_days"),
             "disturbance": overview.get("disturbance"),
+            "suspected": overview.get("suspected"),
         },
     }
 

@@ -246,7 +246,10 @@ class ParcelProperties(Out):
     area_ha: float
     attributes: dict[str, Any]
     health_index: float | None
+    clear_dates_60d: int | None = Field(description="clear images behind the health index")
+    largest_gap_days: float | None = Field(description="longest wait for a clear image")
     disturbance: str | None
+    suspected: str | None = Field(description="drops not confirmed for want of clear images")
 
 
 class ParcelFeature(Out):
@@ -289,7 +292,15 @@ class Profile(Out):
     seasons: list[dict[str, Any]]
     health_index: float | None
     anomaly_z: float | None
-    events: list[dict[str, Any]] = Field(description="disturbances: start, end, severity, ...")
+    sampling: dict[str, Any] | None = Field(
+        description="{window_days, clear_dates, largest_gap_days}: how sure health and z are"
+    )
+    events: list[dict[str, Any]] = Field(
+        description="disturbances: start, end, confirmed, detection_delay_days, severity, ..."
+    )
+    suspected: list[dict[str, Any]] = Field(
+        description="drops not confirmed for want of clear dates: start, state, reason, ..."
+    )
 
 
 class Overlay(Out):

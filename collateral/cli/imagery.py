@@ -107,11 +107,21 @@ def parcels_profile(
             f"{(profile['as_of'] or '-')[:10]}: health index "
             f"{'n/a' if health is None else f'{health:.2f}'}, anomaly z {profile['anomaly_z']}"
         )
+        sampling = profile["sampling"]
+        if sampling is not None:
+            click.echo(
+                f"  from {sampling['clear_dates']} clear image(s) in the last "
+                f"{sampling['window_days']} days, longest wait "
+                f"{sampling['largest_gap_days']} days"
+            )
         for e in profile["events"]:
             click.echo(
                 f"  disturbance {e['state']}: from {e['start']} to {e['end'] or 'now'}, "
-                f"severity {e['severity']:.0%}, affected {e['affected_ha'] or 0:.2f} ha"
+                f"severity {e['severity']:.0%}, affected {e['affected_ha'] or 0:.2f} ha, "
+                f"confirmed {e['confirmed']} ({e['detection_delay_days']} days after first seen)"
             )
+        for s in profile["suspected"]:
+            click.echo(f"  possible damage ({s['state']}): {s['reason']}")
 
 
 @parcels.command("list")

@@ -347,17 +347,26 @@ async function selectParcel(parcelId) {
   detail.dataset.parcel = parcelId;
   const events = profile.events.length
     ? `<ul class="events">${profile.events
-        .map((e) => `<li data-event="${esc(e.state)}">${esc(e.kind)} ${esc(e.state)}: from ${esc(e.start)} to ${esc(e.end ?? "now")}, severity ${pct(e.severity)}, ${e.affected_ha ?? "?"} ha affected</li>`)
+        .map((e) => `<li data-event="${esc(e.state)}">${esc(e.kind)} ${esc(e.state)}: from ${esc(e.start)} to ${esc(e.end ?? "now")}, severity ${pct(e.severity)}, ${e.affected_ha ?? "?"} ha affected, confirmed ${esc(e.confirmed)} (${e.detection_delay_days} days after it was first seen)</li>`)
         .join("")}</ul>`
     : "<p>No disturbance.</p>";
+  const suspected = profile.suspected.length
+    ? `<ul class="suspected">${profile.suspected
+        .map((s) => `<li data-suspected="${esc(s.state)}">possible damage from ${esc(s.start)}, ${s.affected_ha ?? "?"} ha: ${esc(s.reason)}</li>`)
+        .join("")}</ul>`
+    : "";
+  const sampling = profile.sampling;
+  const sure = sampling
+    ? ` · from ${sampling.clear_dates} clear image(s) in the last ${sampling.window_days} days, longest wait ${sampling.largest_gap_days ?? "-"} days`
+    : "";
   detail.innerHTML = `
     <h2>Parcel ${esc(parcelId)} · ${esc(profile.kind)} · ${Number(profile.area_ha).toFixed(2)} ha</h2>
-    <p>Health index <strong>${profile.health_index?.toFixed(2) ?? "-"}</strong> as of ${day(profile.as_of)}${
+    <p>Health index <strong>${profile.health_index?.toFixed(2) ?? "-"}</strong> as of ${day(profile.as_of)}<span class="sampling">${esc(sure)}</span>${
       info ? ` · map shows NDVI of ${day(info.acquired_at)}` : ""
     }</p>
     <div id="profile-chart" class="chart"></div>
     <p class="hint">Dots: cloud-free observations; line: smoothed NDVI; band: the parcel's usual range for the time of year.</p>
-    <h3>Events</h3>${events}`;
+    <h3>Events</h3>${events}${suspected}`;
   profileChart(profile);
   const layer = parcelLayer?.getLayers().find((l) => l.feature.id === parcelId);
   if (layer) {
@@ -377,7 +386,8 @@ function profileChart(profile) {
   };
   for (const o of profile.observations) if (o.ndvi_mean != null && o.valid_fraction >= 0.6) at(o.acquired_at.slice(0, 10)).obs = o.ndvi_mean;
   for (const s of profile.smoothed) at(s.date).smooth = s.ndvi;
-  for (const b of profile.baseline) Object.assign(at(b.date), { lo: b.expected - 2 * b.spread, hi: b.expected + 2 * b.spread });
+  // the usual range reaches down by the usual dip (plucking, pruning, a hazy scene)
+  for (const b of profile.baseline) Object.assign(at(b.date), { lo: b.expected - (b.allowance ?? 0) - 2 * b.spread, hi: b.expected + 2 * b.spread });
   const xs = [...points.keys()].sort((a, b) => a - b);
   const col = (k) => xs.map((x) => points.get(x)[k]);
   chart(
