@@ -211,7 +211,8 @@ def _suspected_json(event: profiles.Disturbance, series: profiles.Series) -> dic
 
 class PixelEvidence:
     """Where a parcel's own pixels fell, from the scenes' NDVI COGs: each pixel's level
-    on the dates before a run (their median) against the run's deepest date that saw it.
+    on the dates before a run (their median) against the first of its low dates (deepest
+    first) that saw it.
     Remembered per question: every year's pass of the detector re-walks the series."""
 
     def __init__(self, series: profiles.Series, parcel: dict, ndvi_paths: dict[str, str]):

@@ -55,6 +55,9 @@ PIXEL_DROP = 0.15  # a pixel is affected when it fell this far below its own pre
 # An event needs a place: at least this area of pixels that fell (and this share of the
 # parcel, but never more than half of it). A parcel-wide mild decline lowers health only.
 MIN_AFFECTED_HA, MIN_AFFECTED_SHARE = 0.2, 0.05
+# An event's extent is read on its low dates within this many days of its start: later,
+# regrowth and the rest of the parcel's own seasonal work blur what fell.
+EXTENT_DAYS = 60.0
 LOCAL_SHARE = 0.8  # an event over at most this share of the parcel is local (a cleared part)
 ALLOWANCE_WINDOW_DAYS = 20.0  # earlier years' dips within +/- this many days of the date
 MIN_OWN_DATES = 2  # earlier-year clear dates in that window before history speaks for itself
@@ -326,9 +329,17 @@ class Baseline:
     source: tuple[str | None, ...]  # "history", "peers" or None
     allowance: np.ndarray | None = None  # NDVI a normal date may sit below expected
     allowance_source: tuple[str | None, ...] = ()  # "history", "peers", "calendar"
+    shared: np.ndarray | None = None  # the peers' shared dip in that scene (haze, work)
 
     def allowed(self) -> np.ndarray:
         return np.zeros(len(self.expected)) if self.allowance is None else self.allowance
+
+    def scene_level(self) -> np.ndarray:
+        """Expected less the shared dip of each scene: where every pixel of every garden
+        should be that day (a hazy scene lowers them all)."""
+        return self.expected - (
+            np.zeros(len(self.expected)) if self.shared is None else self.shared
+        )
 
     def anomaly(self, ndvi: np.ndarray) -> np.ndarray:
         """Spreads outside the usual range: above expected positive, within the allowance
@@ -414,6 +425,7 @@ def analyse(
     """
     n = len(series.days)
     expected, spread, allowed = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)
+    shared = np.zeros(n)
     source: list[str | None] = [None] * n
     allowed_source: list[str | None] = [None] * n
     years = np.array([to_date(d).year for d in series.days], dtype=int)
@@ -434,14 +446,16 @@ def analyse(
                 source[i] = "peers"
             own_dip = curve.dip_at(series.days[i]) if curve is not None else None
             allowed[i], allowed_source[i] = allowance(own_dip, peer, kind, series.days[i])
-        baseline = Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source))
+            if peer is not None and peer.count >= MIN_PEERS:
+                shared[i] = min(peer.dip, MAX_ALLOWANCE)
+        baseline = Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source), shared)
         events = detect_disturbances(series, baseline, area_of, parcel_ha)
         for event in events:
             if event.confirmed_index is None:
                 continue
             last = event.end_index if event.end_index is not None else n
             excluded[event.start_index : last] = True
-    return Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source)), events
+    return baseline, events
 
 
 def _place_among_peers(
@@ -539,21 +553,23 @@ def detect_disturbances(
 
     def measure(run: list[int], pixel_drop: float) -> float | None:
         """Fallen area, net of the change the baseline expects between the dates compared
-        (months apart on a sparse record, the season alone moves every pixel)."""
+        (months apart on a sparse record, the season alone moves every pixel; a hazy
+        scene lowers them all)."""
         before = [j for j in range(run[0]) if not series.outlier[j]][-PRE_EVENT_DATES:]
         if area_of is None or not before:
             return None
-        deepest = sorted(run, key=lambda j: series.ndvi[j])
+        # furthest below expected first: a pixel under cloud on the deepest is read on the next
+        deepest = sorted(run, key=lambda j: -drop[j])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # no baseline before: no change
-            seasonal = float(
-                np.nanmedian(baseline.expected[before]) - baseline.expected[deepest[0]]
-            )
+            level = baseline.scene_level()
+            seasonal = float(np.nanmedian(level[before]) - level[deepest[0]])
         return area_of(before, deepest, pixel_drop + (seasonal if np.isfinite(seasonal) else 0.0))
 
     def placed(run: list[int]) -> tuple[bool, float | None, float]:
         deepest = max(run, key=lambda j: beyond[j])
-        whole = beyond[deepest] > max(OPEN_SIGMA * baseline.spread[deepest], OPEN_MIN_DROP)
+        # outside the usual range by the measure that decides recovery: the whole parcel is
+        whole = beyond[deepest] > max(CLOSE_SIGMA * baseline.spread[deepest], CLOSE_MIN_DROP)
         pixel_drop = PIXEL_DROP if whole else PIXEL_DROP + float(allowed[run].max())
         area = measure(run, pixel_drop)
         return area is None or area >= min_area_ha, area, pixel_drop
@@ -594,9 +610,12 @@ def detect_disturbances(
         previous = i
     if current is None and run:
         events.extend(_unconfirmed(run, previous, None, relative, placed(run)))
-    for event in events:  # the extent of each event over all its low dates
+    for event in events:  # the extent of each event over its first weeks' low dates
         if event.confirmed_index is not None:
-            event.affected_ha = measure(event.event_indices, event.pixel_drop)
+            first = [
+                j for j in event.event_indices if days[j] - days[event.start_index] <= EXTENT_DAYS
+            ]
+            event.affected_ha = measure(first, event.pixel_drop)
     return events
 
 
@@ -662,17 +681,11 @@ def affected_area_ha(
     min_drop: float = PIXEL_DROP,
 ) -> float:
     """Hectares of the parcel whose pixels fell more than ``min_drop`` below their own
-    pre-event NDVI. Arrays are per covered pixel (same order); NaN pixels do not count."""
+    pre-event NDVI. Arrays are per covered pixel (same order); NaN pixels (never seen) do
+    not count: the area is what was seen to fall."""
     with np.errstate(invalid="ignore"):
         hit = (pre - post) > min_drop
     return float(np.sum(coverage[hit]) * pixel_area_m2 / 10_000)
-
-
-def pixel_levels(stack: np.ndarray) -> np.ndarray:
-    """Per-pixel level across dates (rows: dates): the median of the finite values."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN pixel stays NaN
-        return np.nanmedian(stack, axis=0)
 
 
 def first_finite(stack: np.ndarray) -> np.ndarray:
@@ -682,6 +695,13 @@ def first_finite(stack: np.ndarray) -> np.ndarray:
         fill = np.isnan(out) & np.isfinite(row)
         out[fill] = row[fill]
     return out
+
+
+def pixel_levels(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel level across dates (rows: dates): the median of the finite values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN pixel stays NaN
+        return np.nanmedian(stack, axis=0)
 
 
 def _doy(days: float) -> float:

@@ -226,6 +226,12 @@ def test_parcels_farms_animals_and_alerts(api, world):
 
     profile = api("GET", f"/v1/parcels/F-08/profile?as_of={WORLD_AS_OF.replace('+', '%2B')}")
     assert profile.json()["events"][0]["state"] == "open"
+    assert profile.json()["events"][0]["detection_delay_days"] >= 0
+    # the stored health says how many clear images back it, as the profile does
+    sampling = profile.json()["sampling"]
+    assert f08["properties"]["clear_dates_60d"] == sampling["clear_dates"] >= 1
+    assert f08["properties"]["largest_gap_days"] == sampling["largest_gap_days"]
+    assert profile.json()["suspected"] == [] and f08["properties"]["suspected"] is None
     png = api("GET", "/v1/parcels/T-05/profile.png")
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
 

@@ -132,12 +132,12 @@ def test_a_drop_with_no_place_opens_nothing_and_one_with_a_place_does():
     series = profiles.clean_series(_obs(np.arange(6) * 10.0, values))
     asked = []
 
-    def nowhere(before, indices, pixel_drop):
-        asked.append(list(indices))
+    def nowhere(before, low, pixel_drop):
+        asked.append((list(before), list(low)))
         return 0.0
 
     assert profiles.detect_disturbances(series, _flat(6), nowhere, 4.0) == []
-    assert asked[0] == [2, 3]  # asked as soon as the evidence was there, then again as it grew
+    assert asked[0] == ([0, 1], [2, 3])  # asked as soon as the evidence was there, again as it grew
     (event,) = profiles.detect_disturbances(series, _flat(6), lambda s, i, d: 1.5, 4.0)
     assert event.state == "open" and event.affected_ha == 1.5
     assert profiles.min_affected_ha(10.0) == 0.5 and profiles.min_affected_ha(1.0) == 0.2
