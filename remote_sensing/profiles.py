@@ -431,6 +431,13 @@ def analyse(
     years = np.array([to_date(d).year for d in series.days], dtype=int)
     excluded = series.outlier.copy()
     events: list[Disturbance] = []
+    usable = [peers.get(s) for s in series.scene_ids]
+    offsets = np.array(
+        [
+            v - p.median if p is not None and p.count >= MIN_PEERS else np.nan
+            for v, p in zip(series.ndvi, usable, strict=True)
+        ]
+    )
     for year in sorted(set(years.tolist())):
         jan1 = to_days(datetime(year, 1, 1, tzinfo=UTC))
         prior = ~excluded & (series.days < jan1)
@@ -441,7 +448,7 @@ def analyse(
             if own is not None:
                 (expected[i], spread[i]), source[i] = own, "history"
             elif peer is not None and peer.count >= MIN_PEERS:
-                expected[i] = peer.median + _place_among_peers(series, peers, i, excluded)
+                expected[i] = peer.median + _place_among_peers(offsets, i, excluded)
                 spread[i] = max(SPREAD_FLOOR, peer.spread)
                 source[i] = "peers"
             own_dip = curve.dip_at(series.days[i]) if curve is not None else None
@@ -458,20 +465,13 @@ def analyse(
     return baseline, events
 
 
-def _place_among_peers(
-    series: Series, peers: dict[str, Peer], i: int, excluded: np.ndarray
-) -> float:
-    """How far above or below its peers' median the parcel usually sits, from its earlier
-    clear dates (0 with fewer than MIN_PEERS of them): parcels differ in level, and a
-    garden always a little paler than its neighbours is not a garden in trouble."""
-    offsets = [
-        series.ndvi[j] - peers[series.scene_ids[j]].median
-        for j in range(i)
-        if not excluded[j]
-        and series.scene_ids[j] in peers
-        and peers[series.scene_ids[j]].count >= MIN_PEERS
-    ]
-    return float(np.median(offsets)) if len(offsets) >= MIN_PEERS else 0.0
+def _place_among_peers(offsets: np.ndarray, i: int, excluded: np.ndarray) -> float:
+    """How far above or below its peers' median the parcel usually sits, from its clear
+    dates before ``i`` (0 with fewer than MIN_PEERS of them): parcels differ in level, and
+    a garden always a little paler than its neighbours is not a garden in trouble.
+    ``offsets``: each date's NDVI less its scene's peer median (NaN without peers)."""
+    earlier = offsets[:i][~excluded[:i] & np.isfinite(offsets[:i])]
+    return float(np.median(earlier)) if len(earlier) >= MIN_PEERS else 0.0
 
 
 # (clear dates before the event, its low dates deepest first, drop) -> hectares whose own
