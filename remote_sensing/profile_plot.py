@@ -14,14 +14,17 @@ from remote_sensing.profiles import MIN_VALID_FRACTION  # noqa: E402
 
 def render_profile_png(profile: dict, path: Path) -> Path:
     """Observations (dot size = share of the parcel seen), smoothed curve, the parcel's
-    usual range for the time of year (baseline +/- 2 spreads), disturbances shaded."""
+    usual range for the time of year (baseline +/- 2 spreads, reaching down by the usual
+    dip), disturbances shaded."""
     fig, ax = plt.subplots(figsize=(11, 5), dpi=110)
     obs = [o for o in profile["observations"] if o["ndvi_mean"] is not None]
     clear = [o for o in obs if o["valid_fraction"] >= MIN_VALID_FRACTION]
     hazy = [o for o in obs if o["valid_fraction"] < MIN_VALID_FRACTION]
     if profile["baseline"]:
         days = [date.fromisoformat(b["date"]) for b in profile["baseline"]]
-        low = [b["expected"] - 2 * b["spread"] for b in profile["baseline"]]
+        low = [
+            b["expected"] - b.get("allowance", 0.0) - 2 * b["spread"] for b in profile["baseline"]
+        ]
         high = [b["expected"] + 2 * b["spread"] for b in profile["baseline"]]
         ax.fill_between(
             days,
