@@ -6,7 +6,8 @@ here reads files or databases; ``profile_update.py`` does the I/O around these f
 The steps, in the order a profile is built:
 1. ``clean_series``: keep observations that saw enough of the parcel (valid fraction >=
    0.6 by default), weight them by valid fraction, and drop a single-date drop that both
-   neighbours contradict (residual cloud or haze); a drop the next date confirms is kept.
+   neighbours within 20 days contradict (residual cloud or haze); a drop the next date
+   confirms is kept, and with wider gaps a lone low date is judged, not dropped.
 2. ``whittaker``: smooth onto a regular 5-day grid.
 3. ``seasons`` and ``dips``: seasonal metrics and the plucking/pruning dips of tea.
 4. ``analyse``: for every observation, the NDVI expected at that time of year from
@@ -14,8 +15,9 @@ The steps, in the order a profile is built:
    than a year of history, and the *allowance*: how far below that a normal date may
    fall at that time of year (tea's plucking and pruning dips, a hazy scene), from the
    parcel's own earlier dips, its peers dipping together, or the work calendar.
-   Then ``detect_disturbances``: drops beyond the allowance, confirmed by clear dates
-   whose weight falls with the gap between them, and only where pixels fell (a place).
+   Then ``detect_disturbances``: drops confirmed by clear dates whose weight falls with
+   the gap between them, and only where the parcel's own pixels fell beyond the usual
+   dip (a place); what sparse dates leave undecided is returned unconfirmed.
 5. ``health_index``, ``sampling`` (how many clear dates back it) and ``affected_area_ha``.
 """
 
@@ -438,6 +440,7 @@ def analyse(
             for v, p in zip(series.ndvi, usable, strict=True)
         ]
     )
+    baseline = Baseline(expected, spread, tuple(source), allowed, (), shared)  # no dates yet
     for year in sorted(set(years.tolist())):
         jan1 = to_days(datetime(year, 1, 1, tzinfo=UTC))
         prior = ~excluded & (series.days < jan1)
@@ -531,13 +534,14 @@ def detect_disturbances(
     by the gap before it (``evidence``). Before an event opens, ``area_of`` must find at
     least ``min_affected_ha(parcel_ha)`` of the parcel's own pixels that fell. How far a
     pixel must have fallen depends on the parcel as a whole: when at the run's deepest
-    date even its mean is low beyond the usual dip (the allowance), PIXEL_DROP (a frost
-    browns the whole garden); otherwise the usual dip is no evidence, so PIXEL_DROP beyond
-    it (a cleared half stands out of a plucked garden; a plucked or pruned garden,
-    uniformly a little lower, does not). A drop with no place lowers health only. A
-    recovered date is back within max(2 spreads, 0.05) of the usual range (of expected,
-    for a local event): the gap between the two thresholds keeps one noisy date from
-    flapping an event. Outliers and dates without a baseline are not judged.
+    date its mean is outside the usual range (expected less the allowance, by the measure
+    that decides recovery), PIXEL_DROP (a frost browns the whole garden); otherwise the
+    usual dip is no evidence, so PIXEL_DROP beyond it (a cleared half stands out of a
+    plucked garden; a plucked or pruned garden, uniformly a little lower, does not). A
+    drop with no place lowers health only. A recovered date is back within max(2 spreads,
+    0.05) of the usual range (of expected, for a local event): the gap between the two
+    thresholds keeps one noisy date from flapping an event. Outliers and dates without a
+    baseline are not judged.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = baseline.expected - series.ndvi

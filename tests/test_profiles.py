@@ -216,6 +216,13 @@ def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year
     assert events == []
 
 
+def test_a_parcel_never_seen_has_an_empty_profile_not_an_error():
+    series = profiles.clean_series([])
+    baseline, events = profiles.analyse(series, {}, "tea_garden")
+    assert (len(baseline.expected), events) == (0, [])
+    assert profiles.sampling(series.days, 100.0)["clear_dates"] == 0
+
+
 def test_health_index_formula():
     assert profiles.health_index(1.5) == 1.0
     assert profiles.health_index(0.0) == 1.0
