@@ -8,7 +8,10 @@ down: no module reads the environment on its own, so every path that uses a sett
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from remote_sensing.http_assets import parse_allowed_hosts
 
 
 class Settings(BaseSettings):
@@ -24,6 +27,19 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = None  # tcp://HOST:PORT: imagery scenes run on that cluster
     api_rate_per_s: float = 20.0  # sustained requests per second per API key (per process)
     api_rate_burst: int = 60  # requests a key may send at once before the rate applies
+    # hosts whose http(s) asset URLs the imagery job may read (comma separated); none: only
+    # files inside the inbox are read
+    imagery_allowed_hosts: str = ""
+
+    @field_validator("imagery_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        parse_allowed_hosts(value)  # refuse a URL or path where a host name belongs, at start
+        return value
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return parse_allowed_hosts(self.imagery_allowed_hosts)
 
     @property
     def gateway_offline_after(self) -> timedelta:

@@ -176,7 +176,7 @@ def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
     try:
         checksum = source.checksum()
         with rasterio.Env(**GDAL_SETTINGS):
-            meta = scene_meta(source.path, source.roots)
+            meta = scene_meta(source.path, source.roots, source.allowed_hosts)
             grid = scene_grid(meta)
             decided = scene_radiometry(meta, parcels, grid)
     except Exception:
@@ -191,7 +191,7 @@ def window_on_worker(
     import dask
 
     with dask.config.set(_LOCAL_THREADS), rasterio.Env(**GDAL_SETTINGS):
-        ds = load_scene(source.path, source.roots, decided.encoding)
+        ds = load_scene(source.path, source.roots, decided.encoding, source.allowed_hosts)
         ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
     atomic_write(path, lambda fh: np.savez(fh, ndvi=ndvi, state=state))

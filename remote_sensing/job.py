@@ -56,14 +56,17 @@ def run_inbox(
     data_dir: Path,
     on_scene: Callable[[SceneOutcome], None] | None = None,
     cluster: Cluster | None = None,
+    allowed_hosts: frozenset[str] = frozenset(),
 ) -> RunSummary:
     """Process every scene in ``inbox`` not yet done; one bad scene never stops the others.
+
+    Items may name their band files by URL on ``allowed_hosts``: those are read over HTTP.
 
     With a ``cluster`` the scenes are spread over its workers, one task per scene; each
     scene is still one transaction and the ledger still skips what is done, so the result
     is the serial run's. Profiles are then updated here, once, for the touched parcels.
     """
-    sources = find_scenes(Path(inbox))
+    sources = find_scenes(Path(inbox), allowed_hosts)
     done = store.done_scene_keys(engine)
     parcels = store.load_parcels_frame(engine)
     summary = RunSummary()

@@ -22,7 +22,7 @@ from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Engine
 
 from agri_common.retry import with_retries
-from remote_sensing import catalogues, indices, radiometry, store
+from remote_sensing import catalogues, http_assets, indices, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.scenes import (
@@ -40,7 +40,7 @@ log = logging.getLogger("agri.imagery")
 # GDAL's block cache defaults to 5 % of RAM and would fill with tiles we read exactly once;
 # a small cache keeps a full-tile scene under 2 GB. Scoped to the scene's work
 # (rasterio.Env), so importing this module changes nothing for other code in the process.
-GDAL_SETTINGS = {"GDAL_CACHEMAX": 128}
+GDAL_SETTINGS = {"GDAL_CACHEMAX": 128, **http_assets.GDAL_HTTP_OPTIONS}
 
 DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failover
 
@@ -217,7 +217,7 @@ def process_scene(
     """
     started = time.perf_counter()
     with rasterio.Env(**GDAL_SETTINGS):
-        meta = scene_meta(source.path, source.roots)
+        meta = scene_meta(source.path, source.roots, source.allowed_hosts)
         grid = scene_grid(meta)
         decided = decided or scene_radiometry(meta, parcels, grid)
         ds = open_scene(meta, decided.encoding)

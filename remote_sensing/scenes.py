@@ -12,6 +12,8 @@ the catalogue conventions (``catalogues``, ``radiometry``), never from callers.
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from agri_common.times import parse_time
-from remote_sensing import catalogues, radiometry
+from remote_sensing import catalogues, http_assets, radiometry
 from remote_sensing.coverage import Grid
 from remote_sensing.indices import qa_pixel_to_scl, reflectance
 from remote_sensing.radiometry import Encoding
@@ -53,7 +55,7 @@ class SceneError(ValueError):
 class BandRef:
     """Where one band lives and its no-data number."""
 
-    path: Path
+    path: Path | str  # a file, or the GDAL path of an allowed URL (/vsicurl/...)
     index: int  # 1-based band index inside the file
     nodata: float | None = 0
 
@@ -90,6 +92,7 @@ class SceneSource:
     path: Path
     files: tuple[Path, ...]
     root: Path | None = None  # the inbox: the only place its STAC assets may point into
+    allowed_hosts: frozenset[str] = frozenset()  # hosts its asset URLs may be read from
 
     @property
     def roots(self) -> list[Path] | None:
@@ -115,8 +118,9 @@ def parse_datetime(text: str) -> datetime:
         raise SceneError(f"acquisition time: {exc}") from exc
 
 
-def find_scenes(inbox: Path) -> list[SceneSource]:
-    """Every scene below ``inbox``: STAC item JSON files, and GeoTIFFs no item refers to."""
+def find_scenes(inbox: Path, allowed_hosts: frozenset[str] = frozenset()) -> list[SceneSource]:
+    """Every scene below ``inbox``: STAC item JSON files, and GeoTIFFs no item refers to.
+    Items may name band files by URL on ``allowed_hosts`` (read over HTTP)."""
     if not inbox.is_dir():
         raise SceneError(f"inbox {inbox} is not a directory")
     scenes: list[SceneSource] = []
@@ -134,27 +138,42 @@ def find_scenes(inbox: Path) -> list[SceneSource]:
         for key, asset in (item.get("assets") or {}).items():
             href = asset.get("href") if isinstance(asset, dict) else None
             try:
-                target = asset_path(item_path, key, href, [inbox])
+                target = asset_path(item_path, key, href, [inbox], allowed_hosts)
             except SceneError:
                 continue  # never read (not even for a checksum); loading says why
+            if isinstance(target, str):
+                continue  # a URL: the item (which names it) is what the checksum covers
             claimed.add(target)
             if target.exists():
                 files.append(target)
         scene_id = str(item.get("id") or item_path.stem)
-        scenes.append(SceneSource(scene_id, item_path, tuple(files), inbox))
+        scenes.append(SceneSource(scene_id, item_path, tuple(files), inbox, allowed_hosts))
     for tif in sorted([*inbox.rglob("*.tif"), *inbox.rglob("*.tiff")]):
         if tif.resolve() not in claimed:
             scenes.append(SceneSource(tif.stem, tif, (tif,), inbox))
     return scenes
 
 
-def asset_path(item_path: Path, key: str, href, roots: list[Path]) -> Path:
-    """The file a STAC asset names, if it is a relative path that stays inside ``roots``.
+def asset_path(
+    item_path: Path,
+    key: str,
+    href,
+    roots: list[Path],
+    allowed_hosts: frozenset[str] = frozenset(),
+) -> Path | str:
+    """The file a STAC asset names, if it is a relative path that stays inside ``roots``,
+    or the GDAL path of an http(s) URL on one of ``allowed_hosts``.
 
     An inbox is fed by other systems; an item must not make the job read /etc/passwd or
-    fetch a URL: absolute paths, ``../`` escapes (symlinks included, since the path is
-    resolved) and any scheme (``http:``, ``s3:``, ``file:``) are refused.
+    fetch a URL it likes: absolute paths, ``../`` escapes (symlinks included, since the
+    path is resolved), URLs on hosts not allowed and any other scheme (``s3:``, ``file:``)
+    are refused.
     """
+    if allowed_hosts and isinstance(href, str) and http_assets.is_url(href):
+        try:
+            return http_assets.gdal_path(href, allowed_hosts)
+        except http_assets.HostNotAllowed as exc:
+            raise SceneError(f"{item_path}: asset '{key}' {exc} (refused)") from None
     if not isinstance(href, str) or not href or SCHEME.match(href):
         raise SceneError(
             f"{item_path}: asset '{key}' href {href!r} is not a relative file path "
@@ -171,7 +190,10 @@ def asset_path(item_path: Path, key: str, href, roots: list[Path]) -> Path:
 
 
 def load_scene(
-    path: Path, roots: list[Path] | None = None, encoding: Encoding | None = None
+    path: Path,
+    roots: list[Path] | None = None,
+    encoding: Encoding | None = None,
+    allowed_hosts: frozenset[str] = frozenset(),
 ) -> xr.Dataset:
     """Open a STAC item (``.json``) or a multi-band GeoTIFF as a lazy Dataset.
 
@@ -180,7 +202,7 @@ def load_scene(
     one the numbers confirmed). Raises SceneError naming what is wrong (missing band, no
     CRS, unreadable file).
     """
-    return open_scene(scene_meta(Path(path), roots), encoding)
+    return open_scene(scene_meta(Path(path), roots, allowed_hosts), encoding)
 
 
 def open_scene(meta: SceneMeta, encoding: Encoding | None = None) -> xr.Dataset:
@@ -218,12 +240,15 @@ def scene_grid(meta: SceneMeta) -> Grid:
         raise SceneError(f"{red}: cannot open raster ({exc})") from exc
 
 
-def scene_meta(path: Path, roots: list[Path] | None = None) -> SceneMeta:
-    """What a STAC item or GeoTIFF says about its scene; reads no pixel."""
+def scene_meta(
+    path: Path, roots: list[Path] | None = None, allowed_hosts: frozenset[str] = frozenset()
+) -> SceneMeta:
+    """What a STAC item or GeoTIFF says about its scene; reads no pixel. Its assets may be
+    URLs on ``allowed_hosts``."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
-            return _stac_meta(path, roots or [path.parent])
+            return _stac_meta(path, roots or [path.parent], allowed_hosts)
         return _geotiff_meta(path)
     except (radiometry.RadiometryError, catalogues.UnknownSensor) as exc:
         raise SceneError(f"{path}: {exc}") from exc
@@ -235,32 +260,47 @@ def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
     if not windows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
     reds, nirs, scls = [], [], []
-    try:
-        with (
-            rasterio.open(meta.bands["red"].path) as red,
-            rasterio.open(meta.bands["nir"].path) as nir,
-            rasterio.open(meta.bands["mask"].path) as mask,
-        ):
-            for window in windows:
-                bounds = rasterio.windows.bounds(window, red.transform)
-                on_mask = from_bounds(*bounds, transform=mask.transform)
+    refs = meta.bands
+    with (
+        _band_reads(meta, refs["red"]),
+        rasterio.open(refs["red"].path) as red,
+        _band_reads(meta, refs["nir"]),
+        rasterio.open(refs["nir"].path) as nir,
+        _band_reads(meta, refs["mask"]),
+        rasterio.open(refs["mask"].path) as mask,
+    ):
+        for window in windows:
+            bounds = rasterio.windows.bounds(window, red.transform)
+            on_mask = from_bounds(*bounds, transform=mask.transform)
+            with _band_reads(meta, refs["mask"]):
                 scl = mask.read(
-                    meta.bands["mask"].index,
+                    refs["mask"].index,
                     window=on_mask,
                     out_shape=(int(window.height), int(window.width)),
                     resampling=Resampling.nearest,
                     boundless=True,
                     fill_value=0,
                 )
-                reds.append(red.read(meta.bands["red"].index, window=window).ravel())
-                nirs.append(nir.read(meta.bands["nir"].index, window=window).ravel())
-                scls.append(scl.ravel())
-    except rasterio.errors.RasterioError as exc:
-        raise SceneError(f"{meta.scene_id}: cannot read a sample of the scene ({exc})") from exc
+            with _band_reads(meta, refs["red"]):
+                reds.append(red.read(refs["red"].index, window=window).ravel())
+            with _band_reads(meta, refs["nir"]):
+                nirs.append(nir.read(refs["nir"].index, window=window).ravel())
+            scls.append(scl.ravel())
     return np.concatenate(reds), np.concatenate(nirs), np.concatenate(scls)
 
 
-def _stac_meta(path: Path, roots: list[Path]) -> SceneMeta:
+@contextmanager
+def _band_reads(meta: SceneMeta, ref: BandRef) -> Iterator[None]:
+    """A read of one band that fails says which file or URL, and why (GDAL's message
+    carries the HTTP status of a remote one)."""
+    try:
+        yield
+    except rasterio.errors.RasterioError as exc:
+        shown = str(ref.path).removeprefix("/vsicurl/")
+        raise SceneError(f"{meta.scene_id}: cannot read {shown} ({exc})") from exc
+
+
+def _stac_meta(path: Path, roots: list[Path], allowed_hosts: frozenset[str]) -> SceneMeta:
     try:
         item = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -285,8 +325,8 @@ def _stac_meta(path: Path, roots: list[Path]) -> SceneMeta:
                 f"(looked for {', '.join(convention.keys[name])})"
             )
         asset = assets[key]
-        target = asset_path(path, key, asset.get("href"), roots)
-        if not target.is_file():
+        target = asset_path(path, key, asset.get("href"), roots, allowed_hosts)
+        if isinstance(target, Path) and not target.is_file():
             raise SceneError(f"{path}: asset '{key}' file {target} does not exist")
         if name == "mask":
             bands[name] = BandRef(target, 1, None)

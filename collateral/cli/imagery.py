@@ -245,7 +245,14 @@ def _run(app: App, inbox: Path, cluster: Cluster | None = None) -> RunSummary:
 
     if not inbox.is_dir():
         raise click.ClickException(f"inbox {inbox} is not a directory")
-    return run_inbox(engine, inbox, app.settings.data_dir, on_scene=on_scene, cluster=cluster)
+    return run_inbox(
+        engine,
+        inbox,
+        app.settings.data_dir,
+        on_scene=on_scene,
+        cluster=cluster,
+        allowed_hosts=app.settings.allowed_hosts,
+    )
 
 
 def _report(summary: RunSummary, as_json: bool) -> None:

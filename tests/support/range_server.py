@@ -1,0 +1,128 @@
+"""A real HTTP server for imagery over HTTP: Debian's nginx on a free loopback port.
+
+It serves a folder as a catalogue's object store does (Range requests answered with 206,
+HEAD, byte-exact), logs every request with its status, range and bytes sent (what a
+benchmark or a test counts), and answers 500 below ``/fail/`` and 503 below ``/busy/``
+(a broken or overloaded object store). Python's http.server does not do ranges, so it is
+not used for this.
+"""
+
+import getpass
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bioassets.local_broker import free_port
+from tests.support.waiting import wait_for
+
+NGINX_CANDIDATES = ("/usr/sbin/nginx", "nginx")
+
+
+@dataclass(frozen=True)
+class Request:
+    status: int
+    bytes_sent: int
+    range: str  # the Range header, "-" when none
+    path: str
+    agent: str  # the User-Agent header
+
+
+@dataclass(frozen=True)
+class RangeServer:
+    base_url: str  # http://127.0.0.1:PORT
+    root: Path
+    access_log: Path
+
+    def url(self, relative: str) -> str:
+        return f"{self.base_url}/{relative.lstrip('/')}"
+
+    def requests(self) -> list[Request]:
+        """Every request logged so far, in order."""
+        out = []
+        if not self.access_log.exists():
+            return out
+        for line in self.access_log.read_text().splitlines():
+            status, sent, range_, path, agent = line.split("\t")
+            out.append(Request(int(status), int(sent), range_, path, agent))
+        return out
+
+
+def nginx_binary() -> str:
+    for candidate in NGINX_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise RuntimeError("nginx is not installed: run `make system-deps`")
+
+
+@contextmanager
+def range_server(root: Path, workdir: Path) -> Iterator[RangeServer]:
+    """nginx serving ``root`` until the block ends; its config and logs in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "access.log"
+    conf = workdir / "nginx.conf"
+    temp = workdir / "temp"
+    temp.mkdir(exist_ok=True)
+    user = getpass.getuser()
+    conf.write_text(
+        f"""
+daemon off;
+worker_processes 1;
+{"user root;" if user == "root" else ""}
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format ranges '$status\\t$body_bytes_sent\\t$http_range\\t$uri\\t$http_user_agent';
+    access_log {log} ranges;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    types {{ image/tiff tif tiff; application/json json; }}
+    default_type application/octet-stream;
+    keepalive_requests 10000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /fail/ {{ return 500; }}
+        location /busy/ {{ return 503; }}
+        location / {{ }}
+    }}
+}}
+"""
+    )
+    process = subprocess.Popen(
+        [nginx_binary(), "-c", str(conf), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = RangeServer(f"http://127.0.0.1:{port}", root, log)
+    try:
+        if not wait_for(lambda: _answers(port) or process.poll() is not None, timeout=15):
+            raise RuntimeError("nginx did not start")
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {process.stderr.read().decode()[-2000:]}")
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,147 @@
+"""Band files over HTTP: a real nginx serves the sample scenes; items in an inbox name their
+bands by URL. Only allowed hosts are read, a broken asset fails its scene only, and the
+parcels' statistics equal those from the same files read locally."""
+
+import json
+import shutil
+import urllib.request
+
+import pytest
+
+from collateral.db import make_engine, upgrade
+from remote_sensing import http_assets, store
+from remote_sensing.job import run_inbox
+from remote_sensing.parcels import read_parcel_file
+from tests.support.paths import SAMPLE_TILES
+from tests.support.range_server import range_server
+from tests.support.waiting import wait_for
+
+SCENES = sorted(p.parent.name for p in (SAMPLE_TILES / "scenes").glob("*/item.json"))[:3]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with range_server(SAMPLE_TILES / "scenes", tmp_path_factory.mktemp("nginx")) as served:
+        yield served
+
+
+def _inbox(folder, base_url: str, rewrite=lambda scene, key, url: url):
+    """The sample items with every asset href an absolute URL under ``base_url``."""
+    for scene in SCENES:
+        item = json.loads((SAMPLE_TILES / "scenes" / scene / "item.json").read_text())
+        for key, asset in item["assets"].items():
+            asset["href"] = rewrite(scene, key, f"{base_url}/{scene}/{asset['href']}")
+        (folder / scene).mkdir(parents=True)
+        (folder / scene / "item.json").write_text(json.dumps(item))
+    return folder
+
+
+def _engine(path):
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    return engine
+
+
+def _means(engine) -> dict:
+    return {
+        (o["parcel_id"], o["scene_id"]): (o["ndvi_mean"], o["valid_fraction"], o["pixel_count"])
+        for pid in store.load_parcels_frame(engine).parcel_id
+        for o in store.parcel_observations(engine, pid)
+        for o in [{**o, "parcel_id": pid}]
+    }
+
+
+def test_the_server_answers_ranges_byte_exact(server):
+    name = f"{SCENES[0]}/B04.tif"
+    request = urllib.request.Request(server.url(name), headers={"Range": "bytes=100-199"})
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 206
+        body = response.read()
+    assert body == (SAMPLE_TILES / "scenes" / name).read_bytes()[100:200]
+    # nginx logs a request once it has sent the answer, a moment after the client has it
+    assert wait_for(lambda: server.requests() and server.requests()[-1].range == "bytes=100-199")
+
+
+def test_remote_bands_give_the_statistics_of_the_same_files_read_locally(server, tmp_path):
+    local_inbox = tmp_path / "local"
+    for scene in SCENES:
+        shutil.copytree(SAMPLE_TILES / "scenes" / scene, local_inbox / scene)
+    local = _engine(tmp_path / "local.db")
+    assert run_inbox(local, local_inbox, tmp_path / "data-local").ok
+    remote = _engine(tmp_path / "remote.db")
+    inbox = _inbox(tmp_path / "remote", server.base_url)
+    host = server.base_url.removeprefix("http://")
+    before = len(server.requests())
+    summary = run_inbox(remote, inbox, tmp_path / "data-remote", allowed_hosts=frozenset({host}))
+    assert summary.ok and summary.count("processed") == len(SCENES), summary.as_json()
+    assert _means(remote) == _means(local)
+    fetched = server.requests()[before:]
+    assert fetched and {r.status for r in fetched} <= {200, 206}
+    assert all(r.path.endswith(".tif") for r in fetched)  # no directory listing, no sidecars
+    # a second run reads nothing: the ledger knows the items
+    before = len(server.requests())
+    again = run_inbox(remote, inbox, tmp_path / "data-remote", allowed_hosts=frozenset({host}))
+    assert again.count("processed") == 0 and len(server.requests()) == before
+
+
+def test_a_url_on_a_host_not_allowed_is_refused_and_recorded(server, tmp_path):
+    engine = _engine(tmp_path / "agri.db")
+    host = server.base_url.removeprefix("http://")
+
+    def elsewhere(scene, key, url):
+        return url.replace("127.0.0.1", "localhost") if scene == SCENES[1] else url
+
+    inbox = _inbox(tmp_path / "inbox", server.base_url, elsewhere)
+    before = len(server.requests())
+    summary = run_inbox(engine, inbox, tmp_path / "data", allowed_hosts=frozenset({host}))
+    by_scene = {o.scene_id: o for o in summary.scenes}
+    refused = next(o for o in summary.scenes if o.status == "failed")
+    assert "not in AGRI_IMAGERY_ALLOWED_HOSTS" in refused.error and "localhost" in refused.error
+    assert summary.count("processed") == len(SCENES) - 1, by_scene
+    assert all("localhost" not in r.path for r in server.requests()[before:])
+    # and with no allow-list at all, no URL is read
+    none = run_inbox(_engine(tmp_path / "none.db"), inbox, tmp_path / "data-none")
+    assert none.count("processed") == 0 and none.count("failed") == len(SCENES)
+    assert all("URLs and other schemes are refused" in o.error for o in none.scenes)
+
+
+@pytest.mark.parametrize(("prefix", "status"), [("/fail", "500"), ("/missing", "404")])
+def test_a_broken_asset_fails_its_scene_only_naming_the_url_and_status(
+    server, tmp_path, prefix, status
+):
+    """A 500 is retried (object stores answer one now and then), then fails the scene; a
+    404 (the catalogue names a file that is gone) fails it at once."""
+    engine = _engine(tmp_path / "agri.db")
+    host = server.base_url.removeprefix("http://")
+
+    def broken(scene, key, url):
+        if scene == SCENES[0] and key == "nir":
+            return url.replace(server.base_url, f"{server.base_url}{prefix}")
+        return url
+
+    inbox = _inbox(tmp_path / "inbox", server.base_url, broken)
+    summary = run_inbox(engine, inbox, tmp_path / "data", allowed_hosts=frozenset({host}))
+    (failed,) = [o for o in summary.scenes if o.status == "failed"]
+    assert f"{server.base_url}{prefix}/{SCENES[0]}" in failed.error, failed.error
+    assert status in failed.error, failed.error
+    attempts = [r for r in server.requests() if r.path.startswith(f"{prefix}/")]
+    assert len(attempts) > 1 if status == "500" else len(attempts) >= 1
+    assert summary.count("processed") == len(SCENES) - 1
+    assert store.done_scene_keys(engine)  # the others are in the ledger
+
+
+def test_allowed_hosts_setting_is_parsed_and_checked():
+    hosts = http_assets.parse_allowed_hosts(
+        "earth-search.aws.element84.com, sentinel-cogs.s3.us-west-2.amazonaws.com  127.0.0.1:8080"
+    )
+    assert "127.0.0.1:8080" in hosts and len(hosts) == 3
+    assert http_assets.gdal_path(
+        "https://sentinel-cogs.s3.us-west-2.amazonaws.com/a/B04.tif", hosts
+    ).startswith("/vsicurl/https://")
+    with pytest.raises(http_assets.HostNotAllowed, match="169.254.169.254"):
+        http_assets.gdal_path("http://169.254.169.254/latest/meta-data", hosts)
+    with pytest.raises(http_assets.HostNotAllowed, match="only http and https"):
+        http_assets.gdal_path("file:///etc/passwd", hosts)
+    with pytest.raises(ValueError, match="without scheme"):
+        http_assets.parse_allowed_hosts("https://example.com/")
