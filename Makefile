@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 # The tests and the demo run their own Mosquitto broker; the tests start a private
 # PostgreSQL cluster (initdb) when no server answers; the page is bundled with npm; the
 # browser tests drive Debian's Chromium (no browser download); imagery over HTTP is
-# served by nginx (Range requests) started by the tests. All from Debian packages.
+# served by nginx (Range requests) and a STAC API (stac-fastapi on pgstac, which needs
+# PostGIS) started by the tests. All from Debian packages.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
@@ -26,6 +27,7 @@ system-deps:
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing="$$missing postgresql-postgis"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     # hosts whose http(s) asset URLs the imagery job may read (comma separated); none: only
     # files inside the inbox are read
     imagery_allowed_hosts: str = ""
+    stac_api: str | None = None  # the STAC API `agri imagery sync` searches by default
+    stac_collections: str = ""  # its collections, comma separated
+
+    @property
+    def collections(self) -> list[str]:
+        return [c.strip() for c in self.stac_collections.replace(",", " ").split() if c.strip()]
 
     @field_validator("imagery_allowed_hosts")
     @classmethod

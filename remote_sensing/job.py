@@ -17,7 +17,7 @@ from remote_sensing import store
 from remote_sensing.cluster import Cluster, run_on_cluster
 from remote_sensing.profile_update import update_profiles
 from remote_sensing.scene_processing import SceneOutcome, run_scene
-from remote_sensing.scenes import find_scenes
+from remote_sensing.scenes import SceneSource, find_scenes
 
 log = logging.getLogger("agri.imagery")
 
@@ -66,7 +66,17 @@ def run_inbox(
     scene is still one transaction and the ledger still skips what is done, so the result
     is the serial run's. Profiles are then updated here, once, for the touched parcels.
     """
-    sources = find_scenes(Path(inbox), allowed_hosts)
+    return run_sources(engine, find_scenes(Path(inbox), allowed_hosts), data_dir, on_scene, cluster)
+
+
+def run_sources(
+    engine: Engine,
+    sources: list[SceneSource],
+    data_dir: Path,
+    on_scene: Callable[[SceneOutcome], None] | None = None,
+    cluster: Cluster | None = None,
+) -> RunSummary:
+    """run_inbox for scenes found elsewhere (a STAC API's items, staged by stac_sync)."""
     done = store.done_scene_keys(engine)
     parcels = store.load_parcels_frame(engine)
     summary = RunSummary()

@@ -93,6 +93,8 @@ class SceneSource:
     files: tuple[Path, ...]
     root: Path | None = None  # the inbox: the only place its STAC assets may point into
     allowed_hosts: frozenset[str] = frozenset()  # hosts its asset URLs may be read from
+    # an item from a STAC API: "API root|collection|updated time or content hash"
+    version: str | None = None
 
     @property
     def roots(self) -> list[Path] | None:
@@ -100,7 +102,10 @@ class SceneSource:
         return [self.root] if self.root else None
 
     def checksum(self) -> str:
-        """sha256 over every file the scene reads, so a re-delivered product is redone."""
+        """sha256 over every file the scene reads, so a re-delivered product is redone; for
+        an item from a STAC API, over its version (its files are the catalogue's)."""
+        if self.version is not None:
+            return hashlib.sha256(self.version.encode()).hexdigest()
         digest = hashlib.sha256()
         for file in self.files:
             digest.update(file.name.encode())

@@ -11,7 +11,14 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 
 from agri_common.times import parse_time
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
-from remote_sensing.tables import observations, parcel_events, parcel_profiles, parcels, scenes
+from remote_sensing.tables import (
+    observations,
+    parcel_events,
+    parcel_profiles,
+    parcels,
+    scenes,
+    stac_syncs,
+)
 from remote_sensing.zonal import STATISTICS
 
 OBSERVATION_FIELDS = ("scene_id", "acquired_at", "sensor", *STATISTICS)
@@ -155,6 +162,36 @@ def _write_ledger(conn: Connection, ledger: dict) -> None:
         conn.execute(insert(scenes).values(values))
     else:
         conn.execute(update(scenes).where(key).values(values))
+
+
+def last_stac_sync(engine: Engine, api_url: str, collection: str) -> datetime | None:
+    """When the last sync of this API and collection that searched without error began."""
+    query = select(stac_syncs.c.succeeded_at).where(
+        stac_syncs.c.api_url == api_url, stac_syncs.c.collection == collection
+    )
+    with engine.connect() as c:
+        return c.scalar(query)
+
+
+def record_stac_sync(
+    engine: Engine,
+    api_url: str,
+    collection: str,
+    searched_from: datetime | None,
+    started_at: datetime,
+    items_found: int,
+) -> None:
+    """A sync of this API and collection searched without error (its scenes are in the
+    ledger, done or failed): the next one may search from ``started_at``."""
+    row = {
+        "searched_from": searched_from,
+        "succeeded_at": started_at,
+        "items_found": items_found,
+    }
+    key = (stac_syncs.c.api_url == api_url) & (stac_syncs.c.collection == collection)
+    with engine.begin() as c:
+        if c.execute(update(stac_syncs).where(key).values(row)).rowcount == 0:
+            c.execute(insert(stac_syncs).values(api_url=api_url, collection=collection, **row))
 
 
 def parcel_observations(engine: Engine, parcel_id: str) -> list[dict]:

@@ -118,3 +118,15 @@ parcel_profiles = Table(
     Column("largest_gap_days", Float),
     Column("suspected", JSON),  # drops nobody could confirm or rule out (profile "suspected")
 )
+
+# Per STAC API and collection: when the last sync that searched without error started.
+# The next sync searches from there less an overlap (late ingest, reprocessing).
+stac_syncs = Table(
+    "stac_syncs",
+    metadata,
+    Column("api_url", String(500), primary_key=True),
+    Column("collection", String(200), primary_key=True),
+    Column("searched_from", UTCDateTime),  # the start of the last search window (None: all)
+    Column("succeeded_at", UTCDateTime, nullable=False),  # when that sync started
+    Column("items_found", Integer, nullable=False),
+)

@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from agri_common.rows import jsonable
+from agri_common.times import parse_time
 from collateral.cli.context import App, parse_time_option, pass_app
 from collateral.db import make_engine
-from remote_sensing import store
+from remote_sensing import stac_sync, store
 from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
 from remote_sensing.profile_plot import render_profile_png
@@ -181,6 +182,65 @@ def imagery_run(
     sys.exit(0 if summary.ok else 1)
 
 
+@imagery.command("sync")
+@click.option("--stac-api", help="The STAC API's root URL (default AGRI_STAC_API).")
+@click.option(
+    "--collection",
+    "collections",
+    multiple=True,
+    help="A collection to search; repeat for more (default AGRI_STAC_COLLECTIONS).",
+)
+@click.option(
+    "--since",
+    help="Search items from this date or time (default: the last successful sync of the "
+    "API and collection, less 10 days; the first sync: everything).",
+)
+@click.option("--max-cloud", type=click.FloatRange(0, 100), help="Skip items cloudier (%).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def imagery_sync(
+    app: App,
+    stac_api: str | None,
+    collections: tuple[str, ...],
+    since: str | None,
+    max_cloud: float | None,
+    as_json: bool,
+) -> None:
+    """Search a STAC API for new items over the stored parcels and process them (cron);
+    exit 1 if a search or a scene failed. Band files are read over HTTP from the hosts in
+    AGRI_IMAGERY_ALLOWED_HOSTS only."""
+    api = stac_api or app.settings.stac_api
+    wanted = list(collections) or app.settings.collections
+    if not api or not wanted:
+        raise click.UsageError(
+            "give --stac-api URL and --collection NAME (or set AGRI_STAC_API and "
+            "AGRI_STAC_COLLECTIONS)"
+        )
+    try:
+        start = parse_time(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as in _run: a full disk fails the scene
+    summary = stac_sync.sync(
+        app.engine,
+        api,
+        wanted,
+        app.settings.data_dir,
+        app.settings.allowed_hosts,
+        since=start,
+        max_cloud=max_cloud,
+        on_scene=_progress,
+    )
+    for collection, search in summary.searches.items():
+        if "error" in search:
+            click.echo(f"  SEARCH FAILED {collection}: {search['error']}", err=True)
+        elif not as_json:
+            since_text = (search["from"] or "the beginning")[:19]
+            click.echo(f"{collection}: {search['found']} item(s) since {since_text}")
+    _report(summary.run, as_json, document=summary.as_json())
+    sys.exit(0 if summary.ok else 1)
+
+
 @contextlib.contextmanager
 def _dask_cluster(app: App, scheduler: str | None, workers: int | None):
     """None (serial, in this process), a remote scheduler's client, or a local cluster."""
@@ -235,33 +295,33 @@ def _run(app: App, inbox: Path, cluster: Cluster | None = None) -> RunSummary:
     # the scene is recorded as failed, instead of the kernel killing the whole job.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     engine = app.engine
-    progress = sys.stderr.isatty()
-
-    def on_scene(outcome: SceneOutcome) -> None:
-        if progress:
-            click.echo(
-                f"  {outcome.status:<9} {outcome.scene_id} ({outcome.seconds:.1f} s)", err=True
-            )
-
     if not inbox.is_dir():
         raise click.ClickException(f"inbox {inbox} is not a directory")
     return run_inbox(
         engine,
         inbox,
         app.settings.data_dir,
-        on_scene=on_scene,
+        on_scene=_progress,
         cluster=cluster,
         allowed_hosts=app.settings.allowed_hosts,
     )
 
 
-def _report(summary: RunSummary, as_json: bool) -> None:
+def _progress(outcome: SceneOutcome) -> None:
+    """One line per scene on a terminal (not in a cron job's mail)."""
+    if sys.stderr.isatty():
+        click.echo(f"  {outcome.status:<9} {outcome.scene_id} ({outcome.seconds:.1f} s)", err=True)
+
+
+def _report(summary: RunSummary, as_json: bool, document: dict | None = None) -> None:
+    """The run's summary on stdout (text, or JSON: ``document`` if given), its warnings
+    (and in text its failures) on stderr."""
     # Metadata the numbers contradicted is worth a human's look even in a cron job.
     for s in summary.scenes:
         if s.warning:
             click.echo(f"  WARNING {s.warning}", err=True)
     if as_json:
-        click.echo(json.dumps(summary.as_json(), indent=2))
+        click.echo(json.dumps(document or summary.as_json(), indent=2))
         return
     superseded = summary.count("superseded")
     click.echo(

@@ -1,0 +1,172 @@
+"""`agri imagery sync` against a real STAC API (stac-fastapi-pgstac on a private PostgreSQL
+database) whose items name band files on a real nginx: it finds exactly the new items over
+the parcels, skips what it has, redoes what the catalogue changed, and records where it
+searched from."""
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from remote_sensing import stac_sync
+from tests.support.paths import SAMPLE_TILES
+from tests.support.range_server import range_server
+from tests.support.stac_api import stac_api
+
+pytestmark = pytest.mark.postgres
+
+COLLECTION = "sentinel-2-l2a"
+SCENES = sorted(p.parent.name for p in (SAMPLE_TILES / "scenes").glob("*/item.json"))
+
+
+def _item(scene: str, base_url: str) -> dict:
+    item = json.loads((SAMPLE_TILES / "scenes" / scene / "item.json").read_text())
+    item["collection"] = COLLECTION
+    for asset in item["assets"].values():
+        asset["href"] = f"{base_url}/{scene}/{asset['href']}"
+    return item
+
+
+def _far_away(item: dict) -> dict:
+    """The same scene moved 18 degrees west (Yunnan): over none of our parcels."""
+    moved = copy.deepcopy(item)
+    moved["id"] = item["id"] + "_yunnan"
+
+    def shift(coords):
+        return (
+            [shift(c) for c in coords]
+            if isinstance(coords[0], list)
+            else [coords[0] - 18, coords[1]]
+        )
+
+    moved["geometry"]["coordinates"] = shift(moved["geometry"]["coordinates"])
+    west, south, east, north = moved["bbox"]
+    moved["bbox"] = [west - 18, south, east - 18, north]
+    return moved
+
+
+COLLECTION_DOC = {
+    "type": "Collection",
+    "id": COLLECTION,
+    "stac_version": "1.0.0",
+    "description": "Sentinel-2 L2A scenes of the sample area (test catalogue)",
+    "license": "proprietary",
+    "extent": {
+        "spatial": {"bbox": [[-180, -90, 180, 90]]},
+        "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
+    },
+    "links": [],
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with range_server(SAMPLE_TILES / "scenes", tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture
+def catalogue(served, tmp_path):
+    items = [_item(s, served.base_url) for s in SCENES[:3]]
+    with stac_api([COLLECTION_DOC], [*items, _far_away(items[0])], tmp_path / "api.log") as api:
+        yield api
+
+
+def _env(monkeypatch, tmp_path, served):
+    monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'agri.db'}")
+    monkeypatch.setenv("AGRI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", served.base_url.removeprefix("http://"))
+
+
+def _sync(agri, api, *more):
+    result = agri(
+        "imagery", "sync", "--stac-api", api.url, "--collection", COLLECTION, "--json", *more
+    )
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_sync_finds_new_items_over_the_parcels_skips_known_and_redoes_changed(
+    agri, monkeypatch, tmp_path, served, catalogue
+):
+    _env(monkeypatch, tmp_path, served)
+    assert agri("parcels", "import", SAMPLE_TILES / "parcels.geojson").exit_code == 0
+    code, first = _sync(agri, catalogue)
+    assert code == 0, first
+    assert first["searches"][COLLECTION]["found"] == 3  # not the one in Yunnan
+    assert (
+        sorted(s["scene_id"] for s in first["scenes"] if s["status"] == "processed") == SCENES[:3]
+    )
+    assert first["searches"][COLLECTION]["from"] is None  # the first sync searches everything
+
+    # the next sync searches acquisitions from its last success less the overlap: these
+    # 2023 scenes are not searched again
+    fetched = len(served.requests())
+    code, again = _sync(agri, catalogue)
+    assert code == 0 and again["searches"][COLLECTION]["found"] == 0 and again["scenes"] == []
+    since = datetime.fromisoformat(again["searches"][COLLECTION]["from"])
+    assert timedelta(days=9) < datetime.now(UTC) - since < timedelta(days=11)  # the overlap
+    # from an explicit date it finds them again, and skips them: the ledger has them
+    code, known = _sync(agri, catalogue, "--since", "2023-01-01")
+    assert code == 0 and [s["status"] for s in known["scenes"]] == ["skipped"] * 3
+    assert len(served.requests()) == fetched  # nothing read for what the ledger has
+
+    # the catalogue reprocesses one item (new `updated`) and publishes a new one; this sync
+    # window must still see them although their acquisition dates are old
+    changed = _item(SCENES[1], served.base_url)
+    changed["properties"]["updated"] = "2026-12-01T00:00:00Z"
+    new = _item(SCENES[3], served.base_url)
+    catalogue.load([changed, new])
+    code, third = _sync(agri, catalogue, "--since", "2023-01-01")
+    assert code == 0, third
+    done = {s["scene_id"]: s["status"] for s in third["scenes"]}
+    assert done == {
+        SCENES[0]: "skipped",
+        SCENES[1]: "processed",
+        SCENES[2]: "skipped",
+        SCENES[3]: "processed",
+    }
+
+
+def test_an_item_on_a_host_not_allowed_is_refused_and_the_sync_says_so(
+    agri, monkeypatch, tmp_path, served, catalogue
+):
+    _env(monkeypatch, tmp_path, served)
+    monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", "sentinel-cogs.s3.us-west-2.amazonaws.com")
+    assert agri("parcels", "import", SAMPLE_TILES / "parcels.geojson").exit_code == 0
+    code, summary = _sync(agri, catalogue)
+    assert code == 1
+    assert {s["status"] for s in summary["scenes"]} == {"failed"}
+    assert all("not in AGRI_IMAGERY_ALLOWED_HOSTS" in s["error"] for s in summary["scenes"])
+
+
+def test_search_areas_group_parcels_by_cell_and_versions_follow_the_catalogue():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    frame = gpd.GeoDataFrame(
+        {"parcel_id": ["a", "b", "c"]},
+        geometry=[
+            box(118.1, 25.0, 118.11, 25.01),
+            box(118.2, 25.1, 118.21, 25.11),
+            box(101.0, 25.0, 101.01, 25.01),
+        ],
+        crs="EPSG:4326",
+    )
+    areas = stac_sync.search_areas(frame)
+    assert areas == [(101.0, 25.0, 101.01, 25.01), (118.1, 25.0, 118.21, 25.11)]
+    item = {
+        "id": "x",
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+        "assets": {"red": {"href": "https://h/a.tif?sig=1"}},
+    }
+    signed_again = copy.deepcopy(item)
+    signed_again["assets"]["red"]["href"] = "https://h/a.tif?sig=2"
+    assert stac_sync.item_version("api", "c", item) == stac_sync.item_version(
+        "api", "c", signed_again
+    )
+    moved = copy.deepcopy(item)
+    moved["assets"]["red"]["href"] = "https://h/b.tif"
+    assert stac_sync.item_version("api", "c", item) != stac_sync.item_version("api", "c", moved)
+    updated = {**item, "properties": {**item["properties"], "updated": "2024-02-01T00:00:00Z"}}
+    assert stac_sync.item_version("api", "c", updated) == "api|c|2024-02-01T00:00:00Z"
