@@ -9,7 +9,14 @@ settings cloud-native readers use (``scene_processing.GDAL_SETTINGS`` scopes the
 ``rasterio.Env`` where the reads happen).
 """
 
+import ctypes
+import ctypes.util
+import functools
+import json
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import rasterio
 
 # GDAL's settings for reading cloud-optimised GeoTIFFs over HTTP (the values rioxarray,
 # odc-stac and the GDAL COG docs recommend). As data, so every reader uses the same.
@@ -28,6 +35,8 @@ GDAL_HTTP_OPTIONS: dict[str, str] = {
     # the header of a COG is at its start: one 64 kB read gets it with the tile index
     "GDAL_INGESTED_BYTES_AT_OPEN": "65536",
     "VSI_CACHE": "TRUE",
+    # count requests and bytes, so the ledger can say what each scene cost
+    "CPL_VSIL_NETWORK_STATS_ENABLED": "YES",
 }
 SCHEMES = ("http", "https")
 
@@ -66,3 +75,48 @@ def gdal_path(href: str, allowed_hosts: frozenset[str]) -> str:
             f"{href!r}: host {with_port!r} is not in AGRI_IMAGERY_ALLOWED_HOSTS (allowed: {listed})"
         )
     return f"/vsicurl/{href}"
+
+
+@functools.cache
+def _gdal() -> ctypes.CDLL | None:
+    """The GDAL library rasterio uses (the wheel's bundled copy, else the system's): its
+    network statistics (VSINetworkStats*) are not exposed by rasterio."""
+    bundled = sorted((Path(rasterio.__file__).parent.parent / "rasterio.libs").glob("libgdal*.so*"))
+    name = str(bundled[0]) if bundled else ctypes.util.find_library("gdal")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.VSINetworkStatsGetAsSerializedJSON.restype = ctypes.c_void_p
+        lib.VSINetworkStatsGetAsSerializedJSON.argtypes = [ctypes.c_void_p]
+        lib.VSIFree.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def reset_network_stats() -> None:
+    """Start counting this process's HTTP requests and bytes afresh."""
+    lib = _gdal()
+    if lib is not None:
+        lib.VSINetworkStatsReset()
+
+
+def network_stats() -> tuple[int, int] | None:
+    """(requests, bytes downloaded) by GDAL's network readers in this process since the
+    last reset (None where GDAL's statistics are not available). Needs
+    CPL_VSIL_NETWORK_STATS_ENABLED, which GDAL_HTTP_OPTIONS sets."""
+    lib = _gdal()
+    if lib is None:
+        return None
+    pointer = lib.VSINetworkStatsGetAsSerializedJSON(None)
+    if not pointer:
+        return None
+    try:
+        stats = json.loads(ctypes.string_at(pointer).decode())
+    finally:
+        lib.VSIFree(pointer)
+    methods = stats.get("methods", {})
+    requests = sum(int(m.get("count", 0)) for m in methods.values())
+    downloaded = sum(int(m.get("downloaded_bytes", 0)) for m in methods.values())
+    return requests, downloaded

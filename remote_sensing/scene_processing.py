@@ -68,6 +68,8 @@ class SceneOutcome:
     offset_rule: str | None = None
     offset_contradicted: bool = False
     warning: str | None = None
+    http_requests: int | None = None  # made to read the scene's files over HTTP
+    http_bytes: int | None = None  # downloaded for it
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def run_scene(
         outcome.catalogue = result.meta.catalogue
         outcome.offset_rule = result.radiometry.encoding.rule
         outcome.offset_contradicted = result.radiometry.contradicted
+        outcome.http_requests, outcome.http_bytes = result.http
         outcome.warning = result.radiometry.warning(source.scene_id)
         if outcome.warning:
             log.warning(outcome.warning)
@@ -198,6 +201,7 @@ class SceneResult:
     meta: SceneMeta
     radiometry: Radiometry
     superseded_by: str | None = None
+    http: tuple[int | None, int | None] = (None, None)  # requests, bytes read over HTTP
 
 
 def process_scene(
@@ -216,6 +220,7 @@ def process_scene(
     ``decided``) the arrays are assembled, not computed.
     """
     started = time.perf_counter()
+    http_assets.reset_network_stats()  # one scene at a time per process (threads within it)
     with rasterio.Env(**GDAL_SETTINGS):
         meta = scene_meta(source.path, source.roots, source.allowed_hosts)
         grid = scene_grid(meta)
@@ -241,6 +246,7 @@ def process_scene(
             },
         )
         rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
+        http_requests, http_bytes = http_assets.network_stats() or (None, None)
         for row in rows:
             row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
         ledger.update(
@@ -255,11 +261,15 @@ def process_scene(
             offset_contradicted=decided.contradicted,
             radiometry=decided.as_json(),
             seconds=time.perf_counter() - started,
+            http_requests=http_requests,
+            http_bytes=http_bytes,
         )
         with engine.begin() as conn:
             superseded_by, dropped = store.record_scene_done(conn, ledger, rows)
         changed = dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped
-        return SceneResult(sorted(set(changed)), meta, decided, superseded_by)
+        return SceneResult(
+            sorted(set(changed)), meta, decided, superseded_by, (http_requests, http_bytes)
+        )
 
 
 def _release_freed_memory() -> None:

@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -63,6 +64,8 @@ scenes = Table(
     Column("offset_rule", String(16)),  # flag | asset | raster:bands | catalogue | ...
     Column("offset_contradicted", Boolean),  # the numbers overruled the metadata
     Column("radiometry", JSON),  # scale, offset, the check's counts, bandpass
+    Column("http_requests", Integer),  # made to read its files over HTTP (GDAL's count)
+    Column("http_bytes", BigInteger),  # downloaded for it
     UniqueConstraint("scene_id", "checksum", name="uq_scenes_scene_checksum"),
 )
 

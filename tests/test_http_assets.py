@@ -76,9 +76,18 @@ def test_remote_bands_give_the_statistics_of_the_same_files_read_locally(server,
     summary = run_inbox(remote, inbox, tmp_path / "data-remote", allowed_hosts=frozenset({host}))
     assert summary.ok and summary.count("processed") == len(SCENES), summary.as_json()
     assert _means(remote) == _means(local)
+    # nginx logs a request once it has sent it: wait until the log has them all
+    counted = sum(o.http_requests for o in summary.scenes)
+    assert wait_for(lambda: len(server.requests()) - before >= counted)
     fetched = server.requests()[before:]
     assert fetched and {r.status for r in fetched} <= {200, 206}
     assert all(r.path.endswith(".tif") for r in fetched)  # no directory listing, no sidecars
+    # what each scene cost, from GDAL's own statistics, is what the server sent
+    assert counted == len(fetched)
+    assert sum(o.http_bytes for o in summary.scenes) == sum(r.bytes_sent for r in fetched)
+    ledger = {r["scene_id"]: r for r in store.scene_ledger(remote)}
+    for outcome in summary.scenes:
+        assert ledger[outcome.scene_id]["http_bytes"] == outcome.http_bytes > 0
     # a second run reads nothing: the ledger knows the items
     before = len(server.requests())
     again = run_inbox(remote, inbox, tmp_path / "data-remote", allowed_hosts=frozenset({host}))

@@ -329,6 +329,10 @@ def _report(summary: RunSummary, as_json: bool, document: dict | None = None) ->
         + (f"{superseded} superseded by a better copy, " if superseded else "")
         + f"{summary.count('failed')} failed; profiles updated: {summary.profiles_updated}"
     )
+    requests = sum(s.http_requests or 0 for s in summary.scenes)
+    if requests:
+        fetched = sum(s.http_bytes or 0 for s in summary.scenes)
+        click.echo(f"read over HTTP: {fetched / 1e6:.1f} MB in {requests} requests")
     for s in summary.scenes:
         if s.status == "failed":
             click.echo(f"  FAILED {s.scene_id}: {s.error}", err=True)

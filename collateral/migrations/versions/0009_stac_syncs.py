@@ -1,4 +1,5 @@
-"""Where each STAC API and collection was last synced from.
+"""Where each STAC API and collection was last synced from; what each scene cost to read
+over HTTP.
 
 Revision ID: 0009
 Revises: 0008
@@ -24,7 +25,13 @@ def upgrade() -> None:
         sa.Column("succeeded_at", UTCDateTime, nullable=False),
         sa.Column("items_found", sa.Integer, nullable=False),
     )
+    with op.batch_alter_table("scenes") as batch:
+        batch.add_column(sa.Column("http_requests", sa.Integer))
+        batch.add_column(sa.Column("http_bytes", sa.BigInteger))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("scenes") as batch:
+        batch.drop_column("http_bytes")
+        batch.drop_column("http_requests")
     op.drop_table("stac_syncs")
