@@ -140,6 +140,23 @@ def test_a_broken_asset_fails_its_scene_only_naming_the_url_and_status(
     assert store.done_scene_keys(engine)  # the others are in the ledger
 
 
+def test_an_overloaded_server_is_retried_until_the_scene_is_read(server, tmp_path):
+    """503s (the server sheds load) are retried with back-off: the scenes are processed,
+    with the statistics of the same files read locally."""
+    host = server.base_url.removeprefix("http://")
+    busy = _inbox(tmp_path / "busy", f"{server.base_url}/busy")
+    engine = _engine(tmp_path / "busy.db")
+    summary = run_inbox(engine, busy, tmp_path / "data", allowed_hosts=frozenset({host}))
+    assert summary.ok and summary.count("processed") == len(SCENES), summary.as_json()
+    assert wait_for(lambda: any(r.status == 503 for r in server.requests()))
+    local_inbox = tmp_path / "local"
+    for scene in SCENES:
+        shutil.copytree(SAMPLE_TILES / "scenes" / scene, local_inbox / scene)
+    local = _engine(tmp_path / "local.db")
+    assert run_inbox(local, local_inbox, tmp_path / "data-local").ok
+    assert _means(engine) == _means(local)
+
+
 def test_allowed_hosts_setting_is_parsed_and_checked():
     hosts = http_assets.parse_allowed_hosts(
         "earth-search.aws.element84.com, sentinel-cogs.s3.us-west-2.amazonaws.com  127.0.0.1:8080"

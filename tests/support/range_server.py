@@ -2,8 +2,9 @@
 
 It serves a folder as a catalogue's object store does (Range requests answered with 206,
 HEAD, byte-exact), logs every request with its status, range and bytes sent (what a
-benchmark or a test counts), and answers 500 below ``/fail/`` and 503 below ``/busy/``
-(a broken or overloaded object store). Python's http.server does not do ranges, so it is
+benchmark or a test counts), answers 500 below ``/fail/`` (a broken object store), and
+serves the same folder below ``/busy/`` at 4 requests a second, answering 503 to the
+rest (an overloaded one: a client that retries gets everything). Python's http.server does not do ranges, so it is
 not used for this.
 """
 
@@ -87,11 +88,12 @@ http {{
     types {{ image/tiff tif tiff; application/json json; }}
     default_type application/octet-stream;
     keepalive_requests 10000;
+    limit_req_zone $server_port zone=busy:1m rate=4r/s;
     server {{
         listen 127.0.0.1:{port};
         root {root};
         location /fail/ {{ return 500; }}
-        location /busy/ {{ return 503; }}
+        location /busy/ {{ limit_req zone=busy; alias {root}/; }}
         location / {{ }}
     }}
 }}
