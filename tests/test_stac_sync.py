@@ -170,3 +170,56 @@ def test_search_areas_group_parcels_by_cell_and_versions_follow_the_catalogue():
     assert stac_sync.item_version("api", "c", item) != stac_sync.item_version("api", "c", moved)
     updated = {**item, "properties": {**item["properties"], "updated": "2024-02-01T00:00:00Z"}}
     assert stac_sync.item_version("api", "c", updated) == "api|c|2024-02-01T00:00:00Z"
+
+
+def test_a_sync_killed_midway_leaves_whole_scenes_and_the_next_completes_it(
+    monkeypatch, tmp_path, served
+):
+    """SIGKILL once the first scene is in the ledger (the files come from the overloaded
+    path, so scenes take seconds): every row left is a whole scene, the sync is not
+    recorded as done, and the next sync processes the rest."""
+    import os
+    import signal
+    import subprocess
+
+    from collateral.db import make_engine, upgrade
+    from remote_sensing import store
+    from remote_sensing.parcels import read_parcel_file
+    from tests.support.paths import REPO_ROOT
+    from tests.support.processes import AGRI
+    from tests.support.waiting import wait_for
+
+    items = [_item(s, f"{served.base_url}/busy") for s in SCENES[:4]]
+    url = f"sqlite:///{tmp_path / 'agri.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": url,
+        "AGRI_DATA_DIR": str(tmp_path / "data"),
+        "AGRI_IMAGERY_ALLOWED_HOSTS": served.base_url.removeprefix("http://"),
+    }
+    with stac_api([COLLECTION_DOC], items, tmp_path / "api.log") as api:
+        command = [*AGRI, "imagery", "sync", "--stac-api", api.url, "--collection", COLLECTION]
+        process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stderr=subprocess.PIPE)
+        done = lambda: [r for r in store.scene_ledger(engine) if r["status"] == "done"]  # noqa: E731
+        assert wait_for(lambda: done() or process.poll() is not None, timeout=120)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        finished = {r["scene_id"] for r in done()}
+        assert 1 <= len(finished) < len(items), "the sync ended before it could be killed"
+        assert {r["status"] for r in store.scene_ledger(engine)} == {"done"}  # no half rows
+        with_rows = {
+            o["scene_id"]
+            for pid in store.load_parcels_frame(engine).parcel_id
+            for o in store.parcel_observations(engine, pid)
+        }
+        assert with_rows == finished
+        assert store.last_stac_sync(engine, api.url, COLLECTION) is None
+        result = subprocess.run([*command, "--json"], env=env, cwd=REPO_ROOT, capture_output=True)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        summary = json.loads(result.stdout)
+        statuses = {s["scene_id"]: s["status"] for s in summary["scenes"]}
+        assert statuses == {s: ("skipped" if s in finished else "processed") for s in SCENES[:4]}
+        assert store.last_stac_sync(engine, api.url, COLLECTION) is not None
