@@ -223,3 +223,48 @@ def test_a_sync_killed_midway_leaves_whole_scenes_and_the_next_completes_it(
         statuses = {s["scene_id"]: s["status"] for s in summary["scenes"]}
         assert statuses == {s: ("skipped" if s in finished else "processed") for s in SCENES[:4]}
         assert store.last_stac_sync(engine, api.url, COLLECTION) is not None
+
+
+def test_watch_syncs_from_the_api_and_stops_cleanly_on_sigterm(tmp_path, served, catalogue):
+    """`agri imagery watch --stac-api`: the scheduled sync as a long-running process; a
+    scene the catalogue publishes while it runs is picked up by a later round."""
+    import os
+    import signal
+    import subprocess
+
+    from collateral.db import make_engine, upgrade
+    from remote_sensing import store
+    from remote_sensing.parcels import read_parcel_file
+    from tests.support.paths import REPO_ROOT
+    from tests.support.processes import AGRI
+    from tests.support.waiting import wait_for
+
+    url = f"sqlite:///{tmp_path / 'agri.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": url,
+        "AGRI_DATA_DIR": str(tmp_path / "data"),
+        "AGRI_IMAGERY_ALLOWED_HOSTS": served.base_url.removeprefix("http://"),
+        "AGRI_STAC_COLLECTIONS": COLLECTION,
+    }
+    command = [*AGRI, "imagery", "watch", "--stac-api", catalogue.url, "--interval", "0.5"]
+    watcher = subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    done = lambda: {r["scene_id"] for r in store.scene_ledger(engine) if r["status"] == "done"}  # noqa: E731
+    try:
+        assert wait_for(lambda: len(done()) == 3, timeout=120), done()
+        # a scene acquired now is published: within the next round's search window
+        fresh = _item(SCENES[4], served.base_url)
+        fresh["id"] = "S2A_FRESH_T50RLN"
+        fresh["properties"]["datetime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        catalogue.load([fresh])
+        assert wait_for(lambda: "S2A_FRESH_T50RLN" in done(), timeout=120), done()
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, err
+    assert "processed" in out and "watch stopped" in err

@@ -220,25 +220,33 @@ def imagery_sync(
         start = parse_time(since) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
+    summary = _sync(app, api, wanted, start, max_cloud)
+    for collection, search in summary.searches.items():
+        if "error" not in search and not as_json:
+            since_text = (search["from"] or "the beginning")[:19]
+            click.echo(f"{collection}: {search['found']} item(s) since {since_text}")
+    _report(summary.run, as_json, document=summary.as_json())
+    sys.exit(0 if summary.ok else 1)
+
+
+def _sync(
+    app: App, api: str, collections: list[str], since, max_cloud: float | None
+) -> stac_sync.SyncSummary:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as in _run: a full disk fails the scene
     summary = stac_sync.sync(
         app.engine,
         api,
-        wanted,
+        collections,
         app.settings.data_dir,
         app.settings.allowed_hosts,
-        since=start,
+        since=since,
         max_cloud=max_cloud,
         on_scene=_progress,
     )
     for collection, search in summary.searches.items():
         if "error" in search:
             click.echo(f"  SEARCH FAILED {collection}: {search['error']}", err=True)
-        elif not as_json:
-            since_text = (search["from"] or "the beginning")[:19]
-            click.echo(f"{collection}: {search['found']} item(s) since {since_text}")
-    _report(summary.run, as_json, document=summary.as_json())
-    sys.exit(0 if summary.ok else 1)
+    return summary
 
 
 @contextlib.contextmanager
@@ -268,12 +276,32 @@ def _dask_cluster(app: App, scheduler: str | None, workers: int | None):
 
 
 @imagery.command("watch")
-@click.option("--inbox", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--stac-api", help="Sync from this STAC API instead of an inbox (default AGRI_STAC_API)."
+)
+@click.option("--collection", "collections", multiple=True, help="With --stac-api; repeatable.")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), help="With --stac-api.")
 @click.option("--interval", default=300.0, show_default=True, help="Seconds between scans.")
 @click.option("--json", "as_json", is_flag=True, help="Print each run's summary as JSON.")
 @pass_app
-def imagery_watch(app: App, inbox: Path, interval: float, as_json: bool) -> None:
-    """Run the job every INTERVAL seconds until SIGTERM or SIGINT, then stop cleanly."""
+def imagery_watch(
+    app: App,
+    inbox: Path | None,
+    stac_api: str | None,
+    collections: tuple[str, ...],
+    max_cloud: float | None,
+    interval: float,
+    as_json: bool,
+) -> None:
+    """Run the job every INTERVAL seconds until SIGTERM or SIGINT, then stop cleanly: over
+    an inbox, or as `agri imagery sync` over a STAC API."""
+    api = stac_api or (None if inbox else app.settings.stac_api)
+    if (inbox is None) == (api is None):
+        raise click.UsageError("give --inbox DIR or --stac-api URL (or set AGRI_STAC_API)")
+    wanted = list(collections) or app.settings.collections
+    if api and not wanted:
+        raise click.UsageError("give --collection NAME (or set AGRI_STAC_COLLECTIONS)")
     stop = threading.Event()
 
     def _stop(signum, _frame) -> None:
@@ -283,9 +311,13 @@ def imagery_watch(app: App, inbox: Path, interval: float, as_json: bool) -> None
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     while not stop.is_set():
-        summary = _run(app, inbox)
+        if api:
+            synced = _sync(app, api, wanted, None, max_cloud)
+            summary, document = synced.run, synced.as_json()
+        else:
+            summary, document = _run(app, inbox), None
         if summary.count("processed") or summary.count("failed") or as_json:
-            _report(summary, as_json)
+            _report(summary, as_json, document)
         stop.wait(interval)
     click.echo("watch stopped", err=True)
 
