@@ -229,7 +229,12 @@ def process_scene(
         crs = grid.crs
         acquired_at = meta.acquired_at
         with ds:
-            ndvi, state = assembled(windows, grid) if windows else scene_arrays(ds)
+            if windows:
+                ndvi, state = assembled(windows, grid)
+            else:
+                size = ds["red"].data.chunksize[0]
+                blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, size)
+                ndvi, state = scene_arrays(ds, blocks)
         _release_freed_memory()
         ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
         write_cog(
@@ -280,24 +285,62 @@ def _release_freed_memory() -> None:
         pass
 
 
-def scene_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+def scene_arrays(
+    ds, blocks: list[tuple[slice, slice]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Masked NDVI (float32) and pixel state (uint8), computed chunk-wise on all cores.
 
-    Chunks are stored straight into preallocated arrays, so a full tile never exists
-    twice in memory (dask.compute would concatenate the chunks into a second copy).
+    With ``blocks`` only those (row, column) slices are read and computed, the rest is
+    left NaN and NOT_IMAGED: a portfolio covers a few percent of a tile, and over HTTP
+    every block not read is bytes not fetched. Chunks are stored straight into
+    preallocated arrays, so a full tile never exists twice in memory (dask.compute would
+    concatenate the chunks into a second copy).
     """
     red, nir, scl = ds["red"].data, ds["nir"].data, ds["scl"].data
-    ndvi = np.empty(red.shape, dtype=np.float32)
-    state = np.empty(red.shape, dtype=np.uint8)
-    da.store(
-        [
-            da.map_blocks(indices.masked_ndvi, red, nir, scl, dtype=np.float32),
-            da.map_blocks(indices.pixel_state, red, nir, scl, dtype=np.uint8),
-        ],
-        [ndvi, state],
-        lock=False,
-    )
+    if blocks is None:
+        blocks = [(slice(0, red.shape[0]), slice(0, red.shape[1]))]
+        ndvi = np.empty(red.shape, dtype=np.float32)
+        state = np.empty(red.shape, dtype=np.uint8)
+    else:
+        ndvi = np.full(red.shape, np.nan, dtype=np.float32)
+        state = np.full(red.shape, indices.NOT_IMAGED, dtype=np.uint8)
+    sources, targets = [], []
+    for rows, cols in blocks:
+        bands = (red[rows, cols], nir[rows, cols], scl[rows, cols])
+        sources += [
+            da.map_blocks(indices.masked_ndvi, *bands, dtype=np.float32),
+            da.map_blocks(indices.pixel_state, *bands, dtype=np.uint8),
+        ]
+        targets += [ndvi[rows, cols], state[rows, cols]]
+    if sources:
+        da.store(sources, targets, lock=False)
     return ndvi, state
+
+
+def parcel_blocks(local: gpd.GeoDataFrame, grid: Grid, size: int) -> list[tuple[slice, slice]]:
+    """The ``size``-px blocks of the grid (the scene's read chunks, from its origin) that
+    some parcel's bounds touch, a pixel to spare on each side: all of the scene the
+    parcels' statistics need."""
+    inverse = ~grid.transform
+    touched = set()
+    for xmin, ymin, xmax, ymax in local.geometry.bounds.values:
+        cols, rows = zip(
+            *(inverse * corner for corner in ((xmin, ymin), (xmax, ymax))), strict=True
+        )
+        r0, r1 = max(0, int(min(rows)) - 1), min(grid.height - 1, int(max(rows)) + 1)
+        c0, c1 = max(0, int(min(cols)) - 1), min(grid.width - 1, int(max(cols)) + 1)
+        if r0 > r1 or c0 > c1:
+            continue
+        for r in range(r0 // size, r1 // size + 1):
+            for c in range(c0 // size, c1 // size + 1):
+                touched.add((r, c))
+    return [
+        (
+            slice(r * size, min((r + 1) * size, grid.height)),
+            slice(c * size, min((c + 1) * size, grid.width)),
+        )
+        for r, c in sorted(touched)
+    ]
 
 
 def observation_rows(

@@ -34,6 +34,9 @@ from remote_sensing.indices import qa_pixel_to_scl, reflectance
 from remote_sensing.radiometry import Encoding
 
 CHUNK_PX = 2048
+# Over HTTP a scene is read in blocks of its COG's internal tiles (1024 px at Earth Search
+# and Planetary Computer): a block not over a parcel is a tile not fetched.
+REMOTE_CHUNK_PX = 1024
 # A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
 # mistake or an attack, refused from its header before anything is allocated for it.
 MAX_PIXELS = 20_000 * 20_000
@@ -220,7 +223,7 @@ def open_scene(meta: SceneMeta, encoding: Encoding | None = None) -> xr.Dataset:
     mask = _open_band(meta.bands["mask"])
     if meta.mask == "qa_pixel":
         mask = mask.copy(data=mask.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
-    scl = _scl_on_grid(mask, red)
+    scl = _scl_on_grid(mask, red, lazy=_is_remote(meta.bands["mask"]))
     ds = xr.Dataset({"red": red, "nir": nir, "scl": scl})
     ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
     ds.attrs = {
@@ -424,10 +427,18 @@ def _geotiff_meta(path: Path) -> SceneMeta:
     )
 
 
+def _is_remote(ref: BandRef) -> bool:
+    return str(ref.path).startswith("/vsicurl/")
+
+
 def _open_band(ref: BandRef) -> xr.DataArray:
+    chunk = REMOTE_CHUNK_PX if _is_remote(ref) else CHUNK_PX
     try:
         da = rioxarray.open_rasterio(
-            ref.path, chunks={"x": CHUNK_PX, "y": CHUNK_PX}, lock=False, mask_and_scale=False
+            ref.path,
+            chunks={"x": chunk, "y": chunk},
+            lock=False,
+            mask_and_scale=False,
         )
     except Exception as exc:  # rasterio raises several types for broken files
         raise SceneError(f"{ref.path}: cannot open raster ({exc})") from exc
@@ -453,11 +464,13 @@ def _open_reflectance(
     return dn.copy(data=data)
 
 
-def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray, lazy: bool = False) -> xr.DataArray:
     """Nearest-neighbour SCL on the grid of ``like`` (e.g. 20 m onto 10 m); 0 outside it.
 
-    A 20 m SCL is a quarter of the 10 m pixels (30 MB for a full tile), so it is read once
-    and each 10 m chunk picks its pixels from it: no per-chunk resampling of the file.
+    A 20 m SCL is a quarter of the 10 m pixels (30 MB for a full tile), so a local one is
+    read once and each 10 m chunk picks its pixels from it: no per-chunk resampling of the
+    file. Over HTTP (``lazy``) only the SCL blocks under the chunks computed are fetched:
+    the same picking, as a lazy index into the file's chunks.
     """
     if scl.rio.crs != like.rio.crs:
         raise SceneError("SCL is in a different CRS from the reflectance bands")
@@ -465,11 +478,16 @@ def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
         return scl.astype(np.uint8).rename("scl")
     scl_t = scl.rio.transform()
     # one row/column of 0 (no data) around the SCL makes out-of-grid lookups land on 0
-    padded = np.pad(scl.values.astype(np.uint8), 1)
+    shape = (scl.shape[0] + 2, scl.shape[1] + 2)
     cols = np.floor((like.x.values - scl_t.c) / scl_t.a).astype(np.int64) + 1
     rows = np.floor((like.y.values - scl_t.f) / scl_t.e).astype(np.int64) + 1
-    cols = np.clip(cols, 0, padded.shape[1] - 1)
-    rows = np.clip(rows, 0, padded.shape[0] - 1)
+    cols = np.clip(cols, 0, shape[1] - 1)
+    rows = np.clip(rows, 0, shape[0] - 1)
+    if lazy:
+        padded = da.pad(scl.data.astype(np.uint8), 1)
+        data = padded[rows][:, cols].rechunk(like.data.chunks)
+        return xr.DataArray(data, coords={"y": like.y, "x": like.x}, dims=("y", "x"), name="scl")
+    padded = np.pad(scl.values.astype(np.uint8), 1)
 
     def pick(block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]

@@ -171,3 +171,120 @@ def test_allowed_hosts_setting_is_parsed_and_checked():
         http_assets.gdal_path("file:///etc/passwd", hosts)
     with pytest.raises(ValueError, match="without scheme"):
         http_assets.parse_allowed_hosts("https://example.com/")
+
+
+# --- a full-size-like scene: only the blocks over the parcels are fetched ----------------
+
+
+def _dense_scene(folder, size=4096):
+    """Red, NIR (10 m) and SCL (20 m) COGs of ``size`` px with 1024-px internal tiles, DEFLATE,
+    like Earth Search's; numbers carry the baseline-04.00 offset. Returns the item (hrefs
+    relative) and six parcels in the top-left 1024-px block."""
+    import numpy as np
+    import rasterio
+    import shapely
+    from affine import Affine
+    from pyproj import Transformer
+    from shapely.geometry import box, mapping
+
+    rng = np.random.default_rng(16)
+    transform = Affine(10, 0, 600_000, 0, -10, 2_800_020)
+    coarse = rng.uniform(0, 1, (size // 256 + 2, size // 256 + 2))
+    field = np.kron(coarse, np.ones((256, 256)))[:size, :size]
+    red = (1400 + 400 * field + rng.integers(0, 60, (size, size))).astype("uint16")
+    nir = (3500 + 1000 * field + rng.integers(0, 200, (size, size))).astype("uint16")
+    scl = np.full((size // 2, size // 2), 4, dtype="uint8")
+    scl[100:140, 100:160] = 9  # a cloud over part of one parcel
+    profile = {
+        "driver": "COG",
+        "crs": "EPSG:32650",
+        "count": 1,
+        "compress": "DEFLATE",
+        "blocksize": 1024,
+        "overviews": "AUTO",
+        "predictor": "YES",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array, t in (
+        ("B04", red, transform),
+        ("B08", nir, transform),
+        ("SCL", scl, transform * Affine.scale(2)),
+    ):
+        with rasterio.open(
+            folder / f"{name}.tif",
+            "w",
+            width=array.shape[1],
+            height=array.shape[0],
+            dtype=array.dtype,
+            transform=t,
+            nodata=0,
+            **profile,
+        ) as dst:
+            dst.write(array, 1)
+    item = json.loads((SAMPLE_TILES / "scenes" / SCENES[0] / "item.json").read_text())
+    item["id"] = "S2B_DENSE_T50RLN"
+    for key, name in (("red", "B04"), ("nir", "B08"), ("scl", "SCL")):
+        item["assets"][key]["href"] = f"{name}.tif"
+    to_wgs84 = Transformer.from_crs(32650, 4326, always_xy=True).transform
+    features = []
+    for k, (col, row) in enumerate(
+        [(60, 60), (200, 90), (400, 300), (700, 150), (120, 800), (900, 900)]
+    ):
+        x, y = transform * (col, row)
+        square = shapely.transform(box(x, y - 300, x + 300, y), to_wgs84, interleaved=False)
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"parcel_id": f"D-{k}", "kind": "forest"},
+                "geometry": mapping(square),
+            }
+        )
+    return item, features
+
+
+def test_only_the_blocks_over_the_parcels_are_fetched(tmp_path):
+    from remote_sensing.parcels import read_parcel_file
+
+    files = tmp_path / "files"
+    item, features = _dense_scene(files / "dense")
+    parcels = tmp_path / "parcels.geojson"
+    parcels.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+    def engine(name):
+        e = make_engine(f"sqlite:///{tmp_path / name}")
+        upgrade(e)
+        store.upsert_parcels(e, read_parcel_file(parcels).parcels)
+        return e
+
+    local_inbox = tmp_path / "local" / "dense"
+    local_inbox.mkdir(parents=True)
+    for name in ("B04", "B08", "SCL"):
+        shutil.copy(files / "dense" / f"{name}.tif", local_inbox / f"{name}.tif")
+    (local_inbox / "item.json").write_text(json.dumps(item))
+    local = engine("local.db")
+    assert run_inbox(local, local_inbox.parent, tmp_path / "data-local").ok
+
+    with range_server(files, tmp_path / "nginx") as served:
+        remote_item = json.loads(json.dumps(item))
+        for asset in remote_item["assets"].values():
+            if asset["href"].endswith(".tif"):
+                asset["href"] = served.url(f"dense/{asset['href']}")
+        inbox = tmp_path / "remote" / "dense"
+        inbox.mkdir(parents=True)
+        (inbox / "item.json").write_text(json.dumps(remote_item))
+        remote = engine("remote.db")
+        host = served.base_url.removeprefix("http://")
+        summary = run_inbox(
+            remote, inbox.parent, tmp_path / "data-remote", allowed_hosts=frozenset({host})
+        )
+        assert summary.ok, summary.as_json()
+        (outcome,) = summary.scenes
+    local_means, remote_means = _means(local), _means(remote)
+    assert remote_means.keys() == local_means.keys() and len(remote_means) == 6
+    for key, (mean, valid, count) in local_means.items():
+        assert remote_means[key][1:] == (valid, count)
+        assert remote_means[key][0] == pytest.approx(mean, abs=1e-6)
+    total = sum((files / "dense" / f"{n}.tif").stat().st_size for n in ("B04", "B08", "SCL"))
+    # the parcels lie in one of 16 blocks: a fraction of the files is fetched
+    print(f"fetched {outcome.http_bytes:,} of {total:,} bytes in {outcome.http_requests} requests")
+    assert outcome.http_bytes < 0.2 * total, (outcome.http_bytes, total)
