@@ -4,7 +4,8 @@ It serves a folder as a catalogue's object store does (Range requests answered w
 HEAD, byte-exact), logs every request with its status, range and bytes sent (what a
 benchmark or a test counts), answers 500 below ``/fail/`` (a broken object store), and
 serves the same folder below ``/busy/`` at 4 requests a second, answering 503 to the
-rest (an overloaded one: a client that retries gets everything). Python's http.server
+rest (an overloaded one: a client that retries gets everything). ``/copies/N/PATH`` serves
+PATH under as many URLs as needed (scenes that must not share a reader's cache). Python's http.server
 does not do ranges, so it is not used for this.
 """
 
@@ -94,6 +95,7 @@ http {{
         root {root};
         location /fail/ {{ return 500; }}
         location /busy/ {{ limit_req zone=busy; alias {root}/; }}
+        location ~ ^/copies/[0-9]+/(.*)$ {{ alias {root}/$1; }}
         location / {{ }}
     }}
 }}

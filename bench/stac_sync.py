@@ -1,0 +1,300 @@
+"""STAC sync benchmark: a new scene for a township portfolio, read over HTTP.
+
+    make bench            (or: .venv/bin/python bench/stac_sync.py [--runs N])
+
+A full-size Sentinel-2 tile as real-sized COGs (1024-px tiles, DEFLATE, overviews, like
+Earth Search's) served by nginx, one STAC item for it in a stac-fastapi-pgstac API, and
+2,000 parcels in four townships covering about 5 % of the tile. Side by side, per run:
+  ours: `agri imagery sync` of that item (search, read, mask, NDVI, statistics, store,
+        profiles), a fresh database each run;
+  peer: `odc.stac.load` of red/nir/scl over the parcels' bounding box, the same mask and
+        NDVI, then exactextract's mean per parcel.
+Each side is its own child process (peak RSS from GNU time); bytes are what nginx sent.
+Then the first sync of one new parcel with 70 scenes of history (the same files under 70
+URLs, so no reader cache is shared): seconds and bytes.
+Results go to stdout and bench/out/stac_sync.json.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import rasterio.shutil
+import rasterio.warp
+import shapely
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from raster_pipeline import OUT, SIZE, X0, Y0, child, make_tile  # noqa: E402
+
+from tests.support.range_server import range_server  # noqa: E402
+from tests.support.stac_api import stac_api  # noqa: E402
+
+AGRI = [sys.executable, "-m", "collateral.cli"]
+COG_DIR = OUT / "cog"
+COLLECTION = "sentinel-2-l2a"
+N_PARCELS = 2_000
+TOWNSHIPS = 4  # square townships of 12.3 km: 4 x 151 km2 = 5 % of the tile's 12,056 km2
+TOWNSHIP_M = 12_300
+HISTORY_SCENES = 70
+
+
+def make_cogs() -> None:
+    """The benchmark tile as COGs: 1024-px tiles, DEFLATE, overviews (Earth Search's shape)."""
+    if not (OUT / "tile" / "SCL.tif").exists():
+        print("generating a 10980 x 10980 tile (once)...", flush=True)
+        make_tile(OUT / "tile")
+    COG_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("B04", "B08", "SCL"):
+        target = COG_DIR / f"{name}.tif"
+        if not target.exists():
+            print(f"writing {target.name} as a COG (once)...", flush=True)
+            rasterio.shutil.copy(
+                OUT / "tile" / f"{name}.tif",
+                target,
+                driver="COG",
+                BLOCKSIZE=1024,
+                COMPRESS="DEFLATE",
+                PREDICTOR="YES",
+                OVERVIEWS="AUTO",
+            )
+
+
+def make_parcels(path: Path) -> gpd.GeoDataFrame:
+    """2,000 rotated rectangles of 0.2-5 ha in four townships, as the importer takes them."""
+    rng = np.random.default_rng(11)
+    centres = [
+        (X0 + 20_000, Y0 - 25_000),
+        (X0 + 70_000, Y0 - 30_000),
+        (X0 + 35_000, Y0 - 80_000),
+        (X0 + 85_000, Y0 - 90_000),
+    ]
+    town = rng.integers(0, TOWNSHIPS, N_PARCELS)
+    cx = np.array([centres[t][0] for t in town]) + rng.uniform(-0.5, 0.5, N_PARCELS) * TOWNSHIP_M
+    cy = np.array([centres[t][1] for t in town]) + rng.uniform(-0.5, 0.5, N_PARCELS) * TOWNSHIP_M
+    area = np.exp(rng.uniform(np.log(2_000), np.log(50_000), N_PARCELS))
+    aspect = rng.uniform(0.5, 2.0, N_PARCELS)
+    w, h = np.sqrt(area * aspect), np.sqrt(area / aspect)
+    angle = rng.uniform(0, 90, N_PARCELS)
+    geoms = [
+        shapely.affinity.rotate(shapely.box(x - a / 2, y - b / 2, x + a / 2, y + b / 2), t)
+        for x, y, a, b, t in zip(cx, cy, w, h, angle, strict=True)
+    ]
+    kinds = np.where(rng.random(N_PARCELS) < 0.5, "tea_garden", "forest")
+    frame = gpd.GeoDataFrame(
+        {"parcel_id": [f"S{i:05d}" for i in range(N_PARCELS)], "kind": kinds},
+        geometry=geoms,
+        crs="EPSG:32650",
+    ).to_crs(4326)
+    path.write_text(frame.to_json())
+    return frame
+
+
+def item(item_id: str, day: str, base_url: str) -> dict:
+    """A Sentinel-2 L2A item of the tile whose assets are URLs on the test server."""
+    west, south, east, north = rasterio.warp.transform_bounds(
+        "EPSG:32650", "EPSG:4326", X0, Y0 - SIZE * 10, X0 + SIZE * 10, Y0
+    )
+    footprint = shapely.box(west, south, east, north)
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "collection": COLLECTION,
+        "bbox": [west, south, east, north],
+        "geometry": shapely.geometry.mapping(footprint),
+        "properties": {
+            "datetime": f"{day}T03:00:00Z",
+            "platform": "sentinel-2a",
+            "s2:processing_baseline": "05.10",
+            "eo:cloud_cover": 10.0,
+        },
+        "links": [],
+        "assets": {
+            key: {"href": f"{base_url}/{name}.tif", "type": "image/tiff; application=geotiff"}
+            for key, name in (("red", "B04"), ("nir", "B08"), ("scl", "SCL"))
+        },
+    }
+
+
+COLLECTION_DOC = {
+    "type": "Collection",
+    "id": COLLECTION,
+    "stac_version": "1.0.0",
+    "description": "benchmark tile",
+    "license": "proprietary",
+    "extent": {
+        "spatial": {"bbox": [[-180, -90, 180, 90]]},
+        "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
+    },
+    "links": [],
+}
+
+PEER_SCRIPT = """
+import json, sys
+import numpy as np, geopandas as gpd, pystac_client
+import odc.stac
+from exactextract import exact_extract
+from exactextract.raster import NumPyRasterSource
+from remote_sensing.indices import masked_ndvi
+api, collection, parcels_path, out = sys.argv[1:5]
+odc.stac.configure_rio(cloud_defaults=True)
+parcels = gpd.read_file(parcels_path)
+items = list(pystac_client.Client.open(api).search(
+    collections=[collection], bbox=list(parcels.total_bounds)).items())
+data = odc.stac.load(items, bands=["red", "nir", "scl"], bbox=list(parcels.total_bounds),
+                     crs="EPSG:32650", resolution=10, chunks={"x": 2048, "y": 2048},
+                     resampling={"scl": "nearest"}).isel(time=0).compute()
+red = np.where(data.red.values == 0, np.nan, data.red.values * 1e-4 - 0.1).astype("float32")
+nir = np.where(data.nir.values == 0, np.nan, data.nir.values * 1e-4 - 0.1).astype("float32")
+ndvi = masked_ndvi(red, nir, data.scl.values.astype("uint8"))
+x, y = data.x.values, data.y.values
+res = 10.0
+src = NumPyRasterSource(ndvi, x.min() - res / 2, y.min() - res / 2, x.max() + res / 2,
+                        y.max() + res / 2, nodata=np.nan, srs_wkt=data.odc.crs.wkt)
+means = exact_extract(src, parcels.to_crs(32650), ["mean"], include_cols=["parcel_id"],
+                      output="pandas")
+json.dump(dict(zip(means.parcel_id, means["mean"].astype(float))), open(out, "w"))
+"""
+
+
+def ours(api_url: str, parcels: Path, work: Path, host: str) -> dict:
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": f"sqlite:///{work / 'agri.db'}",
+        "AGRI_DATA_DIR": str(work / "data"),
+        "AGRI_IMAGERY_ALLOWED_HOSTS": host,
+    }
+    child([*AGRI, "parcels", "import", str(parcels)], env)
+    seconds, peak_mb, out = child(
+        [*AGRI, "imagery", "sync", "--stac-api", api_url, "--collection", COLLECTION, "--json"],
+        env,
+    )
+    summary = json.loads(out)
+    return {"seconds": seconds, "peak_mb": peak_mb, "summary": summary, "env": env}
+
+
+def run_once(api_url: str, served, parcels: Path, host: str) -> dict:
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        work = Path(tmp)
+        before = len(served.requests())
+        mine = ours(api_url, parcels, work, host)
+        time.sleep(0.5)  # nginx logs a request once sent
+        our_log = served.requests()[before:]
+        before = len(served.requests())
+        peer_out = work / "peer.json"
+        peer_s, peer_mb, _ = child(
+            [sys.executable, "-c", PEER_SCRIPT, api_url, COLLECTION, str(parcels), str(peer_out)],
+            {**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        time.sleep(0.5)
+        peer_log = served.requests()[before:]
+        theirs = json.loads(peer_out.read_text())
+        from collateral.db import make_engine
+        from remote_sensing import store
+
+        engine = make_engine(mine["env"]["AGRI_DATABASE_URL"])
+        diffs = []
+        for pid, mean in theirs.items():
+            rows = store.parcel_observations(engine, pid)
+            if rows and rows[0]["ndvi_mean"] is not None and np.isfinite(mean):
+                diffs.append(abs(rows[0]["ndvi_mean"] - mean))
+        engine.dispose()
+    our_bytes = sum(r.bytes_sent for r in our_log)
+    peer_bytes = sum(r.bytes_sent for r in peer_log)
+    scene = mine["summary"]["scenes"][0]
+    return {
+        "ours_s": mine["seconds"],
+        "ours_peak_mb": mine["peak_mb"],
+        "ours_bytes": our_bytes,
+        "ours_requests": len(our_log),
+        "ours_ledger_bytes": scene["http_bytes"],
+        "peer_s": peer_s,
+        "peer_peak_mb": peer_mb,
+        "peer_bytes": peer_bytes,
+        "peer_requests": len(peer_log),
+        "bytes_ratio": peer_bytes / our_bytes,
+        "speed_ratio": peer_s / mine["seconds"],
+        "parcels_compared": len(diffs),
+        "max_abs_mean_diff": max(diffs) if diffs else None,
+    }
+
+
+def history(api_url: str, served, parcels: Path, host: str) -> dict:
+    """The first sync of one new parcel with HISTORY_SCENES scenes in the catalogue."""
+    one = gpd.read_file(parcels).iloc[[0]]
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        work = Path(tmp)
+        single = work / "one.geojson"
+        single.write_text(one.to_json())
+        before = len(served.requests())
+        mine = ours(api_url, single, work, host)
+        time.sleep(0.5)
+        log = served.requests()[before:]
+    processed = sum(s["status"] == "processed" for s in mine["summary"]["scenes"])
+    return {
+        "scenes": processed,
+        "seconds": mine["seconds"],
+        "peak_mb": mine["peak_mb"],
+        "bytes": sum(r.bytes_sent for r in log),
+        "requests": len(log),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    make_cogs()
+    parcels = OUT / "stac_parcels.geojson"
+    if not parcels.exists():
+        make_parcels(parcels)
+    results: dict = {"runs": []}
+    with range_server(COG_DIR, OUT / "nginx") as served:
+        host = served.base_url.removeprefix("http://")
+        scene = item("S2A_BENCH_T50RLN_20240615", "2024-06-15", served.base_url)
+        with stac_api([COLLECTION_DOC], [scene], OUT / "stac-api.log") as api:
+            for run in range(args.runs):
+                result = run_once(api.url, served, parcels, host)
+                results["runs"].append(result)
+                print(
+                    f"run {run + 1}: ours {result['ours_s']:.1f} s, "
+                    f"{result['ours_bytes'] / 1e6:.1f} MB in {result['ours_requests']} requests, "
+                    f"peak {result['ours_peak_mb']:.0f} MB | odc-stac + exactextract "
+                    f"{result['peer_s']:.1f} s, {result['peer_bytes'] / 1e6:.1f} MB in "
+                    f"{result['peer_requests']} requests, peak {result['peer_peak_mb']:.0f} MB | "
+                    f"{result['bytes_ratio']:.1f}x fewer bytes, {result['speed_ratio']:.2f}x "
+                    f"faster; max |mean diff| {result['max_abs_mean_diff']:.2e} over "
+                    f"{result['parcels_compared']} parcels",
+                    flush=True,
+                )
+        copies = [
+            item(
+                f"S2A_BENCH_T50RLN_H{n:03d}",
+                f"{2023 + n // 36}-{1 + (n % 36) // 3:02d}-{1 + 9 * (n % 3):02d}",
+                f"{served.base_url}/copies/{n}",
+            )
+            for n in range(HISTORY_SCENES)
+        ]
+        with stac_api([COLLECTION_DOC], copies, OUT / "stac-api-history.log") as api:
+            results["history"] = history(api.url, served, parcels, host)
+        h = results["history"]
+        print(
+            f"first sync of a new parcel with {h['scenes']} scenes: {h['seconds']:.1f} s, "
+            f"{h['bytes'] / 1e6:.1f} MB in {h['requests']} requests, peak {h['peak_mb']:.0f} MB",
+            flush=True,
+        )
+    (OUT / "stac_sync.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
