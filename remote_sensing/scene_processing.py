@@ -18,6 +18,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Engine
 
@@ -230,18 +231,20 @@ def process_scene(
         acquired_at = meta.acquired_at
         with ds:
             if windows:
+                area = grid
                 ndvi, state = assembled(windows, grid)
             else:
                 size = ds["red"].data.chunksize[0]
                 blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, size)
-                ndvi, state = scene_arrays(ds, blocks)
+                area, (rows, cols), blocks = read_area(grid, blocks, size)
+                ndvi, state = scene_arrays(ds.isel(y=rows, x=cols), blocks)
         _release_freed_memory()
         ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
         write_cog(
             ndvi_path,
             ndvi,
             crs,
-            grid.transform,
+            area.transform,
             nodata=float("nan"),
             tags={
                 "SCENE_ID": source.scene_id,
@@ -250,7 +253,7 @@ def process_scene(
                 "SENSOR": meta.sensor,
             },
         )
-        rows = observation_rows(parcels, grid, ndvi, state, data_dir / "coverage")
+        rows = observation_rows(parcels, area, ndvi, state, data_dir / "coverage")
         http_requests, http_bytes = http_assets.network_stats() or (None, None)
         for row in rows:
             row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
@@ -315,6 +318,25 @@ def scene_arrays(
     if sources:
         da.store(sources, targets, lock=False)
     return ndvi, state
+
+
+def read_area(
+    grid: Grid, blocks: list[tuple[slice, slice]], size: int
+) -> tuple[Grid, tuple[slice, slice], list[tuple[slice, slice]]]:
+    """The part of the scene that holds ``blocks``: its grid, its rows and columns in the
+    scene, and the blocks within it. The NDVI COG and the statistics are made on it, so a
+    scene over one parcel writes a block, not a tile (2.6 s a scene for a full tile).
+    Without blocks (no parcel on the scene), the first block, read as nothing."""
+    if not blocks:
+        first = (slice(0, min(size, grid.height)), slice(0, min(size, grid.width)))
+        return read_area(grid, [first], size)[0], first, []
+    r0, r1 = min(b[0].start for b in blocks), max(b[0].stop for b in blocks)
+    c0, c1 = min(b[1].start for b in blocks), max(b[1].stop for b in blocks)
+    area = Grid(grid.crs, grid.transform * Affine.translation(c0, r0), r1 - r0, c1 - c0)
+    inner = [
+        (slice(r.start - r0, r.stop - r0), slice(c.start - c0, c.stop - c0)) for r, c in blocks
+    ]
+    return area, (slice(r0, r1), slice(c0, c1)), inner
 
 
 def parcel_blocks(local: gpd.GeoDataFrame, grid: Grid, size: int) -> list[tuple[slice, slice]]:

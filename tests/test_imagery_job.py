@@ -161,9 +161,11 @@ def test_human_summary_names_the_failures(tmp_path, sqlite_env, agri):
 
 
 def test_ndvi_cog_is_written_per_scene(tmp_path, sqlite_env, agri):
+    """The NDVI of the part of the scene the parcels need (here, the whole small scene)."""
     inbox = tmp_path / "inbox"
     first = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
     shutil.copytree(first, inbox / first.name)
+    assert agri("parcels", "import", SAMPLE_TILES / "parcels.geojson").exit_code == 0
     assert agri("imagery", "run", "--inbox", inbox).exit_code == 0
     cog = tmp_path / "data" / "ndvi" / f"{first.name}.tif"
     with rasterio.open(cog) as src:

@@ -503,3 +503,41 @@ def test_sentinel2_and_landsat_find_the_clear_cut_and_frost_at_least_as_well(
     assert both["state"] == "closed" and both["end"].date() <= recovered + timedelta(days=60)
     damaged = {cut["parcel_id"], frost["parcel_id"]}
     assert {e["parcel_id"] for e in store.stored_events(combined_db)} == damaged
+
+
+def test_pixel_stack_reads_the_same_ground_from_cogs_of_different_extents(tmp_path):
+    """Each scene's NDVI COG holds the blocks read for that day's parcels, so COGs of one
+    grid differ in extent: the stack must line their pixels up (and refuse another lattice)."""
+    import shapely
+    from affine import Affine
+    from pyproj import CRS, Transformer
+    from shapely.geometry import box
+
+    from remote_sensing.cog import write_cog
+    from remote_sensing.parcel_pixels import parcel_pixel_stack
+
+    crs = CRS.from_epsg(32650)
+    origin = Affine(10, 0, 618_000, 0, -10, 2_775_000)
+    ndvi = np.random.default_rng(3).uniform(0.2, 0.9, (60, 60)).astype("float32")
+    whole, part, shifted = tmp_path / "whole.tif", tmp_path / "part.tif", tmp_path / "shift.tif"
+    write_cog(whole, ndvi, crs, origin, float("nan"))
+    write_cog(part, ndvi[20:, 25:], crs, origin * Affine.translation(25, 20), float("nan"))
+    write_cog(shifted, ndvi, crs, origin * Affine.translation(0.5, 0), float("nan"))
+    x, y = origin * (30, 30)
+    square = box(x, y - 150, x + 150, y)  # 15 x 15 pixels inside both extents
+    to_wgs84 = Transformer.from_crs(32650, 4326, always_xy=True).transform
+    stack, coverage, pixel_area = parcel_pixel_stack(
+        [whole, part, shifted], shapely.transform(square, to_wgs84, interleaved=False)
+    )
+    seen = coverage > 0.99
+    assert seen.sum() >= 13 * 13 and pixel_area == pytest.approx(100.0)
+    np.testing.assert_array_equal(stack[0][seen], stack[1][seen])
+    assert np.isnan(stack[2]).all()
+    # a parcel partly beyond a COG's extent reads NaN there, the rest as it is
+    x, y = origin * (20, 15)
+    edge = shapely.transform(box(x, y - 100, x + 100, y), to_wgs84, interleaved=False)
+    stack, coverage, _ = parcel_pixel_stack([whole, part], edge)
+    inside_whole = np.isfinite(stack[0])
+    assert inside_whole.sum() > 50 and np.isnan(stack[1]).sum() > 0
+    both = np.isfinite(stack[1])
+    np.testing.assert_array_equal(stack[0][both], stack[1][both])

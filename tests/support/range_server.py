@@ -4,9 +4,9 @@ It serves a folder as a catalogue's object store does (Range requests answered w
 HEAD, byte-exact), logs every request with its status, range and bytes sent (what a
 benchmark or a test counts), answers 500 below ``/fail/`` (a broken object store), and
 serves the same folder below ``/busy/`` at 4 requests a second, answering 503 to the
-rest (an overloaded one: a client that retries gets everything). ``/copies/N/PATH`` serves
-PATH under as many URLs as needed (scenes that must not share a reader's cache). Python's http.server
-does not do ranges, so it is not used for this.
+rest (an overloaded one: a client that retries gets everything). ``/copies/N/PATH``
+serves PATH under as many URLs as needed (scenes that must not share a reader's cache).
+Python's http.server does not do ranges, so it is not used for this.
 """
 
 import getpass
