@@ -322,17 +322,20 @@ def scene_arrays(
 
 def read_area(
     grid: Grid, blocks: list[tuple[slice, slice]], size: int
-) -> tuple[Grid, tuple[slice, slice], list[tuple[slice, slice]]]:
+) -> tuple[Grid, tuple[slice, slice], list[tuple[slice, slice]] | None]:
     """The part of the scene that holds ``blocks``: its grid, its rows and columns in the
-    scene, and the blocks within it. The NDVI COG and the statistics are made on it, so a
-    scene over one parcel writes a block, not a tile (2.6 s a scene for a full tile).
-    Without blocks (no parcel on the scene), the first block, read as nothing."""
+    scene, and the blocks within it (None: all of them, read whole as before blocks). The
+    NDVI COG and the statistics are made on it, so a scene over one parcel writes a block,
+    not a tile (2.6 s a scene for a full tile). Without blocks (no parcel on the scene),
+    the first block, read as nothing."""
     if not blocks:
         first = (slice(0, min(size, grid.height)), slice(0, min(size, grid.width)))
         return read_area(grid, [first], size)[0], first, []
     r0, r1 = min(b[0].start for b in blocks), max(b[0].stop for b in blocks)
     c0, c1 = min(b[1].start for b in blocks), max(b[1].stop for b in blocks)
     area = Grid(grid.crs, grid.transform * Affine.translation(c0, r0), r1 - r0, c1 - c0)
+    if len(blocks) == -(-area.height // size) * -(-area.width // size):
+        return area, (slice(r0, r1), slice(c0, c1)), None  # every block: read it whole
     inner = [
         (slice(r.start - r0, r.stop - r0), slice(c.start - c0, c.stop - c0)) for r, c in blocks
     ]
