@@ -119,19 +119,25 @@ def make_inboxes() -> None:
         link_inbox(OUT / f"inbox{i}", OUT / "tile", tuple(f for _, f in files), item)
 
 
+def rectangles(rng, cx, cy, area_m2, aspect) -> list:
+    """Rectangles of the given areas and aspect ratios centred on (cx, cy), rotated 0-90
+    degrees at random: parcels as cadastral maps draw them."""
+    w, h = np.sqrt(area_m2 * aspect), np.sqrt(area_m2 / aspect)
+    angle = rng.uniform(0, 90, len(cx))
+    return [
+        shapely.affinity.rotate(shapely.box(x - a / 2, y - b / 2, x + a / 2, y + b / 2), t)
+        for x, y, a, b, t in zip(cx, cy, w, h, angle, strict=True)
+    ]
+
+
 def make_parcels(path: Path) -> None:
     """10,000 rotated rectangles of 0.2-5 ha (log-uniform) inside the tile, in WGS84."""
     rng = np.random.default_rng(7)
     area_m2 = np.exp(rng.uniform(np.log(2_000), np.log(50_000), N_PARCELS))
     aspect = rng.uniform(0.5, 2.0, N_PARCELS)
-    w, h = np.sqrt(area_m2 * aspect), np.sqrt(area_m2 / aspect)
     cx = rng.uniform(X0 + 500, X0 + SIZE * 10 - 500, N_PARCELS)
     cy = rng.uniform(Y0 - SIZE * 10 + 500, Y0 - 500, N_PARCELS)
-    angle = rng.uniform(0, 90, N_PARCELS)
-    geoms = [
-        shapely.affinity.rotate(shapely.box(x - a / 2, y - b / 2, x + a / 2, y + b / 2), t)
-        for x, y, a, b, t in zip(cx, cy, w, h, angle, strict=True)
-    ]
+    geoms = rectangles(rng, cx, cy, area_m2, aspect)
     kinds = np.where(rng.random(N_PARCELS) < 0.5, "tea_garden", "forest")
     frame = gpd.GeoDataFrame(
         {"parcel_id": [f"B{i:05d}" for i in range(N_PARCELS)], "kind": kinds},

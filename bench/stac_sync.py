@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from raster_pipeline import OUT, SIZE, X0, Y0, child, make_tile  # noqa: E402
+from raster_pipeline import OUT, SIZE, X0, Y0, child, make_tile, rectangles  # noqa: E402
 
 from tests.support.range_server import range_server  # noqa: E402
-from tests.support.stac_api import stac_api  # noqa: E402
+from tests.support.stac_api import collection, stac_api  # noqa: E402
 
 AGRI = [sys.executable, "-m", "collateral.cli"]
 COG_DIR = OUT / "cog"
@@ -83,12 +83,7 @@ def make_parcels(path: Path) -> gpd.GeoDataFrame:
     cy = np.array([centres[t][1] for t in town]) + rng.uniform(-0.5, 0.5, N_PARCELS) * TOWNSHIP_M
     area = np.exp(rng.uniform(np.log(2_000), np.log(50_000), N_PARCELS))
     aspect = rng.uniform(0.5, 2.0, N_PARCELS)
-    w, h = np.sqrt(area * aspect), np.sqrt(area / aspect)
-    angle = rng.uniform(0, 90, N_PARCELS)
-    geoms = [
-        shapely.affinity.rotate(shapely.box(x - a / 2, y - b / 2, x + a / 2, y + b / 2), t)
-        for x, y, a, b, t in zip(cx, cy, w, h, angle, strict=True)
-    ]
+    geoms = rectangles(rng, cx, cy, area, aspect)
     kinds = np.where(rng.random(N_PARCELS) < 0.5, "tea_garden", "forest")
     frame = gpd.GeoDataFrame(
         {"parcel_id": [f"S{i:05d}" for i in range(N_PARCELS)], "kind": kinds},
@@ -126,18 +121,7 @@ def item(item_id: str, day: str, base_url: str) -> dict:
     }
 
 
-COLLECTION_DOC = {
-    "type": "Collection",
-    "id": COLLECTION,
-    "stac_version": "1.0.0",
-    "description": "benchmark tile",
-    "license": "proprietary",
-    "extent": {
-        "spatial": {"bbox": [[-180, -90, 180, 90]]},
-        "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
-    },
-    "links": [],
-}
+COLLECTION_DOC = collection(COLLECTION, "benchmark tile")
 
 PEER_SCRIPT = """
 import json, sys

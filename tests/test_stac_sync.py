@@ -5,6 +5,7 @@ searched from."""
 
 import copy
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from remote_sensing import stac_sync
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
-from tests.support.stac_api import stac_api
+from tests.support.stac_api import collection, stac_api
 
 pytestmark = pytest.mark.postgres
 
@@ -46,18 +47,7 @@ def _far_away(item: dict) -> dict:
     return moved
 
 
-COLLECTION_DOC = {
-    "type": "Collection",
-    "id": COLLECTION,
-    "stac_version": "1.0.0",
-    "description": "Sentinel-2 L2A scenes of the sample area (test catalogue)",
-    "license": "proprietary",
-    "extent": {
-        "spatial": {"bbox": [[-180, -90, 180, 90]]},
-        "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
-    },
-    "links": [],
-}
+COLLECTION_DOC = collection(COLLECTION, "Sentinel-2 L2A scenes of the sample area (test catalogue)")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +67,26 @@ def _env(monkeypatch, tmp_path, served):
     monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'agri.db'}")
     monkeypatch.setenv("AGRI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", served.base_url.removeprefix("http://"))
+
+
+def _process_env(tmp_path, served, **more) -> tuple:
+    """A database with the sample parcels and the environment of an `agri` process on it."""
+    from collateral.db import make_engine, upgrade
+    from remote_sensing import store
+    from remote_sensing.parcels import read_parcel_file
+
+    url = f"sqlite:///{tmp_path / 'agri.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": url,
+        "AGRI_DATA_DIR": str(tmp_path / "data"),
+        "AGRI_IMAGERY_ALLOWED_HOSTS": served.base_url.removeprefix("http://"),
+        **more,
+    }
+    return engine, env
 
 
 def _sync(agri, api, *more):
@@ -178,28 +188,16 @@ def test_a_sync_killed_midway_leaves_whole_scenes_and_the_next_completes_it(
     """SIGKILL once the first scene is in the ledger (the files come from the overloaded
     path, so scenes take seconds): every row left is a whole scene, the sync is not
     recorded as done, and the next sync processes the rest."""
-    import os
     import signal
     import subprocess
 
-    from collateral.db import make_engine, upgrade
     from remote_sensing import store
-    from remote_sensing.parcels import read_parcel_file
     from tests.support.paths import REPO_ROOT
     from tests.support.processes import AGRI
     from tests.support.waiting import wait_for
 
     items = [_item(s, f"{served.base_url}/busy") for s in SCENES[:4]]
-    url = f"sqlite:///{tmp_path / 'agri.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
-    env = {
-        **os.environ,
-        "AGRI_DATABASE_URL": url,
-        "AGRI_DATA_DIR": str(tmp_path / "data"),
-        "AGRI_IMAGERY_ALLOWED_HOSTS": served.base_url.removeprefix("http://"),
-    }
+    engine, env = _process_env(tmp_path, served)
     with stac_api([COLLECTION_DOC], items, tmp_path / "api.log") as api:
         command = [*AGRI, "imagery", "sync", "--stac-api", api.url, "--collection", COLLECTION]
         process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stderr=subprocess.PIPE)
@@ -228,28 +226,15 @@ def test_a_sync_killed_midway_leaves_whole_scenes_and_the_next_completes_it(
 def test_watch_syncs_from_the_api_and_stops_cleanly_on_sigterm(tmp_path, served, catalogue):
     """`agri imagery watch --stac-api`: the scheduled sync as a long-running process; a
     scene the catalogue publishes while it runs is picked up by a later round."""
-    import os
     import signal
     import subprocess
 
-    from collateral.db import make_engine, upgrade
     from remote_sensing import store
-    from remote_sensing.parcels import read_parcel_file
     from tests.support.paths import REPO_ROOT
     from tests.support.processes import AGRI
     from tests.support.waiting import wait_for
 
-    url = f"sqlite:///{tmp_path / 'agri.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    store.upsert_parcels(engine, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
-    env = {
-        **os.environ,
-        "AGRI_DATABASE_URL": url,
-        "AGRI_DATA_DIR": str(tmp_path / "data"),
-        "AGRI_IMAGERY_ALLOWED_HOSTS": served.base_url.removeprefix("http://"),
-        "AGRI_STAC_COLLECTIONS": COLLECTION,
-    }
+    engine, env = _process_env(tmp_path, served, AGRI_STAC_COLLECTIONS=COLLECTION)
     command = [*AGRI, "imagery", "watch", "--stac-api", catalogue.url, "--interval", "0.5"]
     watcher = subprocess.Popen(
         command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

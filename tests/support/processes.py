@@ -47,3 +47,13 @@ class AgriProcess:
     def close(self) -> None:
         self._notify.close()
         self._folder.cleanup()
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server process the tests started; kill it if it does not go."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bioassets.local_broker import free_port
+from tests.support.processes import stop
 from tests.support.waiting import wait_for
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "nginx")
@@ -114,12 +115,7 @@ http {{
             raise RuntimeError(f"nginx exited: {process.stderr.read().decode()[-2000:]}")
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _answers(port: int) -> bool:

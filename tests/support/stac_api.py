@@ -24,7 +24,24 @@ from pypgstac.migrate import Migrate
 
 from bioassets.local_broker import free_port
 from tests.support.databases import fresh_postgres_database
+from tests.support.processes import stop
 from tests.support.waiting import wait_for
+
+
+def collection(collection_id: str, description: str) -> dict:
+    """A minimal STAC collection document (world extent, open-ended time)."""
+    return {
+        "type": "Collection",
+        "id": collection_id,
+        "stac_version": "1.0.0",
+        "description": description,
+        "license": "proprietary",
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
+        },
+        "links": [],
+    }
 
 
 @dataclass
@@ -86,12 +103,7 @@ def stac_api(collections: list[dict], items: list[dict], log: Path) -> Iterator[
                 raise RuntimeError(f"the STAC API exited:\n{log.read_text()[-3000:]}")
             yield api
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def _ready(url: str) -> bool:
