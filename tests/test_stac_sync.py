@@ -253,3 +253,18 @@ def test_watch_syncs_from_the_api_and_stops_cleanly_on_sigterm(tmp_path, served,
         out, err = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, err
     assert "processed" in out and "watch stopped" in err
+
+
+def test_an_unreachable_api_is_a_clear_failure_and_records_nothing(agri, monkeypatch, tmp_path):
+    from bioassets.local_broker import free_port
+
+    monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'agri.db'}")
+    monkeypatch.setenv("AGRI_DATA_DIR", str(tmp_path / "data"))
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = agri("imagery", "sync", "--stac-api", nowhere, "--collection", COLLECTION, "--json")
+    assert result.exit_code == 1
+    search = json.loads(result.stdout)["searches"][COLLECTION]
+    assert search["error"].startswith(f"cannot open the STAC API {nowhere}")
+    assert "SEARCH FAILED" in result.stderr
+    missing = agri("imagery", "sync", "--collection", COLLECTION)
+    assert missing.exit_code == 2 and "--stac-api" in missing.output
