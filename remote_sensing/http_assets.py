@@ -35,6 +35,9 @@ GDAL_HTTP_OPTIONS: dict[str, str] = {
     # the header of a COG is at its start: one 64 kB read gets it with the tile index
     "GDAL_INGESTED_BYTES_AT_OPEN": "65536",
     "VSI_CACHE": "TRUE",
+    # the tiles the offset check fetched are fetched again by the scene's read unless the
+    # download cache (16 MB by default) holds them: a few compressed 1024-px tiles per band
+    "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 1024 * 1024),
     # count requests and bytes, so the ledger can say what each scene cost
     "CPL_VSIL_NETWORK_STATS_ENABLED": "YES",
 }
@@ -96,10 +99,13 @@ def _gdal() -> ctypes.CDLL | None:
 
 
 def reset_network_stats() -> None:
-    """Start counting this process's HTTP requests and bytes afresh."""
+    """Start counting this process's HTTP requests and bytes afresh, and empty GDAL's
+    download cache: a scene's tiles are reused within the scene (CPL_VSIL_CURL_CACHE_SIZE),
+    and a sync over 70 scenes must not keep 70 scenes' tiles."""
     lib = _gdal()
     if lib is not None:
         lib.VSINetworkStatsReset()
+        lib.VSICurlClearCache()
 
 
 def network_stats() -> tuple[int, int] | None:

@@ -221,8 +221,10 @@ def process_scene(
     ``decided``) the arrays are assembled, not computed.
     """
     started = time.perf_counter()
-    http_assets.reset_network_stats()  # one scene at a time per process (threads within it)
     with rasterio.Env(**GDAL_SETTINGS):
+        # one scene at a time per process (threads within it); inside the settings, so the
+        # download cache is made again with their size
+        http_assets.reset_network_stats()
         meta = scene_meta(source.path, source.roots, source.allowed_hosts)
         grid = scene_grid(meta)
         decided = decided or scene_radiometry(meta, parcels, grid)
