@@ -34,7 +34,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from agri_common.times import parse_time
 from collateral import prices
 from collateral.prices import Where
-from remote_sensing.profiles import CONFIRM_EVIDENCE
+from remote_sensing.disturbances import CONFIRM_EVIDENCE
 
 RULES_VERSION = "2026.12.1"  # bump when a formula changes: stored valuations name theirs
 CENT = Decimal("0.01")

@@ -9,7 +9,7 @@ import shapely
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from remote_sensing import profiles, store
+from remote_sensing import disturbances, profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 
 
@@ -163,7 +163,7 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _event_json(event: profiles.Disturbance, series: profiles.Series) -> dict:
+def _event_json(event: disturbances.Disturbance, series: profiles.Series) -> dict:
     day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
     start, confirmed = day(event.start_index), day(event.confirmed_index)
     end = None if event.end_index is None else day(event.end_index)
@@ -183,7 +183,7 @@ def _event_json(event: profiles.Disturbance, series: profiles.Series) -> dict:
     }
 
 
-def _suspected_json(event: profiles.Disturbance, series: profiles.Series) -> dict:
+def _suspected_json(event: disturbances.Disturbance, series: profiles.Series) -> dict:
     """A low run nobody could confirm or rule out, with the reason in an officer's words."""
     day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
     low = event.event_indices
@@ -234,6 +234,6 @@ class PixelEvidence:
             [Path(p) for p in paths],
             shapely.geometry.shape(json.loads(self.parcel["geometry_geojson"])),
         )
-        pre = profiles.pixel_levels(stack[: len(before)])
-        post = profiles.first_finite(stack[len(before) :])
-        return round(profiles.affected_area_ha(pre, post, coverage, pixel_area, pixel_drop), 4)
+        pre = disturbances.pixel_levels(stack[: len(before)])
+        post = disturbances.first_finite(stack[len(before) :])
+        return round(disturbances.affected_area_ha(pre, post, coverage, pixel_area, pixel_drop), 4)

@@ -9,7 +9,7 @@ import pytest
 
 from agri_common.times import parse_as_of
 from collateral.db import make_engine, upgrade
-from remote_sensing import profiles, store
+from remote_sensing import disturbances, profiles, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.profile_update import parcel_profile, peer_statistics, update_profiles
@@ -84,7 +84,7 @@ def _flat(n, value=0.7, spread=0.03):
 def test_disturbance_opens_on_two_clear_dates_and_closes_on_recovery():
     values = [0.7, 0.7, 0.4, 0.35, 0.45, 0.69, 0.7, 0.7]
     series = profiles.clean_series(_obs(np.arange(8) * 20.0, values))
-    (event,) = profiles.detect_disturbances(series, _flat(8))
+    (event,) = disturbances.detect_disturbances(series, _flat(8))
     assert (event.start_index, event.confirmed_index, event.end_index) == (2, 3, 5)
     assert event.state == "closed"
     assert event.severity == pytest.approx((0.7 - 0.35) / 0.7)
@@ -102,18 +102,18 @@ def _judged_all(series):
 def test_one_low_date_or_a_shallow_dip_raises_nothing(step):
     values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
     series = _judged_all(profiles.clean_series(_obs(np.arange(6) * step, values)))
-    assert profiles.detect_disturbances(series, _flat(6)) == []
+    assert disturbances.detect_disturbances(series, _flat(6)) == []
 
 
 def test_a_lone_low_date_between_long_gaps_is_reported_not_confirmed():
     """20 days to the next clear date: a short dip and lasting damage look the same."""
     values = [0.7, 0.45, 0.7, 0.64, 0.63, 0.7]
     series = _judged_all(profiles.clean_series(_obs(np.arange(6) * 20.0, values)))
-    (event,) = profiles.detect_disturbances(series, _flat(6))
+    (event,) = disturbances.detect_disturbances(series, _flat(6))
     assert (event.confirmed_index, event.state) == (None, "unconfirmed")
     assert (event.start_index, event.previous_index, event.next_index) == (1, 0, 2)
     # ...and one at the end of the record waits for the next clear date
-    (event,) = profiles.detect_disturbances(
+    (event,) = disturbances.detect_disturbances(
         _judged_all(profiles.clean_series(_obs(np.arange(3) * 20.0, [0.7, 0.7, 0.45]))), _flat(3)
     )
     assert event.state == "pending" and event.next_index is None
@@ -123,7 +123,7 @@ def test_a_lone_low_date_between_long_gaps_is_reported_not_confirmed():
 def test_evidence_to_confirm_grows_with_the_gap_between_clear_dates(step, dates):
     values = [0.7, 0.7, 0.35, 0.35, 0.35, 0.35]
     series = profiles.clean_series(_obs(np.arange(6) * step, values))
-    (event,) = profiles.detect_disturbances(series, _flat(6))
+    (event,) = disturbances.detect_disturbances(series, _flat(6))
     assert event.confirmed_index - event.start_index + 1 == dates
 
 
@@ -136,12 +136,12 @@ def test_a_drop_with_no_place_opens_nothing_and_one_with_a_place_does():
         asked.append((list(before), list(low)))
         return 0.0
 
-    assert profiles.detect_disturbances(series, _flat(6), nowhere, 4.0) == []
+    assert disturbances.detect_disturbances(series, _flat(6), nowhere, 4.0) == []
     assert asked[0] == ([0, 1], [2, 3])  # asked as soon as the evidence was there, again as it grew
-    (event,) = profiles.detect_disturbances(series, _flat(6), lambda s, i, d: 1.5, 4.0)
+    (event,) = disturbances.detect_disturbances(series, _flat(6), lambda s, i, d: 1.5, 4.0)
     assert event.state == "open" and event.affected_ha == 1.5
-    assert profiles.min_affected_ha(10.0) == 0.5 and profiles.min_affected_ha(1.0) == 0.2
-    assert profiles.min_affected_ha(0.1) == 0.05
+    assert disturbances.min_affected_ha(10.0) == 0.5 and disturbances.min_affected_ha(1.0) == 0.2
+    assert disturbances.min_affected_ha(0.1) == 0.05
 
 
 def test_the_usual_dip_widens_the_range_and_health_stays_whole_inside_it():
@@ -156,8 +156,8 @@ def test_the_usual_dip_widens_the_range_and_health_stays_whole_inside_it():
     uniform = lambda before, low, drop: 4.0 if drop < 0.11 else 0.0  # noqa: E731
     half = lambda before, low, drop: 2.0 if drop < 0.3 else 0.0  # noqa: E731
     for baseline in (plain, widened):
-        assert profiles.detect_disturbances(series, baseline, uniform, 4.0) == []
-        (event,) = profiles.detect_disturbances(series, baseline, half, 4.0)
+        assert disturbances.detect_disturbances(series, baseline, uniform, 4.0) == []
+        (event,) = disturbances.detect_disturbances(series, baseline, half, 4.0)
         assert event.affected_ha == 2.0
     assert event.pixel_drop == pytest.approx(0.27)  # fell beyond the usual dip
     np.testing.assert_allclose(widened.anomaly(values), 0.0)
@@ -193,7 +193,7 @@ def test_sampling_counts_clear_dates_and_the_largest_gap():
 def test_dates_without_baseline_are_not_judged():
     series = profiles.clean_series(_obs(np.arange(4) * 20.0, [0.2, 0.2, 0.2, 0.2]))
     none = profiles.Baseline(np.full(4, np.nan), np.full(4, np.nan), (None,) * 4)
-    assert profiles.detect_disturbances(series, none) == []
+    assert disturbances.detect_disturbances(series, none) == []
 
 
 def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year():
@@ -235,7 +235,7 @@ def test_affected_area_counts_covered_pixels_that_fell():
     pre = np.array([0.8, 0.8, 0.8, np.nan])
     post = np.array([0.2, 0.75, 0.3, 0.1])
     coverage = np.array([1.0, 1.0, 0.5, 1.0])
-    assert profiles.affected_area_ha(pre, post, coverage, 100.0) == pytest.approx(0.015)
+    assert disturbances.affected_area_ha(pre, post, coverage, 100.0) == pytest.approx(0.015)
 
 
 def test_seasons_find_the_peak_and_half_amplitude_dates():
