@@ -98,7 +98,7 @@ def _gdal() -> ctypes.CDLL | None:
     return lib
 
 
-def reset_network_stats() -> None:
+def reset_scene_reads() -> None:
     """Start counting this process's HTTP requests and bytes afresh, and empty GDAL's
     download cache: a scene's tiles are reused within the scene (CPL_VSIL_CURL_CACHE_SIZE),
     and a sync over 70 scenes must not keep 70 scenes' tiles."""

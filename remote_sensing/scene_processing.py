@@ -224,7 +224,7 @@ def process_scene(
     with rasterio.Env(**GDAL_SETTINGS):
         # one scene at a time per process (threads within it); inside the settings, so the
         # download cache is made again with their size
-        http_assets.reset_network_stats()
+        http_assets.reset_scene_reads()
         meta = scene_meta(source.path, source.roots, source.allowed_hosts)
         grid = scene_grid(meta)
         decided = decided or scene_radiometry(meta, parcels, grid)
@@ -331,8 +331,8 @@ def read_area(
     not a tile (2.6 s a scene for a full tile). Without blocks (no parcel on the scene),
     the first block, read as nothing."""
     if not blocks:
-        first = (slice(0, min(size, grid.height)), slice(0, min(size, grid.width)))
-        return read_area(grid, [first], size)[0], first, []
+        rows, cols = slice(0, min(size, grid.height)), slice(0, min(size, grid.width))
+        return Grid(grid.crs, grid.transform, rows.stop, cols.stop), (rows, cols), []
     r0, r1 = min(b[0].start for b in blocks), max(b[0].stop for b in blocks)
     c0, c1 = min(b[1].start for b in blocks), max(b[1].stop for b in blocks)
     area = Grid(grid.crs, grid.transform * Affine.translation(c0, r0), r1 - r0, c1 - c0)

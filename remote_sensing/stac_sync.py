@@ -117,8 +117,11 @@ def sync(
     except (APIError, OSError, ValueError) as exc:
         failed = {c: {"error": f"cannot open the STAC API {api_url}: {exc}"} for c in collections}
         return SyncSummary(RunSummary(), failed)
+    starts: dict[str, datetime | None] = {}
     for collection in collections:
-        start = search_start(store.last_stac_sync(engine, api_url, collection), since)
+        start = starts[collection] = search_start(
+            store.last_stac_sync(engine, api_url, collection), since
+        )
         searches[collection] = {
             "from": start.isoformat() if start else None,
             "areas": len(areas),
@@ -139,8 +142,9 @@ def sync(
     run = run_sources(engine, sources, Path(data_dir), on_scene, cluster)
     for collection, search in searches.items():
         if "error" not in search:
-            start = datetime.fromisoformat(search["from"]) if search["from"] else None
-            store.record_stac_sync(engine, api_url, collection, start, started, search["found"])
+            store.record_stac_sync(
+                engine, api_url, collection, starts[collection], started, search["found"]
+            )
     return SyncSummary(run, searches)
 
 
