@@ -5,13 +5,19 @@ down: no module reads the environment on its own, so every path that uses a sett
 (the ingester, the API, the CLI, the demo) decides with the same value.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from remote_sensing.http_assets import parse_allowed_hosts
+from remote_sensing.http_assets import (
+    S3_CREDENTIALS,
+    parse_allowed_hosts,
+    s3_buckets,
+    s3_credentials_configured,
+)
 
 
 class Settings(BaseSettings):
@@ -27,11 +33,13 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = None  # tcp://HOST:PORT: imagery scenes run on that cluster
     api_rate_per_s: float = 20.0  # sustained requests per second per API key (per process)
     api_rate_burst: int = 60  # requests a key may send at once before the rate applies
-    # hosts whose http(s) asset URLs the imagery job may read (comma separated); none: only
-    # files inside the inbox are read
+    # hosts whose http(s) asset URLs, and s3://buckets whose objects, the imagery job may
+    # read (comma separated); none: only files inside the inbox are read
     imagery_allowed_hosts: str = ""
     stac_api: str | None = None  # the STAC API `agri imagery sync` searches by default
     stac_collections: str = ""  # its collections, comma separated
+    # how its asset URLs are signed (stac_sync.SIGNERS; "none"); default: by the API's host
+    stac_sign: str | None = None
 
     @property
     def collections(self) -> list[str]:
@@ -40,7 +48,16 @@ class Settings(BaseSettings):
     @field_validator("imagery_allowed_hosts")
     @classmethod
     def _hosts(cls, value: str) -> str:
-        parse_allowed_hosts(value)  # refuse a URL or path where a host name belongs, at start
+        # refuse a URL or path where a host name belongs, and S3 buckets with no
+        # credentials to read them, at start rather than scene by scene
+        buckets = s3_buckets(parse_allowed_hosts(value))
+        if buckets and not s3_credentials_configured(os.environ, Path.home()):
+            wanted = " or ".join("+".join(names) for names in S3_CREDENTIALS)
+            raise ValueError(
+                f"{', '.join(buckets)} listed but no S3 credentials are configured: set "
+                f"{wanted} (AWS_NO_SIGN_REQUEST=YES for a public bucket), or write "
+                "~/.aws/credentials"
+            )
         return value
 
     @property

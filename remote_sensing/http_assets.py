@@ -1,18 +1,22 @@
-"""Asset files over HTTP: which hosts the job may read, and how GDAL reads them.
+"""Asset files over HTTP and S3: which hosts the job may read, and how GDAL reads them.
 
 A STAC item from a public catalogue names its band files by URL. The job reads a URL only
 when its host is in the operator's allow-list (``AGRI_IMAGERY_ALLOWED_HOSTS``): an item
 is data from outside, and a URL in it must not make the job fetch from anywhere it likes
-(an internal service, a metadata endpoint). Allowed URLs are read through GDAL's
-``/vsicurl/``, which fetches only the byte ranges (internal tiles) a read needs, with the
-settings cloud-native readers use (``scene_processing.GDAL_SETTINGS`` scopes them with
-``rasterio.Env`` where the reads happen).
+(an internal service, a metadata endpoint). Allowed http(s) URLs are read through GDAL's
+``/vsicurl/``, allowed ``s3://bucket/key`` URLs (Copernicus Data Space, USGS Landsat)
+through ``/vsis3/``, which fetch only the byte ranges (internal tiles) a read needs, with
+the settings cloud-native readers use (``scene_processing.GDAL_SETTINGS`` scopes them with
+``rasterio.Env`` where the reads happen). S3 needs credentials: GDAL takes them, and the
+endpoint, from the standard ``AWS_*`` environment (deploy/README.md shows each catalogue's).
 """
 
 import ctypes
 import ctypes.util
 import functools
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,7 +45,18 @@ GDAL_HTTP_OPTIONS: dict[str, str] = {
     # count requests and bytes, so the ledger can say what each scene cost
     "CPL_VSIL_NETWORK_STATS_ENABLED": "YES",
 }
-SCHEMES = ("http", "https")
+# How GDAL reads each scheme of URL the job may read.
+GDAL_PREFIX = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/"}
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Where GDAL finds S3 credentials (its /vsis3/ documentation): any one of these in the
+# environment, or a shared credentials file. A public bucket needs AWS_NO_SIGN_REQUEST=YES.
+S3_CREDENTIALS = (
+    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    ("AWS_PROFILE",),
+    ("AWS_DEFAULT_PROFILE",),
+    ("AWS_SHARED_CREDENTIALS_FILE",),
+    ("AWS_NO_SIGN_REQUEST",),
+)
 
 
 class HostNotAllowed(ValueError):
@@ -49,35 +64,71 @@ class HostNotAllowed(ValueError):
 
 
 def parse_allowed_hosts(text: str | None) -> frozenset[str]:
-    """``AGRI_IMAGERY_ALLOWED_HOSTS``: host names (optionally ``host:port``), comma or
-    space separated, case-insensitive. Empty: no URL is read."""
+    """``AGRI_IMAGERY_ALLOWED_HOSTS``: host names (optionally ``host:port``) for http(s)
+    URLs and ``s3://bucket`` for S3 buckets, comma or space separated, case-insensitive.
+    Empty: no URL is read."""
     if not text:
         return frozenset()
     hosts = {h.strip().lower() for h in text.replace(",", " ").split()}
     for host in hosts:
-        if "/" in host or "@" in host:
+        if host.startswith("s3://"):
+            if not S3_BUCKET.match(host.removeprefix("s3://")):
+                raise ValueError(f"{host!r} is not an S3 bucket (write s3://BUCKET)")
+        elif "/" in host or "@" in host:
             raise ValueError(f"{host!r} is not a host name (write it without scheme or path)")
     return frozenset(hosts)
 
 
+def s3_buckets(allowed_hosts: frozenset[str]) -> list[str]:
+    return sorted(h for h in allowed_hosts if h.startswith("s3://"))
+
+
+def s3_credentials_configured(environ: Mapping[str, str], home: Path) -> bool:
+    """Whether GDAL will find S3 credentials (S3_CREDENTIALS, or ~/.aws/credentials)."""
+    if any(all(environ.get(name) for name in names) for names in S3_CREDENTIALS):
+        return True
+    return (home / ".aws" / "credentials").is_file()
+
+
 def is_url(href: str) -> bool:
-    return urlsplit(href).scheme.lower() in SCHEMES
+    return urlsplit(href).scheme.lower() in GDAL_PREFIX
 
 
 def gdal_path(href: str, allowed_hosts: frozenset[str]) -> str:
-    """The GDAL path of an allowed asset URL (``/vsicurl/URL``); HostNotAllowed names the
-    host and the setting otherwise."""
+    """The GDAL path of an allowed asset URL (``/vsicurl/URL``, ``/vsis3/BUCKET/KEY``);
+    HostNotAllowed names the host (or bucket) and the setting otherwise."""
     parts = urlsplit(href)
-    if parts.scheme.lower() not in SCHEMES:
-        raise HostNotAllowed(f"{href!r}: only http and https URLs are read")
+    scheme = parts.scheme.lower()
+    if scheme not in GDAL_PREFIX:
+        raise HostNotAllowed(f"{href!r}: only http, https and s3 URLs are read")
     host = (parts.hostname or "").lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
-    if host not in allowed_hosts and with_port not in allowed_hosts:
+    if scheme == "s3":
+        wanted = allowed = f"s3://{host}"
+        target = f"{host}{parts.path}"
+    else:
+        wanted = f"{host}:{parts.port}" if parts.port else host
+        allowed = host
+        target = href
+    if allowed not in allowed_hosts and wanted not in allowed_hosts:
         listed = ", ".join(sorted(allowed_hosts)) or "none"
+        what = "bucket" if scheme == "s3" else "host"
         raise HostNotAllowed(
-            f"{href!r}: host {with_port!r} is not in AGRI_IMAGERY_ALLOWED_HOSTS (allowed: {listed})"
+            f"{href!r}: {what} {wanted!r} is not in AGRI_IMAGERY_ALLOWED_HOSTS (allowed: {listed})"
         )
-    return f"/vsicurl/{href}"
+    return GDAL_PREFIX[scheme] + target
+
+
+def is_remote(path: Path | str) -> bool:
+    """Whether a GDAL path is read over the network."""
+    return str(path).startswith(tuple(set(GDAL_PREFIX.values())))
+
+
+def shown_url(path: Path | str) -> str:
+    """The URL a GDAL path reads, as the item named it (for messages)."""
+    text = str(path)
+    if text.startswith(GDAL_PREFIX["s3"]):
+        return "s3://" + text.removeprefix(GDAL_PREFIX["s3"])
+    return text.removeprefix(GDAL_PREFIX["http"])
 
 
 @functools.cache

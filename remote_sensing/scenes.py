@@ -58,7 +58,7 @@ class SceneError(ValueError):
 class BandRef:
     """Where one band lives and its no-data number."""
 
-    path: Path | str  # a file, or the GDAL path of an allowed URL (/vsicurl/...)
+    path: Path | str  # a file, or the GDAL path of an allowed URL (/vsicurl/..., /vsis3/...)
     index: int  # 1-based band index inside the file
     nodata: float | None = 0
 
@@ -170,12 +170,13 @@ def asset_path(
     allowed_hosts: frozenset[str] = frozenset(),
 ) -> Path | str:
     """The file a STAC asset names, if it is a relative path that stays inside ``roots``,
-    or the GDAL path of an http(s) URL on one of ``allowed_hosts``.
+    or the GDAL path of an http(s) URL on one of ``allowed_hosts`` (or an ``s3://`` URL
+    in one of its buckets).
 
     An inbox is fed by other systems; an item must not make the job read /etc/passwd or
     fetch a URL it likes: absolute paths, ``../`` escapes (symlinks included, since the
-    path is resolved), URLs on hosts not allowed and any other scheme (``s3:``, ``file:``)
-    are refused.
+    path is resolved), URLs on hosts or buckets not allowed and any other scheme
+    (``file:``, ``ftp:``) are refused.
     """
     if allowed_hosts and isinstance(href, str) and http_assets.is_url(href):
         try:
@@ -223,7 +224,7 @@ def open_scene(meta: SceneMeta, encoding: Encoding | None = None) -> xr.Dataset:
     mask = _open_band(meta.bands["mask"])
     if meta.mask == "qa_pixel":
         mask = mask.copy(data=mask.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
-    scl = _scl_on_grid(mask, red, lazy=_is_remote(meta.bands["mask"]))
+    scl = _scl_on_grid(mask, red, lazy=http_assets.is_remote(meta.bands["mask"].path))
     ds = xr.Dataset({"red": red, "nir": nir, "scl": scl})
     ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
     ds.attrs = {
@@ -304,7 +305,7 @@ def _band_reads(meta: SceneMeta, ref: BandRef) -> Iterator[None]:
     try:
         yield
     except rasterio.errors.RasterioError as exc:
-        shown = str(ref.path).removeprefix("/vsicurl/")
+        shown = http_assets.shown_url(ref.path)
         raise SceneError(f"{meta.scene_id}: cannot read {shown} ({exc})") from exc
 
 
@@ -427,12 +428,8 @@ def _geotiff_meta(path: Path) -> SceneMeta:
     )
 
 
-def _is_remote(ref: BandRef) -> bool:
-    return str(ref.path).startswith("/vsicurl/")
-
-
 def _open_band(ref: BandRef) -> xr.DataArray:
-    chunk = REMOTE_CHUNK_PX if _is_remote(ref) else CHUNK_PX
+    chunk = REMOTE_CHUNK_PX if http_assets.is_remote(ref.path) else CHUNK_PX
     try:
         da = rioxarray.open_rasterio(
             ref.path,

@@ -10,9 +10,14 @@ directory and processed like an inbox item whose band files are URLs; its ledger
 and asset hrefs where the catalogue has none (Planetary Computer): a changed item is
 processed again, an unchanged one is skipped. The sync's start is recorded only after
 every scene is in the ledger, so a sync killed midway is completed by the next one.
+
+Some catalogues hand out URLs that must be signed before they can be read (Planetary
+Computer's blob storage takes a short-lived SAS token): the search pages are signed as
+they arrive, by the catalogue's own package (SIGNERS), an optional dependency.
 """
 
 import hashlib
+import importlib
 import json
 import math
 from collections.abc import Callable
@@ -27,7 +32,7 @@ from pystac_client.exceptions import APIError
 from sqlalchemy import Engine
 
 from agri_common.files import atomic_write_text
-from remote_sensing import store
+from remote_sensing import catalogues, store
 from remote_sensing.cog import safe_name
 from remote_sensing.job import Cluster, RunSummary, run_sources
 from remote_sensing.scene_processing import SceneOutcome
@@ -36,6 +41,53 @@ from remote_sensing.scenes import SceneSource
 SEARCH_CELL_DEG = 0.5  # parcels within one cell of this size (about 50 km) share a search
 OVERLAP = timedelta(days=10)  # searched again before the last successful sync
 PAGE_SIZE = 100
+
+# How a catalogue's asset URLs are signed: the module and in-place signing function of
+# its package (a pystac-client modifier), and the extra that installs it.
+SIGNERS: dict[str, tuple[str, str, str]] = {
+    "planetary-computer": ("planetary_computer", "sign_inplace", "planetary-computer"),
+}
+# The signer a catalogue needs, by its API's host (an operator can say --sign none).
+SIGNER_OF_API = {host: "planetary-computer" for host in catalogues.PLANETARY_COMPUTER}
+NO_SIGNING = "none"
+
+
+class SigningError(ValueError):
+    """A signer that is unknown or whose package is not installed."""
+
+
+def signer_for(api_url: str, requested: str | None = None) -> str | None:
+    """The signer a sync uses: ``requested`` ("none": no signing), else the one the API's
+    host needs (SIGNER_OF_API), else none."""
+    if requested == NO_SIGNING:
+        return None
+    if requested is not None:
+        if requested not in SIGNERS:
+            known = ", ".join([*SIGNERS, NO_SIGNING])
+            raise SigningError(f"unknown URL signer {requested!r} (known: {known})")
+        return requested
+    return SIGNER_OF_API.get((urlsplit(api_url).hostname or "").lower())
+
+
+def signing_modifier(name: str) -> Callable[[dict], None]:
+    """The signer's function, which signs a search page's asset URLs in place; its errors
+    say that signing failed and for which catalogue."""
+    module_name, function, extra = SIGNERS[name]
+    try:
+        sign = getattr(importlib.import_module(module_name), function)
+    except ImportError as exc:
+        raise SigningError(
+            f"signing URLs for {name} needs the {module_name!r} package: "
+            f"pip install 'agri-collateral[{extra}]'"
+        ) from exc
+
+    def modifier(page: dict) -> None:
+        try:
+            sign(page)
+        except Exception as exc:  # the signer's own errors (HTTP, token) vary by package
+            raise SigningError(f"signing asset URLs with {name} failed: {exc}") from exc
+
+    return modifier
 
 
 @dataclass
@@ -104,8 +156,10 @@ def sync(
     max_cloud: float | None = None,
     on_scene: Callable[[SceneOutcome], None] | None = None,
     cluster: Cluster | None = None,
+    sign: Callable[[dict], None] | None = None,
 ) -> SyncSummary:
-    """Search each collection for items over the parcels and process what is new."""
+    """Search each collection for items over the parcels and process what is new; each
+    search page's asset URLs are signed in place by ``sign`` (signing_modifier) if given."""
     started = datetime.now(UTC)
     api_url = api_url.rstrip("/")
     areas = search_areas(store.load_parcels_frame(engine))
@@ -113,7 +167,7 @@ def sync(
     sources: list[SceneSource] = []
     searches: dict[str, dict] = {}
     try:
-        client = pystac_client.Client.open(api_url)
+        client = pystac_client.Client.open(api_url, modifier=sign)
     except (APIError, OSError, ValueError) as exc:
         failed = {c: {"error": f"cannot open the STAC API {api_url}: {exc}"} for c in collections}
         return SyncSummary(RunSummary(), failed)

@@ -167,10 +167,91 @@ def test_allowed_hosts_setting_is_parsed_and_checked():
     ).startswith("/vsicurl/https://")
     with pytest.raises(http_assets.HostNotAllowed, match="169.254.169.254"):
         http_assets.gdal_path("http://169.254.169.254/latest/meta-data", hosts)
-    with pytest.raises(http_assets.HostNotAllowed, match="only http and https"):
+    with pytest.raises(http_assets.HostNotAllowed, match="only http, https and s3"):
         http_assets.gdal_path("file:///etc/passwd", hosts)
     with pytest.raises(ValueError, match="without scheme"):
         http_assets.parse_allowed_hosts("https://example.com/")
+    # S3 buckets are named as s3://BUCKET and read through /vsis3/
+    buckets = http_assets.parse_allowed_hosts("s3://eodata, S3://usgs-landsat")
+    assert http_assets.gdal_path("s3://eodata/Sentinel-2/B04.jp2", buckets) == (
+        "/vsis3/eodata/Sentinel-2/B04.jp2"
+    )
+    assert http_assets.shown_url("/vsis3/eodata/Sentinel-2/B04.jp2") == (
+        "s3://eodata/Sentinel-2/B04.jp2"
+    )
+    with pytest.raises(http_assets.HostNotAllowed, match="bucket 's3://other'"):
+        http_assets.gdal_path("s3://other/B04.tif", buckets)
+    with pytest.raises(http_assets.HostNotAllowed, match="host 'eodata'"):
+        http_assets.gdal_path("https://eodata/B04.tif", buckets)  # a bucket is not a host
+    with pytest.raises(ValueError, match="not an S3 bucket"):
+        http_assets.parse_allowed_hosts("s3://Bad_Bucket/key")
+
+
+def test_s3_buckets_need_credentials_at_start(monkeypatch, tmp_path):
+    """Listing a bucket with no credentials anywhere GDAL looks fails when the settings are
+    read, not scene by scene; any one source of credentials is enough."""
+    from collateral.settings import Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for names in http_assets.S3_CREDENTIALS:
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", "s3://eodata")
+    with pytest.raises(ValueError, match="no S3 credentials are configured"):
+        Settings()
+    monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", "earth-search.aws.element84.com")
+    assert Settings().allowed_hosts == {"earth-search.aws.element84.com"}  # none needed
+    monkeypatch.setenv("AGRI_IMAGERY_ALLOWED_HOSTS", "s3://eodata")
+    monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
+    assert Settings().allowed_hosts == {"s3://eodata"}
+    monkeypatch.delenv("AWS_NO_SIGN_REQUEST")
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "credentials").write_text("[default]\naws_access_key_id = A\n")
+    assert Settings().allowed_hosts == {"s3://eodata"}
+
+
+def test_s3_assets_are_read_signed_from_the_configured_endpoint(server, tmp_path, monkeypatch):
+    """Items naming their bands s3://eodata/... (as Copernicus Data Space's do) are read
+    through GDAL's /vsis3/ from the endpoint in AWS_S3_ENDPOINT, each request signed with
+    the configured key: the statistics are those of the same files read locally, and a
+    bucket not allowed is refused."""
+    monkeypatch.setenv("AWS_S3_ENDPOINT", server.base_url.removeprefix("http://"))
+    monkeypatch.setenv("AWS_HTTPS", "NO")
+    monkeypatch.setenv("AWS_VIRTUAL_HOSTING", "FALSE")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAAGRITEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.setenv("AWS_REGION", "default")
+
+    def in_bucket(scene, key, url):
+        bucket = "eodata" if scene != SCENES[2] else "another-bucket"
+        return url.replace(server.base_url, f"s3://{bucket}")
+
+    inbox = _inbox(tmp_path / "s3", server.base_url, in_bucket)
+    local_inbox = tmp_path / "local"
+    for scene in SCENES[:2]:
+        shutil.copytree(SAMPLE_TILES / "scenes" / scene, local_inbox / scene)
+    local = _engine(tmp_path / "local.db")
+    assert run_inbox(local, local_inbox, tmp_path / "data-local").ok
+    remote = _engine(tmp_path / "remote.db")
+    before = len(server.requests())
+    summary = run_inbox(
+        remote, inbox, tmp_path / "data-s3", allowed_hosts=frozenset({"s3://eodata"})
+    )
+    status = {o.scene_id: o for o in summary.scenes}
+    assert [status[s].status for s in SCENES] == ["processed", "processed", "failed"]
+    assert "bucket 's3://another-bucket' is not in AGRI_IMAGERY_ALLOWED_HOSTS" in (
+        status[SCENES[2]].error
+    )
+    assert _means(remote) == _means(local)
+    counted = sum(o.http_requests or 0 for o in summary.scenes)
+    assert wait_for(lambda: len(server.requests()) - before >= counted)
+    fetched = server.requests()[before:]
+    assert counted == len(fetched) > 0
+    assert all(r.path.startswith("/eodata/") and r.status in (200, 206) for r in fetched)
+    # every request carried a signature made with the configured key (AWS signature v4)
+    assert all(
+        r.authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIAAGRITEST/") for r in fetched
+    )
 
 
 # --- a full-size-like scene: only the blocks over the parcels are fetched ----------------

@@ -182,6 +182,14 @@ def imagery_run(
     sys.exit(0 if summary.ok else 1)
 
 
+SIGN_OPTION = click.option(
+    "--sign",
+    help="Sign asset URLs with this catalogue's signer ("
+    + ", ".join([*stac_sync.SIGNERS, stac_sync.NO_SIGNING])
+    + "); default AGRI_STAC_SIGN, else what the API's host needs (Planetary Computer).",
+)
+
+
 @imagery.command("sync")
 @click.option("--stac-api", help="The STAC API's root URL (default AGRI_STAC_API).")
 @click.option(
@@ -196,6 +204,7 @@ def imagery_run(
     "API and collection, less 10 days; the first sync: everything).",
 )
 @click.option("--max-cloud", type=click.FloatRange(0, 100), help="Skip items cloudier (%).")
+@SIGN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def imagery_sync(
@@ -204,6 +213,7 @@ def imagery_sync(
     collections: tuple[str, ...],
     since: str | None,
     max_cloud: float | None,
+    sign: str | None,
     as_json: bool,
 ) -> None:
     """Search a STAC API for new items over the stored parcels and process them (cron);
@@ -220,7 +230,7 @@ def imagery_sync(
         start = parse_time(since) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
-    summary = _sync(app, api, wanted, start, max_cloud)
+    summary = _sync(app, api, wanted, start, max_cloud, _signing(app, api, sign))
     for collection, search in summary.searches.items():
         if "error" not in search and not as_json:
             since_text = (search["from"] or "the beginning")[:19]
@@ -229,8 +239,18 @@ def imagery_sync(
     sys.exit(0 if summary.ok else 1)
 
 
+def _signing(app: App, api: str, requested: str | None):
+    """The signing function for the API's asset URLs (None: unsigned), or a click error
+    naming the unknown signer or the package to install."""
+    try:
+        name = stac_sync.signer_for(api, requested or app.settings.stac_sign)
+        return stac_sync.signing_modifier(name) if name else None
+    except stac_sync.SigningError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _sync(
-    app: App, api: str, collections: list[str], since, max_cloud: float | None
+    app: App, api: str, collections: list[str], since, max_cloud: float | None, sign
 ) -> stac_sync.SyncSummary:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as in _run: a full disk fails the scene
     summary = stac_sync.sync(
@@ -242,6 +262,7 @@ def _sync(
         since=since,
         max_cloud=max_cloud,
         on_scene=_progress,
+        sign=sign,
     )
     for collection, search in summary.searches.items():
         if "error" in search:
@@ -282,6 +303,7 @@ def _dask_cluster(app: App, scheduler: str | None, workers: int | None):
 )
 @click.option("--collection", "collections", multiple=True, help="With --stac-api; repeatable.")
 @click.option("--max-cloud", type=click.FloatRange(0, 100), help="With --stac-api.")
+@SIGN_OPTION
 @click.option("--interval", default=300.0, show_default=True, help="Seconds between scans.")
 @click.option("--json", "as_json", is_flag=True, help="Print each run's summary as JSON.")
 @pass_app
@@ -291,6 +313,7 @@ def imagery_watch(
     stac_api: str | None,
     collections: tuple[str, ...],
     max_cloud: float | None,
+    sign: str | None,
     interval: float,
     as_json: bool,
 ) -> None:
@@ -302,6 +325,7 @@ def imagery_watch(
     wanted = list(collections) or app.settings.collections
     if api and not wanted:
         raise click.UsageError("give --collection NAME (or set AGRI_STAC_COLLECTIONS)")
+    signing = _signing(app, api, sign) if api else None
     stop = threading.Event()
 
     def _stop(signum, _frame) -> None:
@@ -312,7 +336,7 @@ def imagery_watch(
     signal.signal(signal.SIGINT, _stop)
     while not stop.is_set():
         if api:
-            synced = _sync(app, api, wanted, None, max_cloud)
+            synced = _sync(app, api, wanted, None, max_cloud, signing)
             summary, document = synced.run, synced.as_json()
         else:
             summary, document = _run(app, inbox), None

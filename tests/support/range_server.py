@@ -6,6 +6,10 @@ benchmark or a test counts), answers 500 below ``/fail/`` (a broken object store
 serves the same folder below ``/busy/`` at 4 requests a second, answering 503 to the
 rest (an overloaded one: a client that retries gets everything). ``/copies/N/PATH``
 serves PATH under as many URLs as needed (scenes that must not share a reader's cache).
+``/eodata/PATH`` serves PATH as an S3 bucket named ``eodata`` does to a path-style
+client (GDAL's /vsis3/ with AWS_VIRTUAL_HOSTING=FALSE); nginx does not check the request's
+signature, the log keeps its Authorization header. A request for an absolute URL on any
+host (a client using it as its HTTP proxy) is served from the same folder, its host logged.
 Python's http.server does not do ranges, so it is not used for this.
 """
 
@@ -31,6 +35,9 @@ class Request:
     range: str  # the Range header, "-" when none
     path: str
     agent: str  # the User-Agent header
+    query: str  # the query string, "-" when none
+    host: str  # the host the request named
+    authorization: str  # the Authorization header, "-" when none
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,10 @@ class RangeServer:
         if not self.access_log.exists():
             return out
         for line in self.access_log.read_text().splitlines():
-            status, sent, range_, path, agent = line.split("\t")
-            out.append(Request(int(status), int(sent), range_, path, agent))
+            status, sent, range_, path, agent, query, host, authorization = line.split("\t")
+            out.append(
+                Request(int(status), int(sent), range_, path, agent, query, host, authorization)
+            )
         return out
 
 
@@ -80,7 +89,8 @@ pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
 events {{ worker_connections 256; }}
 http {{
-    log_format ranges '$status\\t$body_bytes_sent\\t$http_range\\t$uri\\t$http_user_agent';
+    log_format ranges '$status\\t$body_bytes_sent\\t$http_range\\t$uri\\t$http_user_agent'
+                      '\\t$args\\t$host\\t$http_authorization';
     access_log {log} ranges;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
@@ -97,6 +107,7 @@ http {{
         location /fail/ {{ return 500; }}
         location /busy/ {{ limit_req zone=busy; alias {root}/; }}
         location ~ ^/copies/[0-9]+/(.*)$ {{ alias {root}/$1; }}
+        location /eodata/ {{ alias {root}/; }}
         location / {{ }}
     }}
 }}
