@@ -118,6 +118,30 @@ def gdal_path(href: str, allowed_hosts: frozenset[str]) -> str:
     return GDAL_PREFIX[scheme] + target
 
 
+def readable_href(asset: dict, allowed_hosts: frozenset[str]):
+    """The URL to read an asset from: its ``href``, or where that host is not allowed, the
+    first of its ``alternate`` URLs (STAC's alternate-assets extension) that is. USGS
+    Landsat items name an HTTPS file behind a login and its ``s3://usgs-landsat`` copy,
+    which an operator with (requester-pays) S3 credentials can allow instead."""
+    href = asset.get("href")
+    if not isinstance(href, str) or not is_url(href) or _allowed(href, allowed_hosts):
+        return href
+    alternates = asset.get("alternate")
+    for alternate in alternates.values() if isinstance(alternates, dict) else ():
+        other = alternate.get("href") if isinstance(alternate, dict) else None
+        if isinstance(other, str) and is_url(other) and _allowed(other, allowed_hosts):
+            return other
+    return href
+
+
+def _allowed(href: str, allowed_hosts: frozenset[str]) -> bool:
+    try:
+        gdal_path(href, allowed_hosts)
+    except HostNotAllowed:
+        return False
+    return True
+
+
 def is_remote(path: Path | str) -> bool:
     """Whether a GDAL path is read over the network."""
     return str(path).startswith(tuple(set(GDAL_PREFIX.values())))

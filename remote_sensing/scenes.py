@@ -334,7 +334,8 @@ def _stac_meta(path: Path, roots: list[Path], allowed_hosts: frozenset[str]) -> 
                 f"(looked for {', '.join(convention.keys[name])})"
             )
         asset = assets[key]
-        target = asset_path(path, key, asset.get("href"), roots, allowed_hosts)
+        href = http_assets.readable_href(asset, allowed_hosts)
+        target = asset_path(path, key, href, roots, allowed_hosts)
         if isinstance(target, Path) and not target.is_file():
             raise SceneError(f"{path}: asset '{key}' file {target} does not exist")
         if name == "mask":

@@ -227,6 +227,15 @@ def test_s3_assets_are_read_signed_from_the_configured_endpoint(server, tmp_path
         return url.replace(server.base_url, f"s3://{bucket}")
 
     inbox = _inbox(tmp_path / "s3", server.base_url, in_bucket)
+    # the second item names its files as USGS Landsat items do: an HTTPS URL (a host not
+    # allowed here) with the S3 copy as an alternate, which is what gets read
+    item_path = inbox / SCENES[1] / "item.json"
+    item = json.loads(item_path.read_text())
+    for asset in item["assets"].values():
+        s3 = asset["href"]
+        asset["href"] = s3.replace("s3://eodata", "https://landsatlook.usgs.gov/data")
+        asset["alternate"] = {"s3": {"href": s3}}
+    item_path.write_text(json.dumps(item))
     local_inbox = tmp_path / "local"
     for scene in SCENES[:2]:
         shutil.copytree(SAMPLE_TILES / "scenes" / scene, local_inbox / scene)
