@@ -17,7 +17,6 @@ from collateral.db import make_engine
 from remote_sensing import stac_sync, store
 from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
-from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile
 from remote_sensing.profiles import MIN_VALID_FRACTION
 
@@ -97,6 +96,8 @@ def parcels_profile(
     except KeyError as exc:
         raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
     if png is not None:
+        from remote_sensing.profile_plot import render_profile_png  # matplotlib: 0.5 s
+
         render_profile_png(profile, png)
         click.echo(f"wrote {png}", err=True)
     if as_json:
