@@ -50,3 +50,29 @@ def test_parcel_list_shows_latest_clear_ndvi(sqlite_env, agri, scenes_subset):
     line = next(line for line in out.splitlines() if line.startswith("F-08"))
     assert "forest" in line and "2023-" in line
     assert "clear = at least 60%" in out
+
+
+def test_every_command_is_in_the_lazy_table_and_its_module_is_imported_only_when_run():
+    """COMMAND_MODULES is the one list of top-level commands: each module's COMMANDS are
+    all in it under their own module, and a fresh `agri imagery --help` does not import
+    the web server, the ingester or matplotlib."""
+    import importlib
+    import subprocess
+    import sys
+
+    from collateral.cli import COMMAND_MODULES
+
+    found = {}
+    for module_name in set(COMMAND_MODULES.values()):
+        module = importlib.import_module(f"collateral.cli.{module_name}")
+        found.update({command.name: module_name for command in module.COMMANDS})
+    assert found == COMMAND_MODULES
+    code = (
+        "import sys; from collateral.cli import main\n"
+        "try: main(['imagery', '--help'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in ('matplotlib', 'fastapi', 'paho', 'collateral.cli.livestock')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
