@@ -28,6 +28,9 @@ COG_OPTIONS = {
     "blocksize": 512,
     "num_threads": "ALL_CPUS",
     "bigtiff": "IF_SAFER",
+    # tiles that are all nodata (the blocks of a scene's area no parcel needed) are not
+    # stored: a reader gets nodata for them, the writer skips compressing them
+    "sparse_ok": "TRUE",
 }
 OVERVIEW_MIN_SIZE = 512
 
@@ -111,17 +114,29 @@ def _check_complete(path: Path, array: np.ndarray, name: str) -> None:
     """Raise if the file on disk is not all there.
 
     GDAL reports a failed write (disk full, file size limit) only as a logged error and
-    leaves a truncated file; a COG stores its full-resolution tiles last, so reading the
-    last tile back and comparing it finds the truncation for the cost of one block.
+    leaves a truncated file. A COG stores its full-resolution tiles last; tiles that are
+    all nodata are not stored at all (SPARSE_OK). So the tile stored last, the one at the
+    highest offset (GDAL's BLOCK_OFFSET_X_Y), must end within the file and read back equal
+    to the array: that finds a truncation for the cost of one block.
     """
     try:
         with rasterio.open(path) as src:
-            rows = slice((src.height - 1) // 512 * 512, src.height)
-            cols = slice((src.width - 1) // 512 * 512, src.width)
-            window = rasterio.windows.Window.from_slices(rows, cols)
-            block = src.read(1, window=window)
+            block_h, block_w = src.block_shapes[0]
+            last, end = None, 0
+            for y in range(-(-src.height // block_h)):
+                for x in range(-(-src.width // block_w)):
+                    offset = int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1) or 0)
+                    if offset and offset >= end:
+                        size = int(src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1) or 0)
+                        last, end = (y, x), offset + size
+            if last is None:
+                return  # nothing but nodata: no tile stored, nothing to truncate
+            rows = slice(last[0] * block_h, min((last[0] + 1) * block_h, src.height))
+            cols = slice(last[1] * block_w, min((last[1] + 1) * block_w, src.width))
+            block = src.read(1, window=rasterio.windows.Window.from_slices(rows, cols))
     except rasterio.errors.RasterioError as exc:
         raise OSError(f"NDVI COG {name} was not written completely (disk full?): {exc}") from exc
-    expected = array[rows, cols]
-    if not np.array_equal(block, expected, equal_nan=np.issubdtype(array.dtype, np.floating)):
+    if path.stat().st_size < end or not np.array_equal(
+        block, array[rows, cols], equal_nan=np.issubdtype(array.dtype, np.floating)
+    ):
         raise OSError(f"NDVI COG {name} was not written completely (disk full?)")

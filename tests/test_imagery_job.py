@@ -373,3 +373,33 @@ def test_a_cog_write_sweeps_temp_files_of_writes_that_died(tmp_path):
     assert not stale.exists() and fresh.exists() and not killed.exists()
     with rasterio.open(path) as ds:
         np.testing.assert_array_equal(ds.read(1), array)
+
+
+def test_a_sparse_ndvi_cog_stores_only_tiles_with_data_and_a_truncated_one_is_found(tmp_path):
+    """The area read for a scatter of parcels is mostly blocks nobody needed: their tiles
+    are not stored (the file is small, reads give NaN there); the completeness check finds
+    the last stored tile, and a file cut short fails it even when the array's last tile is
+    empty."""
+    from pyproj import CRS
+    from rasterio.transform import from_origin
+
+    from remote_sensing import cog
+
+    array = np.full((2048, 2048), np.nan, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    array[512:1024, 0:512] = rng.random((512, 512), dtype=np.float32)  # one tile of data
+    sparse = cog.write_cog(
+        tmp_path / "sparse.tif", array, CRS.from_epsg(32650), from_origin(0, 0, 10, 10), np.nan
+    )
+    dense = rng.random((2048, 2048), dtype=np.float32)
+    full = cog.write_cog(
+        tmp_path / "dense.tif", dense, CRS.from_epsg(32650), from_origin(0, 0, 10, 10), np.nan
+    )
+    assert sparse.stat().st_size < full.stat().st_size / 8
+    with rasterio.open(sparse) as src:
+        np.testing.assert_array_equal(src.read(1), array)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(sparse.read_bytes()[: sparse.stat().st_size - 1000])
+    with pytest.raises(OSError, match="not written completely"):
+        cog._check_complete(cut, array, "cut.tif")
+    cog._check_complete(sparse, array, "sparse.tif")  # the whole file passes
