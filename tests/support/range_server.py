@@ -71,8 +71,10 @@ def nginx_binary() -> str:
 
 
 @contextmanager
-def range_server(root: Path, workdir: Path) -> Iterator[RangeServer]:
-    """nginx serving ``root`` until the block ends; its config and logs in ``workdir``."""
+def range_server(root: Path, workdir: Path, rate: str | None = None) -> Iterator[RangeServer]:
+    """nginx serving ``root`` until the block ends; its config and logs in ``workdir``.
+    ``rate`` (nginx's ``limit_rate``, e.g. ``10m``: bytes a second) limits each connection,
+    as a slow link to a far object store would."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "access.log"
@@ -104,6 +106,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        {f"limit_rate {rate};" if rate else ""}
         location /fail/ {{ return 500; }}
         location /busy/ {{ limit_req zone=busy; alias {root}/; }}
         location ~ ^/copies/[0-9]+/(.*)$ {{ alias {root}/$1; }}
