@@ -75,7 +75,7 @@ bench: $(STAMP) system-deps
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk time; }
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/landsat_pipeline.py
-	$(BIN)/python bench/stac_sync.py
+	$(BIN)/python bench/stac_sync.py --rate 5m
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
