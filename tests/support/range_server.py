@@ -78,6 +78,7 @@ def range_server(root: Path, workdir: Path, rate: str | None = None) -> Iterator
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "access.log"
+    log.unlink(missing_ok=True)  # a new server, a new log (in a workdir used before)
     conf = workdir / "nginx.conf"
     temp = workdir / "temp"
     temp.mkdir(exist_ok=True)
