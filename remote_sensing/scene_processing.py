@@ -43,6 +43,9 @@ log = logging.getLogger("agri.imagery")
 # (rasterio.Env), so importing this module changes nothing for other code in the process.
 GDAL_SETTINGS = {"GDAL_CACHEMAX": 128, **http_assets.GDAL_HTTP_OPTIONS}
 
+# Chunks read at once when the bands are URLs: each read mostly waits on the network
+# (one request per tile), so more than the cores; each holds a 1024-px chunk of 3 bands.
+REMOTE_READ_THREADS = 8
 DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failover
 
 Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
@@ -239,7 +242,9 @@ def process_scene(
                 size = ds["red"].data.chunksize[0]
                 blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, size)
                 area, (rows, cols), blocks = read_area(grid, blocks, size)
-                ndvi, state = scene_arrays(ds.isel(y=rows, x=cols), blocks)
+                remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
+                threads = REMOTE_READ_THREADS if remote else None
+                ndvi, state = scene_arrays(ds.isel(y=rows, x=cols), blocks, threads)
         _release_freed_memory()
         ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
         write_cog(
@@ -291,7 +296,7 @@ def _release_freed_memory() -> None:
 
 
 def scene_arrays(
-    ds, blocks: list[tuple[slice, slice]] | None = None
+    ds, blocks: list[tuple[slice, slice]] | None = None, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masked NDVI (float32) and pixel state (uint8), computed chunk-wise on all cores.
 
@@ -299,7 +304,8 @@ def scene_arrays(
     left NaN and NOT_IMAGED: a portfolio covers a few percent of a tile, and over HTTP
     every block not read is bytes not fetched. Chunks are stored straight into
     preallocated arrays, so a full tile never exists twice in memory (dask.compute would
-    concatenate the chunks into a second copy).
+    concatenate the chunks into a second copy). ``threads``: how many chunks are read at
+    once (default: one per core; reads over HTTP mostly wait, so more).
     """
     red, nir, scl = ds["red"].data, ds["nir"].data, ds["scl"].data
     if blocks is None:
@@ -318,7 +324,7 @@ def scene_arrays(
         ]
         targets += [ndvi[rows, cols], state[rows, cols]]
     if sources:
-        da.store(sources, targets, lock=False)
+        da.store(sources, targets, lock=False, scheduler="threads", num_workers=threads)
     return ndvi, state
 
 
