@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from agri_common.retry import DatabaseUnavailable, backoff, with_retries
-from bioassets import rules, store
+from bioassets import acks, rules, store
 from bioassets.messages import READING, Parsed, Rejection, parse_message
 
 log = logging.getLogger("agri.ingest")
@@ -50,7 +50,8 @@ class BatchResult:
     inserted: int = 0
     rejects: int = 0
     db_retries: int = 0
-    notices: list[tuple[str, bytes]] = field(default_factory=list)
+    notices: list[tuple[str, bytes]] = field(default_factory=list)  # rejects, QoS 0
+    acks: list[tuple[str, bytes]] = field(default_factory=list)  # commit acks, QoS 1
     fatal: str | None = None  # the database refused the work itself: the ingester stops
 
 
@@ -127,7 +128,7 @@ class BatchWriter:
         that is not an outage is raised.
         """
         try:
-            (inserted, rejected, notices), retries = with_retries(
+            (inserted, rejected, notices, handled), retries = with_retries(
                 lambda: self._store_or_isolate(batch),
                 backoff(0.2, 10),
                 "storing a batch of readings",
@@ -142,9 +143,9 @@ class BatchWriter:
         self._stored_since_log += inserted
         self._evaluate_alerts_when_due()
         self._log_progress_when_due()
-        return BatchResult(True, inserted, rejected, retries, notices)
+        return BatchResult(True, inserted, rejected, retries, notices, _acks(handled))
 
-    def _store_or_isolate(self, batch: list[Incoming]) -> tuple[int, int, list]:
+    def _store_or_isolate(self, batch: list[Incoming]) -> tuple[int, int, list, dict]:
         try:
             return self.store(batch)
         except (DataError, IntegrityError) as exc:
@@ -183,23 +184,27 @@ class BatchWriter:
             except Exception:  # alerting must never stop ingestion
                 log.exception("alert rules failed for farm %s", farm_id)
 
-    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list]:
-        inserted, rejected, notices = 0, 0, []
+    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list, dict]:
+        inserted, rejected, notices, handled = 0, 0, [], {}
         for message in batch:
             try:
-                added, refused, said = self.store([message])
+                added, refused, said, done = self.store([message])
             except (DataError, IntegrityError) as exc:
                 reason = f"database refused the message: {exc.orig}"
                 row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
                 with self.engine.begin() as conn:
                     store.write_batch(conn, [], [], [row])
                 rejected += 1
-                continue
-            inserted, rejected, notices = inserted + added, rejected + refused, notices + said
-        return inserted, rejected, notices
+                done = _handled([parse_message(*message, datetime.now(UTC))])
+            else:
+                inserted, rejected, notices = inserted + added, rejected + refused, notices + said
+            for gateway, seqs in done.items():
+                handled.setdefault(gateway, []).extend(seqs)
+        return inserted, rejected, notices, handled
 
-    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]]]:
-        """Store one batch in one transaction: (readings inserted, rejects, reject notices)."""
+    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]], dict]:
+        """Store one batch in one transaction: (readings inserted, rejects, reject notices,
+        the seqs handled per (farm, gateway), to acknowledge once committed)."""
         now = datetime.now(UTC)
         self._refresh_registry()
         reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
@@ -209,9 +214,11 @@ class BatchWriter:
         notices: list[tuple[str, bytes]] = []
         unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
         farms: set[str] = set()
+        parsed_all: list[Parsed] = []
         for message in batch:
             topic, payload = message
             parsed = parse_message(topic, payload, now)
+            parsed_all.append(parsed)
             self._authorise(parsed)
             if parsed.status and not parsed.message_rejected:
                 statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
@@ -250,7 +257,7 @@ class BatchWriter:
             for _farm, gateway, status in statuses:
                 store.set_gateway_status(conn, gateway, status, now)
         self._farms_since_alerts.update(farms & self._known_farms())
-        return inserted, len(reject_rows), notices
+        return inserted, len(reject_rows), notices, _handled(parsed_all)
 
     def _known_farms(self) -> set[str]:
         return set(self._gateway_farm.values())
@@ -316,6 +323,23 @@ def _reject_row(
         "item": None if rejection.item is None else json.dumps(rejection.item, default=str),
         "raw": payload,
     }
+
+
+def _handled(messages: list[Parsed]) -> dict[tuple[str, str], list[int]]:
+    """The seqs of readings and events messages handled (stored or rejected for good),
+    per (farm, gateway) of their topic."""
+    handled: dict[tuple[str, str], list[int]] = {}
+    for parsed in messages:
+        if parsed.seq is not None and parsed.farm_id and parsed.kind in ("readings", "events"):
+            handled.setdefault((parsed.farm_id, parsed.gateway_id), []).append(parsed.seq)
+    return handled
+
+
+def _acks(handled: dict[tuple[str, str], list[int]]) -> list[tuple[str, bytes]]:
+    return [
+        (acks.ack_topic(farm, gateway), acks.ack_payload(gateway, seqs))
+        for (farm, gateway), seqs in sorted(handled.items())
+    ]
 
 
 def _reject_notice(parsed: Parsed) -> tuple[str, bytes]:

@@ -6,7 +6,8 @@ idle). In the ingester's process the paho network thread only moves bytes: ``on_
 puts the message on a queue; the caller's thread takes batches bounded by rows and
 milliseconds and hands them to the writer process (``batch_writer.py``), which parses
 them (``messages.py``), commits readings, events and rejects in one transaction and
-answers; only then does the ingester send the PUBACKs (paho manual ack). A message whose
+answers; only then does the ingester send the PUBACKs (paho manual ack) and tell each
+gateway which of its messages are committed (``acks.py``). A message whose
 rows are not committed is never acknowledged, so the broker redelivers it after a crash
 of either process, to the same client id (``mqtt_connection.ingester_client_id``: stable
 across restarts); duplicates are dropped by the (tag_id, observed_at) key. The broker
@@ -272,6 +273,8 @@ class Ingester:
                 self.client.ack(message.mid, message.qos)
             for topic, payload in result.notices:
                 self.client.publish(topic, payload, qos=0)
+            for topic, payload in result.acks:  # committed: the gateway may forget them
+                self.client.publish(topic, payload, qos=1)
             self.stats.messages += len(batch)
             self.stats.readings_stored += result.inserted
             self.stats.rejects += result.rejects

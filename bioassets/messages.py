@@ -166,10 +166,13 @@ def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
         return _whole(farm_id, gateway_id, kind, f"payload is not JSON: {exc}")
     if not isinstance(body, dict):
         return _whole(farm_id, gateway_id, kind, "payload must be a JSON object")
+    # a message refused whole still names its seq when it can, so its gateway is told it
+    # was handled (acks.py) and does not send it again
+    seq = body.get("seq") if type(body.get("seq")) is int and body["seq"] >= 0 else None
     try:
         envelope = Envelope.model_validate(body)
     except ValidationError as exc:
-        return _whole(farm_id, gateway_id, kind, f"envelope: {_brief(exc)}")
+        return _whole(farm_id, gateway_id, kind, f"envelope: {_brief(exc)}", seq)
     expected_schema = f"{kind}/v1"
     if envelope.schema_ != expected_schema:
         return _whole(
@@ -177,6 +180,7 @@ def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
             gateway_id,
             kind,
             f"schema {envelope.schema_!r} on a {kind} topic (expected {expected_schema!r})",
+            seq,
         )
     if envelope.gateway_id != gateway_id:
         return _whole(
@@ -184,32 +188,38 @@ def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
             gateway_id,
             kind,
             f"gateway_id {envelope.gateway_id!r} does not match the topic's {gateway_id!r}",
+            seq,
         )
     items = body.get(kind)
     if not isinstance(items, list):
-        return _whole(farm_id, gateway_id, kind, f"'{kind}' must be a list")
+        return _whole(farm_id, gateway_id, kind, f"'{kind}' must be a list", seq)
     parsed = Parsed(farm_id, gateway_id, kind, seq=envelope.seq)
-    validate = READING.validate_python if kind == "readings" else Event.model_validate
-    stamp = "observed_at" if kind == "readings" else "occurred_at"
     for index, item in enumerate(items):
         try:
-            value = validate(item)
-        except (ValidationError, ValueError, TypeError) as exc:
-            detail = _brief(exc) if isinstance(exc, ValidationError) else str(exc)
-            parsed.rejections.append(Rejection(f"{kind[:-1]} {index}: {detail}", item, index))
-            continue
-        when = value[stamp] if kind == "readings" else value.occurred_at
-        if when > now + FUTURE_TOLERANCE:
-            parsed.rejections.append(
-                Rejection(
-                    f"{kind[:-1]} {index}: {stamp} is more than 5 minutes in the future",
-                    item,
-                    index,
-                )
-            )
+            value = check_item(kind, item, now)
+        except ValueError as exc:
+            parsed.rejections.append(Rejection(f"{kind[:-1]} {index}: {exc}", item, index))
             continue
         (parsed.readings if kind == "readings" else parsed.events).append(value)
     return parsed
+
+
+def check_item(kind: str, item: Any, now: datetime) -> "Reading | Event":
+    """One reading or life event (``kind``: readings | events), validated as the ingester
+    stores it; ValueError says why not, worded for a farmer. The gateway agent checks its
+    input with this before numbering it, so what it sends is what the ingester takes."""
+    validate = READING.validate_python if kind == "readings" else Event.model_validate
+    try:
+        value = validate(item)
+    except ValidationError as exc:
+        raise ValueError(_brief(exc)) from None
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    stamp = "observed_at" if kind == "readings" else "occurred_at"
+    when = value[stamp] if kind == "readings" else value.occurred_at
+    if when > now + FUTURE_TOLERANCE:
+        raise ValueError(f"{stamp} is more than 5 minutes in the future")
+    return value
 
 
 def _clean_readings(payload: bytes, gateway_id: str, now: datetime) -> "ReadingsMessage | None":
@@ -241,8 +251,10 @@ def _status(farm_id: str, gateway_id: str, payload: bytes) -> Parsed:
     return Parsed(farm_id, gateway_id, "status", status=value)
 
 
-def _whole(farm_id, gateway_id, kind, reason: str) -> Parsed:
-    return Parsed(farm_id, gateway_id, kind, rejections=[Rejection(reason)], message_rejected=True)
+def _whole(farm_id, gateway_id, kind, reason: str, seq: int | None = None) -> Parsed:
+    return Parsed(
+        farm_id, gateway_id, kind, seq=seq, rejections=[Rejection(reason)], message_rejected=True
+    )
 
 
 def _brief(exc: ValidationError) -> str:

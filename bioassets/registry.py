@@ -161,7 +161,8 @@ def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = 1
 
 def mosquitto_files(gateways: list[dict], ingester_hash: str | None) -> tuple[str, str]:
     """Password file and ACL for every gateway: each may publish only under its own farm
-    and gateway id and read only its own reject notices; the ingester reads all."""
+    and gateway id and read only its own reject notices and commit acks; the ingester reads
+    all."""
     users = [f"{g['gateway_id']}:{g['password_hash']}" for g in gateways]
     if ingester_hash:
         users.insert(0, f"{INGESTER_USER}:{ingester_hash}")
@@ -174,6 +175,7 @@ def mosquitto_files(gateways: list[dict], ingester_hash: str | None) -> tuple[st
         "topic read agri/v1/farms/+/gateways/+/events",
         "topic read agri/v1/farms/+/gateways/+/status",
         "topic write agri/v1/farms/+/gateways/+/rejects",
+        "topic write agri/v1/farms/+/gateways/+/acks",
         "",
     ]
     for g in gateways:
@@ -184,6 +186,7 @@ def mosquitto_files(gateways: list[dict], ingester_hash: str | None) -> tuple[st
             f"topic write {base}/events",
             f"topic write {base}/status",
             f"topic read {base}/rejects",
+            f"topic read {base}/acks",
             "",
         ]
     return "\n".join(users) + "\n", "\n".join(acl)

@@ -72,6 +72,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
                     "schema": "readings/v1",
                     "gateway_id": "GW-OTHER",
                     "sent_at": T0.isoformat(),
+                    "seq": 102,
                     "readings": [],
                 }
             ).encode()
@@ -95,6 +96,8 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
             sorted(bio_store.reading_keys(engine) - expected)[:3],
         )
         assert wait_for(lambda: len(gw.notices) >= 4, timeout=10)
+        handled = {*range(1, 11), 100, 101, 102}
+        assert wait_for(lambda: gw.committed_seqs() >= handled, timeout=10), gw.committed
     gw.close()
     assert bio_store.reading_keys(engine) == expected
     reasons = [r["reason"] for r in bio_store.list_rejects(engine, "GW-SOW-1")]
@@ -110,6 +113,9 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
     raw = {r["raw"] for r in bio_store.list_rejects(engine, "GW-SOW-1")}
     assert "{not json" in raw
     assert any(n["seq"] == 101 and len(n["rejected"]) == 4 for n in gw.notices)
+    # after each commit the gateway is told which of its messages are handled: stored,
+    # partly rejected (101) or refused whole but numbered (102); never the unnumbered ones
+    assert gw.committed_seqs() == handled
 
 
 def test_a_batch_holding_duplicates_stores_each_reading_once(livestock_engine):
@@ -119,7 +125,7 @@ def test_a_batch_holding_duplicates_stores_each_reading_once(livestock_engine):
     topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
     items = [reading(SOW_TAGS[0], T0), reading(SOW_TAGS[1], T0), reading(SOW_TAGS[0], T0)]
     payload = message("GW-SOW-1", 1, items)
-    inserted, rejected, _ = writer.store([(topic, payload), (topic, payload)])
+    inserted, rejected, _, _ = writer.store([(topic, payload), (topic, payload)])
     assert (inserted, rejected) == (2, 0)
     shanghai = T0.astimezone(timezone(timedelta(hours=8)))
     later = T0 + timedelta(seconds=1, microseconds=250)

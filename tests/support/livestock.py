@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bioassets.acks import parse_ack
 from bioassets.ingester import Ingester
 from bioassets.local_broker import LocalBroker
 from collateral.db import engine_url, make_engine
@@ -89,8 +90,9 @@ class Gateway:
     def __init__(self, broker, gateway_id: str, password: str | None = None):
         self.gateway_id = gateway_id
         self.farm_id = GATEWAY_FARMS[gateway_id]
-        self.notices: list[dict] = []
-        self.acks: dict[int, object] = {}
+        self.notices: list[dict] = []  # reject notices
+        self.committed: list[tuple[int, int]] = []  # the ingester's commit acks (seq ranges)
+        self.acks: dict[int, object] = {}  # the broker's PUBACKs, by message id
         self.connect_result = None
         self._connected = threading.Event()
         client = mqtt.Client(
@@ -102,7 +104,7 @@ class Gateway:
         client.max_inflight_messages_set(200)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
-        client.on_message = lambda c, u, m: self.notices.append(json.loads(m.payload))
+        client.on_message = self._on_message
         client.on_publish = lambda c, u, mid, rc, p: self.acks.__setitem__(mid, rc)
         client.connect(broker.host, broker.port)
         client.loop_start()
@@ -112,8 +114,18 @@ class Gateway:
     def _on_connect(self, client, _u, _f, reason_code, _p) -> None:
         self.connect_result = reason_code
         if not reason_code.is_failure:
-            client.subscribe(f"agri/v1/farms/{self.farm_id}/gateways/{self.gateway_id}/rejects", 1)
+            base = f"agri/v1/farms/{self.farm_id}/gateways/{self.gateway_id}"
+            client.subscribe([(f"{base}/rejects", 1), (f"{base}/acks", 1)])
         self._connected.set()
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        if message.topic.endswith("/acks"):
+            self.committed += parse_ack(message.payload)
+        else:
+            self.notices.append(json.loads(message.payload))
+
+    def committed_seqs(self) -> set[int]:
+        return {seq for first, last in self.committed for seq in range(first, last + 1)}
 
     def publish(self, payload: bytes, kind: str = "readings", farm_id: str | None = None):
         topic = f"agri/v1/farms/{farm_id or self.farm_id}/gateways/{self.gateway_id}/{kind}"
