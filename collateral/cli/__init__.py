@@ -22,6 +22,7 @@ COMMAND_MODULES: dict[str, str] = {
     "imagery": "imagery",
     "farms": "livestock",
     "gateways": "livestock",
+    "gateway": "gateway",
     "animals": "livestock",
     "ingest": "livestock",
     "simulate-gateways": "livestock",

@@ -1,0 +1,296 @@
+"""`agri gateway run`, the farm-side agent, against a real Mosquitto (the shipped settings)
+and the real ingester: every reading an agent took is stored exactly once, whatever is
+killed in between. Each test accounts by reading: sent, stored, re-sent, lost."""
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bioassets import store as bio_store
+from bioassets.gateway_agent import Outbox, read_lines
+from tests.support.livestock import (
+    GATEWAY_FARMS,
+    GATEWAY_PASSWORDS,
+    Broker,
+    ingesting,
+    wait_for,
+)
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import AGRI
+
+pytestmark = pytest.mark.broker
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+
+
+def _tags(engine, gateway: str) -> list[str]:
+    return [a["tag_id"] for a in bio_store.farm_animals(engine, GATEWAY_FARMS[gateway])]
+
+
+def _lines(tags: list[str], rounds: range, start: datetime = T0) -> list[str]:
+    """One reading per tag per round, a second apart: (tag, time) is each one's key."""
+    return [
+        json.dumps(
+            {
+                "tag_id": tag,
+                "observed_at": (start + timedelta(seconds=r, milliseconds=i)).isoformat(),
+                "temperature_c": 38.6,
+            }
+        )
+        for r in rounds
+        for i, tag in enumerate(tags)
+    ]
+
+
+def _keys(lines: list[str]) -> set[tuple[str, datetime]]:
+    return {
+        (item["tag_id"], datetime.fromisoformat(item["observed_at"]))
+        for item in map(json.loads, lines)
+    }
+
+
+class Agent:
+    """`agri gateway run` for one gateway in its own process; its log in ``folder``."""
+
+    def __init__(self, broker, gateway: str, folder: Path, spool: bool, resend_after=2.0):
+        self.gateway, self.folder = gateway, folder
+        self.spool = folder / "spool"
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.outbox = folder / "outbox.db"
+        self.log = folder / "agent.log"
+        self.command = [
+            *AGRI,
+            "gateway",
+            "run",
+            "--farm",
+            GATEWAY_FARMS[gateway],
+            "--gateway",
+            gateway,
+            "--mqtt-url",
+            broker.url(gateway, GATEWAY_PASSWORDS[gateway]),
+            "--outbox",
+            str(self.outbox),
+            "--resend-after",
+            str(resend_after),
+            *(["--spool", str(self.spool)] if spool else []),
+        ]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, stdin: str | None = None) -> "Agent":
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=REPO_ROOT,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        if stdin is not None:
+            threading.Thread(target=self._feed, args=(stdin,), daemon=True).start()
+        self.starts = getattr(self, "starts", 0) + 1
+        return self
+
+    def wait_connected(self) -> None:
+        """Until this run of the agent has said it is connected to the broker."""
+        connected = lambda: self.log.read_text().count(" connected to ") >= self.starts  # noqa: E731
+        assert wait_for(connected, timeout=30), self.log.read_text()[-2000:]
+
+    def _feed(self, text: str) -> None:
+        self.process.stdin.write(text.encode())
+        self.process.stdin.close()
+
+    def drop(self, name: str, lines: list[str]) -> None:
+        """A spool file as a tag reader writes one: another name, then a rename."""
+        part = self.spool / f".{name}.part"
+        part.write_text("\n".join(lines) + "\n")
+        part.rename(self.spool / f"{name}.jsonl")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def depth(self) -> int:
+        box = Outbox(self.outbox)
+        try:
+            return box.depth()
+        finally:
+            box.close()
+
+    def resent(self) -> int:
+        """Messages re-sent, from the summary line each run of the agent prints."""
+        found = re.findall(r"\((\d+) re-sent\)", self.log.read_text())
+        return sum(int(n) for n in found)
+
+
+def _report(name: str, sent: int, stored: int, agents: list[Agent]) -> None:
+    resent = sum(a.resent() for a in agents)
+    print(f"{name}: sent {sent}, stored {stored}, messages re-sent {resent}, lost {sent - stored}")
+
+
+def test_readings_piped_to_agents_are_stored_once_and_the_agents_exit_drained(
+    livestock_engine, broker, tmp_path
+):
+    engine = livestock_engine
+    sent: set = set()
+    agents = []
+    with ingesting(engine, broker, client_id="agent-pipe"):
+        for gateway in GATEWAY_PASSWORDS:
+            lines = _lines(_tags(engine, gateway)[:50], range(30))
+            sent |= _keys(lines)
+            agent = Agent(broker, gateway, tmp_path / gateway, spool=False)
+            agents.append(agent.start(stdin="\n".join(lines) + "\n"))
+        for agent in agents:
+            assert agent.process.wait(120) == 0, agent.log.read_text()[-2000:]
+    stored = bio_store.reading_keys(engine)
+    _report("piped", len(sent), len(stored & sent), agents)
+    assert stored == sent and bio_store.count_readings(engine) == len(sent)
+    assert all(a.depth() == 0 for a in agents)
+
+
+def test_a_broker_killed_mid_stream_loses_nothing(livestock_engine, tmp_path):
+    """Three agents take spool files; the ingester is frozen (SIGSTOP) so the broker holds
+    what they publish, the broker is SIGKILLed (it acknowledged QoS 1 messages it had not
+    saved: its autosave is 30 s) and restarted, the ingester thawed. The agents re-send
+    what the ingester never acknowledged, and every reading is stored once."""
+    from collateral.db import engine_url
+    from tests.support.processes import AgriProcess
+
+    engine = livestock_engine
+    broker = Broker(tmp_path / "mosquitto")
+    env = {"AGRI_DATABASE_URL": engine_url(engine), "AGRI_MQTT_URL": broker.url()}
+    ingest = AgriProcess(
+        ["ingest", "--client-id", "agent-broker-kill", "--session-expiry", "0"],
+        env,
+        tmp_path / "ingest.log",
+    )
+    ingest.wait_ready()
+    agents = [
+        Agent(broker, gateway, tmp_path / gateway, spool=True).start()
+        for gateway in GATEWAY_PASSWORDS
+    ]
+    sent: set = set()
+    try:
+        for n in range(30):
+            for agent in agents:
+                lines = _lines(_tags(engine, agent.gateway)[:40], range(n * 3, n * 3 + 3))
+                sent |= _keys(lines)
+                agent.drop(f"batch-{n:03d}", lines)
+            if n == 10:
+                assert wait_for(lambda: bio_store.count_readings(engine) > 0, timeout=30)
+                ingest.process.send_signal(signal.SIGSTOP)
+            if n == 20:
+                stored_before_kill = bio_store.count_readings(engine)
+                broker.process.send_signal(signal.SIGKILL)
+                broker.process.wait(10)
+                broker.start()
+                ingest.process.send_signal(signal.SIGCONT)
+            time.sleep(0.1)
+        stored_all = wait_for(lambda: bio_store.count_readings(engine) >= len(sent), timeout=180)
+        assert stored_all, (bio_store.count_readings(engine), len(sent))
+        assert wait_for(lambda: all(a.depth() == 0 for a in agents), timeout=60)
+    finally:
+        ingest.process.send_signal(signal.SIGCONT)
+        codes = [a.stop() for a in agents]
+        ingest.process.terminate()
+        ingest.process.wait(30)
+        ingest.close()
+        broker.stop()
+    stored = bio_store.reading_keys(engine)
+    _report("broker SIGKILL", len(sent), len(stored & sent), agents)
+    assert stored == sent and bio_store.count_readings(engine) == len(sent)
+    assert stored_before_kill < len(sent)
+    assert sum(a.resent() for a in agents) > 0  # what the broker lost came again
+    assert codes == [0, 0, 0]
+    assert all(not list(a.spool.glob("*.jsonl")) for a in agents)
+
+
+def test_an_agent_killed_and_restarted_sends_what_it_had_taken(livestock_engine, broker, tmp_path):
+    engine = livestock_engine
+    gateway = "GW-FAT-1"
+    agent = Agent(broker, gateway, tmp_path / gateway, spool=True)
+    sent: set = set()
+    for n in range(30):
+        lines = _lines(_tags(engine, gateway)[:100], range(n * 2, n * 2 + 2))
+        sent |= _keys(lines)
+        agent.drop(f"reader-{n:03d}", lines)
+    with ingesting(engine, broker, client_id="agent-restart"):
+        agent.start()
+        assert wait_for(lambda: bio_store.count_readings(engine) > 0, timeout=30)
+        agent.kill()  # mid-stream: files taken, messages sent and not, acks in flight
+        left = agent.depth()
+        agent.start().wait_connected()
+        assert wait_for(lambda: bio_store.count_readings(engine) >= len(sent), timeout=120)
+        assert wait_for(lambda: agent.depth() == 0, timeout=60)
+        assert agent.stop() == 0
+    stored = bio_store.reading_keys(engine)
+    _report(f"agent SIGKILL ({left} messages in its outbox)", len(sent), len(stored), [agent])
+    assert stored == sent and bio_store.count_readings(engine) == len(sent)
+    assert not list(agent.spool.glob("*.jsonl"))
+
+
+def test_a_poison_message_is_rejected_once_and_not_sent_again(livestock_engine, broker, tmp_path):
+    """A reading the agent cannot judge (a tag of another farm) is refused by the ingester;
+    the refusal counts as handled, so the agent forgets it instead of re-sending it every
+    few seconds; an input line the agent can judge is refused on the spot."""
+    engine = livestock_engine
+    gateway = "GW-SOW-1"
+    other_farms_tag = _tags(engine, "GW-FAT-1")[0]
+    good = _lines(_tags(engine, gateway)[:5], range(2))
+    poison = json.dumps({"tag_id": other_farms_tag, "observed_at": T0.isoformat()})
+    broken = '{"tag_id": "12345", "observed_at": "yesterday"}'
+    agent = Agent(broker, gateway, tmp_path / gateway, spool=False, resend_after=1.0)
+    with ingesting(engine, broker, client_id="agent-poison"):
+        agent.start(stdin="\n".join([poison, *good, broken]) + "\n")
+        assert agent.process.wait(60) == 0, agent.log.read_text()[-2000:]
+        time.sleep(3)  # three re-send periods: nothing more may arrive
+    rejects = [r for r in bio_store.list_rejects(engine, gateway) if other_farms_tag in r["reason"]]
+    assert len(rejects) == 1, rejects
+    assert bio_store.reading_keys(engine) == _keys(good)
+    log = agent.log.read_text()
+    assert "input line 12 refused" in log and "not 15 digits" in log
+    assert agent.resent() == 0 and agent.depth() == 0
+
+
+def test_input_lines_become_checked_numbered_messages(tmp_path):
+    """Readings and events apart, at most per_message each; refused lines say why."""
+    now = datetime.now(UTC)
+    lines = [
+        *_lines([f"15610000000{i:04d}" for i in range(1, 6)], range(3)),
+        json.dumps({"kind": "birth", "tag_id": "156100000000099", "occurred_at": T0.isoformat()}),
+        json.dumps(
+            {"tag_id": "156100000000001", "observed_at": (now + timedelta(hours=1)).isoformat()}
+        ),
+        "not json",
+        "[1, 2]",
+    ]
+    messages, taken = read_lines(lines, now, per_message=4)
+    assert [(kind, len(items)) for kind, items in messages] == [
+        ("readings", 4), ("readings", 4), ("readings", 4), ("readings", 3), ("events", 1),
+    ]  # fmt: skip
+    assert [number for number, _, _ in taken.refused] == [17, 18, 19]
+    assert "in the future" in taken.refused[0][1]
+    box = Outbox(tmp_path / "outbox.db", max_messages=6)
+    box.add(messages)
+    assert box.depth() == 5
+    assert [row[0] for row in box.due(time.time(), 30, 100)] == [1, 2, 3, 4, 5]
+    box.mark_sent([1, 2], time.time())
+    assert [row[0] for row in box.due(time.time(), 30, 100)] == [3, 4, 5]
+    assert box.acknowledge([(1, 3)]) == 3
+    from bioassets.gateway_agent import OutboxFull
+
+    with pytest.raises(OutboxFull):
+        box.add(messages)  # 2 + 5 > 6: nothing of it is kept
+    assert box.depth() == 2
+    box.add(messages[:1])
+    assert max(row[0] for row in box.due(time.time(), 0, 100)) == 6  # seqs are never reused
