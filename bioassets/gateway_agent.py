@@ -77,19 +77,27 @@ class Outbox:
     def close(self) -> None:
         self.db.close()
 
-    def add(self, messages: list[tuple[str, list]], spool_name: str | None = None) -> None:
+    def add(self, messages: list[tuple[str, list]], spool_name: str | None = None) -> list[int]:
         """Number and keep ``messages`` ((kind, items) each), and remember ``spool_name``
-        as taken, in one transaction; OutboxFull if they do not fit."""
+        as taken, in one transaction: their seqs. OutboxFull if they do not fit."""
         if self.depth() + len(messages) > self.max_messages:
             raise OutboxFull(f"outbox {self.path} holds {self.depth()} of {self.max_messages}")
         now = datetime.now(UTC).isoformat()
+        insert = "INSERT INTO outbox (kind, items, created_at) VALUES (?, ?, ?)"
         with self._transaction():
-            self.db.executemany(
-                "INSERT INTO outbox (kind, items, created_at) VALUES (?, ?, ?)",
-                [(kind, json.dumps(items), now) for kind, items in messages],
-            )
+            seqs = [
+                self.db.execute(insert, (kind, json.dumps(items), now)).lastrowid
+                for kind, items in messages
+            ]
             if spool_name is not None:
                 self.db.execute("INSERT INTO spooled VALUES (?, ?)", (spool_name, now))
+        return seqs
+
+    def message(self, seq: int) -> tuple | None:
+        """(seq, kind, items, created_at) of a message still kept, else None."""
+        return self.db.execute(
+            "SELECT seq, kind, items, created_at FROM outbox WHERE seq = ?", (seq,)
+        ).fetchone()
 
     def was_spooled(self, name: str) -> bool:
         return (
@@ -257,6 +265,9 @@ class GatewayAgent:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
     def take_lines(self, lines: Iterable[str], spool_name: str | None = None) -> Taken:
         """Check and keep input lines (OutboxFull: nothing of them was kept)."""
         messages, taken = read_lines(lines, datetime.now(UTC), self.per_message)
@@ -322,6 +333,17 @@ class GatewayAgent:
             self.stats.resent += sent_at is not None
         if due:
             self.outbox.mark_sent([row[0] for row in due], now)
+
+    def republish(self, seq: int) -> bool:
+        """Publish a kept message once more, now: a gateway repeating itself (the
+        simulator's duplicate fault); the ingester stores its readings once."""
+        row = self.outbox.message(seq)
+        if row is None or not self._connected.is_set():
+            return False
+        seq, kind, items, created_at = row
+        payload = envelope(self.gateway_id, seq, kind, items, created_at)
+        self.client.publish(f"{self.base}/{kind}", payload, qos=1)
+        return True
 
     def drained(self) -> bool:
         return self.outbox.depth() == 0

@@ -1,26 +1,32 @@
 """A gateway simulator: realistic ear-tag traffic for registered farms, with faults on demand.
 
-Each farm gets one gateway (``GW-<FARM>-1`` unless the credentials say otherwise) that
-publishes batches of 20 readings at QoS 1, numbered with a per-gateway ``seq`` so a test
-or a benchmark can account for every message. Faults are switches: silent tags, a
-wandering animal, a fever, duplicate messages, out-of-order and late batches, malformed
-payloads.
+Each farm gets one gateway (``GW-<FARM>-1`` unless the credentials say otherwise) played
+by the reference gateway agent (``gateway_agent.py``): readings go into the agent's
+outbox in messages of 20, numbered there, published at QoS 1 and kept until the
+ingester acknowledges them, exactly as a real farm's agent does. Faults are switches:
+silent tags, a wandering animal, a fever, duplicate messages (a message published twice),
+out-of-order and late batches, malformed payloads (published beside the agent: garbage a
+broken gateway sends, which the ingester must refuse).
 """
 
-import json
+import dataclasses
 import random
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import paho.mqtt.client as mqtt
 from shapely.geometry import shape
 
 from bioassets import store
-from bioassets.mqtt_connection import new_client, parse_mqtt_url
+from bioassets.gateway_agent import GatewayAgent, Outbox
+from bioassets.mqtt_connection import parse_mqtt_url
 
 BATCH = 20
+MALFORMED = b'{"schema": "readings/v1", "readings": ['
+DRAIN_S = 30.0  # at the end, how long to wait for the ingester's last acknowledgements
 TEMPERATURE_C = {"cattle": 38.6, "pig": 39.0}
 # Growing animals cross walk-over scales: start weight, daily gain and finishing weight (kg).
 GROWTH = {"fattening_pig": (1.5, 0.75, 130.0), "beef_cattle": (40.0, 0.95, 680.0)}
@@ -47,11 +53,13 @@ class Faults:
 
 @dataclass
 class SimStats:
-    messages: int = 0
-    readings: int = 0
+    messages: int = 0  # published: numbered ones, their duplicates and malformed ones
+    readings: int = 0  # distinct readings sent (each is stored once)
     malformed: int = 0
     duplicate_messages: int = 0
-    seq: dict[str, int] = field(default_factory=dict)
+    seq: dict[str, int] = field(default_factory=dict)  # the last seq of each gateway
+    resent: int = 0  # numbered messages the agents published again (no ack in time)
+    unacknowledged: int = 0  # left in the agents' outboxes when the run ended
 
 
 def default_gateway(farm_id: str) -> str:
@@ -95,7 +103,9 @@ class Simulator:
                     "positions": {a["tag_id"]: self._inside(fence) for a in animals},
                 }
             )
-        self._held: dict[str, list[bytes]] = {}
+        self._held: dict[str, list[list[dict]]] = {}
+        self._batches: dict[str, int] = {}  # per gateway: batches made (late-fault cadence)
+        self._messages: dict[str, int] = {}  # per gateway: messages sent (other faults)
 
     def _inside(self, fence) -> tuple[float, float]:
         minx, miny, maxx, maxy = fence.bounds
@@ -104,25 +114,25 @@ class Simulator:
             if fence.contains(shape({"type": "Point", "coordinates": [lon, lat]})):
                 return lat, lon
 
-    def _client(self, farm: dict) -> mqtt.Client:
-        client = new_client(
-            self.address,
-            f"sim-{farm['gateway']}-{self.rng.randrange(1 << 30)}",
-            ca_file=self.ca_file,
-            username=farm["gateway"],
-            password=farm["password"],
+    def _agent(self, farm: dict, folder: Path) -> GatewayAgent:
+        address = dataclasses.replace(
+            self.address, username=farm["gateway"], password=farm["password"]
         )
-        client.max_inflight_messages_set(100)
-        status = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/status"
-        # a real gateway's last will: if it loses power the broker says so for it
-        client.will_set(status, b'{"status": "offline"}', qos=1, retain=True)
-        client.connect(self.address.host, self.address.port)
-        client.loop_start()
-        client.publish(status, b'{"status": "online"}', qos=1, retain=True)
-        return client
+        outbox = Outbox(folder / f"{farm['gateway']}.db")
+        agent = GatewayAgent(
+            outbox,
+            address,
+            farm["farm_id"],
+            farm["gateway"],
+            per_message=BATCH,
+            ca_file=self.ca_file,
+        )
+        agent.start()
+        return agent
 
-    def round_messages(self, farm: dict, now: datetime) -> list[bytes]:
-        """One round of messages for a farm at ``now`` (pure apart from the random state)."""
+    def round_batches(self, farm: dict, now: datetime) -> list[list[dict]]:
+        """One round of reading batches for a farm at ``now`` (pure apart from the random
+        state): what the farm's tag reader hands its gateway."""
         f, readings = self.faults, []
         for index, animal in enumerate(farm["animals"]):
             if index < f.silent_tags:
@@ -154,79 +164,94 @@ class Simulator:
             readings.append(reading)
         if f.out_of_order:
             self.rng.shuffle(readings)
-        messages = []
+        batches = []
         for start in range(0, len(readings), BATCH):
-            seq = self.stats.seq.get(farm["gateway"], 0) + 1
-            self.stats.seq[farm["gateway"]] = seq
             batch = readings[start : start + BATCH]
-            if f.late and seq % 7 == 0:
+            self._batches[farm["gateway"]] = n = self._batches.get(farm["gateway"], 0) + 1
+            if f.late and n % 7 == 0:
                 batch = [
                     {**r, "observed_at": (now - timedelta(days=1, milliseconds=i)).isoformat()}
                     for i, r in enumerate(batch)
                 ]
-            if f.malformed and seq % 25 == 0:
-                messages.append(b'{"schema": "readings/v1", "readings": [')
-                continue
-            body = {
-                "schema": "readings/v1",
-                "gateway_id": farm["gateway"],
-                "sent_at": now.isoformat(),
-                "seq": seq,
-                "readings": batch,
-            }
-            messages.append(json.dumps(body).encode())
-            if f.duplicates and seq % 10 == 0:
-                messages.append(messages[-1])
-        return messages
+            batches.append(batch)
+        return batches
 
     def run(
-        self, duration_s: float, interval_s: float, stop: threading.Event | None = None
+        self,
+        duration_s: float,
+        interval_s: float,
+        stop: threading.Event | None = None,
+        outbox_dir: Path | None = None,
     ) -> SimStats:
+        """Play every farm's gateway for ``duration_s``, a round every ``interval_s``, then
+        wait (up to DRAIN_S) for the ingester to acknowledge everything. The agents'
+        outboxes live in ``outbox_dir`` (a temporary folder if None)."""
         stop = stop or threading.Event()
-        clients = {farm["gateway"]: self._client(farm) for farm in self.farms}
-        seen: set[bytes] = set()  # payloads carry their seq: a repeat is a resend
-        deadline = time.monotonic() + duration_s
-        try:
-            while not stop.is_set():
-                started = time.monotonic()
-                now = datetime.now(UTC)
-                for farm in self.farms:
-                    topic = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/readings"
-                    messages = self._hold_back(farm["gateway"], self.round_messages(farm, now))
-                    infos = [clients[farm["gateway"]].publish(topic, m, qos=1) for m in messages]
-                    for info, payload in zip(infos, messages, strict=True):
-                        info.wait_for_publish(30)
-                        self._count(payload, seen)
-                if time.monotonic() >= deadline:
-                    break
-                stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
-            for farm in self.farms:  # what out-of-order held back still goes out
-                topic = f"agri/v1/farms/{farm['farm_id']}/gateways/{farm['gateway']}/readings"
-                for payload in self._held.pop(farm["gateway"], []):
-                    clients[farm["gateway"]].publish(topic, payload, qos=1).wait_for_publish(30)
-                    self._count(payload, seen)
-        finally:
-            for client in clients.values():
-                client.disconnect()
-                client.loop_stop()
+        with tempfile.TemporaryDirectory(prefix="agri-sim-") as scratch:
+            folder = Path(outbox_dir or scratch)
+            agents = {farm["gateway"]: self._agent(farm, folder) for farm in self.farms}
+            try:
+                self._play(agents, duration_s, interval_s, stop)
+                for farm in self.farms:  # what out-of-order held back still goes out
+                    self._send(agents[farm["gateway"]], self._held.pop(farm["gateway"], []))
+                deadline = time.monotonic() + DRAIN_S
+                while not all(a.drained() for a in agents.values()):
+                    if time.monotonic() > deadline or stop.is_set():
+                        break
+                    for agent in agents.values():
+                        agent.pump()
+                    time.sleep(0.02)
+            finally:
+                for agent in agents.values():
+                    self.stats.resent += agent.stats.resent
+                    self.stats.unacknowledged += agent.outbox.depth()
+                    agent.stop()
+                    agent.outbox.close()
         return self.stats
 
-    def _count(self, payload: bytes, seen: set[bytes]) -> None:
-        """Account for a published message; payloads carry their seq, so a repeat is a resend."""
-        self.stats.messages += 1
-        if payload.endswith(b"["):
-            self.stats.malformed += 1
-        elif payload in seen:
-            self.stats.duplicate_messages += 1
-        else:
-            self.stats.readings += payload.count(b'"tag_id"')
-        seen.add(payload)
+    def _play(self, agents: dict, duration_s: float, interval_s: float, stop) -> None:
+        deadline = time.monotonic() + duration_s
+        while not stop.is_set():
+            started = time.monotonic()
+            now = datetime.now(UTC)
+            for farm in self.farms:
+                agent = agents[farm["gateway"]]
+                self._send(agent, self._hold_back(farm["gateway"], self.round_batches(farm, now)))
+            if time.monotonic() >= deadline:
+                break
+            while time.monotonic() - started < interval_s and not stop.is_set():
+                for agent in agents.values():
+                    agent.pump()
+                stop.wait(0.02)
 
-    def _hold_back(self, gateway: str, messages: list[bytes]) -> list[bytes]:
+    def _send(self, agent: GatewayAgent, batches: list[list[dict]]) -> None:
+        """Hand batches to the agent (malformed ones beside it), publish, play duplicates."""
+        f, repeat = self.faults, []
+        for batch in batches:
+            self._messages[agent.gateway_id] = n = self._messages.get(agent.gateway_id, 0) + 1
+            if f.malformed and n % 25 == 0:
+                agent.client.publish(f"{agent.base}/readings", MALFORMED, qos=1)
+                self.stats.malformed += 1
+                self.stats.messages += 1
+                continue
+            (seq,) = agent.outbox.add([("readings", batch)])
+            self.stats.seq[agent.gateway_id] = seq
+            self.stats.messages += 1
+            self.stats.readings += len(batch)
+            if f.duplicates and n % 10 == 0:
+                repeat.append(seq)
+        agent.wait_connected(10)  # a broker that is not there yet: the outbox keeps them
+        agent.pump()
+        for seq in repeat:
+            if agent.republish(seq):
+                self.stats.duplicate_messages += 1
+                self.stats.messages += 1
+
+    def _hold_back(self, gateway: str, batches: list[list[dict]]) -> list[list[dict]]:
         """Out-of-order faults: one batch in five waits for the next round."""
         if not self.faults.out_of_order:
-            return messages
+            return batches
         previous = self._held.pop(gateway, [])
-        keep = [m for i, m in enumerate(messages) if i % 5 != 4]
-        self._held[gateway] = [m for i, m in enumerate(messages) if i % 5 == 4]
+        keep = [b for i, b in enumerate(batches) if i % 5 != 4]
+        self._held[gateway] = [b for i, b in enumerate(batches) if i % 5 == 4]
         return keep + previous

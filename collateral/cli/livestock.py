@@ -267,7 +267,8 @@ def simulate_gateways(
     stats = sim.run(duration, interval)
     click.echo(
         f"published {stats.messages} messages, {stats.readings} readings "
-        f"({stats.malformed} malformed); last seq per gateway: {stats.seq}"
+        f"({stats.malformed} malformed, {stats.resent} re-sent); last seq per gateway: "
+        f"{stats.seq}; {stats.unacknowledged} message(s) not acknowledged by the ingester"
     )
 
 
