@@ -7,7 +7,9 @@ stream each time (N messages of 20 readings, QoS 1, from a publisher process). F
 then PostgreSQL:
   1. a bare paho subscriber (QoS 1, automatic acks, nothing else) receives it;
   2. `agri ingest` (a separate process) stores it;
-  3. the bare subscriber receives it again.
+  3. the bare subscriber receives it again;
+  4. with --agent: the same readings, as JSON lines, through `agri gateway run` (its
+     outbox, QoS 1, kept until the ingester's commit ack), then the bare subscriber again.
 The reference rate is the mean of the two bare runs around the ingester's: this machine's
 speed drifts by 10-30 % within a minute, and one bare run a minute away from the ingester
 gave ratios from 0.43 to 0.80 for the same code.
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -115,9 +118,8 @@ def wait_until_stored(engine, last: tuple, expected: int, timeout_s: float = 120
         time.sleep(0.05)
 
 
-def ingest(broker, db_url: str, n: int, label: str) -> dict:
-    engine = make_engine(db_url)
-    upgrade(engine)
+def seed(engine) -> None:
+    """The sample farms and animals, and the benchmark's gateway."""
     bio_store.upsert_farms(
         engine, registry.parse_farms(ROOT / "sample_tiles" / "farms.geojson").records
     )
@@ -126,16 +128,33 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     )
     bio_store.upsert_animals(engine, animals.records)
     bio_store.add_gateway(engine, GATEWAY, FARM, registry.mosquitto_hash(PASSWORD))
-    env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
+
+
+def start_ingesters(env: dict, label: str, folder: Path) -> list[AgriProcess]:
     procs = []
     for k in range(INGESTERS):
-        log = Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")) / f"ingest-{label}-{k}.log"
         client_id = f"bench-ingest-{label}-{k}-{uuid.uuid4().hex[:6]}"
         command = ["ingest", "--client-id", client_id, "--session-expiry", "0"]
-        ingester = AgriProcess([*command, *EXTRA_INGEST_ARGS], env, log)
+        ingester = AgriProcess([*command, *EXTRA_INGEST_ARGS], env, folder / f"ingest-{k}.log")
         # what is published before the first subscription has no taker
         ingester.wait_ready(60)
         procs.append(ingester)
+    return procs
+
+
+def stop_ingesters(procs: list[AgriProcess]) -> None:
+    for ingester in procs:
+        ingester.process.terminate()
+        ingester.process.wait(60)
+        ingester.close()
+
+
+def ingest(broker, db_url: str, n: int, label: str) -> dict:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    seed(engine)
+    env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
+    procs = start_ingesters(env, label, Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")))
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
     expected = n * PER_MESSAGE
     t0 = time.perf_counter()
@@ -144,10 +163,7 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     elapsed = time.perf_counter() - t0
     done_wall = time.time()
     stored = bio_store.count_readings(engine)
-    for ingester in procs:
-        ingester.process.terminate()
-        ingester.process.wait(60)
-        ingester.close()
+    stop_ingesters(procs)
     query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
     with engine.connect() as c:
         first_stored = {seq: at.timestamp() for seq, at in c.execute(query)}
@@ -171,12 +187,68 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     }
 
 
+def through_agent(broker, db_url: str, n: int, label: str) -> dict:
+    """The same readings through the reference gateway agent (`agri gateway run`, its
+    SQLite outbox, QoS 1, kept until the ingester's commit ack): from the agent's launch
+    to its exit, which is when everything is acknowledged."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+    seed(engine)
+    env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
+    work = Path(tempfile.mkdtemp(prefix="agri-bench-agent-"))
+    procs = start_ingesters(env, f"{label}-agent", work)
+    before = bio_store.count_readings(engine)  # the plain run's rows are in this database
+    start_ms = int(time.time() * 1000) - 7_200_000 - (1_800_000 if label == "sqlite" else 5_400_000)
+    lines = work / "readings.jsonl"
+    with open(lines, "w") as out:
+        for seq in range(n):
+            for k in range(PER_MESSAGE):
+                tag, at = reading_key(start_ms, PER_MESSAGE, seq, k)
+                out.write(
+                    f'{{"tag_id": "{tag}", "observed_at": "{at.isoformat()}", '
+                    '"temperature_c": 38.9, "activity": 97.0, "lat": 25.0391, "lon": 118.222}\n'
+                )
+    command = [
+        sys.executable, "-m", "collateral.cli", "gateway", "run", "--farm", FARM,
+        "--gateway", GATEWAY, "--mqtt-url", broker.url(GATEWAY, PASSWORD),
+        "--outbox", str(work / "outbox.db"), "--per-message", str(PER_MESSAGE),
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(lines) as stdin, open(work / "agent.log", "w") as log:
+        code = subprocess.run(command, stdin=stdin, stderr=log, cwd=ROOT, timeout=600).returncode
+    elapsed = time.perf_counter() - t0
+    done_wall = time.time()
+    stored = bio_store.count_readings(engine) - before
+    stop_ingesters(procs)
+    with engine.connect() as c:
+        since = datetime.fromtimestamp(done_wall - elapsed, UTC)
+        query = select(func.min(readings.c.received_at)).where(readings.c.received_at >= since)
+        first = c.execute(query).scalar_one()
+    engine.dispose()
+    expected = n * PER_MESSAGE
+    return {
+        "database": label,
+        "agent_exit_code": code,
+        "agent_summary": (work / "agent.log").read_text().strip().splitlines()[-1],
+        "sent": expected,
+        "stored": stored,
+        "lost": expected - stored,
+        "end_to_end_s": elapsed,
+        "readings_per_s_end_to_end": stored / elapsed,
+        "active_s": done_wall - first.timestamp(),
+        "readings_per_s": stored / (done_wall - first.timestamp()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--batch-ms", type=int, help="passed to agri ingest")
     parser.add_argument("--ingesters", type=int, default=1, help="processes on the shared group")
+    parser.add_argument(
+        "--agent", action="store_true", help="also through a gateway agent (outbox and acks)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest_results.json")
     args = parser.parse_args()
     results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
@@ -212,6 +284,15 @@ def main() -> None:
                     reference = (before["readings_per_s"] + after["readings_per_s"]) / 2
                     run["ratio_to_bare_subscriber"] = run["readings_per_s"] / reference
                     results[label] = run
+                    if args.agent:
+                        agent_run = through_agent(broker, url, args.messages, label)
+                        last = bare_subscriber(broker, args.messages)
+                        agent_run["bare_paho_subscriber"] = [after, last]
+                        reference = (after["readings_per_s"] + last["readings_per_s"]) / 2
+                        agent_run["ratio_to_bare_subscriber"] = (
+                            agent_run["readings_per_s"] / reference
+                        )
+                        results[f"{label}_through_agent"] = agent_run
         finally:
             broker.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,26 @@ Incoming = tuple[str, bytes]  # (topic, payload) of one MQTT message
 
 
 @dataclass
+class Stored:
+    """What storing messages did: readings inserted, rejections, readings already stored
+    (duplicates), reject notices to send, and the seqs handled per (farm, gateway)."""
+
+    inserted: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    notices: list[tuple[str, bytes]] = field(default_factory=list)
+    handled: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def add(self, other: "Stored") -> None:
+        self.inserted += other.inserted
+        self.rejects += other.rejects
+        self.duplicates += other.duplicates
+        self.notices += other.notices
+        for gateway, seqs in other.handled.items():
+            self.handled.setdefault(gateway, []).extend(seqs)
+
+
+@dataclass
 class BatchResult:
     """The writer's answer for one batch. ``stored`` False: it gave up (a stop during a
     database outage), so nothing of the batch may be acknowledged."""
@@ -50,6 +70,8 @@ class BatchResult:
     inserted: int = 0
     rejects: int = 0
     db_retries: int = 0
+    duplicates: int = 0  # readings that were already stored (a re-send, a repeat)
+    seconds: float = 0.0  # storing it, retries included
     notices: list[tuple[str, bytes]] = field(default_factory=list)  # rejects, QoS 0
     acks: list[tuple[str, bytes]] = field(default_factory=list)  # commit acks, QoS 1
     fatal: str | None = None  # the database refused the work itself: the ingester stops
@@ -127,8 +149,9 @@ class BatchWriter:
         5 s or more: the batch stays unacknowledged for the broker to redeliver. Any error
         that is not an outage is raised.
         """
+        started = time.perf_counter()
         try:
-            (inserted, rejected, notices, handled), retries = with_retries(
+            stored, retries = with_retries(
                 lambda: self._store_or_isolate(batch),
                 backoff(0.2, 10),
                 "storing a batch of readings",
@@ -138,14 +161,23 @@ class BatchWriter:
             self._totals.db_retries += exc.retries
             return BatchResult(stored=False, db_retries=exc.retries)
         self._totals.messages += len(batch)
-        self._totals.rejects += rejected
+        self._totals.rejects += stored.rejects
         self._totals.db_retries += retries
-        self._stored_since_log += inserted
+        self._stored_since_log += stored.inserted
         self._evaluate_alerts_when_due()
         self._log_progress_when_due()
-        return BatchResult(True, inserted, rejected, retries, notices, _acks(handled))
+        return BatchResult(
+            stored=True,
+            inserted=stored.inserted,
+            rejects=stored.rejects,
+            db_retries=retries,
+            duplicates=stored.duplicates,
+            seconds=time.perf_counter() - started,
+            notices=stored.notices,
+            acks=_acks(stored.handled),
+        )
 
-    def _store_or_isolate(self, batch: list[Incoming]) -> tuple[int, int, list, dict]:
+    def _store_or_isolate(self, batch: list[Incoming]) -> Stored:
         try:
             return self.store(batch)
         except (DataError, IntegrityError) as exc:
@@ -184,27 +216,23 @@ class BatchWriter:
             except Exception:  # alerting must never stop ingestion
                 log.exception("alert rules failed for farm %s", farm_id)
 
-    def _store_one_by_one(self, batch: list[Incoming]) -> tuple[int, int, list, dict]:
-        inserted, rejected, notices, handled = 0, 0, [], {}
+    def _store_one_by_one(self, batch: list[Incoming]) -> Stored:
+        total = Stored()
         for message in batch:
             try:
-                added, refused, said, done = self.store([message])
+                total.add(self.store([message]))
             except (DataError, IntegrityError) as exc:
                 reason = f"database refused the message: {exc.orig}"
                 row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
                 with self.engine.begin() as conn:
                     store.write_batch(conn, [], [], [row])
-                rejected += 1
-                done = _handled([parse_message(*message, datetime.now(UTC))])
-            else:
-                inserted, rejected, notices = inserted + added, rejected + refused, notices + said
-            for gateway, seqs in done.items():
-                handled.setdefault(gateway, []).extend(seqs)
-        return inserted, rejected, notices, handled
+                handled = _handled([parse_message(*message, datetime.now(UTC))])
+                total.add(Stored(rejects=1, handled=handled))
+        return total
 
-    def store(self, batch: list[Incoming]) -> tuple[int, int, list[tuple[str, bytes]], dict]:
-        """Store one batch in one transaction: (readings inserted, rejects, reject notices,
-        the seqs handled per (farm, gateway), to acknowledge once committed)."""
+    def store(self, batch: list[Incoming]) -> Stored:
+        """Store one batch in one transaction; what it did, with the seqs handled per
+        (farm, gateway), to acknowledge once committed."""
         now = datetime.now(UTC)
         self._refresh_registry()
         reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
@@ -257,7 +285,13 @@ class BatchWriter:
             for _farm, gateway, status in statuses:
                 store.set_gateway_status(conn, gateway, status, now)
         self._farms_since_alerts.update(farms & self._known_farms())
-        return inserted, len(reject_rows), notices, _handled(parsed_all)
+        return Stored(
+            inserted,
+            len(reject_rows),
+            len(reading_rows) - inserted,
+            notices,
+            _handled(parsed_all),
+        )
 
     def _known_farms(self) -> set[str]:
         return set(self._gateway_farm.values())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client import Counter, Gauge
 
 from bioassets import acks
 from bioassets.messages import READING, check_item
@@ -37,6 +38,17 @@ from bioassets.mqtt_connection import BrokerAddress, new_client
 log = logging.getLogger("agri.gateway")
 
 KINDS = ("readings", "events")
+# What the farm's operator (or the bank's, for a hosted gateway) watches, per gateway.
+PUBLISHED = Counter("agri_gateway_published", "messages published", ["gateway"])
+RESENT = Counter("agri_gateway_resent", "messages published again: no ack in time", ["gateway"])
+ACKED = Counter("agri_gateway_acked", "messages the ingester acknowledged", ["gateway"])
+REFUSED_LINES = Counter("agri_gateway_refused_lines", "input lines refused", ["gateway"])
+OUTBOX_FULL = Counter(
+    "agri_gateway_outbox_full", "times input waited on a full outbox", ["gateway"]
+)
+OUTBOX_DEPTH = Gauge(
+    "agri_gateway_outbox_depth", "messages kept, not yet acknowledged", ["gateway"]
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after deletes
@@ -73,6 +85,17 @@ class Outbox:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a taken reading is on disk
         self.db.executescript(SCHEMA)
+        # A new outbox numbers from the current time in milliseconds, not from 1: a gateway
+        # whose outbox was lost (a new disk) must not reuse the numbers of the one before,
+        # or an ack the broker kept for it from then would delete readings never stored.
+        with self._transaction():
+            if not self.db.execute(
+                "SELECT 1 FROM sqlite_sequence WHERE name = 'outbox'"
+            ).fetchone():
+                start = time.time_ns() // 1_000_000
+                self.db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (start,)
+                )
 
     def close(self) -> None:
         self.db.close()
@@ -129,10 +152,9 @@ class Outbox:
     def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:
         """Forget the messages an ack covers; how many there were."""
         with self._transaction():
-            return sum(
-                self.db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", r).rowcount
-                for r in ranges
-            )
+            # only what was sent can have been acknowledged
+            delete = "DELETE FROM outbox WHERE seq BETWEEN ? AND ? AND sent_at IS NOT NULL"
+            return sum(self.db.execute(delete, r).rowcount for r in ranges)
 
     def depth(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
@@ -224,6 +246,8 @@ class GatewayAgent:
         self.stats = AgentStats()
         self._acks: queue.Queue[bytes] = queue.Queue()
         self._connected = threading.Event()
+        for metric in (PUBLISHED, RESENT, ACKED, REFUSED_LINES, OUTBOX_FULL, OUTBOX_DEPTH):
+            metric.labels(gateway_id)  # every series from the start, at 0
         client = new_client(address, f"gw-{gateway_id}", ca_file=ca_file)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(window)
@@ -274,6 +298,7 @@ class GatewayAgent:
         if messages or spool_name is not None:
             self.outbox.add(messages, spool_name)
         self.stats.refused_lines += len(taken.refused)
+        REFUSED_LINES.labels(self.gateway_id).inc(len(taken.refused))
         return taken
 
     def take_spool(self, folder: Path) -> int:
@@ -305,6 +330,7 @@ class GatewayAgent:
 
     def warn_full(self, exc: OutboxFull) -> None:
         self.stats.full_warnings += 1
+        OUTBOX_FULL.labels(self.gateway_id).inc()
         log.error("OUTBOX FULL, input waits until the ingester acknowledges: %s", exc)
 
     def pump(self) -> None:
@@ -316,9 +342,12 @@ class GatewayAgent:
             except queue.Empty:
                 break
             try:
-                self.stats.acked += self.outbox.acknowledge(acks.parse_ack(payload))
+                acked = self.outbox.acknowledge(acks.parse_ack(payload))
+                self.stats.acked += acked
+                ACKED.labels(self.gateway_id).inc(acked)
             except ValueError as exc:
                 log.warning("gateway %s: ignored an unreadable ack: %s", self.gateway_id, exc)
+        OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
         if not self._connected.is_set():
             return
         now = time.time()
@@ -331,6 +360,9 @@ class GatewayAgent:
             self.client.publish(f"{self.base}/{kind}", payload, qos=1)
             self.stats.published += 1
             self.stats.resent += sent_at is not None
+            PUBLISHED.labels(self.gateway_id).inc()
+            if sent_at is not None:
+                RESENT.labels(self.gateway_id).inc()
         if due:
             self.outbox.mark_sent([row[0] for row in due], now)
 

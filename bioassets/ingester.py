@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
 from bioassets.batch_writer import WRITER_READY, BatchResult, Incoming, writer_main
@@ -46,6 +47,19 @@ TOPICS = (
     "agri/v1/farms/+/gateways/+/readings",
     "agri/v1/farms/+/gateways/+/events",
     "agri/v1/farms/+/gateways/+/status",
+)
+
+
+# What an operator watches (agri_common.metrics serves them).
+RECEIVED = Counter("agri_ingest_messages_received", "MQTT messages received from gateways")
+STORED = Counter("agri_ingest_readings_stored", "readings committed (new ones)")
+REJECTED = Counter("agri_ingest_rejected", "readings, events or whole messages refused")
+DUPLICATES = Counter("agri_ingest_duplicates", "readings received again and not stored twice")
+ACKS_SENT = Counter("agri_ingest_acks_sent", "commit acknowledgements published to gateways")
+COMMIT_SECONDS = Histogram(
+    "agri_ingest_commit_seconds",
+    "storing one batch, database retries included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -151,6 +165,7 @@ class Ingester:
         log.warning("disconnected (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        RECEIVED.inc()
         self._inbox.put(message)
 
     # --- batching and acknowledging --------------------------------------------------
@@ -275,6 +290,11 @@ class Ingester:
                 self.client.publish(topic, payload, qos=0)
             for topic, payload in result.acks:  # committed: the gateway may forget them
                 self.client.publish(topic, payload, qos=1)
+            STORED.inc(result.inserted)
+            REJECTED.inc(result.rejects)
+            DUPLICATES.inc(result.duplicates)
+            ACKS_SENT.inc(len(result.acks))
+            COMMIT_SECONDS.observe(result.seconds)
             self.stats.messages += len(batch)
             self.stats.readings_stored += result.inserted
             self.stats.rejects += result.rejects

@@ -58,6 +58,7 @@ class SimStats:
     malformed: int = 0
     duplicate_messages: int = 0
     seq: dict[str, int] = field(default_factory=dict)  # the last seq of each gateway
+    first_seq: dict[str, int] = field(default_factory=dict)  # and its first in this run
     resent: int = 0  # numbered messages the agents published again (no ack in time)
     unacknowledged: int = 0  # left in the agents' outboxes when the run ended
 
@@ -236,6 +237,7 @@ class Simulator:
                 continue
             (seq,) = agent.outbox.add([("readings", batch)])
             self.stats.seq[agent.gateway_id] = seq
+            self.stats.first_seq.setdefault(agent.gateway_id, seq)
             self.stats.messages += 1
             self.stats.readings += len(batch)
             if f.duplicates and n % 10 == 0:

@@ -275,22 +275,27 @@ def test_input_lines_become_checked_numbered_messages(tmp_path):
         "[1, 2]",
     ]
     messages, taken = read_lines(lines, now, per_message=4)
+    earlier = Outbox(tmp_path / "lost-disk.db")
+    (old,) = earlier.add(messages[:1])
     assert [(kind, len(items)) for kind, items in messages] == [
         ("readings", 4), ("readings", 4), ("readings", 4), ("readings", 3), ("events", 1),
     ]  # fmt: skip
     assert [number for number, _, _ in taken.refused] == [17, 18, 19]
     assert "in the future" in taken.refused[0][1]
     box = Outbox(tmp_path / "outbox.db", max_messages=6)
-    box.add(messages)
+    seqs = box.add(messages)
+    # a new outbox numbers past any earlier one (from the time in ms), never from 1 again
+    assert seqs[0] > old and seqs == list(range(seqs[0], seqs[0] + 5))
     assert box.depth() == 5
-    assert [row[0] for row in box.due(time.time(), 30, 100)] == [1, 2, 3, 4, 5]
-    box.mark_sent([1, 2], time.time())
-    assert [row[0] for row in box.due(time.time(), 30, 100)] == [3, 4, 5]
-    assert box.acknowledge([(1, 3)]) == 3
+    assert [row[0] for row in box.due(time.time(), 30, 100)] == seqs
+    box.mark_sent(seqs[:3], time.time())
+    assert [row[0] for row in box.due(time.time(), 30, 100)] == seqs[3:]
+    # an ack covers only what was sent: a stale one for numbers not yet sent deletes nothing
+    assert box.acknowledge([(seqs[0], seqs[-1])]) == 3
     from bioassets.gateway_agent import OutboxFull
 
     with pytest.raises(OutboxFull):
         box.add(messages)  # 2 + 5 > 6: nothing of it is kept
     assert box.depth() == 2
-    box.add(messages[:1])
-    assert max(row[0] for row in box.due(time.time(), 0, 100)) == 6  # seqs are never reused
+    (again,) = box.add(messages[:1])
+    assert again == seqs[-1] + 1  # seqs are never reused

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from collateral import loans, prices
-from collateral.api import assets, lending, maps, models
+from collateral.api import assets, lending, maps, metrics, models
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.auth import KeyCache
@@ -97,6 +97,7 @@ def create_app(
     )
 
     app.add_middleware(AuditWrites, engine=engine)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: it times the audit row too
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -158,6 +159,7 @@ def create_app(
     app.include_router(assets.router, prefix="/v1")
     app.include_router(lending.router, prefix="/v1")
     app.include_router(maps.router, prefix="/v1")
+    app.include_router(metrics.router)  # GET /metrics: Prometheus, no key (as /v1/health)
 
     @app.get("/docs", include_in_schema=False)
     def docs():

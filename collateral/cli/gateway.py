@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from agri_common.metrics import serve_metrics
 from bioassets.gateway_agent import GatewayAgent, Outbox, read_stream, serve
 from bioassets.mqtt_connection import parse_mqtt_url
 
@@ -45,6 +46,12 @@ def gateway() -> None:
     "--max-outbox", default=100_000, show_default=True, help="Messages kept at most (input waits)."
 )
 @click.option("--per-message", default=100, show_default=True, help="Readings per MQTT message.")
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
 def gateway_run(
     farm_id: str,
     gateway_id: str,
@@ -55,6 +62,8 @@ def gateway_run(
     resend_after: float,
     max_outbox: int,
     per_message: int,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Send readings and life events (JSON lines) to the bank's ingester, losing none:
     each is kept on disk until the ingester says it is committed. Reading standard
@@ -87,6 +96,7 @@ def gateway_run(
     if spool is None:
         lines = queue.Queue(maxsize=10_000)
         threading.Thread(target=read_stream, args=(sys.stdin, lines), daemon=True).start()
+    serve_metrics(metrics_port, metrics_host)
     agent.start()
     try:
         serve(agent, stop, lines, spool)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from agri_common.metrics import serve_metrics
 from agri_common.rows import jsonable
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
@@ -167,6 +168,12 @@ def animals_show(app: App, tag_id: str, as_json: bool) -> None:
     help="Shared subscription ($share/agri-ingest/...) so several ingesters split the stream. "
     "--no-shared for a single ingester whose subscription must survive a Mosquitto restart.",
 )
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
 @pass_app
 def ingest(
     app: App,
@@ -177,6 +184,8 @@ def ingest(
     batch_ms: int,
     alert_interval: float,
     shared: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run the MQTT ingester until SIGTERM or SIGINT; drains and acknowledges, exits 0.
 
@@ -205,6 +214,7 @@ def ingest(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    serve_metrics(metrics_port, metrics_host)
     stats = worker.run()
     click.echo(
         f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
