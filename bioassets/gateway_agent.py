@@ -235,7 +235,7 @@ class GatewayAgent:
         gateway_id: str,
         *,
         resend_after: float = 30.0,
-        window: int = 200,
+        window: int = 1000,
         per_message: int = 100,
         ca_file: str | None = None,
     ):
@@ -333,9 +333,11 @@ class GatewayAgent:
         OUTBOX_FULL.labels(self.gateway_id).inc()
         log.error("OUTBOX FULL, input waits until the ingester acknowledges: %s", exc)
 
-    def pump(self) -> None:
+    def pump(self) -> int:
         """Apply the acks that arrived, then publish what is due (new, or unacknowledged for
-        ``resend_after``), at most ``window`` unacknowledged at once, while connected."""
+        ``resend_after``), at most ``window`` unacknowledged at once, while connected.
+        Returns how many messages it acknowledged and published (0: nothing to do)."""
+        work = 0
         while True:
             try:
                 payload = self._acks.get_nowait()
@@ -343,17 +345,18 @@ class GatewayAgent:
                 break
             try:
                 acked = self.outbox.acknowledge(acks.parse_ack(payload))
+                work += acked
                 self.stats.acked += acked
                 ACKED.labels(self.gateway_id).inc(acked)
             except ValueError as exc:
                 log.warning("gateway %s: ignored an unreadable ack: %s", self.gateway_id, exc)
         OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
         if not self._connected.is_set():
-            return
+            return work
         now = time.time()
         room = self.window - self.outbox.in_flight(now, self.resend_after)
         if room <= 0:
-            return
+            return work
         due = self.outbox.due(now, self.resend_after, room)
         for seq, kind, items, created_at, sent_at in due:
             payload = envelope(self.gateway_id, seq, kind, items, created_at)
@@ -365,6 +368,7 @@ class GatewayAgent:
                 RESENT.labels(self.gateway_id).inc()
         if due:
             self.outbox.mark_sent([row[0] for row in due], now)
+        return work + len(due)
 
     def republish(self, seq: int) -> bool:
         """Publish a kept message once more, now: a gateway repeating itself (the
@@ -382,6 +386,7 @@ class GatewayAgent:
 
 
 END_OF_INPUT = None  # what a line reader puts on its queue when its input ends
+LINES_PER_ROUND = 10_000  # input lines taken into the outbox in one transaction at most
 
 
 def read_stream(stream, lines: "queue.Queue[str | None]") -> None:
@@ -402,16 +407,18 @@ def serve(
 ) -> None:
     """Take input (lines from a queue fed by read_stream, or a spool folder), publish and
     apply acks until ``stop``; with lines, also return once their input has ended and the
-    outbox is empty (everything acknowledged)."""
+    outbox is empty (everything acknowledged). It waits ``poll_s`` only when a round found
+    nothing to do: a stream is taken as fast as the outbox and the broker allow."""
     pending: list[str] = []
     ended = False
     next_spool = 0.0
     while not stop.is_set():
+        busy = False
         if spool is not None and time.monotonic() >= next_spool:
-            agent.take_spool(spool)
+            busy = agent.take_spool(spool) > 0
             next_spool = time.monotonic() + spool_every_s
         if lines is not None and not ended:
-            while len(pending) < agent.per_message * 10:
+            while len(pending) < LINES_PER_ROUND:
                 try:
                     line = lines.get_nowait()
                 except queue.Empty:
@@ -430,7 +437,9 @@ def serve(
                 for number, reason, line in taken.refused:
                     log.warning("input line %d refused (%s): %s", number, reason, line[:200])
                 pending = []
-        agent.pump()
+                busy = True
+        busy = agent.pump() > 0 or busy
         if ended and not pending and agent.drained():
             return
-        stop.wait(poll_s)
+        if not busy:
+            stop.wait(poll_s)

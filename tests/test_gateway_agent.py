@@ -220,15 +220,16 @@ def test_an_agent_killed_and_restarted_sends_what_it_had_taken(livestock_engine,
     gateway = "GW-FAT-1"
     agent = Agent(broker, gateway, tmp_path / gateway, spool=True)
     sent: set = set()
-    for n in range(30):
+    for n in range(100):
         lines = _lines(_tags(engine, gateway)[:100], range(n * 2, n * 2 + 2))
         sent |= _keys(lines)
         agent.drop(f"reader-{n:03d}", lines)
     with ingesting(engine, broker, client_id="agent-restart"):
         agent.start()
-        assert wait_for(lambda: bio_store.count_readings(engine) > 0, timeout=30)
+        assert wait_for(lambda: bio_store.count_readings(engine) > 0, timeout=30, interval=0.01)
         agent.kill()  # mid-stream: files taken, messages sent and not, acks in flight
         left = agent.depth()
+        assert left > 0 and bio_store.count_readings(engine) < len(sent)
         agent.start().wait_connected()
         assert wait_for(lambda: bio_store.count_readings(engine) >= len(sent), timeout=120)
         assert wait_for(lambda: agent.depth() == 0, timeout=60)
@@ -299,3 +300,89 @@ def test_input_lines_become_checked_numbered_messages(tmp_path):
     assert box.depth() == 2
     (again,) = box.add(messages[:1])
     assert again == seqs[-1] + 1  # seqs are never reused
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_chaos_random_kills_of_broker_ingester_and_agent_and_a_postgres_restart(tmp_path):
+    """Three agents take spool files for about a minute while, at random moments (seeded),
+    the broker is SIGKILLed and restarted, one of two ingesters is SIGKILLed and
+    restarted, an agent is SIGKILLed and restarted, and PostgreSQL is restarted. At the
+    end every reading is stored once: 0 lost, 0 duplicated. Prints its figures."""
+    import random
+
+    from collateral.db import make_engine, upgrade
+    from tests.support.livestock import seed_livestock
+    from tests.support.private_postgres import PrivatePostgres
+    from tests.support.processes import AgriProcess
+
+    rng = random.Random(17)
+    pg = PrivatePostgres().start()
+    engine = make_engine(pg.url())
+    broker = Broker(tmp_path / "mosquitto")
+    upgrade(engine)
+    seed_livestock(engine)
+    env = {"AGRI_DATABASE_URL": pg.url(), "AGRI_MQTT_URL": broker.url()}
+
+    def ingester(k: int) -> AgriProcess:
+        process = AgriProcess(["ingest", "--instance", str(k)], env, tmp_path / f"ingest-{k}.log")
+        process.wait_ready(60)
+        return process
+
+    ingesters = [ingester(0), ingester(1)]
+    agents = [
+        Agent(broker, gateway, tmp_path / gateway, spool=True).start()
+        for gateway in GATEWAY_PASSWORDS
+    ]
+    faults = ["broker", "ingester", "agent", "postgres"]
+    rng.shuffle(faults)
+    when = sorted(rng.sample(range(5, 55), len(faults)))  # rounds of about a second
+    done: list[str] = []
+    sent: set = set()
+    tags = {a.gateway: _tags(engine, a.gateway)[:30] for a in agents}
+    try:
+        for n in range(60):
+            for agent in agents:
+                lines = _lines(tags[agent.gateway], range(n * 2, n * 2 + 2))
+                sent |= _keys(lines)
+                agent.drop(f"chaos-{n:03d}", lines)
+            if when and n == when[0]:
+                when.pop(0)
+                fault = faults[len(done)]
+                if fault == "broker":
+                    broker.process.send_signal(signal.SIGKILL)
+                    broker.process.wait(10)
+                    broker.start()
+                elif fault == "ingester":
+                    victim = rng.randrange(2)
+                    ingesters[victim].process.send_signal(signal.SIGKILL)
+                    ingesters[victim].process.wait(10)
+                    ingesters[victim].close()
+                    ingesters[victim] = ingester(victim)
+                elif fault == "agent":
+                    victim = rng.choice(agents)
+                    victim.kill()
+                    victim.start()
+                else:
+                    pg.restart(down_s=2.0)
+                done.append(f"{fault} at round {n}")
+            time.sleep(1.0)
+        stored_all = wait_for(lambda: bio_store.count_readings(engine) >= len(sent), timeout=240)
+        assert stored_all, (bio_store.count_readings(engine), len(sent), done)
+        assert wait_for(lambda: all(a.depth() == 0 for a in agents), timeout=120)
+        stored = bio_store.reading_keys(engine)
+        count = bio_store.count_readings(engine)
+    finally:
+        for agent in agents:
+            agent.stop()
+        for process in ingesters:
+            process.process.terminate()
+            process.process.wait(30)
+            process.close()
+        broker.stop()
+        engine.dispose()
+        pg.destroy()
+    _report(f"chaos ({', '.join(done)})", len(sent), len(stored & sent), agents)
+    print(f"chaos: duplicated {count - len(stored)}, lost {len(sent - stored)}")
+    assert len(done) == 4
+    assert stored == sent and count == len(sent)
