@@ -94,6 +94,7 @@ class Ingester:
         session_expiry_s: int = 24 * 3600,
         alert_interval_s: float = 30.0,
         shared: bool = True,
+        topics: list[str] | None = None,
     ):
         self.database_url = database_url
         self.open_engine = open_engine
@@ -102,7 +103,12 @@ class Ingester:
         # survives a Mosquitto restart (Mosquitto 2.0 does not restore shared subscriptions
         # from its persistence file, so until the group's members resubscribe, what
         # gateways publish after a restart has no subscriber and is dropped).
-        self.topics = [f"$share/{SHARE_GROUP}/{t}" if shared else t for t in TOPICS]
+        # ``topics``: a partition's own farms' topics (partitions.py), plain subscriptions.
+        self.topics = (
+            list(topics)
+            if topics is not None
+            else [f"$share/{SHARE_GROUP}/{t}" if shared else t for t in TOPICS]
+        )
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
         self.stats = IngestStats()
@@ -139,7 +145,11 @@ class Ingester:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
-        client.subscribe([(topic, 1) for topic in self.topics])
+        if self.topics:
+            client.subscribe([(topic, 1) for topic in self.topics])
+        else:  # a partition with no farms yet: its session waits for them
+            log.info("subscribed to nothing yet (no farms) as %s", self.client_id)
+            self._subscribed.set()
         self._connected.set()
         log.info("connected to %s:%s", self.address.host, self.address.port)
 
@@ -178,6 +188,13 @@ class Ingester:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def add_topics(self, topics: list[str]) -> None:
+        """Subscribe to more topics (a partition's newly registered farms); kept for the
+        next connection too."""
+        self.topics += topics
+        if self._connected.is_set():
+            self.client.subscribe([(topic, 1) for topic in topics])
 
     def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted the subscriptions: from then on what gateways

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
 from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
+from bioassets.partitions import Leases, PartitionedIngest, partition_client_id
 from bioassets.simulator import Faults, Simulator
 from collateral.cli.context import App, parse_time_option, pass_app, report_rejected
 from collateral.db import make_engine
@@ -169,6 +171,13 @@ def animals_show(app: App, tag_id: str, as_json: bool) -> None:
     "--no-shared for a single ingester whose subscription must survive a Mosquitto restart.",
 )
 @click.option(
+    "--partitions",
+    type=click.IntRange(1, 256),
+    help="Split the farms into this many partitions, each a persistent MQTT session "
+    "agri-ingest-pK served by one process at a time (PostgreSQL advisory locks; every "
+    "ingester must use the same number). Survives broker restarts and dead ingesters.",
+)
+@click.option(
     "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
 )
 @click.option(
@@ -184,6 +193,7 @@ def ingest(
     batch_ms: int,
     alert_interval: float,
     shared: bool,
+    partitions: int | None,
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
@@ -194,6 +204,10 @@ def ingest(
     settings = app.settings
     app.engine.dispose()  # migrated before the writer process opens it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    serve_metrics(metrics_port, metrics_host)
+    if partitions:
+        _ingest_partitions(app, partitions, session_expiry, batch_rows, batch_ms, alert_interval)
+        return
     worker = Ingester(
         settings.database_url,
         settings.mqtt_url,
@@ -214,7 +228,6 @@ def ingest(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    serve_metrics(metrics_port, metrics_host)
     stats = worker.run()
     click.echo(
         f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
@@ -223,6 +236,45 @@ def ingest(
     )
     if stats.failure:
         raise click.ClickException(f"ingest stopped: {stats.failure}")
+
+
+def _ingest_partitions(
+    app: App, partitions: int, session_expiry, batch_rows, batch_ms, alert_interval
+) -> None:
+    """`agri ingest --partitions N`: serve this process's share of the partitions until
+    SIGTERM or SIGINT (each session drains and acknowledges before the lease goes)."""
+    settings = app.settings
+
+    def open_session(k: int, topics: list[str]) -> Ingester:
+        return Ingester(
+            settings.database_url,
+            settings.mqtt_url,
+            partition_client_id(k),
+            open_engine=make_engine,
+            gateway_offline_after=settings.gateway_offline_after,
+            ca_file=settings.mqtt_ca_file,
+            session_expiry_s=session_expiry,
+            batch_rows=batch_rows,
+            batch_ms=batch_ms,
+            alert_interval_s=alert_interval,
+            topics=topics,
+        )
+
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, draining", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    manager = PartitionedIngest(
+        Leases(settings.database_url, partitions),
+        lambda: bio_store.farm_ids(app.engine),
+        open_session,
+    )
+    manager.run(stop)
+    click.echo("ingest stopped: partitions handed back", err=True)
 
 
 @click.command("simulate-gateways")
