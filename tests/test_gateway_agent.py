@@ -19,6 +19,7 @@ from tests.support.livestock import (
     GATEWAY_FARMS,
     GATEWAY_PASSWORDS,
     Broker,
+    clear_retained_statuses,
     ingesting,
     wait_for,
 )
@@ -54,6 +55,15 @@ def _keys(lines: list[str]) -> set[tuple[str, datetime]]:
         (item["tag_id"], datetime.fromisoformat(item["observed_at"]))
         for item in map(json.loads, lines)
     }
+
+
+@pytest.fixture(autouse=True)
+def _no_retained_statuses_left(request):
+    """Agents publish a retained status; the session's broker must not keep them for the
+    tests after these."""
+    yield
+    if "broker" in request.fixturenames:
+        clear_retained_statuses(request.getfixturevalue("broker"))
 
 
 class Agent:

@@ -1,6 +1,9 @@
 """What every command shares: the settings, read once per process, and the database
 engine, built and migrated once, on first use. Carried on the click context."""
 
+import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,3 +47,19 @@ def report_rejected(errors: list[str], what: str = "row(s)") -> None:
     if errors:
         click.echo(f"{len(errors)} {what} rejected", err=True)
         raise SystemExit(1)
+
+
+def stop_on_signals(doing: str, then: Callable[[], None] | None = None) -> threading.Event:
+    """An event set by SIGTERM or SIGINT, saying so (``received SIGTERM, {doing}``), for a
+    long-running command to end its loop cleanly; ``then`` is called too."""
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        click.echo(f"received {signal.Signals(signum).name}, {doing}", err=True)
+        stop.set()
+        if then is not None:
+            then()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop

@@ -2,7 +2,6 @@
 
 import logging
 import queue
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ import click
 from agri_common.metrics import serve_metrics
 from bioassets.gateway_agent import GatewayAgent, Outbox, read_stream, serve
 from bioassets.mqtt_connection import parse_mqtt_url
+from collateral.cli.context import stop_on_signals
 
 
 @click.group("gateway")
@@ -84,14 +84,7 @@ def gateway_run(
         per_message=per_message,
         ca_file=ca_file,
     )
-    stop = threading.Event()
-
-    def _stop(signum, _frame) -> None:
-        click.echo(f"received {signal.Signals(signum).name}, stopping", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals("stopping")
     lines = None
     if spool is None:
         lines = queue.Queue(maxsize=10_000)

@@ -5,14 +5,13 @@ import json
 import math
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
 
 from agri_common.rows import jsonable
 from agri_common.times import parse_time
-from collateral.cli.context import App, parse_time_option, pass_app
+from collateral.cli.context import App, parse_time_option, pass_app, stop_on_signals
 from collateral.db import make_engine
 from remote_sensing import stac_sync, store
 from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
@@ -327,14 +326,7 @@ def imagery_watch(
     if api and not wanted:
         raise click.UsageError("give --collection NAME (or set AGRI_STAC_COLLECTIONS)")
     signing = _signing(app, api, sign) if api else None
-    stop = threading.Event()
-
-    def _stop(signum, _frame) -> None:
-        click.echo(f"received {signal.Signals(signum).name}, stopping after this scan", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals("stopping after this scan")
     while not stop.is_set():
         if api:
             synced = _sync(app, api, wanted, None, max_cloud, signing)

@@ -4,8 +4,6 @@ simulator, alerts and rejects."""
 import json
 import logging
 import re
-import signal
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +17,13 @@ from bioassets.ingester import Ingester
 from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
 from bioassets.partitions import Leases, PartitionedIngest, partition_client_id
 from bioassets.simulator import Faults, Simulator
-from collateral.cli.context import App, parse_time_option, pass_app, report_rejected
+from collateral.cli.context import (
+    App,
+    parse_time_option,
+    pass_app,
+    report_rejected,
+    stop_on_signals,
+)
 from collateral.db import make_engine
 
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -201,33 +205,20 @@ def ingest(
 
     Exits 1, acknowledging nothing unstored, when the database refuses the work itself
     (e.g. a schema that does not match); a database that is briefly away is waited for."""
-    settings = app.settings
     app.engine.dispose()  # migrated before the writer process opens it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     serve_metrics(metrics_port, metrics_host)
+    tuning = {
+        "session_expiry_s": session_expiry,
+        "batch_rows": batch_rows,
+        "batch_ms": batch_ms,
+        "alert_interval_s": alert_interval,
+    }
     if partitions:
-        _ingest_partitions(app, partitions, session_expiry, batch_rows, batch_ms, alert_interval)
+        _ingest_partitions(app, partitions, tuning)
         return
-    worker = Ingester(
-        settings.database_url,
-        settings.mqtt_url,
-        client_id or ingester_client_id(instance),
-        open_engine=make_engine,
-        gateway_offline_after=settings.gateway_offline_after,
-        ca_file=settings.mqtt_ca_file,
-        session_expiry_s=session_expiry,
-        batch_rows=batch_rows,
-        batch_ms=batch_ms,
-        alert_interval_s=alert_interval,
-        shared=shared,
-    )
-
-    def _stop(signum, _frame) -> None:
-        click.echo(f"received {signal.Signals(signum).name}, draining", err=True)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    worker = _ingester(app, client_id or ingester_client_id(instance), shared=shared, **tuning)
+    stop_on_signals("draining", worker.stop)
     stats = worker.run()
     click.echo(
         f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
@@ -238,36 +229,29 @@ def ingest(
         raise click.ClickException(f"ingest stopped: {stats.failure}")
 
 
-def _ingest_partitions(
-    app: App, partitions: int, session_expiry, batch_rows, batch_ms, alert_interval
-) -> None:
+def _ingester(app: App, client_id: str, **options) -> Ingester:
+    """An ingester on the configured database and broker (one session: its client id)."""
+    settings = app.settings
+    return Ingester(
+        settings.database_url,
+        settings.mqtt_url,
+        client_id,
+        open_engine=make_engine,
+        gateway_offline_after=settings.gateway_offline_after,
+        ca_file=settings.mqtt_ca_file,
+        **options,
+    )
+
+
+def _ingest_partitions(app: App, partitions: int, tuning: dict) -> None:
     """`agri ingest --partitions N`: serve this process's share of the partitions until
     SIGTERM or SIGINT (each session drains and acknowledges before the lease goes)."""
     settings = app.settings
+    stop = stop_on_signals("draining")
 
     def open_session(k: int, topics: list[str]) -> Ingester:
-        return Ingester(
-            settings.database_url,
-            settings.mqtt_url,
-            partition_client_id(k),
-            open_engine=make_engine,
-            gateway_offline_after=settings.gateway_offline_after,
-            ca_file=settings.mqtt_ca_file,
-            session_expiry_s=session_expiry,
-            batch_rows=batch_rows,
-            batch_ms=batch_ms,
-            alert_interval_s=alert_interval,
-            topics=topics,
-        )
+        return _ingester(app, partition_client_id(k), topics=topics, **tuning)
 
-    stop = threading.Event()
-
-    def _stop(signum, _frame) -> None:
-        click.echo(f"received {signal.Signals(signum).name}, draining", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     manager = PartitionedIngest(
         Leases(settings.database_url, partitions),
         lambda: bio_store.farm_ids(app.engine),

@@ -176,3 +176,14 @@ def forget_session(broker, client_id: str) -> None:
     assert connected.wait(10), "could not reach the broker to end the session"
     client.disconnect()
     client.loop_stop()
+
+
+def clear_retained_statuses(broker) -> None:
+    """Forget the retained online/offline statuses the test gateways left on a shared
+    broker (an empty retained message clears one), so a later test's ingester does not
+    receive them as messages."""
+    for gateway_id in GATEWAY_PASSWORDS:
+        gw = Gateway(broker, gateway_id)
+        topic = f"agri/v1/farms/{gw.farm_id}/gateways/{gateway_id}/status"
+        gw.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+        gw.close()
