@@ -19,8 +19,8 @@ from tests.support.livestock import (
     GATEWAY_FARMS,
     GATEWAY_PASSWORDS,
     Broker,
-    clear_retained_statuses,
     ingesting,
+    no_retained_statuses_left,  # noqa: F401 (an autouse fixture)
     wait_for,
 )
 from tests.support.paths import REPO_ROOT
@@ -55,15 +55,6 @@ def _keys(lines: list[str]) -> set[tuple[str, datetime]]:
         (item["tag_id"], datetime.fromisoformat(item["observed_at"]))
         for item in map(json.loads, lines)
     }
-
-
-@pytest.fixture(autouse=True)
-def _no_retained_statuses_left(request):
-    """Agents publish a retained status; the session's broker must not keep them for the
-    tests after these."""
-    yield
-    if "broker" in request.fixturenames:
-        clear_retained_statuses(request.getfixturevalue("broker"))
 
 
 class Agent:

@@ -16,22 +16,13 @@ from collateral.db import engine_url
 from tests.support.livestock import (
     Broker,
     Gateway,
-    clear_retained_statuses,
     message,
+    no_retained_statuses_left,  # noqa: F401 (an autouse fixture)
     reading,
     wait_for,
 )
 from tests.support.processes import AgriProcess
 from tests.test_gateway_agent import T0, Agent, _keys, _lines, _tags
-
-
-@pytest.fixture(autouse=True)
-def _no_retained_statuses_left(request):
-    """Agents publish a retained status; the session's broker must not keep them for the
-    tests after these."""
-    yield
-    if "broker" in request.fixturenames:
-        clear_retained_statuses(request.getfixturevalue("broker"))
 
 
 def sample(text: str, name: str, **labels) -> float | None:

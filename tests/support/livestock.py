@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -187,3 +188,12 @@ def clear_retained_statuses(broker) -> None:
         topic = f"agri/v1/farms/{gw.farm_id}/gateways/{gateway_id}/status"
         gw.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
         gw.close()
+
+
+@pytest.fixture(autouse=True)
+def no_retained_statuses_left(request):
+    """Autouse where imported: agents publish a retained status, and the session's broker
+    must not keep them for the tests after (their ingesters would receive them)."""
+    yield
+    if "broker" in request.fixturenames:
+        clear_retained_statuses(request.getfixturevalue("broker"))
