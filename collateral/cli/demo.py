@@ -17,8 +17,9 @@ def demo_livestock(app: App, seconds: float) -> None:
     stats, worker = result.published, result.ingested
     click.echo(
         f"gateways published {stats.messages} messages ({stats.readings} readings, "
-        f"{stats.duplicate_messages} resent, {stats.malformed} malformed); ingester stored "
-        f"{worker.readings_stored} readings, rejected {worker.rejects}"
+        f"{stats.duplicate_messages} sent twice, {stats.malformed} malformed); ingester stored "
+        f"{worker.readings_stored} readings, rejected {worker.rejects}; "
+        f"{stats.unacknowledged} message(s) left unacknowledged in the gateways' outboxes"
     )
     click.echo(
         f"\nverified headcount at {result.at:%Y-%m-%d %H:%M} UTC "
