@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
@@ -38,6 +38,7 @@ from bioassets.mqtt_connection import BrokerAddress, new_client
 log = logging.getLogger("agri.gateway")
 
 KINDS = ("readings", "events")
+SPOOLED_KEPT = timedelta(days=7)  # how long the names of spool files taken are remembered
 # What the farm's operator (or the bank's, for a hosted gateway) watches, per gateway.
 PUBLISHED = Counter("agri_gateway_published", "messages published", ["gateway"])
 RESENT = Counter("agri_gateway_resent", "messages published again: no ack in time", ["gateway"])
@@ -114,6 +115,9 @@ class Outbox:
             ]
             if spool_name is not None:
                 self.db.execute("INSERT INTO spooled VALUES (?, ?)", (spool_name, now))
+                # a file taken a week ago and still there would be a new one by now
+                week_ago = (datetime.now(UTC) - SPOOLED_KEPT).isoformat()
+                self.db.execute("DELETE FROM spooled WHERE taken_at < ?", (week_ago,))
         return seqs
 
     def message(self, seq: int) -> tuple | None:

@@ -473,3 +473,13 @@ def test_an_agent_offline_for_hours_delivers_its_backlog_in_order(livestock_engi
     verified = sum(c["verified"] for c in during_fever["categories"].values())
     assert verified == len(tags) - 1  # the one in a fever is not verified then
     reference.dispose()
+
+
+def test_spool_file_names_are_remembered_for_a_week(tmp_path):
+    box = Outbox(tmp_path / "outbox.db")
+    box.add([], spool_name="old.jsonl:10:1")
+    old = (datetime.now(UTC) - timedelta(days=8)).isoformat()
+    box.db.execute("UPDATE spooled SET taken_at = ? WHERE name = 'old.jsonl:10:1'", (old,))
+    box.add([], spool_name="new.jsonl:10:2")
+    assert not box.was_spooled("old.jsonl:10:1") and box.was_spooled("new.jsonl:10:2")
+    box.close()
