@@ -83,7 +83,7 @@ class Ingester:
         self,
         database_url: str,
         mqtt_url: str,
-        client_id: str,
+        client_id: str | None,
         *,
         open_engine: Callable[[str], Engine],
         gateway_offline_after: timedelta,
@@ -104,7 +104,8 @@ class Ingester:
         # from its persistence file, so until the group's members resubscribe, what
         # gateways publish after a restart has no subscriber and is dropped).
         # ``topics``: a partition's own farms' topics (partitions.py), plain subscriptions.
-        self.topics = (
+        # ``client_id`` None: no session yet; partitions add theirs (add_session).
+        topics = (
             list(topics)
             if topics is not None
             else [f"$share/{SHARE_GROUP}/{t}" if shared else t for t in TOPICS]
@@ -112,71 +113,66 @@ class Ingester:
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
         self.stats = IngestStats()
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._inbox: queue.Queue[tuple[Session, mqtt.MQTTMessage]] = queue.Queue()
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self.client_id = client_id
+        self._running = False
+        self._ca_file = ca_file
         self._gateway_offline_after = gateway_offline_after
-        client = new_client(self.address, client_id, ca_file=ca_file, manual_ack=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_inflight_messages_set(1000)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
+        self.sessions: dict[str, Session] = {}
+        if client_id is not None:
+            self.sessions[client_id] = self._session(client_id, topics)
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
         self._alert_interval_s = alert_interval_s
         # The writer process and what it has been given; guarded by _lock.
         self._mp = multiprocessing.get_context("spawn")
         self._lock = threading.Condition()
-        self._pending: deque[list[mqtt.MQTTMessage]] = deque()
+        self._pending: deque[list[tuple[Session, mqtt.MQTTMessage]]] = deque()
         self._writer = None
         self._to_writer = None
         self._from_writer = None
         self._giving_up = self._mp.Event()
         self._closing = False
 
-    # --- network thread: only moves messages to the queue ---------------------------
+    # --- sessions: one MQTT connection each, all feeding one queue -------------------
 
-    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
-        if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
-            return
-        if self.topics:
-            client.subscribe([(topic, 1) for topic in self.topics])
-        else:  # a partition with no farms yet: its session waits for them
-            log.info("subscribed to nothing yet (no farms) as %s", self.client_id)
-            self._subscribed.set()
-        self._connected.set()
-        log.info("connected to %s:%s", self.address.host, self.address.port)
+    def _session(self, client_id: str, topics: list[str]) -> "Session":
+        return Session(self, client_id, topics)
 
-    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
-        if failed:
-            log.error("broker refused the subscription: %s", ", ".join(failed))
-            return
-        log.info("subscribed to %s as %s", ", ".join(self.topics), self.client_id)
-        self._subscribed.set()
-        notify_ready()
+    def add_session(self, client_id: str, topics: list[str]) -> "Session":
+        """Another persistent session (a partition) feeding this ingester's writer."""
+        session = self.sessions[client_id] = self._session(client_id, topics)
+        if self._running:
+            session.connect()
+        return session
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
-        self._connected.clear()
-        if self._stop.is_set():
-            return
-        if reason_code == SESSION_TAKEN_OVER:
-            log.error(
-                "another client connected as %s and took this session over: give each "
-                "ingester on a host its own --instance N",
-                self.client_id,
-            )
-        log.warning("disconnected (%s); reconnecting with backoff", reason_code)
+    def remove_session(self, client_id: str) -> None:
+        """Leave a session (its partition goes to another process). Messages of it not
+        yet acknowledged are redelivered to the session's next holder; stored ones are
+        then duplicates, skipped."""
+        session = self.sessions.pop(client_id, None)
+        if session is not None:
+            session.close()
 
-    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        RECEIVED.inc()
-        self._inbox.put(message)
+    @property
+    def client(self) -> mqtt.Client:
+        return next(iter(self.sessions.values())).client
+
+    @property
+    def client_id(self) -> str:
+        return next(iter(self.sessions))
+
+    @property
+    def topics(self) -> list[str]:
+        return next(iter(self.sessions.values())).topics
+
+    def _publisher(self) -> mqtt.Client | None:
+        """A connected session's client, to publish notices and acks (the ingester's
+        account may publish to any gateway's)."""
+        for session in list(self.sessions.values()):
+            if session.connected.is_set():
+                return session.client
+        return next(iter(self.sessions.values())).client if self.sessions else None
 
     # --- batching and acknowledging --------------------------------------------------
 
@@ -187,19 +183,12 @@ class Ingester:
         self._giving_up.set()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
-    def add_topics(self, topics: list[str]) -> None:
-        """Subscribe to more topics (a partition's newly registered farms); kept for the
-        next connection too."""
-        self.topics += topics
-        if self._connected.is_set():
-            self.client.subscribe([(topic, 1) for topic in topics])
+        return all(s.connected.wait(timeout) for s in list(self.sessions.values()))
 
     def wait_subscribed(self, timeout: float) -> bool:
-        """True once the broker has granted the subscriptions: from then on what gateways
-        publish is kept for this ingester."""
-        return self._subscribed.wait(timeout)
+        """True once the broker has granted every session's subscriptions: from then on
+        what gateways publish is kept for this ingester."""
+        return all(s.subscribed.wait(timeout) for s in list(self.sessions.values()))
 
     def run(self) -> IngestStats:
         """Connect, then hand batches to the writer until stopped; drain before leaving."""
@@ -207,19 +196,9 @@ class Ingester:
             self._start_writer()
         answers = threading.Thread(target=self._answers, name="ingest-answers", daemon=True)
         answers.start()
-        properties = Properties(PacketTypes.CONNECT)
-        # Keep our queue while we restart; an ingester retired for good should be given
-        # a session expiry of 0 on its last run (or the broker keeps its share for a day).
-        properties.SessionExpiryInterval = self._session_expiry_s
-        properties.ReceiveMaximum = self._receive_maximum
-        self.client.connect_async(
-            self.address.host,
-            self.address.port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
-        self.client.loop_start()
+        self._running = True
+        for session in list(self.sessions.values()):
+            session.connect()
         try:
             while not self._stop.is_set():
                 batch = self._take_batch()
@@ -233,12 +212,12 @@ class Ingester:
         finally:
             self._stop_writer()
             answers.join(10)
-            self.client.disconnect()
-            self.client.loop_stop()
+            for session in list(self.sessions.values()):
+                session.close()
         return self.stats
 
-    def _take_batch(self, wait: bool = True) -> list[mqtt.MQTTMessage]:
-        batch: list[mqtt.MQTTMessage] = []
+    def _take_batch(self, wait: bool = True) -> list[tuple["Session", mqtt.MQTTMessage]]:
+        batch: list[tuple[Session, mqtt.MQTTMessage]] = []
         rows = 0
         deadline = time.monotonic() + self.batch_ms / 1000
         while rows < self.batch_rows:
@@ -257,10 +236,10 @@ class Ingester:
                     deadline = time.monotonic() + self.batch_ms / 1000
                     continue
             batch.append(message)
-            rows += max(1, message.payload.count(b"tag_id"))
+            rows += max(1, message[1].payload.count(b"tag_id"))
         return batch
 
-    def _submit(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _submit(self, batch: list[tuple["Session", mqtt.MQTTMessage]]) -> None:
         """Hand a batch to the writer, waiting while it already has enough to do."""
         with self._lock:
             while len(self._pending) >= MAX_PENDING_BATCHES:
@@ -301,12 +280,13 @@ class Ingester:
             self.stats.db_retries += result.db_retries
             if not result.stored:
                 continue  # not acknowledged: the broker keeps the messages for us
-            for message in batch:
-                self.client.ack(message.mid, message.qos)
-            for topic, payload in result.notices:
-                self.client.publish(topic, payload, qos=0)
-            for topic, payload in result.acks:  # committed: the gateway may forget them
-                self.client.publish(topic, payload, qos=1)
+            for session, message in batch:
+                session.client.ack(message.mid, message.qos)
+            publisher = self._publisher()
+            for topic, payload in result.notices if publisher else ():
+                publisher.publish(topic, payload, qos=0)
+            for topic, payload in result.acks if publisher else ():  # committed: forget them
+                publisher.publish(topic, payload, qos=1)
             STORED.inc(result.inserted)
             REJECTED.inc(result.rejects)
             DUPLICATES.inc(result.duplicates)
@@ -395,6 +375,88 @@ class Ingester:
             channel.close()
 
 
-def _incoming(batch: list[mqtt.MQTTMessage]) -> list[Incoming]:
+def _incoming(batch: list[tuple["Session", mqtt.MQTTMessage]]) -> list[Incoming]:
     """What the writer process is handed: plain (topic, payload) pairs, cheap to pickle."""
-    return [(m.topic, bytes(m.payload)) for m in batch]
+    return [(m.topic, bytes(m.payload)) for _, m in batch]
+
+
+class Session:
+    """One persistent MQTT session of an ingester: its client id, its subscriptions and
+    its connection. The paho network thread only moves messages to the ingester's queue."""
+
+    def __init__(self, ingester: Ingester, client_id: str, topics: list[str]):
+        self.ingester, self.client_id, self.topics = ingester, client_id, list(topics)
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._closed = False
+        client = new_client(ingester.address, client_id, ca_file=ingester._ca_file, manual_ack=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.client = client
+
+    def connect(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        # Keep our queue while we restart; an ingester retired for good should be given
+        # a session expiry of 0 on its last run (or the broker keeps its share for a day).
+        properties.SessionExpiryInterval = self.ingester._session_expiry_s
+        properties.ReceiveMaximum = self.ingester._receive_maximum
+        address = self.ingester.address
+        self.client.connect_async(
+            address.host, address.port, keepalive=30, clean_start=False, properties=properties
+        )
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self._closed = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def add_topics(self, topics: list[str]) -> None:
+        """Subscribe to more topics (a partition's newly registered farms); kept for the
+        next connection too."""
+        self.topics += topics
+        if self.connected.is_set():
+            self.client.subscribe([(topic, 1) for topic in topics])
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        if self.topics:
+            client.subscribe([(topic, 1) for topic in self.topics])
+        else:  # a partition with no farms yet: its session waits for them
+            log.info("subscribed to nothing yet (no farms) as %s", self.client_id)
+            self.subscribed.set()
+            notify_ready()
+        self.connected.set()
+        address = self.ingester.address
+        log.info("connected to %s:%s", address.host, address.port)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused the subscription: %s", ", ".join(failed))
+            return
+        log.info("subscribed to %s as %s", ", ".join(self.topics), self.client_id)
+        self.subscribed.set()
+        notify_ready()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        self.connected.clear()
+        if self._closed or self.ingester._stop.is_set():
+            return
+        if reason_code == SESSION_TAKEN_OVER:
+            log.error(
+                "another client connected as %s and took this session over: give each "
+                "ingester on a host its own --instance N",
+                self.client_id,
+            )
+        log.warning("disconnected (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        RECEIVED.inc()
+        self.ingester._inbox.put((self, message))

@@ -19,7 +19,6 @@ import fcntl
 import logging
 import math
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -173,69 +172,55 @@ class Leases:
 
 
 class PartitionedIngest:
-    """One process's share of the partitions: an ingester session per partition held
-    (``open_session(k, topics)`` builds it, an ``Ingester``), started and stopped as the
-    leases change, subscribed to new farms as they are registered."""
+    """One process's share of the partitions: a session of one ingester (one writer
+    process) per partition held, added and removed as the leases change, subscribed to
+    new farms as they are registered."""
 
-    def __init__(
-        self,
-        leases: Leases,
-        farm_ids: Callable[[], set[str]],
-        open_session: Callable[[int, list[str]], object],
-        on_ready: Callable[[], None] = lambda: None,
-    ):
-        self.leases, self.farm_ids, self.open_session = leases, farm_ids, open_session
-        self.on_ready = on_ready
-        self.sessions: dict[int, tuple[object, threading.Thread]] = {}
-        self._topics: dict[int, set[str]] = {}
-        self.takeovers: list[tuple[int, float]] = []  # (partition, monotonic time taken)
+    def __init__(self, leases: Leases, farm_ids: Callable[[], set[str]], ingester):
+        self.leases, self.farm_ids, self.ingester = leases, farm_ids, ingester
+        self.held: set[int] = set()
 
     def run(self, stop: threading.Event) -> None:
-        ready = False
-        while not stop.is_set():
-            self.round()
-            if not ready and all(s.wait_subscribed(0) for s, _ in self.sessions.values()):
-                ready = True
-                self.on_ready()
-            stop.wait(LEASE_ROUND_S)
-        for k in list(self.sessions):
-            self._end(k)
-        self.leases.close()
+        worker = threading.Thread(target=self.ingester.run, name="ingest", daemon=True)
+        worker.start()
+        try:
+            while not stop.is_set() and worker.is_alive():
+                self.round()
+                stop.wait(LEASE_ROUND_S)
+        finally:
+            self.ingester.stop()
+            worker.join(120)
+            for k in list(self.held):
+                self.leases.give_back(k)
+            self.leases.close()
 
     def round(self) -> None:
         """Follow the leases; resubscribe sessions to farms registered since."""
-        held = self.leases.refresh()
-        for k in sorted(set(self.sessions) - held):
+        wanted = self.leases.refresh()
+        for k in sorted(self.held - wanted):
             log.info("partition %d: lease lost or above this process's share, stopping", k)
-            self._end(k)
-        for k in sorted(self.leases.held - held - set(self.sessions)):
+            self.ingester.remove_session(partition_client_id(k))
+            self.held.discard(k)
+            self.leases.give_back(k)
+        for k in sorted(self.leases.held - wanted - self.held):
             self.leases.give_back(k)
         try:
             farms = self.farm_ids()
         except Exception as exc:  # the database is away: keep the current subscriptions
             log.warning("cannot list farms (%s); subscriptions unchanged", exc)
             farms = None
-        for k in sorted(held - set(self.sessions)):
+        for k in sorted(wanted - self.held):
             topics = partition_topics(farms or set(), k, self.leases.partitions)
-            session = self.open_session(k, topics)
-            thread = threading.Thread(target=session.run, name=f"ingest-p{k}", daemon=True)
-            thread.start()
-            self.sessions[k] = (session, thread)
-            self._topics[k] = set(topics)
-            self.takeovers.append((k, time.monotonic()))
+            self.ingester.add_session(partition_client_id(k), topics)
+            self.held.add(k)
             log.info("partition %d: serving it as %s", k, partition_client_id(k))
-        HELD.set(len(self.sessions))
+        HELD.set(len(self.held))
         if farms is not None:
-            for k, (session, _) in self.sessions.items():
-                wanted = set(partition_topics(farms, k, self.leases.partitions))
-                new = sorted(wanted - self._topics[k])
+            for k in self.held:
+                session = self.ingester.sessions.get(partition_client_id(k))
+                if session is None:
+                    continue
+                wanted_topics = partition_topics(farms, k, self.leases.partitions)
+                new = [t for t in wanted_topics if t not in session.topics]
                 if new:
                     session.add_topics(new)
-                    self._topics[k] |= set(new)
-
-    def _end(self, k: int) -> None:
-        session, thread = self.sessions.pop(k)
-        session.stop()
-        thread.join(60)
-        self._topics.pop(k, None)
-        self.leases.give_back(k)

@@ -15,7 +15,7 @@ from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
 from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
-from bioassets.partitions import Leases, PartitionedIngest, partition_client_id
+from bioassets.partitions import Leases, PartitionedIngest
 from bioassets.simulator import Faults, Simulator
 from collateral.cli.context import (
     App,
@@ -229,8 +229,9 @@ def ingest(
         raise click.ClickException(f"ingest stopped: {stats.failure}")
 
 
-def _ingester(app: App, client_id: str, **options) -> Ingester:
-    """An ingester on the configured database and broker (one session: its client id)."""
+def _ingester(app: App, client_id: str | None, **options) -> Ingester:
+    """An ingester on the configured database and broker: one session under
+    ``client_id``, or none yet (partitions add theirs)."""
     settings = app.settings
     return Ingester(
         settings.database_url,
@@ -245,17 +246,12 @@ def _ingester(app: App, client_id: str, **options) -> Ingester:
 
 def _ingest_partitions(app: App, partitions: int, tuning: dict) -> None:
     """`agri ingest --partitions N`: serve this process's share of the partitions until
-    SIGTERM or SIGINT (each session drains and acknowledges before the lease goes)."""
-    settings = app.settings
+    SIGTERM or SIGINT (sessions drain and acknowledge before their leases go)."""
     stop = stop_on_signals("draining")
-
-    def open_session(k: int, topics: list[str]) -> Ingester:
-        return _ingester(app, partition_client_id(k), topics=topics, **tuning)
-
     manager = PartitionedIngest(
-        Leases(settings.database_url, partitions),
+        Leases(app.settings.database_url, partitions),
         lambda: bio_store.farm_ids(app.engine),
-        open_session,
+        _ingester(app, None, **tuning),
     )
     manager.run(stop)
     click.echo("ingest stopped: partitions handed back", err=True)
