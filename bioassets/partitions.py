@@ -90,10 +90,12 @@ class Leases:
         try:
             if self._conn is None:
                 self._connect()
+            # advisory locks belong to a database; pg_locks shows the whole server's
             members = self._conn.execute(
                 text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = :cls AND granted"
+                    "AND classid = :cls AND granted AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"cls": MEMBER_LOCKS},
             ).scalar_one()

@@ -33,7 +33,12 @@ def test_a_farm_always_lands_in_the_same_partition():
 
 @pytest.mark.postgres
 def test_leases_share_the_partitions_and_a_dead_holder_releases_them():
-    with fresh_postgres_database("agri_leases") as url:
+    with (
+        fresh_postgres_database("agri_leases") as url,
+        fresh_postgres_database("agri_other_bank") as other,
+    ):
+        elsewhere = Leases(other, PARTITIONS)  # another database on the same server
+        assert elsewhere.refresh() == {0, 1, 2, 3}  # is not a member of this one
         a, b = Leases(url, PARTITIONS), Leases(url, PARTITIONS)
         try:
             assert a.refresh() == {0, 1, 2, 3}  # alone: all of them
@@ -48,6 +53,7 @@ def test_leases_share_the_partitions_and_a_dead_holder_releases_them():
         finally:
             a.close()
             b.close()
+            elsewhere.close()
 
 
 def test_on_sqlite_one_process_serves_every_partition(tmp_path):
