@@ -38,6 +38,7 @@ from bioassets.mqtt_connection import BrokerAddress, new_client
 log = logging.getLogger("agri.gateway")
 
 KINDS = ("readings", "events")
+DEPTH_EVERY_S = 1.0  # how often the outbox depth gauge is counted
 SPOOLED_KEPT = timedelta(days=7)  # how long the names of spool files taken are remembered
 # What the farm's operator (or the bank's, for a hosted gateway) watches, per gateway.
 PUBLISHED = Counter("agri_gateway_published", "messages published", ["gateway"])
@@ -68,10 +69,8 @@ class OutboxFull(Exception):
 
 @dataclass
 class Taken:
-    """What one piece of input became: messages added, and lines refused with why."""
+    """The lines of one piece of input that were refused, with why."""
 
-    messages: int = 0
-    items: int = 0
     refused: list[tuple[int, str, str]] = field(default_factory=list)  # (line no, reason, line)
 
 
@@ -104,8 +103,9 @@ class Outbox:
     def add(self, messages: list[tuple[str, list]], spool_name: str | None = None) -> list[int]:
         """Number and keep ``messages`` ((kind, items) each), and remember ``spool_name``
         as taken, in one transaction: their seqs. OutboxFull if they do not fit."""
-        if self.depth() + len(messages) > self.max_messages:
-            raise OutboxFull(f"outbox {self.path} holds {self.depth()} of {self.max_messages}")
+        depth = self.depth()
+        if depth + len(messages) > self.max_messages:
+            raise OutboxFull(f"outbox {self.path} holds {depth} of {self.max_messages}")
         now = datetime.now(UTC).isoformat()
         insert = "INSERT INTO outbox (kind, items, created_at) VALUES (?, ?, ?)"
         with self._transaction():
@@ -212,8 +212,6 @@ def read_lines(lines: Iterable[str], now: datetime, per_message: int) -> tuple[l
         for kind, chunk in items.items()
         for i in range(0, len(chunk), per_message)
     ]
-    taken.messages = len(messages)
-    taken.items = sum(len(m[1]) for m in messages)
     return messages, taken
 
 
@@ -223,7 +221,6 @@ class AgentStats:
     resent: int = 0
     acked: int = 0
     refused_lines: int = 0
-    full_warnings: int = 0
 
 
 class GatewayAgent:
@@ -250,6 +247,7 @@ class GatewayAgent:
         self.stats = AgentStats()
         self._acks: queue.Queue[bytes] = queue.Queue()
         self._connected = threading.Event()
+        self._depth_due = 0.0
         for metric in (PUBLISHED, RESENT, ACKED, REFUSED_LINES, OUTBOX_FULL, OUTBOX_DEPTH):
             metric.labels(gateway_id)  # every series from the start, at 0
         client = new_client(address, f"gw-{gateway_id}", ca_file=ca_file)
@@ -289,9 +287,6 @@ class GatewayAgent:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-    def connected(self) -> bool:
-        return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -333,7 +328,6 @@ class GatewayAgent:
         return taken_files
 
     def warn_full(self, exc: OutboxFull) -> None:
-        self.stats.full_warnings += 1
         OUTBOX_FULL.labels(self.gateway_id).inc()
         log.error("OUTBOX FULL, input waits until the ingester acknowledges: %s", exc)
 
@@ -354,7 +348,9 @@ class GatewayAgent:
                 ACKED.labels(self.gateway_id).inc(acked)
             except ValueError as exc:
                 log.warning("gateway %s: ignored an unreadable ack: %s", self.gateway_id, exc)
-        OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
+        if time.monotonic() >= self._depth_due:  # a count of the outbox: once a second
+            OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
+            self._depth_due = time.monotonic() + DEPTH_EVERY_S
         if not self._connected.is_set():
             return work
         now = time.time()

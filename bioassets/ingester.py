@@ -120,7 +120,7 @@ class Ingester:
         self._gateway_offline_after = gateway_offline_after
         self.sessions: dict[str, Session] = {}
         if client_id is not None:
-            self.sessions[client_id] = self._session(client_id, topics)
+            self.sessions[client_id] = Session(self, client_id, topics)
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
         self._alert_interval_s = alert_interval_s
@@ -136,12 +136,9 @@ class Ingester:
 
     # --- sessions: one MQTT connection each, all feeding one queue -------------------
 
-    def _session(self, client_id: str, topics: list[str]) -> "Session":
-        return Session(self, client_id, topics)
-
     def add_session(self, client_id: str, topics: list[str]) -> "Session":
         """Another persistent session (a partition) feeding this ingester's writer."""
-        session = self.sessions[client_id] = self._session(client_id, topics)
+        session = self.sessions[client_id] = Session(self, client_id, topics)
         if self._running:
             session.connect()
         return session

@@ -150,13 +150,15 @@ class Leases:
         self.held.discard(k)
 
     def _drop_connection(self) -> None:
+        """Forget the connection and with it every lock (the server has released them, or
+        does when it sees the connection close)."""
         self.held = set()
-        for closing in (self._conn, self._engine):
+        if self._conn is not None:
             try:
-                if closing is not None:
-                    closing.close() if closing is self._conn else closing.dispose()
-            except Exception:  # already gone with the server
+                self._conn.close()  # a checked-out connection: dispose() would not close it
+            except DBAPIError:  # already gone with the server
                 pass
+            self._engine.dispose()
         self._conn = self._engine = None
 
     def _refresh_file_lock(self) -> set[int]:
@@ -222,7 +224,8 @@ class PartitionedIngest:
                 session = self.ingester.sessions.get(partition_client_id(k))
                 if session is None:
                     continue
-                wanted_topics = partition_topics(farms, k, self.leases.partitions)
-                new = [t for t in wanted_topics if t not in session.topics]
+                known = set(session.topics)  # thousands of farms: a set, not a list scan
+                new = [t for t in partition_topics(farms, k, self.leases.partitions)
+                       if t not in known]  # fmt: skip
                 if new:
                     session.add_topics(new)
