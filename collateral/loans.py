@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from agri_common.times import parse_time
 from bioassets import headcount
 from bioassets import store as bio_store
-from collateral import evidence
+from collateral import evidence, pledges
 from collateral.tables import loan_alerts, loans, valuations
 from collateral.valuation import value_loan
 from remote_sensing import store as rs_store
@@ -121,7 +121,11 @@ class Invalid(ValueError):
         self.field = field
 
 
-def check_pledges(engine: Engine, parcel_ids: list[str], herds: list[Herd]) -> None:
+def check_pledges(
+    engine: Engine, parcel_ids: list[str], herds: list[Herd], loan_id: str | None = None
+) -> None:
+    """Pledges name registered parcels and farms, none twice, and nothing that another
+    active loan holds (pledges.DoublePledge, HTTP 409, names that loan)."""
     for i, parcel_id in enumerate(parcel_ids):
         if rs_store.get_parcel(engine, parcel_id) is None:
             raise Invalid(f"parcel_ids.{i}", f"parcel {parcel_id!r} is not registered")
@@ -131,6 +135,9 @@ def check_pledges(engine: Engine, parcel_ids: list[str], herds: list[Herd]) -> N
     for i, herd in enumerate(herds):
         if herd.farm_id not in farms:
             raise Invalid(f"herds.{i}.farm_id", f"farm {herd.farm_id!r} is not registered")
+    pledges.check_not_pledged_elsewhere(
+        engine, loan_id, parcel_ids, [h.model_dump(exclude_none=True) for h in herds]
+    )
 
 
 def _loan_row(row) -> dict:
@@ -138,7 +145,7 @@ def _loan_row(row) -> dict:
 
 
 def create_loan(engine: Engine, loan: LoanIn) -> dict:
-    check_pledges(engine, loan.parcel_ids, loan.herds)
+    check_pledges(engine, loan.parcel_ids, loan.herds, loan.loan_id)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         if conn.execute(select(loans.c.loan_id).where(loans.c.loan_id == loan.loan_id)).first():
@@ -181,7 +188,7 @@ def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
     loan = get_loan(engine, loan_id)
     changes = patch.model_dump(exclude_unset=True, exclude_none=True)
     herds = patch.herds if patch.herds is not None else [Herd(**h) for h in loan["herds"]]
-    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds)
+    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds, loan_id)
     values = {"updated_at": datetime.now(UTC)}
     if patch.principal_cny is not None:
         values["principal_cny"] = str(patch.principal_cny)

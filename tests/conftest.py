@@ -147,3 +147,16 @@ def world(request, tmp_path_factory):
         engine = build_world(url, root / "data", datetime.fromisoformat(WORLD_SEEN))
         yield engine
         engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def close_world_loans(request):
+    """Each test's loans are closed after it: a parcel or herd may be pledged to one active
+    loan at a time, and the world is shared by the whole session."""
+    yield
+    if "world" in request.fixturenames:
+        from collateral import loans
+
+        engine = request.getfixturevalue("world")
+        for loan in loans.list_loans(engine, active_only=True):
+            loans.close_loan(engine, loan["loan_id"])

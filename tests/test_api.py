@@ -357,3 +357,24 @@ def test_every_operation_says_what_it_returns(world):
     assert len(document["paths"]) >= 25
     problem = document["paths"]["/v1/loans/{loan_id}"]["get"]["responses"]["404"]
     assert "application/problem+json" in problem["content"]
+
+
+def test_a_double_pledge_is_a_409_naming_the_loan(api, world):
+    assert api("POST", "/v1/loans", json=_loan("API-DP-1")).status_code == 201
+    body = _problem(
+        api("POST", "/v1/loans", json=_loan("API-DP-2", herds=[])), 409, "'F-03'", "API-DP-1"
+    )
+    assert body["loan_id"] == "API-DP-1"
+    api("POST", "/v1/loans", json=_loan("API-DP-3", parcel_ids=["T-01"], herds=[]))
+    _problem(
+        api(
+            "PATCH",
+            "/v1/loans/API-DP-3",
+            json={"herds": [{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}]},
+        ),
+        409,
+        "FARM-SOW",
+        "API-DP-1",
+    )
+    assert api("GET", "/v1/loans/API-DP-3").json()["herds"] == []
+    assert api("GET", "/v1/loans/API-DP-2").status_code == 404

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from collateral import loans, prices
+from collateral import loans, pledges, prices
 from collateral.api import assets, lending, maps, metrics, models
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
@@ -119,6 +119,10 @@ def create_app(
     @app.exception_handler(loans.Conflict)
     async def conflict(_request: Request, exc: loans.Conflict) -> JSONResponse:
         return problem(409, str(exc))
+
+    @app.exception_handler(pledges.DoublePledge)
+    async def double_pledge(_request: Request, exc: pledges.DoublePledge) -> JSONResponse:
+        return problem(409, str(exc), loan_id=exc.loan_id)
 
     @app.exception_handler(loans.Invalid)
     async def invalid(_request: Request, exc: loans.Invalid) -> JSONResponse:
