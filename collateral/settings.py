@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     stac_collections: str = ""  # its collections, comma separated
     # how its asset URLs are signed (stac_sync.SIGNERS; "none"); default: by the API's host
     stac_sign: str | None = None
+    claim_max_ha: float = 200.0  # the largest plot one claim may draw (hectares)
 
     @property
     def collections(self) -> list[str]:

@@ -108,3 +108,28 @@ audit_log = Table(
     Column("subject", String(200)),  # e.g. the loan or valuation created
     Column("status", Integer, nullable=False),
 )
+
+# A borrower's plot and what they say it is, before it is a parcel (revision 0010). The
+# report and the inputs it was computed from are kept together, like a valuation's.
+claims = Table(
+    "claims",
+    metadata,
+    Column("claim_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # tea_garden | forest
+    Column("owner", String(200)),
+    Column("branch", String(64), index=True),  # whose officers see and accept it
+    Column("attributes", JSON, nullable=False),
+    Column("crs", String(16), nullable=False),  # the declared system it was drawn in
+    Column("submitted_geometry", JSON, nullable=False),  # as drawn, in that system
+    Column("geometry_geojson", Text, nullable=False),  # WGS84
+    Column("area_ha", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # open | accepted
+    Column("verdict", String(24), nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("inputs_sha256", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("parcel_id", String(64)),  # the parcel it became when accepted
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -40,6 +40,7 @@ SCL_TRANSFORM = Affine(2 * RES, 0, X0, 0, -2 * RES, Y0)
 # land cover codes of the synthetic map
 FOREST, TEA, SHRUB, BARE, WATER = 1, 2, 3, 4, 5
 SCL_FOR_COVER = {FOREST: 4, TEA: 4, SHRUB: 4, BARE: 5, WATER: 6}
+LAND_COVER_CODES = {FOREST: "forest", TEA: "tea", SHRUB: "shrub", BARE: "bare", WATER: "water"}
 
 FIRST_SCENE = date(2023, 1, 6)
 REVISIT_DAYS = 25  # five Sentinel-2 revisits between the scenes we keep
@@ -449,6 +450,9 @@ def main(out: Path) -> None:
     rng = np.random.default_rng(SEED)
     parcels = make_parcels(rng)
     cover = land_cover(rng, parcels)
+    # The land cover that was planted, for training and testing the land-cover model
+    # (`agri landcover train`): codes in LAND_COVER_CODES, 0 nowhere.
+    write_cog(out / "landcover.tif", cover, TRANSFORM, 0)
     by_id = {p["parcel_id"]: p for p in parcels}
 
     # The clear-cut: the western share of F-03, by area.

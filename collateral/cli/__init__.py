@@ -33,6 +33,8 @@ COMMAND_MODULES: dict[str, str] = {
     "valuate": "lending",
     "valuations": "lending",
     "revalue": "lending",
+    "claims": "claims",
+    "landcover": "claims",
     "demo-livestock": "demo",
     "demo-valuation": "demo",
 }
