@@ -16,13 +16,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
-from collateral import loans, pledges, prices
+from collateral import claims, loans, pledges, prices
 from collateral.api import assets, lending, maps, metrics, models
+from collateral.api import claims as claims_api
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.auth import KeyCache
 from collateral.settings import Settings, load_settings
 from collateral.valuation import ValuationError
+from remote_sensing.plots import PlotError
 
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"
@@ -124,6 +126,15 @@ def create_app(
     async def double_pledge(_request: Request, exc: pledges.DoublePledge) -> JSONResponse:
         return problem(409, str(exc), loan_id=exc.loan_id)
 
+    @app.exception_handler(claims.ClaimRefused)
+    @app.exception_handler(PlotError)
+    async def claim_refused(_request: Request, exc: ValueError) -> JSONResponse:
+        return problem(422, f"claim refused: {exc}")
+
+    @app.exception_handler(claims.NotAcceptable)
+    async def not_acceptable(_request: Request, exc: claims.NotAcceptable) -> JSONResponse:
+        return problem(409, str(exc))
+
     @app.exception_handler(loans.Invalid)
     async def invalid(_request: Request, exc: loans.Invalid) -> JSONResponse:
         return problem(
@@ -162,6 +173,7 @@ def create_app(
 
     app.include_router(assets.router, prefix="/v1")
     app.include_router(lending.router, prefix="/v1")
+    app.include_router(claims_api.router, prefix="/v1")
     app.include_router(maps.router, prefix="/v1")
     app.include_router(metrics.router)  # GET /metrics: Prometheus, no key (as /v1/health)
 
