@@ -52,7 +52,8 @@ demo: $(STAMP) demo-deps
 		$(BIN)/agri parcels profile F-08 --png var/demo/F-08-profile.png && \
 		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png && echo && \
 		$(BIN)/agri demo-livestock --seconds 6 && \
-		$(BIN)/agri demo-valuation'
+		$(BIN)/agri demo-valuation && \
+		$(BIN)/agri demo-claims'
 
 # The API on the demo data (run `make demo` first); prints a loan officer key to try it with.
 serve: $(STAMP) $(WEB_BUNDLE)

@@ -120,3 +120,70 @@ def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
             }
         )
     return out
+
+
+# Two borrowers' plots as their phone maps drew them (ground taken from the sample
+# parcels): an honest tea garden drawn on AMap (GCJ-02, exported as KML), and a forest,
+# pledged to a demo loan already, claimed as a tea garden on Baidu maps (BD-09).
+DEMO_CLAIMS = (
+    {
+        "ground": "T-03",
+        "kind": "tea_garden",
+        "crs": "gcj02",
+        "owner": "Chen Ming",
+        "attributes": {"variety": "Tieguanyin", "planted_year": 2008},
+        "file": "chen-ming-amap.kml",
+    },
+    {
+        "ground": "F-07",
+        "kind": "tea_garden",
+        "crs": "bd09",
+        "owner": "Huang Li",
+        "attributes": {"planted_year": 2015},
+        "file": "huang-li-baidu.geojson",
+    },
+)
+DEMO_CLAIMS_AS_OF = datetime.fromisoformat("2024-12-31T12:00:00+00:00")  # last sample scene
+
+
+def submit_demo_claims(engine: Engine, folder: Path, max_ha: float) -> list[dict]:
+    """Write each demo plot as the borrower's app would (in its map's coordinate system),
+    submit it as a claim judged on the sample years, and return the claims."""
+    import geopandas as gpd
+    import prcoords
+    import shapely
+    from shapely.geometry import shape
+
+    from collateral import claims
+    from remote_sensing.plots import format_of
+
+    forward = {"gcj02": prcoords.wgs_gcj, "bd09": prcoords.wgs_bd}
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for entry in DEMO_CLAIMS:
+        ground = shape(json.loads(store.get_parcel(engine, entry["ground"])["geometry_geojson"]))
+        convert = forward[entry["crs"]]
+        drawn = shapely.transform(
+            ground,
+            lambda xy, convert=convert: [
+                (p.lon, p.lat) for p in (convert(prcoords.Coords(y, x)) for x, y in xy)
+            ],
+        )
+        path = folder / entry["file"]
+        path.unlink(
+            missing_ok=True
+        )  # KML would gain a second layer        # the file says WGS84, as phone apps' exports do, whatever numbers they hold
+        frame = gpd.GeoDataFrame({"name": [entry["owner"]]}, geometry=[drawn], crs="EPSG:4326")
+        driver = "KML" if path.suffix == ".kml" else "GeoJSON"
+        frame.to_file(path, driver=driver, layer="plot")
+        submission = claims.Submission(
+            entry["kind"],
+            entry["crs"],
+            entry["owner"],
+            "ANXI-01",
+            entry["attributes"],
+            DEMO_CLAIMS_AS_OF,
+        )
+        claim = claims.submit(engine, path.read_bytes(), format_of(path.name), submission, max_ha)
+        out.append({"file": str(path), **claim})
+    return out

@@ -221,15 +221,21 @@ def _from_vector_file(data: bytes, suffix: str) -> BaseGeometry:
     with tempfile.TemporaryDirectory(prefix="agri-plot-") as folder:
         path = Path(folder) / f"plot{suffix}"
         path.write_bytes(data)
+        geometries = []
         try:
-            frame = pyogrio.read_dataframe(path)
+            for layer, _kind in pyogrio.list_layers(path):  # a KML's folders are layers
+                frame = pyogrio.read_dataframe(path, layer=layer)
+                if frame.crs is not None and frame.crs.is_projected:
+                    raise PlotError(
+                        f"the file is in a projected system ({frame.crs.name}); "
+                        "export it in degrees"
+                    )
+                geometries += list(frame.geometry)
+        except PlotError:
+            raise
         except Exception as exc:  # pyogrio raises its own errors for every unreadable file
             raise PlotError(f"not a readable {suffix[1:].upper()} file: {exc}") from exc
-    if frame.crs is not None and frame.crs.is_projected:
-        raise PlotError(
-            f"the file is in a projected system ({frame.crs.name}); export it in degrees"
-        )
-    return _polygons(list(frame.geometry))
+    return _polygons(geometries)
 
 
 def _from_coordinates(data: bytes) -> BaseGeometry:

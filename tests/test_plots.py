@@ -172,3 +172,14 @@ def test_every_refusal_says_why(data, fmt, crs, reason):
 def test_an_unknown_file_type_is_named():
     with pytest.raises(PlotError, match="unknown file type"):
         format_of("plot.docx")
+
+
+def test_a_kml_with_several_folders_is_one_plot_of_all_their_polygons(tmp_path):
+    east = shapely.transform(ANXI, lambda xy: xy + [0.002, 0.0])  # the next field, touching
+    path = tmp_path / "two.kml"
+    gpd.GeoDataFrame(geometry=[ANXI], crs="EPSG:4326").to_file(path, driver="KML", layer="west")
+    gpd.GeoDataFrame(geometry=[east], crs="EPSG:4326").to_file(
+        path, driver="KML", layer="east", append=True
+    )
+    plot = read_plot(path.read_bytes(), "kml", "wgs84", max_ha=500)
+    assert plot.area_ha == pytest.approx(2 * 4.47, abs=0.02)

@@ -37,6 +37,7 @@ COMMAND_MODULES: dict[str, str] = {
     "landcover": "claims",
     "demo-livestock": "demo",
     "demo-valuation": "demo",
+    "demo-claims": "demo",
 }
 
 
