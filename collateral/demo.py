@@ -170,9 +170,8 @@ def submit_demo_claims(engine: Engine, folder: Path, max_ha: float) -> list[dict
             ],
         )
         path = folder / entry["file"]
-        path.unlink(
-            missing_ok=True
-        )  # KML would gain a second layer        # the file says WGS84, as phone apps' exports do, whatever numbers they hold
+        path.unlink(missing_ok=True)  # a KML written again would gain a second layer
+        # the file says WGS84, as phone apps' exports do, whatever numbers they hold
         frame = gpd.GeoDataFrame({"name": [entry["owner"]]}, geometry=[drawn], crs="EPSG:4326")
         driver = "KML" if path.suffix == ".kml" else "GeoJSON"
         frame.to_file(path, driver=driver, layer="plot")

@@ -359,3 +359,12 @@ def test_the_cli_prints_the_report(world, tmp_path):
         check=True,
     )
     assert claim["report"]["summary"] in shown.stdout
+
+
+def test_the_demo_claims_are_one_consistent_and_one_inconsistent(world, tmp_path):
+    from collateral import demo
+
+    made = demo.submit_demo_claims(world, tmp_path, max_ha=200)
+    assert [c["report"]["verdict"] for c in made] == ["consistent", "inconsistent"]
+    assert [c["crs"] for c in made] == ["gcj02", "bd09"]
+    assert (tmp_path / "chen-ming-amap.kml").read_text().startswith("<?xml")

@@ -270,3 +270,99 @@ def test_the_api_docs_work_with_no_outside_network(browser, server):
     with urllib.request.urlopen(server["base"] + "/docs", timeout=30) as response:
         assert "http://" not in (html := response.read().decode()) and "https://" not in html
     assert any("/v1/loans/{loan_id}/valuations" in o for o in operations)
+
+
+def _gcj02_kml(engine, parcel_id: str, path: Path) -> Path:
+    """A parcel's ground as AMap shows it (GCJ-02), exported as KML by the field library."""
+    import geopandas as gpd
+    import prcoords
+    import shapely
+    from shapely.geometry import shape
+
+    from remote_sensing import store as rs_store
+
+    ground = shape(json.loads(rs_store.get_parcel(engine, parcel_id)["geometry_geojson"]))
+    drawn = shapely.transform(
+        ground,
+        lambda xy: [
+            (p.lon, p.lat) for p in (prcoords.wgs_gcj(prcoords.Coords(y, x)) for x, y in xy)
+        ],
+    )
+    gpd.GeoDataFrame(geometry=[drawn], crs="EPSG:4326").to_file(path, driver="KML")
+    return path
+
+
+def test_a_claim_uploaded_from_a_phone_map_is_checked_and_accepted(page, server, tmp_path):
+    sign_in(page, server)
+    page.click("#new-claim")
+    page.select_option("#claim-kind", "tea_garden")
+    page.fill("#claim-owner", "Chen Ming")
+    page.select_option("#claim-crs", "gcj02")
+    page.fill("#claim-planted", "2008")
+    page.set_input_files(
+        "#claim-file", str(_gcj02_kml(server["engine"], "T-03", tmp_path / "plot.kml"))
+    )
+    page.fill("#claim-as-of", "2024-12-31")
+    page.click("#claim-submit")
+    page.wait_for_selector("#claim-report[data-verdict]", timeout=30_000)
+    report = page.locator("#claim-report")
+    assert report.get_attribute("data-verdict") == "consistent"
+    claim = api_get(server, f"/v1/claims/{report.get_attribute('data-claim')}")
+    expect(page.locator("#claim-summary")).to_have_text(claim["report"]["summary"])
+    assert claim["crs"] == "gcj02" and claim["attributes"] == {"planted_year": 2008}
+    tea_share = page.inner_text("#claim-report tr[data-class=tea_garden] td:nth-child(3)")
+    assert tea_share == f"{round(claim['report']['land_cover']['shares']['tea_garden'] * 100)}%"
+    assert page.locator("#claim-chart canvas").count() == 1
+    shot(page, "claim-consistent")
+    page.fill("#claim-parcel-id", "T-03-WEB")
+    page.click("#claim-accept")
+    expect(page.locator("#claim-accepted")).to_contain_text("parcel T-03-WEB")
+    assert api_get(server, f"/v1/claims/{claim['claim_id']}")["state"] == "accepted"
+    assert api_get(server, "/v1/parcels/T-03-WEB/profile")["kind"] == "tea_garden"
+
+
+def test_a_plot_drawn_on_the_map_that_is_forest_is_inconsistent(page, server):
+    from shapely.geometry import shape
+
+    from remote_sensing import store as rs_store
+
+    sign_in(page, server)
+    page.click("#new-claim")
+    forest = shape(json.loads(rs_store.get_parcel(server["engine"], "F-04")["geometry_geojson"]))
+    inner = forest.buffer(-0.0003).minimum_rotated_rectangle.intersection(forest.buffer(-0.0003))
+    corners = list(inner.exterior.coords)[:-1]
+    xmin, ymin, xmax, ymax = forest.bounds
+    page.evaluate(f"window.agriMap.fitBounds([[{ymin}, {xmin}], [{ymax}, {xmax}]])")
+    page.click("#claim-draw")
+    box = page.locator("#map").bounding_box()
+    for lon, lat in corners:
+        x, y = page.evaluate(
+            "([lat, lon]) => { const p = window.agriMap.latLngToContainerPoint([lat, lon]);"
+            " return [p.x, p.y]; }",
+            [lat, lon],
+        )
+        page.mouse.click(box["x"] + x, box["y"] + y)
+    expect(page.locator("#claim-plot")).to_contain_text(f"{len(corners)} corner(s) drawn")
+    page.click("#claim-finish")
+    page.fill("#claim-as-of", "2024-12-31")
+    page.click("#claim-submit")
+    page.wait_for_selector("#claim-report[data-verdict]", timeout=30_000)
+    assert page.locator("#claim-report").get_attribute("data-verdict") == "inconsistent"
+    expect(page.locator("#claim-report .flags")).to_contain_text("forest")
+    assert page.locator("#claim-accept").count() == 0
+    shot(page, "claim-inconsistent")
+    # a file that is not a plot is refused with the reason, nothing stored
+    before = len(api_get(server, "/v1/claims"))
+    page.set_input_files(
+        "#claim-file",
+        files=[
+            {
+                "name": "plot.txt",
+                "mimeType": "text/plain",
+                "buffer": b"25.08,118.17\n25.08,118.172\n25.082,118.172",
+            }
+        ],
+    )
+    page.click("#claim-submit")
+    expect(page.locator("#claim-report .error")).to_contain_text("longitude first")
+    assert len(api_get(server, "/v1/claims")) == before

@@ -75,15 +75,19 @@ async def submit_claim(
         str | None, Query(alias="format", description="overrides the content type")
     ] = None,
     as_of: Annotated[AwareDatetime | None, Query()] = None,
+    attributes_json: Annotated[
+        str | None,
+        Query(alias="attributes", description='a JSON object, e.g. {"planted_year": 2010}'),
+    ] = None,
 ) -> dict:
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields = {"kind": kind, "crs": crs, "owner": owner, "branch": branch, "as_of": as_of}
-    attributes: dict = {}
+    attributes = _attributes(attributes_json)
     if content_type == "application/json" and not file_format:
         envelope = _envelope(body)
         fields.update({k: envelope.get(k) or fields.get(k) for k in fields})
-        attributes = envelope.get("attributes") or {}
+        attributes = envelope.get("attributes") or attributes
         data, fmt = json.dumps(envelope.get("geometry")).encode(), "geojson"
     else:
         fmt = file_format or CONTENT_TYPES.get(content_type)
@@ -109,6 +113,18 @@ async def submit_claim(
     claim = claims.submit(engine, data, fmt, submission, request.app.state.settings.claim_max_ha)
     request.state.audit_subject = claim["claim_id"]
     return _out(claim)
+
+
+def _attributes(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise claims.ClaimRefused("attributes must be a JSON object")
+    return value
 
 
 def _envelope(body: bytes) -> dict:

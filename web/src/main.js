@@ -8,6 +8,7 @@ import "leaflet.markercluster/dist/MarkerCluster.css";
 import "leaflet.markercluster/dist/MarkerCluster.Default.css";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
+import { showClaimForm } from "./claims.js";
 
 const KEY = "agri-api-key";
 const state = { key: sessionStorage.getItem(KEY), loans: [], sort: ["loan_id", 1] };
@@ -82,6 +83,9 @@ $("#signout").addEventListener("click", () => {
   location.reload();
 });
 $("#print").addEventListener("click", () => window.print());
+$("#new-claim").addEventListener("click", () =>
+  showClaimForm({ $, api, getJSON, map, say, esc, cny, chart, seconds })
+);
 
 // --- the map ------------------------------------------------------------------------
 
@@ -91,6 +95,7 @@ function makeMap() {
   // No tile server: our own overlays on a plain background, so the page works offline.
   map = L.map("map", { attributionControl: false, preferCanvas: true, zoomSnap: 0.25, minZoom: 3, maxZoom: 19 });
   map.setView([25.06, 118.2], 13);
+  window.agriMap = map; // for the browser tests and the console
   L.control.scale({ imperial: false }).addTo(map);
   const Coordinates = L.Control.extend({
     onAdd() {
