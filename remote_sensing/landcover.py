@@ -145,7 +145,12 @@ def train(features: np.ndarray, labels: np.ndarray, trained_on: dict) -> Model:
     """A random forest on labelled pixels (rows of NaN features are dropped)."""
     usable = ~np.isnan(features).any(axis=1)
     forest = RandomForestClassifier(
-        n_estimators=60, max_depth=12, min_samples_leaf=3, random_state=SEED, n_jobs=1
+        n_estimators=60,
+        max_depth=12,
+        min_samples_leaf=3,
+        class_weight="balanced",
+        random_state=SEED,
+        n_jobs=1,
     )
     forest.fit(features[usable], labels[usable])
     classes = tuple(str(c) for c in forest.classes_)

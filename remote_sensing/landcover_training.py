@@ -160,3 +160,47 @@ def score(model: landcover.Model, series: np.ndarray, dates: list[datetime], plo
 
 def summary_json(scores: dict) -> str:
     return json.dumps(scores, indent=2)
+
+
+def cross_validate(
+    series: np.ndarray,
+    dates: list[datetime],
+    plots: list[tuple[str, str, np.ndarray]],
+    folds: int = 5,
+    pixels_per_plot: int = 40,
+) -> dict:
+    """Plot-level accuracy of the model's recipe on labelled plots ((id, class, pixel
+    indices into ``series`` [date, pixel])), by k folds of whole plots: no plot is scored
+    by a model that saw any of its pixels. Each training plot gives at most
+    ``pixels_per_plot`` pixels, so one large forest does not drown fifty small meadows."""
+    features = landcover.pixel_features(series, dates)
+    order = np.random.default_rng(landcover.SEED).permutation(len(plots))
+    confusion = {t: {p: 0 for p in landcover.CLASSES} for t in landcover.CLASSES}
+    for fold in range(folds):
+        held = set(order[fold::folds].tolist())
+        rows, labels = [], []
+        for j, (_pid, name, pixels) in enumerate(plots):
+            if j not in held:
+                chosen = pixels[:: max(1, len(pixels) // pixels_per_plot)][:pixels_per_plot]
+                rows.append(features[chosen])
+                labels += [name] * len(chosen)
+        model = landcover.train(np.vstack(rows), np.array(labels), {})
+        for j in held:
+            _pid, name, pixels = plots[j]
+            probabilities = model.probabilities(features[pixels])
+            if np.isnan(probabilities).all():
+                continue  # never seen clear often enough: not scored (counted below)
+            predicted = landcover.CLASSES[int(np.nanargmax(np.nanmean(probabilities, axis=0)))]
+            confusion[name][predicted] += 1
+    scored = sum(sum(row.values()) for row in confusion.values())
+    correct = sum(confusion[c][c] for c in landcover.CLASSES)
+    return {
+        "plots": len(plots),
+        "scored": scored,
+        "accuracy": round(correct / scored, 4) if scored else None,
+        "confusion": {
+            t: {p: c for p, c in row.items() if c}
+            for t, row in confusion.items()
+            if any(row.values())
+        },
+    }
