@@ -102,6 +102,8 @@ def _evidence(clear: list[dict], inputs: dict) -> dict:
         "needed": f"at least {MIN_CLEAR_OBSERVATIONS} clear observations over {MIN_SPAN_DAYS} days",
         "ndvi_range": [round(min(means), 3), round(max(means), 3)] if means else None,
         "profile": [[o["acquired_at"][:10], round(o["ndvi_mean"], 4)] for o in clear],
+        "from_catalogue": sum(o.get("source") == "catalogue" for o in clear),
+        "catalogue_problems": (inputs.get("catalogue") or {}).get("problems", []),
     }
 
 

@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -25,9 +26,10 @@ from collateral import claim_report, pledges, prices
 from collateral.evidence import CODE_VERSION
 from collateral.loans import Conflict, NotFound
 from collateral.tables import claims
-from remote_sensing import landcover, plot_history
+from remote_sensing import landcover, plot_backfill, plot_history, stac_sync
 from remote_sensing import store as rs_store
 from remote_sensing.parcels import Parcel
+from remote_sensing.plot_backfill import Catalogue
 from remote_sensing.plots import Plot, read_plot
 
 CLAIM_KINDS = tuple(landcover.CLAIM_CLASS)
@@ -56,8 +58,18 @@ class Submission:
     as_of: datetime | None = None  # default: now
 
 
-def submit(engine: Engine, data: bytes, fmt: str, submission: Submission, max_ha: float) -> dict:
-    """Read, check, backfill, classify and store a claim; returns it with its report."""
+def submit(
+    engine: Engine,
+    data: bytes,
+    fmt: str,
+    submission: Submission,
+    max_ha: float,
+    catalogue: Catalogue | None = None,
+    data_dir: Path | None = None,
+) -> dict:
+    """Read, check, backfill (from the stored scenes, and from ``catalogue`` when one is
+    configured: its scenes over the plot that are not stored, read into ``data_dir``),
+    classify and store a claim; returns it with its report."""
     if submission.kind not in CLAIM_KINDS:
         raise ClaimRefused(f"kind {submission.kind!r} is not one of {list(CLAIM_KINDS)}")
     unknown = sorted(set(submission.attributes) - set(ATTRIBUTES[submission.kind]))
@@ -68,7 +80,7 @@ def submit(engine: Engine, data: bytes, fmt: str, submission: Submission, max_ha
     plot = read_plot(data, fmt, submission.crs, max_ha)  # PlotError is a ValueError
     as_of = submission.as_of or datetime.now(UTC)
     claim_id = f"CL-{as_of:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    inputs = gather_inputs(engine, claim_id, plot, submission, as_of)
+    inputs = gather_inputs(engine, claim_id, plot, submission, as_of, catalogue, data_dir)
     model = landcover.load()
     result = claim_report.report(inputs, model)
     now = datetime.now(UTC)
@@ -97,11 +109,24 @@ def submit(engine: Engine, data: bytes, fmt: str, submission: Submission, max_ha
 
 
 def gather_inputs(
-    engine: Engine, claim_id: str, plot: Plot, submission: Submission, as_of: datetime
+    engine: Engine,
+    claim_id: str,
+    plot: Plot,
+    submission: Submission,
+    as_of: datetime,
+    catalogue: Catalogue | None = None,
+    data_dir: Path | None = None,
 ) -> dict:
     """Everything the report needs, as plain JSON values."""
     start, end = claim_report.window_of(as_of)
-    history = plot_history.plot_history(engine, plot.geometry, start, end)
+    backfill = None
+    if catalogue is not None:
+        known = {s["scene_id"] for s in plot_history.stored_scenes(engine, None, None)}
+        backfill = plot_backfill.catalogue_scenes(
+            catalogue, plot.geometry, start, end, known, data_dir or Path("./var/data")
+        )
+    extra = backfill.scenes if backfill else []
+    history = plot_history.plot_history(engine, plot.geometry, start, end, extra)
     features = landcover.pixel_features(history.pixels, history.pixel_dates)
     usable = ~np.isnan(features).any(axis=1)
     on = as_of.date()
@@ -132,6 +157,15 @@ def gather_inputs(
             "pixels_total": int(len(features)),
         },
         "overlaps": [{**o.as_json(), "sentence": o.sentence()} for o in found],
+        "catalogue": None
+        if backfill is None
+        else {
+            "api": catalogue.api_url,
+            "collections": list(catalogue.collections),
+            "searched": backfill.searched,
+            "read": len(backfill.scenes),
+            "problems": backfill.problems,
+        },
         "prices": prices.table_in_force(engine, "prices", on),
         "policy": prices.table_in_force(engine, "policy", on),
         "code_version": CODE_VERSION,
@@ -145,6 +179,20 @@ def _rounded(observation: dict) -> dict:
         "ndvi_mean": None if mean is None else round(mean, 6),
         "valid_fraction": round(observation["valid_fraction"], 6),
     }
+
+
+def catalogue_of(settings) -> Catalogue | None:
+    """The STAC API a claim's missing scenes are read from: the configured one
+    (AGRI_STAC_API and AGRI_STAC_COLLECTIONS), signed as a sync would be; None without."""
+    if not settings.stac_api or not settings.collections:
+        return None
+    signer = stac_sync.signer_for(settings.stac_api, settings.stac_sign)
+    return Catalogue(
+        settings.stac_api.rstrip("/"),
+        tuple(settings.collections),
+        settings.allowed_hosts,
+        stac_sync.signing_modifier(signer) if signer else None,
+    )
 
 
 def sha256(inputs: dict) -> str:

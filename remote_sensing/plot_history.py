@@ -68,9 +68,12 @@ def plot_history(
     geometry: BaseGeometry,
     since: datetime | None = None,
     until: datetime | None = None,
+    extra: list[dict] = (),
 ) -> PlotHistory:
-    """The plot's history over the stored scenes acquired between ``since`` and ``until``."""
-    scenes = [s for s in stored_scenes(engine, since, until) if Path(s["ndvi_path"]).exists()]
+    """The plot's history over the stored scenes acquired between ``since`` and ``until``,
+    and the ``extra`` scenes (plot_backfill's, read from a catalogue for this plot)."""
+    stored = [s for s in stored_scenes(engine, since, until) if Path(s["ndvi_path"]).exists()]
+    scenes = sorted([*stored, *extra], key=lambda r: (r["acquired_at"], r["scene_id"]))
     history = PlotHistory()
     per_grid: dict[tuple, list[tuple[dict, np.ndarray, np.ndarray, float]]] = {}
     for scene in scenes:
@@ -87,6 +90,7 @@ def plot_history(
                 "sensor": scene["sensor"],
                 "ndvi_mean": mean,
                 "valid_fraction": seen / total if total > 0 else 0.0,
+                "source": scene.get("source", "stored"),
             }
         )
         per_grid.setdefault(lattice(Path(scene["ndvi_path"])), []).append(

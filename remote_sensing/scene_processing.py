@@ -208,22 +208,29 @@ class SceneResult:
     http: tuple[int | None, int | None] = (None, None)  # requests, bytes read over HTTP
 
 
-def process_scene(
-    engine: Engine,
+@dataclass(frozen=True)
+class SceneRead:
+    """A scene's NDVI and pixel state over the part that was read, and how it was read."""
+
+    meta: SceneMeta
+    radiometry: Radiometry
+    area: Grid  # the part of the scene read: the NDVI's grid
+    ndvi: np.ndarray
+    state: np.ndarray
+    http: tuple[int | None, int | None]  # requests, bytes read over HTTP
+
+
+def read_scene(
     source: SceneSource,
-    ledger: dict,
     parcels: gpd.GeoDataFrame,
-    data_dir: Path,
     windows: list[Window] = (),
     decided: Radiometry | None = None,
-) -> SceneResult:
-    """Decide how to read the numbers, load, mask, write the NDVI COG, compute parcel
-    statistics and commit.
+) -> SceneRead:
+    """Decide how to read the numbers, then load and mask the blocks ``parcels`` touch.
 
     With ``windows`` (what window_on_worker made, covering every row, read with
     ``decided``) the arrays are assembled, not computed.
     """
-    started = time.perf_counter()
     with rasterio.Env(**GDAL_SETTINGS):
         # one scene at a time per process (threads within it); inside the settings, so the
         # download cache is made again with their size
@@ -232,8 +239,6 @@ def process_scene(
         grid = scene_grid(meta)
         decided = decided or scene_radiometry(meta, parcels, grid)
         ds = open_scene(meta, decided.encoding)
-        crs = grid.crs
-        acquired_at = meta.acquired_at
         with ds:
             if windows:
                 area = grid
@@ -245,46 +250,65 @@ def process_scene(
                 remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
                 threads = REMOTE_READ_THREADS if remote else None
                 ndvi, state = scene_arrays(ds.isel(y=rows, x=cols), blocks, threads)
-        _release_freed_memory()
-        ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
-        write_cog(
-            ndvi_path,
-            ndvi,
-            crs,
-            area.transform,
-            nodata=float("nan"),
-            tags={
-                "SCENE_ID": source.scene_id,
-                "DATETIME": acquired_at.isoformat(),
-                "INDEX": "NDVI",
-                "SENSOR": meta.sensor,
-            },
-        )
-        rows = observation_rows(parcels, area, ndvi, state, data_dir / "coverage")
-        http_requests, http_bytes = http_assets.network_stats() or (None, None)
-        for row in rows:
-            row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
-        ledger.update(
-            acquired_at=acquired_at,
-            crs=crs.to_string(),
-            ndvi_path=str(ndvi_path),
-            sensor=meta.sensor,
-            catalogue=meta.catalogue,
-            acquisition_key=meta.acquisition_key,
-            processing_rank=meta.processing_rank,
-            offset_rule=decided.encoding.rule,
-            offset_contradicted=decided.contradicted,
-            radiometry=decided.as_json(),
-            seconds=time.perf_counter() - started,
-            http_requests=http_requests,
-            http_bytes=http_bytes,
-        )
-        with engine.begin() as conn:
-            superseded_by, dropped = store.record_scene_done(conn, ledger, rows)
-        changed = dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped
-        return SceneResult(
-            sorted(set(changed)), meta, decided, superseded_by, (http_requests, http_bytes)
-        )
+        http = http_assets.network_stats() or (None, None)
+    _release_freed_memory()
+    return SceneRead(meta, decided, area, ndvi, state, http)
+
+
+def process_scene(
+    engine: Engine,
+    source: SceneSource,
+    ledger: dict,
+    parcels: gpd.GeoDataFrame,
+    data_dir: Path,
+    windows: list[Window] = (),
+    decided: Radiometry | None = None,
+) -> SceneResult:
+    """Read the scene (read_scene), write the NDVI COG, compute parcel statistics and
+    commit."""
+    started = time.perf_counter()
+    read = read_scene(source, parcels, windows, decided)
+    meta, decided, area = read.meta, read.radiometry, read.area
+    acquired_at = meta.acquired_at
+    ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
+    write_cog(
+        ndvi_path,
+        read.ndvi,
+        area.crs,
+        area.transform,
+        nodata=float("nan"),
+        tags={
+            "SCENE_ID": source.scene_id,
+            "DATETIME": acquired_at.isoformat(),
+            "INDEX": "NDVI",
+            "SENSOR": meta.sensor,
+        },
+    )
+    rows = observation_rows(parcels, area, read.ndvi, read.state, data_dir / "coverage")
+    http_requests, http_bytes = read.http
+    for row in rows:
+        row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
+    ledger.update(
+        acquired_at=acquired_at,
+        crs=area.crs.to_string(),
+        ndvi_path=str(ndvi_path),
+        sensor=meta.sensor,
+        catalogue=meta.catalogue,
+        acquisition_key=meta.acquisition_key,
+        processing_rank=meta.processing_rank,
+        offset_rule=decided.encoding.rule,
+        offset_contradicted=decided.contradicted,
+        radiometry=decided.as_json(),
+        seconds=time.perf_counter() - started,
+        http_requests=http_requests,
+        http_bytes=http_bytes,
+    )
+    with engine.begin() as conn:
+        superseded_by, dropped = store.record_scene_done(conn, ledger, rows)
+    changed = dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped
+    return SceneResult(
+        sorted(set(changed)), meta, decided, superseded_by, (http_requests, http_bytes)
+    )
 
 
 def _release_freed_memory() -> None:

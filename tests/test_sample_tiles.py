@@ -27,7 +27,7 @@ def _digests(root, livestock: bool = False):
 def test_regenerates_byte_identically(tmp_path):
     subprocess.run([sys.executable, str(SAMPLE_TILES / "generate.py"), str(tmp_path)], check=True)
     committed = _digests(SAMPLE_TILES)
-    assert len(committed) == 30 * 4 + 12 * 4 + 2  # Sentinel-2, Landsat, parcels, truth
+    assert len(committed) == 30 * 4 + 12 * 4 + 3  # Sentinel-2, Landsat, parcels, truth, cover
     assert _digests(tmp_path) == committed
 
 

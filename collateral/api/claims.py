@@ -110,7 +110,16 @@ async def submit_claim(
     submission = claims.Submission(
         fields["kind"], fields["crs"], fields["owner"], claim_branch, attributes, as_of_value
     )
-    claim = claims.submit(engine, data, fmt, submission, request.app.state.settings.claim_max_ha)
+    settings = request.app.state.settings
+    claim = claims.submit(
+        engine,
+        data,
+        fmt,
+        submission,
+        settings.claim_max_ha,
+        claims.catalogue_of(settings),
+        settings.data_dir,
+    )
     request.state.audit_subject = claim["claim_id"]
     return _out(claim)
 

@@ -82,6 +82,8 @@ def claims_submit(
             format_of(path.name),
             submission,
             app.settings.claim_max_ha,
+            claims.catalogue_of(app.settings),
+            app.settings.data_dir,
         )
     except ValueError as exc:
         raise click.ClickException(f"claim refused: {exc}") from exc
