@@ -179,7 +179,9 @@ export function showReport(ctx, claim) {
     <p id="claim-summary">${esc(r.summary)}</p>
     ${r.flags.length ? `<ul class="flags">${r.flags.map((f) => `<li>${esc(f)}</li>`).join("")}</ul>` : ""}
     <p>Measured ${Number(r.area.measured_ha).toFixed(2)} ha (drawn in ${esc(claim.crs)})${r.area.claimed_ha ? `, claimed ${esc(r.area.claimed_ha)} ha` : ""} ·
-      ${e.clear_observations} clear observations ${e.first_clear ? `from ${esc(e.first_clear)} to ${esc(e.last_clear)}` : ""} ·
+      ${e.clear_observations} clear observations ${e.first_clear ? `from ${esc(e.first_clear)} to ${esc(e.last_clear)}` : ""}${
+        e.from_catalogue ? ` (${e.from_catalogue} read from the catalogue for this claim)` : ""
+      } ·
       model ${esc(r.model.version)}</p>
     <table class="breakdown cover"><thead><tr><th>Looks like</th><th class="num">Probability</th><th class="num">Share of the plot</th></tr></thead><tbody>${rows}</tbody></table>
     <h3>NDVI of the plot</h3><div id="claim-chart" class="chart"></div>
