@@ -81,3 +81,31 @@ def _reason_kind(reason: str) -> str:
         if reason.startswith(start):
             return kind
     return reason[:30]
+
+
+def claim_text(claim: dict) -> str:
+    """A claim's report as an officer reads it: who says what about how much land, the
+    verdict in words, the flags, and the indicative value with its formula."""
+    report = claim["report"]
+    lines = [
+        f"{claim['owner'] or 'A borrower'} says {claim['area_ha']:.2f} ha are a "
+        f"{claim['kind'].replace('_', ' ')} (claim {claim['claim_id']}, drawn in "
+        f"{claim['crs']}, {claim['state']}):",
+        f"  {report['summary']}",
+        *(f"  ! {flag}" for flag in report["flags"]),
+    ]
+    value = report.get("indicative_value")
+    if value and value.get("value_cny"):
+        lines.append(
+            f"  indicative value {cny(value['value_cny'])} CNY, eligible "
+            f"{cny(value['eligible_value_cny'])} CNY ({value['formula']})"
+        )
+    elif value:
+        lines.append(f"  no indicative value: {value['reason']}")
+    if claim["state"] == "open":
+        lines.append(
+            "  `agri claims accept` makes it a parcel"
+            if report["verdict"] == "consistent"
+            else "  only a consistent claim becomes a parcel"
+        )
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from remote_sensing import store as rs_store
 from remote_sensing.plot_backfill import Catalogue
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
-from tests.support.stac_api import collection, stac_api
+from tests.support.stac_api import collection, sample_item, stac_api
 from tests.support.world import WORLD_AS_OF
 
 pytestmark = pytest.mark.postgres
@@ -25,11 +25,7 @@ SCENES = sorted(p.parent.name for p in (SAMPLE_TILES / "scenes").glob("*/item.js
 
 
 def _item(scene: str, base_url: str) -> dict:
-    item = json.loads((SAMPLE_TILES / "scenes" / scene / "item.json").read_text())
-    item["collection"] = COLLECTION
-    for asset in item["assets"].values():
-        asset["href"] = f"{base_url}/{scene}/{asset['href']}"
-    return item
+    return sample_item(scene, base_url, COLLECTION)
 
 
 @pytest.fixture(scope="module")

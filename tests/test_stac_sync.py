@@ -13,7 +13,7 @@ import pytest
 from remote_sensing import stac_sync
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
-from tests.support.stac_api import collection, stac_api
+from tests.support.stac_api import collection, sample_item, stac_api
 
 pytestmark = pytest.mark.postgres
 
@@ -22,11 +22,7 @@ SCENES = sorted(p.parent.name for p in (SAMPLE_TILES / "scenes").glob("*/item.js
 
 
 def _item(scene: str, base_url: str) -> dict:
-    item = json.loads((SAMPLE_TILES / "scenes" / scene / "item.json").read_text())
-    item["collection"] = COLLECTION
-    for asset in item["assets"].values():
-        asset["href"] = f"{base_url}/{scene}/{asset['href']}"
-    return item
+    return sample_item(scene, base_url, COLLECTION)
 
 
 def _far_away(item: dict) -> dict:

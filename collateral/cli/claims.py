@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from agri_common.rows import jsonable
-from collateral import claims
+from collateral import claims, report
 from collateral.cli.context import App, parse_time_option, pass_app
 from remote_sensing.plots import COORDINATE_SYSTEMS, format_of
 
@@ -15,25 +15,6 @@ from remote_sensing.plots import COORDINATE_SYSTEMS, format_of
 @click.group("claims")
 def claims_group() -> None:
     """Plots that borrowers say are tea gardens or forests, before they are parcels."""
-
-
-def _print_report(claim: dict) -> None:
-    report = claim["report"]
-    click.echo(
-        f"claim {claim['claim_id']}: {claim['kind']} of {claim['owner'] or '-'}, "
-        f"{claim['area_ha']:.2f} ha drawn in {claim['crs']} ({claim['state']})"
-    )
-    click.echo(f"  {report['summary']}")
-    for flag in report["flags"]:
-        click.echo(f"  ! {flag}")
-    value = report.get("indicative_value")
-    if value and value.get("value_cny"):
-        click.echo(
-            f"  indicative value {value['value_cny']} CNY, eligible "
-            f"{value['eligible_value_cny']} CNY for {report['accepted_ha']} ha"
-        )
-    elif value:
-        click.echo(f"  no indicative value: {value['reason']}")
 
 
 @claims_group.command("submit")
@@ -90,7 +71,7 @@ def claims_submit(
     if as_json:
         click.echo(json.dumps(jsonable(claim), indent=2))
     else:
-        _print_report(claim)
+        click.echo(report.claim_text(claim))
 
 
 def _attributes(pairs: tuple[str, ...]) -> dict:
@@ -119,7 +100,7 @@ def claims_show(app: App, claim_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(jsonable(claim), indent=2))
     else:
-        _print_report(claim)
+        click.echo(report.claim_text(claim))
 
 
 @claims_group.command("list")

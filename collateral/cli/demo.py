@@ -65,25 +65,7 @@ def demo_claims(app: App) -> None:
     folder = app.settings.data_dir / "claims"
     click.echo(f"\nclaims judged on the imagery up to {demo.DEMO_CLAIMS_AS_OF:%Y-%m-%d}:")
     for claim in demo.submit_demo_claims(app.engine, folder, app.settings.claim_max_ha):
-        r = claim["report"]
-        click.echo(
-            f"\n{claim['owner']} says {claim['area_ha']:.2f} ha are a "
-            f"{claim['kind'].replace('_', ' ')} (drawn in {claim['crs']}, {claim['file']}):"
-        )
-        click.echo(f"  {r['summary']}")
-        for flag in r["flags"]:
-            click.echo(f"  ! {flag}")
-        value = r.get("indicative_value")
-        if value and value.get("value_cny"):
-            click.echo(
-                f"  indicative value {value['value_cny']} CNY, eligible "
-                f"{value['eligible_value_cny']} CNY ({value['formula']})"
-            )
-        click.echo(
-            f"  claim {claim['claim_id']}: `agri claims accept` makes it a parcel"
-            if r["verdict"] == "consistent"
-            else f"  claim {claim['claim_id']} stays a claim"
-        )
+        click.echo(f"\n{report.claim_text(claim)}\n  (the borrower's file: {claim['file']})")
 
 
 COMMANDS = [demo_livestock, demo_valuation, demo_claims]

@@ -7,6 +7,7 @@ stac-fastapi-pgstac application under uvicorn on a free loopback port. ``load`` 
 more items while it runs (a catalogue publishing or reprocessing scenes).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pypgstac.migrate import Migrate
 
 from bioassets.local_broker import free_port
 from tests.support.databases import fresh_postgres_database
+from tests.support.paths import SAMPLE_TILES
 from tests.support.processes import stop
 from tests.support.waiting import wait_for
 
@@ -112,3 +114,13 @@ def _ready(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def sample_item(scene: str, base_url: str, collection_id: str) -> dict:
+    """A sample scene's STAC item in ``collection_id`` with its band files served from
+    ``base_url`` (a range_server over sample_tiles/scenes)."""
+    item = json.loads((SAMPLE_TILES / "scenes" / scene / "item.json").read_text())
+    item["collection"] = collection_id
+    for asset in item["assets"].values():
+        asset["href"] = f"{base_url}/{scene}/{asset['href']}"
+    return item
