@@ -93,7 +93,7 @@ def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> Li
 
 def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
     """The shipped tables and the demo loans (once), each loan valued at ``at``: a list of
-    {"loan", "valuation", "open_events", "livestock_alerts"}."""
+    {"loan", "valuation", "open_events", "livestock_alerts", "loan_alerts"}."""
     for path in prices.default_tables():
         prices.import_file(engine, path)
     for entry in json.loads((SAMPLE / "loans" / "demo-loans.json").read_text()):
@@ -116,6 +116,11 @@ def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
                 "open_events": events,
                 "livestock_alerts": [
                     a for f in farms for a in bio_store.list_alerts(engine, f, open_only=True)
+                ],
+                "loan_alerts": [
+                    a
+                    for a in loans.list_loan_alerts(engine, [loan["loan_id"]])
+                    if a["closed_at"] is None
                 ],
             }
         )

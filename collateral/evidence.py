@@ -16,6 +16,7 @@ from agri_common.times import parse_time
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import prices
+from collateral.carbon import CarbonError, carbon_account
 from collateral.valuation import RULES_VERSION, ValuationError
 from remote_sensing import profiles
 from remote_sensing import store as rs_store
@@ -35,7 +36,7 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
             f"no {missing} table in force on {on}: import one with `agri prices import FILE` "
             "(the shipped defaults are in collateral/defaults/)"
         )
-    peers = peer_statistics(engine, as_of) if loan["parcel_ids"] else {}
+    peers = peer_statistics(engine, as_of) if loan["parcel_ids"] or loan.get("carbon") else {}
     stale_days = int(prices.value(policy, "stale_after_days", "tags"))
     window = int(prices.value(policy, "stale_after_days", "imagery"))
     return {
@@ -52,6 +53,11 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
             parcel_evidence(engine, pid, as_of, peers, window) for pid in loan["parcel_ids"]
         ],
         "herds": [herd_evidence(engine, h, as_of, stale_days) for h in loan["herds"]],
+        "carbon_table": prices.table_in_force(engine, "carbon", on),
+        "carbon": [
+            {**pledge, "parcel": parcel_evidence(engine, pledge["parcel_id"], as_of, peers, window)}
+            for pledge in loan.get("carbon") or []
+        ],
         "previous": previous,
         "code_version": CODE_VERSION,
     }
@@ -153,3 +159,26 @@ def herd_evidence(engine: Engine, herd: dict, as_of: datetime, stale_days: int) 
         ],
         "missing_tags": missing,
     }
+
+
+def parcel_carbon(engine: Engine, parcel_id: str, as_of: datetime, since: datetime | None) -> dict:
+    """A forest parcel's carbon account at ``as_of`` (carbon.carbon_account on its evidence
+    and the carbon table then in force): stock, annual sequestration, the increment since
+    ``since``, the carbon reversed, every factor. CarbonError says why it cannot be made."""
+    table = prices.table_in_force(engine, "carbon", as_of.date())
+    if table is None:
+        raise CarbonError(
+            f"no carbon table in force on {as_of.date()}: import one with `agri prices import`"
+        )
+    parcel = rs_store.get_parcel(engine, parcel_id)
+    if parcel is None:
+        raise ValuationError(f"parcel {parcel_id} is not registered")
+    if parcel["kind"] != "forest":
+        raise CarbonError(f"parcel {parcel_id} is a {parcel['kind']}, not a forest")
+    window = int(
+        prices.value(
+            prices.table_in_force(engine, "policy", as_of.date()), "stale_after_days", "imagery"
+        )
+    )
+    evidence = parcel_evidence(engine, parcel_id, as_of, peer_statistics(engine, as_of), window)
+    return carbon_account(evidence, table, as_of, since)

@@ -9,8 +9,9 @@ status worsens.
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Engine, insert, select, update
@@ -51,6 +52,24 @@ class Herd(BaseModel):
         return self
 
 
+class CarbonPledge(BaseModel):
+    """The carbon of a forest parcel, pledged separately from its timber: the increment
+    since ``baseline_date`` (as Sanming's carbon tickets count it) or the stock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parcel_id: str = Field(min_length=1, max_length=64)
+    basis: Literal["increment", "stock"] = "increment"
+    baseline_date: date | None = Field(default=None, examples=["2021-01-01"])
+    market: Literal["ccer", "fujian_ffcer", "sanming_ticket"] = "sanming_ticket"
+
+    @model_validator(mode="after")
+    def _baseline(self) -> "CarbonPledge":
+        if self.basis == "increment" and self.baseline_date is None:
+            raise ValueError("an increment pledge needs baseline_date")
+        return self
+
+
 def _principal(value: Decimal) -> str:
     if not value.is_finite() or value < 0 or value > Decimal("1e13"):
         raise ValueError("principal_cny must be a non-negative amount below 10^13")
@@ -82,6 +101,7 @@ class LoanIn(BaseModel):
     principal_cny: Decimal = Field(examples=["1200000.00"])
     parcel_ids: list[str] = Field(default_factory=list, max_length=10_000)
     herds: list[Herd] = Field(default_factory=list, max_length=1_000)
+    carbon: list[CarbonPledge] = Field(default_factory=list, max_length=10_000)
 
     @field_validator("principal_cny")
     @classmethod
@@ -97,6 +117,7 @@ class LoanPatch(BaseModel):
     principal_cny: Decimal | None = Field(default=None, examples=["950000.00"])
     parcel_ids: list[str] | None = Field(default=None, max_length=10_000)
     herds: list[Herd] | None = Field(default=None, max_length=1_000)
+    carbon: list[CarbonPledge] | None = Field(default=None, max_length=10_000)
     borrower: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("principal_cny")
@@ -122,10 +143,24 @@ class Invalid(ValueError):
 
 
 def check_pledges(
-    engine: Engine, parcel_ids: list[str], herds: list[Herd], loan_id: str | None = None
+    engine: Engine,
+    parcel_ids: list[str],
+    herds: list[Herd],
+    loan_id: str | None = None,
+    carbon: list[CarbonPledge] = (),
 ) -> None:
-    """Pledges name registered parcels and farms, none twice, and nothing that another
-    active loan holds (pledges.DoublePledge, HTTP 409, names that loan)."""
+    """Pledges name registered parcels and farms, none twice, carbon only of forests, and
+    nothing that another active loan holds (pledges.DoublePledge, HTTP 409, names that
+    loan). A loan may pledge a forest's timber and its carbon: the valuation counts the
+    stand once."""
+    carbon_ids = [c.parcel_id for c in carbon]
+    for i, parcel_id in enumerate(carbon_ids):
+        parcel = rs_store.get_parcel(engine, parcel_id)
+        if parcel is None or parcel["kind"] != "forest":
+            what = "is not registered" if parcel is None else "is not a forest"
+            raise Invalid(f"carbon.{i}.parcel_id", f"parcel {parcel_id!r} {what}")
+    if len(set(carbon_ids)) != len(carbon_ids):
+        raise Invalid("carbon", "a parcel's carbon is pledged twice")
     for i, parcel_id in enumerate(parcel_ids):
         if rs_store.get_parcel(engine, parcel_id) is None:
             raise Invalid(f"parcel_ids.{i}", f"parcel {parcel_id!r} is not registered")
@@ -136,16 +171,21 @@ def check_pledges(
         if herd.farm_id not in farms:
             raise Invalid(f"herds.{i}.farm_id", f"farm {herd.farm_id!r} is not registered")
     pledges.check_not_pledged_elsewhere(
-        engine, loan_id, parcel_ids, [h.model_dump(exclude_none=True) for h in herds]
+        engine,
+        loan_id,
+        list(dict.fromkeys([*parcel_ids, *carbon_ids])),
+        [h.model_dump(exclude_none=True) for h in herds],
     )
 
 
 def _loan_row(row) -> dict:
-    return dict(row._mapping)
+    loan = dict(row._mapping)
+    loan["carbon"] = loan.get("carbon") or []  # loans from before revision 0011: none
+    return loan
 
 
 def create_loan(engine: Engine, loan: LoanIn) -> dict:
-    check_pledges(engine, loan.parcel_ids, loan.herds, loan.loan_id)
+    check_pledges(engine, loan.parcel_ids, loan.herds, loan.loan_id, loan.carbon)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         if conn.execute(select(loans.c.loan_id).where(loans.c.loan_id == loan.loan_id)).first():
@@ -158,6 +198,7 @@ def create_loan(engine: Engine, loan: LoanIn) -> dict:
                 principal_cny=str(loan.principal_cny),
                 parcel_ids=loan.parcel_ids,
                 herds=[h.model_dump(exclude_none=True) for h in loan.herds],
+                carbon=[c.model_dump(mode="json") for c in loan.carbon],
                 state="active",
                 created_at=now,
                 updated_at=now,
@@ -188,7 +229,12 @@ def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
     loan = get_loan(engine, loan_id)
     changes = patch.model_dump(exclude_unset=True, exclude_none=True)
     herds = patch.herds if patch.herds is not None else [Herd(**h) for h in loan["herds"]]
-    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds, loan_id)
+    carbon = (
+        patch.carbon
+        if patch.carbon is not None
+        else [CarbonPledge(**c) for c in loan.get("carbon") or []]
+    )
+    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds, loan_id, carbon)
     values = {"updated_at": datetime.now(UTC)}
     if patch.principal_cny is not None:
         values["principal_cny"] = str(patch.principal_cny)
@@ -196,6 +242,8 @@ def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
         values["parcel_ids"] = patch.parcel_ids
     if patch.herds is not None:
         values["herds"] = [h.model_dump(exclude_none=True) for h in patch.herds]
+    if patch.carbon is not None:
+        values["carbon"] = [c.model_dump(mode="json") for c in patch.carbon]
     if patch.borrower is not None:
         values["borrower"] = patch.borrower
     with engine.begin() as conn:
@@ -245,9 +293,12 @@ def compute(engine: Engine, loan_id: str, as_of: datetime) -> tuple[dict, dict]:
 
 
 def value_now(engine: Engine, loan_id: str, as_of: datetime | None = None) -> dict:
-    """Value a loan (now, or as of a past time), store the valuation, return its document."""
+    """Value a loan (now, or as of a past time), store the valuation, return its document;
+    pledged carbon that a disturbance reversed opens its loan alert."""
     inputs, result = compute(engine, loan_id, as_of or datetime.now(UTC))
-    return store_valuation(engine, inputs, result)
+    stored = store_valuation(engine, inputs, result)
+    sync_carbon_alerts(engine, stored, datetime.now(UTC))
+    return stored
 
 
 def store_valuation(engine: Engine, inputs: dict, result: dict) -> dict:
@@ -397,7 +448,55 @@ def revalue_all(engine: Engine, now: datetime | None = None) -> list[dict]:
     return out
 
 
+def carbon_reversals(valuation: dict) -> list[tuple[str, str]]:
+    """(parcel id, alert detail) for each carbon-pledged parcel whose carbon an open
+    disturbance has reversed."""
+    out = []
+    for item in valuation["items"]:
+        account = item["evidence"].get("carbon") if item["kind"] == "carbon_sink" else None
+        if account and Decimal(account["reversed_t_co2e"]) > 0:
+            out.append(
+                (
+                    item["ref"],
+                    f"parcel {item['ref']}: {account['reversed_t_co2e']} t CO2e of pledged "
+                    f"carbon reversed by a disturbance on {account['disturbed_ha']} ha",
+                )
+            )
+    return out
+
+
+def sync_carbon_alerts(engine: Engine, valuation: dict, now: datetime) -> None:
+    """Open a carbon_reversed loan alert for each carbon-pledged parcel whose carbon a
+    disturbance reversed (once per parcel while open)."""
+    reversals = carbon_reversals(valuation)
+    if not reversals:
+        return
+    with engine.begin() as conn:
+        open_details = {
+            r.detail
+            for r in conn.execute(
+                select(loan_alerts.c.detail).where(
+                    loan_alerts.c.loan_id == valuation["loan_id"],
+                    loan_alerts.c.kind == "carbon_reversed",
+                    loan_alerts.c.closed_at.is_(None),
+                )
+            )
+        }
+        for parcel_id, detail in reversals:
+            if not any(d.startswith(f"parcel {parcel_id}:") for d in open_details):
+                conn.execute(
+                    insert(loan_alerts).values(
+                        loan_id=valuation["loan_id"],
+                        kind="carbon_reversed",
+                        valuation_id=valuation["valuation_id"],
+                        opened_at=now,
+                        detail=detail,
+                    )
+                )
+
+
 def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
+    sync_carbon_alerts(engine, valuation, now)
     changes = valuation["changes"]
     with engine.begin() as conn:
         if changes and changes["status_worsened"]:
@@ -418,7 +517,9 @@ def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
             conn.execute(
                 update(loan_alerts)
                 .where(
-                    loan_alerts.c.loan_id == valuation["loan_id"], loan_alerts.c.closed_at.is_(None)
+                    loan_alerts.c.loan_id == valuation["loan_id"],
+                    loan_alerts.c.kind == "status_worsened",
+                    loan_alerts.c.closed_at.is_(None),
                 )
                 .values(closed_at=now)
             )

@@ -54,14 +54,18 @@ class DoublePledge(ValueError):
 
 
 def active_pledges(engine: Engine, except_loan: str | None = None) -> list[dict]:
-    """Active loans with their pledged parcel ids and herds."""
-    query = select(loans.c.loan_id, loans.c.parcel_ids, loans.c.herds).where(
+    """Active loans with their pledged parcel ids (timber or carbon) and herds."""
+    query = select(loans.c.loan_id, loans.c.parcel_ids, loans.c.herds, loans.c.carbon).where(
         loans.c.state == "active"
     )
     if except_loan is not None:
         query = query.where(loans.c.loan_id != except_loan)
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:  # a stand's carbon and its timber are the same ground
+        carbon = [c["parcel_id"] for c in row.pop("carbon") or []]
+        row["parcel_ids"] = list(dict.fromkeys([*row["parcel_ids"], *carbon]))
+    return rows
 
 
 def pledged_plots(

@@ -46,9 +46,30 @@ SECTIONS = {
         "condition_floor",
         "ltv_threshold",
     },
+    # forest carbon: the biomass-expansion parameters, carbon prices and carbon policy
+    "carbon": {
+        "wood_density_t_per_m3",
+        "biomass_expansion_factor",
+        "root_shoot_ratio",
+        "carbon_fraction",
+        "volume_growth_m3_per_ha_yr",
+        "carbon_price_cny_per_t",
+        "carbon_haircut",
+        "carbon_eligible_basis",
+        "carbon_growth_floor",
+    },
 }
 VALUELESS = {"tea_stage"}  # a stage row is only a band
-FRACTIONS = {"tea_season_share", "haircut", "stale_haircut", "condition_floor"}
+FRACTIONS = {
+    "tea_season_share",
+    "haircut",
+    "stale_haircut",
+    "condition_floor",
+    "carbon_fraction",
+    "carbon_haircut",
+    "carbon_eligible_basis",
+    "carbon_growth_floor",
+}
 SEASONS = ("spring", "summer", "autumn")
 CSV_COLUMNS = ("section", "region", "key", "band_min", "band_max", "value")
 

@@ -58,6 +58,12 @@ def _evidence(item: dict) -> str:
                 kind = _reason_kind(u["reason"])
                 kinds[kind] = kinds.get(kind, 0) + 1
             notes.append("unverified: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    elif item["kind"] == "carbon_sink":
+        notes.append(f"{e['quantity_t_co2e']} t CO2e {e['basis']} ({e['market']})")
+        account = e.get("carbon")
+        if account and Decimal(account["reversed_t_co2e"]) > 0:
+            notes.append(f"{account['reversed_t_co2e']} t reversed by a disturbance")
+        notes += e.get("notes", [])
     else:
         notes.append(f"clear image {(e.get('latest_clear_image') or 'none')[:10]}")
         if item["kind"] == "tea_garden":

@@ -26,7 +26,7 @@ price_versions = Table(
     "price_versions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # prices | policy
+    Column("kind", String(16), nullable=False),  # prices | policy | carbon
     Column("version", String(64), nullable=False),
     Column("effective_from", Date, nullable=False),
     Column("illustrative", Boolean, nullable=False),
@@ -46,6 +46,8 @@ loans = Table(
     Column("principal_cny", String(32), nullable=False),
     Column("parcel_ids", JSON, nullable=False),
     Column("herds", JSON, nullable=False),  # [{"farm_id", "categories"?, "tag_ids"?}]
+    # [{"parcel_id", "basis", "baseline_date", "market"}]: forest carbon (revision 0011)
+    Column("carbon", JSON),
     Column("state", String(16), nullable=False),  # active | closed
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -15,6 +15,12 @@ Formulas (also written out, with the numbers, in every item's ``formula``):
 - Forest: (area_ha - disturbed_ha) x stand volume (m3/ha, from the parcel's inventory
   attributes, never from NDVI) x stumpage price (CNY/m3, by species group). Haircut by age
   class.
+- Forest carbon (collateral/carbon.py): the pledged increment since a baseline date, or
+  the stock, in t CO2e by the IPCC biomass-expansion method (volume x density x BEF x
+  (1 + R) x CF x 44/12; growth by species and age class, scaled by health; zero on the
+  area of open disturbances, whose carbon is reported as reversed) x the market's price.
+  Timber and carbon of one stand are never counted twice: a harvest destroys both, so
+  with the timber pledged too the carbon item counts max(0, carbon - timber).
 - Herd, per farm and category: the sum over verified animals of the unit value: per head
   by parity band (breeding sows) or lactation band (dairy cows), last weight x live-weight
   price for the weight band (fattening pigs, beef cattle). Unverified animals are listed
@@ -33,13 +39,20 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from agri_common.times import parse_time
 from collateral import prices
+from collateral.carbon import carbon_item
+from collateral.items import (
+    RATIO,
+    dec,
+    disturbed_area,
+    fmt,
+    make_item,
+    money,
+    parcel_summary,
+)
 from collateral.prices import Where
 from remote_sensing.disturbances import CONFIRM_EVIDENCE
 
-RULES_VERSION = "2026.12.1"  # bump when a formula changes: stored valuations name theirs
-CENT = Decimal("0.01")
-HA = Decimal("0.0001")
-RATIO = Decimal("0.0001")
+RULES_VERSION = "2026.12.2"  # bump when a formula changes: stored valuations name theirs
 STATUS_RANK = {"ok": 0, "watch": 1, "margin_call": 2}
 HEAD_BAND = {"breeding_sow": "parity", "dairy_cow": "lactation"}
 WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
@@ -47,19 +60,6 @@ WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
 
 class ValuationError(ValueError):
     """The inputs cannot be valued (e.g. a table lacks a row the asset needs)."""
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def dec(value, places: Decimal = HA) -> Decimal:
-    """A float from the data as a Decimal of fixed places: the same float, the same figure."""
-    return Decimal(str(value)).quantize(places, rounding=ROUND_HALF_UP)
-
-
-def fmt(value: Decimal) -> str:
-    return f"{value:,}"
 
 
 def value_loan(inputs: dict) -> dict:
@@ -77,6 +77,10 @@ def _value_loan(inputs: dict) -> dict:
     for parcel in inputs["parcels"]:
         rule = tea_item if parcel["kind"] == "tea_garden" else forest_item
         items.append(rule(parcel, price_table, policy, as_of))
+    timber = {i["ref"]: i for i in items if i["kind"] == "forest"}
+    for pledge in inputs.get("carbon", []):  # snapshots from before carbon have none
+        ref = pledge["parcel"]["parcel_id"]
+        items.append(carbon_item(pledge, inputs.get("carbon_table"), as_of, timber.get(ref)))
     for herd in inputs["herds"]:
         items += herd_items(herd, price_table, policy, as_of)
     collateral = sum((Decimal(i["value_cny"]) for i in items), Decimal("0.00"))
@@ -162,36 +166,6 @@ def _haircut(policy: dict, key: str, where: Where, stale: list[str], kind: str):
     return min(Decimal("1"), base + extra), base, extra
 
 
-def _item(kind, ref, value, haircut, base, extra, stale, evidence, formula) -> dict:
-    value = money(value)
-    eligible = money(value * (1 - haircut))
-    return {
-        "kind": kind,
-        "ref": ref,
-        "value_cny": str(value),
-        "eligible_value_cny": str(eligible),
-        "haircut": str(haircut),
-        "confidence": "reduced" if stale else "high",
-        "evidence": {
-            **evidence,
-            "haircut": {"base": str(base), "stale_evidence": str(extra), "reasons": stale},
-        },
-        "formula": formula + f"; eligible = value x (1 - {haircut}) = {fmt(eligible)} CNY",
-    }
-
-
-def _disturbed(parcel: dict, area: Decimal) -> tuple[Decimal, list[str]]:
-    """Area of the disturbances open at as_of; one whose extent is unknown takes it all."""
-    notes, total = [], Decimal("0")
-    for event in parcel["open_disturbances"]:
-        if event.get("affected_ha") is None:
-            notes.append(f"disturbance since {event['start']} of unknown extent: whole parcel")
-            total = area
-        else:
-            total += dec(event["affected_ha"])
-    return min(area, total), notes
-
-
 def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where) -> list[str]:
     """Why the parcel's imagery is weak evidence at ``as_of`` (empty: it is not).
 
@@ -232,7 +206,7 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
     where = _where(parcel)
     attributes = parcel["attributes"]
     area = dec(parcel["area_ha"])
-    disturbed, notes = _disturbed(parcel, area)
+    disturbed, notes = disturbed_area(parcel, area)
     variety = str(attributes.get("variety") or "*")
     yield_kg = prices.value(price_table, "tea_yield_kg_per_ha_yr", variety, where)
     seasonal = Decimal("0")
@@ -260,7 +234,7 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
         f"{fmt(money(value))} CNY"
     )
     evidence = {
-        **_parcel_evidence(parcel),
+        **parcel_summary(parcel),
         "variety": variety,
         "garden_age_years": age,
         "stage": stage,
@@ -270,7 +244,7 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
         "disturbed_ha": str(disturbed),
         "notes": notes,
     }
-    return _item(
+    return make_item(
         "tea_garden", parcel["parcel_id"], value, haircut, base, extra, stale, evidence, formula
     )
 
@@ -279,7 +253,7 @@ def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) 
     where = _where(parcel)
     attributes = parcel["attributes"]
     area = dec(parcel["area_ha"])
-    disturbed, notes = _disturbed(parcel, area)
+    disturbed, notes = disturbed_area(parcel, area)
     group = str(attributes.get("species_group") or "*")
     age_class = str(attributes.get("age_class") or "*")
     stale = _imagery_staleness(parcel, policy, as_of, where)
@@ -297,27 +271,16 @@ def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) 
         f"= {fmt(money(value))} CNY"
     )
     evidence = {
-        **_parcel_evidence(parcel),
+        **parcel_summary(parcel),
         "species_group": group,
         "age_class": age_class,
         "stand_volume_m3_per_ha": str(volume_m3),
         "disturbed_ha": str(disturbed),
         "notes": notes,
     }
-    return _item(
+    return make_item(
         "forest", parcel["parcel_id"], value, haircut, base, extra, stale, evidence, formula
     )
-
-
-def _parcel_evidence(parcel: dict) -> dict:
-    return {
-        "area_ha": str(dec(parcel["area_ha"])),
-        "latest_clear_image": parcel.get("latest_clear_at"),
-        "latest_clear_scene": parcel.get("latest_clear_scene"),
-        "clear_images_used": parcel.get("clear_images", 0),
-        "anomaly_z": parcel.get("anomaly_z"),
-        "open_disturbances": parcel["open_disturbances"],
-    }
 
 
 def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> list[dict]:
@@ -386,11 +349,11 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
             "headcount_rule": "alive, seen in the last 24 h, inside the geofence, no fever",
         }
         ref = f"{herd['farm_id']}/{category}"
-        items.append(_item("herd", ref, total, haircut, base, extra, stale, evidence, formula))
+        items.append(make_item("herd", ref, total, haircut, base, extra, stale, evidence, formula))
     if herd.get("missing_tags"):
         evidence = {"farm_id": herd["farm_id"], "unverified": herd["missing_tags"]}
         items.append(
-            _item(
+            make_item(
                 "herd",
                 f"{herd['farm_id']}/unmatched_tags",
                 Decimal("0"),

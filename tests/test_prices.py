@@ -66,7 +66,7 @@ def test_bad_tables_list_every_problem():
 
 
 def test_versions_are_immutable_and_the_one_in_force_is_chosen_by_date(engine):
-    default = prices.read_table_file(prices.default_tables()[1])
+    default = prices.read_table_file(prices.DEFAULTS_DIR / "prices-2020.yaml")
     newer = prices.parse_table_text(CSV_TABLE, "anxi.csv")
     assert prices.import_table(engine, default, "default") is True
     assert prices.import_table(engine, newer, "anxi.csv") is True
@@ -92,6 +92,7 @@ def test_prices_and_keys_from_the_command_line(agri, sqlite_env, tmp_path):
     assert {(r["kind"], r["version"]) for r in __import__("json").loads(listed.output)} == {
         ("prices", "default-2020"),
         ("policy", "default-2020"),
+        ("carbon", "carbon-default-2020"),
     }
 
     key = agri("keys", "create", "--role", "loan_officer", "--branch", "ANXI-01").output.strip()

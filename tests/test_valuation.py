@@ -169,7 +169,7 @@ def test_an_as_of_valuation_ignores_later_data_and_later_prices(world):
     new_loan(world, "T-ASOF-1", "300000.00", ["F-04"], herds)
     first = loans.value_now(world, "T-ASOF-1", AS_OF)
     # later: a dearer price table, a death, more readings
-    table = prices.read_table_file(prices.default_tables()[1])
+    table = prices.read_table_file(prices.DEFAULTS_DIR / "prices-2020.yaml")
     table = {**table, "version": "test-2025", "effective_from": "2025-01-01"}
     table["rows"] = [
         {**r, "value": str(Decimal(r["value"]) * 2)} if "cny" in r["section"] else r

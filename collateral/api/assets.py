@@ -19,6 +19,8 @@ from collateral.api import models
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep
 from collateral.auth import Principal
+from collateral.carbon import CarbonError
+from collateral.evidence import parcel_carbon
 from remote_sensing import store as rs_store
 from remote_sensing.profile_plot import render_profile_png
 from remote_sensing.profile_update import parcel_profile
@@ -144,6 +146,27 @@ def get_profile(
     when = _time(as_of, "as_of") if as_of else None
     key = (parcel_id, when.isoformat() if when else None, rs_store.imagery_version(engine))
     return request.app.state.profiles.response(key, lambda: parcel_profile(engine, parcel_id, when))
+
+
+@router.get(
+    "/parcels/{parcel_id}/carbon",
+    tags=["parcels"],
+    summary="A forest's carbon: stock, annual sequestration, increment since a date, factors",
+)
+def get_carbon(
+    parcel_id: str,
+    engine: EngineDep,
+    _caller: Caller,
+    as_of: datetime | None = None,
+    since: datetime | None = None,
+) -> dict:
+    _parcel(engine, parcel_id)
+    when = _time(as_of, "as_of") if as_of else datetime.now(UTC)
+    start = _time(since, "since") if since else None
+    try:
+        return parcel_carbon(engine, parcel_id, when, start)
+    except CarbonError as exc:
+        raise loans.Invalid("parcel_id", str(exc)) from exc
 
 
 @router.get(

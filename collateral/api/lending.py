@@ -1,6 +1,7 @@
 """Loans, valuations and price tables. Loan officers see and change only their branch."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -55,6 +56,16 @@ def _loan_json(loan: dict, latest: dict | None) -> dict:
             "eligible_value_cny": latest["eligible_value_cny"],
             "ltv": latest["ltv"],
             "status": latest["status"],
+            "carbon_t_co2e": str(
+                sum(
+                    (
+                        Decimal(i["evidence"]["quantity_t_co2e"])
+                        for i in latest["result"]["items"]
+                        if i["kind"] == "carbon_sink"
+                    ),
+                    Decimal(0),
+                )
+            ),
         },
     }
 

@@ -106,6 +106,13 @@ class PledgedHerd(Out):
     tag_ids: list[str] | None = None
 
 
+class PledgedCarbon(Out):
+    parcel_id: str
+    basis: Literal["increment", "stock"]
+    baseline_date: str | None = None
+    market: str
+
+
 class LatestValuation(Out):
     valuation_id: str
     as_of: Timestamp
@@ -113,6 +120,9 @@ class LatestValuation(Out):
     eligible_value_cny: str
     ltv: str | None = Field(description="null when nothing is eligible")
     status: Literal["ok", "watch", "margin_call"]
+    carbon_t_co2e: str = Field(
+        default="0", description="the carbon the loan's carbon_sink items pledge, t CO2e"
+    )
 
 
 class Loan(Out):
@@ -124,6 +134,7 @@ class Loan(Out):
     principal_cny: str
     parcel_ids: list[str]
     herds: list[PledgedHerd]
+    carbon: list[PledgedCarbon] = Field(default_factory=list)
     state: Literal["active", "closed"]
     created_at: Timestamp
     updated_at: Timestamp
@@ -137,7 +148,7 @@ class ValuationSummary(LatestValuation):
 
 
 class ValuationItem(Out):
-    kind: str = Field(description="tea_garden, forest or herd")
+    kind: str = Field(description="tea_garden, forest, carbon_sink or herd")
     ref: str = Field(description="the parcel id, or the farm id of a herd")
     value_cny: str
     eligible_value_cny: str

@@ -42,7 +42,12 @@ def demo_valuation(app: App) -> None:
     for entry in demo.value_demo_loans(app.engine, datetime.now(UTC)):
         loan = entry["loan"]
         click.echo("\n" + report.valuation_text(entry["valuation"], loan["borrower"]))
+        for item in entry["valuation"]["items"]:
+            if item["kind"] == "carbon_sink":
+                click.echo(f"  carbon of {item['ref']}: {item['formula']}")
         events, livestock = entry["open_events"], entry["livestock_alerts"]
+        for a in entry["loan_alerts"]:
+            click.echo(f"  loan alert {a['kind']}: {a['detail']}")
         click.echo(f"  open alerts on the pledges: {len(events) + len(livestock)}")
         for e in events:
             click.echo(

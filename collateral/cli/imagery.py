@@ -157,6 +157,45 @@ def parcels_list(app: App) -> None:
     click.echo("health = 1 at the parcel's usual NDVI for the time of year, 0 at 4 spreads below")
 
 
+@parcels.command("carbon")
+@click.argument("parcel_id")
+@click.option("--as-of", help="Account at this ISO 8601 date or datetime (default: now).")
+@click.option("--since", help="Also the increment since this date (a pledge's baseline).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def parcels_carbon(
+    app: App, parcel_id: str, as_of: str | None, since: str | None, as_json: bool
+) -> None:
+    """A forest's carbon: stock, annual sequestration, increment, carbon reversed by
+    disturbances, and every factor used (the carbon table in force at --as-of)."""
+    from datetime import UTC, datetime
+
+    from collateral.carbon import CarbonError
+    from collateral.evidence import parcel_carbon
+    from collateral.valuation import ValuationError
+
+    when = parse_time_option(as_of, "datetime") or datetime.now(UTC)
+    start = parse_time_option(since, "date")
+    try:
+        account = parcel_carbon(app.engine, parcel_id, when, start)
+    except (CarbonError, ValuationError) as exc:
+        raise click.ClickException(f"{parcel_id}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(account, indent=2))
+        return
+    click.echo(
+        f"{parcel_id} ({account['species_group']}, {account['age_class']}, "
+        f"{account['area_ha']} ha) as of {account['as_of'][:10]}: stock "
+        f"{account['stock_t_co2e']} t CO2e, {account['annual_t_co2e']} t CO2e a year"
+        + (
+            f", {account['increment_t_co2e']} t since {account['since'][:10]}"
+            if account["since"]
+            else ""
+        )
+    )
+    click.echo(f"  {account['formula']}  (table {account['table_version']})")
+
+
 @click.group()
 def imagery() -> None:
     """The imagery job: satellite scenes to parcel observations."""

@@ -1,0 +1,195 @@
+"""Forest carbon as collateral: the carbon half of the valuation arithmetic (pure, Decimal).
+
+The IPCC biomass-expansion method that China's forest carbon methodologies (CCER forest
+management and afforestation) use: t CO2e = stem volume x basic wood density x biomass
+expansion factor x (1 + root-to-shoot ratio) x carbon fraction x 44/12. Parameters,
+prices and policy come from the ``carbon`` table in force (collateral/defaults/
+carbon-2020.yaml, illustrative); the rules for items, haircuts and evidence are
+valuation.py's (collateral.items).
+"""
+
+from datetime import datetime
+from decimal import Decimal
+
+from agri_common.times import parse_time
+from collateral import prices
+from collateral.items import RATIO, dec, disturbed_area, fmt, make_item, money, parcel_summary
+
+CO2_PER_C = Decimal(44) / Decimal(12)
+TCO2 = Decimal("0.001")  # tonnes of CO2e are given to the kilogram
+# Species groups whose carbon this method does not value, and why (a documented refusal).
+CARBON_REFUSED = {
+    "moso_bamboo": "Moso bamboo has no stand volume for the biomass-expansion method; its "
+    "own methodology (CCER bamboo afforestation and management, culm counts and biomass "
+    "equations) is not implemented, so its carbon is valued at zero",
+}
+CARBON_MARKETS = ("ccer", "fujian_ffcer", "sanming_ticket")
+
+
+class CarbonError(ValueError):
+    """A parcel whose carbon cannot be accounted (no volume, unknown species): the reason."""
+
+
+def carbon_factor(table: dict, species: str) -> tuple[Decimal, dict]:
+    """t CO2e per m3 of stem volume: density x BEF x (1 + R) x CF x 44/12, and its parts."""
+    if species in CARBON_REFUSED:
+        raise CarbonError(CARBON_REFUSED[species])
+    try:
+        parts = {
+            name: prices.value(table, name, species)
+            for name in (
+                "wood_density_t_per_m3",
+                "biomass_expansion_factor",
+                "root_shoot_ratio",
+                "carbon_fraction",
+            )
+        }
+    except LookupError:
+        raise CarbonError(
+            f"species group {species!r} has no carbon parameters in table {table['version']!r}"
+        ) from None
+    factor = (
+        parts["wood_density_t_per_m3"]
+        * parts["biomass_expansion_factor"]
+        * (1 + parts["root_shoot_ratio"])
+        * parts["carbon_fraction"]
+        * CO2_PER_C
+    )
+    return factor, {k: str(v) for k, v in parts.items()}
+
+
+def carbon_account(parcel: dict, table: dict, as_of: datetime, since: datetime | None) -> dict:
+    """A forest parcel's carbon at ``as_of``: stock, annual sequestration, the increment
+    since ``since`` and the carbon reversed by open disturbances, with every factor.
+
+    stock = volume x (area - disturbed) x factor; reversed = volume x disturbed x factor
+    (a clear-cut returns that carbon to the air); annual = growth(species, age class) x
+    (area - disturbed) x factor x growth scale, the scale being the health index clamped
+    to [floor, 1] (a canopy below its usual state grows less); increment = annual x the
+    years from ``since`` to ``as_of``. Raises CarbonError with the reason when the parcel
+    cannot be accounted."""
+    attributes = parcel["attributes"]
+    species = str(attributes.get("species_group") or "")
+    if not species:
+        raise CarbonError("no species_group in the parcel's inventory attributes")
+    volume = attributes.get("stand_volume_m3_per_ha")
+    if volume is None:
+        raise CarbonError("no stand_volume_m3_per_ha in the parcel's inventory attributes")
+    factor, parts = carbon_factor(table, species)
+    age_class = str(attributes.get("age_class") or "")
+    try:
+        growth = prices.value(table, "volume_growth_m3_per_ha_yr", f"{species}:{age_class}")
+    except LookupError:
+        raise CarbonError(
+            f"no volume growth for {species} of age class {age_class or '(none)'}"
+        ) from None
+    area = dec(parcel["area_ha"])
+    disturbed, notes = disturbed_area(parcel, area)
+    volume_m3 = dec(volume, Decimal("0.01"))
+    floor = prices.value(table, "carbon_growth_floor", "*")
+    health = parcel.get("health_index")
+    scale = Decimal("1") if health is None else min(Decimal("1"), max(floor, dec(health)))
+    stock = (volume_m3 * (area - disturbed) * factor).quantize(TCO2)
+    reversed_t = (volume_m3 * disturbed * factor).quantize(TCO2)
+    annual = (growth * (area - disturbed) * factor * scale).quantize(TCO2)
+    years = None
+    increment = None
+    if since is not None:
+        years = (Decimal((as_of - since).days) / Decimal("365.25")).quantize(RATIO)
+        increment = (annual * max(years, Decimal(0))).quantize(TCO2)
+    return {
+        "parcel_id": parcel["parcel_id"],
+        "as_of": as_of.isoformat(),
+        "since": since.isoformat() if since else None,
+        "species_group": species,
+        "age_class": age_class,
+        "area_ha": str(area),
+        "disturbed_ha": str(disturbed),
+        "stand_volume_m3_per_ha": str(volume_m3),
+        "volume_growth_m3_per_ha_yr": str(growth),
+        "factors": {**parts, "co2_per_c": "44/12"},
+        "t_co2e_per_m3": str(factor.quantize(Decimal("0.000001"))),
+        "growth_scale": str(scale),
+        "health_index": health,
+        "stock_t_co2e": str(stock),
+        "reversed_t_co2e": str(reversed_t),
+        "annual_t_co2e": str(annual),
+        "years": None if years is None else str(years),
+        "increment_t_co2e": None if increment is None else str(increment),
+        "table_version": table["version"],
+        "notes": notes,
+        "formula": (
+            f"factor = {parts['wood_density_t_per_m3']} x {parts['biomass_expansion_factor']}"
+            f" x (1 + {parts['root_shoot_ratio']}) x {parts['carbon_fraction']} x 44/12 = "
+            f"{factor.quantize(Decimal('0.0001'))} t CO2e/m3; stock = {volume_m3} m3/ha x "
+            f"({area} - {disturbed}) ha x factor = {stock} t; annual = {growth} m3/ha/yr x "
+            f"({area} - {disturbed}) ha x factor x growth scale {scale} = {annual} t/yr"
+            + (f"; increment = {annual} x {years} yr = {increment} t" if years is not None else "")
+            + (f"; reversed by disturbance = {reversed_t} t" if reversed_t else "")
+        ),
+    }
+
+
+def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict | None) -> dict:
+    """The ``carbon_sink`` item of a carbon pledge ({parcel, basis, baseline_date, market}).
+
+    The quantity is the increment since the pledge's baseline date, or the stock, as the
+    pledge says; value = quantity x the market's price; eligible = value x (1 - haircut).
+    Timber and carbon of the same stand are never counted twice: a harvest would destroy
+    both, so when the loan also pledges the parcel's timber (``timber``, its item), the
+    carbon item counts only what the carbon is worth beyond the timber,
+    max(0, carbon value - timber value), and the pair is worth the larger of the two.
+    An account that cannot be made (no stand volume, unknown species, no carbon table) is
+    an item of value zero with its reason: it never stops the valuation."""
+    parcel = pledge["parcel"]
+    ref = parcel["parcel_id"]
+    base = {"parcel_id": ref, "basis": pledge["basis"], "market": pledge["market"]}
+    if table is None:
+        return _zero_carbon(ref, base, "no carbon table in force: import one (agri prices import)")
+    since = parse_time(pledge["baseline_date"]) if pledge.get("baseline_date") else None
+    try:
+        if pledge["basis"] == "increment" and since is None:
+            raise CarbonError("an increment pledge needs its baseline_date")
+        if prices.value(table, "carbon_eligible_basis", pledge["basis"]) != 1:
+            raise CarbonError(f"policy does not accept {pledge['basis']} as carbon collateral")
+        account = carbon_account(parcel, table, as_of, since)
+        price = prices.value(table, "carbon_price_cny_per_t", pledge["market"])
+        haircut = prices.value(table, "carbon_haircut", pledge["market"])
+    except (CarbonError, LookupError) as exc:
+        return _zero_carbon(ref, base, str(exc).strip("'\""))
+    key = "increment_t_co2e" if pledge["basis"] == "increment" else "stock_t_co2e"
+    quantity = Decimal(account[key])
+    carbon_value = quantity * price
+    value, overlap = carbon_value, ""
+    if timber is not None:
+        timber_value = Decimal(timber["value_cny"])
+        value = max(Decimal(0), carbon_value - timber_value)
+        overlap = (
+            f"; its timber is pledged too ({fmt(timber_value)} CNY): a harvest destroys "
+            f"both, so carbon counts max(0, {fmt(money(carbon_value))} - "
+            f"{fmt(timber_value)}) = {fmt(money(value))} CNY"
+        )
+    evidence = {
+        **base,
+        **parcel_summary(parcel),
+        "quantity_t_co2e": str(quantity),
+        "price_cny_per_t": str(price),
+        "carbon": account,
+        "timber_also_pledged": timber is not None,
+    }
+    formula = (
+        f"{account['formula']}; pledged {pledge['basis']} {quantity} t CO2e x "
+        f"{fmt(price)} CNY/t ({pledge['market']}) = {fmt(money(carbon_value))} CNY{overlap}"
+    )
+    stale = []
+    return make_item(
+        "carbon_sink", ref, value, haircut, haircut, Decimal(0), stale, evidence, formula
+    )
+
+
+def _zero_carbon(ref: str, base: dict, reason: str) -> dict:
+    evidence = {**base, "quantity_t_co2e": "0", "notes": [reason]}
+    formula = f"carbon of {ref} not valued: {reason}"
+    return make_item(
+        "carbon_sink", ref, Decimal(0), Decimal(0), Decimal(0), Decimal(0), [], evidence, formula
+    )
