@@ -134,8 +134,8 @@ def test_sign_in_draws_the_branch_loans_parcels_and_farms(page, server):
     rows = page.locator("#loans tbody tr")
     expect(rows).to_have_count(2)
     expect(page.locator("#who")).to_contain_text("ANXI-01")
-    # the five pledged parcels and three pledged farms are drawn, animals clustered
-    assert page.locator("#map").get_attribute("data-parcels") == "5"
+    # the six pledged parcels (one for its carbon) and three farms are drawn, animals clustered
+    assert page.locator("#map").get_attribute("data-parcels") == "6"
     assert page.locator("#map").get_attribute("data-farms") == "3"
     assert page.locator(".marker-cluster").count() > 0
     assert page.locator(".leaflet-control-scale").count() == 1
@@ -174,6 +174,26 @@ def test_a_loan_shows_the_same_figures_as_the_api(page, server):
     expect(page.locator("#detail [data-field=eligible]")).to_be_visible()
     page.pdf(path=str(ARTIFACTS / "02-loan-report.pdf"))
     page.emulate_media(media="screen")
+
+
+def test_the_portfolio_and_a_forest_show_their_carbon(page, server):
+    sign_in(page, server)
+    listed = api_get(server, "/v1/loans")
+    total = sum(Decimal(x["latest_valuation"]["carbon_t_co2e"]) for x in listed)
+    assert total > 0
+    shown = page.locator("#portfolio-carbon")
+    assert Decimal(shown.get_attribute("data-total")) == total
+    expect(shown).to_contain_text("t CO2e in 1 loan(s)")
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0001]")
+    page.wait_for_selector("#detail tr[data-ref=F-12]")
+    expect(page.locator("#detail tr[data-ref=F-12]").first).to_contain_text("carbon_sink")
+    page.click("#detail a[data-parcel=F-08]")
+    carbon = page.locator("#parcel-carbon[data-stock]")
+    carbon.wait_for(timeout=30_000)
+    account = api_get(server, "/v1/parcels/F-08/carbon")
+    assert carbon.get_attribute("data-stock") == account["stock_t_co2e"]
+    expect(carbon).to_contain_text("reversed")
+    shot(page, "carbon")
 
 
 def test_a_parcel_shows_its_profile_and_ndvi_overlay(page, server):

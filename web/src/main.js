@@ -117,7 +117,8 @@ function healthColour(h) {
 }
 
 async function drawAssets() {
-  const pledgedParcels = new Set(state.loans.flatMap((l) => l.parcel_ids));
+  // a forest pledged for its carbon is pledged land too
+  const pledgedParcels = new Set(state.loans.flatMap((l) => [...l.parcel_ids, ...(l.carbon ?? []).map((c) => c.parcel_id)]));
   const pledgedFarms = new Set(state.loans.flatMap((l) => l.herds.map((h) => h.farm_id)));
   // only the branch's pledged parcels travel over the (possibly poor) line
   const ids = encodeURIComponent([...pledgedParcels].join(","));
@@ -216,6 +217,12 @@ function drawLoans() {
     })
     .join("");
   $("#no-loans").hidden = rows.length > 0;
+  const carbon = state.loans.reduce((sum, l) => sum + Number(l.latest_valuation?.carbon_t_co2e ?? 0), 0);
+  const carbonLoans = state.loans.filter((l) => Number(l.latest_valuation?.carbon_t_co2e ?? 0) > 0).length;
+  $("#portfolio-carbon").dataset.total = carbon.toFixed(3);
+  $("#portfolio-carbon").textContent = carbon
+    ? `Pledged forest carbon: ${carbon.toLocaleString("en", { maximumFractionDigits: 0 })} t CO2e in ${carbonLoans} loan(s)`
+    : "";
   for (const tr of document.querySelectorAll("#loans tbody tr")) {
     tr.addEventListener("click", () => selectLoan(tr.dataset.loan));
     tr.addEventListener("keydown", (e) => e.key === "Enter" && selectLoan(tr.dataset.loan));
@@ -369,10 +376,12 @@ async function selectParcel(parcelId) {
     <p>Health index <strong>${profile.health_index?.toFixed(2) ?? "-"}</strong> as of ${day(profile.as_of)}<span class="sampling">${esc(sure)}</span>${
       info ? ` · map shows NDVI of ${day(info.acquired_at)}` : ""
     }</p>
+    <p id="parcel-carbon" class="carbon"></p>
     <div id="profile-chart" class="chart"></div>
     <p class="hint">Dots: cloud-free observations; line: smoothed NDVI; band: the parcel's usual range for the time of year.</p>
     <h3>Events</h3>${events}${suspected}`;
   profileChart(profile);
+  if (profile.kind === "forest") showCarbon(parcelId);
   const layer = parcelLayer?.getLayers().find((l) => l.feature.id === parcelId);
   if (layer) {
     parcelLayer.resetStyle();
@@ -380,6 +389,19 @@ async function selectParcel(parcelId) {
     map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: 16 });
   }
   say("");
+}
+
+async function showCarbon(parcelId) {
+  const el = $("#parcel-carbon");
+  try {
+    const c = await getJSON(`/v1/parcels/${encodeURIComponent(parcelId)}/carbon`);
+    el.dataset.stock = c.stock_t_co2e;
+    el.innerHTML = `Carbon: stock <strong>${Number(c.stock_t_co2e).toLocaleString("en")} t CO2e</strong>, ${Number(
+      c.annual_t_co2e
+    ).toLocaleString("en")} t CO2e a year${Number(c.reversed_t_co2e) > 0 ? `, <strong>${Number(c.reversed_t_co2e).toLocaleString("en")} t reversed</strong> by a disturbance` : ""} <span class="hint">(${esc(c.species_group)}, ${esc(c.age_class)}; table ${esc(c.table_version)})</span>`;
+  } catch (error) {
+    el.textContent = `Carbon not accounted: ${error.message}`;
+  }
 }
 
 function profileChart(profile) {
