@@ -123,6 +123,14 @@ class Leases:
         self.held.discard(k)
 
     def close(self) -> None:
+        """Hand every partition back now: unlocked before the connection closes, so a
+        peer's next round finds them free (the server releases a closed connection's
+        locks only once its backend has noticed, which a fast peer can beat)."""
+        if self._conn is not None and not self.sqlite:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            except DBAPIError:  # the server is gone: it released them itself
+                pass
         self._drop_connection()
         if self._file is not None:
             self._file.close()

@@ -62,7 +62,9 @@ def test_stock_and_increment_by_hand(species, age, density, bef, root_shoot, fra
     annual = (Decimal(growth) * area * per_m3).quantize(Decimal("0.001"))
     assert Decimal(account["annual_t_co2e"]) == annual
     years = Decimal((AS_OF - since).days) / Decimal("365.25")
-    assert Decimal(account["increment_t_co2e"]) == pytest.approx(annual * years, abs=Decimal("0.01"))
+    assert Decimal(account["increment_t_co2e"]) == pytest.approx(
+        annual * years, abs=Decimal("0.01")
+    )
     assert account["factors"]["wood_density_t_per_m3"] == density
     assert account["table_version"] == "carbon-default-2020"
     # a canopy below its usual state grows less, never below the floor
@@ -82,8 +84,12 @@ def test_the_clear_cut_reverses_exactly_its_area_and_raises_the_loan_alert(world
     assert disturbed == pytest.approx(Decimal("7.27"), abs=Decimal("0.2"))  # truth: 7.2737 ha
     per_ha = Decimal("181.00") * Decimal(account["t_co2e_per_m3"])
     area = Decimal(account["area_ha"])
-    assert Decimal(account["reversed_t_co2e"]) == pytest.approx(per_ha * disturbed, rel=Decimal("1e-5"))
-    assert Decimal(account["stock_t_co2e"]) == pytest.approx(per_ha * (area - disturbed), rel=Decimal("1e-5"))
+    assert Decimal(account["reversed_t_co2e"]) == pytest.approx(
+        per_ha * disturbed, rel=Decimal("1e-5")
+    )
+    assert Decimal(account["stock_t_co2e"]) == pytest.approx(
+        per_ha * (area - disturbed), rel=Decimal("1e-5")
+    )
     before = parcel_carbon(world, "F-08", datetime.fromisoformat("2024-04-30T00:00:00+00:00"), None)
     assert Decimal(before["reversed_t_co2e"]) == 0  # before the cut nothing was reversed
     loans.create_loan(

@@ -89,6 +89,7 @@ def test_the_backfill_equals_what_the_imagery_job_computed(world):
     assert history.pixels.shape[0] >= 30  # the Sentinel-2 dates, per pixel
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 @pytest.mark.parametrize(
     ("ground", "kind", "verdict", "looks_like"),
     [
@@ -115,6 +116,7 @@ def test_verdicts_against_the_planted_truth(world, ground, kind, verdict, looks_
         assert report["indicative_value"] is None and report["flags"]
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 def test_a_tea_claim_that_is_half_forest_is_flagged_with_its_share(world):
     tea = parcel_geometry(world, "T-04")
     xmin, ymin, xmax, ymax = tea.bounds
@@ -130,6 +132,7 @@ def test_a_tea_claim_that_is_half_forest_is_flagged_with_its_share(world):
     )
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 def test_too_few_observations_is_said_with_how_many_and_when(world):
     report = submit(
         world,
@@ -144,6 +147,7 @@ def test_too_few_observations_is_said_with_how_many_and_when(world):
     assert f"{evidence['clear_observations']} clear observations" in report["summary"]
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 def test_a_value_for_the_accepted_part_from_the_price_tables(world):
     geometry = parcel_geometry(world, "T-01")
     report = submit(world, geometry, "tea_garden", variety="Tieguanyin", planted_year=2012)[
@@ -322,6 +326,7 @@ def test_a_drawn_plot_becomes_a_pledged_parcel_through_the_api(world):
         assert refused.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 def test_the_cli_prints_the_report(world, tmp_path):
     plot = tmp_path / "plot.txt"
     coordinates = shapely.get_coordinates(parcel_geometry(world, "T-05"))
@@ -361,6 +366,7 @@ def test_the_cli_prints_the_report(world, tmp_path):
     assert claim["report"]["summary"] in shown.stdout
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the rule, not the store
 def test_the_demo_claims_are_one_consistent_and_one_inconsistent(world, tmp_path):
     from collateral import demo
 
