@@ -163,7 +163,9 @@ def test_a_loan_shows_the_same_figures_as_the_api(page, server):
         i["ref"] for i in valuation["items"]
     )
     for item in valuation["items"]:
-        row = page.locator(f"#detail tr[data-ref='{item['ref']}'] td.eligible")
+        row = page.locator(
+            f"#detail tr[data-ref='{item['ref']}'][data-kind={item['kind']}] td.eligible"
+        )
         assert Decimal(row.inner_text().replace(",", "")) == Decimal(item["eligible_value_cny"])
     expect(page.locator("#detail")).to_contain_text("disturbance")  # F-08's open clear-cut
     assert page.locator("#history-chart canvas").count() == 1

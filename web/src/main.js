@@ -277,7 +277,7 @@ function valuationHTML(v) {
         i.kind === "herd"
           ? `<a href="#" data-farm="${esc(e.farm_id)}">${esc(i.ref)}</a>`
           : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
-      return `<tr data-ref="${esc(i.ref)}">
+      return `<tr data-ref="${esc(i.ref)}" data-kind="${esc(i.kind)}">
         <td>${esc(i.kind)}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
         <td class="num">${pct(i.haircut)}</td><td class="num eligible">${cny(i.eligible_value_cny)}</td>
         <td>${esc(i.confidence)}</td><td>${esc([when, counted].filter(Boolean).join(", "))}</td></tr>
