@@ -241,6 +241,7 @@ def prices_in_force(
         "on": day.isoformat(),
         "prices": prices.table_in_force(engine, "prices", day),
         "policy": prices.table_in_force(engine, "policy", day),
+        "carbon": prices.table_in_force(engine, "carbon", day),
     }
 
 

@@ -203,7 +203,7 @@ class Verification(Out):
 
 
 class TableVersion(Out):
-    kind: Literal["prices", "policy"]
+    kind: Literal["prices", "policy", "carbon"]
     version: str
     effective_from: date
     illustrative: bool
@@ -221,7 +221,7 @@ class TableRow(Out):
 
 
 class Table(Out):
-    kind: Literal["prices", "policy"]
+    kind: Literal["prices", "policy", "carbon"]
     version: str
     effective_from: date
     illustrative: bool
@@ -233,10 +233,11 @@ class TablesInForce(Out):
     on: date
     prices: Table | None
     policy: Table | None
+    carbon: Table | None = None
 
 
 class TableImported(Out):
-    kind: Literal["prices", "policy"]
+    kind: Literal["prices", "policy", "carbon"]
     version: str
     effective_from: date
     imported: bool = Field(description="false: that version was already there (unchanged)")
