@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # how its asset URLs are signed (stac_sync.SIGNERS; "none"); default: by the API's host
     stac_sign: str | None = None
     claim_max_ha: float = 200.0  # the largest plot one claim may draw (hectares)
+    # notifications: smtp://[user:password@]host[:port][?starttls=1], the From address,
+    # and how many failed attempts make a delivery dead
+    smtp_url: str | None = None
+    smtp_from: str = "agri-collateral@localhost"
+    notify_max_attempts: int = 8
 
     @property
     def collections(self) -> list[str]:

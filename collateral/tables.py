@@ -135,3 +135,36 @@ claims = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Who is told about which alerts, and how (revision 0012).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("branch", String(64), index=True),  # NULL: every branch (a risk desk)
+    Column("label", String(200), nullable=False),  # the officer or group it is for
+    Column("kinds", JSON, nullable=False),  # notice kinds (notify.KINDS)
+    Column("channel", String(16), nullable=False),  # webhook | wecom | dingtalk | email
+    Column("target", Text, nullable=False),  # the URL, or the e-mail address
+    Column("secret", String(200)),  # HMAC key (webhook), signing secret (DingTalk)
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per (subscription, notice): the unique key makes enqueueing idempotent, so a
+# notice is queued once per subscription however often the worker looks.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", Integer, nullable=False, index=True),
+    Column("notice_key", String(120), nullable=False),
+    Column("notice", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("subscription_id", "notice_key", name="uq_deliveries_notice"),
+)

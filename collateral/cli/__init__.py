@@ -33,6 +33,7 @@ COMMAND_MODULES: dict[str, str] = {
     "valuate": "lending",
     "valuations": "lending",
     "revalue": "lending",
+    "notify": "notify",
     "claims": "claims",
     "landcover": "claims",
     "demo-livestock": "demo",

@@ -1,0 +1,132 @@
+"""What an officer may be told about: the alerts of every source, as one kind of notice.
+
+A notice has a stable key (its source row), a kind an officer subscribes to, the branches
+whose collateral it concerns, a title and a detail, and the time it was recorded. Sources:
+loan alerts (status worsened, pledged carbon reversed), a disturbance confirmed on a
+parcel pledged to an active loan, a farm's headcount drop or gateway offline when its
+herd is pledged, and a claim's verdict. Only queries here; delivery is notify.py's.
+"""
+
+from datetime import datetime
+from types import SimpleNamespace
+
+from sqlalchemy import Engine, select
+
+from bioassets import store as bio_store
+from collateral.tables import claims, loan_alerts, loans
+from remote_sensing import store as rs_store
+
+KINDS = (
+    "loan_status_worsened",
+    "carbon_reversed",
+    "disturbance",
+    "headcount_drop",
+    "gateway_offline",
+    "claim_verdict",
+)
+LOAN_ALERT_KINDS = {"status_worsened": "loan_status_worsened", "carbon_reversed": "carbon_reversed"}
+FARM_ALERT_KINDS = ("headcount_drop", "gateway_offline")
+
+
+def notices_since(engine: Engine, since: datetime) -> list[dict]:
+    """Every notice recorded at or after ``since``, oldest first."""
+    with engine.connect() as conn:
+        active = [
+            dict(r._mapping) for r in conn.execute(select(loans).where(loans.c.state == "active"))
+        ]
+        parcel_branches: dict[str, set[str]] = {}
+        farm_branches: dict[str, set[str]] = {}
+        for loan in active:
+            carbon = [c["parcel_id"] for c in loan["carbon"] or []]
+            for pid in [*loan["parcel_ids"], *carbon]:
+                parcel_branches.setdefault(pid, set()).add(loan["branch"])
+            for herd in loan["herds"]:
+                farm_branches.setdefault(herd["farm_id"], set()).add(loan["branch"])
+        out = []
+        rows = conn.execute(
+            select(loan_alerts, loans.c.branch, loans.c.borrower)
+            .join(loans, loans.c.loan_id == loan_alerts.c.loan_id)
+            .where(loan_alerts.c.opened_at >= since)
+        )
+        for r in rows:
+            out.append(
+                _notice(
+                    f"loan_alert:{r.id}",
+                    LOAN_ALERT_KINDS.get(r.kind, r.kind),
+                    [r.branch],
+                    f"Loan {r.loan_id} ({r.borrower}): {r.kind.replace('_', ' ')}",
+                    r.detail,
+                    r.opened_at,
+                    {"loan_id": r.loan_id},
+                )
+            )
+    for e in rs_store.stored_events(engine):  # the parcels' own store: few rows a portfolio
+        if e["updated_at"] >= since and e["parcel_id"] in parcel_branches:
+            r = SimpleNamespace(**e)
+            affected = f"{r.affected_ha:.2f} ha" if r.affected_ha is not None else "unknown area"
+            out.append(
+                _notice(
+                    f"parcel_event:{r.id}",
+                    "disturbance",
+                    sorted(parcel_branches[r.parcel_id]),
+                    f"Pledged parcel {r.parcel_id}: {r.kind} since {r.start:%Y-%m-%d}",
+                    f"{affected} affected, severity {r.severity:.0%}, confirmed "
+                    f"{r.confirmed_at:%Y-%m-%d}",
+                    r.updated_at,
+                    {"parcel_id": r.parcel_id},
+                )
+            )
+    for farm_id in sorted(farm_branches):
+        for a in bio_store.list_alerts(engine, farm_id):
+            if a["opened_at"] < since or a["kind"] not in FARM_ALERT_KINDS:
+                continue
+            r = SimpleNamespace(**a)
+            out.append(
+                _notice(
+                    f"farm_alert:{r.id}",
+                    r.kind,
+                    sorted(farm_branches[r.farm_id]),
+                    f"Pledged herd of {r.farm_id}: {r.kind.replace('_', ' ')} ({r.subject})",
+                    r.detail,
+                    r.opened_at,
+                    {"farm_id": r.farm_id},
+                )
+            )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                claims.c.claim_id,
+                claims.c.branch,
+                claims.c.kind,
+                claims.c.owner,
+                claims.c.verdict,
+                claims.c.report,
+                claims.c.created_at,
+            ).where(claims.c.created_at >= since, claims.c.branch.is_not(None))
+        )
+        for r in rows:
+            out.append(
+                _notice(
+                    f"claim:{r.claim_id}",
+                    "claim_verdict",
+                    [r.branch],
+                    f"Claim {r.claim_id} ({r.owner or '-'}, {r.kind.replace('_', ' ')}): "
+                    f"{r.verdict.replace('_', ' ')}",
+                    r.report["summary"],
+                    r.created_at,
+                    {"claim_id": r.claim_id},
+                )
+            )
+    return sorted(out, key=lambda n: (n["at"], n["key"]))
+
+
+def _notice(key, kind, branches, title, detail, at: datetime, refs: dict) -> dict:
+    return {
+        "key": key,
+        "kind": kind,
+        "branches": branches,
+        "title": title,
+        "detail": detail,
+        "at": at.isoformat(),
+        **refs,
+    }
