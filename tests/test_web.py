@@ -388,3 +388,29 @@ def test_a_plot_drawn_on_the_map_that_is_forest_is_inconsistent(page, server):
     page.click("#claim-submit")
     expect(page.locator("#claim-report .error")).to_contain_text("longitude first")
     assert len(api_get(server, "/v1/claims")) == before
+
+
+def test_the_branch_portfolio_shows_the_api_figures_and_links_to_loans(page, server):
+    sign_in(page, server)
+    page.click("#portfolio")
+    page.wait_for_selector("#detail [data-figure=principal]")
+    portfolio = api_get(server, "/v1/portfolio")
+    listed = api_get(server, "/v1/loans")
+    assert Decimal(portfolio["principal_cny"]) == sum(Decimal(x["principal_cny"]) for x in listed)
+    assert Decimal(portfolio["eligible_value_cny"]) == sum(
+        Decimal(x["latest_valuation"]["eligible_value_cny"]) for x in listed
+    )
+    shown = page.inner_text("#detail [data-figure=eligible]").replace(",", "")
+    assert Decimal(shown) == Decimal(portfolio["eligible_value_cny"])
+    assert portfolio["by_status"]["watch"]["loan_ids"] == ["LN-ANXI-0001"]
+    assert set(portfolio["pledged_ha"]) == {"tea_garden", "forest"}
+    assert portfolio["open_alerts"]["disturbance"]["loan_ids"] == ["LN-ANXI-0001"]
+    assert Decimal(portfolio["pledged_carbon_t_co2e"]) > 0
+    row = page.locator("#detail tr[data-figure='status:watch']")
+    expect(row).to_contain_text("LN-ANXI-0001")
+    row.locator("a[data-loan-link=LN-ANXI-0001]").click()
+    page.wait_for_selector("#detail[data-loan=LN-ANXI-0001]")
+    shot(page, "portfolio")
+    # another branch's officer sees none of it
+    stranger = api_get(server, "/v1/portfolio", who="stranger")
+    assert stranger["loans"] == 0 and stranger["branch"] == "XIAMEN-02"

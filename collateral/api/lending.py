@@ -1,10 +1,10 @@
 """Loans, valuations and price tables. Loan officers see and change only their branch."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
@@ -14,6 +14,7 @@ from collateral.api import examples, models
 from collateral.api.examples import CONFLICT
 from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
 from collateral.auth import Principal
+from collateral.portfolio import branch_portfolio
 
 router = APIRouter(responses=examples.PROBLEMS)
 Lender = Annotated[Principal, Depends(LENDING)]
@@ -278,3 +279,22 @@ async def import_prices(
         "effective_from": table["effective_from"],
         "imported": added,
     }
+
+
+@router.get(
+    "/portfolio",
+    tags=["loans"],
+    summary="A branch's portfolio: totals, status, LTV bands, alerts, hectares, headcount, carbon",
+)
+def portfolio(
+    engine: EngineDep,
+    principal: Lender,
+    branch: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict:
+    """A loan officer sees their own branch; a risk admin any branch, or all without one.
+    Every figure lists the loans behind it."""
+    if principal.role == "loan_officer":
+        if branch not in (None, principal.branch):
+            raise loans.NotFound(f"branch {branch!r} is not yours")
+        branch = principal.branch
+    return branch_portfolio(engine, branch, datetime.now(UTC))

@@ -83,6 +83,7 @@ $("#signout").addEventListener("click", () => {
   location.reload();
 });
 $("#print").addEventListener("click", () => window.print());
+$("#portfolio").addEventListener("click", () => showPortfolio());
 $("#new-claim").addEventListener("click", () =>
   showClaimForm({ $, api, getJSON, map, say, esc, cny, chart, seconds })
 );
@@ -320,6 +321,37 @@ async function revalue(loanId) {
   } catch (error) {
     say(`Revaluation failed: ${error.message}`);
   }
+}
+
+// --- the branch portfolio ---------------------------------------------------------
+
+function loanLinks(ids) {
+  return ids.map((id) => `<a href="#" data-loan-link="${esc(id)}">${esc(id)}</a>`).join(", ") || "-";
+}
+
+async function showPortfolio() {
+  say("Loading the portfolio…");
+  const p = await getJSON("/v1/portfolio");
+  const rows = (entries, label) =>
+    Object.entries(entries)
+      .map(([k, v]) => `<tr data-figure="${esc(label)}:${esc(k)}"><td>${esc(k)}</td><td class="num">${v.count ?? v.ha}</td><td>${v.oldest_days != null ? `oldest ${v.oldest_days} days · ` : ""}${loanLinks(v.loan_ids)}</td></tr>`)
+      .join("");
+  const detail = $("#detail");
+  delete detail.dataset.loan;
+  detail.innerHTML = `
+    <h2>Portfolio · ${esc(p.branch ?? "all branches")}</h2>
+    <p>${p.loans} active loans · principal <strong data-figure="principal">${cny(p.principal_cny)}</strong> CNY ·
+      eligible <strong data-figure="eligible">${cny(p.eligible_value_cny)}</strong> CNY · LTV <strong>${esc(p.ltv ?? "n/a")}</strong></p>
+    <h3>Loans by status</h3><table class="breakdown">${rows(p.by_status, "status")}</table>
+    <h3>LTV</h3><table class="breakdown">${rows(p.ltv_bands, "ltv")}</table>
+    <h3>Open alerts by kind</h3><table class="breakdown">${rows(p.open_alerts, "alerts") || "<tr><td>None.</td></tr>"}</table>
+    <h3>Pledged land (ha)</h3><table class="breakdown">${rows(p.pledged_ha, "ha")}</table>
+    <p>Verified headcount: ${Object.entries(p.verified_headcount).map(([c, n]) => `${esc(c)} <strong>${n}</strong>`).join(" · ") || "-"}</p>
+    <p>Pledged forest carbon: <strong data-figure="carbon">${Number(p.pledged_carbon_t_co2e).toLocaleString("en")}</strong> t CO2e</p>`;
+  for (const a of detail.querySelectorAll("a[data-loan-link]")) a.addEventListener("click", (e) => (e.preventDefault(), selectLoan(a.dataset.loanLink)));
+  const all = parcelLayer ? L.featureGroup([parcelLayer, farmLayer]) : null;
+  if (all && all.getLayers().some((g) => g.getLayers().length)) map.fitBounds(all.getBounds(), { padding: [20, 20] });
+  say("");
 }
 
 // --- charts -------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""A branch's portfolio at a glance, each figure with the loans behind it.
+
+Read from each active loan's latest valuation (what the officer would defend), the open
+loan alerts, the pledged herds' open alerts and the pledged parcels' open disturbances.
+Pure aggregation in ``summarise``; ``branch_portfolio`` gathers.
+"""
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine
+
+from bioassets import store as bio_store
+from collateral import loans
+from remote_sensing import store as rs_store
+
+# LTV bands as the policy's thresholds draw them (watch 0.70, margin call 0.85 by default)
+LTV_BANDS = (
+    ("< 0.50", Decimal("0.5")),
+    ("0.50-0.70", Decimal("0.7")),
+    ("0.70-0.85", Decimal("0.85")),
+)
+
+
+def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
+    """The portfolio of ``branch`` (None: every branch) at ``now``."""
+    active = [x for x in loans.list_loans(engine, branch, active_only=True)]
+    latest = {x["loan_id"]: loans.latest_valuation(engine, x["loan_id"]) for x in active}
+    loan_alerts = [
+        a
+        for a in loans.list_loan_alerts(engine, [x["loan_id"] for x in active])
+        if a["closed_at"] is None
+    ]
+    farm_loans = defaultdict(set)
+    parcel_loans = defaultdict(set)
+    for x in active:
+        for herd in x["herds"]:
+            farm_loans[herd["farm_id"]].add(x["loan_id"])
+        for pid in [*x["parcel_ids"], *(c["parcel_id"] for c in x["carbon"])]:
+            parcel_loans[pid].add(x["loan_id"])
+    alerts = [
+        {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": [a["loan_id"]]}
+        for a in loan_alerts
+    ]
+    for farm_id, ids in farm_loans.items():
+        for a in bio_store.list_alerts(engine, farm_id, open_only=True):
+            alerts.append({"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": sorted(ids)})
+    for e in rs_store.stored_events(engine):
+        if e["state"] == "open" and e["parcel_id"] in parcel_loans:
+            alerts.append(
+                {
+                    "kind": "disturbance",
+                    "opened_at": e["confirmed_at"],
+                    "loan_ids": sorted(parcel_loans[e["parcel_id"]]),
+                }
+            )
+    return summarise(branch, active, latest, alerts, now)
+
+
+def summarise(branch, active: list[dict], latest: dict, alerts: list[dict], now: datetime) -> dict:
+    by_status: dict[str, list[str]] = defaultdict(list)
+    bands: dict[str, list[str]] = {label: [] for label, _ in LTV_BANDS} | {">= 0.85": [], "n/a": []}
+    principal = eligible = collateral = carbon = Decimal(0)
+    hectares: dict[str, Decimal] = defaultdict(Decimal)
+    hectare_loans: dict[str, set] = defaultdict(set)
+    headcount: dict[str, int] = defaultdict(int)
+    for x in active:
+        principal += Decimal(x["principal_cny"])
+        v = latest[x["loan_id"]]
+        if v is None:
+            by_status["not_valued"].append(x["loan_id"])
+            bands["n/a"].append(x["loan_id"])
+            continue
+        result = v["result"]
+        by_status[result["status"]].append(x["loan_id"])
+        eligible += Decimal(result["eligible_value_cny"])
+        collateral += Decimal(result["collateral_value_cny"])
+        ltv = Decimal(result["ltv"]) if result["ltv"] else None
+        band = (
+            "n/a"
+            if ltv is None
+            else next((label for label, top in LTV_BANDS if ltv < top), ">= 0.85")
+        )
+        bands[band].append(x["loan_id"])
+        for item in result["items"]:
+            e = item["evidence"]
+            if item["kind"] in ("tea_garden", "forest"):
+                hectares[item["kind"]] += Decimal(e["area_ha"])
+                hectare_loans[item["kind"]].add(x["loan_id"])
+            elif item["kind"] == "carbon_sink":
+                carbon += Decimal(e["quantity_t_co2e"])
+            elif item["kind"] == "herd" and "verified" in e:
+                headcount[item["ref"].split("/", 1)[1]] += int(e["verified"])
+    kinds: dict[str, dict] = {}
+    for a in alerts:
+        entry = kinds.setdefault(a["kind"], {"count": 0, "oldest_days": 0, "loan_ids": set()})
+        entry["count"] += 1
+        entry["oldest_days"] = max(entry["oldest_days"], (now - a["opened_at"]).days)
+        entry["loan_ids"].update(a["loan_ids"])
+    return {
+        "branch": branch,
+        "as_of": now.isoformat(),
+        "loans": len(active),
+        "principal_cny": str(principal),
+        "collateral_value_cny": str(collateral),
+        "eligible_value_cny": str(eligible),
+        "ltv": str((principal / eligible).quantize(Decimal("0.0001"))) if eligible else None,
+        "by_status": {k: {"count": len(v), "loan_ids": v} for k, v in sorted(by_status.items())},
+        "ltv_bands": {k: {"count": len(v), "loan_ids": v} for k, v in bands.items()},
+        "open_alerts": {
+            k: {**v, "loan_ids": sorted(v["loan_ids"])} for k, v in sorted(kinds.items())
+        },
+        "pledged_ha": {
+            k: {"ha": str(v), "loan_ids": sorted(hectare_loans[k])}
+            for k, v in sorted(hectares.items())
+        },
+        "verified_headcount": dict(sorted(headcount.items())),
+        "pledged_carbon_t_co2e": str(carbon),
+    }
