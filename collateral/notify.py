@@ -36,6 +36,7 @@ FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY_WAIT = timedelta(hours=1)
 HTTP_TIMEOUT_S = 10.0
 BATCH = 200  # deliveries sent per cycle at most
+LOOKBACK = timedelta(days=30)  # how far back a cycle looks for notices
 
 
 @dataclass(frozen=True)
@@ -147,18 +148,31 @@ def requeue(engine: Engine, delivery_id: int) -> None:
 
 def enqueue(engine: Engine, now: datetime | None = None) -> int:
     """Queue every notice for every active subscription it matches, due at ``now``;
-    returns how many are new."""
+    returns how many are new. Notices are looked for over the last LOOKBACK (a worker
+    stopped longer than that misses older ones; it says nothing twice either way)."""
     now = now or datetime.now(UTC)
     subs = [s for s in list_subscriptions(engine) if s["active"]]
     if not subs:
         return 0
+    since = max(min(s["created_at"] for s in subs), now - LOOKBACK)
+    with engine.connect() as conn:
+        queued = {
+            (r.subscription_id, r.notice_key)
+            for r in conn.execute(
+                select(deliveries.c.subscription_id, deliveries.c.notice_key).where(
+                    deliveries.c.created_at >= since - LOOKBACK
+                )
+            )
+        }
     added = 0
-    for notice in notices_since(engine, min(s["created_at"] for s in subs)):
+    for notice in notices_since(engine, since):
         at = datetime.fromisoformat(notice["at"])
         for sub in subs:
             if notice["kind"] not in sub["kinds"] or at < sub["created_at"]:
                 continue
             if sub["branch"] is not None and sub["branch"] not in notice["branches"]:
+                continue
+            if (sub["id"], notice["key"]) in queued:
                 continue
             try:
                 with engine.begin() as conn:
@@ -174,7 +188,7 @@ def enqueue(engine: Engine, now: datetime | None = None) -> int:
                         )
                     )
                 added += 1
-            except IntegrityError:  # queued before: once per subscription and notice
+            except IntegrityError:  # another worker queued it: once per subscription
                 pass
     return added
 
