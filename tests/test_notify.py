@@ -329,6 +329,8 @@ def test_every_source_becomes_a_notice_for_the_branches_it_concerns(world, recei
             herds=[{"farm_id": "FARM-CATTLE", "categories": ["dairy_cow"]}],
         ),
     )
+    with world.begin() as conn:  # none left by other tests of the shared world (the API's)
+        conn.execute(notify.subscriptions.update().values(active=False))
     since = datetime(2000, 1, 1, tzinfo=UTC)
     found = notices_since(world, since)
     disturbance = [n for n in found if n["kind"] == "disturbance"]
@@ -346,3 +348,37 @@ def test_every_source_becomes_a_notice_for_the_branches_it_concerns(world, recei
             .where(notify.subscriptions.c.id == sub["id"])
             .values(active=False)
         )
+
+
+def test_subscriptions_through_the_api(engine, receiver):
+    from fastapi.testclient import TestClient
+
+    from collateral import auth
+    from collateral.api.app import create_app
+
+    client = TestClient(create_app(engine))
+    officer = {"Authorization": f"Bearer {auth.create_key(engine, 'loan_officer', 'ANXI-01')}"}
+    other = {"Authorization": f"Bearer {auth.create_key(engine, 'loan_officer', 'XIAMEN-02')}"}
+    body = {
+        "label": "desk",
+        "kinds": ["loan_status_worsened"],
+        "channel": "webhook",
+        "target": receiver.url,
+        "secret": SECRET,
+    }
+    created = client.post("/v1/subscriptions", json=body, headers=officer)
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["branch"] == "ANXI-01" and "secret" not in sub
+    refused = client.post(
+        "/v1/subscriptions", json={**body, "branch": "XIAMEN-02"}, headers=officer
+    )
+    assert refused.status_code == 422
+    bad = client.post("/v1/subscriptions", json={**body, "kinds": ["rain"]}, headers=officer)
+    assert bad.status_code == 422
+    assert [s["id"] for s in client.get("/v1/subscriptions", headers=other).json()] == []
+    open_alert(engine, "N-1", "through the API")
+    notify.run_once(engine, None, 3)
+    log = client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=officer).json()
+    assert [d["state"] for d in log] == ["delivered"]
+    assert client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=other).status_code == 404

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from collateral import claims, loans, pledges, prices
 from collateral.api import assets, lending, maps, metrics, models
 from collateral.api import claims as claims_api
+from collateral.api import notify as notify_api
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
 from collateral.auth import KeyCache
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(assets.router, prefix="/v1")
     app.include_router(lending.router, prefix="/v1")
     app.include_router(claims_api.router, prefix="/v1")
+    app.include_router(notify_api.router, prefix="/v1")
     app.include_router(maps.router, prefix="/v1")
     app.include_router(metrics.router)  # GET /metrics: Prometheus, no key (as /v1/health)
 
