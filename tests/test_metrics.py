@@ -93,8 +93,13 @@ def test_the_gateway_agent_counts_published_acknowledged_and_its_outbox(
     agent.drop("reader", [*lines, "not json"])
     with ingesting(engine, broker, client_id="metrics-agent"):
         agent.start().wait_connected()
+        # every message acknowledged (an empty outbox alone could be one not yet read from
+        # the spool: seen once in a clean-clone run), then the depth gauge's next round
+        assert wait_for(
+            lambda: sample(scrape(port), "agri_gateway_acked_total", gateway=gateway) == 10,
+            timeout=60,
+        )
         assert wait_for(lambda: agent.depth() == 0, timeout=60)
-        # the depth gauge is set on the agent's next round
         assert wait_for(
             lambda: sample(scrape(port), "agri_gateway_outbox_depth", gateway=gateway) == 0
         )
