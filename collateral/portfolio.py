@@ -25,7 +25,7 @@ LTV_BANDS = (
 
 def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
     """The portfolio of ``branch`` (None: every branch) at ``now``."""
-    active = [x for x in loans.list_loans(engine, branch, active_only=True)]
+    active = loans.list_loans(engine, branch, active_only=True)
     latest = {x["loan_id"]: loans.latest_valuation(engine, x["loan_id"]) for x in active}
     loan_alerts = [
         a

@@ -304,6 +304,8 @@ def test_no_loss_and_no_repeat_across_notifier_restarts(engine, receiver, tmp_pa
 
 
 def test_bad_subscriptions_are_refused(engine):
+    with pytest.raises(ValueError, match="is not smtp://"):
+        notify.Smtp.from_url("http://mail.example", "a@b")
     for args, words in [
         ((["rain"], "webhook", "http://x/y"), "kinds must be among"),
         ((["disturbance"], "fax", "http://x/y"), "channel must be one of"),

@@ -76,9 +76,14 @@ def notify_requeue(app: App, delivery_id: int) -> None:
 def notify_run(app: App, once: bool, interval: float) -> None:
     """The delivery worker: queue new notices, send what is due; until SIGTERM/SIGINT."""
     settings = app.settings
-    smtp = (
-        notify.Smtp.from_url(settings.smtp_url, settings.smtp_from) if settings.smtp_url else None
-    )
+    try:
+        smtp = (
+            notify.Smtp.from_url(settings.smtp_url, settings.smtp_from)
+            if settings.smtp_url
+            else None
+        )
+    except ValueError as exc:  # refused at start, not at the first e-mail
+        raise click.ClickException(f"AGRI_SMTP_URL: {exc}") from exc
     stop = stop_on_signals("stopping")
     while True:
         counts = notify.run_once(app.engine, smtp, settings.notify_max_attempts)
