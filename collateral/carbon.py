@@ -181,10 +181,7 @@ def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict 
         f"{account['formula']}; pledged {pledge['basis']} {quantity} t CO2e x "
         f"{fmt(price)} CNY/t ({pledge['market']}) = {fmt(money(carbon_value))} CNY{overlap}"
     )
-    stale = []
-    return make_item(
-        "carbon_sink", ref, value, haircut, haircut, Decimal(0), stale, evidence, formula
-    )
+    return make_item("carbon_sink", ref, value, haircut, haircut, Decimal(0), [], evidence, formula)
 
 
 def _zero_carbon(ref: str, base: dict, reason: str) -> dict:

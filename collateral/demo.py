@@ -155,25 +155,16 @@ def submit_demo_claims(engine: Engine, folder: Path, max_ha: float) -> list[dict
     """Write each demo plot as the borrower's app would (in its map's coordinate system),
     submit it as a claim judged on the sample years, and return the claims."""
     import geopandas as gpd
-    import prcoords
-    import shapely
     from shapely.geometry import shape
 
     from collateral import claims
-    from remote_sensing.plots import format_of
+    from remote_sensing.plots import as_drawn, format_of
 
-    forward = {"gcj02": prcoords.wgs_gcj, "bd09": prcoords.wgs_bd}
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for entry in DEMO_CLAIMS:
         ground = shape(json.loads(store.get_parcel(engine, entry["ground"])["geometry_geojson"]))
-        convert = forward[entry["crs"]]
-        drawn = shapely.transform(
-            ground,
-            lambda xy, convert=convert: [
-                (p.lon, p.lat) for p in (convert(prcoords.Coords(y, x)) for x, y in xy)
-            ],
-        )
+        drawn = as_drawn(ground, entry["crs"])
         path = folder / entry["file"]
         path.unlink(missing_ok=True)  # a KML written again would gain a second layer
         # the file says WGS84, as phone apps' exports do, whatever numbers they hold

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from sqlalchemy import Engine, select
 
 from bioassets import store as bio_store
+from collateral.pledges import pledged_parcel_ids
 from collateral.tables import claims, loan_alerts, loans
 from remote_sensing import store as rs_store
 
@@ -37,8 +38,7 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
         parcel_branches: dict[str, set[str]] = {}
         farm_branches: dict[str, set[str]] = {}
         for loan in active:
-            carbon = [c["parcel_id"] for c in loan["carbon"] or []]
-            for pid in [*loan["parcel_ids"], *carbon]:
+            for pid in pledged_parcel_ids(loan):
                 parcel_branches.setdefault(pid, set()).add(loan["branch"])
             for herd in loan["herds"]:
                 farm_branches.setdefault(herd["farm_id"], set()).add(loan["branch"])

@@ -53,6 +53,12 @@ class DoublePledge(ValueError):
         self.loan_id = loan_id
 
 
+def pledged_parcel_ids(loan: dict) -> list[str]:
+    """Every parcel a loan pledges, for its timber or its carbon (the same ground)."""
+    carbon = [c["parcel_id"] for c in loan.get("carbon") or []]
+    return list(dict.fromkeys([*loan["parcel_ids"], *carbon]))
+
+
 def active_pledges(engine: Engine, except_loan: str | None = None) -> list[dict]:
     """Active loans with their pledged parcel ids (timber or carbon) and herds."""
     query = select(loans.c.loan_id, loans.c.parcel_ids, loans.c.herds, loans.c.carbon).where(
@@ -63,16 +69,16 @@ def active_pledges(engine: Engine, except_loan: str | None = None) -> list[dict]
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:  # a stand's carbon and its timber are the same ground
-        carbon = [c["parcel_id"] for c in row.pop("carbon") or []]
-        row["parcel_ids"] = list(dict.fromkeys([*row["parcel_ids"], *carbon]))
+        row["parcel_ids"] = pledged_parcel_ids(row)
     return rows
 
 
 def pledged_plots(
-    engine: Engine, except_loan: str | None = None
+    engine: Engine, except_loan: str | None = None, pledges: list[dict] | None = None
 ) -> list[tuple[str, str, BaseGeometry]]:
-    """(loan id, parcel id, WGS84 geometry) of every parcel pledged to an active loan."""
-    pledges = active_pledges(engine, except_loan)
+    """(loan id, parcel id, WGS84 geometry) of every parcel pledged to an active loan
+    (``pledges``: active_pledges already read)."""
+    pledges = active_pledges(engine, except_loan) if pledges is None else pledges
     wanted = sorted({p for loan in pledges for p in loan["parcel_ids"]})
     parcels = rs_store.get_parcels(engine, wanted)
     return [
@@ -118,7 +124,8 @@ def check_not_pledged_elsewhere(
     if parcel_ids:
         parcels = rs_store.get_parcels(engine, parcel_ids)
         pledged = [
-            ("parcel", loan, pid, geom) for loan, pid, geom in pledged_plots(engine, loan_id)
+            ("parcel", loan, pid, geom)
+            for loan, pid, geom in pledged_plots(engine, loan_id, others)
         ]
         for pid in parcel_ids:
             if pid not in parcels or not pledged:

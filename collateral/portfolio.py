@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from bioassets import store as bio_store
 from collateral import loans
+from collateral.pledges import pledged_parcel_ids
 from remote_sensing import store as rs_store
 
 # LTV bands as the policy's thresholds draw them (watch 0.70, margin call 0.85 by default)
@@ -37,7 +38,7 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
     for x in active:
         for herd in x["herds"]:
             farm_loans[herd["farm_id"]].add(x["loan_id"])
-        for pid in [*x["parcel_ids"], *(c["parcel_id"] for c in x["carbon"])]:
+        for pid in pledged_parcel_ids(x):
             parcel_loans[pid].add(x["loan_id"])
     alerts = [
         {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": [a["loan_id"]]}

@@ -37,8 +37,14 @@ MAX_PLOT_VERTICES = 100_000
 CHINA = Path(__file__).parent / "data" / "china-mainland.geojson"
 
 
+@cache
+def _transformer(source: str, target: str) -> Transformer:
+    """pyproj transformers are costly to build: one per pair of systems per process."""
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
 def _cgcs2000(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return Transformer.from_crs("EPSG:4490", WGS84, always_xy=True).transform(lon, lat)
+    return _transformer("EPSG:4490", WGS84).transform(lon, lat)
 
 
 def _pointwise(convert: Callable) -> Callable:
@@ -58,11 +64,13 @@ COORDINATE_SYSTEMS: dict[str, dict] = {
     "cgcs2000": {"to_wgs84": _cgcs2000, "china_only": True, "used_by": "Chinese land registry"},
     "gcj02": {
         "to_wgs84": _pointwise(prcoords.gcj_wgs_bored),
+        "from_wgs84": _pointwise(prcoords.wgs_gcj),
         "china_only": True,
         "used_by": "AMap (Gaode), Tencent maps, WeChat location",
     },
     "bd09": {
         "to_wgs84": _pointwise(prcoords.bd_wgs_bored),
+        "from_wgs84": _pointwise(prcoords.wgs_bd),
         "china_only": True,
         "used_by": "Baidu maps",
     },
@@ -156,6 +164,13 @@ def plot_from_geometry(geom: BaseGeometry, crs: str, max_ha: float) -> Plot:
     return Plot(repaired_geom, area_ha, crs, submitted, not repaired_geom.equals(geom))
 
 
+def as_drawn(geom: BaseGeometry, crs: str) -> BaseGeometry:
+    """A WGS84 geometry as a phone map in ``crs`` (gcj02, bd09) shows it: what a borrower
+    draws there for that ground (the demo's and the tests' plots)."""
+    convert = COORDINATE_SYSTEMS[crs]["from_wgs84"]
+    return shapely.transform(geom, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1])))
+
+
 def area_in_ha(geom: BaseGeometry) -> float:
     """Area of a WGS84 geometry, measured in an equal-area projection."""
     projected = shapely.transform(geom, _equal_area)
@@ -163,7 +178,7 @@ def area_in_ha(geom: BaseGeometry) -> float:
 
 
 def _equal_area(xy: np.ndarray) -> np.ndarray:
-    x, y = Transformer.from_crs(WGS84, EQUAL_AREA_CRS, always_xy=True).transform(xy[:, 0], xy[:, 1])
+    x, y = _transformer(WGS84, EQUAL_AREA_CRS).transform(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
 
 

@@ -23,6 +23,7 @@ from collateral.api.app import create_app
 from collateral.tables import claims as claims_table
 from remote_sensing import landcover, plot_history
 from remote_sensing import store as rs_store
+from remote_sensing.plots import as_drawn
 from remote_sensing.tables import parcels
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import WORLD_AS_OF
@@ -250,14 +251,7 @@ def test_a_drawn_plot_becomes_a_pledged_parcel_through_the_api(world):
     client = TestClient(create_app(world))
     officer = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'ANXI-01')}"}
     stranger = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'XIAMEN-02')}"}
-    import prcoords
-
-    drawn = shapely.transform(
-        parcel_geometry(world, "T-07"),
-        lambda xy: [
-            (p.lon, p.lat) for p in (prcoords.wgs_gcj(prcoords.Coords(y, x)) for x, y in xy)
-        ],
-    )  # what AMap shows the borrower
+    drawn = as_drawn(parcel_geometry(world, "T-07"), "gcj02")  # what AMap shows the borrower
     body = {
         "kind": "tea_garden",
         "crs": "gcj02",

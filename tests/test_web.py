@@ -297,19 +297,13 @@ def test_the_api_docs_work_with_no_outside_network(browser, server):
 def _gcj02_kml(engine, parcel_id: str, path: Path) -> Path:
     """A parcel's ground as AMap shows it (GCJ-02), exported as KML by the field library."""
     import geopandas as gpd
-    import prcoords
-    import shapely
     from shapely.geometry import shape
 
     from remote_sensing import store as rs_store
+    from remote_sensing.plots import as_drawn
 
     ground = shape(json.loads(rs_store.get_parcel(engine, parcel_id)["geometry_geojson"]))
-    drawn = shapely.transform(
-        ground,
-        lambda xy: [
-            (p.lon, p.lat) for p in (prcoords.wgs_gcj(prcoords.Coords(y, x)) for x, y in xy)
-        ],
-    )
+    drawn = as_drawn(ground, "gcj02")
     gpd.GeoDataFrame(geometry=[drawn], crs="EPSG:4326").to_file(path, driver="KML")
     return path
 

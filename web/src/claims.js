@@ -162,7 +162,7 @@ export function showReport(ctx, claim) {
   const r = claim.report;
   const cover = r.land_cover;
   const rows = Object.keys(CLASS)
-    .map((c) => `<tr data-class="${c}"><td>${CLASS[c]}</td><td class="num">${pctOf(cover.probabilities[c])}</td><td class="num">${pctOf(cover.shares[c])}</td></tr>`)
+    .map((c) => `<tr data-class="${c}"><td>${CLASS[c]}</td><td class="num">${ctx.pct(cover.probabilities[c])}</td><td class="num">${ctx.pct(cover.shares[c])}</td></tr>`)
     .join("");
   const value = r.indicative_value;
   const valueHTML = value?.value_cny
@@ -216,4 +216,3 @@ async function acceptClaim(ctx, claimId) {
   }
 }
 
-const pctOf = (v) => (v == null ? "-" : `${Math.round(Number(v) * 100)}%`);

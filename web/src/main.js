@@ -85,7 +85,7 @@ $("#signout").addEventListener("click", () => {
 $("#print").addEventListener("click", () => window.print());
 $("#portfolio").addEventListener("click", () => showPortfolio());
 $("#new-claim").addEventListener("click", () =>
-  showClaimForm({ $, api, getJSON, map, say, esc, cny, chart, seconds })
+  showClaimForm({ $, api, getJSON, map, say, esc, cny, pct, chart, seconds })
 );
 
 // --- the map ------------------------------------------------------------------------
