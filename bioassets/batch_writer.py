@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from agri_common.retry import DatabaseUnavailable, backoff, with_retries
+from agri_common.wording import Said
 from bioassets import acks, rules, store
 from bioassets.messages import READING, Parsed, Rejection, parse_message
 
@@ -264,8 +265,8 @@ class BatchWriter:
                     store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
                 )
                 if r["tag_id"] not in self._tag_farm:
-                    unknown[parsed.farm_id, r["tag_id"]] = (
-                        f"unregistered tag seen by {parsed.gateway_id}"
+                    unknown[parsed.farm_id, r["tag_id"]] = Said(
+                        "alert.unknown_tag", gateway=parsed.gateway_id
                     )
             for e in parsed.events:
                 event_rows.append(

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import shapely
 from shapely.geometry import Point
 
+from agri_common.wording import Said, coded
 from bioassets import store
 
 SEEN_WINDOW = timedelta(hours=24)
@@ -31,15 +32,18 @@ def status_at(animal: dict, at: datetime) -> str:
 def verification(animal: dict, seen: dict | None, geofence, at: datetime) -> str | None:
     """None when the animal counts as verified at ``at``, else the reason it does not."""
     if seen is None or seen.get("last_seen") is None:
-        return (
-            f"not seen in the {int(SEEN_WINDOW.total_seconds() // 3600)} h before {at.isoformat()}"
-        )
+        hours = int(SEEN_WINDOW.total_seconds() // 3600)
+        return Said("unverified.not_seen", hours=hours, at=at.isoformat())
     if "position" in seen and not geofence.covers(Point(seen["position"][1], seen["position"][0])):
         lat, lon = seen["position"]
-        return f"last position {lat:.5f}, {lon:.5f} is outside the farm geofence"
+        return Said("unverified.outside", lat=f"{lat:.5f}", lon=f"{lon:.5f}")
     temperature = seen.get("temperature_c")
     if temperature is not None and temperature >= FEVER_C[animal["species"]]:
-        return f"fever: {temperature:.1f} °C at {seen['temperature_c_at'].isoformat()}"
+        return Said(
+            "unverified.fever",
+            temperature=f"{temperature:.1f}",
+            at=seen["temperature_c_at"].isoformat(),
+        )
     return None
 
 
@@ -86,7 +90,13 @@ def farm_headcount(engine, farm_id: str, at: datetime, window: timedelta = SEEN_
         if animal["reason"] is None:
             entry["verified"] += 1
         else:
-            entry["unverified"].append({"tag_id": animal["tag_id"], "reason": animal["reason"]})
+            entry["unverified"].append(
+                {
+                    "tag_id": animal["tag_id"],
+                    "reason": animal["reason"],
+                    "reason_coded": coded(animal["reason"]),
+                }
+            )
     return {"farm_id": farm_id, "at": at.isoformat(), "categories": categories}
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import shapely
 from shapely.geometry import Point
 
+from agri_common.wording import Said
 from bioassets import store
 from bioassets.headcount import FEVER_C, farm_headcount, status_at
 
@@ -36,19 +37,25 @@ def animal_conditions(animal: dict, seen: dict | None, geofence, at: datetime) -
     last_seen = seen.get("last_seen") if seen else None
     since = last_seen or animal["registered_at"]
     if since is not None and at - since > SILENT_AFTER[animal["species"]]:
-        out["silent_tag"] = f"no reading since {since.isoformat()}"
+        out["silent_tag"] = Said("alert.silent_tag", since=since.isoformat())
     if not last_seen:
         return out
     if "position" in seen and not geofence.covers(Point(seen["position"][1], seen["position"][0])):
         lat, lon = seen["position"]
-        out["out_of_geofence"] = f"last position {lat:.5f}, {lon:.5f} outside the geofence"
+        out["out_of_geofence"] = Said("alert.out_of_geofence", lat=f"{lat:.5f}", lon=f"{lon:.5f}")
     temperature = seen.get("temperature_c")
     if temperature is not None and temperature >= FEVER_C[animal["species"]]:
-        out["fever"] = f"{temperature:.1f} °C (threshold {FEVER_C[animal['species']]} °C)"
+        out["fever"] = Said(
+            "alert.fever",
+            temperature=f"{temperature:.1f}",
+            threshold=FEVER_C[animal["species"]],
+        )
     activity, usual = seen.get("activity"), seen.get("activity_mean")
     if activity is not None and usual and seen.get("activity_count", 0) >= 7:
         if activity < INACTIVE_SHARE * usual:
-            out["inactivity"] = f"activity {activity:.0f} vs usual {usual:.0f}"
+            out["inactivity"] = Said(
+                "alert.inactivity", activity=f"{activity:.0f}", usual=f"{usual:.0f}"
+            )
     return out
 
 
@@ -82,11 +89,11 @@ def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: tim
     for tag_id in unknown:
         state = states.get(tag_id)
         if state and at - state["last_seen"] <= timedelta(hours=24):
-            active[(tag_id, "unknown_tag")] = f"unregistered tag seen by {state['gateway_id']}"
+            active[(tag_id, "unknown_tag")] = Said("alert.unknown_tag", gateway=state["gateway_id"])
     for event in store.farm_events(engine, farm_id, at):
         if event["kind"] in ("death", "sale") and at - event["occurred_at"] <= EVENT_ALERT_FOR:
-            active[(event["tag_id"], event["kind"])] = (
-                f"{event['kind']} on {event['occurred_at'].isoformat()}"
+            active[(event["tag_id"], event["kind"])] = Said(
+                f"alert.{event['kind']}", at=event["occurred_at"].isoformat()
             )
     last_by_gateway: dict[str, datetime] = {}  # from each tag's latest reading
     for state in states.values():
@@ -100,18 +107,18 @@ def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: tim
         last = last_by_gateway.get(gateway["gateway_id"])
         status, changed = said.get(gateway["gateway_id"], ("online", None))
         if status == "offline" and changed <= at and (last is None or last <= changed):
-            active[(gateway["gateway_id"], "gateway_offline")] = (
-                f"the gateway reported offline (MQTT will) at {changed.isoformat()}"
+            active[(gateway["gateway_id"], "gateway_offline")] = Said(
+                "alert.gateway_will", at=changed.isoformat()
             )
         elif last is not None and at - last > gateway_offline_after:
-            active[(gateway["gateway_id"], "gateway_offline")] = (
-                f"nothing received since {last.isoformat()}"
+            active[(gateway["gateway_id"], "gateway_offline")] = Said(
+                "alert.gateway_silent", since=last.isoformat()
             )
     now_count = _verified(farm_headcount(engine, farm_id, at))
     week_ago = _verified(farm_headcount(engine, farm_id, at - timedelta(days=7)))
     if week_ago and (week_ago - now_count) / week_ago > HEADCOUNT_DROP:
-        active[(farm_id, "headcount_drop")] = (
-            f"verified animals {week_ago} -> {now_count} in a week"
+        active[(farm_id, "headcount_drop")] = Said(
+            "alert.headcount_drop", before=week_ago, now=now_count
         )
     with engine.begin() as conn:
         store.sync_alerts(conn, farm_id, active, at, KINDS)

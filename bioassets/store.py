@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from agri_common.wording import worded
 from bioassets.tables import (
     alerts,
     animal_events,
@@ -327,7 +328,7 @@ def sync_alerts(
         if key not in active:
             conn.execute(update(alerts).where(alerts.c.id == alert_id).values(closed_at=at))
     new = [
-        {"farm_id": farm_id, "subject": s, "kind": k, "opened_at": at, "detail": d}
+        {"farm_id": farm_id, "subject": s, "kind": k, "opened_at": at, **worded(d)}
         for (s, k), d in active.items()
         if (s, k) not in open_keys
     ]
@@ -424,7 +425,7 @@ def note_unknown_tags(
         )
     }
     new = [
-        {"farm_id": farm, "subject": tag, "kind": "unknown_tag", "opened_at": at, "detail": detail}
+        {"farm_id": farm, "subject": tag, "kind": "unknown_tag", "opened_at": at, **worded(detail)}
         for (farm, tag), detail in sightings.items()
         if (farm, tag) not in open_now
     ]

@@ -95,7 +95,9 @@ alerts = Table(
     Column("kind", String(32), nullable=False),
     Column("opened_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
-    Column("detail", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # English
+    Column("code", String(48)),  # agri_common.wording: the detail in any language
+    Column("params", JSON),
 )
 
 rejects = Table(

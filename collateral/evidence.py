@@ -13,6 +13,7 @@ import shapely
 from sqlalchemy import Engine
 
 from agri_common.times import parse_time
+from agri_common.wording import Said, coded
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import prices
@@ -127,8 +128,9 @@ def herd_evidence(engine: Engine, herd: dict, as_of: datetime, stale_days: int) 
         and (tags is None or a["tag_id"] in tags)
     ]
     alive = {a["tag_id"] for a in everyone}
+    gone = Said("unverified.not_alive", farm=herd["farm_id"])
     missing = [
-        {"tag_id": t, "reason": f"not an animal alive on farm {herd['farm_id']} at as_of"}
+        {"tag_id": t, "reason": str(gone), "reason_coded": gone.coded()}
         for t in (tags or [])
         if t not in alive
     ]
@@ -154,6 +156,7 @@ def herd_evidence(engine: Engine, herd: dict, as_of: datetime, stale_days: int) 
                 "weight_at": a["weight_at"].isoformat() if a["weight_at"] else None,
                 "last_seen": a["last_seen"].isoformat() if a["last_seen"] else None,
                 "reason": a["reason"],
+                "reason_coded": coded(a["reason"]),
             }
             for a in pledged
         ],

@@ -5,6 +5,8 @@ rules (valuation.py) and their carbon half (carbon.py)."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from agri_common.wording import coded
+
 CENT = Decimal("0.01")
 HA = Decimal("0.0001")
 RATIO = Decimal("0.0001")
@@ -35,7 +37,12 @@ def make_item(kind, ref, value, haircut, base, extra, stale, evidence, formula) 
         "confidence": "reduced" if stale else "high",
         "evidence": {
             **evidence,
-            "haircut": {"base": str(base), "stale_evidence": str(extra), "reasons": stale},
+            "haircut": {
+                "base": str(base),
+                "stale_evidence": str(extra),
+                "reasons": [str(r) for r in stale],
+                "reasons_coded": [coded(r) for r in stale],  # the page words them
+            },
         },
         "formula": formula + f"; eligible = value x (1 - {haircut}) = {fmt(eligible)} CNY",
     }

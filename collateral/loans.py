@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import Engine, insert, select, update
 
 from agri_common.times import parse_time
+from agri_common.wording import Said, worded
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import evidence, pledges
@@ -458,8 +459,12 @@ def carbon_reversals(valuation: dict) -> list[tuple[str, str]]:
             out.append(
                 (
                     item["ref"],
-                    f"parcel {item['ref']}: {account['reversed_t_co2e']} t CO2e of pledged "
-                    f"carbon reversed by a disturbance on {account['disturbed_ha']} ha",
+                    Said(
+                        "alert.carbon_reversed",
+                        parcel=item["ref"],
+                        t_co2e=account["reversed_t_co2e"],
+                        ha=account["disturbed_ha"],
+                    ),
                 )
             )
     return out
@@ -490,7 +495,7 @@ def sync_carbon_alerts(engine: Engine, valuation: dict, now: datetime) -> None:
                         kind="carbon_reversed",
                         valuation_id=valuation["valuation_id"],
                         opened_at=now,
-                        detail=detail,
+                        **worded(detail),
                     )
                 )
 
@@ -500,9 +505,12 @@ def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
     changes = valuation["changes"]
     with engine.begin() as conn:
         if changes and changes["status_worsened"]:
-            detail = (
-                f"status {changes['status']['from']} -> {changes['status']['to']}; LTV "
-                f"{changes['ltv']['from']} -> {changes['ltv']['to']}"
+            detail = Said(
+                "alert.status_worsened",
+                from_status=changes["status"]["from"],
+                to_status=changes["status"]["to"],
+                from_ltv=changes["ltv"]["from"],
+                to_ltv=changes["ltv"]["to"],
             )
             conn.execute(
                 insert(loan_alerts).values(
@@ -510,7 +518,7 @@ def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
                     kind="status_worsened",
                     valuation_id=valuation["valuation_id"],
                     opened_at=now,
-                    detail=detail,
+                    **worded(detail),
                 )
             )
         elif valuation["status"] == "ok":

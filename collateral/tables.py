@@ -81,7 +81,9 @@ loan_alerts = Table(
     Column("valuation_id", String(40), nullable=False),
     Column("opened_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
-    Column("detail", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # English
+    Column("code", String(48)),  # agri_common.wording: the detail in any language
+    Column("params", JSON),
 )
 
 api_keys = Table(

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from agri_common.times import parse_time
+from agri_common.wording import Said
 from collateral import prices
 from collateral.carbon import carbon_item
 from collateral.items import (
@@ -52,7 +53,7 @@ from collateral.items import (
 from collateral.prices import Where
 from remote_sensing.disturbances import CONFIRM_EVIDENCE
 
-RULES_VERSION = "2026.12.2"  # bump when a formula changes: stored valuations name theirs
+RULES_VERSION = "2026.12.3"  # bump when a formula changes: stored valuations name theirs
 STATUS_RANK = {"ok": 0, "watch": 1, "margin_call": 2}
 HEAD_BAND = {"breeding_sow": "parity", "dairy_cow": "lactation"}
 WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
@@ -178,27 +179,33 @@ def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where
     days = int(prices.value(policy, "stale_after_days", "imagery", where))
     latest = parcel.get("latest_clear_at")
     if latest is None:
-        return ["no clear image of the parcel yet"]
+        return [Said("stale.no_clear_image")]
     sampling = parcel.get("sampling")
     if sampling is None:
         age = as_of - parse_time(latest)
         if age > timedelta(days=days):
-            return [f"last clear image {latest[:10]} is {age.days} days old (limit {days})"]
+            return [Said("stale.old_image", date=latest[:10], days=age.days, limit=days)]
         return []
     reasons = []
     count, gap = sampling["clear_dates"], sampling["largest_gap_days"]
     if count == 0:
         age = (as_of - parse_time(latest)).days
-        reasons.append(
-            f"no clear image in the last {days} days: the last, {latest[:10]}, is {age} days old"
-        )
+        reasons.append(Said("stale.none_in_window", window=days, date=latest[:10], days=age))
     elif count < CONFIRM_EVIDENCE:
         reasons.append(
-            f"only {count} clear image in the last {days} days ({latest[:10]}; longest wait "
-            f"{gap:.0f} days): {CONFIRM_EVIDENCE:.0f} are needed to confirm or rule out damage"
+            Said(
+                "stale.too_few",
+                count=count,
+                window=days,
+                date=latest[:10],
+                gap=f"{gap:.0f}",
+                needed=f"{CONFIRM_EVIDENCE:.0f}",
+            )
         )
     for suspected in parcel.get("suspected", []):
-        reasons.append(f"possible damage from {suspected['start']}: {suspected['reason']}")
+        reasons.append(
+            Said("stale.suspected", start=suspected["start"], reason=suspected["reason"])
+        )
     return reasons
 
 
@@ -290,9 +297,9 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
     days = prices.value(policy, "stale_after_days", "tags", where)
     last = herd.get("last_reading_at")
     if last is None:
-        stale.append(f"no reading from farm {herd['farm_id']} in the last {days} days")
+        stale.append(Said("stale.no_reading", farm=herd["farm_id"], days=days))
     elif as_of - parse_time(last) > timedelta(days=int(days)):
-        stale.append(f"last reading from farm {herd['farm_id']} at {last[:16]}")
+        stale.append(Said("stale.last_reading", farm=herd["farm_id"], at=last[:16]))
     by_category: dict[str, list[dict]] = {}
     for animal in herd["animals"]:
         by_category.setdefault(animal["category"], []).append(animal)
@@ -302,12 +309,24 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
         total, lines, unverified, counted = Decimal("0"), {}, [], 0
         for a in animals:
             if a["reason"] is not None:
-                unverified.append({"tag_id": a["tag_id"], "reason": a["reason"]})
+                unverified.append(
+                    {
+                        "tag_id": a["tag_id"],
+                        "reason": a["reason"],
+                        "reason_coded": a.get("reason_coded"),
+                    }
+                )
                 continue
             if category in WEIGHT_PRICED:
                 if a.get("weight_kg") is None:
-                    reason = "no weight recorded in the last 90 days"
-                    unverified.append({"tag_id": a["tag_id"], "reason": reason})
+                    reason = Said("unverified.no_weight", days=90)
+                    unverified.append(
+                        {
+                            "tag_id": a["tag_id"],
+                            "reason": str(reason),
+                            "reason_coded": reason.coded(),
+                        }
+                    )
                     continue
                 weight = dec(a["weight_kg"], Decimal("0.1"))
                 row = prices.lookup(price_table, "liveweight_cny_per_kg", category, where, weight)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
+from agri_common.wording import coded
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import loans
@@ -118,6 +119,7 @@ def farm_animals(
                 "last_seen": state["last_seen"].isoformat() if state.get("last_seen") else None,
                 "verified": a["reason"] is None,
                 "reason": a["reason"],
+                "reason_coded": coded(a["reason"]),
             }
         )
     return {"farm_id": farm_id, "at": now.isoformat(), "animals": out}
