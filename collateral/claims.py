@@ -22,6 +22,7 @@ import shapely
 from shapely.geometry import mapping, shape
 from sqlalchemy import Engine, insert, select, update
 
+from agri_common.wording import Said
 from collateral import claim_report, pledges, prices
 from collateral.evidence import CODE_VERSION
 from collateral.loans import Conflict, NotFound
@@ -212,7 +213,7 @@ def get_claim(engine: Engine, claim_id: str, with_inputs: bool = False) -> dict:
     with engine.connect() as conn:
         row = conn.execute(select(*columns).where(claims.c.claim_id == claim_id)).first()
     if row is None:
-        raise NotFound(f"claim {claim_id!r} does not exist")
+        raise NotFound(Said("problem.not_found", what="claim", id=repr(claim_id)))
     out = dict(row._mapping)
     out["geometry"] = json.loads(out.pop("geometry_geojson"))
     out["area_ha"] = float(out["area_ha"])

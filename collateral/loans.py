@@ -212,7 +212,7 @@ def get_loan(engine: Engine, loan_id: str) -> dict:
     with engine.connect() as conn:
         row = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
     if row is None:
-        raise NotFound(f"loan {loan_id!r} does not exist")
+        raise NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
     return _loan_row(row)
 
 
@@ -346,7 +346,7 @@ def get_valuation(engine: Engine, valuation_id: str, with_inputs: bool = True) -
             select(*columns).where(valuations.c.valuation_id == valuation_id)
         ).first()
     if row is None:
-        raise NotFound(f"valuation {valuation_id!r} does not exist")
+        raise NotFound(Said("problem.not_found", what="valuation", id=repr(valuation_id)))
     return _valuation_row(row)
 
 
@@ -374,7 +374,7 @@ def loan_with_latest_valuation(engine: Engine, loan_id: str) -> tuple[dict, dict
     with engine.connect() as conn:
         loan = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
         if loan is None:
-            raise NotFound(f"loan {loan_id!r} does not exist")
+            raise NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
         latest = conn.execute(_latest_valuation_query(loan_id)).first()
     return _loan_row(loan), _valuation_row(latest) if latest else None
 

@@ -16,6 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
+from agri_common import wording
+from agri_common.wording import Said, coded, negotiate, translate
 from collateral import claims, loans, pledges, prices
 from collateral.api import assets, lending, maps, metrics, models
 from collateral.api import claims as claims_api
@@ -56,15 +58,30 @@ def _not_built() -> HTMLResponse:
     )
 
 
-def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+def problem(
+    request: Request, status: int, detail: str, headers: dict | None = None, **extra
+) -> JSONResponse:
+    """A problem document in the language the request asks for (Accept-Language): the
+    title always, the detail when it was composed from the catalogues (then with its
+    ``code`` and ``params`` too); English otherwise, as other clients expect."""
+    locale = negotiate(request.headers.get("accept-language"))
+    form = coded(detail)
+    title = HTTPStatus(status).phrase
     body = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": title if locale == "en" else wording.text(f"problem.{status}", locale),
         "status": status,
-        "detail": detail,
+        "detail": translate(detail, form, locale),
+        **(form or {}),
         **extra,
     }
+    headers = {**(headers or {}), "Content-Language": locale}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _said(exc: Exception) -> str:
+    """The exception's message, keeping its code when it was composed (wording.Said)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], Said) else str(exc)
 
 
 def _field(loc) -> str:
@@ -103,63 +120,67 @@ def create_app(
     app.add_middleware(metrics.RequestMetrics)  # outermost: it times the audit row too
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, Said) else str(exc.detail)
+        return problem(request, exc.status_code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem(422, detail, errors=errors)
+        return problem(request, 422, detail, errors=errors)
 
     @app.exception_handler(loans.NotFound)
-    async def not_found(_request: Request, exc: loans.NotFound) -> JSONResponse:
-        return problem(404, str(exc))
+    async def not_found(request: Request, exc: loans.NotFound) -> JSONResponse:
+        return problem(request, 404, _said(exc))
 
     @app.exception_handler(loans.Conflict)
-    async def conflict(_request: Request, exc: loans.Conflict) -> JSONResponse:
-        return problem(409, str(exc))
+    async def conflict(request: Request, exc: loans.Conflict) -> JSONResponse:
+        return problem(request, 409, str(exc))
 
     @app.exception_handler(pledges.DoublePledge)
-    async def double_pledge(_request: Request, exc: pledges.DoublePledge) -> JSONResponse:
-        return problem(409, str(exc), loan_id=exc.loan_id)
+    async def double_pledge(request: Request, exc: pledges.DoublePledge) -> JSONResponse:
+        return problem(request, 409, _said(exc), loan_id=exc.loan_id)
 
     @app.exception_handler(claims.ClaimRefused)
     @app.exception_handler(PlotError)
-    async def claim_refused(_request: Request, exc: ValueError) -> JSONResponse:
-        return problem(422, f"claim refused: {exc}")
+    async def claim_refused(request: Request, exc: ValueError) -> JSONResponse:
+        return problem(request, 422, f"claim refused: {exc}")
 
     @app.exception_handler(claims.NotAcceptable)
-    async def not_acceptable(_request: Request, exc: claims.NotAcceptable) -> JSONResponse:
-        return problem(409, str(exc))
+    async def not_acceptable(request: Request, exc: claims.NotAcceptable) -> JSONResponse:
+        return problem(request, 409, str(exc))
 
     @app.exception_handler(loans.Invalid)
-    async def invalid(_request: Request, exc: loans.Invalid) -> JSONResponse:
+    async def invalid(request: Request, exc: loans.Invalid) -> JSONResponse:
         return problem(
+            request,
             422,
             f"{exc.field}: {exc}",
             errors=[{"field": exc.field, "message": str(exc), "type": "invalid"}],
         )
 
     @app.exception_handler(ValuationError)
-    async def cannot_value(_request: Request, exc: ValuationError) -> JSONResponse:
-        return problem(422, f"cannot value: {exc}")
+    async def cannot_value(request: Request, exc: ValuationError) -> JSONResponse:
+        return problem(request, 422, f"cannot value: {exc}")
 
     @app.exception_handler(prices.VersionExists)
-    async def version_exists(_request: Request, exc: prices.VersionExists) -> JSONResponse:
-        return problem(409, str(exc))
+    async def version_exists(request: Request, exc: prices.VersionExists) -> JSONResponse:
+        return problem(request, 409, str(exc))
 
     @app.exception_handler(prices.TableError)
-    async def bad_table(_request: Request, exc: prices.TableError) -> JSONResponse:
-        return problem(422, str(exc), errors=[{"message": p} for p in exc.problems])
+    async def bad_table(request: Request, exc: prices.TableError) -> JSONResponse:
+        return problem(request, 422, str(exc), errors=[{"message": p} for p in exc.problems])
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return problem(500, f"internal error ({type(exc).__name__}); the request changed nothing")
+        return problem(
+            request, 500, f"internal error ({type(exc).__name__}); the request changed nothing"
+        )
 
     @app.get(
         "/v1/health",

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
+from agri_common.wording import Said, worded
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
@@ -112,7 +113,7 @@ def _feature(parcel: dict, geometry: dict, overview: dict) -> dict:
 def _parcel(engine: Engine, parcel_id: str) -> dict:
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
-        raise loans.NotFound(f"parcel {parcel_id!r} does not exist")
+        raise loans.NotFound(Said("problem.not_found", what="parcel", id=repr(parcel_id)))
     return parcel
 
 
@@ -210,7 +211,7 @@ def list_farms(engine: EngineDep, _caller: Caller) -> dict:
 def _farm(engine: Engine, farm_id: str) -> dict:
     farm = bio_store.get_farm(engine, farm_id)
     if farm is None:
-        raise loans.NotFound(f"farm {farm_id!r} does not exist")
+        raise loans.NotFound(Said("problem.not_found", what="farm", id=repr(farm_id)))
     return farm
 
 
@@ -311,7 +312,7 @@ def list_alerts(
     if loan_id is not None:
         loan = loans.get_loan(engine, loan_id)
         if not principal.sees_branch(loan["branch"]):
-            raise loans.NotFound(f"loan {loan_id!r} does not exist")
+            raise loans.NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
         farms = {h["farm_id"] for h in loan["herds"]}
         parcels, loan_ids = set(loan["parcel_ids"]), {loan_id}
     if farm_id is not None or parcel_id is not None:
@@ -336,10 +337,21 @@ def list_alerts(
                     "opened_at": a["opened_at"],
                     "closed_at": a["closed_at"],
                     "detail": a["detail"],
+                    "code": a["code"],
+                    "params": a["params"],
                 }
             )
     for e in rs_store.stored_events(engine):
         if parcels is None or e["parcel_id"] in parcels:
+            facts = {
+                "kind": e["kind"],
+                "since": e["start"].date(),
+                "severity": f"{e['severity']:.0%}",
+            }
+            if e["affected_ha"] is None:
+                detail = Said("alert.parcel_event", **facts)
+            else:
+                detail = Said("alert.parcel_event_ha", **facts, ha=f"{e['affected_ha']:.2f}")
             out.append(
                 {
                     "source": "parcel",
@@ -348,9 +360,7 @@ def list_alerts(
                     "subject": e["parcel_id"],
                     "opened_at": e["confirmed_at"],
                     "closed_at": e["end"],
-                    "detail": f"{e['kind']} since {e['start'].date()}, severity "
-                    f"{e['severity']:.0%}"
-                    + (f", {e['affected_ha']:.2f} ha" if e["affected_ha"] is not None else ""),
+                    **worded(detail),
                 }
             )
     if loan_ids is None:
@@ -369,6 +379,8 @@ def list_alerts(
                 "opened_at": a["opened_at"],
                 "closed_at": a["closed_at"],
                 "detail": a["detail"],
+                "code": a["code"],
+                "params": a["params"],
             }
         )
     if state != "all":

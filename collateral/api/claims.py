@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from agri_common.rows import jsonable
+from agri_common.wording import Said
 from collateral import claims
 from collateral.api import examples
 from collateral.api.examples import CONFLICT
@@ -34,7 +35,7 @@ ENVELOPE_FIELDS = ("kind", "crs", "owner", "branch", "attributes", "as_of", "geo
 
 def _visible(principal: Principal, claim: dict) -> dict:
     if not principal.sees_branch(claim["branch"]):
-        raise NotFound(f"claim {claim['claim_id']!r} does not exist")
+        raise NotFound(Said("problem.not_found", what="claim", id=repr(claim["claim_id"])))
     return claim
 
 

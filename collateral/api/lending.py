@@ -2,18 +2,20 @@
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
+from agri_common.wording import Said, negotiate
 from collateral import loans, prices
 from collateral.api import examples, models
-from collateral.api.examples import CONFLICT
+from collateral.api.examples import CONFLICT, PROBLEMS
 from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
 from collateral.auth import Principal
+from collateral.credit_report import valuation_pdf
 from collateral.portfolio import branch_portfolio
 
 router = APIRouter(responses=examples.PROBLEMS)
@@ -37,7 +39,7 @@ def _loan_for(engine: Engine, principal: Principal, loan_id: str) -> dict:
 
 def _visible(principal: Principal, loan: dict) -> dict:
     if not principal.sees_branch(loan["branch"]):
-        raise loans.NotFound(f"loan {loan['loan_id']!r} does not exist")
+        raise loans.NotFound(Said("problem.not_found", what="loan", id=repr(loan["loan_id"])))
     return loan
 
 
@@ -204,6 +206,39 @@ def get_valuation(
     if inputs:
         doc["inputs"] = row["inputs"]
     return doc
+
+
+@router.get(
+    "/valuations/{valuation_id}/report.pdf",
+    tags=["valuations"],
+    summary="The valuation as a PDF report for the credit file (zh-CN or en)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **PROBLEMS},
+)
+def valuation_report(
+    valuation_id: str,
+    request: Request,
+    engine: EngineDep,
+    principal: Lender,
+    lang: Annotated[Literal["zh-CN", "en"] | None, Query()] = None,
+) -> Response:
+    """Rendered on the server (WeasyPrint, Noto CJK) from the stored figures; without
+    ``lang`` the language is the request's Accept-Language (Chinese or English)."""
+    row = loans.get_valuation(engine, valuation_id, with_inputs=False)
+    loan = _loan_for(engine, principal, row["loan_id"])
+    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
+    doc["code_version"] = row["code_version"]
+    locale = lang or negotiate(request.headers.get("accept-language"))
+    pdf = valuation_pdf(engine, doc, loan, locale)
+    filename = f"{row['loan_id']}-{valuation_id[:12]}-{locale}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="{filename}"',
+            "Content-Language": locale,
+        },
+    )
 
 
 @router.get(

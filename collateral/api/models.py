@@ -345,9 +345,17 @@ class FarmCollection(Out):
     features: list[FarmFeature]
 
 
+class Coded(Out):
+    """A composed sentence's catalogue key and parameters (agri_common/locales)."""
+
+    code: str
+    params: dict[str, str]
+
+
 class Unverified(Out):
     tag_id: str
     reason: str
+    reason_coded: Coded | None = None
 
 
 class CategoryCount(Out):
@@ -400,6 +408,7 @@ class AnimalOnMap(Out):
     last_seen: Timestamp | None
     verified: bool
     reason: str | None
+    reason_coded: Coded | None = None
 
 
 class FarmAnimals(Out):
@@ -425,7 +434,9 @@ class Alert(Out):
     subject: str
     opened_at: Timestamp
     closed_at: Timestamp | None
-    detail: str
+    detail: str = Field(description="in English; code and params word it in any language")
+    code: str | None = Field(default=None, description="agri_common/locales catalogue key")
+    params: dict[str, str] | None = None
     farm_id: str | None = None
     parcel_id: str | None = None
     loan_id: str | None = None

@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from agri_common.wording import Said
 from collateral import auth
 from collateral.auth import Principal
 
@@ -31,23 +32,19 @@ async def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            401, "send an API key as 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, Said("problem.no_key"), {"WWW-Authenticate": "Bearer"})
     keys, key = request.app.state.keys, credentials.credentials
     principal = keys.recent(key)
     if principal is None:
         principal = await run_in_threadpool(keys.principal, request.app.state.engine, key)
     if principal is None:
-        raise HTTPException(
-            401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, Said("problem.unknown_key"), {"WWW-Authenticate": "Bearer"})
     request.state.principal = principal
     wait = request.app.state.rate_limiter.take(principal.key_id)
     if wait > 0:
         raise HTTPException(
             429,
-            f"too many requests for this key; try again in {wait:.1f} s",
+            Said("problem.rate", seconds=f"{wait:.1f}"),
             {"Retry-After": str(max(1, round(wait)))},
         )
     return principal
@@ -59,7 +56,7 @@ def role(*roles: str) -> Callable[..., Principal]:
     async def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
         if principal.role not in roles:
             raise HTTPException(
-                403, f"role {principal.role} may not do this (needs {' or '.join(roles)})"
+                403, Said("problem.role", role=principal.role, needs=" or ".join(roles))
             )
         return principal
 

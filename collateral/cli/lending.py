@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+from agri_common.files import atomic_write
 from agri_common.rows import jsonable
+from agri_common.wording import LOCALES
 from collateral import loans, prices, report
 from collateral.cli.context import App, parse_time_option, pass_app
+from collateral.credit_report import valuation_pdf
 from collateral.valuation import ValuationError
 
 
@@ -168,6 +171,25 @@ def valuations_show(app: App, valuation_id: str, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
     click.echo(json.dumps(doc, indent=2) if as_json else report.valuation_text(doc))
+
+
+@valuations_group.command("report")
+@click.argument("valuation_id")
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False), required=True)
+@click.option("--lang", type=click.Choice(LOCALES), default="zh-CN", show_default=True)
+@pass_app
+def valuations_report(app: App, valuation_id: str, pdf_path: str, lang: str) -> None:
+    """Write a stored valuation as the PDF report for the credit file."""
+    try:
+        row = loans.get_valuation(app.engine, valuation_id, with_inputs=False)
+        loan = loans.get_loan(app.engine, row["loan_id"])
+    except loans.NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
+    doc["code_version"] = row["code_version"]
+    pdf = valuation_pdf(app.engine, doc, loan, lang)
+    atomic_write(Path(pdf_path), lambda f: f.write(pdf))
+    click.echo(f"{pdf_path}: {lang} report of valuation {valuation_id}")
 
 
 @click.command("revalue")

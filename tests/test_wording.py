@@ -1,0 +1,181 @@
+"""The officer's language on the server: the catalogues agree, every composed sentence
+has a code the catalogues word, problem details follow Accept-Language, stored alerts
+and valuation reasons carry codes the page and the report translate, and the PDF report
+of a valuation says the API's figures in Chinese and English."""
+
+import io
+import json
+import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pypdf
+import pytest
+from fastapi.testclient import TestClient
+
+from agri_common import wording
+from collateral import auth, loans
+from collateral.api.app import create_app
+from tests.support.world import WORLD_AS_OF
+
+ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER = re.compile(r"\{(\w+)(?:\|\w+)?\}")
+
+
+def test_the_catalogues_have_the_same_keys_and_placeholders():
+    en, zh = wording.catalogue("en"), wording.catalogue("zh-CN")
+    assert set(en) == set(zh)
+    for key in en:
+        assert en[key].strip() and zh[key].strip(), key
+        assert set(PLACEHOLDER.findall(en[key])) == set(PLACEHOLDER.findall(zh[key])), key
+        assert re.search(r"[\u4e00-\u9fff]", zh[key]) or not re.search(r"[a-z]{4}", en[key]), key
+
+
+def test_every_code_the_server_composes_is_in_the_catalogues():
+    codes = set()
+    for path in [*ROOT.glob("collateral/**/*.py"), *ROOT.glob("bioassets/*.py")]:
+        codes |= set(re.findall(r'Said\(\s*"([\w.]+)"', path.read_text()))
+    codes |= {"alert.death", "alert.sale"}  # rules.py: Said(f"alert.{event['kind']}")
+    assert len(codes) > 25
+    assert not codes - set(wording.catalogue("zh-CN")), codes - set(wording.catalogue("zh-CN"))
+
+
+@pytest.mark.parametrize(
+    ("header", "locale"),
+    [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"),
+        ("zh-TW", "zh-CN"),
+        ("en-US,en;q=0.9", "en"),
+        ("fr-FR, en;q=0.5, zh;q=0.7", "zh-CN"),
+        ("de", "en"),
+        (None, "en"),
+        ("zh;q=0, en", "en"),
+    ],
+)
+def test_accept_language(header, locale):
+    assert wording.negotiate(header) == locale
+
+
+@pytest.mark.parametrize(
+    ("value", "locale", "shown"),
+    [
+        ("1570637.81", "zh-CN", "157.06万元"),
+        ("9999.5", "zh-CN", "9,999.50元"),
+        ("-25000", "zh-CN", "-2.50万元"),
+        ("1570637.81", "en", "CNY 1,570,637.81"),
+        (None, "en", "-"),
+    ],
+)
+def test_amounts_as_banking_documents_write_them(value, locale, shown):
+    assert wording.amount(value, locale) == shown
+
+
+def test_a_said_sentence_is_english_and_carries_its_code():
+    said = wording.Said(
+        "alert.status_worsened", from_status="ok", to_status="watch", from_ltv="0.5", to_ltv="0.75"
+    )
+    assert said == "status ok -> watch; LTV 0.5 -> 0.75"
+    assert json.dumps({"d": said}) == '{"d": "status ok -> watch; LTV 0.5 -> 0.75"}'
+    zh = wording.translate(said, wording.coded(said), "zh-CN")
+    assert zh == "状态 正常 → 关注；抵押率 0.5 → 0.75"
+    assert wording.translate("a plain sentence", None, "zh-CN") == "a plain sentence"
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_problem_details_follow_accept_language(world):
+    client = TestClient(create_app(world))
+    key = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'ANXI-01')}"}
+    english = client.get("/v1/loans/NO-SUCH", headers=key)
+    assert english.status_code == 404
+    assert english.json()["title"] == "Not Found"
+    assert english.json()["detail"] == "loan 'NO-SUCH' does not exist"
+    chinese = client.get("/v1/loans/NO-SUCH", headers={**key, "Accept-Language": "zh-CN,zh;q=0.9"})
+    body = chinese.json()
+    assert chinese.status_code == 404 and chinese.headers["content-language"] == "zh-CN"
+    assert body["title"] == "未找到" and body["detail"] == "贷款 'NO-SUCH' 不存在"
+    assert body["code"] == "problem.not_found" and body["params"]["id"] == "'NO-SUCH'"
+    unsigned = client.get("/v1/loans", headers={"Accept-Language": "zh-CN"})
+    assert unsigned.status_code == 401 and "API 密钥" in unsigned.json()["detail"]
+    operator = {"Authorization": f"Bearer {auth.create_key(world, 'operator', None)}"}
+    refused = client.get("/v1/loans", headers={**operator, "Accept-Language": "zh"})
+    assert refused.status_code == 403 and refused.json()["detail"].startswith("角色 operator 无权")
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_alerts_and_reasons_carry_codes_that_read_in_chinese(world):
+    client = TestClient(create_app(world))
+    key = {"Authorization": f"Bearer {auth.create_key(world, 'risk_admin', None)}"}
+    alerts = client.get("/v1/alerts", headers=key).json()
+    coded = [a for a in alerts if a.get("code")]
+    assert coded and len(coded) == len(alerts)  # livestock, parcel and loan alike
+    for a in coded:
+        assert wording.text(a["code"], "en", **a["params"]) == a["detail"]
+        assert re.search(r"[\u4e00-\u9fff]", wording.text(a["code"], "zh-CN", **a["params"]))
+    herd = client.get("/v1/farms/FARM-SOW/headcount", headers=key).json()
+    reasons = [u for c in herd["categories"].values() for u in c["unverified"]]
+    assert reasons and all(u["reason_coded"]["code"].startswith("unverified.") for u in reasons)
+
+
+def _pdf_text(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_the_pdf_report_says_the_api_figures_in_both_languages(world):
+    loans.create_loan(
+        world,
+        loans.LoanIn(
+            loan_id="PDF-1",
+            borrower="王辉",
+            branch="ANXI-01",
+            principal_cny="800000",
+            parcel_ids=["T-01", "F-03"],
+            herds=[{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}],
+        ),
+    )
+    valuation = loans.value_now(world, "PDF-1", datetime.fromisoformat(WORLD_AS_OF))
+    client = TestClient(create_app(world))
+    key = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'ANXI-01')}"}
+    api = client.get(f"/v1/valuations/{valuation['valuation_id']}", headers=key).json()
+    texts = {}
+    for lang in ("zh-CN", "en"):
+        response = client.get(
+            f"/v1/valuations/{valuation['valuation_id']}/report.pdf",
+            params={"lang": lang},
+            headers=key,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.content.startswith(b"%PDF-")
+        texts[lang] = _pdf_text(response.content)
+    for lang, words in texts.items():
+        flat = re.sub(r"\s+", "", words)
+        assert api["valuation_id"] in flat
+        for figure in (
+            api["principal_cny"],
+            api["eligible_value_cny"],
+            api["collateral_value_cny"],
+        ):
+            assert f"{Decimal(figure):,.2f}" in flat, (lang, figure)
+        for item in api["items"]:
+            assert f"{Decimal(item['eligible_value_cny']):,.2f}" in flat, (lang, item["ref"])
+        assert (
+            api["ltv"] in flat and api["prices_version"] in flat and api["policy_version"] in flat
+        )
+    zh = re.sub(r"\s+", "", texts["zh-CN"])
+    for word in ("押品估值报告", "借款人", "王辉", "茶园", "林地", "能繁母猪", "抵押率"):
+        assert word in zh, word
+    assert wording.amount(api["eligible_value_cny"], "zh-CN") in zh
+    assert wording.catalogue("zh-CN")[f"status.{api['status']}"] in zh
+    assert "Collateral valuation report" in texts["en"] and "押品" not in texts["en"]
+    chosen = client.get(
+        f"/v1/valuations/{valuation['valuation_id']}/report.pdf",
+        headers={**key, "Accept-Language": "zh-CN,zh;q=0.9"},
+    )
+    assert chosen.headers["content-language"] == "zh-CN"
+    other_branch = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'XX-99')}"}
+    hidden = client.get(
+        f"/v1/valuations/{valuation['valuation_id']}/report.pdf", headers=other_branch
+    )
+    assert hidden.status_code == 404
