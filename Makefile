@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 # PostgreSQL cluster (initdb) when no server answers; the page is bundled with npm; the
 # browser tests drive Debian's Chromium (no browser download); imagery over HTTP is
 # served by nginx (Range requests) and a STAC API (stac-fastapi on pgstac, which needs
-# PostGIS) started by the tests. All from Debian packages.
+# PostGIS) started by the tests; the PDF reports are set by WeasyPrint (Pango) in Noto CJK.
+# All from Debian packages.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
@@ -28,6 +29,8 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing="$$missing postgresql-postgis"; \
+	ls /usr/share/fonts/opentype/noto/NotoSansCJK-*.ttc >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
