@@ -42,7 +42,7 @@ demo-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
 
 # The loan officer's page: map and chart libraries from npm, bundled by esbuild.
-$(WEB_BUNDLE): web/package.json web/package-lock.json $(wildcard web/src/*)
+$(WEB_BUNDLE): web/package.json web/package-lock.json $(wildcard web/src/*) $(wildcard agri_common/locales/*.json)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 web: $(WEB_BUNDLE)
 

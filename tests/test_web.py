@@ -96,7 +96,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US")
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -188,7 +188,7 @@ def test_the_portfolio_and_a_forest_show_their_carbon(page, server):
     expect(shown).to_contain_text("t CO2e in 1 loan(s)")
     page.click("#loans tbody tr[data-loan=LN-ANXI-0001]")
     page.wait_for_selector("#detail tr[data-ref=F-12]")
-    expect(page.locator("#detail tr[data-ref=F-12]").first).to_contain_text("carbon_sink")
+    expect(page.locator("#detail tr[data-ref=F-12]").first).to_contain_text("forest carbon")
     page.click("#detail a[data-parcel=F-08]")
     carbon = page.locator("#parcel-carbon[data-stock]")
     carbon.wait_for(timeout=30_000)
@@ -268,7 +268,7 @@ def test_the_api_docs_work_with_no_outside_network(browser, server):
     that leaves this machine is blocked (and recorded); the operations still list."""
     from urllib.parse import urlparse
 
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US")
     outside = []
 
     def only_this_machine(route):

@@ -14,41 +14,36 @@ const TYPES = {
   ".txt": "text/plain",
   ".csv": "text/plain",
 };
-const SYSTEMS = [
-  ["wgs84", "WGS84 (GPS, Google Earth, this map)"],
-  ["gcj02", "GCJ-02 (AMap/Gaode, Tencent, WeChat)"],
-  ["bd09", "BD-09 (Baidu maps)"],
-  ["cgcs2000", "CGCS2000 (land registry)"],
-];
-const VERDICT = { consistent: "Consistent", inconsistent: "Inconsistent", not_enough_evidence: "Not enough evidence" };
-const CLASS = { tea_garden: "tea garden", forest: "forest", cropland: "cropland", grass_shrub: "grass or shrub", bare_built: "bare or built", water: "water" };
+const SYSTEMS = ["wgs84", "gcj02", "bd09", "cgcs2000"]; // worded as crs.<system>
+const CLASSES = ["tea_garden", "forest", "cropland", "grass_shrub", "bare_built", "water"]; // land_class.<class>
+const SPECIES = ["chinese_fir", "masson_pine", "eucalyptus", "broadleaf"];
 
 let drawing = null; // {vertices, line, layer} while the officer draws
 let claimLayer = null;
 
 export function showClaimForm(ctx) {
-  const { $, map } = ctx;
+  const { $, map, t, word, esc } = ctx;
   stopDrawing(map);
   const detail = $("#detail");
   delete detail.dataset.loan;
   detail.innerHTML = `
-    <h2>New claim</h2>
+    <h2>${esc(t("ui.claim.new"))}</h2>
     <form id="claim-form" class="claim-form">
-      <label>Borrower says it is
-        <select id="claim-kind"><option value="tea_garden">a tea garden</option><option value="forest">a forest</option></select></label>
-      <label>Owner <input id="claim-owner" maxlength="200"></label>
-      <label>Drawn in <select id="claim-crs">${SYSTEMS.map(([v, t]) => `<option value="${v}">${t}</option>`).join("")}</select></label>
-      <label class="tea">Planted year <input id="claim-planted" type="number" min="1900" max="2100"></label>
-      <label class="forest" hidden>Species group
-        <select id="claim-species"><option value="">unknown</option><option>chinese_fir</option><option>masson_pine</option><option>eucalyptus</option><option>broadleaf</option></select></label>
-      <label class="forest" hidden>Stand volume m³/ha <input id="claim-volume" type="number" min="0" step="1"></label>
-      <p class="plot-source">The plot:
-        <button id="claim-draw" type="button">Draw on the map</button>
-        <button id="claim-finish" type="button" disabled>Finish drawing</button>
-        or upload <input id="claim-file" type="file" accept="${Object.keys(TYPES).join(",")}" aria-label="plot file (KML, KMZ, zipped Shapefile, GeoJSON, lon,lat list)"></p>
-      <p id="claim-plot" class="hint">No plot yet. Drawing: click the corners on the map, then Finish.</p>
-      <label>Judge on the imagery up to <input id="claim-as-of" type="date"> <span class="hint">(default: today)</span></label>
-      <p><button id="claim-submit" type="submit">Check the plot</button></p>
+      <label>${esc(t("ui.claim.kind"))}
+        <select id="claim-kind">${["tea_garden", "forest"].map((k) => `<option value="${k}">${esc(word("kind", k))}</option>`).join("")}</select></label>
+      <label>${esc(t("ui.claim.owner"))} <input id="claim-owner" maxlength="200"></label>
+      <label>${esc(t("ui.claim.crs"))} <select id="claim-crs">${SYSTEMS.map((v) => `<option value="${v}">${esc(word("crs", v))}</option>`).join("")}</select></label>
+      <label class="tea">${esc(t("ui.claim.planted"))} <input id="claim-planted" type="number" min="1900" max="2100"></label>
+      <label class="forest" hidden>${esc(t("ui.claim.species"))}
+        <select id="claim-species"><option value="">${esc(t("ui.unknown"))}</option>${SPECIES.map((v) => `<option value="${v}">${esc(word("species", v))}</option>`).join("")}</select></label>
+      <label class="forest" hidden>${esc(t("ui.claim.volume"))} <input id="claim-volume" type="number" min="0" step="1"></label>
+      <p class="plot-source">${esc(t("ui.claim.plot"))}
+        <button id="claim-draw" type="button">${esc(t("ui.claim.draw"))}</button>
+        <button id="claim-finish" type="button" disabled>${esc(t("ui.claim.finish"))}</button>
+        ${esc(t("ui.claim.or_upload"))} <input id="claim-file" type="file" accept="${Object.keys(TYPES).join(",")}" aria-label="${esc(t("ui.claim.file"))}"></p>
+      <p id="claim-plot" class="hint">${esc(t("ui.claim.no_plot"))}</p>
+      <label>${esc(t("ui.claim.as_of"))} <input id="claim-as-of" type="date"> <span class="hint">${esc(t("ui.claim.as_of_default"))}</span></label>
+      <p><button id="claim-submit" type="submit">${esc(t("ui.claim.submit"))}</button></p>
     </form>
     <div id="claim-report"></div>`;
   const kind = $("#claim-kind");
@@ -61,7 +56,7 @@ export function showClaimForm(ctx) {
   $("#claim-file").addEventListener("change", () => {
     stopDrawing(map);
     const file = $("#claim-file").files[0];
-    $("#claim-plot").textContent = file ? `File ${file.name} (${file.size.toLocaleString()} bytes)` : "No plot yet.";
+    $("#claim-plot").textContent = file ? ctx.t("ui.claim.file_chosen", { name: file.name, bytes: ctx.number(file.size) }) : ctx.t("ui.claim.no_plot");
   });
   $("#claim-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -78,12 +73,12 @@ function startDrawing(ctx) {
   drawing.onClick = (e) => {
     drawing.vertices.push(e.latlng);
     drawing.line.setLatLngs(drawing.vertices);
-    $("#claim-plot").textContent = `${drawing.vertices.length} corner(s) drawn`;
+    $("#claim-plot").textContent = ctx.t("ui.claim.corners", { count: drawing.vertices.length });
     $("#claim-finish").disabled = drawing.vertices.length < 3;
   };
   map.on("click", drawing.onClick);
   map.getContainer().classList.add("drawing");
-  $("#claim-plot").textContent = "Click the corners of the plot on the map.";
+  $("#claim-plot").textContent = ctx.t("ui.claim.click_corners");
 }
 
 function finishDrawing(ctx) {
@@ -95,7 +90,7 @@ function finishDrawing(ctx) {
   drawing.layer = L.polygon(drawing.vertices, { color: "#6a1b9a", dashArray: "4 3", fillOpacity: 0.1 }).addTo(map);
   drawing.done = true;
   $("#claim-finish").disabled = true;
-  $("#claim-plot").textContent = `Plot drawn: ${drawing.vertices.length} corners.`;
+  $("#claim-plot").textContent = ctx.t("ui.claim.drawn", { count: drawing.vertices.length });
 }
 
 function stopDrawing(map) {
@@ -138,10 +133,10 @@ async function submitClaim(ctx) {
     const body = { ...fields, attributes: attributes($), geometry: drawnGeometry(), ...(asOf ? { as_of: asOf } : {}) };
     request = { url: "/v1/claims", body: JSON.stringify(body), type: "application/json" };
   } else {
-    $("#claim-report").innerHTML = `<p class="error" role="alert">Draw the plot on the map or choose its file first.</p>`;
+    $("#claim-report").innerHTML = `<p class="error" role="alert">${ctx.esc(ctx.t("ui.claim.need_plot"))}</p>`;
     return;
   }
-  say("Checking the plot against the satellite record…");
+  say(ctx.t("ui.claim.checking"));
   $("#claim-submit").disabled = true;
   try {
     const response = await api(request.url, { method: "POST", headers: { "content-type": request.type }, body: request.body });
@@ -150,7 +145,7 @@ async function submitClaim(ctx) {
     showReport(ctx, claim);
     say("");
   } catch (error) {
-    $("#claim-report").innerHTML = `<p class="error" role="alert">Refused: ${ctx.esc(error.message)}</p>`;
+    $("#claim-report").innerHTML = `<p class="error" role="alert">${ctx.esc(ctx.t("ui.claim.refused", { error: error.message }))}</p>`;
     say("");
   } finally {
     $("#claim-submit").disabled = false;
@@ -158,41 +153,51 @@ async function submitClaim(ctx) {
 }
 
 export function showReport(ctx, claim) {
-  const { $, esc, map } = ctx;
+  const { $, esc, map, t, word } = ctx;
   const r = claim.report;
   const cover = r.land_cover;
-  const rows = Object.keys(CLASS)
-    .map((c) => `<tr data-class="${c}"><td>${CLASS[c]}</td><td class="num">${ctx.pct(cover.probabilities[c])}</td><td class="num">${ctx.pct(cover.shares[c])}</td></tr>`)
-    .join("");
+  const rows = CLASSES.map(
+    (c) => `<tr data-class="${c}"><td>${esc(word("land_class", c))}</td><td class="num">${ctx.pct(cover.probabilities[c])}</td><td class="num">${ctx.pct(cover.shares[c])}</td></tr>`
+  ).join("");
   const value = r.indicative_value;
   const valueHTML = value?.value_cny
-    ? `<p>Indicative value of the ${esc(r.accepted_ha)} ha that look like the claim: <strong>${ctx.cny(value.value_cny)} CNY</strong>, eligible ${ctx.cny(value.eligible_value_cny)} CNY<br><span class="hint">${esc(value.formula)}</span></p>`
+    ? `<p>${esc(t("ui.claim.value", { ha: r.accepted_ha }))} <strong>${ctx.money(value.value_cny)}</strong>, ${esc(t("ui.claim.eligible"))} ${ctx.money(
+        value.eligible_value_cny
+      )}<br><span class="hint">${esc(value.formula)}</span></p>`
     : value?.reason
-      ? `<p class="hint">No indicative value: ${esc(value.reason)}</p>`
+      ? `<p class="hint">${esc(t("ui.claim.no_value", { reason: value.reason }))}</p>`
       : "";
   const e = r.evidence;
   const box = $("#claim-report");
   box.dataset.verdict = r.verdict;
   box.dataset.claim = claim.claim_id;
   box.innerHTML = `
-    <h3>Claim ${esc(claim.claim_id)} · <span class="verdict ${esc(r.verdict)}">${VERDICT[r.verdict]}</span></h3>
+    <h3>${esc(t("ui.claim.title", { claim: claim.claim_id }))} · <span class="verdict ${esc(r.verdict)}">${esc(word("verdict", r.verdict))}</span></h3>
     <p id="claim-summary">${esc(r.summary)}</p>
     ${r.flags.length ? `<ul class="flags">${r.flags.map((f) => `<li>${esc(f)}</li>`).join("")}</ul>` : ""}
-    <p>Measured ${Number(r.area.measured_ha).toFixed(2)} ha (drawn in ${esc(claim.crs)})${r.area.claimed_ha ? `, claimed ${esc(r.area.claimed_ha)} ha` : ""} ·
-      ${e.clear_observations} clear observations ${e.first_clear ? `from ${esc(e.first_clear)} to ${esc(e.last_clear)}` : ""}${
-        e.from_catalogue ? ` (${e.from_catalogue} read from the catalogue for this claim)` : ""
-      } ·
-      model ${esc(r.model.version)}</p>
-    <table class="breakdown cover"><thead><tr><th>Looks like</th><th class="num">Probability</th><th class="num">Share of the plot</th></tr></thead><tbody>${rows}</tbody></table>
-    <h3>NDVI of the plot</h3><div id="claim-chart" class="chart"></div>
+    <p>${esc(t("ui.claim.measured", { ha: ctx.number(r.area.measured_ha, 2), crs: word("crs", claim.crs) }))}${
+      r.area.claimed_ha ? esc(t("ui.claim.claimed", { ha: r.area.claimed_ha })) : ""
+    } ·
+      ${esc(t("ui.claim.observations", { count: e.clear_observations }))} ${
+        e.first_clear ? esc(t("ui.claim.from_to", { first: ctx.day(e.first_clear), last: ctx.day(e.last_clear) })) : ""
+      }${e.from_catalogue ? ` ${esc(t("ui.claim.from_catalogue", { count: e.from_catalogue }))}` : ""} ·
+      ${esc(t("ui.claim.model", { version: r.model.version }))}</p>
+    <table class="breakdown cover"><thead><tr><th scope="col">${esc(t("ui.claim.looks_like"))}</th><th class="num" scope="col">${esc(
+      t("ui.claim.probability")
+    )}</th><th class="num" scope="col">${esc(t("ui.claim.share"))}</th></tr></thead><tbody>${rows}</tbody></table>
+    <h3>${esc(t("ui.claim.ndvi"))}</h3><div id="claim-chart" class="chart"></div>
     ${valueHTML}
-    ${claim.state === "open" && r.verdict === "consistent"
-      ? `<p><label>Parcel id <input id="claim-parcel-id" placeholder="${esc(claim.claim_id)}"></label> <button id="claim-accept" type="button">Accept as a parcel</button></p>`
-      : `<p class="hint">${claim.state === "accepted" ? `Accepted as parcel ${esc(claim.parcel_id)}.` : "Only a consistent claim becomes a parcel."}</p>`}
+    ${
+      claim.state === "open" && r.verdict === "consistent"
+        ? `<p><label>${esc(t("ui.claim.parcel_id"))} <input id="claim-parcel-id" placeholder="${esc(claim.claim_id)}"></label> <button id="claim-accept" type="button">${esc(
+            t("ui.claim.accept")
+          )}</button></p>`
+        : `<p class="hint">${esc(claim.state === "accepted" ? t("ui.claim.accepted_as", { parcel: claim.parcel_id }) : t("ui.claim.only_consistent"))}</p>`
+    }
     <p id="claim-accepted" role="status"></p>`;
   ctx.chart(
     $("#claim-chart"),
-    [{ label: "plot NDVI (clear dates)", stroke: "#6a1b9a", width: 2, points: { show: true, size: 6 } }],
+    [{ label: t("ui.claim.chart"), stroke: "#6a1b9a", width: 2, points: { show: true, size: 6 } }],
     [e.profile.map(([d]) => ctx.seconds(d)), e.profile.map(([, v]) => v)],
     { scales: { y: { range: [-0.4, 1] } } }
   );
@@ -210,9 +215,9 @@ async function acceptClaim(ctx, claimId) {
     await api(`/v1/claims/${encodeURIComponent(claimId)}/accept${query}`, { method: "POST" });
     const claim = await getJSON(`/v1/claims/${encodeURIComponent(claimId)}`);
     showReport(ctx, claim);
-    $("#claim-accepted").textContent = `Accepted: parcel ${claim.parcel_id} can now be pledged to a loan.`;
+    $("#claim-accepted").textContent = ctx.t("ui.claim.accepted", { parcel: claim.parcel_id });
   } catch (error) {
-    $("#claim-accepted").textContent = `Not accepted: ${error.message}`;
+    $("#claim-accepted").textContent = ctx.t("ui.claim.not_accepted", { error: error.message });
   }
 }
 

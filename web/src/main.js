@@ -9,6 +9,7 @@ import "leaflet.markercluster/dist/MarkerCluster.Default.css";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { showClaimForm } from "./claims.js";
+import { LOCALES, applyStatic, choose, cny, day, locale, money, number, pct, said, t, word } from "./i18n.js";
 
 const KEY = "agri-api-key";
 const state = { key: sessionStorage.getItem(KEY), loans: [], sort: ["loan_id", 1] };
@@ -17,7 +18,8 @@ const $ = (selector) => document.querySelector(selector);
 // --- the API ------------------------------------------------------------------------
 
 async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}), Authorization: `Bearer ${state.key}` };
+  // problem details come back in the officer's language
+  const headers = { ...(options.headers || {}), Authorization: `Bearer ${state.key}`, "Accept-Language": locale() };
   const response = await fetch(path, { ...options, headers });
   if (!response.ok) {
     let detail = response.statusText;
@@ -39,15 +41,21 @@ function say(text) {
   $("#status").textContent = text;
 }
 
-// --- formatting ---------------------------------------------------------------------
+// --- formatting (numbers, money and dates per locale: i18n.js) ---------------------
 
-const cny = (v) =>
-  v == null ? "-" : Number(v).toLocaleString("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-const pct = (v) => (v == null ? "-" : `${Math.round(Number(v) * 100)}%`);
-const day = (iso) => (iso ? iso.slice(0, 10) : "-");
 const esc = (text) =>
   String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-const STATUS = { ok: "OK", watch: "Watch", margin_call: "Margin call" };
+const status = (s) => word("status", s ?? "none");
+
+// --- the language ------------------------------------------------------------------
+
+applyStatic();
+for (const select of document.querySelectorAll(".lang-choice")) {
+  select.innerHTML = LOCALES.map((l) => `<option value="${l}"${l === locale() ? " selected" : ""}>${t(`ui.lang.${l}`)}</option>`).join("");
+  select.setAttribute("aria-label", t("ui.language"));
+  // remembered in this browser; a reload redraws everything in it (the key stays in the tab)
+  select.addEventListener("change", () => (choose(select.value), location.reload()));
+}
 
 // --- sign in ------------------------------------------------------------------------
 
@@ -58,19 +66,18 @@ async function signIn(key) {
     me = await getJSON("/v1/me");
   } catch (error) {
     sessionStorage.removeItem(KEY);
-    $("#signin-error").textContent =
-      error.status === 401 ? "That key is unknown or revoked." : `Cannot sign in: ${error.message}`;
+    $("#signin-error").textContent = error.status === 401 ? t("ui.signin.unknown") : t("ui.signin.failed", { error: error.message });
     return;
   }
   sessionStorage.setItem(KEY, key);
-  $("#who").textContent = me.branch ? `${me.role} · ${me.branch}` : me.role;
+  $("#who").textContent = me.branch ? `${word("role", me.role)} · ${me.branch}` : word("role", me.role);
   $("#signin").hidden = true;
   $("#app").hidden = false;
   try {
     await start();
   } catch (error) {
     console.error(error);
-    say(`Could not load everything: ${error.message ?? error}. Check the connection and reload.`);
+    say(t("ui.load_failed", { error: error.message ?? error }));
   }
 }
 
@@ -82,10 +89,10 @@ $("#signout").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   location.reload();
 });
-$("#print").addEventListener("click", () => window.print());
+$("#print").addEventListener("click", () => printReport());
 $("#portfolio").addEventListener("click", () => showPortfolio());
 $("#new-claim").addEventListener("click", () =>
-  showClaimForm({ $, api, getJSON, map, say, esc, cny, pct, chart, seconds })
+  showClaimForm({ $, api, getJSON, map, say, esc, cny, pct, chart, seconds, t, word, said, day, money, number })
 );
 
 // --- the map ------------------------------------------------------------------------
@@ -102,9 +109,9 @@ function makeMap() {
     onAdd() {
       const div = L.DomUtil.create("div", "coordinates");
       div.id = "coordinates";
-      const show = (latlng, what) => (div.textContent = `${what} ${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`);
-      map.on("mousemove", (e) => show(e.latlng, "cursor"));
-      map.on("moveend", () => show(map.getCenter(), "centre"));
+      const show = (latlng, what) => (div.textContent = `${t(what)} ${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`);
+      map.on("mousemove", (e) => show(e.latlng, "ui.map.cursor"));
+      map.on("moveend", () => show(map.getCenter(), "ui.map.centre"));
       return div;
     },
   });
@@ -142,7 +149,7 @@ async function drawAssets() {
       };
     },
     onEachFeature: (f, layer) => {
-      layer.bindTooltip(`${f.id} · ${f.properties.kind} · health ${f.properties.health_index?.toFixed(2) ?? "-"}`);
+      layer.bindTooltip(`${f.id} · ${word("kind", f.properties.kind)} · ${t("ui.health")} ${f.properties.health_index?.toFixed(2) ?? "-"}`);
       layer.on("click", () => selectParcel(f.id));
     },
   }).addTo(map);
@@ -162,7 +169,7 @@ async function drawAssets() {
           radius: 5,
           color: a.verified ? "#2e7d32" : "#ef6c00",
           fillOpacity: 0.8,
-        }).bindTooltip(`${a.tag_id} (${a.category})${a.verified ? "" : `: ${a.reason}`}`)
+        }).bindTooltip(`${a.tag_id} (${word("category", a.category)})${a.verified ? "" : `: ${said(a.reason, a.reason_coded)}`}`)
       );
     }
   }
@@ -182,10 +189,10 @@ async function showOverlay(parcelId) {
     const legend = $("#legend");
     legend.src = await blobURL(info.legend);
     legend.hidden = false;
-    legend.title = `NDVI of ${info.scene_id} (${day(info.acquired_at)})`;
+    legend.title = t("ui.legend_of", { scene: info.scene_id, day: day(info.acquired_at) });
     return info;
   } catch (error) {
-    say(`No NDVI overlay: ${error.message}`);
+    say(t("ui.no_overlay", { error: error.message }));
     return null;
   }
 }
@@ -214,7 +221,7 @@ function drawLoans() {
         <td>${esc(l.loan_id)}</td><td>${esc(l.borrower)}</td>
         <td class="num">${cny(l.principal_cny)}</td><td class="num">${cny(v?.eligible_value_cny)}</td>
         <td class="num">${v?.ltv ?? "-"}</td>
-        <td><span class="status ${esc(v?.status ?? "none")}">${STATUS[v?.status] ?? "not valued"}</span></td></tr>`;
+        <td><span class="status ${esc(v?.status ?? "none")}">${status(v?.status)}</span></td></tr>`;
     })
     .join("");
   $("#no-loans").hidden = rows.length > 0;
@@ -222,7 +229,7 @@ function drawLoans() {
   const carbonLoans = state.loans.filter((l) => Number(l.latest_valuation?.carbon_t_co2e ?? 0) > 0).length;
   $("#portfolio-carbon").dataset.total = carbon.toFixed(3);
   $("#portfolio-carbon").textContent = carbon
-    ? `Pledged forest carbon: ${carbon.toLocaleString("en", { maximumFractionDigits: 0 })} t CO2e in ${carbonLoans} loan(s)`
+    ? t("ui.carbon.portfolio", { t_co2e: number(carbon), loans: carbonLoans })
     : "";
   for (const tr of document.querySelectorAll("#loans tbody tr")) {
     tr.addEventListener("click", () => selectLoan(tr.dataset.loan));
@@ -231,10 +238,12 @@ function drawLoans() {
 }
 
 for (const th of document.querySelectorAll("#loans th")) {
-  th.addEventListener("click", () => {
+  const sort = () => {
     state.sort = [th.dataset.sort, state.sort[0] === th.dataset.sort ? -state.sort[1] : 1];
     drawLoans();
-  });
+  };
+  th.addEventListener("click", sort);
+  th.addEventListener("keydown", (e) => e.key === "Enter" && sort());
 }
 
 async function loadLoans() {
@@ -243,7 +252,7 @@ async function loadLoans() {
 }
 
 async function selectLoan(loanId) {
-  say(`Loading ${loanId}…`);
+  say(t("ui.loading", { what: loanId }));
   const loan = state.loans.find((l) => l.loan_id === loanId);
   const [history, alerts] = await Promise.all([
     getJSON(`/v1/loans/${encodeURIComponent(loanId)}/valuations`),
@@ -252,13 +261,14 @@ async function selectLoan(loanId) {
   const latest = history.length ? await getJSON(`/v1/valuations/${history[history.length - 1].valuation_id}`) : null;
   const detail = $("#detail");
   detail.innerHTML = `
-    <h2>Loan ${esc(loanId)} · ${esc(loan.borrower)}</h2>
-    <p>Branch ${esc(loan.branch)} · principal outstanding <strong>${cny(loan.principal_cny)} CNY</strong>
-      <button id="revalue" type="button">Revalue now</button></p>
-    ${latest ? valuationHTML(latest) : "<p>Not valued yet.</p>"}
-    <h3>Valuation history</h3><div id="history-chart" class="chart"></div>
-    <h3>Open alerts</h3>${alertsHTML(alerts)}`;
+    <h2>${esc(t("ui.loan.title", { loan: loanId, borrower: loan.borrower }))}</h2>
+    <p>${esc(t("ui.loan.branch", { branch: loan.branch }))} · ${esc(t("ui.loan.principal"))} <strong>${money(loan.principal_cny)}</strong>
+      <button id="revalue" type="button">${esc(t("ui.revalue"))}</button></p>
+    ${latest ? valuationHTML(latest) : `<p>${esc(t("ui.not_valued"))}</p>`}
+    <h3>${esc(t("ui.history"))}</h3><div id="history-chart" class="chart"></div>
+    <h3>${esc(t("ui.open_alerts"))}</h3>${alertsHTML(alerts)}`;
   detail.dataset.loan = loanId;
+  detail.dataset.valuation = latest?.valuation_id ?? "";
   $("#revalue").addEventListener("click", () => revalue(loanId));
   for (const a of detail.querySelectorAll("a[data-parcel]")) a.addEventListener("click", (e) => (e.preventDefault(), selectParcel(a.dataset.parcel)));
   for (const a of detail.querySelectorAll("a[data-farm]")) a.addEventListener("click", (e) => (e.preventDefault(), selectFarm(a.dataset.farm)));
@@ -272,43 +282,57 @@ function valuationHTML(v) {
   const items = v.items
     .map((i) => {
       const e = i.evidence;
-      const when = e.latest_clear_image ? `clear image ${day(e.latest_clear_image)}` : e.last_reading_at ? `tags ${day(e.last_reading_at)}` : "";
-      const counted = e.verified != null ? `${e.verified} of ${e.registered} verified` : "";
+      const when = e.latest_clear_image
+        ? t("ui.evidence.image", { day: day(e.latest_clear_image) })
+        : e.last_reading_at
+          ? t("ui.evidence.tags", { day: day(e.last_reading_at) })
+          : "";
+      const counted = e.verified != null ? t("ui.evidence.verified", { verified: e.verified, registered: e.registered }) : "";
+      const reasons = e.haircut.reasons.map((r, k) => said(r, e.haircut.reasons_coded?.[k]));
       const ref =
         i.kind === "herd"
           ? `<a href="#" data-farm="${esc(e.farm_id)}">${esc(i.ref)}</a>`
           : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
       return `<tr data-ref="${esc(i.ref)}" data-kind="${esc(i.kind)}">
-        <td>${esc(i.kind)}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
+        <td>${esc(word("kind", i.kind))}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
         <td class="num">${pct(i.haircut)}</td><td class="num eligible">${cny(i.eligible_value_cny)}</td>
-        <td>${esc(i.confidence)}</td><td>${esc([when, counted].filter(Boolean).join(", "))}</td></tr>
+        <td>${esc(word("confidence", i.confidence))}</td><td>${esc([when, counted].filter(Boolean).join(t("ui.list_sep")))}</td></tr>
         <tr class="formula"><td></td><td colspan="6">${esc(i.formula)}${
-          e.haircut.reasons.length ? `<br><em>${esc(e.haircut.reasons.join("; "))}</em>` : ""
+          reasons.length ? `<br><em>${esc(reasons.join(t("ui.reason_sep")))}</em>` : ""
         }</td></tr>`;
     })
     .join("");
   return `
-    <p>Valuation <code>${esc(v.valuation_id)}</code> as of ${esc(v.as_of.slice(0, 16).replace("T", " "))} UTC
-      (prices ${esc(v.prices_version)}, policy ${esc(v.policy_version)}${v.illustrative_tables ? ", illustrative tables" : ""})</p>
-    <table class="breakdown"><thead><tr><th>Kind</th><th>Asset</th><th class="num">Value CNY</th><th class="num">Haircut</th>
-      <th class="num">Eligible CNY</th><th>Confidence</th><th>Evidence</th></tr></thead><tbody>${items}</tbody>
-      <tfoot><tr><td></td><td>Total</td><td class="num" data-field="collateral">${cny(v.collateral_value_cny)}</td><td></td>
+    <p>${esc(t("ui.valuation.id"))} <code>${esc(v.valuation_id)}</code> ${esc(
+      t("ui.valuation.as_of", { at: `${day(v.as_of)} ${v.as_of.slice(11, 16)}`, prices: v.prices_version, policy: v.policy_version })
+    )}${v.illustrative_tables ? esc(t("ui.valuation.illustrative")) : ""}</p>
+    <p class="headline">${esc(t("report.eligible"))} <strong data-field="eligible-headline">${money(v.eligible_value_cny)}</strong></p>
+    <table class="breakdown"><thead><tr><th scope="col">${esc(t("report.kind"))}</th><th scope="col">${esc(t("report.asset"))}</th>
+      <th class="num" scope="col">${esc(t("report.value"))}</th><th class="num" scope="col">${esc(t("report.haircut"))}</th>
+      <th class="num" scope="col">${esc(t("report.eligible_col"))}</th><th scope="col">${esc(t("report.confidence"))}</th>
+      <th scope="col">${esc(t("ui.evidence"))}</th></tr></thead><tbody>${items}</tbody>
+      <tfoot><tr><td></td><td>${esc(t("report.total"))}</td><td class="num" data-field="collateral">${cny(v.collateral_value_cny)}</td><td></td>
       <td class="num" data-field="eligible">${cny(v.eligible_value_cny)}</td><td colspan="2"></td></tr></tfoot></table>
-    <p class="ltv">LTV <strong data-field="ltv">${esc(v.ltv ?? "n/a")}</strong> ·
-      <span class="status ${esc(v.status)}" data-field="status">${STATUS[v.status]}</span>
-      (watch at ${esc(v.thresholds.watch)}, margin call at ${esc(v.thresholds.margin_call)})</p>
+    <p class="ltv">${esc(t("report.ltv"))} <strong data-field="ltv">${esc(v.ltv ?? "n/a")}</strong> ·
+      <span class="status ${esc(v.status)}" data-field="status">${status(v.status)}</span>
+      (${esc(t("report.thresholds", { watch: v.thresholds.watch, margin_call: v.thresholds.margin_call }))})</p>
     <p class="formula">${esc(v.formula)}</p>`;
 }
 
 function alertsHTML(alerts) {
-  if (!alerts.length) return "<p>None.</p>";
+  if (!alerts.length) return `<p>${esc(t("ui.none"))}</p>`;
   return `<ul class="alerts">${alerts
-    .map((a) => `<li data-alert="${esc(a.kind)}"><strong>${esc(a.kind)}</strong> ${esc(a.subject)}: ${esc(a.detail)} <small>since ${day(a.opened_at)}</small></li>`)
+    .map(
+      (a) =>
+        `<li data-alert="${esc(a.kind)}"><strong>${esc(word("alert_kind", a.kind))}</strong> ${esc(a.subject)}: ${esc(
+          said(a.detail, a)
+        )} <small>${esc(t("ui.since", { day: day(a.opened_at) }))}</small></li>`
+    )
     .join("")}</ul>`;
 }
 
 async function revalue(loanId) {
-  say(`Revaluing ${loanId}…`);
+  say(t("ui.revaluing", { loan: loanId }));
   try {
     await api(`/v1/loans/${encodeURIComponent(loanId)}/valuations`, {
       method: "POST",
@@ -317,9 +341,28 @@ async function revalue(loanId) {
     });
     await loadLoans();
     await selectLoan(loanId);
-    say(`${loanId} revalued.`);
+    say(t("ui.revalued", { loan: loanId }));
   } catch (error) {
-    say(`Revaluation failed: ${error.message}`);
+    say(t("ui.revalue_failed", { error: error.message }));
+  }
+}
+
+// --- the PDF report of the valuation shown (server-rendered, in the page's language) ---
+
+async function printReport() {
+  const valuation = $("#detail").dataset.valuation;
+  if (!valuation) {
+    say(t("ui.print_choose"));
+    return;
+  }
+  say(t("ui.print_making"));
+  try {
+    const url = await blobURL(`/v1/valuations/${encodeURIComponent(valuation)}/report.pdf?lang=${locale()}`);
+    window.open(url, "_blank");
+    $("#detail").dataset.report = url;
+    say("");
+  } catch (error) {
+    say(t("ui.print_failed", { error: error.message }));
   }
 }
 
@@ -329,25 +372,34 @@ function loanLinks(ids) {
   return ids.map((id) => `<a href="#" data-loan-link="${esc(id)}">${esc(id)}</a>`).join(", ") || "-";
 }
 
+const WORDS = { status: "status", ltv: "ltv_band", alerts: "alert_kind", ha: "kind" };
+
 async function showPortfolio() {
-  say("Loading the portfolio…");
+  say(t("ui.loading_portfolio"));
   const p = await getJSON("/v1/portfolio");
   const rows = (entries, label) =>
     Object.entries(entries)
-      .map(([k, v]) => `<tr data-figure="${esc(label)}:${esc(k)}"><td>${esc(k)}</td><td class="num">${v.count ?? v.ha}</td><td>${v.oldest_days != null ? `oldest ${v.oldest_days} days · ` : ""}${loanLinks(v.loan_ids)}</td></tr>`)
+      .map(
+        ([k, v]) =>
+          `<tr data-figure="${esc(label)}:${esc(k)}"><td>${esc(word(WORDS[label], k))}</td><td class="num">${v.count ?? number(v.ha, 2)}</td><td>${
+            v.oldest_days != null ? `${esc(t("ui.oldest", { days: v.oldest_days }))} · ` : ""
+          }${loanLinks(v.loan_ids)}</td></tr>`
+      )
       .join("");
   const detail = $("#detail");
   delete detail.dataset.loan;
+  detail.dataset.valuation = "";
   detail.innerHTML = `
-    <h2>Portfolio · ${esc(p.branch ?? "all branches")}</h2>
-    <p>${p.loans} active loans · principal <strong data-figure="principal">${cny(p.principal_cny)}</strong> CNY ·
-      eligible <strong data-figure="eligible">${cny(p.eligible_value_cny)}</strong> CNY · LTV <strong>${esc(p.ltv ?? "n/a")}</strong></p>
-    <h3>Loans by status</h3><table class="breakdown">${rows(p.by_status, "status")}</table>
-    <h3>LTV</h3><table class="breakdown">${rows(p.ltv_bands, "ltv")}</table>
-    <h3>Open alerts by kind</h3><table class="breakdown">${rows(p.open_alerts, "alerts") || "<tr><td>None.</td></tr>"}</table>
-    <h3>Pledged land (ha)</h3><table class="breakdown">${rows(p.pledged_ha, "ha")}</table>
-    <p>Verified headcount: ${Object.entries(p.verified_headcount).map(([c, n]) => `${esc(c)} <strong>${n}</strong>`).join(" · ") || "-"}</p>
-    <p>Pledged forest carbon: <strong data-figure="carbon">${Number(p.pledged_carbon_t_co2e).toLocaleString("en")}</strong> t CO2e</p>`;
+    <h2>${esc(t("ui.portfolio.title", { branch: p.branch ?? t("ui.all_branches") }))}</h2>
+    <p>${esc(t("ui.portfolio.loans", { loans: p.loans }))} · ${esc(t("ui.col.principal"))} <strong data-figure="principal">${cny(p.principal_cny)}</strong>
+      (${money(p.principal_cny)}) · ${esc(t("ui.col.eligible"))} <strong data-figure="eligible">${cny(p.eligible_value_cny)}</strong>
+      (${money(p.eligible_value_cny)}) · ${esc(t("report.ltv"))} <strong>${esc(p.ltv ?? "n/a")}</strong></p>
+    <h3>${esc(t("ui.portfolio.by_status"))}</h3><table class="breakdown">${rows(p.by_status, "status")}</table>
+    <h3>${esc(t("report.ltv"))}</h3><table class="breakdown">${rows(p.ltv_bands, "ltv")}</table>
+    <h3>${esc(t("ui.portfolio.alerts"))}</h3><table class="breakdown">${rows(p.open_alerts, "alerts") || `<tr><td>${esc(t("ui.none"))}</td></tr>`}</table>
+    <h3>${esc(t("ui.portfolio.land"))}</h3><table class="breakdown">${rows(p.pledged_ha, "ha")}</table>
+    <p>${esc(t("ui.portfolio.headcount"))} ${Object.entries(p.verified_headcount).map(([c, n]) => `${esc(word("category", c))} <strong>${n}</strong>`).join(" · ") || "-"}</p>
+    <p>${esc(t("ui.portfolio.carbon"))} <strong data-figure="carbon">${number(p.pledged_carbon_t_co2e)}</strong> t CO2e</p>`;
   for (const a of detail.querySelectorAll("a[data-loan-link]")) a.addEventListener("click", (e) => (e.preventDefault(), selectLoan(a.dataset.loanLink)));
   const all = parcelLayer ? L.featureGroup([parcelLayer, farmLayer]) : null;
   if (all && all.getLayers().some((g) => g.getLayers().length)) map.fitBounds(all.getBounds(), { padding: [20, 20] });
@@ -367,14 +419,14 @@ function chart(el, series, data, extra = {}) {
 function historyChart(history) {
   const el = $("#history-chart");
   if (history.length === 0) {
-    el.textContent = "No valuations yet.";
+    el.textContent = t("ui.no_valuations");
     return;
   }
   chart(
     el,
     [
-      { label: "eligible CNY", stroke: "#2e7d32", width: 2, points: { show: true } },
-      { label: "LTV", stroke: "#c62828", scale: "ltv", points: { show: true } },
+      { label: t("ui.chart.eligible"), stroke: "#2e7d32", width: 2, points: { show: true } },
+      { label: t("report.ltv"), stroke: "#c62828", scale: "ltv", points: { show: true } },
     ],
     [history.map((h) => seconds(h.as_of)), history.map((h) => Number(h.eligible_value_cny)), history.map((h) => (h.ltv ? Number(h.ltv) : null))],
     { axes: [{}, { size: 80 }, { scale: "ltv", side: 1, grid: { show: false } }] }
@@ -382,36 +434,51 @@ function historyChart(history) {
 }
 
 async function selectParcel(parcelId) {
-  say(`Loading ${parcelId}…`);
+  say(t("ui.loading", { what: parcelId }));
   const [profile, info] = await Promise.all([
     getJSON(`/v1/parcels/${encodeURIComponent(parcelId)}/profile`),
     showOverlay(parcelId),
   ]);
   const detail = $("#detail");
   detail.dataset.parcel = parcelId;
+  detail.dataset.valuation = "";
   const events = profile.events.length
     ? `<ul class="events">${profile.events
-        .map((e) => `<li data-event="${esc(e.state)}">${esc(e.kind)} ${esc(e.state)}: from ${esc(e.start)} to ${esc(e.end ?? "now")}, severity ${pct(e.severity)}, ${e.affected_ha ?? "?"} ha affected, confirmed ${esc(e.confirmed)} (${e.detection_delay_days} days after it was first seen)</li>`)
+        .map(
+          (e) =>
+            `<li data-event="${esc(e.state)}">${esc(
+              t("ui.event", {
+                kind: word("event_kind", e.kind),
+                state: word("event_state", e.state),
+                start: day(e.start),
+                end: e.end ? day(e.end) : t("ui.now"),
+                severity: pct(e.severity),
+                ha: e.affected_ha ?? "?",
+                confirmed: day(e.confirmed),
+                delay: e.detection_delay_days,
+              })
+            )}</li>`
+        )
         .join("")}</ul>`
-    : "<p>No disturbance.</p>";
+    : `<p>${esc(t("ui.no_disturbance"))}</p>`;
   const suspected = profile.suspected.length
     ? `<ul class="suspected">${profile.suspected
-        .map((s) => `<li data-suspected="${esc(s.state)}">possible damage from ${esc(s.start)}, ${s.affected_ha ?? "?"} ha: ${esc(s.reason)}</li>`)
+        .map((s) => `<li data-suspected="${esc(s.state)}">${esc(t("ui.suspected", { start: day(s.start), ha: s.affected_ha ?? "?", reason: s.reason }))}</li>`)
         .join("")}</ul>`
     : "";
   const sampling = profile.sampling;
   const sure = sampling
-    ? ` · from ${sampling.clear_dates} clear image(s) in the last ${sampling.window_days} days, longest wait ${sampling.largest_gap_days ?? "-"} days`
+    ? ` · ${t("ui.sampling", { count: sampling.clear_dates, window: sampling.window_days, gap: sampling.largest_gap_days ?? "-" })}`
     : "";
   detail.innerHTML = `
-    <h2>Parcel ${esc(parcelId)} · ${esc(profile.kind)} · ${Number(profile.area_ha).toFixed(2)} ha</h2>
-    <p>Health index <strong>${profile.health_index?.toFixed(2) ?? "-"}</strong> as of ${day(profile.as_of)}<span class="sampling">${esc(sure)}</span>${
-      info ? ` · map shows NDVI of ${day(info.acquired_at)}` : ""
+    <h2>${esc(t("ui.parcel.title", { parcel: parcelId, kind: word("kind", profile.kind), ha: number(profile.area_ha, 2) }))}</h2>
+    <p>${esc(t("ui.parcel.health"))} <strong>${profile.health_index?.toFixed(2) ?? "-"}</strong> ${esc(t("ui.as_of", { day: day(profile.as_of) }))}<span class="sampling">${esc(sure)}</span>${
+      info ? ` · ${esc(t("ui.parcel.overlay", { day: day(info.acquired_at) }))}` : ""
     }</p>
     <p id="parcel-carbon" class="carbon"></p>
     <div id="profile-chart" class="chart"></div>
-    <p class="hint">Dots: cloud-free observations; line: smoothed NDVI; band: the parcel's usual range for the time of year.</p>
-    <h3>Events</h3>${events}${suspected}`;
+    <p class="hint">${esc(t("ui.parcel.chart_hint"))}</p>
+    <h3>${esc(t("ui.events"))}</h3>${events}${suspected}`;
   profileChart(profile);
   if (profile.kind === "forest") showCarbon(parcelId);
   const layer = parcelLayer?.getLayers().find((l) => l.feature.id === parcelId);
@@ -428,11 +495,12 @@ async function showCarbon(parcelId) {
   try {
     const c = await getJSON(`/v1/parcels/${encodeURIComponent(parcelId)}/carbon`);
     el.dataset.stock = c.stock_t_co2e;
-    el.innerHTML = `Carbon: stock <strong>${Number(c.stock_t_co2e).toLocaleString("en")} t CO2e</strong>, ${Number(
-      c.annual_t_co2e
-    ).toLocaleString("en")} t CO2e a year${Number(c.reversed_t_co2e) > 0 ? `, <strong>${Number(c.reversed_t_co2e).toLocaleString("en")} t reversed</strong> by a disturbance` : ""} <span class="hint">(${esc(c.species_group)}, ${esc(c.age_class)}; table ${esc(c.table_version)})</span>`;
+    const figures = { stock: number(c.stock_t_co2e, 1), annual: number(c.annual_t_co2e, 1), reversed: number(c.reversed_t_co2e, 1) };
+    el.innerHTML = `${esc(t("ui.carbon.parcel", figures))}${Number(c.reversed_t_co2e) > 0 ? `, <strong>${esc(t("ui.carbon.reversed", figures))}</strong>` : ""} <span class="hint">(${esc(
+      word("species", c.species_group)
+    )}, ${esc(word("age_class", c.age_class))}; ${esc(t("ui.carbon.table", { version: c.table_version }))})</span>`;
   } catch (error) {
-    el.textContent = `Carbon not accounted: ${error.message}`;
+    el.textContent = t("ui.carbon.none", { error: error.message });
   }
 }
 
@@ -452,10 +520,10 @@ function profileChart(profile) {
   chart(
     $("#profile-chart"),
     [
-      { label: "observed NDVI", stroke: "#212121", width: 0, points: { show: true, size: 6, fill: "#212121" }, paths: () => null },
-      { label: "smoothed", stroke: "#2e7d32", width: 2, spanGaps: true, points: { show: false } },
-      { label: "usual high", stroke: "rgba(46,125,50,0.3)", spanGaps: true, points: { show: false } },
-      { label: "usual low", stroke: "rgba(46,125,50,0.3)", spanGaps: true, points: { show: false } },
+      { label: t("ui.chart.observed"), stroke: "#212121", width: 0, points: { show: true, size: 6, fill: "#212121" }, paths: () => null },
+      { label: t("ui.chart.smoothed"), stroke: "#2e7d32", width: 2, spanGaps: true, points: { show: false } },
+      { label: t("ui.chart.high"), stroke: "rgba(46,125,50,0.3)", spanGaps: true, points: { show: false } },
+      { label: t("ui.chart.low"), stroke: "rgba(46,125,50,0.3)", spanGaps: true, points: { show: false } },
     ],
     [xs, col("obs"), col("smooth"), col("hi"), col("lo")],
     {
@@ -482,7 +550,7 @@ function shadeEvents(u, profile) {
 }
 
 async function selectFarm(farmId) {
-  say(`Loading ${farmId}…`);
+  say(t("ui.loading", { what: farmId }));
   overlay?.remove();
   $("#legend").hidden = true;
   const [history, alerts] = await Promise.all([
@@ -492,20 +560,23 @@ async function selectFarm(farmId) {
   const now = history.series[history.series.length - 1];
   const detail = $("#detail");
   detail.dataset.farm = farmId;
+  detail.dataset.valuation = "";
   detail.innerHTML = `
-    <h2>Farm ${esc(farmId)}</h2>
-    <table class="breakdown"><thead><tr><th>Category</th><th class="num">Verified now</th><th class="num">Registered</th></tr></thead>
+    <h2>${esc(t("ui.farm.title", { farm: farmId }))}</h2>
+    <table class="breakdown"><thead><tr><th scope="col">${esc(t("ui.farm.category"))}</th><th class="num" scope="col">${esc(
+      t("ui.farm.verified_now")
+    )}</th><th class="num" scope="col">${esc(t("report.registered"))}</th></tr></thead>
       <tbody>${Object.keys(now.registered)
-        .map((c) => `<tr data-category="${esc(c)}"><td>${esc(c)}</td><td class="num">${now.verified[c]}</td><td class="num">${now.registered[c]}</td></tr>`)
+        .map((c) => `<tr data-category="${esc(c)}"><td>${esc(word("category", c))}</td><td class="num">${now.verified[c]}</td><td class="num">${now.registered[c]}</td></tr>`)
         .join("")}</tbody></table>
-    <p class="hint">Verified: alive, seen in the last 24 h, inside the geofence, no fever.</p>
-    <h3>Verified headcount, last 14 days</h3><div id="headcount-chart" class="chart"></div>
-    <h3>Open alerts</h3>${alertsHTML(alerts)}`;
+    <p class="hint">${esc(t("report.headcount_rule"))}</p>
+    <h3>${esc(t("ui.farm.history"))}</h3><div id="headcount-chart" class="chart"></div>
+    <h3>${esc(t("ui.open_alerts"))}</h3>${alertsHTML(alerts)}`;
   const categories = Object.keys(now.registered);
   const colours = ["#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a"];
   chart(
     $("#headcount-chart"),
-    categories.map((c, i) => ({ label: c, stroke: colours[i % 4], width: 2 })),
+    categories.map((c, i) => ({ label: word("category", c), stroke: colours[i % 4], width: 2 })),
     [history.series.map((p) => seconds(p.at)), ...categories.map((c) => history.series.map((p) => p.verified[c] ?? 0))]
   );
   const layer = farmLayer?.getLayers().find((l) => l.feature.id === farmId);
@@ -517,7 +588,7 @@ async function selectFarm(farmId) {
 
 async function start() {
   if (!map) makeMap();
-  say("Loading loans…");
+  say(t("ui.loading_loans"));
   await loadLoans();
   await drawAssets();
   say("");
