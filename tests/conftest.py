@@ -16,6 +16,9 @@ from tests.support.livestock import Broker, seed_livestock
 from tests.support.paths import REALDATA, SAMPLE_TILES
 from tests.support.world import WORLD_SEEN, build_world
 
+# the browser tests' server, browser and page (tests/support/web.py)
+pytest_plugins = ["tests.support.web"]
+
 BROKER_FIXTURES = {"broker"}
 POSTGRES_FIXTURES = {"postgres_url"}
 
