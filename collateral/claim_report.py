@@ -19,7 +19,9 @@ from decimal import Decimal
 import numpy as np
 
 from agri_common.times import parse_time
+from agri_common.wording import text
 from collateral import valuation
+from collateral.pledges import overlap_sentence
 from remote_sensing import landcover
 
 MIN_CLEAR_OBSERVATIONS = 8
@@ -45,30 +47,15 @@ def report(inputs: dict, model: landcover.Model) -> dict:
     coverage = np.array(inputs["pixels"]["coverage"], dtype=float)
     cover = _land_cover(model, features, coverage)
     claimed_class = landcover.CLAIM_CLASS[claim["kind"]]
-    flags = []
     if not evidence["enough"]:
         verdict = "not_enough_evidence"
     elif cover["class"] == claimed_class and cover["shares"][claimed_class] >= CONSISTENT_SHARE:
         verdict = "consistent"
     else:
         verdict = "inconsistent"
-    if cover["class"] is not None:
-        share = cover["shares"][claimed_class]
-        if share < CONSISTENT_SHARE:
-            others = sorted(
-                ((s, c) for c, s in cover["shares"].items() if c != claimed_class and s >= 0.1),
-                reverse=True,
-            )
-            rest = "; ".join(f"{s:.0%} {landcover.LABELS[c]}" for s, c in others)
-            flags.append(
-                f"only {share:.0%} of the plot looks like {landcover.LABELS[claimed_class]}"
-                + (f" ({rest})" if rest else "")
-            )
-    area = _area(claim, flags)
-    for overlap in inputs["overlaps"]:
-        flags.append(overlap["sentence"])
+    area = _area(claim)
     accepted_ha = round(claim["area_ha"] * (cover["shares"].get(claimed_class) or 0.0), 4)
-    return {
+    report = {
         "claim_id": claim["claim_id"],
         "kind": claim["kind"],
         "verdict": verdict,
@@ -80,10 +67,80 @@ def report(inputs: dict, model: landcover.Model) -> dict:
         if verdict == "consistent"
         else None,
         "overlaps": inputs["overlaps"],
-        "flags": flags,
         "model": {"version": model.version, "sha256": model.sha256},
-        "summary": _summary(verdict, claim, cover, evidence, claimed_class),
     }
+    words = claim_words(report, "en")  # stored in English; claim_words serves any language
+    report["land_cover"]["decided_by"] = words["decided_by"]
+    return {**report, "flags": words["flags"], "summary": words["summary"]}
+
+
+def claim_words(report: dict, locale: str) -> dict:
+    """The report's sentences in ``locale``, from its figures alone (agri_common.wording):
+    what decided the land cover, the flags (too little of the claimed kind, an area that
+    disagrees, overlaps) and the one-line summary. The stored report keeps them in English;
+    the API words them in the language the officer asks for."""
+    cover, evidence, kind = report["land_cover"], report["evidence"], report["kind"]
+    claimed = landcover.CLAIM_CLASS[kind]
+
+    def say(code: str, **params) -> str:
+        return text(code, locale, **params)
+
+    if cover.get("features"):
+        decided = say("ui.list_sep").join(
+            say(code, **params) for code, params in landcover.describe(cover["features"])
+        )
+    else:
+        decided = say("cover.none")
+    flags = []
+    share = cover["shares"][claimed]
+    if cover["class"] is not None and share < CONSISTENT_SHARE:
+        others = sorted(
+            ((s, c) for c, s in cover["shares"].items() if c != claimed and s >= 0.1),
+            reverse=True,
+        )
+        rest = say("ui.reason_sep").join(
+            say("claim.share_of", share=f"{s:.0%}", cover=c) for s, c in others
+        )
+        flags.append(
+            say(
+                "claim.flag_share_rest" if rest else "claim.flag_share",
+                share=f"{share:.0%}",
+                cover=claimed,
+                rest=rest,
+            )
+        )
+    area = report["area"]
+    if area.get("difference") is not None and abs(area["difference"]) > AREA_MISMATCH:
+        flags.append(
+            say(
+                "claim.flag_area",
+                measured=f"{area['measured_ha']:.2f}",
+                claimed=f"{area['claimed_ha']:.2f}",
+                difference=f"{area['difference']:+.0%}",
+            )
+        )
+    for o in report["overlaps"]:
+        flags.append(overlap_sentence(o, locale))
+    if report["verdict"] == "not_enough_evidence":
+        summary = say(
+            "claim.summary_unseen",
+            count=evidence["clear_observations"],
+            first=evidence["first_clear"] or "-",
+            last=evidence["last_clear"] or "-",
+            minimum=MIN_CLEAR_OBSERVATIONS,
+            days=MIN_SPAN_DAYS,
+        )
+    elif report["verdict"] == "consistent":
+        summary = say("claim.summary_consistent", share=f"{share:.0%}", cover=claimed, why=decided)
+    else:
+        summary = say(
+            "claim.summary_inconsistent",
+            cover=claimed,
+            seen=cover["class"] or "unknown",
+            why=decided,
+            share=f"{share:.0%}",
+        )
+    return {"decided_by": decided, "flags": flags, "summary": summary}
 
 
 def _evidence(clear: list[dict], inputs: dict) -> dict:
@@ -120,7 +177,7 @@ def _land_cover(model: landcover.Model, features: np.ndarray, coverage: np.ndarr
             "probabilities": {},
             "shares": {c: 0.0 for c in landcover.CLASSES},
             "pixels_classified": 0,
-            "decided_by": "no pixel of the plot was seen clear often enough to classify",
+            "decided_by": None,  # worded by claim_words
             "unknown_to_model": unknown,
         }
     p = probabilities[usable]
@@ -140,23 +197,18 @@ def _land_cover(model: landcover.Model, features: np.ndarray, coverage: np.ndarr
         },
         "shares": shares,
         "pixels_classified": int(usable.sum()),
-        "decided_by": landcover.describe(plot_features),
+        "decided_by": None,  # worded by claim_words
         "features": {k: round(float(v), 4) for k, v in plot_features.items()},
         "unknown_to_model": unknown,
     }
 
 
-def _area(claim: dict, flags: list[str]) -> dict:
+def _area(claim: dict) -> dict:
     measured = claim["area_ha"]
     claimed = claim.get("claimed_area_ha")
     out = {"measured_ha": round(measured, 4), "claimed_ha": claimed}
     if claimed:
-        difference = (measured - claimed) / claimed
-        out["difference"] = round(difference, 4)
-        if abs(difference) > AREA_MISMATCH:
-            flags.append(
-                f"measured {measured:.2f} ha against {claimed:.2f} ha claimed ({difference:+.0%})"
-            )
+        out["difference"] = round((measured - claimed) / claimed, 4)
     return out
 
 
@@ -187,24 +239,6 @@ def _indicative_value(inputs: dict, accepted_ha: float) -> dict:
         "formula": result["formula"],
         "accepted_ha": str(Decimal(str(accepted_ha))),
     }
-
-
-def _summary(verdict: str, claim: dict, cover: dict, evidence: dict, claimed_class: str) -> str:
-    kind = landcover.LABELS[claimed_class]
-    if verdict == "not_enough_evidence":
-        return (
-            f"Not enough evidence: {evidence['clear_observations']} clear observations "
-            f"({evidence['first_clear'] or '-'} to {evidence['last_clear'] or '-'}); "
-            f"{evidence['needed']}."
-        )
-    seen = landcover.LABELS[cover["class"]] if cover["class"] else "unknown"
-    share = cover["shares"][claimed_class]
-    if verdict == "consistent":
-        return f"Consistent: {share:.0%} of the plot looks like {kind} ({cover['decided_by']})."
-    return (
-        f"Inconsistent: claimed {kind}, looks like {seen} ({cover['decided_by']}); "
-        f"{share:.0%} of it looks like {kind}."
-    )
 
 
 def window_of(as_of: datetime, months: int = 24) -> tuple[datetime, datetime]:

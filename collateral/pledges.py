@@ -16,6 +16,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Engine, select
 
+from agri_common.wording import text
 from bioassets import store as bio_store
 from collateral.tables import loans
 from remote_sensing import store as rs_store
@@ -38,11 +39,20 @@ class Overlap:
     def as_json(self) -> dict:
         return {**asdict(self), "overlap_ha": round(self.overlap_ha, 4)}
 
-    def sentence(self) -> str:
-        where = f"parcel {self.with_id!r} pledged to loan {self.loan_id!r}"
-        if self.with_kind == "claim":
-            where = f"open claim {self.with_id!r}"
-        return f"{self.overlap_ha:.2f} ha ({self.share_of_plot:.0%}) overlaps {where}"
+    def sentence(self, locale: str = "en") -> str:
+        return overlap_sentence(self.as_json(), locale)
+
+
+def overlap_sentence(overlap: dict, locale: str) -> str:
+    """An overlap (``Overlap.as_json``) in words, in ``locale``."""
+    return text(
+        "overlap.claim" if overlap["with_kind"] == "claim" else "overlap.parcel",
+        locale,
+        ha=f"{overlap['overlap_ha']:.2f}",
+        share=f"{overlap['share_of_plot']:.0%}",
+        id=repr(overlap["with_id"]),
+        loan=repr(overlap["loan_id"]),
+    )
 
 
 class DoublePledge(ValueError):

@@ -188,21 +188,22 @@ def load(path: Path = MODEL_FILE) -> Model:
     )
 
 
-def describe(features: dict[str, float]) -> str:
-    """What the NDVI of a plot did, in the words an officer reads."""
-    lo, hi = features["p10"], features["p90"]
+def describe(features: dict[str, float]) -> list[tuple[str, dict[str, str]]]:
+    """What the NDVI of a plot did, as catalogue codes and parameters (agri_common.wording)
+    an officer reads in either language: its habit, then its dips."""
+    lo, hi = f"{features['p10']:.2f}", f"{features['p90']:.2f}"
     if features["negative_share"] > 0.5:
-        habit = "open water (NDVI below zero)"
+        parts = [("cover.water", {})]
     elif features["low_share"] > 0.5:
-        habit = f"bare or built: NDVI {lo:.2f}-{hi:.2f}, no green season"
-    elif features["amplitude"] < 0.2 and lo > 0.45:
-        habit = f"evergreen, NDVI {lo:.2f}-{hi:.2f} all year"
+        parts = [("cover.bare", {"lo": lo, "hi": hi})]
+    elif features["amplitude"] < 0.2 and features["p10"] > 0.45:
+        parts = [("cover.evergreen", {"lo": lo, "hi": hi})]
     else:
         high = max(SEASONS, key=lambda s: features[s])
-        habit = f"seasonal, NDVI {lo:.2f}-{hi:.2f}, greenest in {high}"
+        parts = [("cover.seasonal", {"lo": lo, "hi": hi, "season": high})]
     dips = features["plucking_dips_per_year"]
     if dips >= 0.75:
-        habit += f", {dips:.1f} dips a year in plucking months"
-    elif features["dips_per_year"] < 0.5 and lo > 0.45:
-        habit += ", no dips"
-    return habit
+        parts.append(("cover.plucking_dips", {"dips": f"{dips:.1f}"}))
+    elif features["dips_per_year"] < 0.5 and features["p10"] > 0.45:
+        parts.append(("cover.no_dips", {}))
+    return parts

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 
 from collateral import auth, claims, loans
 from collateral.api.app import create_app
+from collateral.claim_report import claim_words
 from collateral.tables import claims as claims_table
 from remote_sensing import landcover, plot_history
 from remote_sensing import store as rs_store
@@ -368,3 +369,31 @@ def test_the_demo_claims_are_one_consistent_and_one_inconsistent(world, tmp_path
     assert [c["report"]["verdict"] for c in made] == ["consistent", "inconsistent"]
     assert [c["crs"] for c in made] == ["gcj02", "bd09"]
     assert (tmp_path / "chen-ming-amap.kml").read_text().startswith("<?xml")
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_a_report_reads_in_chinese_from_the_same_figures(world):
+    """The stored report is English; the API words the same figures in the officer's
+    language (Accept-Language), and claim_words in English gives back the stored text."""
+    tea = parcel_geometry(world, "T-04")
+    xmin, ymin, xmax, ymax = tea.bounds
+    half_forest = shapely.box(xmin + (xmax - xmin) / 2, ymin, xmax + (xmax - xmin), ymax)
+    claim = submit(world, half_forest, "tea_garden", claimed_area_ha=0.5)
+    report = claim["report"]
+    english = claim_words(report, "en")
+    assert english == {
+        "decided_by": report["land_cover"]["decided_by"],
+        "flags": report["flags"],
+        "summary": report["summary"],
+    }
+    client = TestClient(create_app(world))
+    key = {"Authorization": f"Bearer {auth.create_key(world, 'loan_officer', 'ANXI-01')}"}
+    shown = client.get(
+        f"/v1/claims/{claim['claim_id']}", headers={**key, "Accept-Language": "zh-CN"}
+    ).json()["report"]
+    words = shown["words"]
+    assert words["locale"] == "zh-CN" and len(words["flags"]) == len(report["flags"]) >= 2
+    assert words["summary"].startswith("不一致：申报为茶园")
+    share = f"{report['land_cover']['shares']['tea_garden']:.0%}"
+    assert f"地块仅 {share} 判读为茶园" in words["flags"][0]
+    assert "公顷" in words["flags"][1] and shown["summary"] == report["summary"]

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said
+from agri_common.wording import Said, negotiate
 from collateral import claims
 from collateral.api import examples
 from collateral.api.examples import CONFLICT
 from collateral.api.security import LENDING, EngineDep
 from collateral.auth import Principal
+from collateral.claim_report import claim_words
 from collateral.loans import NotFound
 from remote_sensing.plots import COORDINATE_SYSTEMS
 
@@ -39,8 +40,17 @@ def _visible(principal: Principal, claim: dict) -> dict:
     return claim
 
 
-def _out(claim: dict) -> dict:
-    return jsonable(claim)
+def _out(claim: dict, request: Request) -> dict:
+    """The claim with its report's sentences also in the request's language (``words``;
+    the report itself keeps them in English)."""
+    out = jsonable(claim)
+    if out.get("report"):
+        locale = negotiate(request.headers.get("accept-language"))
+        out["report"] = {
+            **out["report"],
+            "words": {"locale": locale, **claim_words(out["report"], locale)},
+        }
+    return out
 
 
 @router.post(
@@ -122,7 +132,7 @@ async def submit_claim(
         settings.data_dir,
     )
     request.state.audit_subject = claim["claim_id"]
-    return _out(claim)
+    return _out(claim, request)
 
 
 def _attributes(text: str | None) -> dict:
@@ -169,8 +179,8 @@ def list_claims(engine: EngineDep, principal: Lender) -> list[dict]:
 
 
 @router.get("/claims/{claim_id}", tags=["claims"], summary="A claim and its report")
-def get_claim(claim_id: str, engine: EngineDep, principal: Lender) -> dict:
-    return _out(_visible(principal, claims.get_claim(engine, claim_id)))
+def get_claim(claim_id: str, request: Request, engine: EngineDep, principal: Lender) -> dict:
+    return _out(_visible(principal, claims.get_claim(engine, claim_id)), request)
 
 
 @router.post(
@@ -188,4 +198,4 @@ def accept_claim(
 ) -> dict:
     _visible(principal, claims.get_claim(engine, claim_id))
     request.state.audit_subject = claim_id
-    return _out(claims.accept(engine, claim_id, parcel_id))
+    return _out(claims.accept(engine, claim_id, parcel_id), request)

@@ -155,6 +155,7 @@ async function submitClaim(ctx) {
 export function showReport(ctx, claim) {
   const { $, esc, map, t, word } = ctx;
   const r = claim.report;
+  const words = r.words ?? r; // the sentences in the officer's language (Accept-Language)
   const cover = r.land_cover;
   const rows = CLASSES.map(
     (c) => `<tr data-class="${c}"><td>${esc(word("land_class", c))}</td><td class="num">${ctx.pct(cover.probabilities[c])}</td><td class="num">${ctx.pct(cover.shares[c])}</td></tr>`
@@ -173,8 +174,8 @@ export function showReport(ctx, claim) {
   box.dataset.claim = claim.claim_id;
   box.innerHTML = `
     <h3>${esc(t("ui.claim.title", { claim: claim.claim_id }))} · <span class="verdict ${esc(r.verdict)}">${esc(word("verdict", r.verdict))}</span></h3>
-    <p id="claim-summary">${esc(r.summary)}</p>
-    ${r.flags.length ? `<ul class="flags">${r.flags.map((f) => `<li>${esc(f)}</li>`).join("")}</ul>` : ""}
+    <p id="claim-summary">${esc(words.summary)}</p>
+    ${words.flags.length ? `<ul class="flags">${words.flags.map((f) => `<li>${esc(f)}</li>`).join("")}</ul>` : ""}
     <p>${esc(t("ui.claim.measured", { ha: ctx.number(r.area.measured_ha, 2), crs: word("crs", claim.crs) }))}${
       r.area.claimed_ha ? esc(t("ui.claim.claimed", { ha: r.area.claimed_ha })) : ""
     } ·
