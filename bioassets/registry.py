@@ -6,6 +6,7 @@ Parsing is pure (rows in, records and per-row errors out); ``store.py`` writes t
 import base64
 import csv
 import hashlib
+import io
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 import shapely
 from shapely.geometry import shape
 
+from agri_common import terms
 from agri_common.files import atomic_write_text
 from bioassets.messages import check_tag_id
 
@@ -80,18 +82,19 @@ def parse_farms(path: Path) -> Imported:
 
 
 def parse_animals(path: Path, known_farms: set[str]) -> Imported:
-    """Animals from CSV; each bad row is reported with its line number and reason."""
+    """Animals from CSV (English or Chinese terms, agri_common.terms); each bad row is
+    reported with its line number and reason."""
     out = Imported()
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ANIMAL_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: header lacks {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                out.records.append(animal_record(row, known_farms))
-            except ValueError as exc:
-                out.errors.append(f"line {line}: {exc}")
+    reader = csv.DictReader(io.StringIO(terms.read_records_text(path.read_bytes()), newline=""))
+    columns = terms.english_columns(reader.fieldnames or [])
+    missing = [c for c in ANIMAL_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: header lacks {', '.join(missing)}")
+    for line, row in enumerate(reader, start=2):
+        try:
+            out.records.append(animal_record(terms.english_row(row), known_farms))
+        except ValueError as exc:
+            out.errors.append(f"line {line}: {exc}")
     return out
 
 
@@ -113,7 +116,7 @@ def animal_record(row: dict, known_farms: set[str]) -> dict:
     birth = None
     if cell["birth_date"]:
         try:
-            birth = date.fromisoformat(cell["birth_date"])
+            birth = terms.parse_day(cell["birth_date"])
         except ValueError as exc:
             raise ValueError(f"birth_date {cell['birth_date']!r} is not YYYY-MM-DD") from exc
         if birth > date.today():

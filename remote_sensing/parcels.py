@@ -13,6 +13,8 @@ import geopandas as gpd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from agri_common import terms
+
 PARCEL_KINDS = ("tea_garden", "forest")
 EQUAL_AREA_CRS = "EPSG:6933"
 WGS84 = "EPSG:4326"
@@ -84,7 +86,7 @@ def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
             frame.drop(columns="geometry").to_dict("records"), wgs84.geometry, areas_ha, strict=True
         )
     ):
-        props = {k: _plain(v) for k, v in props.items() if _present(v)}
+        props = terms.english_row({k: _plain(v) for k, v in props.items() if _present(v)})
         parcel_id = props.get("parcel_id")
         label = f"feature {index}" + (f" (parcel_id {parcel_id!r})" if parcel_id else "")
         if not parcel_id:
