@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 from sqlalchemy import Engine, select
 
+from agri_common.wording import LOCALES, text, translate
 from bioassets import store as bio_store
+from collateral.claim_report import claim_words
 from collateral.pledges import pledged_parcel_ids
 from collateral.tables import claims, loan_alerts, loans
 from remote_sensing import store as rs_store
@@ -54,8 +56,8 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
                     f"loan_alert:{r.id}",
                     LOAN_ALERT_KINDS.get(r.kind, r.kind),
                     [r.branch],
-                    f"Loan {r.loan_id} ({r.borrower}): {r.kind.replace('_', ' ')}",
-                    r.detail,
+                    ("notice.loan", {"loan": r.loan_id, "borrower": r.borrower, "kind": r.kind}),
+                    _coded(r.detail, r.code, r.params),
                     r.opened_at,
                     {"loan_id": r.loan_id},
                 )
@@ -63,15 +65,21 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
     for e in rs_store.stored_events(engine):  # the parcels' own store: few rows a portfolio
         if e["updated_at"] >= since and e["parcel_id"] in parcel_branches:
             r = SimpleNamespace(**e)
-            affected = f"{r.affected_ha:.2f} ha" if r.affected_ha is not None else "unknown area"
+            facts = {"severity": f"{r.severity:.0%}", "confirmed": f"{r.confirmed_at:%Y-%m-%d}"}
+            if r.affected_ha is None:
+                detail = ("notice.parcel_detail_unknown", facts)
+            else:
+                detail = ("notice.parcel_detail", {**facts, "ha": f"{r.affected_ha:.2f}"})
             out.append(
                 _notice(
                     f"parcel_event:{r.id}",
                     "disturbance",
                     sorted(parcel_branches[r.parcel_id]),
-                    f"Pledged parcel {r.parcel_id}: {r.kind} since {r.start:%Y-%m-%d}",
-                    f"{affected} affected, severity {r.severity:.0%}, confirmed "
-                    f"{r.confirmed_at:%Y-%m-%d}",
+                    (
+                        "notice.parcel",
+                        {"parcel": r.parcel_id, "kind": r.kind, "since": f"{r.start:%Y-%m-%d}"},
+                    ),
+                    detail,
                     r.updated_at,
                     {"parcel_id": r.parcel_id},
                 )
@@ -86,8 +94,8 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
                     f"farm_alert:{r.id}",
                     r.kind,
                     sorted(farm_branches[r.farm_id]),
-                    f"Pledged herd of {r.farm_id}: {r.kind.replace('_', ' ')} ({r.subject})",
-                    r.detail,
+                    ("notice.farm", {"farm": r.farm_id, "kind": r.kind, "subject": r.subject}),
+                    _coded(r.detail, r.code, r.params),
                     r.opened_at,
                     {"farm_id": r.farm_id},
                 )
@@ -110,9 +118,16 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
                     f"claim:{r.claim_id}",
                     "claim_verdict",
                     [r.branch],
-                    f"Claim {r.claim_id} ({r.owner or '-'}, {r.kind.replace('_', ' ')}): "
-                    f"{r.verdict.replace('_', ' ')}",
-                    r.report["summary"],
+                    (
+                        "notice.claim",
+                        {
+                            "claim": r.claim_id,
+                            "owner": r.owner or "-",
+                            "kind": r.kind,
+                            "verdict": r.verdict,
+                        },
+                    ),
+                    {loc: claim_words(r.report, loc)["summary"] for loc in LOCALES},
                     r.created_at,
                     {"claim_id": r.claim_id},
                 )
@@ -120,13 +135,31 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
     return sorted(out, key=lambda n: (n["at"], n["key"]))
 
 
+def _coded(detail: str, code: str | None, params: dict | None) -> dict[str, str]:
+    """A stored alert detail in each language (as stored where it has no code)."""
+    form = {"code": code, "params": params} if code else None
+    return {loc: translate(detail, form, loc) for loc in LOCALES}
+
+
 def _notice(key, kind, branches, title, detail, at: datetime, refs: dict) -> dict:
+    """A notice worded in every language (``words``); ``title`` and ``detail`` are the
+    English, as webhook receivers had them before there was a choice.
+
+    ``title`` is (catalogue code, parameters); ``detail`` the same or the texts per
+    language already made."""
+    code, params = title
+    titles = {loc: text(code, loc, **params) for loc in LOCALES}
+    if isinstance(detail, tuple):
+        details = {loc: text(detail[0], loc, **detail[1]) for loc in LOCALES}
+    else:
+        details = detail
     return {
         "key": key,
         "kind": kind,
         "branches": branches,
-        "title": title,
-        "detail": detail,
+        "title": titles["en"],
+        "detail": details["en"],
+        "words": {loc: {"title": titles[loc], "detail": details[loc]} for loc in LOCALES},
         "at": at.isoformat(),
         **refs,
     }

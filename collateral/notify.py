@@ -28,6 +28,7 @@ from email.message import EmailMessage
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from agri_common.wording import LOCALES
 from collateral.notices import KINDS, notices_since
 from collateral.tables import deliveries, subscriptions
 
@@ -78,8 +79,10 @@ def subscribe(
     branch: str | None = None,
     secret: str | None = None,
     since: datetime | None = None,
+    language: str = "zh-CN",
 ) -> dict:
-    """A new subscription; it receives notices recorded from ``since`` (default: now)."""
+    """A new subscription; it receives notices recorded from ``since`` (default: now),
+    worded in ``language`` (Chinese unless asked: the branches' group robots are)."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
         raise ValueError(
@@ -87,6 +90,8 @@ def subscribe(
         )
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {list(CHANNELS)}")
+    if language not in LOCALES:
+        raise ValueError(f"language must be one of {list(LOCALES)}")
     if channel == "email" and "@" not in target:
         raise ValueError(f"{target!r} is not an e-mail address")
     if channel != "email" and urllib.parse.urlsplit(target).scheme not in ("http", "https"):
@@ -100,6 +105,7 @@ def subscribe(
                 channel=channel,
                 target=target,
                 secret=secret,
+                language=language,
                 active=True,
                 created_at=since or datetime.now(UTC),
             )
@@ -253,11 +259,19 @@ class DeliveryError(RuntimeError):
     """A delivery the receiver did not take, with what it said."""
 
 
+def worded(notice: dict, language: str | None) -> dict:
+    """The notice's title and detail in ``language`` (NULL: English, as subscriptions from
+    before there was a choice had them; a notice queued before words existed as it is)."""
+    words = notice.get("words", {}).get(language or "en")
+    return {**notice, **words} if words else notice
+
+
 def text_of(notice: dict) -> str:
     return f"{notice['title']}\n{notice['detail']}\n({notice['at'][:16].replace('T', ' ')} UTC)"
 
 
-# How each channel's body looks: the payload formats, as data.
+# How each channel's body looks: the payload formats, as data. ``n`` is already worded in
+# the subscription's language; a webhook gets every language too (``n["words"]``).
 PAYLOADS = {
     "webhook": lambda d, n: {"schema": "agri-notice/v1", "delivery_id": d["id"], "notice": n},
     "wecom": lambda d, n: {
@@ -290,9 +304,9 @@ def dingtalk_url(target: str, secret: str, timestamp_ms: int) -> str:
 
 def send(sub: dict, delivery: dict, smtp: Smtp | None) -> None:
     """Deliver one notice on the subscription's channel; DeliveryError if not taken."""
-    notice = delivery["notice"]
+    notice = worded(delivery["notice"], sub.get("language"))
     if sub["channel"] == "email":
-        _send_email(sub["target"], delivery, smtp)
+        _send_email(sub["target"], delivery["id"], notice, smtp)
         return
     body = json.dumps(PAYLOADS[sub["channel"]](delivery, notice), ensure_ascii=False).encode()
     headers = {
@@ -333,15 +347,14 @@ def _host(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-def _send_email(address: str, delivery: dict, smtp: Smtp | None) -> None:
+def _send_email(address: str, delivery_id: int, notice: dict, smtp: Smtp | None) -> None:
     if smtp is None:
         raise DeliveryError("no SMTP server configured (AGRI_SMTP_URL)")
-    notice = delivery["notice"]
     message = EmailMessage()
     message["From"] = smtp.sender
     message["To"] = address
     message["Subject"] = notice["title"]
-    message["Message-ID"] = f"<agri-delivery-{delivery['id']}@{smtp.sender.split('@')[-1]}>"
+    message["Message-ID"] = f"<agri-delivery-{delivery_id}@{smtp.sender.split('@')[-1]}>"
     message.set_content(text_of(notice))
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=HTTP_TIMEOUT_S) as client:

@@ -149,6 +149,7 @@ subscriptions = Table(
     Column("channel", String(16), nullable=False),  # webhook | wecom | dingtalk | email
     Column("target", Text, nullable=False),  # the URL, or the e-mail address
     Column("secret", String(200)),  # HMAC key (webhook), signing secret (DingTalk)
+    Column("language", String(8)),  # zh-CN | en (revision 0014); NULL: en
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )

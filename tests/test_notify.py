@@ -4,6 +4,8 @@ dead-lettered after N; e-mail to a real SMTP server (aiosmtpd); once per subscri
 across notifier restarts (separate `agri notify run --once` processes)."""
 
 import base64
+import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 
+from agri_common.wording import Said, worded
 from bioassets.local_broker import free_port
 from collateral import loans, notify
 from collateral.db import make_engine, upgrade
@@ -105,7 +108,7 @@ def open_alert(engine, loan_id: str, detail: str) -> None:
                 kind="status_worsened",
                 valuation_id="VAL-x",
                 opened_at=datetime.now(UTC),
-                detail=detail,
+                **worded(detail),
             )
         )
 
@@ -180,15 +183,25 @@ def test_wecom_and_dingtalk_robot_formats(engine):
             dingtalk.url + "?access_token=t",
             "ANXI-01",
             "SECdingtalk",
+            language="en",
         )
         notify.subscribe(
             engine, "Bad robot", ["loan_status_worsened"], "dingtalk", refusing.url, "ANXI-01"
         )
-        open_alert(engine, "N-1", "status ok -> margin_call")
+        worse = Said(
+            "alert.status_worsened",
+            from_status="ok",
+            to_status="margin_call",
+            from_ltv="0.65",
+            to_ltv="0.91",
+        )
+        open_alert(engine, "N-1", worse)
         counts = notify.run_once(engine, None, 3)
         assert counts["delivered"] == 2 and counts["failed"] == 1
-        body = json.loads(wecom.posts[0]["body"])
-        assert body["msgtype"] == "markdown" and "margin_call" in body["markdown"]["content"]
+        body = json.loads(wecom.posts[0]["body"])  # a Chinese branch's group: in Chinese
+        content = body["markdown"]["content"]
+        assert body["msgtype"] == "markdown" and content.startswith("**贷款 N-1（")
+        assert "贷款状态恶化" in content and "状态 正常 → 追加担保；抵押率 0.65 → 0.91" in content
         assert "key=abc" in wecom.posts[0]["path"]
         post = dingtalk.posts[0]
         query = parse_qs(urlsplit(post["path"]).query)
@@ -198,7 +211,8 @@ def test_wecom_and_dingtalk_robot_formats(engine):
             ).digest()
         ).decode()
         assert query["sign"] == [expected] and query["access_token"] == ["t"]
-        assert json.loads(post["body"])["markdown"]["title"].startswith("Loan N-1")
+        english = json.loads(post["body"])["markdown"]  # this one asked for English
+        assert english["title"].startswith("Loan N-1") and "ok -> margin_call" in english["text"]
         (bad,) = notify.list_deliveries(engine, "pending")
         assert "sign not match" in bad["last_error"]
     finally:
@@ -230,11 +244,10 @@ def test_email_reaches_a_real_smtp_server(engine):
         assert (
             message.rcpt_tos == ["lin@anxi.example"] and message.mail_from == "alerts@bank.example"
         )
-        text = message.content.decode()
-        assert (
-            "Subject: Loan N-1 (Wang Hui): status worsened" in text and "status ok -> watch" in text
-        )
-        assert "Message-ID: <agri-delivery-" in text
+        mail = email.message_from_bytes(message.content, policy=email.policy.default)
+        assert mail["Subject"] == "贷款 N-1（Wang Hui）：贷款状态恶化"  # Chinese by default
+        assert "status ok -> watch" in mail.get_content()  # stored uncoded: as stored
+        assert mail["Message-ID"].startswith("<agri-delivery-")
     finally:
         controller.stop()
     # no server: the delivery fails with the reason and stays pending

@@ -39,6 +39,9 @@ class SubscriptionIn(BaseModel):
     target: str = Field(min_length=3, max_length=2000, description="URL, or e-mail address")
     branch: str | None = Field(default=None, max_length=64)
     secret: str | None = Field(default=None, max_length=200)
+    language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN", description="the language notices are worded in"
+    )
 
 
 def _out(sub: dict) -> dict:
@@ -66,7 +69,14 @@ def create_subscription(
         branch = principal.branch
     try:
         sub = notify.subscribe(
-            engine, body.label, list(body.kinds), body.channel, body.target, branch, body.secret
+            engine,
+            body.label,
+            list(body.kinds),
+            body.channel,
+            body.target,
+            branch,
+            body.secret,
+            language=body.language,
         )
     except ValueError as exc:
         raise Invalid("target", str(exc)) from exc

@@ -5,6 +5,7 @@ import json
 import click
 
 from agri_common.rows import jsonable
+from agri_common.wording import LOCALES
 from collateral import notify
 from collateral.cli.context import App, parse_time_option, pass_app, stop_on_signals
 from collateral.notices import KINDS
@@ -23,8 +24,18 @@ def notify_group() -> None:
 @click.option("--branch", help="Only this branch's notices (default: every branch).")
 @click.option("--secret", help="HMAC key (webhook) or signing secret (DingTalk robot).")
 @click.option("--since", help="Also notices recorded since this date (default: from now).")
+@click.option(
+    "--lang",
+    "language",
+    type=click.Choice(LOCALES),
+    default="zh-CN",
+    show_default=True,
+    help="The language notices are worded in.",
+)
 @pass_app
-def notify_subscribe(app: App, label, kinds, channel, target, branch, secret, since) -> None:
+def notify_subscribe(
+    app: App, label, kinds, channel, target, branch, secret, since, language
+) -> None:
     """Subscribe to notice kinds."""
     try:
         sub = notify.subscribe(
@@ -36,6 +47,7 @@ def notify_subscribe(app: App, label, kinds, channel, target, branch, secret, si
             branch,
             secret,
             parse_time_option(since, "date"),
+            language,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
