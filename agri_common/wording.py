@@ -37,6 +37,11 @@ class Said(str):
     def coded(self) -> dict:
         return {"code": self.code, "params": self.params}
 
+    @classmethod
+    def of(cls, form: dict) -> "Said":
+        """The sentence again from its ``coded()`` form."""
+        return cls(form["code"], **form["params"])
+
 
 def worded(sentence: str) -> dict:
     """The columns a stored sentence fills: ``detail`` (English), ``code``, ``params``."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from agri_common.times import parse_time
+from agri_common.wording import Said
 from collateral import prices
 from collateral.items import RATIO, dec, disturbed_area, fmt, make_item, money, parcel_summary
 
@@ -97,6 +98,29 @@ def carbon_account(parcel: dict, table: dict, as_of: datetime, since: datetime |
     if since is not None:
         years = (Decimal((as_of - since).days) / Decimal("365.25")).quantize(RATIO)
         increment = (annual * max(years, Decimal(0))).quantize(TCO2)
+    steps = [
+        Said(
+            "formula.carbon_account",
+            density=parts["wood_density_t_per_m3"],
+            bef=parts["biomass_expansion_factor"],
+            root_shoot=parts["root_shoot_ratio"],
+            fraction=parts["carbon_fraction"],
+            factor=factor.quantize(Decimal("0.0001")),
+            volume=volume_m3,
+            area=area,
+            disturbed=disturbed,
+            stock=stock,
+            growth=growth,
+            scale=scale,
+            annual=annual,
+        )
+    ]
+    if years is not None:
+        steps.append(
+            Said("formula.carbon_increment", annual=annual, years=years, increment=increment)
+        )
+    if reversed_t:
+        steps.append(Said("formula.carbon_reversed", reversed=reversed_t))
     return {
         "parcel_id": parcel["parcel_id"],
         "as_of": as_of.isoformat(),
@@ -118,15 +142,8 @@ def carbon_account(parcel: dict, table: dict, as_of: datetime, since: datetime |
         "increment_t_co2e": None if increment is None else str(increment),
         "table_version": table["version"],
         "notes": notes,
-        "formula": (
-            f"factor = {parts['wood_density_t_per_m3']} x {parts['biomass_expansion_factor']}"
-            f" x (1 + {parts['root_shoot_ratio']}) x {parts['carbon_fraction']} x 44/12 = "
-            f"{factor.quantize(Decimal('0.0001'))} t CO2e/m3; stock = {volume_m3} m3/ha x "
-            f"({area} - {disturbed}) ha x factor = {stock} t; annual = {growth} m3/ha/yr x "
-            f"({area} - {disturbed}) ha x factor x growth scale {scale} = {annual} t/yr"
-            + (f"; increment = {annual} x {years} yr = {increment} t" if years is not None else "")
-            + (f"; reversed by disturbance = {reversed_t} t" if reversed_t else "")
-        ),
+        "formula": "; ".join(steps),
+        "formula_coded": [s.coded() for s in steps],
     }
 
 
@@ -160,15 +177,18 @@ def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict 
     key = "increment_t_co2e" if pledge["basis"] == "increment" else "stock_t_co2e"
     quantity = Decimal(account[key])
     carbon_value = quantity * price
-    value, overlap = carbon_value, ""
+    value, overlap = carbon_value, []
     if timber is not None:
         timber_value = Decimal(timber["value_cny"])
         value = max(Decimal(0), carbon_value - timber_value)
-        overlap = (
-            f"; its timber is pledged too ({fmt(timber_value)} CNY): a harvest destroys "
-            f"both, so carbon counts max(0, {fmt(money(carbon_value))} - "
-            f"{fmt(timber_value)}) = {fmt(money(value))} CNY"
-        )
+        overlap = [
+            Said(
+                "formula.carbon_timber",
+                timber=fmt(timber_value),
+                carbon=fmt(money(carbon_value)),
+                value=fmt(money(value)),
+            )
+        ]
     evidence = {
         **base,
         **parcel_summary(parcel),
@@ -177,16 +197,24 @@ def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict 
         "carbon": account,
         "timber_also_pledged": timber is not None,
     }
-    formula = (
-        f"{account['formula']}; pledged {pledge['basis']} {quantity} t CO2e x "
-        f"{fmt(price)} CNY/t ({pledge['market']}) = {fmt(money(carbon_value))} CNY{overlap}"
-    )
+    formula = [
+        *(Said.of(step) for step in account["formula_coded"]),
+        Said(
+            "formula.carbon_pledged",
+            basis=pledge["basis"],
+            quantity=quantity,
+            price=fmt(price),
+            market=pledge["market"],
+            value=fmt(money(carbon_value)),
+        ),
+        *overlap,
+    ]
     return make_item("carbon_sink", ref, value, haircut, haircut, Decimal(0), [], evidence, formula)
 
 
 def _zero_carbon(ref: str, base: dict, reason: str) -> dict:
     evidence = {**base, "quantity_t_co2e": "0", "notes": [reason]}
-    formula = f"carbon of {ref} not valued: {reason}"
+    formula = Said("formula.carbon_none", parcel=ref, reason=reason)
     return make_item(
         "carbon_sink", ref, Decimal(0), Decimal(0), Decimal(0), Decimal(0), [], evidence, formula
     )

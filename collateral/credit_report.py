@@ -70,9 +70,16 @@ def report_html(
             {"tag_id": u["tag_id"], "reason": translate(u["reason"], u.get("reason_coded"), locale)}
             for u in e.get("unverified", [])
         ]
+        steps = item.get("formula_coded") or []
+        formula = (
+            t("ui.reason_sep").join(t(s["code"], **s["params"]) for s in steps)
+            if steps and all(steps)
+            else item["formula"]
+        )
         items.append(
             {
                 **item,
+                "formula": formula,
                 "kind_word": word("kind", item["kind"]),
                 "category_word": word("category", e["category"]) if "category" in e else None,
                 "reasons": reasons,
@@ -90,6 +97,7 @@ def report_html(
         amount=lambda v: amount(v, locale),
         lang=locale,
         v=valuation,
+        ltv_formula=translate(valuation["formula"], valuation.get("formula_coded"), locale),
         loan=loan,
         items=items,
         herds=[i for i in items if i["kind"] == "herd" and "registered" in i["evidence"]],

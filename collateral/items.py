@@ -5,7 +5,7 @@ rules (valuation.py) and their carbon half (carbon.py)."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from agri_common.wording import coded
+from agri_common.wording import Said, coded
 
 CENT = Decimal("0.01")
 HA = Decimal("0.0001")
@@ -26,8 +26,12 @@ def fmt(value: Decimal) -> str:
 
 
 def make_item(kind, ref, value, haircut, base, extra, stale, evidence, formula) -> dict:
+    """``formula``: the steps (wording.Said, or plain text) that give the value; the item
+    says them joined in English (``formula``) and as codes the page words (``formula_coded``)."""
     value = money(value)
     eligible = money(value * (1 - haircut))
+    steps = [*(formula if isinstance(formula, list) else [formula])]
+    steps.append(Said("formula.eligible", haircut=haircut, eligible=fmt(eligible)))
     return {
         "kind": kind,
         "ref": ref,
@@ -44,7 +48,8 @@ def make_item(kind, ref, value, haircut, base, extra, stale, evidence, formula) 
                 "reasons_coded": [coded(r) for r in stale],  # the page words them
             },
         },
-        "formula": formula + f"; eligible = value x (1 - {haircut}) = {fmt(eligible)} CNY",
+        "formula": "; ".join(steps),
+        "formula_coded": [coded(s) for s in steps],
     }
 
 

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from agri_common.times import parse_time
-from agri_common.wording import Said
+from agri_common.wording import Said, coded
 from collateral import prices
 from collateral.carbon import carbon_item
 from collateral.items import (
@@ -91,6 +91,14 @@ def _value_loan(inputs: dict) -> dict:
     status = loan_status(ltv, principal, policy)
     watch = prices.value(policy, "ltv_threshold", "watch")
     margin = prices.value(policy, "ltv_threshold", "margin_call")
+    ltv_formula = Said(
+        "formula.ltv" if ltv is not None else "formula.ltv_none",
+        principal=fmt(principal),
+        eligible=fmt(eligible),
+        ltv=ltv,
+        watch=watch,
+        margin_call=margin,
+    )
     return {
         "loan_id": inputs["loan"]["loan_id"],
         "as_of": inputs["as_of"],
@@ -101,11 +109,8 @@ def _value_loan(inputs: dict) -> dict:
         "ltv": None if ltv is None else str(ltv),
         "status": status,
         "thresholds": {"watch": str(watch), "margin_call": str(margin)},
-        "formula": (
-            f"LTV = principal / eligible value = {fmt(principal)} / {fmt(eligible)}"
-            + (f" = {ltv}" if ltv is not None else " (nothing eligible)")
-            + f"; watch at >= {watch}, margin call at >= {margin}"
-        ),
+        "formula": str(ltv_formula),
+        "formula_coded": coded(ltv_formula),
         "prices_version": price_table["version"],
         "policy_version": policy["version"],
         "illustrative_tables": bool(price_table["illustrative"] or policy["illustrative"]),
@@ -235,10 +240,15 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
     stage = stage_row["key"]
     stale = _imagery_staleness(parcel, policy, as_of, where)
     haircut, base, extra = _haircut(policy, f"tea:{stage}", where, stale, "imagery")
-    formula = (
-        f"({area} ha - {disturbed} ha disturbed) x {fmt(yield_kg)} kg/ha/yr x "
-        f"({' + '.join(parts)} = {seasonal} CNY/kg) x condition {condition} = "
-        f"{fmt(money(value))} CNY"
+    formula = Said(
+        "formula.tea",
+        area=area,
+        disturbed=disturbed,
+        yield_kg=fmt(yield_kg),
+        seasons=" + ".join(parts),
+        seasonal=seasonal,
+        condition=condition,
+        value=fmt(money(value)),
     )
     evidence = {
         **parcel_summary(parcel),
@@ -273,9 +283,13 @@ def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) 
     else:
         volume_m3 = dec(volume, Decimal("0.01"))
     value = (area - disturbed) * volume_m3 * stumpage
-    formula = (
-        f"({area} ha - {disturbed} ha disturbed) x {volume_m3} m3/ha x {fmt(stumpage)} CNY/m3 "
-        f"= {fmt(money(value))} CNY"
+    formula = Said(
+        "formula.forest",
+        area=area,
+        disturbed=disturbed,
+        volume=volume_m3,
+        stumpage=fmt(stumpage),
+        value=fmt(money(value)),
     )
     evidence = {
         **parcel_summary(parcel),
@@ -353,9 +367,13 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
             terms = [f"{fmt(v['kg'])} kg x {v['price']}" for v in lines.values()]
         else:
             terms = [f"{v['animals']} x {fmt(v['price'])}" for v in lines.values()]
-        formula = (
-            f"{counted} verified {category} of {len(animals)}: "
-            f"{' + '.join(terms) or '0'} = {fmt(money(total))} CNY"
+        formula = Said(
+            "formula.herd",
+            verified=counted,
+            category=category,
+            registered=len(animals),
+            terms=" + ".join(terms) or "0",
+            value=fmt(money(total)),
         )
         evidence = {
             "farm_id": herd["farm_id"],
@@ -381,7 +399,7 @@ def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> 
                 Decimal("0"),
                 [],
                 evidence,
-                f"{len(herd['missing_tags'])} pledged tags not alive on the farm: 0 CNY",
+                Said("formula.missing_tags", count=len(herd["missing_tags"])),
             )
         )
     return items

@@ -67,7 +67,7 @@ def list_parcels(
         str | None, Query(max_length=20000, description="comma-separated parcel ids")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # beyond any database's integer: 422
 ) -> dict:
     box = _bbox(bbox)
     wanted = {i.strip() for i in ids.split(",") if i.strip()} if ids is not None else None

@@ -213,7 +213,10 @@ def get_valuation(
     tags=["valuations"],
     summary="The valuation as a PDF report for the credit file (zh-CN or en)",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}, **PROBLEMS},
+    responses={
+        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+        **PROBLEMS,
+    },
 )
 def valuation_report(
     valuation_id: str,

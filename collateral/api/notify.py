@@ -3,7 +3,7 @@ or all of them. Deliveries happen in the `agri notify` worker, never in a reques
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from agri_common.rows import jsonable
@@ -98,7 +98,7 @@ def list_subscriptions(engine: EngineDep, principal: Lender) -> list[dict]:
     summary="A subscription's delivery log: state, attempts, last error",
 )
 def subscription_deliveries(
-    subscription_id: int, engine: EngineDep, principal: Lender
+    subscription_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: EngineDep, principal: Lender
 ) -> list[dict]:
     try:
         _visible(principal, notify.get_subscription(engine, subscription_id))

@@ -278,6 +278,10 @@ async function selectLoan(loanId) {
   say("");
 }
 
+// An item's formula in the officer's language: its coded steps, or as stored (older ones)
+const formula = (i) =>
+  i.formula_coded?.every(Boolean) ? i.formula_coded.map((c) => t(c.code, c.params)).join(t("ui.reason_sep")) : i.formula;
+
 function valuationHTML(v) {
   const items = v.items
     .map((i) => {
@@ -297,7 +301,7 @@ function valuationHTML(v) {
         <td>${esc(word("kind", i.kind))}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
         <td class="num">${pct(i.haircut)}</td><td class="num eligible">${cny(i.eligible_value_cny)}</td>
         <td>${esc(word("confidence", i.confidence))}</td><td>${esc([when, counted].filter(Boolean).join(t("ui.list_sep")))}</td></tr>
-        <tr class="formula"><td></td><td colspan="6">${esc(i.formula)}${
+        <tr class="formula"><td></td><td colspan="6">${esc(formula(i))}${
           reasons.length ? `<br><em>${esc(reasons.join(t("ui.reason_sep")))}</em>` : ""
         }</td></tr>`;
     })
@@ -316,7 +320,7 @@ function valuationHTML(v) {
     <p class="ltv">${esc(t("report.ltv"))} <strong data-field="ltv">${esc(v.ltv ?? "n/a")}</strong> ·
       <span class="status ${esc(v.status)}" data-field="status">${status(v.status)}</span>
       (${esc(t("report.thresholds", { watch: v.thresholds.watch, margin_call: v.thresholds.margin_call }))})</p>
-    <p class="formula">${esc(v.formula)}</p>`;
+    <p class="formula">${esc(said(v.formula, v.formula_coded))}</p>`;
 }
 
 function alertsHTML(alerts) {
