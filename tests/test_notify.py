@@ -14,17 +14,20 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 
 from agri_common.wording import Said, worded
 from bioassets.local_broker import free_port
 from collateral import loans, notify
 from collateral.db import make_engine, upgrade
 from collateral.tables import loan_alerts
+from collateral.tables import loans as loans_table
 from remote_sensing import store as rs_store
 from remote_sensing.parcels import read_parcel_file
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
@@ -397,3 +400,46 @@ def test_subscriptions_through_the_api(engine, receiver):
     log = client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=officer).json()
     assert [d["state"] for d in log] == ["delivered"]
     assert client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=other).status_code == 404
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_revalue_with_notify_delivers_in_the_same_cron_run(world, receiver, agri, monkeypatch):
+    """`agri revalue --all --notify`: the status that worsened in this run reaches the
+    branch's webhook in the same run, in the subscription's language."""
+    before_cut = datetime.fromisoformat("2024-04-30T00:00:00+00:00")
+    loans.create_loan(
+        world,
+        loans.LoanIn(
+            loan_id="N-CRON",
+            borrower="Wang Hui",
+            branch="ANXI-01",
+            principal_cny="1",
+            parcel_ids=["F-08"],
+        ),
+    )
+    first = loans.value_now(world, "N-CRON", before_cut)
+    principal = (Decimal(first["eligible_value_cny"]) * Decimal("0.6")).quantize(Decimal("1"))
+    with world.begin() as conn:  # an ok loan before the clear-cut
+        conn.execute(
+            update(loans_table)
+            .where(loans_table.c.loan_id == "N-CRON")
+            .values(principal_cny=str(principal))
+        )
+    assert loans.value_now(world, "N-CRON", before_cut)["status"] == "ok"
+    notify.subscribe(
+        world,
+        "desk",
+        ["loan_status_worsened"],
+        "webhook",
+        receiver.url,
+        "ANXI-01",
+        language="zh-CN",
+    )
+    monkeypatch.setenv("AGRI_DATABASE_URL", str(world.url))
+    result = agri("revalue", "--all", "--notify")
+    assert "N-CRON" in result.stdout and "status worsened" in result.stdout, result.stdout
+    assert '"delivered": 1' in result.stdout
+    (post,) = receiver.posts
+    notice = json.loads(post["body"])["notice"]
+    assert notice["loan_id"] == "N-CRON" and notice["title"].startswith("贷款 N-CRON")
+    assert notice["words"]["en"]["detail"].startswith("status ok -> ")

@@ -9,8 +9,9 @@ import click
 from agri_common.files import atomic_write
 from agri_common.rows import jsonable
 from agri_common.wording import LOCALES
-from collateral import loans, prices, report
+from collateral import loans, notify, prices, report
 from collateral.cli.context import App, parse_time_option, pass_app
+from collateral.cli.notify import smtp_of
 from collateral.credit_report import valuation_pdf
 from collateral.valuation import ValuationError
 
@@ -195,10 +196,20 @@ def valuations_report(app: App, valuation_id: str, pdf_path: str, lang: str) -> 
 @click.command("revalue")
 @click.option("--all", "all_loans", is_flag=True, required=True, help="Every active loan.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--notify",
+    "deliver",
+    is_flag=True,
+    help="Then deliver the notices due (one `agri notify run --once` cycle).",
+)
 @pass_app
-def revalue(app: App, all_loans: bool, as_json: bool) -> None:
+def revalue(app: App, all_loans: bool, as_json: bool, deliver: bool) -> None:
     """Revalue every active loan now (for cron); alert on a worsened status."""
+    smtp = smtp_of(app.settings) if deliver else None
     outcomes = loans.revalue_all(app.engine)
+    if deliver:  # after the valuations' alerts are stored; a failed delivery is retried later
+        counts = notify.run_once(app.engine, smtp, app.settings.notify_max_attempts)
+        click.echo(f"notices: {json.dumps(counts)}", err=as_json)
     if as_json:
         click.echo(json.dumps(outcomes, indent=2))
     for o in outcomes if not as_json else []:

@@ -16,6 +16,17 @@ def notify_group() -> None:
     """Alerts to officers by webhook, WeCom or DingTalk robot, or e-mail."""
 
 
+def smtp_of(settings) -> "notify.Smtp | None":
+    """The configured SMTP server; a malformed AGRI_SMTP_URL stops the command at start
+    (not at the first e-mail)."""
+    try:
+        if settings.smtp_url:
+            return notify.Smtp.from_url(settings.smtp_url, settings.smtp_from)
+    except ValueError as exc:
+        raise click.ClickException(f"AGRI_SMTP_URL: {exc}") from exc
+    return None
+
+
 @notify_group.command("subscribe")
 @click.option("--label", required=True, help="Who it is for (an officer, a group).")
 @click.option("--kinds", required=True, help=f"Comma separated: {', '.join(KINDS)}.")
@@ -88,14 +99,7 @@ def notify_requeue(app: App, delivery_id: int) -> None:
 def notify_run(app: App, once: bool, interval: float) -> None:
     """The delivery worker: queue new notices, send what is due; until SIGTERM/SIGINT."""
     settings = app.settings
-    try:
-        smtp = (
-            notify.Smtp.from_url(settings.smtp_url, settings.smtp_from)
-            if settings.smtp_url
-            else None
-        )
-    except ValueError as exc:  # refused at start, not at the first e-mail
-        raise click.ClickException(f"AGRI_SMTP_URL: {exc}") from exc
+    smtp = smtp_of(settings)
     stop = stop_on_signals("stopping")
     while True:
         counts = notify.run_once(app.engine, smtp, settings.notify_max_attempts)
