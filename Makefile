@@ -36,10 +36,16 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# The demo's broker, and what its PDF report is set with (Pango, Noto CJK).
 demo-deps:
-	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
-		echo "installing mosquitto (Debian package)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; }
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	ls /usr/share/fonts/opentype/noto/NotoSansCJK-*.ttc >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 # The loan officer's page: map and chart libraries from npm, bundled by esbuild.
 $(WEB_BUNDLE): web/package.json web/package-lock.json $(wildcard web/src/*) $(wildcard agri_common/locales/*.json)

@@ -1,11 +1,14 @@
 """The demo's two commands (the last steps of `make demo`): printing only."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
+from agri_common.files import atomic_write
 from collateral import demo, report
 from collateral.cli.context import App, pass_app
+from collateral.credit_report import valuation_pdf
 
 
 @click.command("demo-livestock")
@@ -56,6 +59,12 @@ def demo_valuation(app: App) -> None:
             )
         for a in livestock:
             click.echo(f"    {a['farm_id']} {a['kind']} {a['subject']}: {a['detail']}")
+        valuation = entry["valuation"]
+        pdf = Path(app.settings.data_dir) / "reports" / f"{loan['loan_id']}-zh-CN.pdf"
+        pdf.parent.mkdir(parents=True, exist_ok=True)
+        data = valuation_pdf(app.engine, valuation, loan, "zh-CN")
+        atomic_write(pdf, lambda f, data=data: f.write(data))
+        click.echo(f"  the credit file's PDF report (中文): {pdf}")
     click.echo(
         "\nEvery valuation is stored with its inputs: `agri valuations verify ID` recomputes "
         "it; `make serve` starts the API on this data."
