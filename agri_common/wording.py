@@ -30,7 +30,8 @@ class Said(str):
 
     def __new__(cls, code: str, **params) -> "Said":
         texts = {k: str(v) for k, v in params.items()}
-        self = super().__new__(cls, render(catalogue(DEFAULT)[code], texts))
+        words = catalogue(DEFAULT)
+        self = super().__new__(cls, render(words[code], texts, words))
         self.code, self.params = code, texts
         return self
 
