@@ -160,7 +160,7 @@ def valuation_pdf(engine: Engine, valuation: dict, loan: dict, locale: str) -> b
     with tempfile.TemporaryDirectory() as folder:
         for parcel_id in parcels:
             profile = parcel_profile(engine, parcel_id, as_of)
-            png = render_profile_png(profile, Path(folder) / f"{parcel_id}.png")
+            png = render_profile_png(profile, Path(folder) / f"{parcel_id}.png", locale)
             charts[parcel_id] = "data:image/png;base64," + base64.b64encode(
                 png.read_bytes()
             ).decode("ascii")
