@@ -29,6 +29,7 @@ from pyproj import Transformer
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from agri_common.wording import Said
 from remote_sensing.parcels import EQUAL_AREA_CRS, WGS84, repair_geometry
 
 MIN_PLOT_HA = 0.05  # below this a plot is a few Sentinel-2 pixels: nothing can be verified
@@ -113,7 +114,7 @@ def format_of(filename: str) -> str:
 def read_plot(data: bytes, fmt: str, crs: str, max_ha: float) -> Plot:
     """The plot in ``data`` (a file's bytes in format ``fmt``) drawn in system ``crs``."""
     if crs not in COORDINATE_SYSTEMS:
-        raise PlotError(f"coordinate system {crs!r} is not one of {list(COORDINATE_SYSTEMS)}")
+        raise PlotError(Said("plot.crs", crs=repr(crs), systems=", ".join(COORDINATE_SYSTEMS)))
     if len(data) > MAX_SUBMISSION_BYTES:
         raise PlotError(
             f"{len(data):,} bytes is beyond the {MAX_SUBMISSION_BYTES:,} a plot may have"
@@ -135,20 +136,17 @@ def plot_from_geometry(geom: BaseGeometry, crs: str, max_ha: float) -> Plot:
     when the system is Chinese, between MIN_PLOT_HA and ``max_ha``."""
     system = COORDINATE_SYSTEMS[crs]
     if geom is None or geom.is_empty:
-        raise PlotError("the file holds no plot (no polygon found)")
+        raise PlotError(Said("plot.empty"))
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise PlotError(f"the plot is a {geom.geom_type}; draw a closed area (a polygon)")
+        raise PlotError(Said("plot.not_polygon", kind=geom.geom_type))
     if shapely.get_num_coordinates(geom) > MAX_PLOT_VERTICES:
         raise PlotError(f"more than {MAX_PLOT_VERTICES:,} vertices: not a hand-drawn plot")
     geom = shapely.force_2d(geom)
     lon, lat = shapely.get_coordinates(geom).T
     if not (np.all(np.abs(lon) <= 180) and np.all(np.abs(lat) <= 90)):
-        raise PlotError("coordinates are not longitude/latitude degrees (projected metres?)")
+        raise PlotError(Said("plot.not_degrees"))
     if system["china_only"] and not china().covers(geom):
-        raise PlotError(
-            f"the plot is outside mainland China, but {crs} is a Chinese system; "
-            "check the declared coordinate system (or the order: longitude first)"
-        )
+        raise PlotError(Said("plot.outside_china", crs=crs))
     submitted = shapely.geometry.mapping(geom)
     convert = system["to_wgs84"]
     if convert is not None:
@@ -158,9 +156,9 @@ def plot_from_geometry(geom: BaseGeometry, crs: str, max_ha: float) -> Plot:
         raise PlotError(problem)
     area_ha = area_in_ha(repaired_geom)
     if area_ha < MIN_PLOT_HA:
-        raise PlotError(f"the plot is {area_ha:.3f} ha; a plot must be at least {MIN_PLOT_HA} ha")
+        raise PlotError(Said("plot.too_small", ha=f"{area_ha:.3f}", minimum=MIN_PLOT_HA))
     if area_ha > max_ha:
-        raise PlotError(f"the plot is {area_ha:,.1f} ha; one claim may be at most {max_ha:,} ha")
+        raise PlotError(Said("plot.too_large", ha=f"{area_ha:,.1f}", maximum=f"{max_ha:,}"))
     return Plot(repaired_geom, area_ha, crs, submitted, not repaired_geom.equals(geom))
 
 
@@ -273,10 +271,10 @@ def _from_coordinates(data: bytes) -> BaseGeometry:
             ) from None
         pairs.append((lon, lat))
     if len(pairs) < 3:
-        raise PlotError(f"{len(pairs)} points: a plot needs at least three")
+        raise PlotError(Said("plot.too_few_points", count=len(pairs)))
     lon, lat = np.array(pairs).T
     if np.all(np.abs(lon) <= 90) and np.all(np.abs(lat) > 90):
-        raise PlotError("the pairs look like latitude,longitude: write longitude first")
+        raise PlotError(Said("plot.lat_lon"))
     if pairs[0] != pairs[-1]:
         pairs.append(pairs[0])
     return shapely.Polygon(pairs)

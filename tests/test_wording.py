@@ -132,6 +132,18 @@ def test_problem_details_follow_accept_language(world):
     assert body["code"] == "problem.not_found" and body["params"]["id"] == "'NO-SUCH'"
     unsigned = client.get("/v1/loans", headers={"Accept-Language": "zh-CN"})
     assert unsigned.status_code == 401 and "API 密钥" in unsigned.json()["detail"]
+    paris = {
+        "type": "Polygon",
+        "coordinates": [[[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.85]]],
+    }
+    claim = {"kind": "tea_garden", "crs": "gcj02", "geometry": paris}
+    refused = client.post("/v1/claims", json=claim, headers={**key, "Accept-Language": "zh-CN"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith(
+        "申请未受理：地块在中国大陆以外，但 gcj02 是中国坐标系"
+    )
+    english = client.post("/v1/claims", json=claim, headers=key).json()["detail"]
+    assert english.startswith("claim refused: the plot is outside mainland China, but gcj02")
     operator = {"Authorization": f"Bearer {auth.create_key(world, 'operator', None)}"}
     refused = client.get("/v1/loans", headers={**operator, "Accept-Language": "zh"})
     assert refused.status_code == 403 and refused.json()["detail"].startswith("角色 operator 无权")

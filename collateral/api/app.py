@@ -148,7 +148,10 @@ def create_app(
     @app.exception_handler(claims.ClaimRefused)
     @app.exception_handler(PlotError)
     async def claim_refused(request: Request, exc: ValueError) -> JSONResponse:
-        return problem(request, 422, f"claim refused: {exc}")
+        reason = _said(exc)  # in the request's language where it was composed from codes
+        locale = negotiate(request.headers.get("accept-language"))
+        said = Said("problem.claim_refused", reason=translate(reason, coded(reason), locale))
+        return problem(request, 422, said)
 
     @app.exception_handler(claims.NotAcceptable)
     async def not_acceptable(request: Request, exc: claims.NotAcceptable) -> JSONResponse:
