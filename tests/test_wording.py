@@ -43,6 +43,53 @@ def test_every_code_the_server_composes_is_in_the_catalogues():
     assert not codes - set(wording.catalogue("zh-CN")), codes - set(wording.catalogue("zh-CN"))
 
 
+# keys looked up by a machine value (``word("status", v)``, ``{kind|kind}``), not by name
+FAMILIES = (
+    "status.",
+    "kind.",
+    "category.",
+    "alert_kind.",
+    "event_kind.",
+    "event_state.",
+    "role.",
+    "species.",
+    "age_class.",
+    "crs.",
+    "land_class.",
+    "season.",
+    "carbon_basis.",
+    "carbon_market.",
+    "ltv_band.",
+    "confidence.",
+    "verdict.",
+    "noun.",
+    "ui.lang.",
+    "alert.",
+)
+
+
+def test_every_catalogue_entry_is_used():
+    """No wording left behind: each key is named in the code, the page or the report
+    template, or belongs to a family looked up by value."""
+    places = [
+        *ROOT.glob("agri_common/*.py"),
+        *ROOT.glob("remote_sensing/*.py"),
+        *ROOT.glob("bioassets/*.py"),
+        *ROOT.glob("collateral/**/*.py"),
+        *ROOT.glob("collateral/templates/*.html"),
+        *ROOT.glob("web/src/*"),
+    ]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in places)
+    unused = [
+        key
+        for key in wording.catalogue("en")
+        if not key.startswith(FAMILIES)
+        and not re.fullmatch(r"problem\.\d{3}", key)
+        and not re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", source)
+    ]
+    assert unused == []
+
+
 @pytest.mark.parametrize(
     ("header", "locale"),
     [
