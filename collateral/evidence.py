@@ -101,7 +101,7 @@ def parcel_evidence(
             window_days,
         ),
         "suspected": [
-            {k: s[k] for k in ("start", "state", "affected_ha", "reason")}
+            {k: s.get(k) for k in ("start", "state", "affected_ha", "reason", "reason_coded")}
             for s in profile["suspected"]
             if parse_time(s["start"]) > as_of - timedelta(days=window_days)
             or s["state"] == "pending"

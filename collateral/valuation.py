@@ -208,9 +208,14 @@ def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where
             )
         )
     for suspected in parcel.get("suspected", []):
-        reasons.append(
-            Said("stale.suspected", start=suspected["start"], reason=suspected["reason"])
-        )
+        coded_reason = suspected.get("reason_coded")  # snapshots from before have none
+        if coded_reason:
+            code, params = f"stale.{coded_reason['code']}", coded_reason["params"]
+            reasons.append(Said(code, start=suspected["start"], **params))
+        else:
+            reasons.append(
+                Said("stale.suspected", start=suspected["start"], reason=suspected["reason"])
+            )
     return reasons
 
 

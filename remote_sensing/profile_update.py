@@ -9,6 +9,7 @@ import shapely
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
+from agri_common.wording import Said
 from remote_sensing import disturbances, profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 
@@ -188,14 +189,10 @@ def _suspected_json(event: disturbances.Disturbance, series: profiles.Series) ->
     day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
     low = event.event_indices
     if event.next_index is None:
-        reason = f"{len(low)} low clear date(s) since {day(low[0])}: waiting for more clear dates"
+        reason = Said("suspected.waiting", count=len(low), since=day(low[0]))
     else:
         gap = (day(event.next_index) - day(low[-1])).days
-        reason = (
-            f"not enough clear dates: {len(low)} low clear date(s) from {day(low[0])}, "
-            f"the next clear date {gap} days later was normal; a short dip and lasting "
-            "damage cannot be told apart"
-        )
+        reason = Said("suspected.unclear", count=len(low), since=day(low[0]), gap=gap)
     return {
         "kind": "suspected",
         "start": day(low[0]).isoformat(),
@@ -205,7 +202,8 @@ def _suspected_json(event: disturbances.Disturbance, series: profiles.Series) ->
         "severity": round(event.severity, 4),
         "affected_ha": event.affected_ha,
         "state": event.state,
-        "reason": reason,
+        "reason": str(reason),
+        "reason_coded": reason.coded(),  # the officer's language (agri_common.wording)
     }
 
 

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from sqlalchemy import update
 
+from agri_common.wording import text
 from bioassets import store as bio_store
 from bioassets.messages import Reading
 from collateral import loans, prices
@@ -312,6 +313,20 @@ def test_stale_imagery_counts_clear_images_in_the_window_and_names_unconfirmed_d
     item = doubt["items"][0]
     assert item["confidence"] == "reduced"
     assert item["evidence"]["haircut"]["reasons"][0].startswith("possible damage from 2024-03-10")
+    # as the profile now gives it: with its code, so the officer reads it in Chinese too
+    suspected["reason_coded"] = {
+        "code": "suspected.unclear",
+        "params": {"count": "1", "since": "2024-03-10", "gap": "31"},
+    }
+    doubt = value_loan(_inputs(latest_clear_at=recent, sampling=window, suspected=[suspected]))
+    haircut = doubt["items"][0]["evidence"]["haircut"]
+    assert haircut["reasons"][0] == (
+        "possible damage from 2024-03-10: not enough clear dates: 1 low clear date(s) from "
+        "2024-03-10, the next clear date 31 days later was normal; a short dip and lasting "
+        "damage cannot be told apart"
+    )
+    (first, *_) = haircut["reasons_coded"]
+    assert text(first["code"], "zh-CN", **first["params"]).startswith("自 2024-03-10 起可能受损")
 
 
 def test_valuation_evidence_carries_the_profiles_own_sampling_figures(world):

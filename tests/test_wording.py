@@ -65,6 +65,7 @@ FAMILIES = (
     "noun.",
     "ui.lang.",
     "alert.",
+    "stale.suspected.",  # valuation.py: f"stale.{code of the suspected reason}"
 )
 
 

@@ -467,7 +467,12 @@ async function selectParcel(parcelId) {
     : `<p>${esc(t("ui.no_disturbance"))}</p>`;
   const suspected = profile.suspected.length
     ? `<ul class="suspected">${profile.suspected
-        .map((s) => `<li data-suspected="${esc(s.state)}">${esc(t("ui.suspected", { start: day(s.start), ha: s.affected_ha ?? "?", reason: s.reason }))}</li>`)
+        .map(
+          (s) =>
+            `<li data-suspected="${esc(s.state)}">${esc(
+              t("ui.suspected", { start: day(s.start), ha: s.affected_ha ?? "?", reason: said(s.reason, s.reason_coded) })
+            )}</li>`
+        )
         .join("")}</ul>`
     : "";
   const sampling = profile.sampling;
