@@ -234,6 +234,8 @@ def test_parcels_farms_animals_and_alerts(api, world):
     assert profile.json()["suspected"] == [] and f08["properties"]["suspected"] is None
     png = api("GET", "/v1/parcels/T-05/profile.png")
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    chinese = api("GET", "/v1/parcels/T-05/profile.png", headers={"Accept-Language": "zh-CN"})
+    assert chinese.headers["content-language"] == "zh-CN" and chinese.content != png.content
 
     farms = api("GET", "/v1/farms").json()
     assert {f["id"] for f in farms["features"]} == {"FARM-SOW", "FARM-FAT", "FARM-CATTLE"}

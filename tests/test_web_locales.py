@@ -22,6 +22,18 @@ KEY_SHOWN = re.compile(r"\b(?:ui|report|alert|alert_kind|status|kind|problem)\.[
 LOCALES = {"zh-CN": "zh-CN", "en-US": "en"}
 
 
+def as_shown(params: dict, locale: str) -> dict:
+    """Parameters as the page shows them: an instant as the locale's day and the minute."""
+    out = {}
+    for key, value in params.items():
+        if re.match(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", value):
+            y, m, d = (int(x) for x in value[:10].split("-"))
+            shown_day = f"{y}年{m}月{d}日" if locale == "zh-CN" else value[:10]
+            value = f"{shown_day} {value[11:16]} UTC"
+        out[key] = value
+    return out
+
+
 def english_interface_text() -> list[str]:
     """The English wording of the page's own texts (several words, no parameters), which
     a Chinese page must not show."""
@@ -100,7 +112,7 @@ def test_every_screen_in_the_browser_language(browser, server, browser_locale, t
         alerts = api_get(server, "/v1/alerts?loan_id=LN-ANXI-0001")
         shown = page.inner_text("#detail .alerts")
         for a in alerts:  # the server's coded details, worded in the page's language
-            assert wording.text(a["code"], locale, **a["params"]) in shown, a
+            assert wording.text(a["code"], locale, **as_shown(a["params"], locale)) in shown, a
     finally:
         context.close()
     assert errors == [], errors

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said, worded
+from agri_common.wording import Said, negotiate, worded
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
@@ -178,13 +178,21 @@ def get_carbon(
     response_class=Response,
 )
 def get_profile_png(
-    parcel_id: str, engine: EngineDep, _caller: Caller, as_of: datetime | None = None
+    parcel_id: str,
+    request: Request,
+    engine: EngineDep,
+    _caller: Caller,
+    as_of: datetime | None = None,
 ) -> Response:
+    """Worded in the request's language (Accept-Language)."""
     _parcel(engine, parcel_id)
     profile = parcel_profile(engine, parcel_id, _time(as_of, "as_of") if as_of else None)
+    locale = negotiate(request.headers.get("accept-language"))
     with tempfile.TemporaryDirectory() as folder:
-        path = render_profile_png(profile, Path(folder) / "profile.png")
-        return Response(path.read_bytes(), media_type="image/png")
+        path = render_profile_png(profile, Path(folder) / "profile.png", locale)
+        return Response(
+            path.read_bytes(), media_type="image/png", headers={"Content-Language": locale}
+        )
 
 
 @router.get(

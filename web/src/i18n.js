@@ -49,8 +49,25 @@ export function t(key, params = {}) {
 /** A word for a machine value (a kind, status, category): the value itself if unknown. */
 export const word = (prefix, value) => CATALOGUES[current][`${prefix}.${value}`] ?? String(value ?? "-");
 
-/** A sentence the server composed: worded from its code when it has one, else as sent. */
-export const said = (sentence, coded) => (coded?.code ? t(coded.code, coded.params ?? {}) : sentence ?? "");
+const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+/** A sentence the server composed: worded from its code when it has one, else as sent.
+ * Instants among its parameters (ISO 8601) read as the locale's day and the minute. */
+export function said(sentence, coded) {
+  if (!coded?.code) return sentence ?? "";
+  const params = Object.fromEntries(
+    Object.entries(coded.params ?? {}).map(([k, v]) => [k, INSTANT.test(v) ? `${day(v)} ${v.slice(11, 16)} UTC` : v])
+  );
+  return t(coded.code, params);
+}
+
+/** Month and weekday names for the charts' time axes (uPlot.fmtDate). */
+export function dateNames() {
+  if (current !== "zh-CN") return undefined; // uPlot's own English names
+  const months = Array.from({ length: 12 }, (_, i) => `${i + 1}月`);
+  const days = ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"];
+  return { MMMM: months, MMM: months, WWWW: days, WWW: days.map((d) => d.replace("星期", "周")) };
+}
 
 // --- numbers, money and dates for the locale --------------------------------------
 

@@ -9,7 +9,7 @@ import "leaflet.markercluster/dist/MarkerCluster.Default.css";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { showClaimForm } from "./claims.js";
-import { LOCALES, applyStatic, choose, cny, day, locale, money, number, pct, said, t, word } from "./i18n.js";
+import { LOCALES, applyStatic, choose, cny, dateNames, day, locale, money, number, pct, said, t, word } from "./i18n.js";
 
 const KEY = "agri-api-key";
 const state = { key: sessionStorage.getItem(KEY), loans: [], sort: ["loan_id", 1] };
@@ -417,7 +417,19 @@ const seconds = (iso) => Date.parse(iso.length === 10 ? `${iso}T00:00:00Z` : iso
 function chart(el, series, data, extra = {}) {
   el.innerHTML = "";
   const width = Math.max(320, el.clientWidth || 600);
-  return new uPlot({ width, height: 220, series: [{}, ...series], axes: [{}, { size: 70 }], ...extra }, data, el);
+  const names = dateNames();
+  return new uPlot(
+    {
+      width,
+      height: 220,
+      series: [{ label: t("ui.chart.time") }, ...series],
+      axes: [{}, { size: 70 }],
+      ...(names ? { fmtDate: (tpl) => uPlot.fmtDate(tpl, names) } : {}),
+      ...extra,
+    },
+    data,
+    el
+  );
 }
 
 function historyChart(history) {
