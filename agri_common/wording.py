@@ -116,3 +116,11 @@ def amount(value, locale: str, places: int = 2) -> str:
             return f"{wan:,}万元"
         return f"{number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}元"
     return f"CNY {number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}"
+
+
+def validation_message(kind: str, english: str, context: dict | None, locale: str) -> str:
+    """A request validation error (pydantic's ``type``, ``msg``, ``ctx``) in ``locale``:
+    the catalogue's ``validation.<type>`` where it has one, else pydantic's English."""
+    if locale == DEFAULT or f"validation.{kind}" not in catalogue(locale):
+        return english
+    return text(f"validation.{kind}", locale, **{k: v for k, v in (context or {}).items()})

@@ -66,6 +66,7 @@ FAMILIES = (
     "ui.lang.",
     "alert.",
     "stale.suspected.",  # valuation.py: f"stale.{code of the suspected reason}"
+    "validation.",  # wording.validation_message: pydantic's error types
 )
 
 
@@ -182,6 +183,13 @@ def test_problem_details_follow_accept_language(world):
     assert body["code"] == "problem.not_found" and body["params"]["id"] == "'NO-SUCH'"
     unsigned = client.get("/v1/loans", headers={"Accept-Language": "zh-CN"})
     assert unsigned.status_code == 401 and "API 密钥" in unsigned.json()["detail"]
+    bad = {"loan_id": "X", "borrower": "", "branch": "ANXI-01", "principal_cny": "1"}
+    invalid = client.post("/v1/loans", json=bad, headers={**key, "Accept-Language": "zh-CN"})
+    assert invalid.status_code == 422 and invalid.json()["title"] == "无法处理"
+    assert "borrower: 至少 1 个字符" in invalid.json()["detail"], invalid.json()
+    assert "String should have" in invalid.json()["errors"][0]["message"]  # pydantic's, kept
+    english = client.post("/v1/loans", json=bad, headers=key).json()
+    assert "borrower: String should have at least 1 character" in english["detail"]
     paris = {
         "type": "Polygon",
         "coordinates": [[[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.85]]],

@@ -126,11 +126,21 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        locale = negotiate(request.headers.get("accept-language"))
         errors = [
-            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]}
+            {
+                "field": _field(e["loc"]),
+                "message": e["msg"],
+                "type": e["type"],
+                # pydantic's English, or the catalogue's wording of its error type
+                "said": wording.validation_message(e["type"], e["msg"], e.get("ctx"), locale),
+            }
             for e in exc.errors()
         ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        separator = wording.text("ui.reason_sep", locale)
+        detail = separator.join(f"{e['field']}: {e.pop('said')}" for e in errors[:5])
+        for e in errors[5:]:
+            e.pop("said")
         return problem(request, 422, detail, errors=errors)
 
     @app.exception_handler(loans.NotFound)

@@ -63,7 +63,7 @@ def demo_valuation(app: App) -> None:
         pdf = Path(app.settings.data_dir) / "reports" / f"{loan['loan_id']}-zh-CN.pdf"
         pdf.parent.mkdir(parents=True, exist_ok=True)
         data = valuation_pdf(app.engine, valuation, loan, "zh-CN")
-        atomic_write(pdf, lambda f, data=data: f.write(data))
+        atomic_write(pdf, lambda f, data=data: f.write(data), mode=0o644)  # a document to share
         click.echo(f"  the credit file's PDF report (中文): {pdf}")
     click.echo(
         "\nEvery valuation is stored with its inputs: `agri valuations verify ID` recomputes "

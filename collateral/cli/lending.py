@@ -189,7 +189,7 @@ def valuations_report(app: App, valuation_id: str, pdf_path: str, lang: str) -> 
     doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
     doc["code_version"] = row["code_version"]
     pdf = valuation_pdf(app.engine, doc, loan, lang)
-    atomic_write(Path(pdf_path), lambda f: f.write(pdf))
+    atomic_write(Path(pdf_path), lambda f: f.write(pdf), mode=0o644)  # a document to share
     click.echo(f"{pdf_path}: {lang} report of valuation {valuation_id}")
 
 
