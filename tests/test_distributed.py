@@ -141,7 +141,12 @@ def test_a_separate_scheduler_with_postgresql(tmp_path, serial):
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'agri.db'}"
     _prepared(url).dispose()
-    env = {**os.environ, "AGRI_DATABASE_URL": url, "AGRI_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "AGRI_DATABASE_URL": url,
+        "AGRI_DATA_DIR": str(tmp_path / "data"),
+        "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s",  # Dask's own setting, honoured
+    }
     done = subprocess.run(
         [
             sys.executable,

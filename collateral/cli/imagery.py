@@ -328,7 +328,9 @@ def _dask_cluster(app: App, scheduler: str | None, workers: int | None):
             client = stack.enter_context(Client(local))
         else:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
+                # Dask's own connect timeout (distributed.comm.timeouts.connect, 30 s; set
+                # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT to change it)
+                client = stack.enter_context(Client(scheduler))
             except OSError as exc:
                 message = f"cannot reach the Dask scheduler {scheduler}: {exc}"
                 raise click.ClickException(message) from exc
