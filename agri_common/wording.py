@@ -110,12 +110,10 @@ def amount(value, locale: str, places: int = 2) -> str:
     if value is None:
         return "-"
     number = Decimal(str(value))
-    if locale == "zh-CN":
-        if abs(number) >= 10000:
-            wan = (number / 10000).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-            return f"{wan:,}万元"
-        return f"{number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}元"
-    return f"CNY {number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}"
+    if locale == "zh-CN" and abs(number) >= 10000:
+        return f"{(number / 10000).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}万元"
+    exact = f"{number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}"
+    return f"{exact}元" if locale == "zh-CN" else f"CNY {exact}"
 
 
 def validation_message(kind: str, english: str, context: dict | None, locale: str) -> str:
@@ -123,4 +121,4 @@ def validation_message(kind: str, english: str, context: dict | None, locale: st
     the catalogue's ``validation.<type>`` where it has one, else pydantic's English."""
     if locale == DEFAULT or f"validation.{kind}" not in catalogue(locale):
         return english
-    return text(f"validation.{kind}", locale, **{k: v for k, v in (context or {}).items()})
+    return text(f"validation.{kind}", locale, **(context or {}))

@@ -58,14 +58,9 @@ def report_html(
     for item in valuation["items"]:
         e = item["evidence"]
         haircut = e.get("haircut", {})
-        reasons = [
-            translate(r, c, locale)
-            for r, c in zip(
-                haircut.get("reasons", []),
-                haircut.get("reasons_coded") or [None] * len(haircut.get("reasons", [])),
-                strict=True,
-            )
-        ]
+        stated = haircut.get("reasons", [])
+        forms = haircut.get("reasons_coded") or [None] * len(stated)  # older: uncoded
+        reasons = [translate(r, c, locale) for r, c in zip(stated, forms, strict=True)]
         unverified = [
             {"tag_id": u["tag_id"], "reason": translate(u["reason"], u.get("reason_coded"), locale)}
             for u in e.get("unverified", [])

@@ -331,6 +331,15 @@ def document(valuation_id: str, result: dict, created_at: datetime) -> dict:
     return {"valuation_id": valuation_id, "created_at": created_at.isoformat(), **result}
 
 
+def stored_document(row: dict) -> dict:
+    """A stored valuation row (``get_valuation``) in the API/CLI form, with the code
+    version that made it."""
+    return {
+        **document(row["valuation_id"], row["result"], row["created_at"]),
+        "code_version": row["code_version"],
+    }
+
+
 def _valuation_row(row) -> dict:
     return dict(row._mapping)
 

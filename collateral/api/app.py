@@ -17,13 +17,14 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from agri_common import wording
-from agri_common.wording import Said, coded, negotiate, translate
+from agri_common.wording import Said, coded, translate
 from collateral import claims, loans, pledges, prices
 from collateral.api import assets, lending, maps, metrics, models
 from collateral.api import claims as claims_api
 from collateral.api import notify as notify_api
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
+from collateral.api.security import request_locale
 from collateral.auth import KeyCache
 from collateral.settings import Settings, load_settings
 from collateral.valuation import ValuationError
@@ -64,7 +65,7 @@ def problem(
     """A problem document in the language the request asks for (Accept-Language): the
     title always, the detail when it was composed from the catalogues (then with its
     ``code`` and ``params`` too); English otherwise, as other clients expect."""
-    locale = negotiate(request.headers.get("accept-language"))
+    locale = request_locale(request)
     form = coded(detail)
     title = HTTPStatus(status).phrase
     body = {
@@ -126,21 +127,17 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = request_locale(request)
+        found = exc.errors()
         errors = [
-            {
-                "field": _field(e["loc"]),
-                "message": e["msg"],
-                "type": e["type"],
-                # pydantic's English, or the catalogue's wording of its error type
-                "said": wording.validation_message(e["type"], e["msg"], e.get("ctx"), locale),
-            }
-            for e in exc.errors()
+            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in found
         ]
-        separator = wording.text("ui.reason_sep", locale)
-        detail = separator.join(f"{e['field']}: {e.pop('said')}" for e in errors[:5])
-        for e in errors[5:]:
-            e.pop("said")
+        # pydantic's English, or the catalogue's wording of its error type
+        detail = wording.text("ui.reason_sep", locale).join(
+            f"{_field(e['loc'])}: "
+            + wording.validation_message(e["type"], e["msg"], e.get("ctx"), locale)
+            for e in found[:5]
+        )
         return problem(request, 422, detail, errors=errors)
 
     @app.exception_handler(loans.NotFound)
@@ -159,7 +156,7 @@ def create_app(
     @app.exception_handler(PlotError)
     async def claim_refused(request: Request, exc: ValueError) -> JSONResponse:
         reason = _said(exc)  # in the request's language where it was composed from codes
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = request_locale(request)
         said = Said("problem.claim_refused", reason=translate(reason, coded(reason), locale))
         return problem(request, 422, said)
 

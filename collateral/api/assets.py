@@ -12,13 +12,13 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said, negotiate, worded
+from agri_common.wording import Said, worded
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from collateral import loans, prices
 from collateral.api import models
 from collateral.api.examples import PROBLEMS
-from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep
+from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.carbon import CarbonError
 from collateral.evidence import parcel_carbon
@@ -187,7 +187,7 @@ def get_profile_png(
     """Worded in the request's language (Accept-Language)."""
     _parcel(engine, parcel_id)
     profile = parcel_profile(engine, parcel_id, _time(as_of, "as_of") if as_of else None)
-    locale = negotiate(request.headers.get("accept-language"))
+    locale = request_locale(request)
     with tempfile.TemporaryDirectory() as folder:
         path = render_profile_png(profile, Path(folder) / "profile.png", locale)
         return Response(

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said, negotiate
+from agri_common.wording import Said
 from collateral import claims
 from collateral.api import examples
 from collateral.api.examples import CONFLICT
-from collateral.api.security import LENDING, EngineDep
+from collateral.api.security import LENDING, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.claim_report import claim_words
 from collateral.loans import NotFound
@@ -45,7 +45,7 @@ def _out(claim: dict, request: Request) -> dict:
     the report itself keeps them in English)."""
     out = jsonable(claim)
     if out.get("report"):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = request_locale(request)
         out["report"] = {
             **out["report"],
             "words": {"locale": locale, **claim_words(out["report"], locale)},

@@ -9,11 +9,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said, negotiate
+from agri_common.wording import Said
 from collateral import loans, prices
 from collateral.api import examples, models
 from collateral.api.examples import CONFLICT, PROBLEMS
-from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep
+from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.credit_report import valuation_pdf
 from collateral.portfolio import branch_portfolio
@@ -201,8 +201,7 @@ def get_valuation(
     """``?inputs=true`` adds the full input snapshot the figures were computed from."""
     row = loans.get_valuation(engine, valuation_id, with_inputs=inputs)
     _loan_for(engine, principal, row["loan_id"])
-    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
-    doc["code_version"] = row["code_version"]
+    doc = loans.stored_document(row)
     if inputs:
         doc["inputs"] = row["inputs"]
     return doc
@@ -229,9 +228,8 @@ def valuation_report(
     ``lang`` the language is the request's Accept-Language (Chinese or English)."""
     row = loans.get_valuation(engine, valuation_id, with_inputs=False)
     loan = _loan_for(engine, principal, row["loan_id"])
-    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
-    doc["code_version"] = row["code_version"]
-    locale = lang or negotiate(request.headers.get("accept-language"))
+    doc = loans.stored_document(row)
+    locale = lang or request_locale(request)
     pdf = valuation_pdf(engine, doc, loan, locale)
     filename = f"{row['loan_id']}-{valuation_id[:12]}-{locale}.pdf"
     return Response(

@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from agri_common.wording import Said
+from agri_common.wording import Said, negotiate
 from collateral import auth
 from collateral.auth import Principal
 
@@ -67,3 +67,8 @@ ANY_ROLE = role(*auth.ROLES)
 LENDING = role("loan_officer", "risk_admin")
 RISK = role("risk_admin")
 OPERATOR = role("operator", "risk_admin")
+
+
+def request_locale(request: Request) -> str:
+    """The language a request asks for (Accept-Language), as agri_common.wording knows it."""
+    return negotiate(request.headers.get("accept-language"))

@@ -186,8 +186,7 @@ def valuations_report(app: App, valuation_id: str, pdf_path: str, lang: str) -> 
         loan = loans.get_loan(app.engine, row["loan_id"])
     except loans.NotFound as exc:
         raise click.ClickException(str(exc)) from exc
-    doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
-    doc["code_version"] = row["code_version"]
+    doc = loans.stored_document(row)
     pdf = valuation_pdf(app.engine, doc, loan, lang)
     atomic_write(Path(pdf_path), lambda f: f.write(pdf), mode=0o644)  # a document to share
     click.echo(f"{pdf_path}: {lang} report of valuation {valuation_id}")
