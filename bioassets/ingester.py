@@ -119,6 +119,7 @@ class Ingester:
         self._ca_file = ca_file
         self._gateway_offline_after = gateway_offline_after
         self.sessions: dict[str, Session] = {}
+        self.announce_ready = True  # a session subscribed says READY=1 (partitions say it)
         if client_id is not None:
             self.sessions[client_id] = Session(self, client_id, topics)
         self._receive_maximum = receive_maximum
@@ -428,7 +429,8 @@ class Session:
         else:  # a partition with no farms yet: its session waits for them
             log.info("subscribed to nothing yet (no farms) as %s", self.client_id)
             self.subscribed.set()
-            notify_ready()
+            if self.ingester.announce_ready:
+                notify_ready()
         self.connected.set()
         address = self.ingester.address
         log.info("connected to %s:%s", address.host, address.port)
@@ -440,7 +442,8 @@ class Session:
             return
         log.info("subscribed to %s as %s", ", ".join(self.topics), self.client_id)
         self.subscribed.set()
-        notify_ready()
+        if self.ingester.announce_ready:
+            notify_ready()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()

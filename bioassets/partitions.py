@@ -28,8 +28,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from bioassets.mqtt_connection import notify_ready
+
 log = logging.getLogger("agri.ingest")
 
+DEFAULT_PARTITIONS = 8  # `agri ingest`'s; every ingester of a deployment must use the same
 LEASE_ROUND_S = 2.0  # how often a process looks for partitions to take, give or resubscribe
 PARTITION_LOCKS = 0x61677270  # the advisory locks' first key ("agrp"): one per partition
 MEMBER_LOCKS = 0x6167726D  # ("agrm"): one per live ingest process, keyed by its backend pid
@@ -75,6 +78,7 @@ class Leases:
         self._engine: Engine | None = None
         self._conn = None
         self._file = None
+        self._standing_by = False  # SQLite: another process holds the file lock
 
     @property
     def sqlite(self) -> bool:
@@ -178,6 +182,9 @@ class Leases:
             except BlockingIOError:
                 self._file.close()
                 self._file = None
+                if not self._standing_by:
+                    log.info("another agri ingest serves every partition (%s): standing by", path)
+                    self._standing_by = True
                 return set()
             self.held = set(range(self.partitions))
         return set(self.held)
@@ -191,6 +198,10 @@ class PartitionedIngest:
     def __init__(self, leases: Leases, farm_ids: Callable[[], set[str]], ingester):
         self.leases, self.farm_ids, self.ingester = leases, farm_ids, ingester
         self.held: set[int] = set()
+        # Ready (systemd's READY=1) once every partition first taken is subscribed, not
+        # when the first of them is: what is published before goes to no session yet.
+        ingester.announce_ready = False
+        self.ready = False
 
     def run(self, stop: threading.Event) -> None:
         worker = threading.Thread(target=self.ingester.run, name="ingest", daemon=True)
@@ -198,6 +209,11 @@ class PartitionedIngest:
         try:
             while not stop.is_set() and worker.is_alive():
                 self.round()
+                if not self.ready and self.held:
+                    self.ready = self.ingester.wait_subscribed(LEASE_ROUND_S)
+                    if self.ready:
+                        notify_ready()
+                        continue
                 stop.wait(LEASE_ROUND_S)
         finally:
             self.ingester.stop()

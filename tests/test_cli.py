@@ -43,6 +43,13 @@ def test_unknown_parcel_is_a_clear_error(sqlite_env, agri):
     assert result.exit_code == 1 and "no parcel with id 'NOPE'" in result.output
 
 
+def test_ingest_refuses_a_single_session_identity_for_its_partitions(sqlite_env, agri):
+    """Partitions are always agri-ingest-pK: an --instance meant for a single session is a
+    mistake to say, not to ignore (two processes could end up in one session)."""
+    result = agri("ingest", "--instance", "1")
+    assert result.exit_code == 2 and "--shared or --no-shared" in result.output
+
+
 def test_parcel_list_shows_latest_clear_ndvi(sqlite_env, agri, scenes_subset):
     agri("parcels", "import", SAMPLE_TILES / "parcels.geojson")
     agri("imagery", "run", "--inbox", scenes_subset)

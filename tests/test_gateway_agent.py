@@ -171,7 +171,7 @@ def test_a_broker_killed_mid_stream_loses_nothing(livestock_engine, tmp_path):
     broker = Broker(tmp_path / "mosquitto")
     env = {"AGRI_DATABASE_URL": engine_url(engine), "AGRI_MQTT_URL": broker.url()}
     ingest = AgriProcess(
-        ["ingest", "--client-id", "agent-broker-kill", "--session-expiry", "0"],
+        ["ingest", "--session-expiry", "0"],
         env,
         tmp_path / "ingest.log",
     )
@@ -326,7 +326,7 @@ def test_chaos_random_kills_of_broker_ingester_and_agent_and_a_postgres_restart(
     env = {"AGRI_DATABASE_URL": pg.url(), "AGRI_MQTT_URL": broker.url()}
 
     def ingester(k: int) -> AgriProcess:
-        process = AgriProcess(["ingest", "--instance", str(k)], env, tmp_path / f"ingest-{k}.log")
+        process = AgriProcess(["ingest"], env, tmp_path / f"ingest-{k}.log")
         process.wait_ready(60)
         return process
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
 from bioassets.batch_writer import BatchWriter
-from bioassets.mqtt_connection import ingester_client_id
+from bioassets.partitions import DEFAULT_PARTITIONS, partition_client_id, partition_of
 from collateral.db import make_engine, upgrade
 from tests.support.livestock import (
     DEFAULT_OFFLINE_AFTER,
@@ -216,7 +217,8 @@ def test_acl_keeps_a_gateway_out_of_another_farm_and_bad_passwords_out(broker):
 
 def _ingest_process(tmp_path, broker, db_url: str) -> AgriProcess:
     """A plain `agri ingest`, as an operator or systemd starts it: default options, so the
-    default client id, session expiry and shared subscription; ready once subscribed."""
+    default partitions (sessions agri-ingest-pK) and session expiry; ready once every
+    partition's session is subscribed."""
     env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url()}
     ingester = AgriProcess(["ingest"], env, tmp_path / "ingest.log")
     ingester.wait_ready()
@@ -276,7 +278,9 @@ def test_a_plain_restart_after_sigkill_collects_everything_the_broker_kept(tmp_p
         gw.close()
         broker.stop()
     log = (tmp_path / "ingest.log").read_text()
-    assert log.count(f"as {ingester_client_id()}") == 3, log[-2000:]  # one identity
+    cattle_session = partition_client_id(partition_of("FARM-CATTLE", DEFAULT_PARTITIONS))
+    subscribed = re.findall(rf"subscribed to \S.* as {cattle_session}$", log, re.MULTILINE)
+    assert len(subscribed) == 3, log[-2000:]  # each run under the same identity
     stored = bio_store.reading_keys(engine)
     lost = sorted(seq for seq, keys in sent.items() if not keys <= stored)
     assert lost == [], f"messages lost (by gateway seq): {lost[:20]}"

@@ -14,7 +14,6 @@ import pytest
 
 from bioassets import store as bio_store
 from bioassets.local_broker import free_port
-from bioassets.mqtt_connection import ingester_client_id
 from collateral import auth, prices
 from collateral.db import make_engine, upgrade
 from remote_sensing import store as rs_store
@@ -22,7 +21,7 @@ from remote_sensing.parcels import read_parcel_file
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Gateway, message, reading, seed_livestock
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
-from tests.support.processes import AgriProcess
+from tests.support.processes import AgriProcess, partitions_served
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.slow]
@@ -58,12 +57,11 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
         }
         processes = []
         try:
-            # two instances on one host: each its own stable identity (--instance N)
+            # two ingesters, as in production: they share the partitions (advisory locks),
+            # the first to start keeps 0-3, the other takes 4-7: FARM-SOW is in 5, FARM-FAT
+            # and FARM-CATTLE in 2 (partition_of), so both have work
             logs = [tmp_path / f"ingest-{n}.log" for n in range(2)]
-            ingesters = [
-                AgriProcess(["ingest", "--instance", str(n), "--session-expiry", "0"], env, log)
-                for n, log in enumerate(logs)
-            ]
+            ingesters = [AgriProcess(["ingest", "--session-expiry", "0"], env, log) for log in logs]
             processes += [i.process for i in ingesters]
             ports = [free_port(), free_port()]
             for port in ports:
@@ -77,22 +75,31 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
                     )
                 )
             for ingester in ingesters:
-                ingester.wait_ready()
+                ingester.wait_ready(60)
+            served = lambda: [partitions_served(log) for log in logs]  # noqa: E731
+            assert wait_for(lambda: sorted(map(len, served())) == [4, 4], timeout=60), served()
+            assert set().union(*served()) == set(range(8))  # each partition in one process
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
                 assert wait_for(lambda base=base: _healthy(base), timeout=30)
 
-            gateway = Gateway(broker, "GW-SOW-1")
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-            sows = [f"156{100000000000 + i:012d}" for i in range(1, 181)]
-            for seq in range(300):
-                items = [
-                    reading(sows[(seq * 10 + k) % 180], start + timedelta(seconds=seq * 10 + k))
-                    for k in range(10)
-                ]
-                gateway.publish(message("GW-SOW-1", seq, items))
-            gateway.close()
-            assert wait_for(lambda: bio_store.count_readings(engine) >= 3000, timeout=60)
+            sent = 0
+            for name in ("GW-SOW-1", "GW-FAT-1", "GW-CAT-1"):  # farms in both processes' shares
+                gateway = Gateway(broker, name)
+                tags = [a["tag_id"] for a in bio_store.farm_animals(engine, gateway.farm_id)]
+                for seq in range(100):
+                    items = [
+                        reading(
+                            tags[(seq * 10 + k) % len(tags)],
+                            start + timedelta(seconds=seq * 10 + k),
+                        )
+                        for k in range(10)
+                    ]
+                    gateway.publish(message(name, seq, items))
+                    sent += len(items)
+                gateway.close()
+            assert wait_for(lambda: bio_store.count_readings(engine) >= sent, timeout=60)
 
             # the API is stateless: what one process writes, the other serves
             loan = {
@@ -119,9 +126,7 @@ def test_two_ingesters_and_two_api_processes_on_one_postgresql(tmp_path, broker)
             found = re.search(r"(\d+) readings stored", log.read_text())
             assert found, log.read_text()[-2000:]
             stored.append(int(found.group(1)))
-        assert sum(stored) == 3000 and min(stored) > 0, stored  # both did work, no row twice
-        for n, log in enumerate(logs):
-            assert f"as {ingester_client_id(n)}" in log.read_text()  # one identity each
+        assert sum(stored) == sent == 3000 and min(stored) > 0, stored  # both worked, once
         assert bio_store.count_readings(engine) == 3000
         engine.dispose()
 

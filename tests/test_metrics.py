@@ -48,8 +48,7 @@ def test_the_ingester_counts_what_it_received_stored_refused_and_acknowledged(
     port = free_port()
     env = {"AGRI_DATABASE_URL": engine_url(engine), "AGRI_MQTT_URL": broker.url()}
     ingest = AgriProcess(
-        ["ingest", "--client-id", "metrics-ingest", "--session-expiry", "0", "--metrics-port",
-         str(port)],
+        ["ingest", "--session-expiry", "0", "--metrics-port", str(port)],
         env,
         tmp_path / "ingest.log",
     )  # fmt: skip
@@ -76,6 +75,7 @@ def test_the_ingester_counts_what_it_received_stored_refused_and_acknowledged(
     assert sample(page, "agri_ingest_rejected_total") == 1
     assert sample(page, "agri_ingest_acks_sent_total") >= 1  # one per gateway per batch
     assert sample(page, "agri_ingest_commit_seconds_count") >= 1
+    assert sample(page, "agri_ingest_partitions_held") == 8  # SQLite: one process holds all
 
 
 @pytest.mark.broker

@@ -1,7 +1,6 @@
 """Ingest partitions: leases on a real PostgreSQL (and SQLite), and `agri ingest
 --partitions` processes on a real Mosquitto surviving a broker restart and a dead peer."""
 
-import re
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ from bioassets.partitions import Leases
 from collateral.db import make_engine, upgrade
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Broker, Gateway, message, reading, seed_livestock, wait_for
-from tests.support.processes import AgriProcess
+from tests.support.processes import AgriProcess, partitions_served
 
 PARTITIONS = 4
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
@@ -69,17 +68,6 @@ def test_on_sqlite_one_process_serves_every_partition(tmp_path):
         b.close()
 
 
-def _serving(log) -> set[int]:
-    """The partitions a process serves now, from its log."""
-    held: set[int] = set()
-    for line in log.read_text().splitlines():
-        if m := re.search(r"partition (\d+): serving it", line):
-            held.add(int(m[1]))
-        elif m := re.search(r"partition (\d+): lease lost", line):
-            held.discard(int(m[1]))
-    return held
-
-
 @pytest.mark.postgres
 @pytest.mark.broker
 @pytest.mark.slow
@@ -91,10 +79,7 @@ def test_partitioned_ingesters_survive_a_broker_restart_and_a_dead_peer(tmp_path
         broker = Broker(tmp_path / "mosquitto")
         env = {"AGRI_DATABASE_URL": url, "AGRI_MQTT_URL": broker.url()}
         args = ["ingest", "--partitions", str(PARTITIONS)]
-        ingesters = [
-            AgriProcess([*args, "--instance", str(k)], env, tmp_path / f"ingest-{k}.log")
-            for k in range(2)
-        ]
+        ingesters = [AgriProcess(args, env, tmp_path / f"ingest-{k}.log") for k in range(2)]
         gateways = {g: Gateway(broker, g) for g in ("GW-SOW-1", "GW-FAT-1", "GW-CAT-1")}
         tags = {
             g: [a["tag_id"] for a in bio_store.farm_animals(engine, gw.farm_id)][:20]
@@ -116,7 +101,7 @@ def test_partitioned_ingesters_survive_a_broker_restart_and_a_dead_peer(tmp_path
 
         try:
             # the two share the partitions between them
-            both = lambda: [_serving(p.log) for p in ingesters]  # noqa: E731
+            both = lambda: [partitions_served(p.log) for p in ingesters]  # noqa: E731
             assert wait_for(lambda: sorted(len(h) for h in both()) == [2, 2], timeout=60), both()
             assert set().union(*both()) == set(range(PARTITIONS))
             publish(10)
@@ -137,7 +122,7 @@ def test_partitioned_ingesters_survive_a_broker_restart_and_a_dead_peer(tmp_path
             # one ingester dies for good; the other takes its partitions over and drains
             # what the broker kept in their sessions
             victim, survivor = ingesters
-            orphaned = _serving(victim.log)
+            orphaned = partitions_served(victim.log)
             seen = len(survivor.log.read_text())
             victim.process.send_signal(signal.SIGKILL)
             killed = time.monotonic()
@@ -153,7 +138,7 @@ def test_partitioned_ingesters_survive_a_broker_restart_and_a_dead_peer(tmp_path
                 -2000:
             ]
             takeover_s = time.monotonic() - killed  # lease taken and its session subscribed
-            assert _serving(survivor.log) == set(range(PARTITIONS))
+            assert partitions_served(survivor.log) == set(range(PARTITIONS))
             assert wait_for(stored, timeout=90), (bio_store.count_readings(engine), len(sent))
             keys = bio_store.reading_keys(engine)
         finally:

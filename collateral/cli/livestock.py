@@ -15,7 +15,7 @@ from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
 from bioassets.ingester import Ingester
 from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
-from bioassets.partitions import Leases, PartitionedIngest
+from bioassets.partitions import DEFAULT_PARTITIONS, Leases, PartitionedIngest
 from bioassets.simulator import Faults, Simulator
 from collateral.cli.context import (
     App,
@@ -142,14 +142,16 @@ def animals_show(app: App, tag_id: str, as_json: bool) -> None:
 @click.option(
     "--client-id",
     default=None,
-    help="MQTT client id (default: agri-ingest-HOST, or agri-ingest-HOST-N with --instance). "
-    "A restart must come back under the same id to collect what the broker kept for it.",
+    help="With --shared or --no-shared: the MQTT client id (default: agri-ingest-HOST, or "
+    "agri-ingest-HOST-N with --instance). A restart must come back under the same id to "
+    "collect what the broker kept for it.",
 )
 @click.option(
     "--instance",
     type=click.IntRange(0),
     default=None,
-    help="Which of several ingesters on this host this is (each needs its own number).",
+    help="With --shared or --no-shared: which of several ingesters on this host this is "
+    "(each needs its own number).",
 )
 @click.option(
     "--session-expiry",
@@ -168,18 +170,20 @@ def animals_show(app: App, tag_id: str, as_json: bool) -> None:
     help="Seconds between evaluations of the alert rules for the farms that sent data.",
 )
 @click.option(
-    "--shared/--no-shared",
-    default=True,
-    show_default=True,
-    help="Shared subscription ($share/agri-ingest/...) so several ingesters split the stream. "
-    "--no-shared for a single ingester whose subscription must survive a Mosquitto restart.",
-)
-@click.option(
     "--partitions",
     type=click.IntRange(1, 256),
+    default=DEFAULT_PARTITIONS,
+    show_default=True,
     help="Split the farms into this many partitions, each a persistent MQTT session "
     "agri-ingest-pK served by one process at a time (PostgreSQL advisory locks; every "
     "ingester must use the same number). Survives broker restarts and dead ingesters.",
+)
+@click.option(
+    "--shared/--no-shared",
+    default=None,
+    help="Instead of partitions, one MQTT session: --shared on a shared subscription "
+    "($share/agri-ingest/..., which Mosquitto 2.x does not restore after a restart), "
+    "--no-shared on a plain one (a single ingester).",
 )
 @click.option(
     "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
@@ -196,8 +200,8 @@ def ingest(
     batch_rows: int,
     batch_ms: int,
     alert_interval: float,
-    shared: bool,
-    partitions: int | None,
+    partitions: int,
+    shared: bool | None,
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
@@ -205,6 +209,11 @@ def ingest(
 
     Exits 1, acknowledging nothing unstored, when the database refuses the work itself
     (e.g. a schema that does not match); a database that is briefly away is waited for."""
+    if shared is None and (client_id is not None or instance is not None):
+        raise click.UsageError(
+            "--client-id and --instance name a single session (--shared or --no-shared); "
+            "partitions are always agri-ingest-pK"
+        )
     app.engine.dispose()  # migrated before the writer process opens it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     serve_metrics(metrics_port, metrics_host)
@@ -214,12 +223,16 @@ def ingest(
         "batch_ms": batch_ms,
         "alert_interval_s": alert_interval,
     }
-    if partitions:
+    if shared is None:
         _ingest_partitions(app, partitions, tuning)
         return
     worker = _ingester(app, client_id or ingester_client_id(instance), shared=shared, **tuning)
     stop_on_signals("draining", worker.stop)
-    stats = worker.run()
+    _stopped(worker.run())
+
+
+def _stopped(stats) -> None:
+    """Say what this process stored; exit 1 when the database refused the work."""
     click.echo(
         f"ingest stopped: {stats.messages} messages, {stats.readings_stored} readings stored, "
         f"{stats.rejects} rejects",
@@ -254,7 +267,7 @@ def _ingest_partitions(app: App, partitions: int, tuning: dict) -> None:
         _ingester(app, None, **tuning),
     )
     manager.run(stop)
-    click.echo("ingest stopped: partitions handed back", err=True)
+    _stopped(manager.ingester.stats)
 
 
 @click.command("simulate-gateways")
