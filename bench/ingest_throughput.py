@@ -1,6 +1,7 @@
 """Ingest benchmark: readings committed per second vs a bare paho subscriber, same broker.
 
     .venv/bin/python bench/ingest_throughput.py [--messages N] [--skip-postgres]
+        [--agent] [--farms F] [--ingesters K --skip-sqlite]
 
 One run, one private Mosquitto with the shipped settings (deploy/mosquitto/), the same
 stream each time (N messages of 20 readings, QoS 1, from a publisher process). For SQLite,
@@ -17,6 +18,11 @@ Reported: readings/s for each, the ratio to the bare subscriber, loss (stored vs
 and latency from the gateway's sent_at to the start of the batch that stored the message
 (p50/p99; the commit itself follows within milliseconds).
 
+With ``--farms F`` the stream comes from F gateways on F farms at once (one publisher
+process each, N / F messages), the farms chosen so that `agri ingest`'s partitions get
+equal shares: ``--farms 8 --ingesters 2`` is two partitioned processes of four partitions
+each against ``--ingesters 1``, one process holding all eight.
+
 Rates are measured on the same basis: the bare subscriber from its first message to its
 last; the ingester from the start of its first batch (the earliest received_at) to the
 moment every row was counted in the database (polled every 50 ms: up to 50 ms against
@@ -32,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,41 +47,70 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from gateway_publisher import reading_key  # noqa: E402
+from gateway_publisher import reading_key, tags  # noqa: E402
 
 from bioassets import registry  # noqa: E402
 from bioassets import store as bio_store  # noqa: E402
 from bioassets.local_broker import LocalBroker  # noqa: E402
+from bioassets.partitions import DEFAULT_PARTITIONS, partition_of  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
-from tests.support.processes import AgriProcess  # noqa: E402
+from tests.support.processes import AgriProcess, partitions_served  # noqa: E402
 
 GATEWAY, FARM, PASSWORD, INGEST_PASSWORD = "GW-BENCH-1", "FARM-SOW", "bench-secret", "ingest-bench"
 PER_MESSAGE = 20
 EXTRA_INGEST_ARGS: list[str] = []
 INGESTERS = 1
+FARMS = 1
+
+
+def bench_farms(count: int) -> list[tuple[str, str, int]]:
+    """(farm, gateway, herd) of the stream's sources: the sample's sow farm first, then
+    farms picked so each partition of `agri ingest` gets as many as the others."""
+    sources = [(FARM, GATEWAY, 0)]
+    per_partition = {partition_of(FARM, DEFAULT_PARTITIONS): 1}
+    n = 0
+    while len(sources) < count:
+        n += 1
+        farm = f"FARM-BENCH-{n:03d}"
+        k = partition_of(farm, DEFAULT_PARTITIONS)
+        if per_partition.get(k, 0) < -(-count // DEFAULT_PARTITIONS):
+            per_partition[k] = per_partition.get(k, 0) + 1
+            sources.append((farm, f"GW-BENCH-F{n:03d}", len(sources)))
+    return sources
 
 
 def publish(broker, n: int, start_ms: int) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "gateway_publisher.py"),
-            broker.host,
-            str(broker.port),
-            GATEWAY,
-            PASSWORD,
-            FARM,
-            str(n),
-            str(PER_MESSAGE),
-            str(start_ms),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout)
+    """N messages from the FARMS sources at once, N / FARMS each: {"publish_s", "sent_at":
+    {(gateway, seq): epoch seconds}}."""
+    sources = bench_farms(FARMS)
+    each = n // len(sources)
+    publishers = [
+        (gateway, subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "gateway_publisher.py"), broker.host,
+             str(broker.port), gateway, PASSWORD, farm, str(each), str(PER_MESSAGE),
+             str(start_ms), str(herd)],
+            stdout=subprocess.PIPE, text=True,
+        ))
+        for farm, gateway, herd in sources
+    ]  # fmt: skip
+    sent_at, slowest = {}, 0.0
+    for gateway, process in publishers:
+        out = json.loads(process.communicate(timeout=600)[0])
+        assert process.returncode == 0
+        sent_at |= {(gateway, seq): at for seq, at in enumerate(out["sent_at"])}
+        slowest = max(slowest, out["publish_s"])
+    return {"publish_s": slowest, "sent_at": sent_at}
+
+
+def last_keys(start_ms: int, n: int) -> list[tuple]:
+    """The last reading of each source's stream."""
+    each = n // FARMS
+    return [
+        reading_key(start_ms, PER_MESSAGE, each - 1, PER_MESSAGE - 1, herd)
+        for _farm, _gateway, herd in bench_farms(FARMS)
+    ]
 
 
 def bare_subscriber(broker, n: int) -> dict:
@@ -88,7 +122,7 @@ def bare_subscriber(broker, n: int) -> dict:
             str(broker.port),
             registry.INGESTER_USER,
             INGEST_PASSWORD,
-            str(n),
+            str((n // FARMS) * FARMS),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -102,43 +136,59 @@ def bare_subscriber(broker, n: int) -> dict:
     return result
 
 
-def wait_until_stored(engine, last: tuple, expected: int, timeout_s: float = 120) -> None:
+def wait_until_stored(engine, last: list[tuple], expected: int, timeout_s: float = 120) -> None:
     """Until every row is stored. The poll must not steal the CPU it measures (a count(*)
-    of the growing table every 50 ms took ~10 % of a core): it looks up the stream's last
+    of the growing table every 50 ms took ~10 % of a core): it looks up each stream's last
     reading by its key, and only then counts, and goes on counting if rows are missing."""
-    tag, at = last
     deadline = time.perf_counter() + timeout_s
-    query = select(readings.c.seq).where(readings.c.tag_id == tag, readings.c.observed_at == at)
-    while time.perf_counter() < deadline:
-        with engine.connect() as c:
-            if c.execute(query).first() is not None:
-                break
-        time.sleep(0.05)
+    for tag, at in last:
+        query = select(readings.c.seq).where(readings.c.tag_id == tag, readings.c.observed_at == at)
+        while time.perf_counter() < deadline:
+            with engine.connect() as c:
+                if c.execute(query).first() is not None:
+                    break
+            time.sleep(0.05)
     while bio_store.count_readings(engine) < expected and time.perf_counter() < deadline:
         time.sleep(0.05)
 
 
 def seed(engine) -> None:
     """The sample farms and animals, and the benchmark's gateway."""
-    bio_store.upsert_farms(
-        engine, registry.parse_farms(ROOT / "sample_tiles" / "farms.geojson").records
-    )
+    farms_file = ROOT / "sample_tiles" / "farms.geojson"
+    bio_store.upsert_farms(engine, registry.parse_farms(farms_file).records)
     animals = registry.parse_animals(
         ROOT / "sample_tiles" / "animals.csv", bio_store.farm_ids(engine)
     )
     bio_store.upsert_animals(engine, animals.records)
-    bio_store.add_gateway(engine, GATEWAY, FARM, registry.mosquitto_hash(PASSWORD))
+    sows = [a for a in animals.records if a["farm_id"] == FARM]
+    (template,) = [f for f in registry.parse_farms(farms_file).records if f["farm_id"] == FARM]
+    for farm, gateway, herd in bench_farms(FARMS):
+        if herd:  # the sows again, under their own farm and tag ids
+            bio_store.upsert_farms(engine, [{**template, "farm_id": farm}])
+            bio_store.upsert_animals(
+                engine,
+                [
+                    {**a, "farm_id": farm, "tag_id": t}
+                    for a, t in zip(sows, tags(herd), strict=True)
+                ],
+            )
+        bio_store.add_gateway(engine, gateway, farm, registry.mosquitto_hash(PASSWORD))
 
 
 def start_ingesters(env: dict, label: str, folder: Path) -> list[AgriProcess]:
     procs = []
     for k in range(INGESTERS):
-        client_id = f"bench-ingest-{label}-{k}-{uuid.uuid4().hex[:6]}"
-        command = ["ingest", "--client-id", client_id, "--session-expiry", "0"]
+        command = ["ingest", "--session-expiry", "0"]  # the default: partitions
         ingester = AgriProcess([*command, *EXTRA_INGEST_ARGS], env, folder / f"ingest-{k}.log")
         # what is published before the first subscription has no taker
         ingester.wait_ready(60)
         procs.append(ingester)
+    if len(procs) > 1:  # until the first has handed the others their share
+        share = -(-DEFAULT_PARTITIONS // len(procs))
+        served = lambda: [len(partitions_served(p.log)) for p in procs]  # noqa: E731
+        deadline = time.monotonic() + 60
+        while served() != [share] * len(procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
     return procs
 
 
@@ -156,17 +206,19 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
     procs = start_ingesters(env, label, Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")))
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
-    expected = n * PER_MESSAGE
+    expected = (n // FARMS) * FARMS * PER_MESSAGE
     t0 = time.perf_counter()
     published = publish(broker, n, start_ms)
-    wait_until_stored(engine, reading_key(start_ms, PER_MESSAGE, n - 1, PER_MESSAGE - 1), expected)
+    wait_until_stored(engine, last_keys(start_ms, n), expected)
     elapsed = time.perf_counter() - t0
     done_wall = time.time()
     stored = bio_store.count_readings(engine)
     stop_ingesters(procs)
-    query = select(readings.c.seq, func.min(readings.c.received_at)).group_by(readings.c.seq)
+    query = select(
+        readings.c.gateway_id, readings.c.seq, func.min(readings.c.received_at)
+    ).group_by(readings.c.gateway_id, readings.c.seq)
     with engine.connect() as c:
-        first_stored = {seq: at.timestamp() for seq, at in c.execute(query)}
+        first_stored = {(gw, seq): at.timestamp() for gw, seq, at in c.execute(query)}
     lag = np.array([first_stored[s] - published["sent_at"][s] for s in first_stored])
     # Same basis as the bare subscriber (first message received to last one handled): from
     # the start of the first batch (its received_at) to the moment all rows were counted.
@@ -244,26 +296,31 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--batch-ms", type=int, help="passed to agri ingest")
-    parser.add_argument("--ingesters", type=int, default=1, help="processes on the shared group")
+    parser.add_argument("--ingesters", type=int, default=1, help="agri ingest processes")
+    parser.add_argument("--farms", type=int, default=1, help="gateways on farms publishing at once")
     parser.add_argument(
         "--agent", action="store_true", help="also through a gateway agent (outbox and acks)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest_results.json")
     args = parser.parse_args()
+    if args.ingesters > 1 and not args.skip_sqlite:
+        parser.error("on SQLite one agri ingest serves every partition: --skip-sqlite")
     results = {"messages": args.messages, "readings_per_message": PER_MESSAGE}
-    global INGESTERS
-    INGESTERS = args.ingesters
-    results["ingesters"] = args.ingesters
+    global INGESTERS, FARMS
+    INGESTERS, FARMS = args.ingesters, args.farms
+    results["ingesters"], results["farms"] = args.ingesters, args.farms
     if args.batch_ms:
         EXTRA_INGEST_ARGS.extend(["--batch-ms", str(args.batch_ms)])
     with tempfile.TemporaryDirectory(prefix="agri-bench-broker-") as root:
         gateways = [
             {
-                "gateway_id": GATEWAY,
-                "farm_id": FARM,
+                "gateway_id": gateway,
+                "farm_id": farm,
                 "password_hash": registry.mosquitto_hash(PASSWORD),
             }
+            for farm, gateway, _herd in bench_farms(FARMS)
         ]
         broker = LocalBroker(Path(root), gateways, INGEST_PASSWORD).start()
         try:
@@ -271,7 +328,7 @@ def main() -> None:
                 tempfile.TemporaryDirectory(prefix="agri-bench-db-") as db_dir,
                 contextlib.ExitStack() as databases,
             ):
-                runs = [("sqlite", f"sqlite:///{db_dir}/bench.db")]
+                runs = [] if args.skip_sqlite else [("sqlite", f"sqlite:///{db_dir}/bench.db")]
                 if not args.skip_postgres:
                     pg_url = databases.enter_context(fresh_postgres_database("agri_bench"))
                     runs.append(("postgresql", pg_url))

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 def test_the_ingest_benchmark_runs_and_loses_nothing(tmp_path):
     out = tmp_path / "ingest.json"
-    command = ["--messages", "300", "--skip-postgres", "--out", str(out)]
+    command = ["--messages", "300", "--farms", "4", "--skip-postgres", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "bench/ingest_throughput.py", *command],
         cwd=REPO_ROOT,
@@ -26,4 +26,4 @@ def test_the_ingest_benchmark_runs_and_loses_nothing(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["sqlite"]["sent"] == result["sqlite"]["stored"] > 0
-    assert result["sqlite"]["lost"] == 0
+    assert result["sqlite"]["lost"] == 0 and result["farms"] == 4  # four publishers at once
