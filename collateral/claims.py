@@ -242,7 +242,10 @@ def verify(engine: Engine, claim_id: str) -> dict:
     """Recompute a stored report from its stored inputs; say whether it matches."""
     stored = get_claim(engine, claim_id, with_inputs=True)
     inputs = stored["inputs"]
-    model = landcover.load()
+    try:  # the model that made it, if this release still ships it
+        model = landcover.load_version(stored["model_version"])
+    except (FileNotFoundError, ValueError):
+        model = landcover.load()
     problems = []
     if sha256(inputs) != stored["inputs_sha256"]:
         problems.append("the stored inputs do not match their checksum")

@@ -2,7 +2,11 @@
 
 The sample area (sample_tiles/) ships its land-cover truth (``landcover.tif``, written by
 generate.py with the scenes) and its parcels. The scenes are read and masked by the same
-code as the imagery job. Half of the sample parcels (every second by id) are held out:
+code as the imagery job. The model learns from plots, as it is used: every pixel with its
+plot's context (``landcover.with_plot_context``). Training plots are the parcels not held
+out and square windows of the training half of the background, each pixel labelled by its
+own truth (a window may be mixed, as a drawn plot may be). Half of the sample parcels
+(every second by id) are held out:
 their pixels, and a margin round them, never reach training, and the model is scored on
 them as whole plots, as a claim would be, together with plots cut from the half of the
 background (a checkerboard of 400 m blocks) that training did not see. F-08, the forest
@@ -28,7 +32,9 @@ from remote_sensing.scenes import load_scene
 TRUTH_CLASSES = {1: "forest", 2: "tea_garden", 3: "grass_shrub", 4: "bare_built", 5: "water"}
 CHANGED_DURING_PERIOD = ("F-08",)  # clear-cut in 2024: not one class over the period
 BLOCK_PX = 40  # background checkerboard: 400 m blocks at 10 m (the village spans two)
-PIXELS_PER_CLASS = 2500
+TRAIN_WINDOW_PX = 6  # background training plots: 60 m squares, like the test plots
+WINDOWS_PER_CLASS = 70  # ~2,500 pixels of each background class
+PIXELS_PER_PLOT = 40  # sampled per training plot (its context comes from all its pixels)
 TEST_PLOT_PX = 6  # background test plots: 60 m squares (0.36 ha)
 TEST_PLOTS_PER_CLASS = 15
 MIN_PURITY = 0.9
@@ -74,20 +80,26 @@ def train_on_sample(sample_dir: Path) -> tuple[landcover.Model, dict]:
     trainable = (train_block | in_parcels) & ~excluded & (truth > 0)
 
     rng = np.random.default_rng(landcover.SEED)
-    chosen, labels = [], []
-    for code, name in TRUTH_CLASSES.items():
-        where = np.flatnonzero((truth == code).ravel() & trainable.ravel())
-        take = rng.choice(where, size=min(PIXELS_PER_CLASS, len(where)), replace=False)
-        chosen.append(np.sort(take))
-        labels += [name] * len(take)
-    chosen = np.concatenate(chosen)
-    series = stack.reshape(len(dates), -1)[:, chosen]
-    features = landcover.pixel_features(series, dates)
+    training_plots = [
+        np.flatnonzero(burn([g]).ravel() & (truth.ravel() > 0))
+        for pid, g in zip(ids, parcels.geometry, strict=True)
+        if pid not in held_out and pid not in CHANGED_DURING_PERIOD
+    ]
+    training_plots += _training_windows(truth, trainable & ~in_parcels, rng)
+    flat = stack.reshape(len(dates), -1)
+    features, labels = [], []
+    for pixels in training_plots:
+        rows = landcover.with_plot_context(landcover.pixel_features(flat[:, pixels], dates))
+        take = _spread(len(pixels), PIXELS_PER_PLOT)
+        features.append(rows[take])
+        labels += [TRUTH_CLASSES[c] for c in truth.ravel()[pixels[take]]]
+    features = np.vstack(features)
     trained_on = {
         "area": "sample_tiles (synthetic, Anxi, Fujian)",
         "scenes": len(dates),
         "first": dates[0].date().isoformat() if dates else None,
         "last": dates[-1].date().isoformat() if dates else None,
+        "plots": len(training_plots),
         "pixels": int((~np.isnan(features).any(axis=1)).sum()),
         "held_out_parcels": sorted(held_out),
     }
@@ -104,6 +116,34 @@ def train_on_sample(sample_dir: Path) -> tuple[landcover.Model, dict]:
     scores = score(model, stack.reshape(len(dates), -1), dates, plots)
     model.trained_on["held_out"] = scores
     return model, scores
+
+
+def _spread(n: int, most: int) -> np.ndarray:
+    """Up to ``most`` indices of ``n`` pixels, evenly spread (reproducible)."""
+    return np.arange(n)[:: max(1, n // most)][:most]
+
+
+def _training_windows(truth: np.ndarray, allowed: np.ndarray, rng) -> list[np.ndarray]:
+    """Square windows (TRAIN_WINDOW_PX) inside ``allowed``, WINDOWS_PER_CLASS of each
+    background class by the class most of their pixels have: flat pixel indices each."""
+    size = TRAIN_WINDOW_PX
+    rows, cols = truth.shape[0] // size, truth.shape[1] // size
+    windows: dict[int, list[np.ndarray]] = {code: [] for code in TRUTH_CLASSES}
+    for r, c in np.ndindex(rows, cols):
+        window = (slice(r * size, (r + 1) * size), slice(c * size, (c + 1) * size))
+        if not allowed[window].all():
+            continue
+        codes, counts = np.unique(truth[window], return_counts=True)
+        majority = int(codes[counts.argmax()])
+        if majority in windows:
+            mask = np.zeros(truth.shape, bool)
+            mask[window] = True
+            windows[majority].append(np.flatnonzero(mask.ravel()))
+    chosen = []
+    for found in windows.values():
+        order = rng.permutation(len(found))[:WINDOWS_PER_CLASS]
+        chosen += [found[i] for i in sorted(order)]
+    return chosen
 
 
 def _background_plots(truth: np.ndarray, allowed: np.ndarray, rng) -> list:
@@ -167,22 +207,25 @@ def cross_validate(
     dates: list[datetime],
     plots: list[tuple[str, str, np.ndarray]],
     folds: int = 5,
-    pixels_per_plot: int = 40,
+    pixels_per_plot: int = PIXELS_PER_PLOT,
+    seed: int = landcover.SEED,
 ) -> dict:
     """Plot-level accuracy of the model's recipe on labelled plots ((id, class, pixel
     indices into ``series`` [date, pixel])), by k folds of whole plots: no plot is scored
     by a model that saw any of its pixels. Each training plot gives at most
-    ``pixels_per_plot`` pixels, so one large forest does not drown fifty small meadows."""
+    ``pixels_per_plot`` pixels (each with its plot's context), so one large forest does not
+    drown fifty small meadows. ``seed`` draws the folds."""
     features = landcover.pixel_features(series, dates)
-    order = np.random.default_rng(landcover.SEED).permutation(len(plots))
+    order = np.random.default_rng(seed).permutation(len(plots))
     confusion = {t: {p: 0 for p in landcover.CLASSES} for t in landcover.CLASSES}
+    in_context = [landcover.with_plot_context(features[pixels]) for _p, _n, pixels in plots]
     for fold in range(folds):
         held = set(order[fold::folds].tolist())
         rows, labels = [], []
         for j, (_pid, name, pixels) in enumerate(plots):
             if j not in held:
-                chosen = pixels[:: max(1, len(pixels) // pixels_per_plot)][:pixels_per_plot]
-                rows.append(features[chosen])
+                chosen = _spread(len(pixels), pixels_per_plot)
+                rows.append(in_context[j][chosen])
                 labels += [name] * len(chosen)
         model = landcover.train(np.vstack(rows), np.array(labels), {})
         for j in held:

@@ -18,7 +18,7 @@ from rasterio.features import geometry_mask
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, select
 
-from collateral import auth, claims, loans
+from collateral import auth, claim_report, claims, loans
 from collateral.api.app import create_app
 from collateral.claim_report import claim_words
 from collateral.tables import claims as claims_table
@@ -181,6 +181,25 @@ def test_a_stored_report_is_recomputed_from_its_inputs(world):
     result = claims.verify(world, claim["claim_id"])
     assert not result["matches"]
     assert "the stored inputs do not match their checksum" in result["problems"]
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
+def test_a_report_of_an_earlier_model_is_recomputed_by_that_model(world):
+    """A claim reported by landcover-v1 (pixels alone, before the plot's context) is
+    verified by landcover-v1, which stays shipped, not by today's model."""
+    claim = submit(world, parcel_geometry(world, "T-01"), "tea_garden")
+    stored = claims.get_claim(world, claim["claim_id"], with_inputs=True)
+    earlier = landcover.load_version("landcover-v1")
+    assert earlier.inputs == landcover.FEATURES != landcover.load().inputs
+    old_report = claim_report.report(stored["inputs"], earlier)
+    assert old_report["model"]["version"] == "landcover-v1"
+    with world.begin() as conn:
+        conn.execute(
+            claims_table.update()
+            .where(claims_table.c.claim_id == claim["claim_id"])
+            .values(report=old_report, model_version="landcover-v1")
+        )
+    assert claims.verify(world, claim["claim_id"])["matches"] is True
 
 
 def test_overlaps_with_pledged_parcels_and_open_claims(world):
