@@ -29,7 +29,14 @@ from remote_sensing.scene_processing import scene_arrays
 from remote_sensing.scenes import load_scene
 
 # sample_tiles/generate.py's land-cover codes -> the model's classes
-TRUTH_CLASSES = {1: "forest", 2: "tea_garden", 3: "grass_shrub", 4: "bare_built", 5: "water"}
+TRUTH_CLASSES = {
+    1: "forest",
+    2: "tea_garden",
+    3: "grass_shrub",
+    4: "bare_built",
+    5: "water",
+    6: "cropland",
+}
 CHANGED_DURING_PERIOD = ("F-08",)  # clear-cut in 2024: not one class over the period
 BLOCK_PX = 40  # background checkerboard: 400 m blocks at 10 m (the village spans two)
 TRAIN_WINDOW_PX = 6  # background training plots: 60 m squares, like the test plots

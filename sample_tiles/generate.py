@@ -38,9 +38,16 @@ TRANSFORM = Affine(RES, 0, X0, 0, -RES, Y0)
 SCL_TRANSFORM = Affine(2 * RES, 0, X0, 0, -2 * RES, Y0)
 
 # land cover codes of the synthetic map
-FOREST, TEA, SHRUB, BARE, WATER = 1, 2, 3, 4, 5
-SCL_FOR_COVER = {FOREST: 4, TEA: 4, SHRUB: 4, BARE: 5, WATER: 6}
-LAND_COVER_CODES = {FOREST: "forest", TEA: "tea", SHRUB: "shrub", BARE: "bare", WATER: "water"}
+FOREST, TEA, SHRUB, BARE, WATER, CROP = 1, 2, 3, 4, 5, 6
+SCL_FOR_COVER = {FOREST: 4, TEA: 4, SHRUB: 4, BARE: 5, WATER: 6, CROP: 4}
+LAND_COVER_CODES = {
+    FOREST: "forest",
+    TEA: "tea",
+    SHRUB: "shrub",
+    BARE: "bare",
+    WATER: "water",
+    CROP: "cropland",
+}
 
 FIRST_SCENE = date(2023, 1, 6)
 REVISIT_DAYS = 25  # five Sentinel-2 revisits between the scenes we keep
@@ -181,12 +188,14 @@ def smooth_noise(rng, shape, sigma) -> np.ndarray:
 
 
 def land_cover(rng, parcels) -> np.ndarray:
-    """Background of forest, shrub, a village and a reservoir; parcels drawn on top."""
+    """Background of forest, shrub, a village, a reservoir and the valley's rice fields;
+    parcels drawn on top."""
     base = smooth_noise(rng, (SIZE, SIZE), 18)
     cover = np.where(base > 0.9, SHRUB, FOREST).astype(np.uint8)
     rows, cols = np.mgrid[0:SIZE, 0:SIZE]
     cover[(rows - 430) ** 2 / 30**2 + (cols - 70) ** 2 / 55**2 < 1] = WATER  # reservoir
     cover[(rows > 200) & (rows < 235) & (cols > 205) & (cols < 250)] = BARE  # village
+    cover[(rows > 418) & (rows < 470) & (cols > 150) & (cols < 290)] = CROP  # rice fields
     cover[np.abs(rows - (0.35 * cols + 180)) < 1.5] = BARE  # a road
     for p in parcels:
         burned = rasterize([p["geometry"]], (SIZE, SIZE), transform=TRANSFORM, all_touched=True)
@@ -219,6 +228,15 @@ def shrub_ndvi(day: date) -> float:
     return float(0.55 + 0.15 * np.sin(2 * np.pi * (doy - 105) / 365))
 
 
+def rice_ndvi(day: date) -> float:
+    """Double-cropped rice, as in Fujian's valleys: fallow in winter, early rice planted in
+    April and cut in mid-July, late rice planted in late July and cut in early November."""
+    doy = day.timetuple().tm_yday
+    early = 0.55 * np.exp(-(((doy - 150) / 28) ** 2))
+    late = 0.52 * np.exp(-(((doy - 265) / 25) ** 2))
+    return float(0.22 + early + late)
+
+
 def frost_loss(day: date) -> float:
     """NDVI lost to the frost: sudden, then recovering linearly until FROST['recovered']."""
     since = (day - FROST["start"]).days
@@ -246,8 +264,8 @@ def surface(day: date, cover, vigour, cut_px, frost_px):
     """Cloud-free red and NIR surface reflectance of the whole area on ``day`` (10 m)."""
     ndvi = (
         np.select(
-            [cover == TEA, cover == FOREST, cover == SHRUB],
-            [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day)],
+            [cover == TEA, cover == FOREST, cover == SHRUB, cover == CROP],
+            [tea_ndvi(day), forest_ndvi(day), shrub_ndvi(day), rice_ndvi(day)],
             0.1,
         )
         + vigour

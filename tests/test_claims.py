@@ -35,6 +35,7 @@ TO_UTM = Transformer.from_crs("EPSG:4326", "EPSG:32650", always_xy=True)
 # Ground planted in sample_tiles/generate.py (UTM 50N): the village and the reservoir
 VILLAGE = shapely.box(620_100, 2_772_700, 620_400, 2_772_950)
 RESERVOIR = shapely.box(618_550, 2_770_620, 618_850, 2_770_780)
+RICE_FIELDS = shapely.box(619_800, 2_770_450, 620_200, 2_770_750)  # double-cropped rice
 
 
 def reproject(geometry, transformer: Transformer):
@@ -100,11 +101,16 @@ def test_the_backfill_equals_what_the_imagery_job_computed(world):
         ("F-04", "tea_garden", "inconsistent", "forest"),  # a forest claimed as tea
         ("village", "tea_garden", "inconsistent", "bare_built"),
         ("reservoir", "tea_garden", "inconsistent", "water"),
+        ("rice fields", "tea_garden", "inconsistent", "cropland"),
         ("T-02", "forest", "inconsistent", "tea_garden"),
     ],
 )
 def test_verdicts_against_the_planted_truth(world, ground, kind, verdict, looks_like):
-    places = {"village": wgs84(VILLAGE), "reservoir": wgs84(RESERVOIR)}
+    places = {
+        "village": wgs84(VILLAGE),
+        "reservoir": wgs84(RESERVOIR),
+        "rice fields": wgs84(RICE_FIELDS),
+    }
     geometry = places.get(ground) or parcel_geometry(world, ground)
     report = submit(world, geometry, kind)["report"]
     assert report["verdict"] == verdict, report["summary"]

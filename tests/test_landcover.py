@@ -38,14 +38,8 @@ def test_train_rebuilds_the_shipped_model_and_scores_it_on_held_out_plots(tmp_pa
     )
     summary = json.loads(run.stdout)
     held_out = summary["trained_on"]["held_out"]
-    assert held_out["plots"] >= 60 and held_out["tea_forest_other_accuracy"] >= 0.95
-    assert set(held_out["confusion"]) == {
-        "tea_garden",
-        "forest",
-        "grass_shrub",
-        "bare_built",
-        "water",
-    }
+    assert held_out["plots"] >= 75 and held_out["tea_forest_other_accuracy"] >= 0.95
+    assert set(held_out["confusion"]) == set(landcover.CLASSES)  # cropland too
     rebuilt, shipped = landcover.load(out), landcover.load()
     assert rebuilt.version == shipped.version and rebuilt.classes == shipped.classes
     # the same forest: the same answers on any features
