@@ -5,8 +5,9 @@ plot drawn today is read from those files at once, the same pixels with the same
 coverage weights the job used for parcels, so the plot's mean NDVI on a date is what the
 job would have computed had the plot been a parcel then. Nothing is re-read from the bands.
 A COG holds only the blocks that the parcels of its day needed (scenes synced from a STAC
-API): a plot elsewhere reads as not observed on that date, and the report says how many
-observations it had.
+API): a plot elsewhere is not in it (``holds_plot``), and a claim reads that scene from
+the catalogue instead (plot_backfill), or, with none configured, reports it as not
+observed and says how many observations it had.
 """
 
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.warp import transform_bounds
+from rasterio.windows import from_bounds
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Engine
 
@@ -55,6 +58,37 @@ def stored_scenes(engine: Engine, since: datetime | None, until: datetime | None
     return sorted(chosen, key=lambda r: (r["acquired_at"], r["scene_id"]))
 
 
+def holds_plot(path: Path, geometry_wgs84: BaseGeometry) -> bool:
+    """Whether a stored NDVI COG holds the plot's ground: the plot inside its extent and
+    every block under it stored (a sparse COG leaves out the blocks no parcel needed; a
+    stored block may still be NaN where it was cloudy, which is an observation)."""
+    with rasterio.open(path) as src:
+        bounds = transform_bounds("EPSG:4326", src.crs, *geometry_wgs84.bounds)
+        window = from_bounds(*bounds, transform=src.transform)
+        if (
+            window.col_off < 0
+            or window.row_off < 0
+            or window.col_off + window.width > src.width
+            or window.row_off + window.height > src.height
+        ):
+            return False
+        block_h, block_w = src.block_shapes[0]
+        rows = range(
+            int(window.row_off) // block_h, int(window.row_off + window.height) // block_h + 1
+        )
+        cols = range(
+            int(window.col_off) // block_w, int(window.col_off + window.width) // block_w + 1
+        )
+        for by in rows:
+            for bx in cols:
+                if by * block_h >= src.height or bx * block_w >= src.width:
+                    continue
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{bx}_{by}", "TIFF", bidx=1)
+                if not offset or int(offset) == 0:
+                    return False
+    return True
+
+
 def lattice(path: Path) -> tuple:
     """A COG's pixel lattice: its CRS, pixel size and origin modulo the pixel size. Pixels
     of two files on the same lattice are the same ground."""
@@ -71,8 +105,14 @@ def plot_history(
     extra: list[dict] = (),
 ) -> PlotHistory:
     """The plot's history over the stored scenes acquired between ``since`` and ``until``,
-    and the ``extra`` scenes (plot_backfill's, read from a catalogue for this plot)."""
-    stored = [s for s in stored_scenes(engine, since, until) if Path(s["ndvi_path"]).exists()]
+    and the ``extra`` scenes (plot_backfill's, read from a catalogue for this plot; a
+    stored copy of one of those that does not hold the plot is left out)."""
+    fetched = {s["scene_id"] for s in extra}
+    stored = [
+        s
+        for s in stored_scenes(engine, since, until)
+        if Path(s["ndvi_path"]).exists() and s["scene_id"] not in fetched
+    ]
     scenes = sorted([*stored, *extra], key=lambda r: (r["acquired_at"], r["scene_id"]))
     history = PlotHistory()
     per_grid: dict[tuple, list[tuple[dict, np.ndarray, np.ndarray, float]]] = {}

@@ -5,13 +5,17 @@ parcels' statistics equal those from the same files read locally."""
 import json
 import shutil
 import urllib.request
+from pathlib import Path
 
 import pytest
+import shapely.affinity
+from shapely.geometry import shape
 
 from collateral.db import make_engine, upgrade
 from remote_sensing import http_assets, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
+from remote_sensing.plot_history import holds_plot, stored_scenes
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
 from tests.support.waiting import wait_for
@@ -378,3 +382,11 @@ def test_only_the_blocks_over_the_parcels_are_fetched(tmp_path):
     # the parcels lie in one of 16 blocks: a fraction of the files is fetched
     print(f"fetched {outcome.http_bytes:,} of {total:,} bytes in {outcome.http_requests} requests")
     assert outcome.http_bytes < 0.2 * total, (outcome.http_bytes, total)
+    # the NDVI stored holds the parcels' block only: a claim elsewhere on this scene is
+    # read from the catalogue again (claims.gather_inputs), not taken as seen and empty
+    (scene,) = stored_scenes(remote, None, None)
+    ndvi = Path(scene["ndvi_path"])
+    assert all(holds_plot(ndvi, shape(f["geometry"])) for f in features)
+    # D-0 moved about 3,000 px south-east, still on the scene
+    moved = shapely.affinity.translate(shape(features[0]["geometry"]), xoff=0.3, yoff=-0.27)
+    assert not holds_plot(ndvi, moved)
