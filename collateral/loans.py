@@ -486,10 +486,12 @@ def sync_carbon_alerts(engine: Engine, valuation: dict, now: datetime) -> None:
     if not reversals:
         return
     with engine.begin() as conn:
-        open_details = {
-            r.detail
+        # the parcel an open alert is about: its params; an alert stored before alerts had
+        # params (revision 0013) names it at the start of its English detail
+        open_parcels = {
+            (r.params or {}).get("parcel") or r.detail.removeprefix("parcel ").split(":")[0]
             for r in conn.execute(
-                select(loan_alerts.c.detail).where(
+                select(loan_alerts.c.detail, loan_alerts.c.params).where(
                     loan_alerts.c.loan_id == valuation["loan_id"],
                     loan_alerts.c.kind == "carbon_reversed",
                     loan_alerts.c.closed_at.is_(None),
@@ -497,7 +499,7 @@ def sync_carbon_alerts(engine: Engine, valuation: dict, now: datetime) -> None:
             )
         }
         for parcel_id, detail in reversals:
-            if not any(d.startswith(f"parcel {parcel_id}:") for d in open_details):
+            if parcel_id not in open_parcels:
                 conn.execute(
                     insert(loan_alerts).values(
                         loan_id=valuation["loan_id"],

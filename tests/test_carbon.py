@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from collateral import auth, loans, prices
 from collateral.api.app import create_app
 from collateral.carbon import CARBON_REFUSED, carbon_account, carbon_item
 from collateral.evidence import parcel_carbon
+from collateral.tables import loan_alerts
 from collateral.valuation import value_loan
 from remote_sensing import store as rs_store
 from tests.support.world import WORLD_AS_OF
@@ -109,17 +111,18 @@ def test_the_clear_cut_reverses_exactly_its_area_and_raises_the_loan_alert(world
         a for a in loans.list_loan_alerts(world, ["C-CUT-1"]) if a["kind"] == "carbon_reversed"
     ]
     assert len(alerts) == 1 and f"{account['reversed_t_co2e']} t CO2e" in alerts[0]["detail"]
+    reversed_alerts = lambda: [  # noqa: E731
+        a for a in loans.list_loan_alerts(world, ["C-CUT-1"]) if a["kind"] == "carbon_reversed"
+    ]
+    assert alerts[0]["params"]["parcel"] == "F-08"
     loans.value_now(world, "C-CUT-1", AS_OF)  # once per parcel while open
-    assert (
-        len(
-            [
-                a
-                for a in loans.list_loan_alerts(world, ["C-CUT-1"])
-                if a["kind"] == "carbon_reversed"
-            ]
+    assert len(reversed_alerts()) == 1
+    with world.begin() as conn:  # as stored before alerts had params (revision 0013)
+        conn.execute(
+            update(loan_alerts).where(loan_alerts.c.loan_id == "C-CUT-1").values(params=None)
         )
-        == 1
-    )
+    loans.value_now(world, "C-CUT-1", AS_OF)  # still known by its English detail
+    assert len(reversed_alerts()) == 1
 
 
 def test_an_as_of_valuation_ignores_a_later_carbon_table_and_verify_recomputes(world):
