@@ -239,9 +239,9 @@ class PartitionedIngest:
             farms = None
         for k in sorted(wanted - self.held):
             topics = partition_topics(farms or set(), k, self.leases.partitions)
-            self.ingester.add_session(partition_client_id(k), topics)
+            log.info("partition %d: serving it as %s", k, partition_client_id(k))  # then its
+            self.ingester.add_session(partition_client_id(k), topics)  # session's own lines
             self.held.add(k)
-            log.info("partition %d: serving it as %s", k, partition_client_id(k))
         HELD.set(len(self.held))
         if farms is not None:
             for k in self.held:

@@ -117,12 +117,18 @@ def test_the_clear_cut_reverses_exactly_its_area_and_raises_the_loan_alert(world
     assert alerts[0]["params"]["parcel"] == "F-08"
     loans.value_now(world, "C-CUT-1", AS_OF)  # once per parcel while open
     assert len(reversed_alerts()) == 1
+    stored = {a["id"]: a["params"] for a in loans.list_loan_alerts(world, ["C-CUT-1"])}
     with world.begin() as conn:  # as stored before alerts had params (revision 0013)
         conn.execute(
             update(loan_alerts).where(loan_alerts.c.loan_id == "C-CUT-1").values(params=None)
         )
     loans.value_now(world, "C-CUT-1", AS_OF)  # still known by its English detail
     assert len(reversed_alerts()) == 1
+    with world.begin() as conn:  # the world is shared: put them back
+        for alert_id, params in stored.items():
+            conn.execute(
+                update(loan_alerts).where(loan_alerts.c.id == alert_id).values(params=params)
+            )
 
 
 def test_an_as_of_valuation_ignores_a_later_carbon_table_and_verify_recomputes(world):

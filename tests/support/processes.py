@@ -62,17 +62,16 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
 
 def partitions_served(log: Path) -> set[int]:
     """The ingest partitions an `agri ingest` process serves now, from its log: taken
-    ("partition K: serving it") and since subscribed ("subscribed to ... as agri-ingest-pK"),
-    so what gateways publish from then on is kept for it."""
+    ("partition K: serving it") and subscribed ("subscribed to ... as agri-ingest-pK"), so
+    what gateways publish from then on is kept for it; a lost lease forgets both."""
     taken: set[int] = set()
-    held: set[int] = set()
+    subscribed: set[int] = set()
     for line in log.read_text().splitlines():
         if m := re.search(r"partition (\d+): serving it", line):
             taken.add(int(m[1]))
         elif m := re.search(r"subscribed to .* as agri-ingest-p(\d+)$", line):
-            if int(m[1]) in taken:
-                held.add(int(m[1]))
+            subscribed.add(int(m[1]))
         elif m := re.search(r"partition (\d+): lease lost", line):
             taken.discard(int(m[1]))
-            held.discard(int(m[1]))
-    return held
+            subscribed.discard(int(m[1]))
+    return taken & subscribed
