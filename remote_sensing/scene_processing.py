@@ -10,6 +10,7 @@ import ctypes
 import logging
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,20 +272,20 @@ def process_scene(
     meta, decided, area = read.meta, read.radiometry, read.area
     acquired_at = meta.acquired_at
     ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
-    write_cog(
-        ndvi_path,
-        read.ndvi,
-        area.crs,
-        area.transform,
-        nodata=float("nan"),
-        tags={
-            "SCENE_ID": source.scene_id,
-            "DATETIME": acquired_at.isoformat(),
-            "INDEX": "NDVI",
-            "SENSOR": meta.sensor,
-        },
-    )
-    rows = observation_rows(parcels, area, read.ndvi, read.state, data_dir / "coverage")
+    tags = {
+        "SCENE_ID": source.scene_id,
+        "DATETIME": acquired_at.isoformat(),
+        "INDEX": "NDVI",
+        "SENSOR": meta.sensor,
+    }
+    # GDAL compresses the COG without the GIL: the statistics are computed meanwhile, and
+    # the scene is committed only once the file is whole (its error, if any, is raised)
+    with ThreadPoolExecutor(1, thread_name_prefix="cog") as writer:
+        written = writer.submit(
+            write_cog, ndvi_path, read.ndvi, area.crs, area.transform, float("nan"), tags
+        )
+        rows = observation_rows(parcels, area, read.ndvi, read.state, data_dir / "coverage")
+        written.result()
     http_requests, http_bytes = read.http
     for row in rows:
         row.update(scene_id=source.scene_id, acquired_at=acquired_at, sensor=meta.sensor)
