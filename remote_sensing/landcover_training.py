@@ -87,18 +87,19 @@ def train_on_sample(sample_dir: Path) -> tuple[landcover.Model, dict]:
     trainable = (train_block | in_parcels) & ~excluded & (truth > 0)
 
     rng = np.random.default_rng(landcover.SEED)
-    training_plots = [
-        np.flatnonzero(burn([g]).ravel() & (truth.ravel() > 0))
+    training_plots = [  # the parcels taught, less any margin of a held-out one
+        np.flatnonzero((burn([g]) & trainable).ravel())
         for pid, g in zip(ids, parcels.geometry, strict=True)
         if pid not in held_out and pid not in CHANGED_DURING_PERIOD
     ]
+    training_plots = [pixels for pixels in training_plots if len(pixels)]
     training_plots += _training_windows(truth, trainable & ~in_parcels, rng)
     flat = stack.reshape(len(dates), -1)
     features, labels = [], []
     for pixels in training_plots:
-        rows = landcover.with_plot_context(landcover.pixel_features(flat[:, pixels], dates))
+        seen = landcover.with_plot_context(landcover.pixel_features(flat[:, pixels], dates))
         take = _spread(len(pixels), PIXELS_PER_PLOT)
-        features.append(rows[take])
+        features.append(seen[take])
         labels += [TRUTH_CLASSES[c] for c in truth.ravel()[pixels[take]]]
     features = np.vstack(features)
     trained_on = {
