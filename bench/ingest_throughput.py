@@ -52,7 +52,7 @@ from gateway_publisher import reading_key, tags  # noqa: E402
 from bioassets import registry  # noqa: E402
 from bioassets import store as bio_store  # noqa: E402
 from bioassets.local_broker import LocalBroker  # noqa: E402
-from bioassets.partitions import DEFAULT_PARTITIONS, partition_of  # noqa: E402
+from bioassets.partitions import DEFAULT_PARTITIONS, fair_share, partition_of  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
@@ -79,6 +79,11 @@ def bench_farms(count: int) -> list[tuple[str, str, int]]:
             per_partition[k] = per_partition.get(k, 0) + 1
             sources.append((farm, f"GW-BENCH-F{n:03d}", len(sources)))
     return sources
+
+
+def messages_sent(n: int) -> int:
+    """What a stream of ``n`` messages sends: N / FARMS from each source, whole."""
+    return (n // FARMS) * FARMS
 
 
 def publish(broker, n: int, start_ms: int) -> dict:
@@ -122,7 +127,7 @@ def bare_subscriber(broker, n: int) -> dict:
             str(broker.port),
             registry.INGESTER_USER,
             INGEST_PASSWORD,
-            str((n // FARMS) * FARMS),
+            str(messages_sent(n)),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -154,14 +159,14 @@ def wait_until_stored(engine, last: list[tuple], expected: int, timeout_s: float
 
 def seed(engine) -> None:
     """The sample farms and animals, and the benchmark's gateway."""
-    farms_file = ROOT / "sample_tiles" / "farms.geojson"
-    bio_store.upsert_farms(engine, registry.parse_farms(farms_file).records)
+    farms = registry.parse_farms(ROOT / "sample_tiles" / "farms.geojson").records
+    bio_store.upsert_farms(engine, farms)
     animals = registry.parse_animals(
         ROOT / "sample_tiles" / "animals.csv", bio_store.farm_ids(engine)
     )
     bio_store.upsert_animals(engine, animals.records)
     sows = [a for a in animals.records if a["farm_id"] == FARM]
-    (template,) = [f for f in registry.parse_farms(farms_file).records if f["farm_id"] == FARM]
+    (template,) = [f for f in farms if f["farm_id"] == FARM]
     for farm, gateway, herd in bench_farms(FARMS):
         if herd:  # the sows again, under their own farm and tag ids
             bio_store.upsert_farms(engine, [{**template, "farm_id": farm}])
@@ -184,7 +189,7 @@ def start_ingesters(env: dict, label: str, folder: Path) -> list[AgriProcess]:
         ingester.wait_ready(60)
         procs.append(ingester)
     if len(procs) > 1:  # until the first has handed the others their share
-        share = -(-DEFAULT_PARTITIONS // len(procs))
+        share = fair_share(DEFAULT_PARTITIONS, len(procs))
         served = lambda: [len(partitions_served(p.log)) for p in procs]  # noqa: E731
         deadline = time.monotonic() + 60
         while served() != [share] * len(procs) and time.monotonic() < deadline:
@@ -206,7 +211,7 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
     procs = start_ingesters(env, label, Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")))
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
-    expected = (n // FARMS) * FARMS * PER_MESSAGE
+    expected = messages_sent(n) * PER_MESSAGE
     t0 = time.perf_counter()
     published = publish(broker, n, start_ms)
     wait_until_stored(engine, last_keys(start_ms, n), expected)

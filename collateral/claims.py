@@ -122,11 +122,10 @@ def gather_inputs(
     start, end = claim_report.window_of(as_of)
     backfill = None
     if catalogue is not None:
-        known = {  # stored scenes that hold the plot; the others are read again for it
-            s["scene_id"]
-            for s in plot_history.stored_scenes(engine, None, None)
-            if Path(s["ndvi_path"]).exists()
-            and plot_history.holds_plot(Path(s["ndvi_path"]), plot.geometry)
+        known = {  # stored scenes of the window that hold the plot; the others are read
+            s["scene_id"]  # again for it (the search asks for this window only)
+            for s in plot_history.stored_scenes(engine, start, end)
+            if plot_history.holds_plot(Path(s["ndvi_path"]), plot.geometry)
         }
         backfill = plot_backfill.catalogue_scenes(
             catalogue, plot.geometry, start, end, known, data_dir or Path("./var/data")

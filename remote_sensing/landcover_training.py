@@ -144,9 +144,8 @@ def _training_windows(truth: np.ndarray, allowed: np.ndarray, rng) -> list[np.nd
         codes, counts = np.unique(truth[window], return_counts=True)
         majority = int(codes[counts.argmax()])
         if majority in windows:
-            mask = np.zeros(truth.shape, bool)
-            mask[window] = True
-            windows[majority].append(np.flatnonzero(mask.ravel()))
+            rows_in, cols_in = np.mgrid[window]
+            windows[majority].append(np.sort((rows_in * truth.shape[1] + cols_in).ravel()))
     chosen = []
     for found in windows.values():
         order = rng.permutation(len(found))[:WINDOWS_PER_CLASS]

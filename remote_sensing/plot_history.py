@@ -10,8 +10,10 @@ the catalogue instead (plot_backfill), or, with none configured, reports it as n
 observed and says how many observations it had.
 """
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -61,32 +63,22 @@ def stored_scenes(engine: Engine, since: datetime | None, until: datetime | None
 def holds_plot(path: Path, geometry_wgs84: BaseGeometry) -> bool:
     """Whether a stored NDVI COG holds the plot's ground: the plot inside its extent and
     every block under it stored (a sparse COG leaves out the blocks no parcel needed; a
-    stored block may still be NaN where it was cloudy, which is an observation)."""
+    stored block may still be NaN where it was cloudy, which is an observation). A file
+    that is gone holds nothing."""
+    if not Path(path).exists():
+        return False
     with rasterio.open(path) as src:
         bounds = transform_bounds("EPSG:4326", src.crs, *geometry_wgs84.bounds)
-        window = from_bounds(*bounds, transform=src.transform)
-        if (
-            window.col_off < 0
-            or window.row_off < 0
-            or window.col_off + window.width > src.width
-            or window.row_off + window.height > src.height
-        ):
+        w = from_bounds(*bounds, transform=src.transform)
+        r0, r1 = math.floor(w.row_off), math.ceil(w.row_off + w.height)
+        c0, c1 = math.floor(w.col_off), math.ceil(w.col_off + w.width)
+        if r0 < 0 or c0 < 0 or r1 > src.height or c1 > src.width:
             return False
         block_h, block_w = src.block_shapes[0]
-        rows = range(
-            int(window.row_off) // block_h, int(window.row_off + window.height) // block_h + 1
-        )
-        cols = range(
-            int(window.col_off) // block_w, int(window.col_off + window.width) // block_w + 1
-        )
-        for by in rows:
-            for bx in cols:
-                if by * block_h >= src.height or bx * block_w >= src.width:
-                    continue
-                offset = src.get_tag_item(f"BLOCK_OFFSET_{bx}_{by}", "TIFF", bidx=1)
-                if not offset or int(offset) == 0:
-                    return False
-    return True
+        blocks = product(range(c0 // block_w, (c1 - 1) // block_w + 1),
+                         range(r0 // block_h, (r1 - 1) // block_h + 1))  # fmt: skip
+        offsets = (src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1) for x, y in blocks)
+        return all(offset and int(offset) > 0 for offset in offsets)
 
 
 def lattice(path: Path) -> tuple:
