@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from agri_common.files import atomic_write
 from remote_sensing import store
+from remote_sensing.band_reads import scene_arrays
 from remote_sensing.cog import safe_name
 from remote_sensing.scene_processing import (
     GDAL_SETTINGS,
@@ -23,10 +24,9 @@ from remote_sensing.scene_processing import (
     SceneOutcome,
     Window,
     run_scene,
-    scene_arrays,
     scene_radiometry,
 )
-from remote_sensing.scenes import SceneSource, load_scene, scene_grid, scene_meta
+from remote_sensing.scenes import SceneSource, scene_grid, scene_layout, scene_meta
 
 log = logging.getLogger("agri.imagery")
 
@@ -166,12 +166,6 @@ class ScenePlan:
     radiometry: Radiometry | None = None
 
 
-# On a worker, dask's default scheduler is the cluster itself: a scene's own arrays
-# computed that way would be nested tasks waiting for the worker's own busy thread (a
-# deadlock with one thread per worker). Every task below computes on local threads.
-_LOCAL_THREADS = {"scheduler": "threads"}
-
-
 def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
     try:
         checksum = source.checksum()
@@ -188,11 +182,11 @@ def window_on_worker(
     source: SceneSource, rows: tuple[int, int], scratch: Path, decided: Radiometry
 ) -> Window:
     """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
-    import dask
-
-    with dask.config.set(_LOCAL_THREADS), rasterio.Env(**GDAL_SETTINGS):
-        ds = load_scene(source.path, source.roots, decided.encoding, source.allowed_hosts)
-        ndvi, state = scene_arrays(ds.isel(y=slice(*rows)))
+    with rasterio.Env(**GDAL_SETTINGS):
+        meta = scene_meta(source.path, source.roots, source.allowed_hosts)
+        layout = scene_layout(meta)
+        area = (slice(*rows), slice(0, layout.grid.width))
+        ndvi, state = scene_arrays(meta, layout, decided.encoding, area)
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
     atomic_write(path, lambda fh: np.savez(fh, ndvi=ndvi, state=state))
     return (*rows, path)
@@ -224,15 +218,12 @@ def scene_on_worker(
     With ``windows`` the arrays were computed by window tasks; their scratch files go when
     the scene is done.
     """
-    import dask
-
     engine = _worker_engine(database_url, open_engine)
     touched: set[str] = set()
     try:
-        with dask.config.set(_LOCAL_THREADS):
-            outcome = run_scene(
-                engine, source, done, parcels, data_dir, touched, checksum, windows, decided
-            )
+        outcome = run_scene(
+            engine, source, done, parcels, data_dir, touched, checksum, windows, decided
+        )
     finally:
         if windows:
             shutil.rmtree(windows[0][2].parent, ignore_errors=True)

@@ -23,10 +23,9 @@ import rasterio
 from rasterio.features import rasterize
 from scipy.ndimage import binary_dilation
 
-from agri_common.times import parse_time
 from remote_sensing import landcover
-from remote_sensing.scene_processing import scene_arrays
-from remote_sensing.scenes import load_scene
+from remote_sensing.band_reads import scene_arrays
+from remote_sensing.scenes import scene_layout, scene_meta
 
 # sample_tiles/generate.py's land-cover codes -> the model's classes
 TRUTH_CLASSES = {
@@ -51,11 +50,12 @@ def sample_stack(scenes_dir: Path) -> tuple[np.ndarray, list[datetime], rasterio
     """Masked NDVI of every sample scene [date, row, col], the dates, transform and CRS."""
     layers, dates, transform, crs = [], [], None, None
     for item in sorted(Path(scenes_dir).glob("*/item.json")):
-        ds = load_scene(item)
-        ndvi, _state = scene_arrays(ds, threads=1)
+        meta = scene_meta(item)
+        layout = scene_layout(meta)
+        ndvi, _state = scene_arrays(meta, layout, meta.encoding, threads=1)
         layers.append(ndvi)
-        dates.append(parse_time(ds.attrs["acquired_at"]))
-        transform, crs = ds.rio.transform(), ds.rio.crs.to_string()
+        dates.append(meta.acquired_at)
+        transform, crs = layout.grid.transform, layout.grid.crs.to_string()
     return np.stack(layers), dates, transform, crs
 
 

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask.array as da
 import geopandas as gpd
 import numpy as np
 import rasterio
@@ -24,15 +23,14 @@ from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Engine
 
 from agri_common.retry import with_retries
-from remote_sensing import catalogues, http_assets, indices, radiometry, store
+from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.scenes import (
     SceneMeta,
     SceneSource,
     dn_sample,
-    open_scene,
-    scene_grid,
+    scene_layout,
     scene_meta,
 )
 from remote_sensing.zonal import parcel_statistics
@@ -237,20 +235,20 @@ def read_scene(
         # download cache is made again with their size
         http_assets.reset_scene_reads()
         meta = scene_meta(source.path, source.roots, source.allowed_hosts)
-        grid = scene_grid(meta)
+        layout = scene_layout(meta)
+        grid = layout.grid
         decided = decided or scene_radiometry(meta, parcels, grid)
-        ds = open_scene(meta, decided.encoding)
-        with ds:
-            if windows:
-                area = grid
-                ndvi, state = assembled(windows, grid)
-            else:
-                size = ds["red"].data.chunksize[0]
-                blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, size)
-                area, (rows, cols), blocks = read_area(grid, blocks, size)
-                remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
-                threads = REMOTE_READ_THREADS if remote else None
-                ndvi, state = scene_arrays(ds.isel(y=rows, x=cols), blocks, threads)
+        if windows:
+            area = grid
+            ndvi, state = assembled(windows, grid)
+        else:
+            blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, layout.chunk)
+            area, where, blocks = read_area(grid, blocks, layout.chunk)
+            remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
+            threads = REMOTE_READ_THREADS if remote else None
+            ndvi, state = band_reads.scene_arrays(
+                meta, layout, decided.encoding, where, blocks, threads
+            )
         http = http_assets.network_stats() or (None, None)
     _release_freed_memory()
     return SceneRead(meta, decided, area, ndvi, state, http)
@@ -320,44 +318,11 @@ def _release_freed_memory() -> None:
         pass
 
 
-def scene_arrays(
-    ds, blocks: list[tuple[slice, slice]] | None = None, threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Masked NDVI (float32) and pixel state (uint8), computed chunk-wise on all cores.
-
-    With ``blocks`` only those (row, column) slices are read and computed, the rest is
-    left NaN and NOT_IMAGED: a portfolio covers a few percent of a tile, and over HTTP
-    every block not read is bytes not fetched. Chunks are stored straight into
-    preallocated arrays, so a full tile never exists twice in memory (dask.compute would
-    concatenate the chunks into a second copy). ``threads``: how many chunks are read at
-    once (default: one per core; reads over HTTP mostly wait, so more).
-    """
-    red, nir, scl = ds["red"].data, ds["nir"].data, ds["scl"].data
-    if blocks is None:
-        blocks = [(slice(0, red.shape[0]), slice(0, red.shape[1]))]
-        ndvi = np.empty(red.shape, dtype=np.float32)
-        state = np.empty(red.shape, dtype=np.uint8)
-    else:
-        ndvi = np.full(red.shape, np.nan, dtype=np.float32)
-        state = np.full(red.shape, indices.NOT_IMAGED, dtype=np.uint8)
-    sources, targets = [], []
-    for rows, cols in blocks:
-        bands = (red[rows, cols], nir[rows, cols], scl[rows, cols])
-        sources += [
-            da.map_blocks(indices.masked_ndvi, *bands, dtype=np.float32),
-            da.map_blocks(indices.pixel_state, *bands, dtype=np.uint8),
-        ]
-        targets += [ndvi[rows, cols], state[rows, cols]]
-    if sources:
-        da.store(sources, targets, lock=False, scheduler="threads", num_workers=threads)
-    return ndvi, state
-
-
 def read_area(
     grid: Grid, blocks: list[tuple[slice, slice]], size: int
 ) -> tuple[Grid, tuple[slice, slice], list[tuple[slice, slice]] | None]:
     """The part of the scene that holds ``blocks``: its grid, its rows and columns in the
-    scene, and the blocks within it (None: all of them, read whole as before blocks). The
+    scene, and the blocks to read in it (None: all of it). The
     NDVI COG and the statistics are made on it, so a scene over one parcel writes a block,
     not a tile (2.6 s a scene for a full tile). Without blocks (no parcel on the scene),
     the first block, read as nothing."""
@@ -369,10 +334,7 @@ def read_area(
     area = Grid(grid.crs, grid.transform * Affine.translation(c0, r0), r1 - r0, c1 - c0)
     if len(blocks) == -(-area.height // size) * -(-area.width // size):
         return area, (slice(r0, r1), slice(c0, c1)), None  # every block: read it whole
-    inner = [
-        (slice(r.start - r0, r.stop - r0), slice(c.start - c0, c.stop - c0)) for r, c in blocks
-    ]
-    return area, (slice(r0, r1), slice(c0, c1)), inner
+    return area, (slice(r0, r1), slice(c0, c1)), blocks
 
 
 def parcel_blocks(local: gpd.GeoDataFrame, grid: Grid, size: int) -> list[tuple[slice, slice]]:

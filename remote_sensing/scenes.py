@@ -1,45 +1,31 @@
-"""The one scene loader: a STAC item or a multi-band GeoTIFF becomes an xarray Dataset.
+"""What a scene is: a STAC item or a multi-band GeoTIFF, its bands and how to read them.
 
-Whatever the source and the sensor, the Dataset has the same shape downstream code
-relies on: ``red`` and ``nir`` as float32 surface reflectance on the Sentinel-2 scale
-(NaN where the sensor has no data) and ``scl`` as the Sentinel-2 scene classification
-on the same grid (0 = no data; Landsat's QA_PIXEL bits are mapped onto its classes),
-all lazily read in dask chunks, with CRS and transform attached through rioxarray.
-Which assets to read and how their numbers become reflectance come from the item and
-the catalogue conventions (``catalogues``, ``radiometry``), never from callers.
+Whatever the source and the sensor, a scene's metadata (SceneMeta) says where its red,
+NIR and mask bands are and how their numbers become reflectance, from the item and the
+catalogue conventions (``catalogues``, ``radiometry``), never from callers; its pixels
+are read by ``band_reads``: ``red`` and ``nir`` as float32 surface reflectance on the
+Sentinel-2 scale (NaN where the sensor has no data) and ``scl`` as the Sentinel-2 scene
+classification on the same grid (0 = no data; Landsat's QA_PIXEL bits are mapped onto
+its classes).
 """
 
 import hashlib
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import rasterio
-import rioxarray
-import xarray as xr
-from pyproj import CRS
-from rasterio.enums import Resampling
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from agri_common.times import parse_time
-from remote_sensing import catalogues, http_assets, radiometry
+from remote_sensing import band_reads, catalogues, http_assets, radiometry
+from remote_sensing.band_reads import Layout, SceneError
 from remote_sensing.coverage import Grid
-from remote_sensing.indices import qa_pixel_to_scl, reflectance
 from remote_sensing.radiometry import Encoding
 
-CHUNK_PX = 2048
-# Over HTTP a scene is read in blocks of its COG's internal tiles (1024 px at Earth Search
-# and Planetary Computer): a block not over a parcel is a tile not fetched.
-REMOTE_CHUNK_PX = 1024
-# A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
-# mistake or an attack, refused from its header before anything is allocated for it.
-MAX_PIXELS = 20_000 * 20_000
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 # A GeoTIFF scene names its bands in the band descriptions.
@@ -48,10 +34,6 @@ GEOTIFF_BANDS = {
     "nir": ("nir", "b08"),
     "mask": ("scl",),
 }
-
-
-class SceneError(ValueError):
-    """A scene that cannot be used: unreadable, incomplete, or without a CRS."""
 
 
 @dataclass(frozen=True)
@@ -198,55 +180,50 @@ def asset_path(
     return target
 
 
+@dataclass(frozen=True)
+class SceneBands:
+    """A whole scene read into memory: what tests and small tools look at."""
+
+    meta: SceneMeta
+    grid: Grid
+    red: np.ndarray  # float32 reflectance, NaN where no data
+    nir: np.ndarray
+    scl: np.ndarray  # uint8 scene classes on the red grid
+
+
 def load_scene(
     path: Path,
     roots: list[Path] | None = None,
     encoding: Encoding | None = None,
     allowed_hosts: frozenset[str] = frozenset(),
-) -> xr.Dataset:
-    """Open a STAC item (``.json``) or a multi-band GeoTIFF as a lazy Dataset.
+) -> SceneBands:
+    """Read a STAC item (``.json``) or a multi-band GeoTIFF whole.
 
     A STAC item's assets must lie inside ``roots`` (default: the item's own folder).
     ``encoding`` overrules what the metadata says about red and NIR (the job passes the
     one the numbers confirmed). Raises SceneError naming what is wrong (missing band, no
     CRS, unreadable file).
     """
-    return open_scene(scene_meta(Path(path), roots, allowed_hosts), encoding)
+    meta = scene_meta(Path(path), roots, allowed_hosts)
+    layout = scene_layout(meta)
+    whole = (slice(0, layout.grid.height), slice(0, layout.grid.width))
+    with band_reads.handles() as opened:
+        red, nir, scl = band_reads.read_reflectance(
+            meta, layout, encoding or meta.encoding, whole, opened
+        )
+    return SceneBands(meta, layout.grid, red, nir, scl)
 
 
-def open_scene(meta: SceneMeta, encoding: Encoding | None = None) -> xr.Dataset:
-    """load_scene for a scene whose metadata the caller has already read."""
-    encoding = encoding or meta.encoding
-    red = _open_reflectance(meta.bands["red"], encoding, meta.bandpass, "red")
-    nir = _open_reflectance(meta.bands["nir"], encoding, meta.bandpass, "nir")
-    if red.shape != nir.shape or red.rio.transform() != nir.rio.transform():
-        raise SceneError(f"{meta.path}: red and nir are not on the same grid")
-    mask = _open_band(meta.bands["mask"])
-    if meta.mask == "qa_pixel":
-        mask = mask.copy(data=mask.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
-    scl = _scl_on_grid(mask, red, lazy=http_assets.is_remote(meta.bands["mask"].path))
-    ds = xr.Dataset({"red": red, "nir": nir, "scl": scl})
-    ds = ds.rio.write_crs(red.rio.crs).rio.write_transform(red.rio.transform())
-    ds.attrs = {
-        "scene_id": meta.scene_id,
-        "acquired_at": meta.acquired_at.isoformat(),
-        "source": str(meta.path),
-        "sensor": meta.sensor,
-    }
-    return ds
+def scene_layout(meta: SceneMeta) -> Layout:
+    """Where a scene's pixels are (band_reads.scene_layout), checked from the headers:
+    a raster without CRS, of absurd size or off the red grid is refused before a read."""
+    return band_reads.scene_layout(meta.bands)
 
 
 def scene_grid(meta: SceneMeta) -> Grid:
-    """The grid (CRS, transform, size) of a scene's red band, from its header alone: what
+    """The grid (CRS, transform, size) of a scene's red band, from its headers alone: what
     the offset check and a cluster's decision to split the scene need."""
-    red = meta.bands["red"].path
-    try:
-        with rasterio.open(red) as ds:
-            if ds.crs is None:
-                raise SceneError(f"{red}: raster has no CRS")
-            return Grid(CRS.from_wkt(ds.crs.to_wkt()), ds.transform, ds.height, ds.width)
-    except rasterio.errors.RasterioError as exc:
-        raise SceneError(f"{red}: cannot open raster ({exc})") from exc
+    return scene_layout(meta).grid
 
 
 def scene_meta(
@@ -268,45 +245,10 @@ def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
     arrays): what radiometry.check_offset looks at. A 20 m SCL is read onto the window."""
     if not windows:
         return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
-    reds, nirs, scls = [], [], []
-    refs = meta.bands
-    with (
-        _band_reads(meta, refs["red"]),
-        rasterio.open(refs["red"].path) as red,
-        _band_reads(meta, refs["nir"]),
-        rasterio.open(refs["nir"].path) as nir,
-        _band_reads(meta, refs["mask"]),
-        rasterio.open(refs["mask"].path) as mask,
-    ):
-        for window in windows:
-            bounds = rasterio.windows.bounds(window, red.transform)
-            on_mask = from_bounds(*bounds, transform=mask.transform)
-            with _band_reads(meta, refs["mask"]):
-                scl = mask.read(
-                    refs["mask"].index,
-                    window=on_mask,
-                    out_shape=(int(window.height), int(window.width)),
-                    resampling=Resampling.nearest,
-                    boundless=True,
-                    fill_value=0,
-                )
-            with _band_reads(meta, refs["red"]):
-                reds.append(red.read(refs["red"].index, window=window).ravel())
-            with _band_reads(meta, refs["nir"]):
-                nirs.append(nir.read(refs["nir"].index, window=window).ravel())
-            scls.append(scl.ravel())
-    return np.concatenate(reds), np.concatenate(nirs), np.concatenate(scls)
-
-
-@contextmanager
-def _band_reads(meta: SceneMeta, ref: BandRef) -> Iterator[None]:
-    """A read of one band that fails says which file or URL, and why (GDAL's message
-    carries the HTTP status of a remote one)."""
-    try:
-        yield
-    except rasterio.errors.RasterioError as exc:
-        shown = http_assets.shown_url(ref.path)
-        raise SceneError(f"{meta.scene_id}: cannot read {shown} ({exc})") from exc
+    layout = scene_layout(meta)
+    with band_reads.handles() as opened:
+        reads = [band_reads.read_dn(meta, layout, window.toslices(), opened) for window in windows]
+    return tuple(np.concatenate([read[i].ravel() for read in reads]) for i in range(3))
 
 
 def _stac_meta(path: Path, roots: list[Path], allowed_hosts: frozenset[str]) -> SceneMeta:
@@ -427,69 +369,3 @@ def _geotiff_meta(path: Path) -> SceneMeta:
         mask="scl",
         encoding=Encoding(scale, offset, no_data, "baseline"),
     )
-
-
-def _open_band(ref: BandRef) -> xr.DataArray:
-    chunk = REMOTE_CHUNK_PX if http_assets.is_remote(ref.path) else CHUNK_PX
-    try:
-        da = rioxarray.open_rasterio(
-            ref.path,
-            chunks={"x": chunk, "y": chunk},
-            lock=False,
-            mask_and_scale=False,
-        )
-    except Exception as exc:  # rasterio raises several types for broken files
-        raise SceneError(f"{ref.path}: cannot open raster ({exc})") from exc
-    if da.sizes["x"] * da.sizes["y"] > MAX_PIXELS:
-        raise SceneError(
-            f"{ref.path}: raster of {da.sizes['x']} x {da.sizes['y']} px is beyond the "
-            f"{MAX_PIXELS:,} px a scene may have (refused before reading)"
-        )
-    if da.rio.crs is None:
-        raise SceneError(f"{ref.path}: raster has no CRS")
-    if ref.index > da.sizes["band"]:
-        raise SceneError(f"{ref.path}: band {ref.index} does not exist")
-    return da.isel(band=ref.index - 1, drop=True)
-
-
-def _open_reflectance(
-    ref: BandRef, encoding: Encoding, bandpass: str | None, band: str
-) -> xr.DataArray:
-    """Digital numbers to float32 reflectance, NaN where the band has no data (lazy)."""
-    dn = _open_band(ref)
-    enc = radiometry.with_bandpass(encoding, bandpass, band)
-    data = dn.data.map_blocks(reflectance, enc.scale, enc.offset, ref.nodata, dtype=np.float32)
-    return dn.copy(data=data)
-
-
-def _scl_on_grid(scl: xr.DataArray, like: xr.DataArray, lazy: bool = False) -> xr.DataArray:
-    """Nearest-neighbour SCL on the grid of ``like`` (e.g. 20 m onto 10 m); 0 outside it.
-
-    A 20 m SCL is a quarter of the 10 m pixels (30 MB for a full tile), so a local one is
-    read once and each 10 m chunk picks its pixels from it: no per-chunk resampling of the
-    file. Over HTTP (``lazy``) only the SCL blocks under the chunks computed are fetched:
-    the same picking, as a lazy index into the file's chunks.
-    """
-    if scl.rio.crs != like.rio.crs:
-        raise SceneError("SCL is in a different CRS from the reflectance bands")
-    if scl.rio.transform() == like.rio.transform() and scl.shape == like.shape:
-        return scl.astype(np.uint8).rename("scl")
-    scl_t = scl.rio.transform()
-    # one row/column of 0 (no data) around the SCL makes out-of-grid lookups land on 0
-    shape = (scl.shape[0] + 2, scl.shape[1] + 2)
-    cols = np.floor((like.x.values - scl_t.c) / scl_t.a).astype(np.int64) + 1
-    rows = np.floor((like.y.values - scl_t.f) / scl_t.e).astype(np.int64) + 1
-    cols = np.clip(cols, 0, shape[1] - 1)
-    rows = np.clip(rows, 0, shape[0] - 1)
-    if lazy:
-        padded = da.pad(scl.data.astype(np.uint8), 1)
-        data = padded[rows][:, cols].rechunk(like.data.chunks)
-        return xr.DataArray(data, coords={"y": like.y, "x": like.x}, dims=("y", "x"), name="scl")
-    padded = np.pad(scl.values.astype(np.uint8), 1)
-
-    def pick(block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        return padded[np.ix_(rows[r0:r1], cols[c0:c1])]
-
-    data = da.map_blocks(pick, chunks=like.data.chunks, dtype=np.uint8)
-    return xr.DataArray(data, coords={"y": like.y, "x": like.x}, dims=("y", "x"), name="scl")

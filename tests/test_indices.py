@@ -1,4 +1,3 @@
-import dask.array as da
 import numpy as np
 
 from remote_sensing.indices import (
@@ -47,16 +46,6 @@ def test_every_masked_scl_class_becomes_nan_and_others_survive():
         assert np.isnan(result[code]) == (code in SCL_MASKED), code
     assert scl_masked(scl).sum() == 7  # snow (11) too
     assert list(np.flatnonzero(scl_cloudy(scl))) == [3, 8, 9, 10]
-
-
-def test_chunk_by_chunk_over_dask_gives_the_same_values():
-    rng = np.random.default_rng(1)
-    red = rng.uniform(0, 0.3, (64, 64)).astype(np.float32)
-    nir = rng.uniform(0, 0.6, (64, 64)).astype(np.float32)
-    scl = rng.integers(0, 12, (64, 64)).astype(np.uint8)
-    chunks = [da.from_array(a, chunks=16) for a in (red, nir, scl)]
-    lazy = da.map_blocks(masked_ndvi, *chunks, dtype=np.float32)
-    np.testing.assert_array_equal(lazy.compute(), masked_ndvi(red, nir, scl))
 
 
 def test_reflectance_applies_scale_offset_and_no_data():

@@ -86,12 +86,12 @@ def test_baseline_offset_applies_only_from_2022(realdata, tmp_path):
         dst.update_tags(DATETIME="2023-08-05")
     before = load_scene(original)
     after = load_scene(shifted)
-    valid = np.isfinite(before.red.values)
+    valid = np.isfinite(before.red)
     assert valid.sum() > 1000
-    np.testing.assert_allclose(after.red.values[valid], before.red.values[valid], atol=1e-6)
-    np.testing.assert_allclose(after.nir.values[valid], before.nir.values[valid], atol=1e-6)
+    np.testing.assert_allclose(after.red[valid], before.red[valid], atol=1e-6)
+    np.testing.assert_allclose(after.nir[valid], before.nir[valid], atol=1e-6)
     # The same shifted DNs dated 2019 would be read without the offset: visibly wrong.
     with rasterio.open(shifted, "r+") as dst:
         dst.update_tags(DATETIME="2019-08-05")
     wrong = load_scene(shifted)
-    assert np.nanmin(wrong.red.values[valid] - before.red.values[valid]) > 0.099
+    assert np.nanmin(wrong.red[valid] - before.red[valid]) > 0.099

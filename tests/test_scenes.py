@@ -1,5 +1,6 @@
 """The scene loader on the sample STAC items and on hand-made GeoTIFF variants."""
 
+import dataclasses
 import json
 import shutil
 from datetime import UTC, datetime
@@ -8,27 +9,53 @@ import numpy as np
 import pytest
 import rasterio
 
+from remote_sensing.band_reads import scene_arrays
+from remote_sensing.indices import NOT_IMAGED, masked_ndvi, pixel_state
 from remote_sensing.radiometry import baseline_scale_offset
-from remote_sensing.scenes import SceneError, find_scenes, load_scene
+from remote_sensing.scenes import SceneError, find_scenes, load_scene, scene_layout, scene_meta
 from tests.support.paths import SAMPLE_TILES
 
 FIRST = sorted((SAMPLE_TILES / "scenes").iterdir())[0]
 
 
-def test_stac_item_loads_lazily_with_reflectance_and_scl_on_the_10m_grid():
+def test_stac_item_loads_with_reflectance_and_scl_on_the_10m_grid():
     ds = load_scene(FIRST / "item.json")
-    assert ds.red.chunks is not None  # dask-backed, nothing read yet
-    assert ds.rio.crs.to_epsg() == 32650
-    assert ds.rio.transform().a == 10
-    assert ds.sizes == {"y": 500, "x": 500}
-    assert ds.attrs["acquired_at"].startswith("2023-01-06")
+    assert ds.grid.crs.to_epsg() == 32650
+    assert ds.grid.transform.a == 10
+    assert (ds.grid.height, ds.grid.width) == (500, 500)
+    assert ds.red.shape == ds.nir.shape == ds.scl.shape == (500, 500)
+    assert ds.meta.acquired_at.isoformat().startswith("2023-01-06")
     with rasterio.open(FIRST / "B04.tif") as src:
         dn = src.read(1)
-    red = ds.red.values
+    red = ds.red
     np.testing.assert_allclose(red, (dn.astype(np.float64) - 1000) / 10000, atol=1e-7)
     with rasterio.open(FIRST / "SCL.tif") as src:
         scl20 = src.read(1)
-    np.testing.assert_array_equal(ds.scl.values, np.kron(scl20, np.ones((2, 2), np.uint8)))
+    np.testing.assert_array_equal(ds.scl, np.kron(scl20, np.ones((2, 2), np.uint8)))
+
+
+def test_windows_at_any_offset_give_the_values_of_the_whole_scene():
+    """The job reads a scene window by window on threads (the blocks under parcels, or a
+    cluster worker's rows): any cut, odd offsets against the 20 m SCL included, gives the
+    values of one whole read; blocks not asked for stay NaN and not imaged."""
+    whole = load_scene(FIRST / "item.json")
+    expected_ndvi = masked_ndvi(whole.red, whole.nir, whole.scl)
+    expected_state = pixel_state(whole.red, whole.nir, whole.scl)
+    meta = scene_meta(FIRST / "item.json")
+    layout = dataclasses.replace(scene_layout(meta), chunk=77)  # odd: windows cut SCL pixels
+    ndvi, state = scene_arrays(meta, layout, meta.encoding, threads=3)
+    np.testing.assert_array_equal(ndvi, expected_ndvi)
+    np.testing.assert_array_equal(state, expected_state)
+    area = (slice(33, 401), slice(101, 480))
+    blocks = [(slice(33, 154), slice(101, 231)), (slice(231, 308), slice(385, 462))]
+    ndvi, state = scene_arrays(meta, layout, meta.encoding, area, blocks, threads=2)
+    assert ndvi.shape == state.shape == (368, 379)
+    for rows, cols in blocks:
+        inside = (slice(rows.start - 33, rows.stop - 33), slice(cols.start - 101, cols.stop - 101))
+        np.testing.assert_array_equal(ndvi[inside], expected_ndvi[rows, cols])
+        np.testing.assert_array_equal(state[inside], expected_state[rows, cols])
+        ndvi[inside], state[inside] = np.nan, NOT_IMAGED
+    assert np.isnan(ndvi).all() and (state == NOT_IMAGED).all()
 
 
 def test_stac_item_without_raster_bands_uses_the_processing_baseline(tmp_path):
@@ -38,10 +65,10 @@ def test_stac_item_without_raster_bands_uses_the_processing_baseline(tmp_path):
     for asset in item["assets"].values():
         asset.pop("raster:bands")
     (folder / "item.json").write_text(json.dumps(item))
-    shifted = load_scene(folder / "item.json").red.values
+    shifted = load_scene(folder / "item.json").red
     item["properties"]["s2:processing_baseline"] = "03.01"
     (folder / "item.json").write_text(json.dumps(item))
-    unshifted = load_scene(folder / "item.json").red.values
+    unshifted = load_scene(folder / "item.json").red
     np.testing.assert_allclose(unshifted - shifted, 0.1, atol=1e-6)
 
 

@@ -1,0 +1,253 @@
+"""A scene's bands read window by window into NumPy: reflectance, SCL on the red grid,
+masked NDVI and pixel state.
+
+Every reader of pixels goes through here: the imagery job (the blocks under parcels, or a
+whole scene), a cluster worker's band of rows, the offset check's raw numbers and the
+land-cover training stack. Windows are read on a thread pool, each thread with its own
+dataset handles (a GDAL dataset is not thread-safe, and a handle kept per thread keeps
+its decoded blocks for the next window): GDAL fetches, decompresses and copies without
+the GIL, and the per-pixel NumPy work is a few passes over a window still in cache. This
+is plain rasterio on purpose: a lazy dask/xarray graph cost 0.8 s of imports per process
+and a graph per window, and nothing here needs more than "read this window".
+"""
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from pyproj import CRS
+from rasterio.windows import Window
+
+from remote_sensing import http_assets, indices, radiometry
+from remote_sensing.coverage import Grid
+
+if TYPE_CHECKING:
+    from remote_sensing.scenes import SceneMeta
+
+# A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
+# mistake or an attack, refused from its header before anything is allocated for it.
+MAX_PIXELS = 20_000 * 20_000
+CHUNK_PX = 2048  # a local file is read in windows of this many pixels square
+# Over HTTP a scene is read in blocks of its COG's internal tiles (1024 px at Earth Search
+# and Planetary Computer): a block not over a parcel is a tile not fetched.
+REMOTE_CHUNK_PX = 1024
+
+Block = tuple[slice, slice]  # rows, columns
+
+
+class SceneError(ValueError):
+    """A scene that cannot be used: unreadable, incomplete, or without a CRS."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a scene's pixels are: the red band's grid (the scene's: NIR shares it) and
+    the mask band's own grid (Sentinel-2's SCL is 20 m, Landsat's QA_PIXEL 30 m)."""
+
+    grid: Grid
+    mask: Grid
+    chunk: int = CHUNK_PX  # the side of the windows a whole read of the scene uses
+
+
+def band_grid(path, index: int = 1) -> Grid:
+    """A band's grid from its file's header, checked: a CRS, a sane size, the band there."""
+    shown = http_assets.shown_url(path)
+    try:
+        with rasterio.open(path) as ds:
+            if ds.width * ds.height > MAX_PIXELS:
+                raise SceneError(
+                    f"{shown}: raster of {ds.width} x {ds.height} px is beyond the "
+                    f"{MAX_PIXELS:,} px a scene may have (refused before reading)"
+                )
+            if ds.crs is None:
+                raise SceneError(f"{shown}: raster has no CRS")
+            if index > ds.count:
+                raise SceneError(f"{shown}: band {index} does not exist")
+            return Grid(CRS.from_wkt(ds.crs.to_wkt()), ds.transform, ds.height, ds.width)
+    except rasterio.errors.RasterioError as exc:
+        raise SceneError(f"{shown}: cannot open raster ({exc})") from exc
+
+
+def scene_layout(bands: dict) -> Layout:
+    """The layout of a scene's ``bands`` (scenes.BandRef by red/nir/mask), checked from
+    the headers alone: red and NIR on one grid, the mask in the same CRS."""
+    red = band_grid(bands["red"].path, bands["red"].index)
+    nir = band_grid(bands["nir"].path, bands["nir"].index)
+    if (red.transform, red.height, red.width) != (nir.transform, nir.height, nir.width):
+        raise SceneError(f"{bands['red'].path}: red and nir are not on the same grid")
+    mask = band_grid(bands["mask"].path, bands["mask"].index)
+    if mask.crs != red.crs:
+        raise SceneError("SCL is in a different CRS from the reflectance bands")
+    remote = any(http_assets.is_remote(b.path) for b in bands.values())
+    return Layout(red, mask, REMOTE_CHUNK_PX if remote else CHUNK_PX)
+
+
+class _Handles:
+    """One open dataset per file and thread, closed together at the end of a read."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._opened: list = []
+        self._lock = threading.Lock()
+
+    def get(self, path):
+        open_here = self._local.__dict__.setdefault("open", {})
+        if path not in open_here:
+            ds = rasterio.open(path)
+            with self._lock:
+                self._opened.append(ds)
+            open_here[path] = ds
+        return open_here[path]
+
+    def close(self) -> None:
+        for ds in self._opened:
+            ds.close()
+
+
+@contextmanager
+def handles() -> Iterator[_Handles]:
+    opened = _Handles()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def mask_indices(layout: Layout, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+    """For each red-grid row and column of the window, the mask pixel under its centre
+    (nearest neighbour; may fall outside the mask's grid)."""
+    grid, mask = layout.grid, layout.mask
+    t, m = grid.transform, mask.transform
+    x = t.c + (np.arange(cols.start, cols.stop) + 0.5) * t.a
+    y = t.f + (np.arange(rows.start, rows.stop) + 0.5) * t.e
+    return (
+        np.floor((y - m.f) / m.e).astype(np.int64),
+        np.floor((x - m.c) / m.a).astype(np.int64),
+    )
+
+
+def read_dn(
+    meta: "SceneMeta", layout: Layout, block: Block, opened: _Handles
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw red and NIR numbers of a window of the red grid, and the mask under it as SCL
+    classes (uint8; 0 where the mask's grid does not reach; Landsat's QA_PIXEL mapped)."""
+    bands, qa_pixel = meta.bands, meta.mask == "qa_pixel"
+    rows, cols = block
+    window = Window.from_slices(rows, cols)
+    red = _read(opened, bands["red"], window)
+    nir = _read(opened, bands["nir"], window)
+    grid, mask = layout.grid, layout.mask
+    same = (mask.transform, mask.height, mask.width) == (
+        grid.transform,
+        grid.height,
+        grid.width,
+    )
+    if same:
+        scl = _read(opened, bands["mask"], window)
+        return red, nir, (indices.qa_pixel_to_scl(scl) if qa_pixel else scl.astype(np.uint8))
+    mrows, mcols = mask_indices(layout, rows, cols)
+    r0, r1 = max(0, int(mrows.min())), min(mask.height, int(mrows.max()) + 1)
+    c0, c1 = max(0, int(mcols.min())), min(mask.width, int(mcols.max()) + 1)
+    # one row/column of 0 (no data) around what was read: lookups off the grid land on it
+    padded = np.zeros((max(0, r1 - r0) + 2, max(0, c1 - c0) + 2), np.uint8)
+    if r1 > r0 and c1 > c0:
+        raw = _read(opened, bands["mask"], Window.from_slices((r0, r1), (c0, c1)))
+        padded[1:-1, 1:-1] = indices.qa_pixel_to_scl(raw) if qa_pixel else raw
+    pick_rows = np.clip(mrows - r0 + 1, 0, padded.shape[0] - 1)
+    pick_cols = np.clip(mcols - c0 + 1, 0, padded.shape[1] - 1)
+    return red, nir, padded[np.ix_(pick_rows, pick_cols)]
+
+
+def read_reflectance(
+    meta: "SceneMeta",
+    layout: Layout,
+    encoding: radiometry.Encoding,
+    block: Block,
+    opened: _Handles,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Red and NIR of one window as float32 reflectance on the Sentinel-2 scale (NaN where
+    no data), read with ``encoding``, and the SCL classes under them."""
+    red_dn, nir_dn, scl = read_dn(meta, layout, block, opened)
+    out = []
+    for band, dn in (("red", red_dn), ("nir", nir_dn)):
+        enc = radiometry.with_bandpass(encoding, meta.bandpass, band)
+        out.append(indices.reflectance(dn, enc.scale, enc.offset, meta.bands[band].nodata))
+    return out[0], out[1], scl
+
+
+def scene_arrays(
+    meta: "SceneMeta",
+    layout: Layout,
+    encoding: radiometry.Encoding,
+    area: Block | None = None,
+    blocks: list[Block] | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masked NDVI (float32) and pixel state (uint8) of ``area`` of the scene (rows and
+    columns of its grid; default all of it), read window by window on ``threads``.
+
+    With ``blocks`` (windows of the grid inside ``area``) only those are read and the
+    rest is left NaN and NOT_IMAGED: a portfolio covers a few percent of a tile, and over
+    HTTP every block not read is bytes not fetched. Each window is stored straight into
+    the preallocated arrays, so the area never exists twice in memory.
+    """
+    grid = layout.grid
+    rows, cols = area or (slice(0, grid.height), slice(0, grid.width))
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    if blocks is None:
+        blocks = windows(rows, cols, layout.chunk)
+        ndvi, state = np.empty(shape, np.float32), np.empty(shape, np.uint8)
+    else:
+        ndvi = np.full(shape, np.nan, np.float32)
+        state = np.full(shape, indices.NOT_IMAGED, np.uint8)
+
+    def one(block: Block, opened: _Handles) -> None:
+        red, nir, scl = read_reflectance(meta, layout, encoding, block, opened)
+        inside = (
+            slice(block[0].start - rows.start, block[0].stop - rows.start),
+            slice(block[1].start - cols.start, block[1].stop - cols.start),
+        )
+        ndvi[inside] = indices.masked_ndvi(red, nir, scl)
+        state[inside] = indices.pixel_state(red, nir, scl)
+
+    map_windows(one, blocks, threads)
+    return ndvi, state
+
+
+def windows(rows: slice, cols: slice, size: int) -> list[Block]:
+    """``rows`` x ``cols`` cut into windows of ``size`` px, aligned to the grid's origin
+    (so a window is whole file tiles where the tiles are that size)."""
+    return [
+        (
+            slice(max(r, rows.start), min(r + size, rows.stop)),
+            slice(max(c, cols.start), min(c + size, cols.stop)),
+        )
+        for r in range(rows.start - rows.start % size, rows.stop, size)
+        for c in range(cols.start - cols.start % size, cols.stop, size)
+    ]
+
+
+def _read(opened: _Handles, ref, window: Window) -> np.ndarray:
+    """One band's window; a failed read says which file or URL, and why (GDAL's message
+    carries the HTTP status of a remote one)."""
+    try:
+        return opened.get(ref.path).read(ref.index, window=window)
+    except rasterio.errors.RasterioError as exc:
+        raise SceneError(f"cannot read {http_assets.shown_url(ref.path)} ({exc})") from exc
+
+
+def map_windows(
+    read: Callable[[Block, _Handles], None], blocks: list[Block], threads: int | None
+) -> None:
+    """``read(block, handles)`` for every block, ``threads`` at once (default: the
+    cores); the first error is raised once all have stopped."""
+    threads = threads or os.cpu_count() or 1
+    with handles() as opened, ThreadPoolExecutor(threads, "band-read") as pool:
+        for future in [pool.submit(read, block, opened) for block in blocks]:
+            future.result()
