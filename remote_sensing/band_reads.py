@@ -192,10 +192,13 @@ def scene_arrays(
     """Masked NDVI (float32) and pixel state (uint8) of ``area`` of the scene (rows and
     columns of its grid; default all of it), read window by window on ``threads``.
 
-    With ``blocks`` (windows of the grid inside ``area``) only those are read and the
-    rest is left NaN and NOT_IMAGED: a portfolio covers a few percent of a tile, and over
-    HTTP every block not read is bytes not fetched. Each window is stored straight into
-    the preallocated arrays, so the area never exists twice in memory.
+    With ``blocks`` (windows of the grid inside ``area``) only those are read: a
+    portfolio covers a few percent of a tile, and over HTTP every block not read is bytes
+    not fetched. The rest is NOT_IMAGED in the state and undefined (0) in the NDVI: it is
+    memory never touched (allocating and filling four townships' bounding box took 0.45 s
+    of a 4 s sync), so only what the state calls imaged, or the blocks, may be read there
+    (cog.write_cog writes only the blocks). Each window is stored straight into the
+    arrays, so the area never exists twice in memory.
     """
     grid = layout.grid
     rows, cols = area or (slice(0, grid.height), slice(0, grid.width))
@@ -203,21 +206,23 @@ def scene_arrays(
     if blocks is None:
         blocks = windows(rows, cols, layout.chunk)
         ndvi, state = np.empty(shape, np.float32), np.empty(shape, np.uint8)
-    else:
-        ndvi = np.full(shape, np.nan, np.float32)
-        state = np.full(shape, indices.NOT_IMAGED, np.uint8)
+    else:  # zero pages, mapped only where a block is written
+        ndvi, state = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+        assert indices.NOT_IMAGED == 0
 
     def one(block: Block, opened: _Handles) -> None:
         red, nir, scl = read_reflectance(meta, layout, encoding, block, opened)
-        inside = (
-            slice(block[0].start - rows.start, block[0].stop - rows.start),
-            slice(block[1].start - cols.start, block[1].stop - cols.start),
-        )
+        inside = (shift(block[0], rows.start), shift(block[1], cols.start))
         ndvi[inside] = indices.masked_ndvi(red, nir, scl)
         state[inside] = indices.pixel_state(red, nir, scl)
 
     map_windows(one, blocks, threads)
     return ndvi, state
+
+
+def shift(span: slice, origin: int) -> slice:
+    """``span`` counted from ``origin`` (a window of the grid as a window of an area)."""
+    return slice(span.start - origin, span.stop - origin)
 
 
 def windows(rows: slice, cols: slice, size: int) -> list[Block]:

@@ -6,6 +6,7 @@ when GDAL has finished, so a killed job never leaves a half-written file that lo
 
 import re
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -15,7 +16,6 @@ import rasterio.shutil
 import rasterio.windows
 from affine import Affine
 from pyproj import CRS
-from rasterio.enums import Resampling
 
 from agri_common.files import atomic_path, sweep_stale
 
@@ -31,22 +31,14 @@ COG_OPTIONS = {
     # tiles that are all nodata (the blocks of a scene's area no parcel needed) are not
     # stored: a reader gets nodata for them, the writer skips compressing them
     "sparse_ok": "TRUE",
+    # overviews (down to one block) averaged by the driver, inside GDAL's own call
+    "overview_resampling": "AVERAGE",
 }
-OVERVIEW_MIN_SIZE = 512
 
 
 def safe_name(scene_id: str) -> str:
     """A file name for a scene id (which may contain slashes or colons)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", scene_id)
-
-
-def overview_factors(height: int, width: int) -> list[int]:
-    """2, 4, 8, ... until the smallest level fits in one 512 px block."""
-    factors, factor = [], 2
-    while max(height, width) / factor >= OVERVIEW_MIN_SIZE / 2 and max(height, width) > 512:
-        factors.append(factor)
-        factor *= 2
-    return factors
 
 
 def write_cog(
@@ -56,46 +48,78 @@ def write_cog(
     transform: Affine,
     nodata: float | int | None,
     tags: dict[str, str] | None = None,
+    blocks: list[tuple[slice, slice]] | None = None,
 ) -> Path:
     """Write a single-band 2-D array as a COG at ``path`` (replacing any previous file).
 
-    GDAL reads the array where it is (a MEM dataset over its buffer, GDAL's documented
-    ``MEM:::DATAPOINTER`` form): a full tile's NDVI is 480 MB, and the in-memory GeoTIFF
-    copy this used to go through put the job over 2 GB. Overviews (average) are built on
-    that dataset, in memory, and handed to GDAL's COG driver, which is several times
-    faster than letting the driver build them through temp files.
+    ``blocks`` (rows, columns of the array) are the parts that hold data; the rest is
+    written as nodata without being read, so a scene's area can be an array whose unread
+    part was never touched (for four townships spread over a tile, most of it).
+
+    GDAL reads the array where it is: a VRT whose sources are MEM datasets over the
+    blocks' own memory (GDAL's documented ``MEM:::DATAPOINTER`` form): a full tile's NDVI
+    is 480 MB, and the in-memory GeoTIFF copy this used to go through put the job over
+    2 GB. The COG driver builds the overviews itself: as fast as building them on a MEM
+    dataset first (2.0 s against 0.9 + 1.3 s for a full tile), and all of it happens
+    inside one GDAL call that lets go of Python's GIL, so the job computes the parcel
+    statistics meanwhile (rasterio's build_overviews holds the GIL: 0.4-0.9 s in which no
+    other thread ran).
     """
     path = Path(path)
     array = np.ascontiguousarray(array)
+    if blocks is None:
+        blocks = [(slice(0, array.shape[0]), slice(0, array.shape[1]))]
+    vrt = _vrt_over(array, blocks, crs, transform, nodata, tags or {})
     with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
-        with rasterio.open(_mem_dataset_name(array, transform), "r+") as src:
-            src.crs = rasterio.crs.CRS.from_wkt(crs.to_wkt())
-            if nodata is not None:
-                src.nodata = nodata
-            if tags:
-                src.update_tags(**tags)
-            factors = overview_factors(*array.shape)
-            if factors:
-                src.build_overviews(factors, Resampling.average)
+        # one thread reads the VRT's sources (memory: nothing to gain from more), the one
+        # this Env is set in: GDAL's worker threads would not see GDAL_MEM_ENABLE_OPEN
+        with rasterio.open(vrt, NUM_THREADS="1") as src:
             # the file exists only while GDAL writes it: a kill leaves as little as can be
             with atomic_path(path) as tmp:
-                rasterio.shutil.copy(
-                    src, tmp, driver="COG", overviews="FORCE_USE_EXISTING", **COG_OPTIONS
-                )
-                _check_complete(tmp, array, path.name)
+                rasterio.shutil.copy(src, tmp, driver="COG", **COG_OPTIONS)
+                _check_complete(tmp, array, path.name, blocks)
     sweep_stale(path, STALE_TMP_S)
     return path
 
 
-def _mem_dataset_name(array: np.ndarray, transform: Affine) -> str:
-    """A GDAL MEM dataset over a C-contiguous 2-D array's own buffer (no copy); the array
-    must outlive the dataset."""
+def _vrt_over(
+    array: np.ndarray,
+    blocks: list[tuple[slice, slice]],
+    crs: CRS,
+    transform: Affine,
+    nodata: float | int | None,
+    tags: dict[str, str],
+) -> str:
+    """A VRT (as XML, which GDAL opens as a dataset) of the array's size and georeference
+    whose only sources are ``blocks``, each a MEM dataset over the array's own buffer
+    (LINEOFFSET: a block's rows are the array's rows). Elsewhere it reads as nodata."""
     height, width = array.shape
     gdal_type = _gdal_data_type(array.dtype)
-    geotransform = "/".join(repr(float(v)) for v in transform.to_gdal())
+    sources = []
+    for rows, cols in blocks:
+        r0, c0 = rows.start, cols.start
+        h, w = rows.stop - r0, cols.stop - c0
+        pointer = array.ctypes.data + (r0 * width + c0) * array.itemsize
+        name = (
+            f"MEM:::DATAPOINTER={pointer},PIXELS={w},LINES={h},BANDS=1,DATATYPE={gdal_type},"
+            f"LINEOFFSET={width * array.itemsize}"
+        )
+        sources.append(
+            f"<SimpleSource><SourceFilename>{escape(name)}</SourceFilename>"
+            f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+        )
+    metadata = "".join(
+        f'<MDI key="{escape(str(k))}">{escape(str(v))}</MDI>' for k, v in tags.items()
+    )
+    geotransform = ", ".join(repr(float(v)) for v in transform.to_gdal())
+    no_data = "" if nodata is None else f"<NoDataValue>{float(nodata)!r}</NoDataValue>"
     return (
-        f"MEM:::DATAPOINTER={array.ctypes.data},PIXELS={width},LINES={height},BANDS=1,"
-        f"DATATYPE={gdal_type},GEOTRANSFORM={geotransform}"
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(crs.to_wkt())}</SRS><GeoTransform>{geotransform}</GeoTransform>"
+        f"<Metadata>{metadata}</Metadata>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1">{no_data}{"".join(sources)}'
+        "</VRTRasterBand></VRTDataset>"
     )
 
 
@@ -110,14 +134,17 @@ def _gdal_data_type(dtype: np.dtype) -> str:
 STALE_TMP_S = 600  # a COG write never leaves its temp file untouched this long
 
 
-def _check_complete(path: Path, array: np.ndarray, name: str) -> None:
+def _check_complete(
+    path: Path, array: np.ndarray, name: str, blocks: list[tuple[slice, slice]] | None = None
+) -> None:
     """Raise if the file on disk is not all there.
 
     GDAL reports a failed write (disk full, file size limit) only as a logged error and
     leaves a truncated file. A COG stores its full-resolution tiles last; tiles that are
     all nodata are not stored at all (SPARSE_OK). So the tile stored last, the one at the
     highest offset (GDAL's BLOCK_OFFSET_X_Y), must end within the file and read back equal
-    to the array: that finds a truncation for the cost of one block.
+    to the array where ``blocks`` (what was written) cover it: that finds a truncation
+    for the cost of one block.
     """
     try:
         with rasterio.open(path) as src:
@@ -136,7 +163,17 @@ def _check_complete(path: Path, array: np.ndarray, name: str) -> None:
             block = src.read(1, window=rasterio.windows.Window.from_slices(rows, cols))
     except rasterio.errors.RasterioError as exc:
         raise OSError(f"NDVI COG {name} was not written completely (disk full?): {exc}") from exc
-    if path.stat().st_size < end or not np.array_equal(
-        block, array[rows, cols], equal_nan=np.issubdtype(array.dtype, np.floating)
-    ):
+    written = [(rows, cols)] if blocks is None else blocks
+    equal_nan = np.issubdtype(array.dtype, np.floating)
+    for r, c in written:
+        r = slice(max(r.start, rows.start), min(r.stop, rows.stop))
+        c = slice(max(c.start, cols.start), min(c.stop, cols.stop))
+        if r.start >= r.stop or c.start >= c.stop:
+            continue
+        there = block[
+            r.start - rows.start : r.stop - rows.start, c.start - cols.start : c.stop - cols.start
+        ]
+        if not np.array_equal(there, array[r, c], equal_nan=equal_nan):
+            raise OSError(f"NDVI COG {name} was not written completely (disk full?)")
+    if path.stat().st_size < end:
         raise OSError(f"NDVI COG {name} was not written completely (disk full?)")

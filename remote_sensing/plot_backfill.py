@@ -101,7 +101,10 @@ def catalogue_scenes(
                 continue
             name = f"{safe_name(item['id'])}-{plot_key}.tif"
             ndvi_path = Path(data_dir) / "claims" / "ndvi" / name
-            write_cog(ndvi_path, read.ndvi, read.area.crs, read.area.transform, nodata=float("nan"))
+            area = read.area
+            write_cog(
+                ndvi_path, read.ndvi, area.crs, area.transform, float("nan"), blocks=read.blocks
+            )
             out.scenes.append(
                 {
                     "scene_id": item["id"],

@@ -217,6 +217,10 @@ class SceneRead:
     ndvi: np.ndarray
     state: np.ndarray
     http: tuple[int | None, int | None]  # requests, bytes read over HTTP
+    parcels: gpd.GeoDataFrame  # the parcels on the scene's grid, in its CRS
+    # the windows of ``area`` that were read (rows, columns in it; None: all of it); the
+    # NDVI elsewhere is undefined (band_reads.scene_arrays)
+    blocks: list[tuple[slice, slice]] | None = None
 
 
 def read_scene(
@@ -237,21 +241,27 @@ def read_scene(
         meta = scene_meta(source.path, source.roots, source.allowed_hosts)
         layout = scene_layout(meta)
         grid = layout.grid
-        decided = decided or scene_radiometry(meta, parcels, grid)
+        local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid
+        decided = decided or scene_radiometry(meta, local, grid)
+        inner = None
         if windows:
             area = grid
             ndvi, state = assembled(windows, grid)
         else:
-            blocks = parcel_blocks(parcels_on_grid(parcels, grid), grid, layout.chunk)
+            blocks = parcel_blocks(local, grid, layout.chunk)
             area, where, blocks = read_area(grid, blocks, layout.chunk)
             remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
             threads = REMOTE_READ_THREADS if remote else None
             ndvi, state = band_reads.scene_arrays(
                 meta, layout, decided.encoding, where, blocks, threads
             )
+            inner = blocks and [
+                (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
+                for r, c in blocks
+            ]
         http = http_assets.network_stats() or (None, None)
     _release_freed_memory()
-    return SceneRead(meta, decided, area, ndvi, state, http)
+    return SceneRead(meta, decided, area, ndvi, state, http, local, inner)
 
 
 def process_scene(
@@ -280,9 +290,16 @@ def process_scene(
     # the scene is committed only once the file is whole (its error, if any, is raised)
     with ThreadPoolExecutor(1, thread_name_prefix="cog") as writer:
         written = writer.submit(
-            write_cog, ndvi_path, read.ndvi, area.crs, area.transform, float("nan"), tags
+            write_cog,
+            ndvi_path,
+            read.ndvi,
+            area.crs,
+            area.transform,
+            float("nan"),
+            tags,
+            read.blocks,
         )
-        rows = observation_rows(parcels, area, read.ndvi, read.state, data_dir / "coverage")
+        rows = observation_rows(read.parcels, area, read.ndvi, read.state, data_dir / "coverage")
         written.result()
     http_requests, http_bytes = read.http
     for row in rows:

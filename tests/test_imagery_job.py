@@ -375,6 +375,36 @@ def test_a_cog_write_sweeps_temp_files_of_writes_that_died(tmp_path):
         np.testing.assert_array_equal(ds.read(1), array)
 
 
+def test_a_cog_of_blocks_reads_only_them_and_is_nodata_elsewhere(tmp_path):
+    """The job's area is memory touched only under the blocks it read: write_cog takes
+    those blocks, never reads the rest, and the file is NaN there (with its tags)."""
+    from pyproj import CRS
+    from rasterio.transform import from_origin
+
+    from remote_sensing import cog
+
+    rng = np.random.default_rng(5)
+    array = rng.random((3000, 2600), dtype=np.float32)  # outside the blocks: garbage
+    blocks = [(slice(0, 1024), slice(1024, 2048)), (slice(2048, 3000), slice(0, 700))]
+    path = cog.write_cog(
+        tmp_path / "blocks.tif",
+        array,
+        CRS.from_epsg(32650),
+        from_origin(600000, 2770000, 10, 10),
+        np.nan,
+        {"SCENE_ID": "S2A_X"},
+        blocks,
+    )
+    with rasterio.open(path) as src:
+        stored = src.read(1)
+        assert src.tags()["SCENE_ID"] == "S2A_X" and src.overviews(1) == [2, 4, 8]
+        assert src.crs.to_epsg() == 32650 and src.transform == from_origin(600000, 2770000, 10, 10)
+    expected = np.full(array.shape, np.nan, np.float32)
+    for rows, cols in blocks:
+        expected[rows, cols] = array[rows, cols]
+    np.testing.assert_array_equal(stored, expected)
+
+
 def test_a_sparse_ndvi_cog_stores_only_tiles_with_data_and_a_truncated_one_is_found(tmp_path):
     """The area read for a scatter of parcels is mostly blocks nobody needed: their tiles
     are not stored (the file is small, reads give NaN there); the completeness check finds
