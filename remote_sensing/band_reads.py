@@ -13,11 +13,11 @@ and a graph per window, and nothing here needs more than "read this window".
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -39,6 +39,7 @@ CHUNK_PX = 2048  # a local file is read in windows of this many pixels square
 REMOTE_CHUNK_PX = 1024
 
 Block = tuple[slice, slice]  # rows, columns
+T = TypeVar("T")
 
 
 class SceneError(ValueError):
@@ -174,17 +175,32 @@ def read_reflectance(
     """Red and NIR of one window as float32 reflectance on the Sentinel-2 scale (NaN where
     no data), read with ``encoding``, and the SCL classes under them."""
     red_dn, nir_dn, scl = read_dn(meta, layout, block, opened)
-    out = []
-    for band, dn in (("red", red_dn), ("nir", nir_dn)):
-        enc = radiometry.with_bandpass(encoding, meta.bandpass, band)
-        out.append(indices.reflectance(dn, enc.scale, enc.offset, meta.bands[band].nodata))
-    return out[0], out[1], scl
+    red = _reflectance(meta, "red", red_dn, encoding)
+    return red, _reflectance(meta, "nir", nir_dn, encoding), scl
+
+
+def _reflectance(
+    meta: "SceneMeta", band: str, dn: np.ndarray, encoding: radiometry.Encoding
+) -> np.ndarray:
+    enc = radiometry.with_bandpass(encoding, meta.bandpass, band)
+    return indices.reflectance(dn, enc.scale, enc.offset, meta.bands[band].nodata)
+
+
+@dataclass
+class EncodingCheck:
+    """How to read a scene whose metadata is to be checked against its numbers first:
+    ``decide`` takes the raw red, NIR and SCL under ``cells`` (1-D, cell by cell) and
+    returns what it decided (anything with an ``encoding``), kept in ``result``."""
+
+    cells: list[Block]
+    decide: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]
+    result: Any = None
 
 
 def scene_arrays(
     meta: "SceneMeta",
     layout: Layout,
-    encoding: radiometry.Encoding,
+    encoding: "radiometry.Encoding | EncodingCheck",
     area: Block | None = None,
     blocks: list[Block] | None = None,
     threads: int | None = None,
@@ -199,6 +215,11 @@ def scene_arrays(
     of a 4 s sync), so only what the state calls imaged, or the blocks, may be read there
     (cog.write_cog writes only the blocks). Each window is stored straight into the
     arrays, so the area never exists twice in memory.
+
+    With an EncodingCheck the check's sample comes from the same reads: the blocks over
+    its cells are read first, the others meanwhile, and a block read before the decision
+    keeps its raw numbers until then (a few blocks) instead of a separate read of the
+    cells waiting in front of everything.
     """
     grid = layout.grid
     rows, cols = area or (slice(0, grid.height), slice(0, grid.width))
@@ -209,15 +230,85 @@ def scene_arrays(
     else:  # zero pages, mapped only where a block is written
         ndvi, state = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
         assert indices.NOT_IMAGED == 0
+    check = encoding if isinstance(encoding, EncodingCheck) else None
+    sampling = _Sampling(check, blocks) if check else None
 
-    def one(block: Block, opened: _Handles) -> None:
-        red, nir, scl = read_reflectance(meta, layout, encoding, block, opened)
+    def compute(block: Block, dn: tuple[np.ndarray, ...], enc: radiometry.Encoding) -> None:
+        red_dn, nir_dn, scl = dn
+        red = _reflectance(meta, "red", red_dn, enc)
+        nir = _reflectance(meta, "nir", nir_dn, enc)
         inside = (shift(block[0], rows.start), shift(block[1], cols.start))
         ndvi[inside] = indices.masked_ndvi(red, nir, scl)
         state[inside] = indices.pixel_state(red, nir, scl)
 
-    map_windows(one, blocks, threads)
+    def one(block: Block, opened: _Handles) -> None:
+        dn = read_dn(meta, layout, block, opened)
+        decided = sampling.add(block, dn) if sampling else encoding
+        if decided is not None:
+            compute(block, dn, decided)
+
+    map_windows(one, sampling.first(blocks) if sampling else blocks, threads)
+    if sampling:  # the blocks read before the decision
+        decided, held = check.result.encoding, dict(enumerate(sampling.held))
+        sampling.held.clear()  # each held block's numbers go once computed
+        map_windows(lambda i, _: compute(*held.pop(i), decided), list(held), threads)
     return ndvi, state
+
+
+class _Sampling:
+    """The sample of an EncodingCheck gathered from the blocks as they are read, and the
+    blocks read before it was complete (their raw numbers, until the decision)."""
+
+    def __init__(self, check: EncodingCheck, blocks: list[Block]) -> None:
+        self.check = check
+        self.parts: dict[tuple[int, int, int], tuple[np.ndarray, ...]] = {}
+        # slices are not hashable (before Python 3.12): blocks are known by their edges
+        self.waiting = {_edges(b) for b in blocks if any(_overlap(b, c) for c in check.cells)}
+        self.held: list[tuple[Block, tuple[np.ndarray, ...]]] = []
+        self.lock = threading.Lock()
+        if not self.waiting:
+            self._decide()
+
+    def first(self, blocks: list[Block]) -> list[Block]:
+        """The blocks in reading order: those under the check's cells first."""
+        return sorted(blocks, key=lambda b: _edges(b) not in self.waiting)
+
+    def add(self, block: Block, dn: tuple[np.ndarray, ...]) -> "radiometry.Encoding | None":
+        """Take a block's raw numbers; the encoding to read them with, or None if it is not
+        decided yet (the block is then held)."""
+        with self.lock:
+            if _edges(block) in self.waiting:
+                for i, cell in enumerate(self.check.cells):
+                    part = _overlap(block, cell)
+                    if part is not None:
+                        inside = (shift(part[0], block[0].start), shift(part[1], block[1].start))
+                        key = (i, part[0].start, part[1].start)
+                        self.parts[key] = tuple(band[inside].ravel() for band in dn)
+                self.waiting.discard(_edges(block))
+                if not self.waiting:
+                    self._decide()
+            if self.check.result is None:
+                self.held.append((block, dn))
+                return None
+            return self.check.result.encoding
+
+    def _decide(self) -> None:
+        sample = [self.parts[key] for key in sorted(self.parts)]
+        red, nir, scl = (
+            np.concatenate([part[i] for part in sample]) if sample else np.empty(0)
+            for i in range(3)
+        )
+        self.check.result = self.check.decide(red, nir, scl.astype(np.uint8))
+
+
+def _edges(block: Block) -> tuple[int, int, int, int]:
+    return block[0].start, block[0].stop, block[1].start, block[1].stop
+
+
+def _overlap(a: Block, b: Block) -> Block | None:
+    rows = slice(max(a[0].start, b[0].start), min(a[0].stop, b[0].stop))
+    cols = slice(max(a[1].start, b[1].start), min(a[1].stop, b[1].stop))
+    return (rows, cols) if rows.start < rows.stop and cols.start < cols.stop else None
 
 
 def shift(span: slice, origin: int) -> slice:
@@ -248,7 +339,7 @@ def _read(opened: _Handles, ref, window: Window) -> np.ndarray:
 
 
 def map_windows(
-    read: Callable[[Block, _Handles], None], blocks: list[Block], threads: int | None
+    read: Callable[[T, _Handles], None], blocks: Iterable[T], threads: int | None
 ) -> None:
     """``read(block, handles)`` for every block, ``threads`` at once (default: the
     cores); the first error is raised once all have stopped."""

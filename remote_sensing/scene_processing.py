@@ -12,6 +12,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import geopandas as gpd
@@ -122,7 +123,15 @@ def scene_radiometry(meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid) -> 
     """
     if meta.family != catalogues.SENTINEL_2:
         return Radiometry(meta.encoding, meta.encoding, None, False, meta.bandpass)
-    red, nir, scl = dn_sample(meta, check_windows(parcels_on_grid(parcels, grid), grid))
+    windows = check_windows(parcels_on_grid(parcels, grid), grid)
+    return checked_radiometry(meta, *dn_sample(meta, windows))
+
+
+def checked_radiometry(
+    meta: SceneMeta, red: np.ndarray, nir: np.ndarray, scl: np.ndarray
+) -> Radiometry:
+    """What the numbers (raw red, NIR and SCL of the check's cells) say of the metadata's
+    encoding of a Sentinel-2 scene."""
     check = radiometry.check_offset(red, nir, scl, meta.encoding.nodata)
     encoding, contradicted = radiometry.decide(meta.encoding, check)
     return Radiometry(meta.encoding, encoding, check, contradicted, meta.bandpass)
@@ -242,19 +251,24 @@ def read_scene(
         layout = scene_layout(meta)
         grid = layout.grid
         local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid
-        decided = decided or scene_radiometry(meta, local, grid)
         inner = None
         if windows:
             area = grid
             ndvi, state = assembled(windows, grid)
         else:
+            if decided is None and meta.family == catalogues.SENTINEL_2:
+                # the check's sample comes from the same reads as the NDVI
+                cells = [w.toslices() for w in check_windows(local, grid)]
+                how = band_reads.EncodingCheck(cells, partial(checked_radiometry, meta))
+            else:
+                decided = decided or scene_radiometry(meta, local, grid)
+                how = decided.encoding
             blocks = parcel_blocks(local, grid, layout.chunk)
             area, where, blocks = read_area(grid, blocks, layout.chunk)
             remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
             threads = REMOTE_READ_THREADS if remote else None
-            ndvi, state = band_reads.scene_arrays(
-                meta, layout, decided.encoding, where, blocks, threads
-            )
+            ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks, threads)
+            decided = decided or how.result
             inner = blocks and [
                 (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
                 for r, c in blocks

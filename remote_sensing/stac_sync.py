@@ -162,7 +162,8 @@ def sync(
     search page's asset URLs are signed in place by ``sign`` (signing_modifier) if given."""
     started = datetime.now(UTC)
     api_url = api_url.rstrip("/")
-    areas = search_areas(store.load_parcels_frame(engine))
+    parcels = store.load_parcels_frame(engine)
+    areas = search_areas(parcels)
     staging = Path(data_dir) / "stac" / safe_name(api_url)
     sources: list[SceneSource] = []
     searches: dict[str, dict] = {}
@@ -193,7 +194,7 @@ def sync(
             sources.append(
                 SceneSource(item["id"], path, (path,), path.parent, allowed_hosts, version)
             )
-    run = run_sources(engine, sources, Path(data_dir), on_scene, cluster)
+    run = run_sources(engine, sources, Path(data_dir), on_scene, cluster, parcels)
     for collection, search in searches.items():
         if "error" not in search:
             store.record_stac_sync(

@@ -3,13 +3,14 @@
 import dataclasses
 import json
 import shutil
+import types
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import rasterio
 
-from remote_sensing.band_reads import scene_arrays
+from remote_sensing.band_reads import EncodingCheck, scene_arrays
 from remote_sensing.indices import NOT_IMAGED, masked_ndvi, pixel_state
 from remote_sensing.radiometry import baseline_scale_offset
 from remote_sensing.scenes import SceneError, find_scenes, load_scene, scene_layout, scene_meta
@@ -56,6 +57,36 @@ def test_windows_at_any_offset_give_the_values_of_the_whole_scene():
         np.testing.assert_array_equal(state[inside], expected_state[rows, cols])
         state[inside] = NOT_IMAGED
     assert (state == NOT_IMAGED).all()  # the NDVI there is memory never touched
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_an_encoding_checked_on_the_same_reads_sees_the_cells_and_reads_with_its_decision(
+    threads,
+):
+    """The job's offset check takes its sample from the reads that make the NDVI: the
+    raw numbers under its cells, whatever blocks they fall in, and every block (held ones
+    included) is read with what it decided; one thread cannot deadlock on it."""
+    meta = scene_meta(FIRST / "item.json")
+    layout = dataclasses.replace(scene_layout(meta), chunk=128)
+    cells = [(slice(0, 100), slice(120, 300)), (slice(300, 420), slice(50, 90))]
+    seen = {}
+    shifted = dataclasses.replace(meta.encoding, offset=meta.encoding.offset + 0.05)
+
+    def decide(red, nir, scl):
+        seen.update(red=red, nir=nir, scl=scl)
+        return types.SimpleNamespace(encoding=shifted)
+
+    check = EncodingCheck(cells, decide)
+    ndvi, state = scene_arrays(meta, layout, check, threads=threads)
+    assert check.result.encoding == shifted
+    with rasterio.open(FIRST / "B04.tif") as src:
+        red = src.read(1)
+    expected_red = np.concatenate([red[rows, cols].ravel() for rows, cols in cells])
+    np.testing.assert_array_equal(np.sort(seen["red"]), np.sort(expected_red))
+    assert len(seen["nir"]) == len(seen["scl"]) == expected_red.size
+    plain, plain_state = scene_arrays(meta, layout, shifted, threads=threads)
+    np.testing.assert_array_equal(ndvi, plain)
+    np.testing.assert_array_equal(state, plain_state)
 
 
 def test_stac_item_without_raster_bands_uses_the_processing_baseline(tmp_path):
