@@ -403,6 +403,14 @@ def test_a_cog_of_blocks_reads_only_them_and_is_nodata_elsewhere(tmp_path):
     for rows, cols in blocks:
         expected[rows, cols] = array[rows, cols]
     np.testing.assert_array_equal(stored, expected)
+    # the overviews average the pixels that are not NaN, as GDAL's AVERAGE does
+    with rasterio.open(path) as src:
+        half = src.read(1, out_shape=(1500, 1300))
+    cells = expected.reshape(1500, 2, 1300, 2)
+    with np.errstate(invalid="ignore"):
+        mean = np.nansum(cells, axis=(1, 3)) / (~np.isnan(cells)).sum(axis=(1, 3))
+    np.testing.assert_allclose(half, mean, rtol=1e-6)
+    assert np.isnan(half[600:1000, 400:]).all()  # no block there
 
 
 def test_a_sparse_ndvi_cog_stores_only_tiles_with_data_and_a_truncated_one_is_found(tmp_path):
