@@ -26,7 +26,7 @@ from remote_sensing.scene_processing import (
     run_scene,
     scene_radiometry,
 )
-from remote_sensing.scenes import SceneSource, scene_grid, scene_layout, scene_meta
+from remote_sensing.scenes import SceneSource, scene_grid, scene_layout
 
 log = logging.getLogger("agri.imagery")
 
@@ -170,7 +170,7 @@ def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
     try:
         checksum = source.checksum()
         with rasterio.Env(**GDAL_SETTINGS):
-            meta = scene_meta(source.path, source.roots, source.allowed_hosts)
+            meta = source.meta()
             grid = scene_grid(meta)
             decided = scene_radiometry(meta, parcels, grid)
     except Exception:
@@ -183,7 +183,7 @@ def window_on_worker(
 ) -> Window:
     """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
     with rasterio.Env(**GDAL_SETTINGS):
-        meta = scene_meta(source.path, source.roots, source.allowed_hosts)
+        meta = source.meta()
         layout = scene_layout(meta)
         area = (slice(*rows), slice(0, layout.grid.width))
         ndvi, state = scene_arrays(meta, layout, decided.encoding, area)

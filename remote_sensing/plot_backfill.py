@@ -92,7 +92,13 @@ def catalogue_scenes(
             atomic_write_text(path, json.dumps(item, sort_keys=True))
             version = item_version(catalogue.api_url, collection, item)
             source = SceneSource(
-                item["id"], path, (path,), path.parent, catalogue.allowed_hosts, version
+                item["id"],
+                path,
+                (path,),
+                path.parent,
+                catalogue.allowed_hosts,
+                version,
+                catalogue.sign,
             )
             try:
                 read = read_scene(source, plot)

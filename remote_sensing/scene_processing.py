@@ -32,7 +32,6 @@ from remote_sensing.scenes import (
     SceneSource,
     dn_sample,
     scene_layout,
-    scene_meta,
 )
 from remote_sensing.zonal import parcel_statistics
 
@@ -247,7 +246,7 @@ def read_scene(
         # one scene at a time per process (threads within it); inside the settings, so the
         # download cache is made again with their size
         http_assets.reset_scene_reads()
-        meta = scene_meta(source.path, source.roots, source.allowed_hosts)
+        meta = source.meta()
         layout = scene_layout(meta)
         grid = layout.grid
         local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid

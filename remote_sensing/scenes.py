@@ -12,7 +12,8 @@ its classes).
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -80,6 +81,14 @@ class SceneSource:
     allowed_hosts: frozenset[str] = frozenset()  # hosts its asset URLs may be read from
     # an item from a STAC API: "API root|collection|updated time or content hash"
     version: str | None = None
+    # signs the item's asset URLs in place just before they are read: a catalogue's
+    # tokens are short-lived (Planetary Computer's), and a sync of many scenes outlasts
+    # the ones the search was signed with
+    sign: Callable[[dict], None] | None = field(default=None, compare=False)
+
+    def meta(self) -> "SceneMeta":
+        """What the scene's item or GeoTIFF says (scene_meta), its URLs signed now."""
+        return scene_meta(self.path, self.roots, self.allowed_hosts, self.sign)
 
     @property
     def roots(self) -> list[Path] | None:
@@ -227,14 +236,17 @@ def scene_grid(meta: SceneMeta) -> Grid:
 
 
 def scene_meta(
-    path: Path, roots: list[Path] | None = None, allowed_hosts: frozenset[str] = frozenset()
+    path: Path,
+    roots: list[Path] | None = None,
+    allowed_hosts: frozenset[str] = frozenset(),
+    sign: Callable[[dict], None] | None = None,
 ) -> SceneMeta:
     """What a STAC item or GeoTIFF says about its scene; reads no pixel. Its assets may be
-    URLs on ``allowed_hosts``."""
+    URLs on ``allowed_hosts``, signed by ``sign`` (in place) as the item is read."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
-            return _stac_meta(path, roots or [path.parent], allowed_hosts)
+            return _stac_meta(path, roots or [path.parent], allowed_hosts, sign)
         return _geotiff_meta(path)
     except (radiometry.RadiometryError, catalogues.UnknownSensor) as exc:
         raise SceneError(f"{path}: {exc}") from exc
@@ -251,13 +263,17 @@ def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([read[i].ravel() for read in reads]) for i in range(3))
 
 
-def _stac_meta(path: Path, roots: list[Path], allowed_hosts: frozenset[str]) -> SceneMeta:
+def _stac_meta(
+    path: Path, roots: list[Path], allowed_hosts: frozenset[str], sign=None
+) -> SceneMeta:
     try:
         item = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SceneError(f"{path}: not a readable STAC item JSON ({exc})") from exc
     if not isinstance(item, dict) or item.get("type") != "Feature":
         raise SceneError(f"{path}: not a STAC item (type must be 'Feature')")
+    if sign is not None:
+        sign(item)
     props = item.get("properties") or {}
     if not props.get("datetime"):
         raise SceneError(f"{path}: STAC item has no properties.datetime")

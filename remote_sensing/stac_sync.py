@@ -13,7 +13,9 @@ every scene is in the ledger, so a sync killed midway is completed by the next o
 
 Some catalogues hand out URLs that must be signed before they can be read (Planetary
 Computer's blob storage takes a short-lived SAS token): the search pages are signed as
-they arrive, by the catalogue's own package (SIGNERS), an optional dependency.
+they arrive (a signer that fails fails the search), and each item again just before its
+files are read (a sync of many scenes outlasts a token), by the catalogue's own package
+(SIGNERS), an optional dependency.
 """
 
 import hashlib
@@ -70,8 +72,9 @@ def signer_for(api_url: str, requested: str | None = None) -> str | None:
 
 
 def signing_modifier(name: str) -> Callable[[dict], None]:
-    """The signer's function, which signs a search page's asset URLs in place; its errors
-    say that signing failed and for which catalogue."""
+    """The signer's function, which signs the asset URLs of a search page or an item in
+    place (again, with a fresh token, if they were signed before); its errors say that
+    signing failed and for which catalogue."""
     module_name, function, extra = SIGNERS[name]
     try:
         sign = getattr(importlib.import_module(module_name), function)
@@ -82,6 +85,13 @@ def signing_modifier(name: str) -> Callable[[dict], None]:
         ) from exc
 
     def modifier(page: dict) -> None:
+        # a URL signed before is signed afresh: its old token (a query string) goes first,
+        # as the signer leaves a URL that carries one as it is
+        items = page.get("features") if page.get("type") == "FeatureCollection" else [page]
+        for item in items or []:
+            for asset in (item.get("assets") or {}).values():
+                if isinstance(asset, dict) and isinstance(asset.get("href"), str):
+                    asset["href"] = _without_query(asset["href"])
         try:
             sign(page)
         except Exception as exc:  # the signer's own errors (HTTP, token) vary by package
@@ -192,7 +202,7 @@ def sync(
             atomic_write_text(path, json.dumps(item, sort_keys=True))
             version = item_version(api_url, collection, item)
             sources.append(
-                SceneSource(item["id"], path, (path,), path.parent, allowed_hosts, version)
+                SceneSource(item["id"], path, (path,), path.parent, allowed_hosts, version, sign)
             )
     run = run_sources(engine, sources, Path(data_dir), on_scene, cluster, parcels)
     for collection, search in searches.items():

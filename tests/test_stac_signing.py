@@ -32,6 +32,7 @@ class TokenService:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.refuse = False
+        self.lifetime = timedelta(hours=1)
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +41,7 @@ class TokenService:
                 if service.refuse:
                     body, status = {"message": "subscription key required"}, 403
                 else:
-                    expiry = datetime.now(UTC) + timedelta(hours=1)
+                    expiry = datetime.now(UTC) + service.lifetime
                     n = len(service.requests)
                     body, status = (
                         {
@@ -135,6 +136,36 @@ def test_signed_urls_are_read_and_a_refused_token_fails_the_search(tmp_path, blo
         error = refused["searches"][COLLECTION]["error"]
         assert "signing asset URLs with planetary-computer failed" in error and "403" in error
         assert refused["scenes"] == [] and stac_sync_rows(engine) == recorded
+
+
+def test_each_scene_is_read_with_a_token_taken_when_it_is_read(tmp_path, blob_store, tokens):
+    """A token outlived by a long sync (Planetary Computer's last about an hour; these a
+    few seconds, so the package takes a new one whenever asked): each item is signed
+    again just before its files are read, so no scene is read with the search's tokens."""
+    engine, env = _process_env(
+        tmp_path,
+        blob_store,
+        AGRI_IMAGERY_ALLOWED_HOSTS=BLOB_HOST,
+        GDAL_HTTP_PROXY=blob_store.base_url.removeprefix("http://"),
+        PC_SDK_SAS_URL=tokens.url,
+    )
+    tokens.lifetime = timedelta(seconds=5)  # under the package's 60 s: never reused
+    with stac_api([COLLECTION_DOC], [_blob_item(s) for s in SCENES[:3]], tmp_path / "a.log") as api:
+        before = len(blob_store.requests())
+        code, summary, err = _sync(api, env, "--sign", "planetary-computer")
+        assert code == 0, err
+        assert [s["status"] for s in summary["scenes"]] == ["processed"] * 3
+    # three tokens for the search page's three items, then one per scene as it is read
+    # a token per asset URL (3 bands x 3 items) as the search page is signed, and again
+    # for each item as its scene is read
+    assert len(tokens.requests) == 18
+    search_tokens = {f"sig=AGRITEST{n}" for n in range(1, 10)}
+    read = blob_store.requests()[before:]
+    assert read and all(r.status in (200, 206) for r in read)
+    used = {part for r in read for part in r.query.split("&") if part.startswith("sig=")}
+    assert used and not used & search_tokens, used
+    for path in {r.path for r in read}:  # each file is read with one token, taken for it
+        assert len({r.query for r in read if r.path == path}) == 1
 
 
 def stac_sync_rows(engine) -> int:
