@@ -263,7 +263,7 @@ class _Sampling:
         self.check = check
         self.parts: dict[tuple[int, int, int], tuple[np.ndarray, ...]] = {}
         # slices are not hashable (before Python 3.12): blocks are known by their edges
-        self.waiting = {_edges(b) for b in blocks if any(_overlap(b, c) for c in check.cells)}
+        self.waiting = {edges(b) for b in blocks if any(overlap(b, c) for c in check.cells)}
         self.held: list[tuple[Block, tuple[np.ndarray, ...]]] = []
         self.lock = threading.Lock()
         if not self.waiting:
@@ -271,20 +271,20 @@ class _Sampling:
 
     def first(self, blocks: list[Block]) -> list[Block]:
         """The blocks in reading order: those under the check's cells first."""
-        return sorted(blocks, key=lambda b: _edges(b) not in self.waiting)
+        return sorted(blocks, key=lambda b: edges(b) not in self.waiting)
 
     def add(self, block: Block, dn: tuple[np.ndarray, ...]) -> "radiometry.Encoding | None":
         """Take a block's raw numbers; the encoding to read them with, or None if it is not
         decided yet (the block is then held)."""
         with self.lock:
-            if _edges(block) in self.waiting:
+            if edges(block) in self.waiting:
                 for i, cell in enumerate(self.check.cells):
-                    part = _overlap(block, cell)
+                    part = overlap(block, cell)
                     if part is not None:
                         inside = (shift(part[0], block[0].start), shift(part[1], block[1].start))
                         key = (i, part[0].start, part[1].start)
                         self.parts[key] = tuple(band[inside].ravel() for band in dn)
-                self.waiting.discard(_edges(block))
+                self.waiting.discard(edges(block))
                 if not self.waiting:
                     self._decide()
             if self.check.result is None:
@@ -301,11 +301,13 @@ class _Sampling:
         self.check.result = self.check.decide(red, nir, scl.astype(np.uint8))
 
 
-def _edges(block: Block) -> tuple[int, int, int, int]:
+def edges(block: Block) -> tuple[int, int, int, int]:
+    """A window's first and end row and column."""
     return block[0].start, block[0].stop, block[1].start, block[1].stop
 
 
-def _overlap(a: Block, b: Block) -> Block | None:
+def overlap(a: Block, b: Block) -> Block | None:
+    """The part of window ``a`` inside window ``b`` (None: they do not meet)."""
     rows = slice(max(a[0].start, b[0].start), min(a[0].stop, b[0].stop))
     cols = slice(max(a[1].start, b[1].start), min(a[1].stop, b[1].stop))
     return (rows, cols) if rows.start < rows.stop and cols.start < cols.stop else None

@@ -16,13 +16,15 @@ from sqlalchemy import Engine
 
 from agri_common.files import atomic_write
 from remote_sensing import store
-from remote_sensing.band_reads import scene_arrays
+from remote_sensing.band_reads import edges, overlap, scene_arrays, shift
 from remote_sensing.cog import safe_name
 from remote_sensing.scene_processing import (
     GDAL_SETTINGS,
     Radiometry,
     SceneOutcome,
     Window,
+    parcel_blocks,
+    parcels_on_grid,
     run_scene,
     scene_radiometry,
 )
@@ -119,7 +121,13 @@ def run_on_cluster(
             scratch = data_dir / "scratch" / f"{safe_name(source.scene_id)}-{uuid.uuid4().hex}"
             windows = [
                 client.submit(
-                    window_on_worker, source, (r0, r1), scratch, result.radiometry, pure=False
+                    window_on_worker,
+                    source,
+                    (r0, r1),
+                    scratch,
+                    result.radiometry,
+                    parcels_on_cluster(),
+                    pure=False,
                 )
                 for r0, r1 in _row_bands(result.height, cluster.window_rows)
             ]
@@ -179,16 +187,29 @@ def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
 
 
 def window_on_worker(
-    source: SceneSource, rows: tuple[int, int], scratch: Path, decided: Radiometry
+    source: SceneSource,
+    rows: tuple[int, int],
+    scratch: Path,
+    decided: Radiometry,
+    parcels: gpd.GeoDataFrame,
 ) -> Window:
-    """NDVI and pixel state of one band of rows, saved for the scene's task to assemble."""
+    """NDVI and pixel state of the blocks under parcels in one band of rows (as the serial
+    job reads them: over HTTP a block not read is bytes not fetched), saved block by block
+    for the scene's task to assemble."""
     with rasterio.Env(**GDAL_SETTINGS):
         meta = source.meta()
         layout = scene_layout(meta)
-        area = (slice(*rows), slice(0, layout.grid.width))
-        ndvi, state = scene_arrays(meta, layout, decided.encoding, area)
+        grid = layout.grid
+        band = (slice(*rows), slice(0, grid.width))
+        under = parcel_blocks(parcels_on_grid(parcels, grid), grid, layout.chunk)
+        blocks = [part for block in under if (part := overlap(block, band))]
+        ndvi, state = scene_arrays(meta, layout, decided.encoding, band, blocks)
+    saved = {"edges": np.array([edges(block) for block in blocks]).reshape(-1, 4)}
+    for i, (r, c) in enumerate(blocks):
+        inside = (shift(r, rows[0]), c)
+        saved[f"ndvi_{i}"], saved[f"state_{i}"] = ndvi[inside], state[inside]
     path = scratch / f"rows-{rows[0]:06d}-{rows[1]:06d}.npz"
-    atomic_write(path, lambda fh: np.savez(fh, ndvi=ndvi, state=state))
+    atomic_write(path, lambda fh: np.savez(fh, **saved))
     return (*rows, path)
 
 

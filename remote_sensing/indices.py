@@ -2,9 +2,9 @@
 
 Inputs are surface reflectance (unitless, nominally 0..1, float32, NaN = no data) and
 Sentinel-2 L2A scene classification (SCL) codes; outputs are float32 or uint8 so a full
-10980 x 10980 tile never needs a float64 copy. They work on one chunk at a time: the
-imagery job maps them over dask chunks, so each chunk is read, masked and indexed in one
-pass while it is still in cache.
+10980 x 10980 tile never needs a float64 copy. They work on one window at a time: the
+imagery job (band_reads) reads, masks and indexes each window while it is still in
+cache.
 """
 
 import numpy as np

@@ -253,7 +253,7 @@ def read_scene(
         inner = None
         if windows:
             area = grid
-            ndvi, state = assembled(windows, grid)
+            ndvi, state, inner = assembled(windows, grid)
         else:
             if decided is None and meta.family == catalogues.SENTINEL_2:
                 # the check's sample comes from the same reads as the NDVI
@@ -428,13 +428,21 @@ def parcels_on_grid(parcels: gpd.GeoDataFrame, grid: Grid) -> gpd.GeoDataFrame:
     return local[local.intersects(footprint)].reset_index(drop=True)
 
 
-def assembled(windows: list[Window], grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The NDVI and pixel state of a scene from its windows' files (rows in order)."""
+def assembled(
+    windows: list[Window], grid: Grid
+) -> tuple[np.ndarray, np.ndarray, list[tuple[slice, slice]]]:
+    """The NDVI and pixel state of a scene from its windows' files (rows in order), and
+    the blocks they hold (window_on_worker read only those; elsewhere the NDVI is
+    undefined and the state NOT_IMAGED, as band_reads.scene_arrays leaves them)."""
     if windows[-1][1] != grid.height:
         raise RuntimeError("the scene changed size while it was split into windows")
-    ndvi = np.empty((grid.height, grid.width), dtype=np.float32)
-    state = np.empty((grid.height, grid.width), dtype=np.uint8)
-    for r0, r1, path in windows:
-        with np.load(path) as part:
-            ndvi[r0:r1], state[r0:r1] = part["ndvi"], part["state"]
-    return ndvi, state
+    ndvi = np.zeros((grid.height, grid.width), dtype=np.float32)
+    state = np.zeros((grid.height, grid.width), dtype=np.uint8)
+    blocks = []
+    for _r0, _r1, path in windows:
+        with np.load(path) as saved:
+            for i, (r0, r1, c0, c1) in enumerate(saved["edges"].tolist()):
+                block = (slice(r0, r1), slice(c0, c1))
+                ndvi[block], state[block] = saved[f"ndvi_{i}"], saved[f"state_{i}"]
+                blocks.append(block)
+    return ndvi, state, blocks
