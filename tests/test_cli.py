@@ -83,3 +83,26 @@ def test_every_command_is_in_the_lazy_table_and_its_module_is_imported_only_when
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_program_ends_with_its_commands_code_and_all_its_output(tmp_path):
+    """``agri`` as a process skips Python's teardown once a command is done: the exit code
+    is still the command's and what it printed (here a page of help, piped) is whole."""
+    import os
+    import subprocess
+
+    from tests.support.processes import AGRI
+
+    env = {**os.environ, "AGRI_DATABASE_URL": f"sqlite:///{tmp_path / 'agri.db'}"}
+    helped = subprocess.run([*AGRI, "imagery", "sync", "--help"], env=env, capture_output=True)
+    assert helped.returncode == 0 and helped.stdout.rstrip().endswith(
+        b"Show this message and exit."
+    )
+    wrong = subprocess.run([*AGRI, "imagery", "nosuch"], env=env, capture_output=True)
+    assert wrong.returncode == 2 and b"No such command 'nosuch'" in wrong.stderr
+    failed = subprocess.run(
+        [*AGRI, "imagery", "sync", "--stac-api", "http://127.0.0.1:9", "--collection", "x"],
+        env=env,
+        capture_output=True,
+    )
+    assert failed.returncode == 1 and b"cannot open the STAC API" in failed.stdout + failed.stderr

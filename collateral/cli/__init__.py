@@ -6,7 +6,11 @@ A command's module is imported only when that command runs: a cron job's
 plotting libraries' imports (1.4 s of its 3 s start when everything was imported).
 """
 
+import atexit
 import importlib
+import os
+import sys
+import threading
 
 import click
 
@@ -61,3 +65,31 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context) -> None:
     """agri-collateral: satellite- and ear-tag-watched farm assets for loan officers."""
     ctx.obj = App(load_settings())
+
+
+def run() -> None:
+    """The ``agri`` program (its console script and ``python -m collateral.cli``): the
+    command, then the end of the process without Python's interpreter teardown.
+
+    Freeing every imported module's objects one by one took 0.25-0.45 s after a 3 s
+    ``agri imagery sync`` (geopandas, SQLAlchemy and pandas most), on every cron run.
+    A finished command has closed what it wrote (files through context managers,
+    transactions committed); the exit handlers still run (logging, thread pools, child
+    processes) and standard output is flushed. While a thread that is not a daemon still
+    runs, Python's own exit (which waits for it) is kept.
+    """
+    try:
+        main()  # click's standalone mode: ends with SystemExit
+        code = 0
+    except SystemExit as end:
+        code = end.code
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    atexit._run_exitfuncs()  # what Python's exit runs before its teardown
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)

@@ -1,3 +1,3 @@
-from collateral.cli import main
+from collateral.cli import run
 
-main()
+run()
