@@ -99,14 +99,20 @@ def _sync(api, env, *more) -> tuple[int, dict, str]:
     return result.returncode, json.loads(result.stdout or "{}"), result.stderr
 
 
-def test_signed_urls_are_read_and_a_refused_token_fails_the_search(tmp_path, blob_store, tokens):
-    engine, env = _process_env(
+def _blob_env(tmp_path, blob_store, tokens):
+    """A database and an ``agri`` environment that reads the blob host through the test's
+    nginx (as a proxy) and takes tokens from the test's token service."""
+    return _process_env(
         tmp_path,
         blob_store,
         AGRI_IMAGERY_ALLOWED_HOSTS=BLOB_HOST,
         GDAL_HTTP_PROXY=blob_store.base_url.removeprefix("http://"),
         PC_SDK_SAS_URL=tokens.url,
     )
+
+
+def test_signed_urls_are_read_and_a_refused_token_fails_the_search(tmp_path, blob_store, tokens):
+    engine, env = _blob_env(tmp_path, blob_store, tokens)
     with stac_api([COLLECTION_DOC], [_blob_item(s) for s in SCENES[:3]], tmp_path / "a.log") as api:
         before = len(blob_store.requests())
         code, summary, err = _sync(api, env, "--sign", "planetary-computer")
@@ -142,13 +148,7 @@ def test_each_scene_is_read_with_a_token_taken_when_it_is_read(tmp_path, blob_st
     """A token outlived by a long sync (Planetary Computer's last about an hour; these a
     few seconds, so the package takes a new one whenever asked): each item is signed
     again just before its files are read, so no scene is read with the search's tokens."""
-    engine, env = _process_env(
-        tmp_path,
-        blob_store,
-        AGRI_IMAGERY_ALLOWED_HOSTS=BLOB_HOST,
-        GDAL_HTTP_PROXY=blob_store.base_url.removeprefix("http://"),
-        PC_SDK_SAS_URL=tokens.url,
-    )
+    _engine, env = _blob_env(tmp_path, blob_store, tokens)
     tokens.lifetime = timedelta(seconds=5)  # under the package's 60 s: never reused
     with stac_api([COLLECTION_DOC], [_blob_item(s) for s in SCENES[:3]], tmp_path / "a.log") as api:
         before = len(blob_store.requests())
