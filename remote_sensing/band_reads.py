@@ -98,7 +98,9 @@ class _Handles:
         self._lock = threading.Lock()
 
     def get(self, path):
-        open_here = self._local.__dict__.setdefault("open", {})
+        open_here = getattr(self._local, "open", None)
+        if open_here is None:
+            open_here = self._local.open = {}
         if path not in open_here:
             ds = rasterio.open(path)
             with self._lock:
@@ -144,12 +146,7 @@ def read_dn(
     red = _read(opened, bands["red"], window)
     nir = _read(opened, bands["nir"], window)
     grid, mask = layout.grid, layout.mask
-    same = (mask.transform, mask.height, mask.width) == (
-        grid.transform,
-        grid.height,
-        grid.width,
-    )
-    if same:
+    if (mask.transform, mask.height, mask.width) == (grid.transform, grid.height, grid.width):
         scl = _read(opened, bands["mask"], window)
         return red, nir, (indices.qa_pixel_to_scl(scl) if qa_pixel else scl.astype(np.uint8))
     mrows, mcols = mask_indices(layout, rows, cols)
@@ -344,8 +341,15 @@ def map_windows(
     read: Callable[[T, _Handles], None], blocks: Iterable[T], threads: int | None
 ) -> None:
     """``read(block, handles)`` for every block, ``threads`` at once (default: the
-    cores); the first error is raised once all have stopped."""
+    cores). The first error is raised once the reads under way have stopped; the blocks
+    not started are not read (a scene that fails fails at once)."""
     threads = threads or os.cpu_count() or 1
     with handles() as opened, ThreadPoolExecutor(threads, "band-read") as pool:
-        for future in [pool.submit(read, block, opened) for block in blocks]:
-            future.result()
+        futures = [pool.submit(read, block, opened) for block in blocks]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise

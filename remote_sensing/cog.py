@@ -4,6 +4,7 @@ A COG is written to a temporary file beside its destination and renamed into pla
 when GDAL has finished, so a killed job never leaves a half-written file that looks done.
 """
 
+import math
 import re
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -102,6 +103,9 @@ def overview_levels(array: np.ndarray, blocks: list[tuple[slice, slice]]) -> lis
     part the average of the non-NaN pixels under it (GDAL's AVERAGE with NaN missing)."""
     height, width = array.shape
     parts = [(rows.start, cols.start, array[rows, cols]) for rows, cols in blocks]
+    count = max(0, math.ceil(math.log2(max(height, width) / BLOCK_PX)))
+    if any(r % 2**count or c % 2**count for r, c, _ in parts):
+        raise ValueError(f"blocks must start on multiples of {2**count} px (the overviews')")
     levels: list[Level] = []
     while max(height, width) > BLOCK_PX:
         height, width = -(-height // 2), -(-width // 2)

@@ -268,10 +268,11 @@ def read_scene(
             threads = REMOTE_READ_THREADS if remote else None
             ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks, threads)
             decided = decided or how.result
-            inner = blocks and [
-                (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
-                for r, c in blocks
-            ]
+            if blocks is not None:  # as windows of the area
+                inner = [
+                    (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
+                    for r, c in blocks
+                ]
         http = http_assets.network_stats() or (None, None)
     _release_freed_memory()
     return SceneRead(meta, decided, area, ndvi, state, http, local, inner)
@@ -438,11 +439,20 @@ def assembled(
         raise RuntimeError("the scene changed size while it was split into windows")
     ndvi = np.zeros((grid.height, grid.width), dtype=np.float32)
     state = np.zeros((grid.height, grid.width), dtype=np.uint8)
-    blocks = []
+    pieces = []
     for _r0, _r1, path in windows:
         with np.load(path) as saved:
             for i, (r0, r1, c0, c1) in enumerate(saved["edges"].tolist()):
                 block = (slice(r0, r1), slice(c0, c1))
                 ndvi[block], state[block] = saved[f"ndvi_{i}"], saved[f"state_{i}"]
-                blocks.append(block)
+                pieces.append((c0, c1, r0, r1))
+    # a block the bands of rows cut is whole again (the COG's overviews are made block by
+    # block, from blocks that start on the grid's 1024-px lines)
+    blocks: list[tuple[slice, slice]] = []
+    for c0, c1, r0, r1 in sorted(pieces):
+        last = blocks[-1] if blocks else None
+        if last and (last[1].start, last[1].stop, last[0].stop) == (c0, c1, r0):
+            blocks[-1] = (slice(last[0].start, r1), last[1])
+        else:
+            blocks.append((slice(r0, r1), slice(c0, c1)))
     return ndvi, state, blocks

@@ -274,7 +274,8 @@ def test_s3_assets_are_read_signed_from_the_configured_endpoint(server, tmp_path
 @contextlib.contextmanager
 def _cluster(where: str, database_url: str):
     """No cluster (the serial job), or two local worker processes that cut every scene
-    into bands of 1024 rows."""
+    into bands of 1000 rows (not the blocks' 1024: the scene task puts the cut blocks
+    together again)."""
     if where == "serial":
         yield None
         return
@@ -286,7 +287,7 @@ def _cluster(where: str, database_url: str):
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as local,
         Client(local) as client,
     ):
-        yield Cluster(client, database_url, make_engine, split_pixels=0, window_rows=1024)
+        yield Cluster(client, database_url, make_engine, split_pixels=0, window_rows=1000)
 
 
 def _dense_scene(folder, size=4096):

@@ -411,6 +411,17 @@ def test_a_cog_of_blocks_reads_only_them_and_is_nodata_elsewhere(tmp_path):
         mean = np.nansum(cells, axis=(1, 3)) / (~np.isnan(cells)).sum(axis=(1, 3))
     np.testing.assert_allclose(half, mean, rtol=1e-6)
     assert np.isnan(half[600:1000, 400:]).all()  # no block there
+    # the overviews are made block by block: a block off their 8-px lines is refused
+    with pytest.raises(ValueError, match="multiples of 8 px"):
+        cog.write_cog(
+            tmp_path / "off.tif",
+            array,
+            CRS.from_epsg(32650),
+            from_origin(600000, 2770000, 10, 10),
+            np.nan,
+            blocks=[(slice(2047, 3000), slice(0, 700))],
+        )
+    assert not (tmp_path / "off.tif").exists()
 
 
 def test_a_sparse_ndvi_cog_stores_only_tiles_with_data_and_a_truncated_one_is_found(tmp_path):
