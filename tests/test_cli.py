@@ -90,6 +90,7 @@ def test_the_program_ends_with_its_commands_code_and_all_its_output(tmp_path):
     is still the command's and what it printed (here a page of help, piped) is whole."""
     import os
     import subprocess
+    import sys
 
     from tests.support.processes import AGRI
 
@@ -106,3 +107,11 @@ def test_the_program_ends_with_its_commands_code_and_all_its_output(tmp_path):
         capture_output=True,
     )
     assert failed.returncode == 1 and b"cannot open the STAC API" in failed.stdout + failed.stderr
+    # under a profiler, which writes its results after the program, Python's exit is kept
+    profile = tmp_path / "help.prof"
+    profiled = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), *AGRI[1:], "--help"],
+        env=env,
+        capture_output=True,
+    )
+    assert profiled.returncode == 0 and profile.stat().st_size > 0

@@ -76,14 +76,20 @@ def run() -> None:
     A finished command has closed what it wrote (files through context managers,
     transactions committed); the exit handlers still run (logging, thread pools, child
     processes) and standard output is flushed. While a thread that is not a daemon still
-    runs, Python's own exit (which waits for it) is kept.
+    runs (Python's own exit waits for it), or under a profiler or a tracer such as
+    coverage (which write their results after the program), Python's own exit is kept.
     """
     try:
         main()  # click's standalone mode: ends with SystemExit
         code = 0
     except SystemExit as end:
         code = end.code
-    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+    still_running = any(
+        t is not threading.main_thread() and not t.daemon for t in threading.enumerate()
+    )
+    # a profiler or coverage tool writes its results after the program, not at exit
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if still_running or watched:
         sys.exit(code)
     if not isinstance(code, int):
         if code is not None:
