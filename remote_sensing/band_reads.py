@@ -37,6 +37,9 @@ CHUNK_PX = 2048  # a local file is read in windows of this many pixels square
 # Over HTTP a scene is read in blocks of its COG's internal tiles (1024 px at Earth Search
 # and Planetary Computer): a block not over a parcel is a tile not fetched.
 REMOTE_CHUNK_PX = 1024
+# Blocks read at once over HTTP: each read mostly waits on the network (one request per
+# tile), so more than the cores.
+REMOTE_READ_THREADS = 8
 
 Block = tuple[slice, slice]  # rows, columns
 T = TypeVar("T")
@@ -54,6 +57,7 @@ class Layout:
     grid: Grid
     mask: Grid
     chunk: int = CHUNK_PX  # the side of the windows a whole read of the scene uses
+    threads: int | None = None  # windows read at once (None: one per core)
 
 
 def band_grid(path, index: int = 1) -> Grid:
@@ -85,8 +89,9 @@ def scene_layout(bands: dict) -> Layout:
     mask = band_grid(bands["mask"].path, bands["mask"].index)
     if mask.crs != red.crs:
         raise SceneError("SCL is in a different CRS from the reflectance bands")
-    remote = any(http_assets.is_remote(b.path) for b in bands.values())
-    return Layout(red, mask, REMOTE_CHUNK_PX if remote else CHUNK_PX)
+    if any(http_assets.is_remote(b.path) for b in bands.values()):
+        return Layout(red, mask, REMOTE_CHUNK_PX, REMOTE_READ_THREADS)
+    return Layout(red, mask)
 
 
 class _Handles:
@@ -171,16 +176,19 @@ def read_reflectance(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Red and NIR of one window as float32 reflectance on the Sentinel-2 scale (NaN where
     no data), read with ``encoding``, and the SCL classes under them."""
-    red_dn, nir_dn, scl = read_dn(meta, layout, block, opened)
-    red = _reflectance(meta, "red", red_dn, encoding)
-    return red, _reflectance(meta, "nir", nir_dn, encoding), scl
+    return to_reflectance(meta, read_dn(meta, layout, block, opened), encoding)
 
 
-def _reflectance(
-    meta: "SceneMeta", band: str, dn: np.ndarray, encoding: radiometry.Encoding
-) -> np.ndarray:
-    enc = radiometry.with_bandpass(encoding, meta.bandpass, band)
-    return indices.reflectance(dn, enc.scale, enc.offset, meta.bands[band].nodata)
+def to_reflectance(
+    meta: "SceneMeta", dn: tuple[np.ndarray, ...], encoding: radiometry.Encoding
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """read_dn's raw red and NIR as reflectance read with ``encoding``; the SCL as it is."""
+    red_dn, nir_dn, scl = dn
+    out = []
+    for band, values in (("red", red_dn), ("nir", nir_dn)):
+        enc = radiometry.with_bandpass(encoding, meta.bandpass, band)
+        out.append(indices.reflectance(values, enc.scale, enc.offset, meta.bands[band].nodata))
+    return out[0], out[1], scl
 
 
 @dataclass
@@ -203,7 +211,8 @@ def scene_arrays(
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masked NDVI (float32) and pixel state (uint8) of ``area`` of the scene (rows and
-    columns of its grid; default all of it), read window by window on ``threads``.
+    columns of its grid; default all of it), read window by window on ``threads``
+    (default: the layout's).
 
     With ``blocks`` (windows of the grid inside ``area``) only those are read: a
     portfolio covers a few percent of a tile, and over HTTP every block not read is bytes
@@ -227,13 +236,12 @@ def scene_arrays(
     else:  # zero pages, mapped only where a block is written
         ndvi, state = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
         assert indices.NOT_IMAGED == 0
+    threads = threads or layout.threads
     check = encoding if isinstance(encoding, EncodingCheck) else None
     sampling = _Sampling(check, blocks) if check else None
 
     def compute(block: Block, dn: tuple[np.ndarray, ...], enc: radiometry.Encoding) -> None:
-        red_dn, nir_dn, scl = dn
-        red = _reflectance(meta, "red", red_dn, enc)
-        nir = _reflectance(meta, "nir", nir_dn, enc)
+        red, nir, scl = to_reflectance(meta, dn, enc)
         inside = (shift(block[0], rows.start), shift(block[1], cols.start))
         ndvi[inside] = indices.masked_ndvi(red, nir, scl)
         state[inside] = indices.pixel_state(red, nir, scl)
@@ -250,6 +258,18 @@ def scene_arrays(
         sampling.held.clear()  # each held block's numbers go once computed
         map_windows(lambda i, _: compute(*held.pop(i), decided), list(held), threads)
     return ndvi, state
+
+
+def checked_encoding(meta: "SceneMeta", layout: Layout, check: EncodingCheck) -> Any:
+    """What ``check`` decides from a read of its cells alone (where no NDVI is made from
+    the same reads: a cluster plans a scene before cutting it into windows)."""
+    sampling = _Sampling(check, check.cells)
+    map_windows(
+        lambda cell, opened: sampling.add(cell, read_dn(meta, layout, cell, opened)),
+        check.cells,
+        len(check.cells) or 1,  # over HTTP each read mostly waits
+    )
+    return check.result
 
 
 class _Sampling:

@@ -28,7 +28,7 @@ from remote_sensing.scene_processing import (
     run_scene,
     scene_radiometry,
 )
-from remote_sensing.scenes import SceneSource, scene_grid, scene_layout
+from remote_sensing.scenes import SceneSource, scene_layout
 
 log = logging.getLogger("agri.imagery")
 
@@ -179,8 +179,9 @@ def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
         checksum = source.checksum()
         with rasterio.Env(**GDAL_SETTINGS):
             meta = source.meta()
-            grid = scene_grid(meta)
-            decided = scene_radiometry(meta, parcels, grid)
+            layout = scene_layout(meta)
+            grid = layout.grid
+            decided = scene_radiometry(meta, parcels, layout)
     except Exception:
         return ScenePlan(None)
     return ScenePlan(checksum, grid.height, grid.width, decided)

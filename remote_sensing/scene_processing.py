@@ -30,7 +30,6 @@ from remote_sensing.coverage import Grid, cached_weights
 from remote_sensing.scenes import (
     SceneMeta,
     SceneSource,
-    dn_sample,
     scene_layout,
 )
 from remote_sensing.zonal import parcel_statistics
@@ -42,9 +41,6 @@ log = logging.getLogger("agri.imagery")
 # (rasterio.Env), so importing this module changes nothing for other code in the process.
 GDAL_SETTINGS = {"GDAL_CACHEMAX": 128, **http_assets.GDAL_HTTP_OPTIONS}
 
-# Chunks read at once when the bands are URLs: each read mostly waits on the network
-# (one request per tile), so more than the cores; each holds a 1024-px chunk of 3 bands.
-REMOTE_READ_THREADS = 8
 DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failover
 
 Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
@@ -113,7 +109,9 @@ class Radiometry:
         )
 
 
-def scene_radiometry(meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid) -> Radiometry:
+def scene_radiometry(
+    meta: SceneMeta, parcels: gpd.GeoDataFrame, layout: band_reads.Layout
+) -> Radiometry:
     """The metadata's encoding, checked against the numbers under the parcels.
 
     Only Sentinel-2 numbers carry the baseline offset, so only they are checked; the
@@ -122,8 +120,16 @@ def scene_radiometry(meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid) -> 
     """
     if meta.family != catalogues.SENTINEL_2:
         return Radiometry(meta.encoding, meta.encoding, None, False, meta.bandpass)
-    windows = check_windows(parcels_on_grid(parcels, grid), grid)
-    return checked_radiometry(meta, *dn_sample(meta, windows))
+    return band_reads.checked_encoding(meta, layout, radiometry_check(meta, parcels, layout.grid))
+
+
+def radiometry_check(
+    meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid
+) -> band_reads.EncodingCheck:
+    """The offset check of a Sentinel-2 scene: its cells (check_windows) and what decides
+    from their raw numbers (checked_radiometry)."""
+    cells = [w.toslices() for w in check_windows(parcels_on_grid(parcels, grid), grid)]
+    return band_reads.EncodingCheck(cells, partial(checked_radiometry, meta))
 
 
 def checked_radiometry(
@@ -256,17 +262,13 @@ def read_scene(
             ndvi, state, inner = assembled(windows, grid)
         else:
             if decided is None and meta.family == catalogues.SENTINEL_2:
-                # the check's sample comes from the same reads as the NDVI
-                cells = [w.toslices() for w in check_windows(local, grid)]
-                how = band_reads.EncodingCheck(cells, partial(checked_radiometry, meta))
+                how = radiometry_check(meta, local, grid)  # sampled by the NDVI's reads
             else:
-                decided = decided or scene_radiometry(meta, local, grid)
+                decided = decided or scene_radiometry(meta, local, layout)
                 how = decided.encoding
             blocks = parcel_blocks(local, grid, layout.chunk)
             area, where, blocks = read_area(grid, blocks, layout.chunk)
-            remote = any(http_assets.is_remote(b.path) for b in meta.bands.values())
-            threads = REMOTE_READ_THREADS if remote else None
-            ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks, threads)
+            ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks)
             decided = decided or how.result
             if blocks is not None:  # as windows of the area
                 inner = [

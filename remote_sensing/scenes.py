@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from agri_common.times import parse_time
 from remote_sensing import band_reads, catalogues, http_assets, radiometry
@@ -229,12 +228,6 @@ def scene_layout(meta: SceneMeta) -> Layout:
     return band_reads.scene_layout(meta.bands)
 
 
-def scene_grid(meta: SceneMeta) -> Grid:
-    """The grid (CRS, transform, size) of a scene's red band, from its headers alone: what
-    the offset check and a cluster's decision to split the scene need."""
-    return scene_layout(meta).grid
-
-
 def scene_meta(
     path: Path,
     roots: list[Path] | None = None,
@@ -250,17 +243,6 @@ def scene_meta(
         return _geotiff_meta(path)
     except (radiometry.RadiometryError, catalogues.UnknownSensor) as exc:
         raise SceneError(f"{path}: {exc}") from exc
-
-
-def dn_sample(meta: SceneMeta, windows: list[Window]) -> tuple[np.ndarray, ...]:
-    """Raw red and NIR numbers and the SCL class under ``windows`` of the red grid (1-D
-    arrays): what radiometry.check_offset looks at. A 20 m SCL is read onto the window."""
-    if not windows:
-        return np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8)
-    layout = scene_layout(meta)
-    with band_reads.handles() as opened:
-        reads = [band_reads.read_dn(meta, layout, window.toslices(), opened) for window in windows]
-    return tuple(np.concatenate([read[i].ravel() for read in reads]) for i in range(3))
 
 
 def _stac_meta(
