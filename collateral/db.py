@@ -5,11 +5,17 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The newest revision in migrations/versions: a new revision changes it too, and
+# tests/test_migrations.py fails while it is not Alembic's head. A database already there
+# is left alone without importing Alembic or reading its scripts (0.13 s of the start of
+# every command).
+HEAD_REVISION = "0014"
 
 
 def normalise_url(url: str) -> str:
@@ -71,9 +77,22 @@ def alembic_config(engine: Engine) -> "Config":
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it is already there."""
+    if schema_revision(engine) == HEAD_REVISION:
+        return
     from alembic import command
 
     command.upgrade(alembic_config(engine), "head")
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The one revision Alembic's version table holds; None for a database without one
+    (new) or with several (branches, which Alembic sorts out)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:  # no such table (or no database: Alembic then says so)
+        return None
+    return rows[0][0] if len(rows) == 1 else None
 
 
 def all_metadata() -> list[MetaData]:

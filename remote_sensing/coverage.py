@@ -70,6 +70,16 @@ class CoverageWeights:
         return np.repeat(np.arange(len(self.parcel_ids)), np.diff(self.indptr))
 
 
+# no parcel on the grid
+NO_WEIGHTS = CoverageWeights(
+    np.zeros(0, dtype=str),
+    np.zeros(1, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.float64),
+    np.zeros(0, np.float64),
+)
+
+
 def parcels_signature(parcels: gpd.GeoDataFrame) -> str:
     """Changes whenever any parcel id or geometry changes: the cache invalidation key."""
     digest = hashlib.sha256()
@@ -86,8 +96,7 @@ def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
     ids = np.asarray(parcels["parcel_id"], dtype=str)
     area_px = np.asarray(parcels.geometry.area, dtype=np.float64) / grid.pixel_area
     if len(parcels) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return CoverageWeights(ids, np.zeros(1, np.int64), empty, empty.astype(float), area_px)
+        return NO_WEIGHTS
     xmin, ymin, xmax, ymax = grid.bounds
     # Coverage and cell ids do not depend on pixel values: a zero-byte-per-pixel stand-in
     # would do, a uint8 one is the cheapest exactextract accepts.

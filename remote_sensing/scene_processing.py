@@ -25,8 +25,8 @@ from sqlalchemy import Engine
 
 from agri_common.retry import with_retries
 from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
-from remote_sensing.cog import safe_name, write_cog
-from remote_sensing.coverage import Grid, cached_weights
+from remote_sensing.cog import overview_levels, safe_name, whole_blocks, write_cog
+from remote_sensing.coverage import NO_WEIGHTS, CoverageWeights, Grid, cached_weights
 from remote_sensing.scenes import (
     SceneMeta,
     SceneSource,
@@ -235,6 +235,8 @@ class SceneRead:
     # the windows of ``area`` that were read (rows, columns in it; None: all of it); the
     # NDVI elsewhere is undefined (band_reads.scene_arrays)
     blocks: list[tuple[slice, slice]] | None = None
+    # the parcels' coverage of ``area`` (parcel_weights), when read_scene was asked for it
+    weights: CoverageWeights | None = None
 
 
 def read_scene(
@@ -242,11 +244,15 @@ def read_scene(
     parcels: gpd.GeoDataFrame,
     windows: list[Window] = (),
     decided: Radiometry | None = None,
+    weights_dir: Path | None = None,
 ) -> SceneRead:
     """Decide how to read the numbers, then load and mask the blocks ``parcels`` touch.
 
     With ``windows`` (what window_on_worker made, covering every row, read with
-    ``decided``) the arrays are assembled, not computed.
+    ``decided``) the arrays are assembled, not computed. With ``weights_dir`` (the
+    coverage cache) the parcels' coverage of the area read is worked out while its pixels
+    are fetched: both only need the area, and a new portfolio's exactextract pass (0.3 s
+    for 2,000 parcels) is then hidden behind the network.
     """
     with rasterio.Env(**GDAL_SETTINGS):
         # one scene at a time per process (threads within it); inside the settings, so the
@@ -257,27 +263,31 @@ def read_scene(
         grid = layout.grid
         local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid
         inner = None
-        if windows:
-            area = grid
-            ndvi, state, inner = assembled(windows, grid)
-        else:
-            if decided is None and meta.family == catalogues.SENTINEL_2:
-                how = radiometry_check(meta, local, grid)  # sampled by the NDVI's reads
+        with ThreadPoolExecutor(1, thread_name_prefix="weights") as helper:
+            if windows:
+                area = grid
+                weighing = weights_dir and helper.submit(parcel_weights, local, area, weights_dir)
+                ndvi, state, inner = assembled(windows, grid)
             else:
-                decided = decided or scene_radiometry(meta, local, layout)
-                how = decided.encoding
-            blocks = parcel_blocks(local, grid, layout.chunk)
-            area, where, blocks = read_area(grid, blocks, layout.chunk)
-            ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks)
-            decided = decided or how.result
-            if blocks is not None:  # as windows of the area
-                inner = [
-                    (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
-                    for r, c in blocks
-                ]
+                if decided is None and meta.family == catalogues.SENTINEL_2:
+                    how = radiometry_check(meta, local, grid)  # sampled by the NDVI's reads
+                else:
+                    decided = decided or scene_radiometry(meta, local, layout)
+                    how = decided.encoding
+                blocks = parcel_blocks(local, grid, layout.chunk)
+                area, where, blocks = read_area(grid, blocks, layout.chunk)
+                weighing = weights_dir and helper.submit(parcel_weights, local, area, weights_dir)
+                ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks)
+                decided = decided or how.result
+                if blocks is not None:  # as windows of the area
+                    inner = [
+                        (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
+                        for r, c in blocks
+                    ]
+            weights = weighing.result() if weighing else None
         http = http_assets.network_stats() or (None, None)
     _release_freed_memory()
-    return SceneRead(meta, decided, area, ndvi, state, http, local, inner)
+    return SceneRead(meta, decided, area, ndvi, state, http, local, inner, weights)
 
 
 def process_scene(
@@ -292,7 +302,7 @@ def process_scene(
     """Read the scene (read_scene), write the NDVI COG, compute parcel statistics and
     commit."""
     started = time.perf_counter()
-    read = read_scene(source, parcels, windows, decided)
+    read = read_scene(source, parcels, windows, decided, data_dir / "coverage")
     meta, decided, area = read.meta, read.radiometry, read.area
     acquired_at = meta.acquired_at
     ndvi_path = data_dir / "ndvi" / f"{safe_name(source.scene_id)}.tif"
@@ -303,7 +313,10 @@ def process_scene(
         "SENSOR": meta.sensor,
     }
     # GDAL compresses the COG without the GIL: the statistics are computed meanwhile, and
-    # the scene is committed only once the file is whole (its error, if any, is raised)
+    # the scene is committed only once the file is whole (its error, if any, is raised).
+    # The overviews are averaged first, here: in the writer's thread they would wait for
+    # the GIL the statistics hold.
+    levels = overview_levels(read.ndvi, read.blocks or whole_blocks(read.ndvi.shape))
     with ThreadPoolExecutor(1, thread_name_prefix="cog") as writer:
         written = writer.submit(
             write_cog,
@@ -314,8 +327,9 @@ def process_scene(
             float("nan"),
             tags,
             read.blocks,
+            levels,
         )
-        rows = observation_rows(read.parcels, area, read.ndvi, read.state, data_dir / "coverage")
+        rows = statistics_rows(read.weights, read.ndvi, read.state)
         written.result()
     http_requests, http_bytes = read.http
     for row in rows:
@@ -404,10 +418,20 @@ def observation_rows(
     cache_dir: Path,
 ) -> list[dict]:
     """One row per parcel the scene imaged at least partly; parcels given in any CRS."""
+    return statistics_rows(parcel_weights(parcels, grid, cache_dir), ndvi, state)
+
+
+def parcel_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> CoverageWeights:
+    """How much of each pixel of ``grid`` each parcel (in any CRS) covers; those that do
+    not touch the grid are left out."""
     local = parcels_on_grid(parcels, grid)
-    if local.empty:
+    return NO_WEIGHTS if local.empty else cached_weights(local, grid, cache_dir)
+
+
+def statistics_rows(weights: CoverageWeights, ndvi: np.ndarray, state: np.ndarray) -> list[dict]:
+    """observation_rows from the parcels' weights on the NDVI's grid."""
+    if len(weights.parcel_ids) == 0:
         return []
-    weights = cached_weights(local, grid, cache_dir)
     stats = parcel_statistics(weights, ndvi, state)
     imaged_px = stats.pop("imaged_px")
     rows = []

@@ -13,7 +13,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select
 
 from bioassets.tables import farms, readings
-from collateral.db import alembic_config, all_metadata, make_engine, upgrade
+from collateral.db import (
+    HEAD_REVISION,
+    alembic_config,
+    all_metadata,
+    make_engine,
+    schema_revision,
+    upgrade,
+)
 from collateral.tables import loans
 from remote_sensing.tables import observations, parcels
 from tests.support.databases import fresh_postgres_database
@@ -57,6 +64,20 @@ def test_the_drift_test_sees_a_table_changed_without_a_revision(tmp_path):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), changed)
     assert [d[0] for d in diff if d[0] == "add_column"] == ["add_column"]
+    engine.dispose()
+
+
+def test_the_head_revision_the_code_names_is_alembics_head(tmp_path):
+    """upgrade skips Alembic for a database at HEAD_REVISION: a new revision must move it,
+    and a database at the previous head is still migrated."""
+    script = ScriptDirectory.from_config(alembic_config(None))
+    assert HEAD_REVISION == script.get_current_head()
+    engine = make_engine(f"sqlite:///{tmp_path / 'agri.db'}")
+    assert schema_revision(engine) is None
+    command.upgrade(alembic_config(engine), _previous_head())
+    assert schema_revision(engine) == _previous_head()
+    upgrade(engine)
+    assert schema_revision(engine) == HEAD_REVISION
     engine.dispose()
 
 
