@@ -126,18 +126,22 @@ def overview_levels(array: np.ndarray, blocks: list[tuple[slice, slice]]) -> lis
 
 def _halved(part: np.ndarray) -> np.ndarray:
     """The mean of each 2 x 2 cell's pixels that are not NaN (NaN where none is); a cell
-    over the edge averages what it has. Four strided sums of the quarter-size grids (a
-    reshape summed over two axes is several times slower)."""
+    over the edge averages what it has. Strided sums of the quarter-size grids in the
+    array's own float type (in float64, as GDAL sums, it took twice as long for the same
+    values to 2e-7: a display's overview), in place where they can be."""
     h, w = part.shape
     if h % 2 or w % 2:
         part = np.pad(part, ((0, h % 2), (0, w % 2)), constant_values=np.nan)
     valid = ~np.isnan(part)
-    values = np.where(valid, part, 0).astype(np.float64)
-    corners = [(slice(i, None, 2), slice(j, None, 2)) for i in (0, 1) for j in (0, 1)]
-    total = sum(values[c] for c in corners)
-    count = sum(valid[c].astype(np.uint8) for c in corners)
+    values = np.where(valid, part, part.dtype.type(0))
+    first, *others = [(slice(i, None, 2), slice(j, None, 2)) for i in (0, 1) for j in (0, 1)]
+    total, count = values[first].copy(), valid[first].view(np.uint8).copy()
+    for corner in others:
+        total += values[corner]
+        count += valid[corner].view(np.uint8)
     with np.errstate(invalid="ignore"):
-        return (total / count).astype(part.dtype)
+        total /= count
+    return total
 
 
 def _vrt_over(
