@@ -43,19 +43,6 @@ def safe_name(scene_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", scene_id)
 
 
-Level = tuple[int, int, list[tuple[int, int, np.ndarray]]]  # height, width, placed parts
-
-
-def whole_blocks(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
-    """All of a raster as blocks (rows, columns) whose overviews' temporaries stay small."""
-    step = 2 * BLOCK_PX
-    return [
-        (slice(r, min(r + step, shape[0])), slice(c, min(c + step, shape[1])))
-        for r in range(0, shape[0], step)
-        for c in range(0, shape[1], step)
-    ]
-
-
 def write_cog(
     path: Path,
     array: np.ndarray,
@@ -64,7 +51,6 @@ def write_cog(
     nodata: float | int | None,
     tags: dict[str, str] | None = None,
     blocks: list[tuple[slice, slice]] | None = None,
-    levels: list[Level] | None = None,
 ) -> Path:
     """Write a single-band 2-D float array as a COG at ``path`` (replacing any previous
     file); NaN is missing.
@@ -82,18 +68,19 @@ def write_cog(
     area at full resolution, empty or not (0.55 of the 0.8 s a township portfolio's
     sparse COG took). The copy is one GDAL call that lets go of Python's GIL, so the job
     computes the parcel statistics meanwhile (rasterio's build_overviews holds the GIL).
-    A caller that writes in a thread passes ``levels`` (overview_levels of the same array
-    and blocks) computed first: NumPy's averaging needs the GIL between its steps, and
-    beside statistics that hold it (exactextract) it took 0.5 s instead of 0.12 s.
     """
     path = Path(path)
     array = np.ascontiguousarray(array)
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"write_cog writes float rasters (NaN missing), not {array.dtype}")
-    if blocks is None:
-        blocks = whole_blocks(array.shape)
-    if levels is None:  # kept alive: the VRT reads their memory
-        levels = overview_levels(array, blocks)
+    if blocks is None:  # all of it, in pieces whose overviews' temporaries stay small
+        step = 2 * BLOCK_PX
+        blocks = [
+            (slice(r, min(r + step, array.shape[0])), slice(c, min(c + step, array.shape[1])))
+            for r in range(0, array.shape[0], step)
+            for c in range(0, array.shape[1], step)
+        ]
+    levels = overview_levels(array, blocks)  # kept alive: the VRT reads their memory
     vrt = _vrt_over(array, blocks, crs, transform, nodata, tags or {}, levels)
     with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
         # one thread reads the VRT's sources (memory: nothing to gain from more), the one
@@ -105,6 +92,9 @@ def write_cog(
                 _check_complete(tmp, array, path.name, blocks)
     sweep_stale(path, STALE_TMP_S)
     return path
+
+
+Level = tuple[int, int, list[tuple[int, int, np.ndarray]]]  # height, width, placed parts
 
 
 def overview_levels(array: np.ndarray, blocks: list[tuple[slice, slice]]) -> list[Level]:

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from agri_common.retry import with_retries
 from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
-from remote_sensing.cog import overview_levels, safe_name, whole_blocks, write_cog
+from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import NO_WEIGHTS, CoverageWeights, Grid, cached_weights
 from remote_sensing.scenes import (
     SceneMeta,
@@ -314,9 +314,9 @@ def process_scene(
     }
     # GDAL compresses the COG without the GIL: the statistics are computed meanwhile, and
     # the scene is committed only once the file is whole (its error, if any, is raised).
-    # The overviews are averaged first, here: in the writer's thread they would wait for
-    # the GIL the statistics hold.
-    levels = overview_levels(read.ndvi, read.blocks or whole_blocks(read.ndvi.shape))
+    # The statistics are NumPy's sums over weights worked out during the read: they leave
+    # the GIL to the writer's averaging of the overviews (exactextract did not: the
+    # overviews of a township portfolio's first scene took 0.5 s instead of 0.12 s).
     with ThreadPoolExecutor(1, thread_name_prefix="cog") as writer:
         written = writer.submit(
             write_cog,
@@ -327,7 +327,6 @@ def process_scene(
             float("nan"),
             tags,
             read.blocks,
-            levels,
         )
         rows = statistics_rows(read.weights, read.ndvi, read.state)
         written.result()
