@@ -10,7 +10,7 @@ import ctypes
 import logging
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -264,9 +264,15 @@ def read_scene(
         local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid
         inner = None
         with ThreadPoolExecutor(1, thread_name_prefix="weights") as helper:
+
+            def weigh(area: Grid) -> Future | None:
+                if weights_dir is None:
+                    return None
+                return helper.submit(parcel_weights, local, area, weights_dir)
+
             if windows:
                 area = grid
-                weighing = weights_dir and helper.submit(parcel_weights, local, area, weights_dir)
+                weighing = weigh(area)
                 ndvi, state, inner = assembled(windows, grid)
             else:
                 if decided is None and meta.family == catalogues.SENTINEL_2:
@@ -276,7 +282,7 @@ def read_scene(
                     how = decided.encoding
                 blocks = parcel_blocks(local, grid, layout.chunk)
                 area, where, blocks = read_area(grid, blocks, layout.chunk)
-                weighing = weights_dir and helper.submit(parcel_weights, local, area, weights_dir)
+                weighing = weigh(area)
                 ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks)
                 decided = decided or how.result
                 if blocks is not None:  # as windows of the area
