@@ -7,14 +7,17 @@ and a few segment sums (see ``zonal.py``).
 """
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from affine import Affine
 from exactextract import exact_extract
+from exactextract.feature import JSONFeature, JSONFeatureSource
 from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 
@@ -109,15 +112,14 @@ def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
         nodata=None,
         srs_wkt=grid.crs.to_wkt(),
     )
-    frame = gpd.GeoDataFrame({"row": np.arange(len(parcels))}, geometry=parcels.geometry.values)
-    frame = frame.set_crs(grid.crs, allow_override=True)
+    features = _GeoJSONFeatures(parcels.geometry.values, grid.crs.to_wkt())
     result = exact_extract(
-        source, frame, ["cell_id", "coverage"], include_cols=["row"], output="pandas"
+        source, features, ["cell_id", "coverage"], include_cols=["row"], output="geojson"
     )
-    result = result.sort_values("row")
     counts = np.zeros(len(parcels), dtype=np.int64)
     cell_chunks, cov_chunks = [], []
-    for row, cells, cov in zip(result["row"], result["cell_id"], result["coverage"], strict=True):
+    for found in sorted((f["properties"] for f in result), key=lambda p: p["row"]):
+        row, cells, cov = found["row"], found["cell_id"], found["coverage"]
         keep = np.asarray(cov) > 0
         counts[row] = int(keep.sum())
         cell_chunks.append(np.asarray(cells, dtype=np.int64)[keep])
@@ -126,6 +128,34 @@ def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
     cells = np.concatenate(cell_chunks) if cell_chunks else np.zeros(0, np.int64)
     cov = np.concatenate(cov_chunks) if cov_chunks else np.zeros(0, np.float64)
     return CoverageWeights(ids, indptr, cells, cov, area_px)
+
+
+class _GeoJSONFeature(JSONFeature):
+    """One parcel for exactextract: its row and its outline as GeoJSON text."""
+
+    def __init__(self, row: int, geojson: str) -> None:
+        super().__init__({"type": "Feature", "properties": {"row": row}})
+        self.geojson = geojson
+
+    def geometry(self) -> str:
+        return self.geojson
+
+
+class _GeoJSONFeatures(JSONFeatureSource):
+    """Parcels for exactextract, their GeoJSON text made by shapely in one call: from a
+    GeoDataFrame exactextract builds each feature's text in Python (0.34-0.41 s of a
+    2,000-parcel grid's weights, against 0.15-0.23 s)."""
+
+    def __init__(self, geometry: np.ndarray, srs_wkt: str) -> None:
+        super().__init__([], srs_wkt=srs_wkt)
+        self.texts = shapely.to_geojson(geometry)
+
+    def count(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[_GeoJSONFeature]:
+        for row, text in enumerate(self.texts):
+            yield _GeoJSONFeature(row, text)
 
 
 # Weights already loaded by this process: a run over many scenes of one tile loads once.
