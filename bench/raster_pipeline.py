@@ -204,7 +204,7 @@ def stage_statistics() -> dict:
     grid = Grid(crs, TRANSFORM, SIZE, SIZE)
     # the parcels as the job sees them (from the database), so the job's cache is hit
     engine = make_engine(agri_env()["AGRI_DATABASE_URL"])
-    parcels = parcels_on_grid(store.load_parcels_frame(engine), grid)
+    parcels = parcels_on_grid(store.load_parcel_set(engine), grid)
     state = np.full(ndvi.shape, CLEAR, dtype=np.uint8)
     t0 = time.perf_counter()
     weights = cached_weights(parcels, grid, OUT / "data" / "coverage")  # loads the cache file

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import rasterio
 from sqlalchemy import Engine
@@ -18,6 +17,7 @@ from agri_common.files import atomic_write
 from remote_sensing import store
 from remote_sensing.band_reads import edges, overlap, scene_arrays, shift
 from remote_sensing.cog import safe_name
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.scene_processing import (
     GDAL_SETTINGS,
     Radiometry,
@@ -61,7 +61,7 @@ def run_on_cluster(
     cluster: Cluster,
     sources: list[SceneSource],
     done: set[tuple[str, str]],
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     data_dir: Path,
 ):
     """Plan every scene on the workers (checksum and size: the files are read there, not
@@ -174,7 +174,7 @@ class ScenePlan:
     radiometry: Radiometry | None = None
 
 
-def plan_on_worker(source: SceneSource, parcels: gpd.GeoDataFrame) -> ScenePlan:
+def plan_on_worker(source: SceneSource, parcels: ParcelSet) -> ScenePlan:
     try:
         checksum = source.checksum()
         with rasterio.Env(**GDAL_SETTINGS):
@@ -192,7 +192,7 @@ def window_on_worker(
     rows: tuple[int, int],
     scratch: Path,
     decided: Radiometry,
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
 ) -> Window:
     """NDVI and pixel state of the blocks under parcels in one band of rows (as the serial
     job reads them: over HTTP a block not read is bytes not fetched), saved block by block
@@ -227,7 +227,7 @@ def _worker_engine(database_url: str, open_engine: Callable[[str], Engine]) -> E
 def scene_on_worker(
     source: SceneSource,
     done: set[tuple[str, str]],
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     database_url: str,
     open_engine: Callable[[str], Engine],
     data_dir: Path,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
@@ -22,6 +21,7 @@ from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 
 from agri_common.files import atomic_write
+from remote_sensing.parcel_set import ParcelSet
 
 
 @dataclass(frozen=True)
@@ -83,23 +83,23 @@ NO_WEIGHTS = CoverageWeights(
 )
 
 
-def parcels_signature(parcels: gpd.GeoDataFrame) -> str:
+def parcels_signature(parcels: ParcelSet) -> str:
     """Changes whenever any parcel id or geometry changes: the cache invalidation key."""
     digest = hashlib.sha256()
-    for pid, geom in sorted(zip(parcels["parcel_id"], parcels.geometry.to_wkb(), strict=True)):
+    for pid, geom in sorted(zip(parcels.parcel_id, shapely.to_wkb(parcels.geometry), strict=True)):
         digest.update(str(pid).encode())
         digest.update(geom)
     return digest.hexdigest()[:16]
 
 
-def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
+def compute_weights(parcels: ParcelSet, grid: Grid) -> CoverageWeights:
     """Exact coverage fractions of each parcel (already in the grid's CRS) on ``grid``."""
     if parcels.crs is None or CRS(parcels.crs) != grid.crs:
         raise ValueError("parcels must be reprojected into the grid CRS first")
     if len(parcels) == 0:
         return NO_WEIGHTS
-    ids = np.asarray(parcels["parcel_id"], dtype=str)
-    area_px = np.asarray(parcels.geometry.area, dtype=np.float64) / grid.pixel_area
+    ids = np.asarray(parcels.parcel_id, dtype=str)
+    area_px = shapely.area(parcels.geometry).astype(np.float64) / grid.pixel_area
     xmin, ymin, xmax, ymax = grid.bounds
     # Coverage and cell ids do not depend on pixel values: a zero-byte-per-pixel stand-in
     # would do, a uint8 one is the cheapest exactextract accepts.
@@ -112,7 +112,7 @@ def compute_weights(parcels: gpd.GeoDataFrame, grid: Grid) -> CoverageWeights:
         nodata=None,
         srs_wkt=grid.crs.to_wkt(),
     )
-    features = _GeoJSONFeatures(parcels.geometry.values, grid.crs.to_wkt())
+    features = _GeoJSONFeatures(parcels.geometry, grid.crs.to_wkt())
     result = exact_extract(
         source, features, ["cell_id", "coverage"], include_cols=["row"], output="geojson"
     )
@@ -163,7 +163,7 @@ _LOADED: dict[Path, CoverageWeights] = {}
 _LOADED_MAX = 4
 
 
-def cached_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> CoverageWeights:
+def cached_weights(parcels: ParcelSet, grid: Grid, cache_dir: Path) -> CoverageWeights:
     """``compute_weights`` through an on-disk cache keyed by grid and parcel signature."""
     path = cache_dir / f"{grid.key()}-{parcels_signature(parcels)}.npz"
     if path in _LOADED and path.exists():

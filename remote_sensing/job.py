@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import geopandas as gpd
 from sqlalchemy import Engine
 
 from remote_sensing import store
 from remote_sensing.cluster import Cluster, run_on_cluster
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.profile_update import update_profiles
 from remote_sensing.scene_processing import SceneOutcome, run_scene
 from remote_sensing.scenes import SceneSource, find_scenes
@@ -76,12 +76,12 @@ def run_sources(
     data_dir: Path,
     on_scene: Callable[[SceneOutcome], None] | None = None,
     cluster: Cluster | None = None,
-    parcels: gpd.GeoDataFrame | None = None,
+    parcels: ParcelSet | None = None,
 ) -> RunSummary:
     """run_inbox for scenes found elsewhere (a STAC API's items, staged by stac_sync);
     ``parcels``: the stored parcels, where the caller has just loaded them."""
     done = store.done_scene_keys(engine)
-    parcels = store.load_parcels_frame(engine) if parcels is None else parcels
+    parcels = store.load_parcel_set(engine) if parcels is None else parcels
     summary = RunSummary()
     touched: set[str] = set()
     if cluster is None:

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import rasterio
 from pyproj import CRS
@@ -10,6 +9,7 @@ from rasterio.windows import Window, from_bounds
 from shapely.geometry.base import BaseGeometry
 
 from remote_sensing.coverage import Grid, compute_weights
+from remote_sensing.parcel_set import ParcelSet
 
 
 def parcel_pixel_stack(
@@ -26,7 +26,7 @@ def parcel_pixel_stack(
     with rasterio.open(paths[0]) as src:
         crs = CRS.from_wkt(src.crs.to_wkt())
         transform = src.transform
-    local = gpd.GeoSeries([geometry_wgs84], crs="EPSG:4326").to_crs(crs)
+    local = ParcelSet.of(["p"], [geometry_wgs84]).to_crs(crs)
     window = (
         from_bounds(*local.total_bounds, transform=transform)
         .round_offsets(op="floor")
@@ -34,8 +34,7 @@ def parcel_pixel_stack(
     )
     window = Window(window.col_off - 1, window.row_off - 1, window.width + 3, window.height + 3)
     grid = Grid(crs, rasterio.windows.transform(window, transform), window.height, window.width)
-    frame = gpd.GeoDataFrame({"parcel_id": ["p"]}, geometry=local.values, crs=crs)
-    weights = compute_weights(frame, grid)
+    weights = compute_weights(local, grid)
     stack = np.full((len(paths), len(weights.cell_ids)), np.nan)
     for row, path in enumerate(paths):
         with rasterio.open(path) as src:

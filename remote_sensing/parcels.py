@@ -8,12 +8,15 @@ reason, so one typo in a farmer's file does not block the other parcels.
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from agri_common import terms
+
+if TYPE_CHECKING:  # imported where a file is read: the imagery job never needs it
+    import geopandas as gpd
 
 PARCEL_KINDS = ("tea_garden", "forest")
 EQUAL_AREA_CRS = "EPSG:6933"
@@ -61,6 +64,8 @@ def read_parcel_file(path: Path) -> ParcelImport:
             f"{path}: {path.stat().st_size:,} bytes is beyond the {MAX_FILE_BYTES:,} a parcel "
             "file may have; split it"
         )
+    import geopandas as gpd
+
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # pyogrio raises its own and OS errors
@@ -70,8 +75,10 @@ def read_parcel_file(path: Path) -> ParcelImport:
     return validate_parcels(frame)
 
 
-def validate_parcels(frame: gpd.GeoDataFrame) -> ParcelImport:
+def validate_parcels(frame: "gpd.GeoDataFrame") -> ParcelImport:
     """Turn a GeoDataFrame in any CRS into Parcels; bad features become rejections."""
+    import geopandas as gpd
+
     result = ParcelImport()
     vertices = shapely.get_num_coordinates(frame.geometry.values)
     if int(vertices.sum()) > MAX_VERTICES:

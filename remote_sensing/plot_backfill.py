@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import geopandas as gpd
 import pystac_client
 from pystac_client.exceptions import APIError
 from shapely.geometry.base import BaseGeometry
 
 from agri_common.files import atomic_write_text
 from remote_sensing.cog import safe_name, write_cog
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.parcels import WGS84
 from remote_sensing.scene_processing import read_scene
 from remote_sensing.scenes import SceneSource
@@ -63,7 +63,7 @@ def catalogue_scenes(
     except (APIError, OSError, ValueError) as exc:
         out.problems.append(f"cannot open the STAC API {catalogue.api_url}: {exc}")
         return out
-    plot = gpd.GeoDataFrame({"parcel_id": ["claim"]}, geometry=[geometry], crs=WGS84)
+    plot = ParcelSet.of(["claim"], [geometry], WGS84)
     staging = Path(data_dir) / "claims" / "stac"
     # one file per item and plot: two claims over one scene never overwrite each other
     plot_key = hashlib.sha256(geometry.wkb).hexdigest()[:12]

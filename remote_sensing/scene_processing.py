@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
@@ -27,6 +26,7 @@ from agri_common.retry import with_retries
 from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import NO_WEIGHTS, CoverageWeights, Grid, cached_weights
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.scenes import (
     SceneMeta,
     SceneSource,
@@ -109,9 +109,7 @@ class Radiometry:
         )
 
 
-def scene_radiometry(
-    meta: SceneMeta, parcels: gpd.GeoDataFrame, layout: band_reads.Layout
-) -> Radiometry:
+def scene_radiometry(meta: SceneMeta, parcels: ParcelSet, layout: band_reads.Layout) -> Radiometry:
     """The metadata's encoding, checked against the numbers under the parcels.
 
     Only Sentinel-2 numbers carry the baseline offset, so only they are checked; the
@@ -123,9 +121,7 @@ def scene_radiometry(
     return band_reads.checked_encoding(meta, layout, radiometry_check(meta, parcels, layout.grid))
 
 
-def radiometry_check(
-    meta: SceneMeta, parcels: gpd.GeoDataFrame, grid: Grid
-) -> band_reads.EncodingCheck:
+def radiometry_check(meta: SceneMeta, parcels: ParcelSet, grid: Grid) -> band_reads.EncodingCheck:
     """The offset check of a Sentinel-2 scene: its cells (check_windows) and what decides
     from their raw numbers (checked_radiometry)."""
     cells = [w.toslices() for w in check_windows(parcels_on_grid(parcels, grid), grid)]
@@ -142,11 +138,11 @@ def checked_radiometry(
     return Radiometry(meta.encoding, encoding, check, contradicted, meta.bandpass)
 
 
-def check_windows(local: gpd.GeoDataFrame, grid: Grid) -> list[PixelWindow]:
+def check_windows(local: ParcelSet, grid: Grid) -> list[PixelWindow]:
     """Up to CHECK_CELLS cells of the grid that hold parcels, spread over the scene."""
     inverse = ~grid.transform
     cells = set()
-    for xmin, ymin, xmax, ymax in local.geometry.bounds.values:
+    for xmin, ymin, xmax, ymax in local.bounds:
         col, row = inverse * ((xmin + xmax) / 2, (ymin + ymax) / 2)
         if 0 <= row < grid.height and 0 <= col < grid.width:
             cells.add((int(row) // CHECK_CELL_PX, int(col) // CHECK_CELL_PX))
@@ -165,7 +161,7 @@ def run_scene(
     engine: Engine,
     source: SceneSource,
     done: set[tuple[str, str]],
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     data_dir: Path,
     touched: set[str],
     checksum: str | None = None,
@@ -231,7 +227,7 @@ class SceneRead:
     ndvi: np.ndarray
     state: np.ndarray
     http: tuple[int | None, int | None]  # requests, bytes read over HTTP
-    parcels: gpd.GeoDataFrame  # the parcels on the scene's grid, in its CRS
+    parcels: ParcelSet  # the parcels on the scene's grid, in its CRS
     # the windows of ``area`` that were read (rows, columns in it; None: all of it); the
     # NDVI elsewhere is undefined (band_reads.scene_arrays)
     blocks: list[tuple[slice, slice]] | None = None
@@ -241,7 +237,7 @@ class SceneRead:
 
 def read_scene(
     source: SceneSource,
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     windows: list[Window] = (),
     decided: Radiometry | None = None,
     weights_dir: Path | None = None,
@@ -300,7 +296,7 @@ def process_scene(
     engine: Engine,
     source: SceneSource,
     ledger: dict,
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     data_dir: Path,
     windows: list[Window] = (),
     decided: Radiometry | None = None,
@@ -389,13 +385,13 @@ def read_area(
     return area, (slice(r0, r1), slice(c0, c1)), blocks
 
 
-def parcel_blocks(local: gpd.GeoDataFrame, grid: Grid, size: int) -> list[tuple[slice, slice]]:
+def parcel_blocks(local: ParcelSet, grid: Grid, size: int) -> list[tuple[slice, slice]]:
     """The ``size``-px blocks of the grid (the scene's read chunks, from its origin) that
     some parcel's bounds touch, a pixel to spare on each side: all of the scene the
     parcels' statistics need."""
     inverse = ~grid.transform
     touched = set()
-    for xmin, ymin, xmax, ymax in local.geometry.bounds.values:
+    for xmin, ymin, xmax, ymax in local.bounds:
         cols, rows = zip(
             *(inverse * corner for corner in ((xmin, ymin), (xmax, ymax))), strict=True
         )
@@ -416,7 +412,7 @@ def parcel_blocks(local: gpd.GeoDataFrame, grid: Grid, size: int) -> list[tuple[
 
 
 def observation_rows(
-    parcels: gpd.GeoDataFrame,
+    parcels: ParcelSet,
     grid: Grid,
     ndvi: np.ndarray,
     state: np.ndarray,
@@ -426,7 +422,7 @@ def observation_rows(
     return statistics_rows(parcel_weights(parcels, grid, cache_dir), ndvi, state)
 
 
-def parcel_weights(parcels: gpd.GeoDataFrame, grid: Grid, cache_dir: Path) -> CoverageWeights:
+def parcel_weights(parcels: ParcelSet, grid: Grid, cache_dir: Path) -> CoverageWeights:
     """How much of each pixel of ``grid`` each parcel (in any CRS) covers; those that do
     not touch the grid are left out."""
     local = parcels_on_grid(parcels, grid)
@@ -451,13 +447,12 @@ def statistics_rows(weights: CoverageWeights, ndvi: np.ndarray, state: np.ndarra
     return rows
 
 
-def parcels_on_grid(parcels: gpd.GeoDataFrame, grid: Grid) -> gpd.GeoDataFrame:
+def parcels_on_grid(parcels: ParcelSet, grid: Grid) -> ParcelSet:
     """Parcels reprojected into the grid's CRS, keeping those that touch the grid."""
     if parcels.empty:
         return parcels
     local = parcels.to_crs(grid.crs)
-    footprint = shapely.box(*grid.bounds)
-    return local[local.intersects(footprint)].reset_index(drop=True)
+    return local.take(shapely.intersects(local.geometry, shapely.box(*grid.bounds)))
 
 
 def assembled(

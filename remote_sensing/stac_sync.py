@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import geopandas as gpd
 import pystac_client
+import shapely
 from pystac_client.exceptions import APIError
 from sqlalchemy import Engine
 
@@ -37,6 +37,7 @@ from agri_common.files import atomic_write_text
 from remote_sensing import catalogues, store
 from remote_sensing.cog import safe_name
 from remote_sensing.job import Cluster, RunSummary, run_sources
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.scene_processing import SceneOutcome
 from remote_sensing.scenes import SceneSource
 
@@ -116,17 +117,20 @@ class SyncSummary:
         return {**self.run.as_json(), "searches": self.searches}
 
 
-def search_areas(parcels: gpd.GeoDataFrame, cell_deg: float = SEARCH_CELL_DEG) -> list[tuple]:
+def search_areas(parcels: ParcelSet, cell_deg: float = SEARCH_CELL_DEG) -> list[tuple]:
     """(west, south, east, north) of the parcels in each occupied cell, in WGS84."""
     if parcels.empty:
         return []
-    points = parcels.geometry.representative_point()
-    cells = [(math.floor(p.x / cell_deg), math.floor(p.y / cell_deg)) for p in points]
+    points = shapely.point_on_surface(parcels.geometry)
+    xs, ys = shapely.get_x(points), shapely.get_y(points)
+    cells = [
+        (math.floor(x / cell_deg), math.floor(y / cell_deg)) for x, y in zip(xs, ys, strict=True)
+    ]
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(cells):
         groups.setdefault(cell, []).append(i)
     return [
-        tuple(round(float(v), 6) for v in parcels.geometry.iloc[rows].total_bounds)
+        tuple(round(float(v), 6) for v in shapely.total_bounds(parcels.geometry[rows]))
         for _, rows in sorted(groups.items())
     ]
 
@@ -172,7 +176,7 @@ def sync(
     search page's asset URLs are signed in place by ``sign`` (signing_modifier) if given."""
     started = datetime.now(UTC)
     api_url = api_url.rstrip("/")
-    parcels = store.load_parcels_frame(engine)
+    parcels = store.load_parcel_set(engine)
     areas = search_areas(parcels)
     staging = Path(data_dir) / "stac" / safe_name(api_url)
     sources: list[SceneSource] = []

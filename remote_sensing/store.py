@@ -4,12 +4,13 @@ import json
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import shapely
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from agri_common.times import parse_time
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.parcels import WGS84, Parcel, attributes_json
 from remote_sensing.tables import (
     observations,
@@ -19,6 +20,9 @@ from remote_sensing.tables import (
     scenes,
     stac_syncs,
 )
+
+if TYPE_CHECKING:  # parcels list's frame; the imagery job reads a ParcelSet
+    import geopandas as gpd
 from remote_sensing.zonal import STATISTICS
 
 OBSERVATION_FIELDS = ("scene_id", "acquired_at", "sensor", *STATISTICS)
@@ -51,8 +55,10 @@ def upsert_parcels(engine: Engine, items: Iterable[Parcel]) -> tuple[int, int]:
     return created, updated
 
 
-def load_parcels_frame(engine: Engine) -> gpd.GeoDataFrame:
+def load_parcels_frame(engine: Engine) -> "gpd.GeoDataFrame":
     """All parcels as a WGS84 GeoDataFrame (parcel_id, kind, owner, area_ha, geometry)."""
+    import geopandas as gpd
+
     query = select(
         parcels.c.parcel_id,
         parcels.c.kind,
@@ -73,6 +79,16 @@ def load_parcels_frame(engine: Engine) -> gpd.GeoDataFrame:
         geometry=shapely.from_geojson([r.geometry_geojson for r in rows]),
         crs=WGS84,
     )
+
+
+def load_parcel_set(engine: Engine) -> ParcelSet:
+    """Every parcel's id and outline (WGS84), in id order: what the imagery job reads."""
+    query = select(parcels.c.parcel_id, parcels.c.geometry_geojson).order_by(parcels.c.parcel_id)
+    with engine.connect() as c:
+        rows = c.execute(query).all()
+    # one GEOS call for all (0.01 s for 2,000 parcels; shape(json.loads) each: 0.03-0.05 s)
+    outlines = shapely.from_geojson([r.geometry_geojson for r in rows])
+    return ParcelSet.of([r.parcel_id for r in rows], outlines)
 
 
 def list_parcels(engine: Engine, kind: str | None = None, owner: str | None = None) -> list[dict]:

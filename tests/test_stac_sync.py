@@ -150,6 +150,8 @@ def test_search_areas_group_parcels_by_cell_and_versions_follow_the_catalogue():
     import geopandas as gpd
     from shapely.geometry import box
 
+    from remote_sensing.parcel_set import ParcelSet
+
     frame = gpd.GeoDataFrame(
         {"parcel_id": ["a", "b", "c"]},
         geometry=[
@@ -159,7 +161,7 @@ def test_search_areas_group_parcels_by_cell_and_versions_follow_the_catalogue():
         ],
         crs="EPSG:4326",
     )
-    areas = stac_sync.search_areas(frame)
+    areas = stac_sync.search_areas(ParcelSet.from_frame(frame))
     assert areas == [(101.0, 25.0, 101.01, 25.01), (118.1, 25.0, 118.21, 25.11)]
     item = {
         "id": "x",

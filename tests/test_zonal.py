@@ -11,6 +11,7 @@ from pyproj import CRS
 
 from remote_sensing.coverage import Grid, cached_weights, compute_weights
 from remote_sensing.indices import CLEAR, CLOUDY
+from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.scene_processing import observation_rows
 from remote_sensing.zonal import parcel_statistics
 
@@ -24,6 +25,10 @@ def _frame(geoms, crs=UTM):
     )
 
 
+def _parcels(geoms, crs=UTM):
+    return ParcelSet.from_frame(_frame(geoms, crs))
+
+
 def _all_clear():
     return np.full((GRID.height, GRID.width), CLEAR, dtype=np.uint8)
 
@@ -31,7 +36,7 @@ def _all_clear():
 def test_half_pixel_offset_square_has_analytic_coverage():
     x0, y0 = 618_000 + 105, 2_775_000 - 105  # starts in the middle of pixel (10, 10)
     square = shapely.box(x0, y0 - 20, x0 + 20, y0)  # 2 x 2 pixels, offset half a pixel
-    weights = compute_weights(_frame([square]), GRID)
+    weights = compute_weights(_parcels([square]), GRID)
     cov = dict(zip(weights.cell_ids.tolist(), weights.coverage.tolist(), strict=True))
     # corners a quarter, edges a half, the centre pixel whole
     assert sorted(cov.values()) == [0.25, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.5, 1.0]
@@ -43,7 +48,7 @@ def test_pixel_aligned_parcel_gives_the_plain_numpy_mean():
     rng = np.random.default_rng(7)
     ndvi = rng.uniform(-0.2, 0.9, (GRID.height, GRID.width)).astype(np.float32)
     box = shapely.box(618_000 + 50, 2_775_000 - 170, 618_000 + 250, 2_775_000 - 40)
-    weights = compute_weights(_frame([box]), GRID)
+    weights = compute_weights(_parcels([box]), GRID)
     stats = parcel_statistics(weights, ndvi, _all_clear())
     window = ndvi[4:17, 5:25].astype(np.float64)
     assert stats["ndvi_mean"][0] == pytest.approx(window.mean(), abs=1e-12)
@@ -63,7 +68,7 @@ def test_statistics_match_exactextract_on_irregular_parcels_with_masked_pixels()
         geoms.append(shapely.Point(cx, cy).buffer(rng.uniform(8, 60), quad_segs=5))
     geoms.append(shapely.box(618_003, 2_774_990, 618_009, 2_774_996))  # smaller than a pixel
     frame = _frame(geoms)
-    weights = compute_weights(frame, GRID)
+    weights = compute_weights(ParcelSet.from_frame(frame), GRID)
     ours = parcel_statistics(weights, ndvi, _all_clear())
     xmin, ymin, xmax, ymax = GRID.bounds
     src = NumPyRasterSource(ndvi, xmin, ymin, xmax, ymax, nodata=np.nan, srs_wkt=UTM.to_wkt())
@@ -84,7 +89,7 @@ def test_statistics_match_exactextract_on_irregular_parcels_with_masked_pixels()
 def test_parcel_without_valid_pixels_has_nan_statistics_and_zero_valid_fraction():
     ndvi = np.full((GRID.height, GRID.width), np.nan, dtype=np.float32)
     state = np.full(ndvi.shape, CLOUDY, dtype=np.uint8)
-    weights = compute_weights(_frame([shapely.box(618_100, 2_774_700, 618_200, 2_774_800)]), GRID)
+    weights = compute_weights(_parcels([shapely.box(618_100, 2_774_700, 618_200, 2_774_800)]), GRID)
     stats = parcel_statistics(weights, ndvi, state)
     for name in ("ndvi_mean", "ndvi_median", "ndvi_p10", "ndvi_p90", "ndvi_std"):
         assert np.isnan(stats[name][0]), name
@@ -96,7 +101,7 @@ def test_parcel_half_outside_the_grid_has_valid_fraction_one_half():
     ndvi = np.full((GRID.height, GRID.width), 0.5, dtype=np.float32)
     xmax = GRID.bounds[2]
     box = shapely.box(xmax - 100, 2_774_700, xmax + 100, 2_774_800)
-    stats = parcel_statistics(compute_weights(_frame([box]), GRID), ndvi, _all_clear())
+    stats = parcel_statistics(compute_weights(_parcels([box]), GRID), ndvi, _all_clear())
     assert stats["valid_fraction"][0] == pytest.approx(0.5)
     assert stats["ndvi_mean"][0] == pytest.approx(0.5)
 
@@ -104,7 +109,7 @@ def test_parcel_half_outside_the_grid_has_valid_fraction_one_half():
 def test_same_parcel_in_wgs84_and_utm_gives_the_same_statistics(tmp_path):
     rng = np.random.default_rng(3)
     ndvi = rng.uniform(0, 0.9, (GRID.height, GRID.width)).astype(np.float32)
-    utm = _frame(
+    utm = _parcels(
         [
             shapely.Polygon(
                 [
@@ -125,14 +130,14 @@ def test_same_parcel_in_wgs84_and_utm_gives_the_same_statistics(tmp_path):
 
 
 def test_weights_cache_is_reused_and_invalidated_when_parcels_change(tmp_path):
-    frame = _frame([shapely.box(618_100, 2_774_700, 618_200, 2_774_800)])
+    frame = _parcels([shapely.box(618_100, 2_774_700, 618_200, 2_774_800)])
     first = cached_weights(frame, GRID, tmp_path)
     files = list(tmp_path.iterdir())
     assert len(files) == 1
     again = cached_weights(frame, GRID, tmp_path)
     np.testing.assert_array_equal(first.cell_ids, again.cell_ids)
     assert list(tmp_path.iterdir()) == files
-    moved = _frame([shapely.box(618_300, 2_774_700, 618_400, 2_774_800)])
+    moved = _parcels([shapely.box(618_300, 2_774_700, 618_400, 2_774_800)])
     changed = cached_weights(moved, GRID, tmp_path)
     assert len(list(tmp_path.iterdir())) == 2
     assert not np.array_equal(first.cell_ids, changed.cell_ids)
