@@ -14,7 +14,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-WGS84 = CRS.from_epsg(4326)
+from remote_sensing.parcels import WGS84
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,7 +10,7 @@ import ctypes
 import logging
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -258,35 +258,34 @@ def read_scene(
         layout = scene_layout(meta)
         grid = layout.grid
         local = parcels_on_grid(parcels, grid)  # once: every step below works on the grid
-        inner = None
+        if windows:
+            area = grid
+        else:
+            if decided is None and meta.family == catalogues.SENTINEL_2:
+                how = radiometry_check(meta, local, grid)  # sampled by the NDVI's reads
+            else:
+                decided = decided or scene_radiometry(meta, local, layout)
+                how = decided.encoding
+            blocks = parcel_blocks(local, grid, layout.chunk)
+            area, where, blocks = read_area(grid, blocks, layout.chunk)
         with ThreadPoolExecutor(1, thread_name_prefix="weights") as helper:
-
-            def weigh(area: Grid) -> Future | None:
-                if weights_dir is None:
-                    return None
-                return helper.submit(parcel_weights, local, area, weights_dir)
-
+            weighing = (
+                None
+                if weights_dir is None
+                else helper.submit(parcel_weights, local, area, weights_dir)
+            )
             if windows:
-                area = grid
-                weighing = weigh(area)
                 ndvi, state, inner = assembled(windows, grid)
             else:
-                if decided is None and meta.family == catalogues.SENTINEL_2:
-                    how = radiometry_check(meta, local, grid)  # sampled by the NDVI's reads
-                else:
-                    decided = decided or scene_radiometry(meta, local, layout)
-                    how = decided.encoding
-                blocks = parcel_blocks(local, grid, layout.chunk)
-                area, where, blocks = read_area(grid, blocks, layout.chunk)
-                weighing = weigh(area)
                 ndvi, state = band_reads.scene_arrays(meta, layout, how, where, blocks)
                 decided = decided or how.result
+                inner = None
                 if blocks is not None:  # as windows of the area
                     inner = [
                         (band_reads.shift(r, where[0].start), band_reads.shift(c, where[1].start))
                         for r, c in blocks
                     ]
-            weights = weighing.result() if weighing else None
+            weights = None if weighing is None else weighing.result()
         http = http_assets.network_stats() or (None, None)
     _release_freed_memory()
     return SceneRead(meta, decided, area, ndvi, state, http, local, inner, weights)
