@@ -61,12 +61,12 @@ def qa_pixel_to_scl(qa: np.ndarray) -> np.ndarray:
 
 def scl_masked(scl: np.ndarray) -> np.ndarray:
     """True where the scene classification says the pixel is unusable."""
-    return _MASKED.take(scl)
+    return _MASKED[scl]
 
 
 def scl_cloudy(scl: np.ndarray) -> np.ndarray:
     """True where the pixel is cloud, cloud shadow or cirrus."""
-    return _CLOUDY.take(scl)
+    return _CLOUDY[scl]
 
 
 def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
@@ -89,15 +89,13 @@ def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
 def masked_ndvi(red: np.ndarray, nir: np.ndarray, scl: np.ndarray) -> np.ndarray:
     """NDVI with every SCL-masked pixel set to NaN."""
     value = ndvi(red, nir)
-    value[_MASKED.take(scl)] = np.nan
+    value[_MASKED[scl]] = np.nan
     return value
 
 
 def pixel_state(red: np.ndarray, nir: np.ndarray, scl: np.ndarray) -> np.ndarray:
-    """uint8 state per pixel: NOT_IMAGED, CLEAR, CLOUDY or UNUSABLE (see constants).
-    The class tables are looked up with ``take``: twice as fast as indexing by the array
-    (these run on every block of every scene)."""
-    state = _STATE.take(scl)
+    """uint8 state per pixel: NOT_IMAGED, CLEAR, CLOUDY or UNUSABLE (see constants)."""
+    state = _STATE[scl]
     state[np.isnan(red) | np.isnan(nir)] = NOT_IMAGED
     return state
 
