@@ -6,6 +6,7 @@ when GDAL has finished, so a killed job never leaves a half-written file that lo
 
 import math
 import re
+import threading
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -51,9 +52,12 @@ def write_cog(
     nodata: float | int | None,
     tags: dict[str, str] | None = None,
     blocks: list[tuple[slice, slice]] | None = None,
+    overviews_done: threading.Event | None = None,
 ) -> Path:
     """Write a single-band 2-D float array as a COG at ``path`` (replacing any previous
-    file); NaN is missing.
+    file); NaN is missing. ``overviews_done`` is set once the overviews are computed
+    (NumPy, which takes the GIL between its passes) and the rest is GDAL's, which leaves
+    it: a caller running Python meanwhile starts then, or the overviews wait for it.
 
     ``blocks`` (rows, columns of the array, starting on multiples of the overview
     factors, as the job's 1024-px windows do) are the parts that hold data; the rest is
@@ -81,6 +85,8 @@ def write_cog(
             for c in range(0, array.shape[1], step)
         ]
     levels = overview_levels(array, blocks)  # kept alive: the VRT reads their memory
+    if overviews_done is not None:
+        overviews_done.set()
     vrt = _vrt_over(array, blocks, crs, transform, nodata, tags or {}, levels)
     with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_MEM_ENABLE_OPEN="YES"):
         # one thread reads the VRT's sources (memory: nothing to gain from more), the one

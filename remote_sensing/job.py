@@ -7,16 +7,20 @@ the next run would mistake for done.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from remote_sensing import store
 from remote_sensing.cluster import Cluster, run_on_cluster
 from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.profile_update import update_profiles
+from remote_sensing.profile_update import (
+    profiles_while_writing,
+    store_profiles,
+    update_profiles,
+)
 from remote_sensing.scene_processing import SceneOutcome, run_scene
 from remote_sensing.scenes import SceneSource, find_scenes
 
@@ -84,11 +88,9 @@ def run_sources(
     parcels = store.load_parcel_set(engine) if parcels is None else parcels
     summary = RunSummary()
     touched: set[str] = set()
+    current: set[str] = set()  # touched parcels whose stored profile counts every scene
     if cluster is None:
-        results = (
-            (run_scene(engine, source, done, parcels, Path(data_dir), touched), ())
-            for source in sources
-        )
+        results = _serial(engine, sources, done, parcels, Path(data_dir), touched, current)
     else:
         results = run_on_cluster(engine, cluster, sources, done, parcels, Path(data_dir))
     for outcome, parcel_ids in results:
@@ -99,6 +101,49 @@ def run_sources(
     order = {str(source.path): i for i, source in enumerate(sources)}
     summary.scenes.sort(key=lambda o: order[o.path])  # the inbox's order, however they ran
     if touched:
-        summary.profile_failures = update_profiles(engine, sorted(touched))
+        summary.profile_failures = update_profiles(engine, sorted(touched - current))
         summary.profiles_updated = len(touched) - len(summary.profile_failures)
     return summary
+
+
+def _serial(
+    engine: Engine,
+    sources: list[SceneSource],
+    done: set[tuple[str, str]],
+    parcels: ParcelSet,
+    data_dir: Path,
+    touched: set[str],
+    current: set[str],
+) -> Iterator[tuple[SceneOutcome, tuple]]:
+    """The scenes one after another in this process. Each scene's parcels get their
+    profiles built inside its transaction while its COG is written
+    (profile_update.profiles_while_writing), stored once it has committed; ``current``
+    gains those stored and loses the scene's others (update_profiles builds them after
+    the run). A scene that fails rolls back and its profiles are dropped."""
+    for source in sources:
+        meanwhile = _ProfilesMeanwhile()
+        outcome = run_scene(
+            engine, source, done, parcels, data_dir, touched, while_writing=meanwhile
+        )
+        if outcome.status in ("processed", "superseded"):  # committed
+            refused = store_profiles(engine, meanwhile.built)
+            current.difference_update(meanwhile.parcel_ids)
+            current.update(set(meanwhile.built) - set(refused))
+        yield outcome, ()
+
+
+class _ProfilesMeanwhile:
+    """The while_writing of a scene (scene_processing.process_scene): the profiles built
+    in its transaction, kept for after the commit. An error in building them only
+    leaves them to update_profiles after the run: it must not fail the scene."""
+
+    def __init__(self) -> None:
+        self.parcel_ids: list[str] = []
+        self.built: dict[str, dict] = {}
+
+    def __call__(self, conn: Connection, parcel_ids: list[str], pending: dict) -> None:
+        self.parcel_ids, self.built = parcel_ids, {}  # a scene retried builds afresh
+        try:
+            self.built = profiles_while_writing(conn, parcel_ids, pending)
+        except Exception as exc:  # the profiles are built after the run instead
+            log.warning("profiles not built while the COG was written: %s", exc)

@@ -1,24 +1,30 @@
 """Building and storing parcel profiles: the I/O around the pure functions of profiles.py."""
 
 import json
+from collections.abc import Mapping
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import shapely
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
 from remote_sensing import disturbances, profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 
+# no scene's COG is being written (scene id -> the write under way; see PixelEvidence)
+NOTHING_PENDING: Mapping[str, Future] = MappingProxyType({})
+
 
 def peer_statistics(
-    engine: Engine, as_of: datetime | None = None
+    bind: store.Bind, as_of: datetime | None = None
 ) -> dict[str, dict[str, profiles.Peer]]:
     """kind -> scene_id -> Peer (median, spread, count, day, shared dip) of clear parcels."""
-    return profiles.peer_table(store.clear_means(engine, profiles.MIN_VALID_FRACTION, as_of))
+    return profiles.peer_table(store.clear_means(bind, profiles.MIN_VALID_FRACTION, as_of))
 
 
 def parcel_profile(
@@ -55,15 +61,17 @@ def build_profile(
     ndvi_paths: dict[str, str],
     as_of: datetime | None = None,
     min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
+    pending: Mapping[str, Future] = NOTHING_PENDING,
 ) -> dict:
     """parcel_profile from what it reads: one parcel's row and observations, the peers'
-    statistics and the scenes' NDVI files (read only to measure a disturbance's area)."""
+    statistics and the scenes' NDVI files (read only to measure a disturbance's area;
+    ``pending``: scene id -> the write of its file, still under way, to wait for)."""
     parcel_id = parcel["parcel_id"]
     observations = [o for o in observations if as_of is None or o["acquired_at"] <= as_of]
     series = profiles.clean_series(observations, min_valid_fraction)
     fit = ~series.outlier
     grid, smoothed = profiles.whittaker(series.days[fit], series.ndvi[fit], series.weights[fit])
-    pixels = PixelEvidence(series, parcel, ndvi_paths)
+    pixels = PixelEvidence(series, parcel, ndvi_paths, pending)
     baseline, found = profiles.analyse(
         series,
         peers.get(parcel["kind"], {}),
@@ -123,6 +131,10 @@ def build_profile(
 # 60 % of a 10,000-parcel scene's job; one commit for all would hold the write lock for as
 # long as the building takes.
 PROFILE_CHUNK = 500
+# At most this many profiles are built inside a scene's transaction while its COG is
+# written (profiles_while_writing): they wait in memory for the commit, and SQLite's write
+# lock is held meanwhile. A township portfolio's 2,000 take about as long as its COG.
+PROFILES_WHILE_WRITING = 2_000
 
 
 def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
@@ -135,29 +147,79 @@ def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
     ndvi_paths = store.scene_ndvi_paths(engine)
     failures: dict[str, str] = {}
     for start in range(0, len(parcel_ids), PROFILE_CHUNK):
-        chunk = parcel_ids[start : start + PROFILE_CHUNK]
-        parcels = store.get_parcels(engine, chunk)
-        observations = store.observations_by_parcel(engine, chunk)
-        built = {}
-        for parcel_id in chunk:
-            try:
-                parcel = parcels[parcel_id]
-                built[parcel_id] = build_profile(
-                    parcel, observations.get(parcel_id, []), peers, ndvi_paths
-                )
-            except Exception as exc:  # one parcel's bad geometry or file must not stop the rest
-                failures[parcel_id] = _failure(exc)
-        if not built:
-            continue
-        try:
-            store.save_profiles(engine, built)
-        except Exception:  # find the parcel the database refuses; store the others
-            for parcel_id, profile in built.items():
-                try:
-                    store.save_profiles(engine, {parcel_id: profile})
-                except Exception as exc:
-                    failures[parcel_id] = _failure(exc)
+        built, failed = build_profiles(
+            engine, parcel_ids[start : start + PROFILE_CHUNK], peers, ndvi_paths
+        )
+        failures.update(failed)
+        failures.update(store_profiles(engine, built))
     return failures
+
+
+def profiles_while_writing(
+    conn: Connection, parcel_ids: list[str], pending: Mapping[str, Future]
+) -> dict[str, dict]:
+    """Inside a scene's transaction, once its observations are written and while its
+    COG is (``pending``: scene id -> that write): the profiles of the first
+    PROFILES_WHILE_WRITING of ``parcel_ids``, built from what the transaction sees, for
+    store_profiles once it has committed.
+
+    The COG's compression leaves the GIL and the profiles are Python: built here they
+    take the time the commit waits for the file anyway (0.4-0.7 s of a township's sync).
+    One that needs the new scene's pixels (a disturbance's area) waits for its file. A
+    parcel that fails here is simply not returned: update_profiles, after the commit,
+    builds it again and reports why.
+    """
+    wanted = parcel_ids[:PROFILES_WHILE_WRITING]
+    peers = peer_statistics(conn)
+    ndvi_paths = store.scene_ndvi_paths(conn)
+    built: dict[str, dict] = {}
+    for start in range(0, len(wanted), PROFILE_CHUNK):
+        chunk = wanted[start : start + PROFILE_CHUNK]
+        built.update(build_profiles(conn, chunk, peers, ndvi_paths, pending)[0])
+    return built
+
+
+def build_profiles(
+    bind: store.Bind,
+    parcel_ids: list[str],
+    peers: dict[str, dict[str, profiles.Peer]],
+    ndvi_paths: dict[str, str],
+    pending: Mapping[str, Future] = NOTHING_PENDING,
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """The profiles of ``parcel_ids`` (parcel id -> document) from what ``bind`` reads (one
+    query for the parcels, one for their observations), and the parcels that failed
+    (parcel id -> error): one parcel's bad geometry or file must not stop the rest."""
+    parcels = store.get_parcels(bind, parcel_ids)
+    observations = store.observations_by_parcel(bind, parcel_ids)
+    built: dict[str, dict] = {}
+    failures: dict[str, str] = {}
+    for parcel_id in parcel_ids:
+        try:
+            parcel = parcels[parcel_id]
+            built[parcel_id] = build_profile(
+                parcel, observations.get(parcel_id, []), peers, ndvi_paths, pending=pending
+            )
+        except Exception as exc:  # reported; the others are built
+            failures[parcel_id] = _failure(exc)
+    return built, failures
+
+
+def store_profiles(engine: Engine, built: dict[str, dict]) -> dict[str, str]:
+    """Store built profiles in one transaction; if the database refuses it, parcel by
+    parcel, so only the parcel it refuses is left out (parcel id -> error)."""
+    if not built:
+        return {}
+    try:
+        store.save_profiles(engine, built)
+        return {}
+    except Exception:  # find the parcel the database refuses; store the others
+        failures: dict[str, str] = {}
+        for parcel_id, profile in built.items():
+            try:
+                store.save_profiles(engine, {parcel_id: profile})
+            except Exception as exc:
+                failures[parcel_id] = _failure(exc)
+        return failures
 
 
 def _failure(exc: Exception) -> str:
@@ -213,8 +275,15 @@ class PixelEvidence:
     first) that saw it.
     Remembered per question: every year's pass of the detector re-walks the series."""
 
-    def __init__(self, series: profiles.Series, parcel: dict, ndvi_paths: dict[str, str]):
+    def __init__(
+        self,
+        series: profiles.Series,
+        parcel: dict,
+        ndvi_paths: dict[str, str],
+        pending: Mapping[str, Future] = NOTHING_PENDING,
+    ):
         self.series, self.parcel, self.ndvi_paths = series, parcel, ndvi_paths
+        self.pending = pending  # scene id -> the write of its COG, still under way
         self.seen: dict[tuple, float | None] = {}
 
     def affected_ha(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
@@ -225,6 +294,9 @@ class PixelEvidence:
 
     def _measure(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
         scenes = [self.series.scene_ids[i] for i in [*before, *low]]
+        for scene in scenes:
+            if scene in self.pending:  # its file is whole once written (or the write raises)
+                self.pending[scene].result()
         paths = [self.ndvi_paths.get(s) for s in scenes]
         if any(p is None or not Path(p).exists() for p in paths):
             return None

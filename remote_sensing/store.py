@@ -2,7 +2,8 @@
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -99,13 +100,27 @@ def list_parcels(engine: Engine, kind: str | None = None, owner: str | None = No
         return [dict(r._mapping) for r in c.execute(query)]
 
 
+Bind = Engine | Connection  # what a reader takes: the database, or a transaction under way
+
+
+@contextmanager
+def _reading(bind: Bind) -> Iterator[Connection]:
+    """A connection to read with: ``bind`` itself when it is one (a caller's transaction,
+    whose own uncommitted rows it then sees), else one of the engine's."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as c:
+            yield c
+
+
 def get_parcel(engine: Engine, parcel_id: str) -> dict | None:
     return get_parcels(engine, [parcel_id]).get(parcel_id)
 
 
-def get_parcels(engine: Engine, parcel_ids: list[str]) -> dict[str, dict]:
+def get_parcels(bind: Bind, parcel_ids: list[str]) -> dict[str, dict]:
     """parcel_id -> parcel row, for those of ``parcel_ids`` that exist (one query)."""
-    with engine.connect() as c:
+    with _reading(bind) as c:
         rows = c.execute(select(parcels).where(parcels.c.parcel_id.in_(parcel_ids)))
         return {r.parcel_id: dict(r._mapping) for r in rows}
 
@@ -147,6 +162,13 @@ def record_scene_done(conn: Connection, ledger: dict, rows: list[dict]) -> tuple
         conn.execute(insert(observations), [_nan_to_none(r) for r in rows])
     _write_ledger(conn, {**ledger, "status": "done", "error": None, "superseded_by": None})
     return None, dropped
+
+
+def record_scene_seconds(conn: Connection, ledger: dict) -> None:
+    """Within the transaction that recorded the scene: its ``seconds``, once all is done
+    (its rows are written while its COG is still being finished)."""
+    key = (scenes.c.scene_id == ledger["scene_id"]) & (scenes.c.checksum == ledger["checksum"])
+    conn.execute(update(scenes).where(key).values(seconds=ledger["seconds"]))
 
 
 def _copies(conn: Connection, ledger: dict) -> list:
@@ -213,7 +235,7 @@ def parcel_observations(engine: Engine, parcel_id: str) -> list[dict]:
     return observations_by_parcel(engine, [parcel_id]).get(parcel_id, [])
 
 
-def observations_by_parcel(engine: Engine, parcel_ids: list[str]) -> dict[str, list[dict]]:
+def observations_by_parcel(bind: Bind, parcel_ids: list[str]) -> dict[str, list[dict]]:
     """parcel_id -> its observations in acquisition order (one query for all of them)."""
     query = (
         select(observations.c.parcel_id, *(observations.c[f] for f in OBSERVATION_FIELDS))
@@ -221,7 +243,7 @@ def observations_by_parcel(engine: Engine, parcel_ids: list[str]) -> dict[str, l
         .order_by(observations.c.parcel_id, observations.c.acquired_at, observations.c.scene_id)
     )
     out: dict[str, list[dict]] = {}
-    with engine.connect() as c:
+    with _reading(bind) as c:
         for r in c.execute(query):
             row = dict(r._mapping)
             out.setdefault(row.pop("parcel_id"), []).append(row)
@@ -257,7 +279,7 @@ def _nan_to_none(row: dict) -> dict:
 
 
 def clear_means(
-    engine: Engine, min_valid_fraction: float, as_of: datetime | None = None
+    bind: Bind, min_valid_fraction: float, as_of: datetime | None = None
 ) -> list[tuple[str, str, datetime, float]]:
     """(parcel kind, scene_id, acquired_at, ndvi_mean) of every clear observation up to
     ``as_of``."""
@@ -274,7 +296,7 @@ def clear_means(
     )
     if as_of is not None:
         query = query.where(observations.c.acquired_at <= as_of)
-    with engine.connect() as c:
+    with _reading(bind) as c:
         return [tuple(r) for r in c.execute(query)]
 
 
@@ -288,14 +310,14 @@ def imagery_version(engine: Engine) -> tuple:
     return count, str(latest), last_id
 
 
-def scene_ndvi_paths(engine: Engine) -> dict[str, str]:
+def scene_ndvi_paths(bind: Bind) -> dict[str, str]:
     """scene_id -> NDVI COG path of its latest successful processing."""
     query = (
         select(scenes.c.scene_id, scenes.c.ndvi_path)
         .where(scenes.c.status == "done")
         .order_by(scenes.c.processed_at)
     )
-    with engine.connect() as c:
+    with _reading(bind) as c:
         return {r.scene_id: r.ndvi_path for r in c.execute(query)}
 
 

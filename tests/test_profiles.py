@@ -3,16 +3,22 @@
 import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agri_common.times import parse_as_of
 from collateral.db import make_engine, upgrade
-from remote_sensing import disturbances, profiles, store
+from remote_sensing import disturbances, job, profiles, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.profile_update import parcel_profile, peer_statistics, update_profiles
+from remote_sensing.profile_update import (
+    NOTHING_PENDING,
+    parcel_profile,
+    peer_statistics,
+    update_profiles,
+)
 from tests.support.paths import SAMPLE_TILES
 
 TRUTH = json.loads((SAMPLE_TILES / "truth.json").read_text())
@@ -290,6 +296,87 @@ def test_clear_cut_is_found_at_the_first_or_second_clear_scene_with_its_area(sam
     assert event["state"] == "open" and event["end"] is None
     assert event["affected_ha"] == pytest.approx(cut["affected_ha"], rel=0.15)
     assert event["severity"] > 0.3
+
+
+def test_a_cut_confirmed_by_the_runs_last_scene_is_measured_on_that_scenes_own_cog(
+    sample_db, tmp_path, caplog, monkeypatch
+):
+    """The profiles of a scene's parcels are built inside its transaction while its COG is
+    still being written (profile_update.profiles_while_writing): the area of a cut that
+    this very scene confirms is measured on its COG once the file is whole, the same as a
+    rebuild after the run finds."""
+    engine, _ = sample_db
+    cut = TRUTH["clear_cut"]
+    (full_run_event,) = store.stored_events(engine, cut["parcel_id"])
+    confirmed = full_run_event["confirmed_at"].date()
+    inbox = tmp_path / "inbox"
+    for scene in TRUTH["scenes"]:
+        if date.fromisoformat(scene["date"]) <= confirmed:
+            shutil.copytree(SAMPLE_TILES / "scenes" / scene["scene_id"], inbox / scene["scene_id"])
+    fresh = make_engine(f"sqlite:///{tmp_path / 'agri.db'}")
+    upgrade(fresh)
+    store.upsert_parcels(fresh, read_parcel_file(SAMPLE_TILES / "parcels.geojson").parcels)
+    after_the_run: list[list[str]] = []  # what was left to build once the scenes were in
+    rebuild = job.update_profiles
+    monkeypatch.setattr(
+        job, "update_profiles", lambda e, ids: after_the_run.append(ids) or rebuild(e, ids)
+    )
+    with caplog.at_level("WARNING", logger="agri.imagery"):
+        summary = run_inbox(fresh, inbox, tmp_path / "data")
+    assert summary.ok and summary.profiles_updated == 31, summary.as_json()
+    assert "profiles not built while the COG was written" not in caplog.text
+    assert after_the_run == [[]]  # every profile was built in its scene's transaction
+    (event,) = store.stored_events(fresh, cut["parcel_id"])
+    assert event["confirmed_at"].date() == confirmed  # by the last scene of the run
+    assert event["affected_ha"] == pytest.approx(cut["affected_ha"], rel=0.15)
+    stored = store.stored_events(fresh)
+    assert update_profiles(fresh, list(store.load_parcels_frame(fresh).parcel_id)) == {}
+    without_time = lambda events: [  # noqa: E731
+        {k: v for k, v in e.items() if k != "updated_at"} for e in events
+    ]
+    assert without_time(store.stored_events(fresh)) == without_time(stored)
+    fresh.dispose()
+
+
+def test_a_profile_waits_for_the_cog_still_being_written_that_its_area_needs(sample_db, tmp_path):
+    """PixelEvidence waits for a pending COG write instead of finding no file: the cut's
+    area is the same as with every file in place (and unknown without the wait)."""
+    import threading
+    from concurrent.futures import Future
+
+    from remote_sensing.profile_update import build_profile
+
+    engine, _ = sample_db
+    parcel_id = TRUTH["clear_cut"]["parcel_id"]
+    (event,) = store.stored_events(engine, parcel_id)
+    copies = {}
+    for scene_id, path in store.scene_ndvi_paths(engine).items():
+        copies[scene_id] = tmp_path / Path(path).name
+        shutil.copy(path, copies[scene_id])
+    observations = store.parcel_observations(engine, parcel_id)
+    confirmed = event["confirmed_at"].date()
+    (confirming,) = [o["scene_id"] for o in observations if o["acquired_at"].date() == confirmed]
+    build = lambda pending=NOTHING_PENDING: build_profile(  # noqa: E731
+        store.get_parcel(engine, parcel_id),
+        observations,
+        peer_statistics(engine),
+        {k: str(v) for k, v in copies.items()},
+        pending=pending,
+    )
+    (measured,) = build()["events"]
+    assert measured["affected_ha"] == pytest.approx(event["affected_ha"])
+    kept = copies[confirming].rename(tmp_path / "being-written")
+    (unseen,) = build()["events"]
+    assert unseen["affected_ha"] is None  # the file is not there yet
+    written: Future = Future()
+
+    def finish_the_write() -> None:
+        kept.rename(copies[confirming])
+        written.set_result(copies[confirming])
+
+    threading.Timer(0.3, finish_the_write).start()
+    (waited,) = build({confirming: written})["events"]
+    assert waited["affected_ha"] == measured["affected_ha"]
 
 
 def test_frost_damage_is_found_and_closes_after_recovery(sample_db):
