@@ -119,7 +119,15 @@ class Agent:
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:  # say where it hangs: its threads' stacks
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            self.process.kill()
+            raise AssertionError(
+                f"{self.gateway} did not stop on SIGTERM:\n{self.log.read_text()[-6000:]}"
+            ) from None
 
     def depth(self) -> int:
         box = Outbox(self.outbox)

@@ -1,6 +1,7 @@
 """What every command shares: the settings, read once per process, and the database
 engine, built and migrated once, on first use. Carried on the click context."""
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Callable
@@ -62,4 +63,7 @@ def stop_on_signals(doing: str, then: Callable[[], None] | None = None) -> threa
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # an operator's (or a test's) view into a process that does not stop: `kill -USR1`
+    # prints every thread's stack to standard error and the process carries on
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return stop
