@@ -135,7 +135,8 @@ def _serial(
 class _ProfilesMeanwhile:
     """The while_writing of a scene (scene_processing.process_scene): the profiles built
     in its transaction, kept for after the commit. An error in building them only
-    leaves them to update_profiles after the run: it must not fail the scene."""
+    leaves them to update_profiles after the run (a database error would have aborted
+    the transaction, and fails the scene as any other does)."""
 
     def __init__(self) -> None:
         self.parcel_ids: list[str] = []
