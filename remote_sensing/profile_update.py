@@ -1,7 +1,7 @@
 """Building and storing parcel profiles: the I/O around the pure functions of profiles.py."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -143,13 +143,8 @@ def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
     A parcel that fails (bad geometry, unreadable file, a row the database refuses) is
     reported (parcel id -> error) and the others are still updated.
     """
-    peers = peer_statistics(engine)
-    ndvi_paths = store.scene_ndvi_paths(engine)
     failures: dict[str, str] = {}
-    for start in range(0, len(parcel_ids), PROFILE_CHUNK):
-        built, failed = build_profiles(
-            engine, parcel_ids[start : start + PROFILE_CHUNK], peers, ndvi_paths
-        )
+    for built, failed in built_by_chunk(engine, parcel_ids):
         failures.update(failed)
         failures.update(store_profiles(engine, built))
     return failures
@@ -170,38 +165,41 @@ def profiles_while_writing(
     builds it again and reports why.
     """
     wanted = parcel_ids[:PROFILES_WHILE_WRITING]
-    peers = peer_statistics(conn)
-    ndvi_paths = store.scene_ndvi_paths(conn)
     built: dict[str, dict] = {}
-    for start in range(0, len(wanted), PROFILE_CHUNK):
-        chunk = wanted[start : start + PROFILE_CHUNK]
-        built.update(build_profiles(conn, chunk, peers, ndvi_paths, pending)[0])
+    for chunk, _failed in built_by_chunk(conn, wanted, pending):
+        built.update(chunk)
     return built
 
 
-def build_profiles(
+def built_by_chunk(
     bind: store.Bind,
     parcel_ids: list[str],
-    peers: dict[str, dict[str, profiles.Peer]],
-    ndvi_paths: dict[str, str],
     pending: Mapping[str, Future] = NOTHING_PENDING,
-) -> tuple[dict[str, dict], dict[str, str]]:
-    """The profiles of ``parcel_ids`` (parcel id -> document) from what ``bind`` reads (one
-    query for the parcels, one for their observations), and the parcels that failed
-    (parcel id -> error): one parcel's bad geometry or file must not stop the rest."""
-    parcels = store.get_parcels(bind, parcel_ids)
-    observations = store.observations_by_parcel(bind, parcel_ids)
-    built: dict[str, dict] = {}
-    failures: dict[str, str] = {}
-    for parcel_id in parcel_ids:
-        try:
-            parcel = parcels[parcel_id]
-            built[parcel_id] = build_profile(
-                parcel, observations.get(parcel_id, []), peers, ndvi_paths, pending=pending
-            )
-        except Exception as exc:  # reported; the others are built
-            failures[parcel_id] = _failure(exc)
-    return built, failures
+) -> Iterator[tuple[dict[str, dict], dict[str, str]]]:
+    """The profiles of ``parcel_ids`` from what ``bind`` reads, PROFILE_CHUNK parcels at a
+    time (two queries a chunk, the peers and NDVI paths once): per chunk, parcel id ->
+    document, and parcel id -> error for those that failed (one parcel's bad geometry or
+    file must not stop the rest)."""
+    peers = peer_statistics(bind)
+    ndvi_paths = store.scene_ndvi_paths(bind)
+    for start in range(0, len(parcel_ids), PROFILE_CHUNK):
+        chunk = parcel_ids[start : start + PROFILE_CHUNK]
+        parcels = store.get_parcels(bind, chunk)
+        observations = store.observations_by_parcel(bind, chunk)
+        built: dict[str, dict] = {}
+        failures: dict[str, str] = {}
+        for parcel_id in chunk:
+            try:
+                built[parcel_id] = build_profile(
+                    parcels[parcel_id],
+                    observations.get(parcel_id, []),
+                    peers,
+                    ndvi_paths,
+                    pending=pending,
+                )
+            except Exception as exc:  # reported; the others are built
+                failures[parcel_id] = _failure(exc)
+        yield built, failures
 
 
 def store_profiles(engine: Engine, built: dict[str, dict]) -> dict[str, str]:

@@ -167,8 +167,7 @@ def record_scene_done(conn: Connection, ledger: dict, rows: list[dict]) -> tuple
 def record_scene_seconds(conn: Connection, ledger: dict) -> None:
     """Within the transaction that recorded the scene: its ``seconds``, once all is done
     (its rows are written while its COG is still being finished)."""
-    key = (scenes.c.scene_id == ledger["scene_id"]) & (scenes.c.checksum == ledger["checksum"])
-    conn.execute(update(scenes).where(key).values(seconds=ledger["seconds"]))
+    conn.execute(update(scenes).where(_ledger_key(ledger)).values(seconds=ledger["seconds"]))
 
 
 def _copies(conn: Connection, ledger: dict) -> list:
@@ -190,8 +189,13 @@ def record_scene_failed(engine: Engine, ledger: dict, error: str) -> None:
         _write_ledger(conn, {**ledger, "status": "failed", "error": error})
 
 
+def _ledger_key(ledger: dict):
+    """The ledger row of this scene id and checksum."""
+    return (scenes.c.scene_id == ledger["scene_id"]) & (scenes.c.checksum == ledger["checksum"])
+
+
 def _write_ledger(conn: Connection, ledger: dict) -> None:
-    key = (scenes.c.scene_id == ledger["scene_id"]) & (scenes.c.checksum == ledger["checksum"])
+    key = _ledger_key(ledger)
     previous = conn.execute(select(scenes.c.attempts).where(key)).scalar()
     values = {**ledger, "processed_at": datetime.now(UTC), "attempts": (previous or 0) + 1}
     if previous is None:
