@@ -21,6 +21,7 @@ The steps, in the order a profile is built:
 5. ``health_index``, ``sampling`` (how many clear dates back it) and ``affected_area_ha``.
 """
 
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
@@ -49,6 +50,14 @@ PEER_LAMBDA = 2000.0  # peers' seasonal course: stiff (~45 days) so their joint 
 PEER_EDGE = 3  # the latest scenes, compared with the course fitted without each of them
 SAMPLING_WINDOW_DAYS = 60.0  # "how sure": clear dates and the largest gap over this window
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def median(values: np.ndarray | list[float]) -> float:
+    """The median of a few finite values (a parcel's dates, a scene's peers), by the
+    standard library: NumPy's median checks for NaN through numpy.ma, whose import was
+    0.08 s of a township scene's profile step, and costs 40 us a call on a handful of
+    values (1,750 calls in that step); the result is the same number."""
+    return float(statistics.median(np.asarray(values, dtype=np.float64).tolist()))
 
 
 def to_days(when: datetime) -> float:
@@ -275,9 +284,9 @@ def peer_table(rows: list[tuple[str, str, datetime, float]]) -> dict[str, dict[s
     out: dict[str, dict[str, Peer]] = {}
     for (kind, scene_id), values in groups.items():
         arr = np.asarray(values)
-        median = float(np.median(arr))
-        spread = 1.4826 * float(np.median(np.abs(arr - median)))
-        out.setdefault(kind, {})[scene_id] = Peer(median, spread, len(arr), when[scene_id])
+        middle = median(arr)
+        spread = 1.4826 * median(np.abs(arr - middle))
+        out.setdefault(kind, {})[scene_id] = Peer(middle, spread, len(arr), when[scene_id])
     for scenes in out.values():
         usable = sorted((p.day, sid) for sid, p in scenes.items() if p.count >= MIN_PEERS)
         if len(usable) < 3:
@@ -345,7 +354,7 @@ def history_baseline(
         return None
     grid, smooth = whittaker(prior_days, prior_ndvi, prior_weights)
     residuals = prior_ndvi - np.interp(prior_days, grid, smooth)
-    scatter = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    scatter = 1.4826 * median(np.abs(residuals - median(residuals)))
     return HistoryCurve(grid, smooth, scatter, prior_days, np.maximum(0.0, -residuals))
 
 
@@ -366,9 +375,9 @@ class HistoryCurve:
             return None
         years = np.array([to_date(g).year for g in self.grid[near]])
         values = self.smoothed[near]
-        per_year = [float(np.median(values[years == y])) for y in sorted(set(years.tolist()))]
+        per_year = [median(values[years == y]) for y in sorted(set(years.tolist()))]
         between = float(np.std(per_year)) if len(per_year) > 1 else 0.0
-        return float(np.median(per_year)), max(SPREAD_FLOOR, self.scatter, between)
+        return median(per_year), max(SPREAD_FLOOR, self.scatter, between)
 
     def dip_at(self, day: float) -> float | None:
         """The deepest the parcel's own clear dates fell below its curve at this time of
@@ -459,7 +468,7 @@ def _place_among_peers(offsets: np.ndarray, i: int, excluded: np.ndarray) -> flo
     a garden always a little paler than its neighbours is not a garden in trouble.
     ``offsets``: each date's NDVI less its scene's peer median (NaN without peers)."""
     earlier = offsets[:i][~excluded[:i] & np.isfinite(offsets[:i])]
-    return float(np.median(earlier)) if len(earlier) >= MIN_PEERS else 0.0
+    return median(earlier) if len(earlier) >= MIN_PEERS else 0.0
 
 
 def sampling(days: np.ndarray, as_of: float, window: float = SAMPLING_WINDOW_DAYS) -> dict:
