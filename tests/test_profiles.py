@@ -632,10 +632,11 @@ def test_pixel_stack_reads_the_same_ground_from_cogs_of_different_extents(tmp_pa
 
 def test_median_is_numpys_median_without_numpy_ma():
     """profiles.median stands in for np.median (whose NaN check imports numpy.ma): the
-    same number for odd and even counts, one value, and integers."""
+    same number for odd and even counts, one value, integers, and NaN among them."""
     rng = np.random.default_rng(5)
     for n in (1, 2, 3, 4, 7, 10, 1001):
         values = rng.normal(0.6, 0.2, n)
         assert profiles.median(values) == float(np.median(values))
         assert profiles.median(list(values)) == float(np.median(values))
     assert profiles.median(np.array([3, 1, 2, 10])) == 2.5
+    assert np.isnan(profiles.median([np.nan, 0.4, 0.5, 0.6]))  # the list sorted: 0.45
