@@ -639,4 +639,4 @@ def test_median_is_numpys_median_without_numpy_ma():
         assert profiles.median(values) == float(np.median(values))
         assert profiles.median(list(values)) == float(np.median(values))
     assert profiles.median(np.array([3, 1, 2, 10])) == 2.5
-    assert np.isnan(profiles.median([np.nan, 0.4, 0.5, 0.6]))  # the list sorted: 0.45
+    assert np.isnan(profiles.median([np.nan, 0.4, 0.5, 0.6]))  # statistics.median: 0.45
