@@ -5,6 +5,9 @@ standard deviation, and its weighted quantile rule for median, p10 and p90), so 
 computed here and by exactextract on the same pixels agree.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from remote_sensing.coverage import CoverageWeights
@@ -24,6 +27,10 @@ STATISTICS = (
 # Parcels are processed in blocks of about this many covered pixels, so temporaries stay
 # small and reuse the same memory instead of faulting in fresh pages for every array.
 BLOCK_PIXELS = 1 << 17
+# Blocks are independent and their NumPy passes (gathers, sorts, sums) leave the GIL, so
+# they run one per core: a full tile's 10,000 parcels took 0.11-0.14 s on two cores
+# against 0.165-0.185 s on one.
+STATISTICS_THREADS = os.cpu_count() or 1
 
 
 def parcel_statistics(
@@ -43,10 +50,16 @@ def parcel_statistics(
     flat = (ndvi.reshape(-1), state.reshape(-1))
     out = {name: np.empty(n) for name in (*STATISTICS, "imaged_px")}
     indptr = weights.indptr
+    spans = []
     start = 0
     while start < n:
         stop = int(np.searchsorted(indptr, indptr[start] + BLOCK_PIXELS, side="right")) - 1
         stop = min(max(stop, start + 1), n)
+        spans.append((start, stop))
+        start = stop
+
+    def one(span: tuple[int, int]) -> None:
+        start, stop = span
         lo, hi = indptr[start], indptr[stop]
         block = _block_statistics(
             indptr[start : stop + 1] - lo,
@@ -56,7 +69,9 @@ def parcel_statistics(
         )
         for name, values in block.items():
             out[name][start:stop] = values
-        start = stop
+
+    with ThreadPoolExecutor(min(STATISTICS_THREADS, len(spans)) or 1, "statistics") as pool:
+        list(pool.map(one, spans))  # list: an error in a block is raised here
     out["valid_fraction"] = np.clip(out["valid_fraction"] / weights.parcel_area_px, 0.0, 1.0)
     out["pixel_count"] = np.diff(indptr)
     return out
