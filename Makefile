@@ -85,7 +85,7 @@ bench: $(STAMP) system-deps
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk time; }
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/landsat_pipeline.py
-	$(BIN)/python bench/stac_sync.py --rate 5m
+	$(BIN)/python bench/stac_sync.py --rate 5m --later 3
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py

@@ -10,6 +10,10 @@ Earth Search's) served by nginx, one STAC item for it in a stac-fastapi-pgstac A
   peer: `odc.stac.load` of red/nir/scl over the parcels' bounding box, the same mask and
         NDVI, then exactextract's mean per parcel.
 Each side is its own child process (peak RSS from GNU time); bytes are what nginx sent.
+With ``--later N`` the same comparison is made again for a later scene of a portfolio
+with history: each run first syncs N earlier scenes (the same files under other URLs),
+untimed, then a new item is published and timed (the parcels' coverage weights are then
+cached, and the profiles have a history to smooth); the peer loads that item alone.
 Then the first sync of one new parcel with 70 scenes of history (the same files under 70
 URLs, so no reader cache is shared): seconds and bytes.
 With ``--rate 5m`` the runs are repeated with every connection to nginx limited to that
@@ -19,6 +23,7 @@ Results go to stdout and bench/out/stac_sync.json.
 """
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -134,10 +139,11 @@ from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from remote_sensing.indices import masked_ndvi
 api, collection, parcels_path, out = sys.argv[1:5]
+ids = sys.argv[5:] or None  # the new item alone, where the catalogue holds others
 odc.stac.configure_rio(cloud_defaults=True)
 parcels = gpd.read_file(parcels_path)
 items = list(pystac_client.Client.open(api).search(
-    collections=[collection], bbox=list(parcels.total_bounds)).items())
+    collections=[collection], bbox=list(parcels.total_bounds), ids=ids).items())
 data = odc.stac.load(items, bands=["red", "nir", "scl"], bbox=list(parcels.total_bounds),
                      crs="EPSG:32650", resolution=10, chunks={"x": 2048, "y": 2048},
                      resampling={"scl": "nearest"}).isel(time=0).compute()
@@ -154,14 +160,15 @@ json.dump(dict(zip(means.parcel_id, means["mean"].astype(float))), open(out, "w"
 """
 
 
-def ours(api_url: str, parcels: Path, work: Path, host: str) -> dict:
+def ours(api_url: str, parcels: Path, work: Path, host: str, imported: bool = False) -> dict:
     env = {
         **os.environ,
         "AGRI_DATABASE_URL": f"sqlite:///{work / 'agri.db'}",
         "AGRI_DATA_DIR": str(work / "data"),
         "AGRI_IMAGERY_ALLOWED_HOSTS": host,
     }
-    child([*AGRI, "parcels", "import", str(parcels)], env)
+    if not imported:
+        child([*AGRI, "parcels", "import", str(parcels)], env)
     seconds, peak_mb, out = child(
         [*AGRI, "imagery", "sync", "--stac-api", api_url, "--collection", COLLECTION, "--json"],
         env,
@@ -170,35 +177,43 @@ def ours(api_url: str, parcels: Path, work: Path, host: str) -> dict:
     return {"seconds": seconds, "peak_mb": peak_mb, "summary": summary, "env": env}
 
 
-def run_once(api_url: str, served, parcels: Path, host: str) -> dict:
+def run_once(api_url: str, served, parcels: Path, host: str, later=None) -> dict:
+    """One side-by-side run on a fresh database; with ``later`` (the API, the new item),
+    the scenes already in the catalogue are synced first, untimed, and the new item,
+    published then, is the one timed (and the only one the peer loads)."""
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         work = Path(tmp)
-        before = len(served.requests())
-        mine = ours(api_url, parcels, work, host)
-        time.sleep(0.5)  # nginx logs a request once sent
-        our_log = served.requests()[before:]
-        before = len(served.requests())
-        peer_out = work / "peer.json"
-        peer_s, peer_mb, _ = child(
-            [sys.executable, "-c", PEER_SCRIPT, api_url, COLLECTION, str(parcels), str(peer_out)],
-            {**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        time.sleep(0.5)
-        peer_log = served.requests()[before:]
-        theirs = json.loads(peer_out.read_text())
+        peer_ids: list[str] = []
+        if later is not None:
+            api, new_item = later
+            ours(api_url, parcels, work, host)  # the portfolio's history, untimed
+            api.load([new_item])
+            peer_ids = [new_item["id"]]
+        try:
+            mine, our_log, (peer_s, peer_mb), peer_log = both_sides(
+                api_url, served, parcels, work, host, later is not None, peer_ids
+            )
+        finally:
+            if later is not None:
+                api.delete(new_item["id"], COLLECTION)
+        theirs = json.loads((work / "peer.json").read_text())
         from collateral.db import make_engine
         from remote_sensing import store
 
+        scene = next(s for s in mine["summary"]["scenes"] if s["status"] == "processed")
         engine = make_engine(mine["env"]["AGRI_DATABASE_URL"])
         diffs = []
         for pid, mean in theirs.items():
-            rows = store.parcel_observations(engine, pid)
+            rows = [
+                r
+                for r in store.parcel_observations(engine, pid)
+                if r["scene_id"] == scene["scene_id"]
+            ]
             if rows and rows[0]["ndvi_mean"] is not None and np.isfinite(mean):
                 diffs.append(abs(rows[0]["ndvi_mean"] - mean))
         engine.dispose()
     our_bytes = sum(r.bytes_sent for r in our_log)
     peer_bytes = sum(r.bytes_sent for r in peer_log)
-    scene = mine["summary"]["scenes"][0]
     return {
         "ours_s": mine["seconds"],
         "ours_peak_mb": mine["peak_mb"],
@@ -214,6 +229,68 @@ def run_once(api_url: str, served, parcels: Path, host: str) -> dict:
         "parcels_compared": len(diffs),
         "max_abs_mean_diff": max(diffs) if diffs else None,
     }
+
+
+def both_sides(api_url, served, parcels: Path, work: Path, host: str, imported, peer_ids):
+    """Ours, then the peer, each with the requests nginx logged for it."""
+    before = len(served.requests())
+    mine = ours(api_url, parcels, work, host, imported)
+    time.sleep(0.5)  # nginx logs a request once sent
+    our_log = served.requests()[before:]
+    before = len(served.requests())
+    peer_s, peer_mb, _ = child(
+        [
+            sys.executable,
+            "-c",
+            PEER_SCRIPT,
+            api_url,
+            COLLECTION,
+            str(parcels),
+            str(work / "peer.json"),
+            *peer_ids,
+        ],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    time.sleep(0.5)
+    return mine, our_log, (peer_s, peer_mb), served.requests()[before:]
+
+
+def report(result: dict, prefix: str = "") -> None:
+    print(
+        prefix + f"ours {result['ours_s']:.1f} s, "
+        f"{result['ours_bytes'] / 1e6:.1f} MB in {result['ours_requests']} "
+        f"requests, peak {result['ours_peak_mb']:.0f} MB | odc-stac + "
+        f"exactextract {result['peer_s']:.1f} s, {result['peer_bytes'] / 1e6:.1f} "
+        f"MB in {result['peer_requests']} requests, peak "
+        f"{result['peer_peak_mb']:.0f} MB | {result['bytes_ratio']:.1f}x fewer "
+        f"bytes, {result['speed_ratio']:.2f}x faster; max |mean diff| "
+        f"{result['max_abs_mean_diff']:.2e} over {result['parcels_compared']} "
+        "parcels",
+        flush=True,
+    )
+
+
+def later_runs(served, parcels: Path, host: str, earlier: int, runs: int) -> list[dict]:
+    """``runs`` later scenes of a portfolio that has synced ``earlier`` scenes: recent
+    dates (the search reaches back OVERLAP before the last sync), other URLs (no cache)."""
+    today = dt.datetime.now(dt.UTC).date()
+    past = [
+        item(
+            f"S2A_BENCH_T50RLN_E{k:02d}",
+            (today - dt.timedelta(days=5 * (earlier - k) + 1)).isoformat(),
+            f"{served.base_url}/copies/{100 + k}",
+        )
+        for k in range(earlier)
+    ]
+    new_item = item(
+        "S2A_BENCH_T50RLN_NEW", today.isoformat(), f"{served.base_url}/copies/{100 + earlier}"
+    )
+    out = []
+    with stac_api([COLLECTION_DOC], past, OUT / "stac-api-later.log") as api:
+        for run in range(runs):
+            out.append(run_once(api.url, served, parcels, host, (api, new_item)))
+            report(out[-1], f"[a later scene, {earlier} before it] run {run + 1}: ")
+    return out
 
 
 def history(api_url: str, served, parcels: Path, host: str) -> dict:
@@ -242,6 +319,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", help="also run with each connection limited to this (5m)")
     parser.add_argument("--no-history", action="store_true", help="skip the 70-scene sync")
+    parser.add_argument(
+        "--later", type=int, default=0, help="also time a later scene after N earlier ones"
+    )
     args = parser.parse_args()
     make_cogs()
     parcels = OUT / "stac_parcels.geojson"
@@ -256,19 +336,15 @@ def main() -> None:
                 for run in range(args.runs):
                     result = run_once(api.url, served, parcels, host)
                     (results["limited"] if rate else results)["runs"].append(result)
-                    print(
-                        (f"[each connection {rate}B/s] " if rate else "")
-                        + f"run {run + 1}: ours {result['ours_s']:.1f} s, "
-                        f"{result['ours_bytes'] / 1e6:.1f} MB in {result['ours_requests']} "
-                        f"requests, peak {result['ours_peak_mb']:.0f} MB | odc-stac + "
-                        f"exactextract {result['peer_s']:.1f} s, {result['peer_bytes'] / 1e6:.1f} "
-                        f"MB in {result['peer_requests']} requests, peak "
-                        f"{result['peer_peak_mb']:.0f} MB | {result['bytes_ratio']:.1f}x fewer "
-                        f"bytes, {result['speed_ratio']:.2f}x faster; max |mean diff| "
-                        f"{result['max_abs_mean_diff']:.2e} over {result['parcels_compared']} "
-                        "parcels",
-                        flush=True,
+                    report(
+                        result,
+                        (f"[each connection {rate}B/s] " if rate else "") + f"run {run + 1}: ",
                     )
+            if args.later and not rate:
+                results["later"] = {
+                    "earlier_scenes": args.later,
+                    "runs": later_runs(served, parcels, host, args.later, args.runs),
+                }
     if args.no_history:
         (OUT / "stac_sync.json").write_text(json.dumps(results, indent=2))
         return
