@@ -2,6 +2,7 @@
 engine, built and migrated once, on first use. Carried on the click context."""
 
 import faulthandler
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -52,17 +53,28 @@ def report_rejected(errors: list[str], what: str = "row(s)") -> None:
 
 def stop_on_signals(doing: str, then: Callable[[], None] | None = None) -> threading.Event:
     """An event set by SIGTERM or SIGINT, saying so (``received SIGTERM, {doing}``), for a
-    long-running command to end its loop cleanly; ``then`` is called too."""
+    long-running command to end its loop cleanly; ``then`` is called too.
+
+    The handler only puts the signal on a queue (SimpleQueue's put is reentrant); a
+    thread of its own says so, sets the event and calls ``then``. A handler runs in the
+    main thread between two of its steps, and one that set the event itself deadlocked
+    when the main thread was inside that event's wait still holding its lock (a gateway
+    agent that never exited on SIGTERM; its stack, by SIGUSR1, showed it). Printing
+    from the handler would as well, inside a write to standard error."""
     stop = threading.Event()
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()
 
-    def _stop(signum, _frame) -> None:
-        click.echo(f"received {signal.Signals(signum).name}, {doing}", err=True)
-        stop.set()
-        if then is not None:
-            then()
+    def _stopping() -> None:
+        while True:
+            signum = received.get()
+            click.echo(f"received {signal.Signals(signum).name}, {doing}", err=True)
+            stop.set()
+            if then is not None:
+                then()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    threading.Thread(target=_stopping, name="stop-on-signal", daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda signum, _frame: received.put(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: received.put(signum))
     # an operator's (or a test's) view into a process that does not stop: `kill -USR1`
     # prints every thread's stack to standard error and the process carries on
     faulthandler.register(signal.SIGUSR1, all_threads=True)
