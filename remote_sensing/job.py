@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from remote_sensing import store
 from remote_sensing.cluster import Cluster, run_on_cluster
@@ -135,8 +136,11 @@ def _serial(
 class _ProfilesMeanwhile:
     """The while_writing of a scene (scene_processing.process_scene): the profiles built
     in its transaction, kept for after the commit. An error in building them only
-    leaves them to update_profiles after the run (a database error would have aborted
-    the transaction, and fails the scene as any other does)."""
+    leaves them to update_profiles after the run. A database error is raised: it has
+    aborted the scene's transaction, so the scene is redone if the database was briefly
+    away (a restart) or fails as any other does. Kept here, the next statement of the
+    transaction failed with "invalid transaction", which is no reason to retry, and a
+    PostgreSQL restart during the profiles failed the scene."""
 
     def __init__(self) -> None:
         self.parcel_ids: list[str] = []
@@ -146,5 +150,7 @@ class _ProfilesMeanwhile:
         self.parcel_ids, self.built = parcel_ids, {}  # a scene retried builds afresh
         try:
             self.built = profiles_while_writing(conn, parcel_ids, pending)
+        except DBAPIError:
+            raise
         except Exception as exc:  # the profiles are built after the run instead
             log.warning("profiles not built while the COG was written: %s", exc)

@@ -24,7 +24,7 @@ from affine import Affine
 from rasterio.windows import Window as PixelWindow
 from sqlalchemy import Connection, Engine
 
-from agri_common.retry import with_retries
+from agri_common.retry import DatabaseUnavailable, with_retries
 from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
 from remote_sensing.cog import safe_name, write_cog
 from remote_sensing.coverage import NO_WEIGHTS, CoverageWeights, Grid, cached_weights
@@ -213,7 +213,15 @@ def run_scene(
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
         ledger["seconds"] = time.perf_counter() - started
-        store.record_scene_failed(engine, ledger, outcome.error + "\n" + traceback.format_exc())
+        details = outcome.error + "\n" + traceback.format_exc()
+        try:  # the database may be what failed the scene: recording it waits for it too
+            with_retries(
+                lambda: store.record_scene_failed(engine, ledger, details),
+                DATABASE_RETRY_S,
+                f"recording scene {source.scene_id} as failed",
+            )
+        except DatabaseUnavailable as away:  # not done, so the next run takes it again
+            log.error("scene %s failed and could not be recorded: %s", source.scene_id, away)
     outcome.seconds = round(time.perf_counter() - started, 3)
     return outcome
 

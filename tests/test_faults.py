@@ -399,3 +399,30 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
         worker.stop()
         thread.join(30)
         broker.stop()
+
+
+def test_a_database_error_while_a_scenes_profiles_are_built_is_raised(postgres_url):
+    """The imagery job builds a scene's profiles inside its transaction (while its COG is
+    written). A database error there has lost the transaction: it must reach the scene's
+    retry, not be logged and kept (the next statement then failed with "invalid
+    transaction", which is no reason to retry, and a PostgreSQL restart failed the scene)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from remote_sensing import job
+    from remote_sensing.profile_update import NOTHING_PENDING
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    try:
+        with engine.connect() as conn:  # its transaction begins with the first statement
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with engine.connect() as other:  # the server ends the scene's connection
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+            meanwhile = job._ProfilesMeanwhile()
+            with pytest.raises(DBAPIError) as raised:
+                meanwhile(conn, ["T-01"], NOTHING_PENDING)
+            assert raised.value.connection_invalidated
+            assert meanwhile.built == {}
+    finally:
+        engine.dispose()
