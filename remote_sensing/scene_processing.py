@@ -377,18 +377,18 @@ def process_scene(
         )
         with engine.begin() as conn:
             superseded_by, dropped = store.record_scene_done(conn, ledger, rows)
-            changed = dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped
+            changed = sorted(
+                set(dropped if superseded_by else [row["parcel_id"] for row in rows] + dropped)
+            )
             if while_writing is not None:
                 # Python beside the overviews' NumPy passes made them wait for the GIL
                 # (0.13 s became 0.7 s); beside GDAL's compression it costs it nothing
                 overviews_done.wait()
-                while_writing(conn, sorted(set(changed)), {source.scene_id: written})
+                while_writing(conn, changed, {source.scene_id: written})
             written.result()  # the scene commits only once its COG is whole (or raises)
             ledger["seconds"] = time.perf_counter() - started
             store.record_scene_seconds(conn, ledger)
-    return SceneResult(
-        sorted(set(changed)), meta, decided, superseded_by, (http_requests, http_bytes)
-    )
+    return SceneResult(changed, meta, decided, superseded_by, (http_requests, http_bytes))
 
 
 def _release_freed_memory() -> None:
