@@ -237,7 +237,7 @@ def _event_json(event: disturbances.Disturbance, series: profiles.Series) -> dic
         "last_normal": None
         if event.previous_index is None
         else day(event.previous_index).isoformat(),
-        "low_dates": len(event.event_indices),
+        "low_dates": event.low_dates,
         "severity": round(event.severity, 4),
         "affected_ha": event.affected_ha,
         "state": event.state,

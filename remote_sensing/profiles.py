@@ -21,14 +21,22 @@ The steps, in the order a profile is built:
 5. ``health_index``, ``sampling`` (how many clear dates back it) and ``affected_area_ha``.
 """
 
+import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
 
-from remote_sensing.disturbances import AreaOf, Disturbance, detect_disturbances
+from remote_sensing.disturbances import (
+    PRE_EVENT_DATES,
+    AreaOf,
+    Detector,
+    Disturbance,
+    JudgedDate,
+    Walk,
+)
 
 MIN_VALID_FRACTION = 0.6
 GRID_STEP_DAYS = 5.0
@@ -47,7 +55,6 @@ ALLOWANCE_WINDOW_DAYS = 20.0  # earlier years' dips within +/- this many days of
 MIN_OWN_DATES = 2  # earlier-year clear dates in that window before history speaks for itself
 MAX_ALLOWANCE = 0.15  # no usual dip is deeper: beyond this it is damage whatever the source
 PEER_LAMBDA = 2000.0  # peers' seasonal course: stiff (~45 days) so their joint dips stand out
-PEER_EDGE = 3  # the latest scenes, compared with the course fitted without each of them
 SAMPLING_WINDOW_DAYS = 60.0  # "how sure": clear dates and the largest gap over this window
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -274,11 +281,18 @@ class Peer(NamedTuple):
     dip: float = 0.0  # how far the median sits below the peers' own seasonal course
 
 
+PEER_WINDOW_DAYS = 365.0  # a scene's shared dip is read against the peers' course this far back
+# ...and this many usable scenes after it: until they have come, the dip is provisional and
+# the scene is left out of the course it is compared with (a smoother follows the last
+# points, there is nothing after them: a hazy or plucked latest scene is the one a health
+# index reads). Once they have, it is final: a scene's dip never depends on what came
+# later than that, so what one new scene changes is bounded.
+PEER_EDGE = 3
+
+
 def peer_table(rows: list[tuple[str, str, datetime, float]]) -> dict[str, dict[str, Peer]]:
     """kind -> scene_id -> Peer, from (kind, scene_id, acquired_at, ndvi_mean) of clear
-    observations. The dip is the peers' shared drop on that date below a stiff smooth of
-    their medians: when most gardens were plucked just before a scene (or it is hazy), a
-    garden that dips with them is not damaged."""
+    observations: each scene's peers (scene_peer) with its shared dip (with_dips)."""
     groups: dict[tuple[str, str], list[float]] = {}
     when: dict[str, float] = {}
     for kind, scene_id, acquired_at, ndvi in rows:
@@ -286,36 +300,57 @@ def peer_table(rows: list[tuple[str, str, datetime, float]]) -> dict[str, dict[s
         when[scene_id] = to_days(acquired_at)
     out: dict[str, dict[str, Peer]] = {}
     for (kind, scene_id), values in groups.items():
-        arr = np.asarray(values)
-        middle = median(arr)
-        spread = 1.4826 * median(np.abs(arr - middle))
-        out.setdefault(kind, {})[scene_id] = Peer(middle, spread, len(arr), when[scene_id])
+        out.setdefault(kind, {})[scene_id] = scene_peer(values, when[scene_id])
     for scenes in out.values():
-        usable = sorted((p.day, sid) for sid, p in scenes.items() if p.count >= MIN_PEERS)
-        if len(usable) < 3:
+        order = sorted(scenes, key=lambda sid: (scenes[sid].day, sid))
+        dipped = with_dips([scenes[sid] for sid in order], 0)
+        scenes.update(zip(order, dipped, strict=True))
+    return out
+
+
+def scene_peer(values: list[float], day: float) -> Peer:
+    """The parcels of one kind seen clear in one scene (their mean NDVIs): median, robust
+    spread and count; the dip comes from with_dips."""
+    arr = np.asarray(values, dtype=float)
+    middle = median(arr)
+    return Peer(middle, 1.4826 * median(np.abs(arr - middle)), len(arr), day)
+
+
+def with_dips(scenes: list[Peer], first: int) -> list[Peer]:
+    """``scenes`` (one kind's, in time order) with the shared dips of those from position
+    ``first`` on: how far each median sits below the peers' seasonal course, a stiff
+    smooth of the medians of the usable scenes of the PEER_WINDOW_DAYS before it and the
+    PEER_EDGE after it. When most gardens were plucked just before a scene (or it is
+    hazy), a garden that dips with them is not damaged."""
+    out = list(scenes)
+    usable = [k for k, p in enumerate(scenes) if p.count >= MIN_PEERS]
+    for n, k in enumerate(usable):
+        if k < first:
             continue
-        days = np.array([d for d, _ in usable])
-        medians = np.array([scenes[sid].median for _, sid in usable])
-        dips = np.maximum(0.0, _peer_course(days, medians) - medians)
-        for (_, sid), dip in zip(usable, dips, strict=True):
-            scenes[sid] = scenes[sid]._replace(dip=float(dip))
+        later = usable[n + 1 : n + 1 + PEER_EDGE]
+        fit = [j for j in usable[:n] if scenes[j].day >= scenes[k].day - PEER_WINDOW_DAYS] + [
+            k,
+            *later,
+        ]
+        days = np.array([scenes[j].day for j in fit])
+        medians = np.array([scenes[j].median for j in fit])
+        weights = np.ones(len(fit))
+        if len(later) < PEER_EDGE:  # provisional: compared with the course without it
+            weights[fit.index(k)] = 0.0
+        dip = _peer_dip(days, medians, weights, scenes[k])
+        out[k] = scenes[k]._replace(dip=dip)
     return out
 
 
-def _peer_course(days: np.ndarray, medians: np.ndarray) -> np.ndarray:
-    """The peers' seasonal course at each scene. At the end of the record a smoother
-    follows the last points (there is nothing after them), so the last PEER_EDGE scenes are
-    each compared with the course fitted without them: a hazy or plucked latest scene is
-    the one a health index reads."""
-    weights = np.ones(len(days))
+def _peer_dip(days: np.ndarray, medians: np.ndarray, weights: np.ndarray, peer: Peer) -> float:
+    """max(0, the course at the scene's day less its median); 0 when the weighted scenes
+    hold fewer than three grid days (no course to speak of)."""
+    start = np.floor(days.min() / GRID_STEP_DAYS) * GRID_STEP_DAYS
+    nodes = np.rint((days - start) / GRID_STEP_DAYS)[weights > 0]
+    if len(set(nodes.tolist())) < 3:
+        return 0.0
     grid, course = whittaker(days, medians, weights, lam=PEER_LAMBDA)
-    out = np.interp(days, grid, course)
-    for k in range(max(0, len(days) - PEER_EDGE), len(days)):
-        weights[k] = 0.0
-        grid, course = whittaker(days, medians, weights, lam=PEER_LAMBDA)
-        out[k] = np.interp(days[k], grid, course)
-        weights[k] = 1.0
-    return out
+    return float(max(0.0, np.interp(peer.day, grid, course) - peer.median))
 
 
 @dataclass(frozen=True)
@@ -376,7 +411,7 @@ class HistoryCurve:
         near = _same_time_of_year(self.grid, day, BASELINE_WINDOW_DAYS)
         if not near.any():
             return None
-        years = np.array([to_date(g).year for g in self.grid[near]])
+        years = _years(self.grid[near])
         values = self.smoothed[near]
         per_year = [median(values[years == y]) for y in sorted(set(years.tolist()))]
         between = float(np.std(per_year)) if len(per_year) > 1 else 0.0
@@ -407,71 +442,313 @@ def allowance(own: float | None, peer: Peer | None, kind: str, day: float) -> tu
     return min(depth, MAX_ALLOWANCE), source
 
 
+# A year's baseline reads the parcel's clear dates of at most this many earlier years, and
+# its place among peers the last PLACE_DATES of its usable dates: what one new date costs
+# is bounded, whatever the length of the record (a bank keeps parcels for many years).
+BASELINE_YEARS = 3
+PLACE_DATES = 12
+SEASON_BINS = 74  # the seasonal table's bins: 5 days of the year each (day 366 in the last)
+
+
+def season_bin(day: float) -> int:
+    """The seasonal table's bin of ``day`` (days since the epoch): 5 days of the year."""
+    return min(int(_doy(day) - 1) // 5, SEASON_BINS - 1)
+
+
+@dataclass(frozen=True)
+class SeasonTable:
+    """The parcel's usual NDVI by time of year for one calendar year, from its clear dates
+    of the BASELINE_YEARS before it (outliers and confirmed disturbances left out): per
+    5-day bin, the expected NDVI, its spread and the deepest usual dip (NaN: not enough
+    history at that time of year). Computed once, on the year's first clear date."""
+
+    year: int
+    expected: tuple[float, ...]
+    spread: tuple[float, ...]
+    dip: tuple[float, ...]
+
+    def at(self, day: float) -> tuple[float, float] | None:
+        b = season_bin(day)
+        return None if math.isnan(self.expected[b]) else (self.expected[b], self.spread[b])
+
+    def dip_at(self, day: float) -> float | None:
+        value = self.dip[season_bin(day)]
+        return None if math.isnan(value) else value
+
+    def as_json(self) -> dict:
+        return {
+            "year": self.year,
+            "expected": [_json_float(v) for v in self.expected],
+            "spread": [_json_float(v) for v in self.spread],
+            "dip": [_json_float(v) for v in self.dip],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SeasonTable":
+        floats = lambda values: tuple(_float(v) for v in values)  # noqa: E731
+        return cls(
+            data["year"], floats(data["expected"]), floats(data["spread"]), floats(data["dip"])
+        )
+
+
+def season_table(
+    year: int, prior: list["DateRow"], spans: list[tuple[float, float]]
+) -> SeasonTable:
+    """The SeasonTable of ``year`` from the parcel's earlier clear dates (``prior``, any
+    order; those before the BASELINE_YEARS are ignored) less outliers and the ``spans``
+    [start, end) of confirmed disturbances."""
+    jan1 = to_days(datetime(year, 1, 1, tzinfo=UTC))
+    first = to_days(datetime(year - BASELINE_YEARS, 1, 1, tzinfo=UTC))
+    use = sorted(
+        (r for r in prior if first <= r.day < jan1 and not r.outlier and not _inside(r.day, spans)),
+        key=lambda r: r.seq,
+    )
+    nan = (float("nan"),) * SEASON_BINS
+    curve = history_baseline(
+        np.array([r.day for r in use]),
+        np.array([r.ndvi for r in use]),
+        np.array([r.weight for r in use]),
+    )
+    if curve is None:
+        return SeasonTable(year, nan, nan, nan)
+    expected, spread, dip = [], [], []
+    for b in range(SEASON_BINS):
+        day = jan1 + 5 * b + 2  # the bin's middle day of the year
+        own = curve.at(day)
+        expected.append(float("nan") if own is None else own[0])
+        spread.append(float("nan") if own is None else own[1])
+        usual = curve.dip_at(day)
+        dip.append(float("nan") if usual is None else usual)
+    return SeasonTable(year, tuple(expected), tuple(spread), tuple(dip))
+
+
+def _inside(day: float, spans: list[tuple[float, float]]) -> bool:
+    return any(start <= day < end for start, end in spans)
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class DateRow:
+    """One clear date of a parcel with its judgement, as a profile stores it: judged once,
+    when it arrives (from the season table, its peers and its place among them); only its
+    outlier flag waits for the next date."""
+
+    seq: int  # its position among the parcel's clear dates
+    scene_id: str
+    day: float
+    ndvi: float
+    weight: float  # valid fraction
+    outlier: bool
+    expected: float  # NaN: no baseline
+    spread: float
+    allowance: float
+    allowance_source: str | None
+    source: str | None  # "history", "peers" or None
+    shared: float  # the peers' shared dip in that scene
+    offset: float  # NDVI less its scene's peer median (NaN without peers)
+
+    def judged(self) -> "JudgedDate":
+        return JudgedDate(
+            self.seq,
+            self.day,
+            self.ndvi,
+            self.outlier,
+            self.expected,
+            self.spread,
+            self.allowance,
+            self.shared,
+        )
+
+    def anomaly(self) -> float:
+        """Spreads outside the usual range (Baseline.anomaly for this date)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            above = (self.ndvi - self.expected) / np.float64(self.spread)
+            beyond = (self.ndvi - (self.expected - self.allowance)) / np.float64(self.spread)
+        return float(above if above >= 0 else min(beyond, 0.0))
+
+
+@dataclass
+class ProfileState:
+    """A parcel's profile as a state that each new clear date advances: the dates it still
+    reads (the last two, the detector's run and an open event's first weeks), the season
+    table of the current year, the detector's walk and the offsets that place the parcel
+    among its peers. ``add`` costs the same with one year of history as with ten: nothing
+    in it reads the whole record (the season table is made once a year, from the
+    BASELINE_YEARS before it)."""
+
+    kind: str
+    area_ha: float | None
+    rows: dict[int, DateRow] = field(default_factory=dict)  # seq -> row (a window)
+    count: int = 0  # clear dates taken so far (the next one's seq)
+    settled: int = 0  # dates whose outlier flag is final (all but the newest)
+    walk: Walk = field(default_factory=Walk)  # after the settled dates
+    offsets: list[float] = field(default_factory=list)  # the last PLACE_DATES usable
+    table: SeasonTable | None = None
+    judged: dict[int, JudgedDate] = field(default_factory=dict, repr=False)  # of ``rows``
+
+    def put(self, row: DateRow) -> None:
+        self.rows[row.seq] = row
+        self.judged[row.seq] = row.judged()
+
+    def add(
+        self,
+        scene_id: str,
+        day: float,
+        ndvi: float,
+        weight: float,
+        peer: Peer | None,
+        area_of: AreaOf | None = None,
+        tables: dict[int, SeasonTable] | None = None,
+    ) -> DateRow:
+        """Take the next clear date (later than every date taken): settle the previous
+        newest (its outlier flag, the detector's step), judge this one. A season table the
+        caller has (``tables``, by year) is used, else it is made from ``rows``."""
+        self._settle(day, ndvi, area_of)
+        year = to_date(day).year
+        if self.table is None or self.table.year != year:
+            known = (tables or {}).get(year)
+            self.table = known or season_table(year, list(self.rows.values()), self.spans())
+        row = self._judge(scene_id, day, ndvi, weight, peer)
+        self.put(row)
+        self.count += 1
+        return row
+
+    def _settle(self, day: float, ndvi: float, area_of: AreaOf | None) -> None:
+        """The newest date gets its final outlier flag now that the next is known, and the
+        detector takes it."""
+        if self.settled == self.count:
+            return
+        i = self.count - 1
+        row = self.rows[i]
+        if i >= 1:
+            before = self.rows[i - 1]
+            near = day - before.day <= 2 * OUTLIER_NEIGHBOUR_DAYS
+            low = min(before.ndvi, ndvi) - row.ndvi
+            if near and low > OUTLIER_DROP and abs(before.ndvi - ndvi) < low / 2:
+                row = replace(row, outlier=True)
+                self.put(row)
+        detector = self.detector(area_of)
+        detector.step(i)
+        self.settled = self.count
+        if not row.outlier and math.isfinite(row.offset) and self.walk.current is None:
+            self.offsets = [*self.offsets, row.offset][-PLACE_DATES:]
+
+    def _judge(
+        self, scene_id: str, day: float, ndvi: float, weight: float, peer: Peer | None
+    ) -> DateRow:
+        with_peers = peer is not None and peer.count >= MIN_PEERS
+        expected, spread, source = float("nan"), float("nan"), None
+        own = self.table.at(day) if self.table is not None else None
+        if own is not None:
+            (expected, spread), source = own, "history"
+        elif with_peers:
+            place = median(self.offsets) if len(self.offsets) >= MIN_PEERS else 0.0
+            expected = peer.median + place
+            spread = max(SPREAD_FLOOR, peer.spread)
+            source = "peers"
+        own_dip = self.table.dip_at(day) if self.table is not None else None
+        usual, usual_source = allowance(own_dip, peer, self.kind, day)
+        return DateRow(
+            self.count,
+            scene_id,
+            day,
+            ndvi,
+            weight,
+            False,
+            float(expected),
+            float(spread),
+            float(usual),
+            usual_source,
+            source,
+            float(min(peer.dip, MAX_ALLOWANCE)) if with_peers else 0.0,
+            float(ndvi - peer.median) if with_peers else float("nan"),
+        )
+
+    def detector(self, area_of: AreaOf | None = None, walk: Walk | None = None) -> Detector:
+        return Detector(self.judged, area_of, self.area_ha, self.walk if walk is None else walk)
+
+    def spans(self) -> list[tuple[float, float]]:
+        """[start, end) of the confirmed disturbances so far (end: infinity while open)."""
+        return [
+            (e.days["start"], e.days.get("end", math.inf))
+            for e in self.walk.events
+            if e.confirmed_index is not None
+        ]
+
+    def events(self, area_of: AreaOf | None = None) -> list[Disturbance]:
+        """The disturbances as of the newest date (which is taken as no outlier: nothing
+        after it says so)."""
+        detector = self.detector(area_of, self.walk.copy())
+        if self.settled < self.count:
+            detector.step(self.count - 1)
+        return detector.finish()
+
+    def window(self) -> int:
+        """The first date position the next ``add`` may read: the two newest, the walk's
+        references and the PRE_EVENT_DATES (and an outlier or two) before them."""
+        refs = [self.count - 2, *self.walk.refers_to()]
+        if self.walk.previous is not None:
+            refs.append(self.walk.previous)
+        return max(0, min(refs) - 2 * PRE_EVENT_DATES)
+
+    def forget(self) -> None:
+        """Drop the rows outside ``window`` (kept in the database, not in the state)."""
+        first = self.window()
+        self.rows = {seq: row for seq, row in self.rows.items() if seq >= first}
+        self.judged = {seq: row.judged() for seq, row in self.rows.items()}
+
+    def as_json(self) -> dict:
+        """What is stored with the newest settled date, to resume from (rows apart)."""
+        return {"walk": self.walk.as_json(), "offsets": list(self.offsets)}
+
+
 def analyse(
     series: Series,
     peers: dict[str, Peer],
     kind: str = "",
     area_of: "AreaOf | None" = None,
     parcel_ha: float | None = None,
-) -> tuple[Baseline, list["Disturbance"]]:
-    """Baseline and disturbances (confirmed or not), built year by year.
+) -> tuple[Baseline, list[Disturbance]]:
+    """Baseline and disturbances (confirmed or not) of a whole series: each clear date
+    taken in turn by a ProfileState, as the imagery job takes them scene by scene.
 
-    The baseline of year Y comes from the parcel's clear observations before Y (its own
-    history), leaving out outliers and dates inside disturbances found so far, so a
-    clear-cut does not become next year's normal. Dates with no history at that time of
-    year fall back to ``peers``: scene_id -> Peer, the parcels of the same kind seen clear
-    in that scene. ``area_of`` measures where pixels fell (see detect_disturbances).
+    The baseline of year Y comes from the parcel's clear observations of the
+    BASELINE_YEARS before Y (its own history), leaving out outliers and dates inside
+    disturbances found so far, so a clear-cut does not become next year's normal. Dates
+    with no history at that time of year fall back to ``peers``: scene_id -> Peer, the
+    parcels of the same kind seen clear in that scene. ``area_of`` measures where pixels
+    fell (see detect_disturbances). The outlier flags are the series' own.
     """
-    n = len(series.days)
-    expected, spread, allowed = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)
-    shared = np.zeros(n)
-    source: list[str | None] = [None] * n
-    allowed_source: list[str | None] = [None] * n
-    years = np.array([to_date(d).year for d in series.days], dtype=int)
-    excluded = series.outlier.copy()
-    events: list[Disturbance] = []
-    usable = [peers.get(s) for s in series.scene_ids]
-    offsets = np.array(
-        [
-            v - p.median if p is not None and p.count >= MIN_PEERS else np.nan
-            for v, p in zip(series.ndvi, usable, strict=True)
-        ]
+    state = ProfileState(kind, parcel_ha)
+    for i in range(len(series.days)):
+        state.add(
+            series.scene_ids[i],
+            float(series.days[i]),
+            float(series.ndvi[i]),
+            float(series.weights[i]),
+            peers.get(series.scene_ids[i]),
+            area_of,
+        )
+        if series.outlier[i]:  # the series knows its flags already
+            state.put(replace(state.rows[i], outlier=True))
+    events = state.events(area_of)
+    rows = [state.rows[i] for i in range(len(series.days))]
+    baseline = Baseline(
+        np.array([r.expected for r in rows], dtype=float),
+        np.array([r.spread for r in rows], dtype=float),
+        tuple(r.source for r in rows),
+        np.array([r.allowance for r in rows], dtype=float),
+        tuple(r.allowance_source for r in rows),
+        np.array([r.shared for r in rows], dtype=float),
     )
-    baseline = Baseline(expected, spread, tuple(source), allowed, (), shared)  # no dates yet
-    for year in sorted(set(years.tolist())):
-        jan1 = to_days(datetime(year, 1, 1, tzinfo=UTC))
-        prior = ~excluded & (series.days < jan1)
-        curve = history_baseline(series.days[prior], series.ndvi[prior], series.weights[prior])
-        for i in np.flatnonzero(years == year):
-            own = curve.at(series.days[i]) if curve is not None else None
-            peer = peers.get(series.scene_ids[i])
-            if own is not None:
-                (expected[i], spread[i]), source[i] = own, "history"
-            elif peer is not None and peer.count >= MIN_PEERS:
-                expected[i] = peer.median + _place_among_peers(offsets, i, excluded)
-                spread[i] = max(SPREAD_FLOOR, peer.spread)
-                source[i] = "peers"
-            own_dip = curve.dip_at(series.days[i]) if curve is not None else None
-            allowed[i], allowed_source[i] = allowance(own_dip, peer, kind, series.days[i])
-            if peer is not None and peer.count >= MIN_PEERS:
-                shared[i] = min(peer.dip, MAX_ALLOWANCE)
-        baseline = Baseline(expected, spread, tuple(source), allowed, tuple(allowed_source), shared)
-        events = detect_disturbances(series, baseline, area_of, parcel_ha)
-        for event in events:
-            if event.confirmed_index is None:
-                continue
-            last = event.end_index if event.end_index is not None else n
-            excluded[event.start_index : last] = True
     return baseline, events
-
-
-def _place_among_peers(offsets: np.ndarray, i: int, excluded: np.ndarray) -> float:
-    """How far above or below its peers' median the parcel usually sits, from its clear
-    dates before ``i`` (0 with fewer than MIN_PEERS of them): parcels differ in level, and
-    a garden always a little paler than its neighbours is not a garden in trouble.
-    ``offsets``: each date's NDVI less its scene's peer median (NaN without peers)."""
-    earlier = offsets[:i][~excluded[:i] & np.isfinite(offsets[:i])]
-    return median(earlier) if len(earlier) >= MIN_PEERS else 0.0
 
 
 def sampling(days: np.ndarray, as_of: float, window: float = SAMPLING_WINDOW_DAYS) -> dict:
@@ -500,6 +777,12 @@ def health_index(z: float | None) -> float | None:
     if z is None or not np.isfinite(z):
         return None
     return float(np.clip(1.0 - max(0.0, -z) / 4.0, 0.0, 1.0))
+
+
+def _years(days: np.ndarray) -> np.ndarray:
+    """Calendar year of each day since the epoch, vectorised."""
+    dates = (np.asarray(days, dtype=float) * 86400.0).astype("datetime64[s]")
+    return dates.astype("M8[Y]").astype(int) + 1970
 
 
 def _doy(days: float) -> float:
