@@ -21,7 +21,7 @@ from collateral.carbon import CarbonError, carbon_account
 from collateral.valuation import RULES_VERSION, ValuationError
 from remote_sensing import profiles
 from remote_sensing import store as rs_store
-from remote_sensing.profile_update import parcel_profile, peer_statistics
+from remote_sensing.profile_update import profile_heads
 
 CODE_VERSION = f"agri-collateral rules {RULES_VERSION}"
 
@@ -37,7 +37,6 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
             f"no {missing} table in force on {on}: import one with `agri prices import FILE` "
             "(the shipped defaults are in collateral/defaults/)"
         )
-    peers = peer_statistics(engine, as_of) if loan["parcel_ids"] or loan.get("carbon") else {}
     stale_days = int(prices.value(policy, "stale_after_days", "tags"))
     window = int(prices.value(policy, "stale_after_days", "imagery"))
     return {
@@ -50,13 +49,11 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
         "as_of": as_of.isoformat(),
         "prices": price_table,
         "policy": policy,
-        "parcels": [
-            parcel_evidence(engine, pid, as_of, peers, window) for pid in loan["parcel_ids"]
-        ],
+        "parcels": [parcel_evidence(engine, pid, as_of, window) for pid in loan["parcel_ids"]],
         "herds": [herd_evidence(engine, h, as_of, stale_days) for h in loan["herds"]],
         "carbon_table": prices.table_in_force(engine, "carbon", on),
         "carbon": [
-            {**pledge, "parcel": parcel_evidence(engine, pledge["parcel_id"], as_of, peers, window)}
+            {**pledge, "parcel": parcel_evidence(engine, pledge["parcel_id"], as_of, window)}
             for pledge in loan.get("carbon") or []
         ],
         "previous": previous,
@@ -64,21 +61,19 @@ def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | 
     }
 
 
-def parcel_evidence(
-    engine: Engine, parcel_id: str, as_of: datetime, peers: dict, window_days: int = 60
-) -> dict:
-    """A parcel's profile at ``as_of`` as valuation evidence; ``window_days`` (the policy's
-    imagery staleness) is the window its clear images are counted over."""
+def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days: int = 60) -> dict:
+    """A parcel's stored profile at ``as_of`` as valuation evidence; ``window_days`` (the
+    policy's imagery staleness) is the window its clear images are counted over. Reads the
+    profile's newest dates, never its whole record: a valuation costs the same after ten
+    years of scenes as after one. ``scenes_used`` lists the clear scenes of that window
+    (and the latest before it)."""
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
         raise ValuationError(f"parcel {parcel_id} is not registered")
-    profile = parcel_profile(engine, parcel_id, as_of, peers)
-    outliers = set(profile["outliers"])
-    clear = [
-        o
-        for o in profile["observations"]
-        if o["valid_fraction"] >= profiles.MIN_VALID_FRACTION and o["scene_id"] not in outliers
-    ]
+    head = profile_heads(engine, [parcel_id], as_of, window_days).get(parcel_id)
+    clear = [] if head is None else head["clear"]
+    used = [(r, at) for r, at in clear if r.day > profiles.to_days(as_of) - window_days]
+    used = clear[-len(used) - 1 :] if clear else []
     geometry = shapely.geometry.shape(json.loads(parcel["geometry_geojson"]))
     centroid = geometry.centroid
     attributes = parcel["attributes"]
@@ -90,26 +85,24 @@ def parcel_evidence(
         "attributes": attributes,
         "county": attributes.get("county"),
         "centroid": [round(centroid.x, 6), round(centroid.y, 6)],
-        "health_index": profile["health_index"],
-        "anomaly_z": profile["anomaly_z"],
-        "latest_clear_at": clear[-1]["acquired_at"] if clear else None,
-        "latest_clear_scene": clear[-1]["scene_id"] if clear else None,
-        "clear_images": len(clear),
+        "health_index": None if head is None else head["health_index"],
+        "anomaly_z": None if head is None else head["anomaly_z"],
+        "latest_clear_at": clear[-1][1].isoformat() if clear else None,
+        "latest_clear_scene": clear[-1][0].scene_id if clear else None,
+        "clear_images": 0 if head is None else head["clear_count"],
         "sampling": profiles.sampling(
-            np.array([profiles.to_days(parse_time(o["acquired_at"])) for o in clear]),
-            profiles.to_days(as_of),
-            window_days,
+            np.array([r.day for r, _ in clear]), profiles.to_days(as_of), window_days
         ),
         "suspected": [
             {k: s.get(k) for k in ("start", "state", "affected_ha", "reason", "reason_coded")}
-            for s in profile["suspected"]
+            for s in ([] if head is None else head["suspected"])
             if parse_time(s["start"]) > as_of - timedelta(days=window_days)
             or s["state"] == "pending"
         ],
-        "scenes_used": [[o["scene_id"], o["acquired_at"][:10]] for o in clear],
+        "scenes_used": [[r.scene_id, at.isoformat()[:10]] for r, at in used],
         "open_disturbances": [
             {k: e[k] for k in ("start", "confirmed", "severity", "affected_ha")}
-            for e in profile["events"]
+            for e in ([] if head is None else head["events"])
             if e["state"] == "open"
         ],
     }
@@ -183,5 +176,5 @@ def parcel_carbon(engine: Engine, parcel_id: str, as_of: datetime, since: dateti
             prices.table_in_force(engine, "policy", as_of.date()), "stale_after_days", "imagery"
         )
     )
-    evidence = parcel_evidence(engine, parcel_id, as_of, peer_statistics(engine, as_of), window)
+    evidence = parcel_evidence(engine, parcel_id, as_of, window)
     return carbon_account(evidence, table, as_of, since)

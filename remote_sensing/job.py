@@ -17,11 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from remote_sensing import store
 from remote_sensing.cluster import Cluster, run_on_cluster
 from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.profile_update import (
-    profiles_while_writing,
-    store_profiles,
-    update_profiles,
-)
+from remote_sensing.profile_update import profiles_while_writing, update_profiles
 from remote_sensing.scene_processing import SceneOutcome, run_scene
 from remote_sensing.scenes import SceneSource, find_scenes
 
@@ -116,40 +112,42 @@ def _serial(
     touched: set[str],
     current: set[str],
 ) -> Iterator[tuple[SceneOutcome, tuple]]:
-    """The scenes one after another in this process. Each scene's parcels get their
-    profiles built inside its transaction while its COG is written
-    (profile_update.profiles_while_writing), stored once it has committed; ``current``
-    gains those stored and loses the scene's others (update_profiles builds them after
-    the run). A scene that fails rolls back and its profiles are dropped."""
+    """The scenes one after another in this process. Each scene's parcels have their
+    profiles advanced inside its transaction while its COG is written
+    (profile_update.profiles_while_writing), so they commit with it; ``current`` gains
+    those and loses the scene's others (update_profiles rebuilds them after the run). A
+    scene that fails rolls back, profiles and all."""
     for source in sources:
         meanwhile = _ProfilesMeanwhile()
         outcome = run_scene(
             engine, source, done, parcels, data_dir, touched, while_writing=meanwhile
         )
         if outcome.status in ("processed", "superseded"):  # committed
-            refused = store_profiles(engine, meanwhile.built)
             current.difference_update(meanwhile.parcel_ids)
-            current.update(set(meanwhile.built) - set(refused))
+            current.update(meanwhile.advanced)
         yield outcome, ()
 
 
 class _ProfilesMeanwhile:
-    """The while_writing of a scene (scene_processing.process_scene): the profiles built
-    in its transaction, kept for after the commit. An error in building them only
-    leaves them to update_profiles after the run. A database error is raised: it has
-    aborted the scene's transaction, so the scene is redone if the database was briefly
-    away (a restart) or fails as any other does. Kept here, the next statement of the
-    transaction failed with "invalid transaction", which is no reason to retry, and a
-    PostgreSQL restart during the profiles failed the scene."""
+    """The while_writing of a scene (scene_processing.process_scene): the profiles
+    advanced in its transaction. An error in advancing them only leaves them to
+    update_profiles after the run. A database error is raised: it has aborted the
+    scene's transaction, so the scene is redone if the database was briefly away (a
+    restart) or fails as any other does. Kept here, the next statement of the transaction
+    failed with "invalid transaction", which is no reason to retry, and a PostgreSQL
+    restart during the profiles failed the scene."""
 
     def __init__(self) -> None:
         self.parcel_ids: list[str] = []
-        self.built: dict[str, dict] = {}
+        self.advanced: set[str] = set()
 
-    def __call__(self, conn: Connection, parcel_ids: list[str], pending: dict) -> None:
-        self.parcel_ids, self.built = parcel_ids, {}  # a scene retried builds afresh
+    def __call__(
+        self, conn: Connection, scene_id: str, parcel_ids: list[str], pending: dict
+    ) -> None:
+        self.parcel_ids, self.advanced = parcel_ids, set()  # a scene retried starts afresh
         try:
-            self.built = profiles_while_writing(conn, parcel_ids, pending)
+            failed = profiles_while_writing(conn, scene_id, parcel_ids, pending)
+            self.advanced = set(parcel_ids) - set(failed)
         except DBAPIError:
             raise
         except Exception as exc:  # the profiles are built after the run instead

@@ -1,57 +1,109 @@
-"""Building and storing parcel profiles: the I/O around the pure functions of profiles.py."""
+"""Profiles kept up to date and read: the I/O around profiles.ProfileState.
+
+A parcel's profile is stored date by date (profile_store). A new scene advances the
+profiles of the parcels it saw from their stored state: it settles each one's newest
+date, judges the new one and continues the detector's walk, so its cost does not grow
+with the record. A scene older than a parcel's newest date (a late delivery, a
+reprocessed copy, Landsat after Sentinel-2), or a recent scene whose peers' dip became
+final, replays the parcel's dates from there. ``update_profiles`` rebuilds parcels from
+their first date by the same steps (``agri profiles rebuild``): the two give the same
+rows. Reading a profile (``parcel_profile``) reads the stored rows; it computes nothing
+but the chart's smoothed curve and seasons over what it returns.
+"""
 
 import json
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import shapely
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
-from remote_sensing import disturbances, profiles, store
+from remote_sensing import disturbances, profile_store, profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
+from remote_sensing.tables import scenes as scenes_table
 
 # no scene's COG is being written (scene id -> the write under way; see PixelEvidence)
 NOTHING_PENDING: Mapping[str, Future] = MappingProxyType({})
+EMPTY_VIEW: dict = {"events": [], "suspected": []}
+# Parcels replayed and stored per statement batch.
+PROFILE_CHUNK = 400
+
+
+# --- building (the state machine over clear dates) -------------------------------------
 
 
 def peer_statistics(
-    bind: store.Bind, as_of: datetime | None = None
-) -> dict[str, dict[str, profiles.Peer]]:
-    """kind -> scene_id -> Peer (median, spread, count, day, shared dip) of clear parcels."""
-    return profiles.peer_table(store.clear_means(bind, profiles.MIN_VALID_FRACTION, as_of))
-
-
-def parcel_profile(
-    engine: Engine,
-    parcel_id: str,
+    bind: store.Bind,
     as_of: datetime | None = None,
-    peers: dict[str, dict[str, profiles.Peer]] | None = None,
     min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
-) -> dict:
-    """The profile document of one parcel from data acquired up to ``as_of`` (inclusive).
+) -> dict[str, dict[str, profiles.Peer]]:
+    """kind -> scene_id -> Peer of every scene up to ``as_of``, computed from the stored
+    observations (what the stored peers are, for a profile built from scratch)."""
+    return profiles.peer_table(store.clear_means(bind, min_valid_fraction, as_of))
 
-    Observations that saw less than ``min_valid_fraction`` of the parcel are shown but not
-    used. ``baseline`` lists, per clear date, the expected NDVI, its spread and the z-score.
-    """
-    parcel = store.get_parcel(engine, parcel_id)
-    if parcel is None:
-        raise KeyError(parcel_id)
-    if peers is None:
-        peers = peer_statistics(engine, as_of)
-    return build_profile(
-        parcel,
-        store.parcel_observations(engine, parcel_id),
-        peers,
-        store.scene_ndvi_paths(engine),
-        as_of,
-        min_valid_fraction,
-    )
+
+def clear(observations: list[dict], min_valid_fraction: float = profiles.MIN_VALID_FRACTION):
+    """The observations a profile takes, in order: enough of the parcel seen, a number."""
+    return [
+        o
+        for o in sorted(observations, key=lambda o: (o["acquired_at"], o["scene_id"]))
+        if o["ndvi_mean"] is not None
+        and math.isfinite(o["ndvi_mean"])
+        and o["valid_fraction"] >= min_valid_fraction
+    ]
+
+
+def advance(
+    state: profiles.ProfileState,
+    dates: list[dict],
+    peers: Mapping[str, profiles.Peer],
+    area_of: disturbances.AreaOf | None,
+    tables: dict[int, profiles.SeasonTable] | None = None,
+) -> list[dict]:
+    """Take ``dates`` (clear observations later than the state's) in turn; per date, what
+    is stored: its row, the state once the next date settled it (None for the newest) and
+    its view (the disturbances as of that date)."""
+    out: list[dict] = []
+    for o in dates:
+        row = state.add(
+            o["scene_id"],
+            profiles.to_days(o["acquired_at"]),
+            float(o["ndvi_mean"]),
+            float(o["valid_fraction"]),
+            peers.get(o["scene_id"]),
+            area_of,
+            tables,
+        )
+        if out:  # settled now: its outlier flag is final and the walk has taken it
+            out[-1]["row"] = state.rows[out[-1]["row"].seq]
+            out[-1]["state"] = state.as_json()
+        if tables is not None and state.table is not None:
+            tables.setdefault(state.table.year, state.table)
+        out.append(
+            {
+                "row": row,
+                "acquired_at": o["acquired_at"],
+                "state": None,
+                "view": view_json(state.events(area_of)),
+            }
+        )
+    return out
+
+
+def view_json(found: list[disturbances.Disturbance]) -> dict:
+    """The disturbances of a profile as it documents them: confirmed events, and the
+    suspected runs nobody could confirm or rule out."""
+    return {
+        "events": [_event_json(e) for e in found if e.confirmed_index is not None],
+        "suspected": [_suspected_json(e) for e in found if e.confirmed_index is None],
+    }
 
 
 def build_profile(
@@ -63,38 +115,59 @@ def build_profile(
     min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
     pending: Mapping[str, Future] = NOTHING_PENDING,
 ) -> dict:
-    """parcel_profile from what it reads: one parcel's row and observations, the peers'
-    statistics and the scenes' NDVI files (read only to measure a disturbance's area;
-    ``pending``: scene id -> the write of its file, still under way, to wait for)."""
-    parcel_id = parcel["parcel_id"]
+    """A parcel's profile document built from scratch: every clear date up to ``as_of``
+    taken in turn, as the imagery job takes them scene by scene. ``peers``: kind -> scene
+    id -> Peer; ``ndvi_paths``: scene id -> NDVI COG (read only to measure where pixels
+    fell); ``pending``: scene id -> the write of its COG, still under way."""
     observations = [o for o in observations if as_of is None or o["acquired_at"] <= as_of]
-    series = profiles.clean_series(observations, min_valid_fraction)
-    fit = ~series.outlier
-    grid, smoothed = profiles.whittaker(series.days[fit], series.ndvi[fit], series.weights[fit])
-    pixels = PixelEvidence(series, parcel, ndvi_paths, pending)
-    baseline, found = profiles.analyse(
-        series,
+    state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
+    pixels = PixelEvidence(state, parcel, ndvi_paths.get, pending)
+    taken = advance(
+        state,
+        clear(observations, min_valid_fraction),
         peers.get(parcel["kind"], {}),
-        parcel["kind"],
         pixels.affected_ha,
-        parcel["area_ha"],
     )
-    anomaly = baseline.anomaly(series.ndvi)
-    judged = np.flatnonzero(fit & np.isfinite(baseline.expected))
-    anomaly_z = float(anomaly[judged[-1]]) if len(judged) else None
+    rows = [t["row"] for t in taken]
+    return document(parcel, observations, rows, taken[-1]["view"] if taken else EMPTY_VIEW, as_of)
+
+
+# --- the document ------------------------------------------------------------------------
+
+
+def document(
+    parcel: dict,
+    observations: list[dict],
+    rows: list[profiles.DateRow],
+    view: dict,
+    as_of: datetime | None,
+) -> dict:
+    """The profile document from a parcel's observations up to ``as_of``, its stored
+    dates up to then (the newest taken as no outlier: nothing after it says so) and the
+    view as of the newest. ``baseline`` lists, per clear date, the expected NDVI, its
+    spread and the z-score."""
+    if rows and rows[-1].outlier:
+        rows = [*rows[:-1], profiles.replace(rows[-1], outlier=False)]
+    fit = [r for r in rows if not r.outlier]
+    days = np.array([r.day for r in fit], dtype=float)
+    grid, smoothed = profiles.whittaker(
+        days, np.array([r.ndvi for r in fit], dtype=float), np.array([r.weight for r in fit])
+    )
+    judged = [r for r in fit if math.isfinite(r.expected)]
+    anomaly_z = judged[-1].anomaly() if judged else None
     effective_as_of = as_of or (observations[-1]["acquired_at"] if observations else None)
     sampling = (
-        profiles.sampling(series.days[fit], profiles.to_days(effective_as_of))
+        profiles.sampling(days, profiles.to_days(effective_as_of))
         if effective_as_of is not None
         else None
     )
     seasons = profiles.seasons(grid, smoothed)
     if parcel["kind"] == "tea_garden":
-        dips = profiles.dips(series, grid, smoothed)
+        dips = profiles.dips(_series(rows), grid, smoothed)
         for season in seasons:
             season["dips"] = [d for d in dips if d["date"].startswith(str(season["year"]))]
     return {
-        "parcel_id": parcel_id,
+        "parcel_id": parcel["parcel_id"],
         "kind": parcel["kind"],
         "area_ha": parcel["area_ha"],
         "as_of": effective_as_of.isoformat() if effective_as_of else None,
@@ -103,140 +176,51 @@ def build_profile(
             {"date": profiles.to_date(d).isoformat(), "ndvi": round(float(v), 4)}
             for d, v in zip(grid, smoothed, strict=True)
         ],
-        "baseline": [
-            {
-                "date": profiles.to_date(series.days[i]).isoformat(),
-                "expected": round(float(baseline.expected[i]), 4),
-                "spread": round(float(baseline.spread[i]), 4),
-                "allowance": round(float(baseline.allowed()[i]), 4),
-                "allowance_source": baseline.allowance_source[i],
-                "z": round(float((series.ndvi[i] - baseline.expected[i]) / baseline.spread[i]), 3),
-                "anomaly_z": round(float(anomaly[i]), 3),
-                "source": baseline.source[i],
-            }
-            for i in range(len(series.days))
-            if np.isfinite(baseline.expected[i])
-        ],
-        "outliers": [series.scene_ids[i] for i in np.flatnonzero(series.outlier)],
+        "baseline": [_baseline_json(r) for r in rows if math.isfinite(r.expected)],
+        "outliers": [r.scene_id for r in rows if r.outlier],
         "seasons": seasons,
         "health_index": profiles.health_index(anomaly_z),
         "anomaly_z": None if anomaly_z is None else round(anomaly_z, 3),
         "sampling": sampling,
-        "events": [_event_json(e, series) for e in found if e.confirmed_index is not None],
-        "suspected": [_suspected_json(e, series) for e in found if e.confirmed_index is None],
+        "events": view["events"],
+        "suspected": view["suspected"],
     }
 
 
-# Profiles built and stored per transaction by update_profiles: one commit per parcel was
-# 60 % of a 10,000-parcel scene's job; one commit for all would hold the write lock for as
-# long as the building takes.
-PROFILE_CHUNK = 500
-# At most this many profiles are built inside a scene's transaction while its COG is
-# written (profiles_while_writing): they wait in memory for the commit, and SQLite's write
-# lock is held meanwhile. A township portfolio's 2,000 take about as long as its COG.
-PROFILES_WHILE_WRITING = 2_000
+def _series(rows: list[profiles.DateRow]) -> profiles.Series:
+    return profiles.Series(
+        np.array([r.day for r in rows], dtype=float),
+        np.array([r.ndvi for r in rows], dtype=float),
+        np.array([r.weight for r in rows], dtype=float),
+        tuple(r.scene_id for r in rows),
+        np.array([r.outlier for r in rows], dtype=bool),
+    )
 
 
-def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
-    """Rebuild and store the profiles (summary and events) of the given parcels.
-
-    A parcel that fails (bad geometry, unreadable file, a row the database refuses) is
-    reported (parcel id -> error) and the others are still updated.
-    """
-    failures: dict[str, str] = {}
-    for built, failed in built_by_chunk(engine, parcel_ids):
-        failures.update(failed)
-        failures.update(store_profiles(engine, built))
-    return failures
-
-
-def profiles_while_writing(
-    conn: Connection, parcel_ids: list[str], pending: Mapping[str, Future]
-) -> dict[str, dict]:
-    """Inside a scene's transaction, once its observations are written and while its
-    COG is (``pending``: scene id -> that write): the profiles of the first
-    PROFILES_WHILE_WRITING of ``parcel_ids``, built from what the transaction sees, for
-    store_profiles once it has committed.
-
-    The COG's compression leaves the GIL and the profiles are Python: built here they
-    take the time the commit waits for the file anyway (0.4-0.7 s of a township's sync).
-    One that needs the new scene's pixels (a disturbance's area) waits for its file. A
-    parcel that fails here is simply not returned: update_profiles, after the commit,
-    builds it again and reports why.
-    """
-    wanted = parcel_ids[:PROFILES_WHILE_WRITING]
-    built: dict[str, dict] = {}
-    for chunk, _failed in built_by_chunk(conn, wanted, pending):
-        built.update(chunk)
-    return built
+def _baseline_json(row: profiles.DateRow) -> dict:
+    return {
+        "date": profiles.to_date(row.day).isoformat(),
+        "expected": round(row.expected, 4),
+        "spread": round(row.spread, 4),
+        "allowance": round(row.allowance, 4),
+        "allowance_source": row.allowance_source,
+        "z": round((row.ndvi - row.expected) / row.spread, 3),
+        "anomaly_z": round(row.anomaly(), 3),
+        "source": row.source,
+    }
 
 
-def built_by_chunk(
-    bind: store.Bind,
-    parcel_ids: list[str],
-    pending: Mapping[str, Future] = NOTHING_PENDING,
-) -> Iterator[tuple[dict[str, dict], dict[str, str]]]:
-    """The profiles of ``parcel_ids`` from what ``bind`` reads, PROFILE_CHUNK parcels at a
-    time (two queries a chunk, the peers and NDVI paths once): per chunk, parcel id ->
-    document, and parcel id -> error for those that failed (one parcel's bad geometry or
-    file must not stop the rest)."""
-    peers = peer_statistics(bind)
-    ndvi_paths = store.scene_ndvi_paths(bind)
-    for start in range(0, len(parcel_ids), PROFILE_CHUNK):
-        chunk = parcel_ids[start : start + PROFILE_CHUNK]
-        parcels = store.get_parcels(bind, chunk)
-        observations = store.observations_by_parcel(bind, chunk)
-        built: dict[str, dict] = {}
-        failures: dict[str, str] = {}
-        for parcel_id in chunk:
-            try:
-                built[parcel_id] = build_profile(
-                    parcels[parcel_id],
-                    observations.get(parcel_id, []),
-                    peers,
-                    ndvi_paths,
-                    pending=pending,
-                )
-            except Exception as exc:  # reported; the others are built
-                failures[parcel_id] = _failure(exc)
-        yield built, failures
-
-
-def store_profiles(engine: Engine, built: dict[str, dict]) -> dict[str, str]:
-    """Store built profiles in one transaction; if the database refuses it, parcel by
-    parcel, so only the parcel it refuses is left out (parcel id -> error)."""
-    if not built:
-        return {}
-    try:
-        store.save_profiles(engine, built)
-        return {}
-    except Exception:  # find the parcel the database refuses; store the others
-        failures: dict[str, str] = {}
-        for parcel_id, profile in built.items():
-            try:
-                store.save_profiles(engine, {parcel_id: profile})
-            except Exception as exc:
-                failures[parcel_id] = _failure(exc)
-        return failures
-
-
-def _failure(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _event_json(event: disturbances.Disturbance, series: profiles.Series) -> dict:
-    day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
-    start, confirmed = day(event.start_index), day(event.confirmed_index)
-    end = None if event.end_index is None else day(event.end_index)
+def _event_json(event: disturbances.Disturbance) -> dict:
+    day = lambda name: profiles.to_date(event.days[name])  # noqa: E731
+    start, confirmed = day("start"), day("confirmed")
+    end = day("end") if "end" in event.days else None
     return {
         "kind": "disturbance",
         "start": start.isoformat(),
         "end": end.isoformat() if end else None,
         "confirmed": confirmed.isoformat(),
         "detection_delay_days": (confirmed - start).days,
-        "last_normal": None
-        if event.previous_index is None
-        else day(event.previous_index).isoformat(),
+        "last_normal": day("previous").isoformat() if "previous" in event.days else None,
         "low_dates": event.low_dates,
         "severity": round(event.severity, 4),
         "affected_ha": event.affected_ha,
@@ -244,21 +228,21 @@ def _event_json(event: disturbances.Disturbance, series: profiles.Series) -> dic
     }
 
 
-def _suspected_json(event: disturbances.Disturbance, series: profiles.Series) -> dict:
+def _suspected_json(event: disturbances.Disturbance) -> dict:
     """A low run nobody could confirm or rule out, with the reason in an officer's words."""
-    day = lambda i: profiles.to_date(series.days[i])  # noqa: E731
-    low = event.event_indices
+    day = lambda name: profiles.to_date(event.days[name])  # noqa: E731
+    first, last = day("start"), day("last_low")
     if event.next_index is None:
-        reason = Said("suspected.waiting", count=len(low), since=day(low[0]))
+        reason = Said("suspected.waiting", count=event.low_dates, since=first)
     else:
-        gap = (day(event.next_index) - day(low[-1])).days
-        reason = Said("suspected.unclear", count=len(low), since=day(low[0]), gap=gap)
+        gap = (day("next") - last).days
+        reason = Said("suspected.unclear", count=event.low_dates, since=first, gap=gap)
     return {
         "kind": "suspected",
-        "start": day(low[0]).isoformat(),
-        "last_low": day(low[-1]).isoformat(),
-        "next_clear": None if event.next_index is None else day(event.next_index).isoformat(),
-        "low_dates": len(low),
+        "start": first.isoformat(),
+        "last_low": last.isoformat(),
+        "next_clear": None if event.next_index is None else day("next").isoformat(),
+        "low_dates": event.low_dates,
         "severity": round(event.severity, 4),
         "affected_ha": event.affected_ha,
         "state": event.state,
@@ -267,41 +251,358 @@ def _suspected_json(event: disturbances.Disturbance, series: profiles.Series) ->
     }
 
 
+# --- reading -----------------------------------------------------------------------------
+
+
+def parcel_profile(
+    engine: Engine,
+    parcel_id: str,
+    as_of: datetime | None = None,
+    min_valid_fraction: float = profiles.MIN_VALID_FRACTION,
+) -> dict:
+    """The profile document of one parcel from data acquired up to ``as_of`` (inclusive),
+    read from its stored dates. Observations that saw less than ``min_valid_fraction`` of
+    the parcel are shown but not used; a fraction other than the one the stored profiles
+    use builds the profile from scratch (peers included), as asked."""
+    parcel = store.get_parcel(engine, parcel_id)
+    if parcel is None:
+        raise KeyError(parcel_id)
+    observations = [
+        o
+        for o in store.parcel_observations(engine, parcel_id)
+        if as_of is None or o["acquired_at"] <= as_of
+    ]
+    if min_valid_fraction != profiles.MIN_VALID_FRACTION:
+        peers = peer_statistics(engine, as_of, min_valid_fraction)
+        ndvi_paths = store.scene_ndvi_paths(engine)
+        return build_profile(parcel, observations, peers, ndvi_paths, as_of, min_valid_fraction)
+    dates = profile_store.dates_of(engine, parcel_id, as_of)
+    rows = [d["row"] for d in dates]
+    return document(parcel, observations, rows, dates[-1]["view"] if dates else EMPTY_VIEW, as_of)
+
+
+def profile_heads(
+    bind: store.Bind, parcel_ids: list[str], as_of: datetime | None, window_days: float
+) -> dict[str, dict]:
+    """What a valuation reads of each parcel's profile at ``as_of``, without its record:
+    health and anomaly of the newest judged date, the view (events, suspected), the clear
+    dates of the last ``window_days`` (with the one before them, for the gap) and how many
+    clear dates there are in all (outliers left out, the newest counted). parcel id ->
+    head; a parcel never seen clear has none."""
+    out: dict[str, dict] = {}
+    for parcel_id, (newest, view, _) in profile_store.latest_views(bind, parcel_ids, as_of).items():
+        since = profiles.EPOCH + timedelta(days=newest.day - window_days - HEAD_DAYS)
+        recent = profile_store.dates_since(bind, parcel_id, since, as_of)
+        recent[-1] = (profiles.replace(recent[-1][0], outlier=False), recent[-1][1])
+        fit = [(r, at) for r, at in recent if not r.outlier]
+        judged = [r for r, _ in fit if math.isfinite(r.expected)]
+        anomaly = judged[-1].anomaly() if judged else None
+        out[parcel_id] = {
+            "health_index": profiles.health_index(anomaly),
+            "anomaly_z": None if anomaly is None else round(anomaly, 3),
+            "clear": fit,  # (row, acquired_at) of the recent clear dates, outliers left out
+            "clear_count": profile_store.clear_count(bind, parcel_id, as_of),
+            "events": view["events"],
+            "suspected": view["suspected"],
+        }
+    return out
+
+
+# how far back a profile's head looks for its newest judged date
+HEAD_DAYS = 400.0
+
+
+# --- keeping them up to date -------------------------------------------------------------
+
+
+def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
+    """Rebuild the stored profiles of the given parcels from their first clear date (the
+    peers of scenes that have none stored are computed first). A parcel that fails (an
+    unknown parcel, an unreadable file, a row the database refuses) is reported (parcel id
+    -> error) and the others are still stored."""
+    with engine.begin() as conn:
+        ensure_peers(conn)
+    failures: dict[str, str] = {}
+    for start in range(0, len(parcel_ids), PROFILE_CHUNK):
+        chunk = parcel_ids[start : start + PROFILE_CHUNK]
+        try:
+            with engine.begin() as conn:
+                failures.update(replay(conn, dict.fromkeys(chunk)))
+        except Exception:  # find the parcel the database refuses; store the others
+            for parcel_id in chunk:
+                try:
+                    with engine.begin() as conn:
+                        failures.update(replay(conn, {parcel_id: None}))
+                except Exception as exc:
+                    failures[parcel_id] = _failure(exc)
+    return failures
+
+
+def profiles_while_writing(
+    conn: Connection,
+    scene_id: str,
+    parcel_ids: list[str],
+    pending: Mapping[str, Future] = NOTHING_PENDING,
+) -> dict[str, str]:
+    """Inside a scene's transaction, once its observations are written and while its COG
+    is (``pending``: scene id -> that write): the scene's peers, and the profiles of the
+    parcels whose observations changed advanced from their stored state (with those
+    whose dates in a recent scene were judged on a peers' dip that this scene made
+    final). A profile that needs the new scene's pixels (a disturbance's area) waits for
+    its file. Everything commits with the scene, or nothing does. parcel id -> error for
+    the parcels that failed (left for update_profiles after the run)."""
+    acquired_at = conn.execute(
+        select(scenes_table.c.acquired_at).where(scenes_table.c.scene_id == scene_id)
+    ).scalar()
+    since: dict[str, datetime | None] = dict.fromkeys(parcel_ids, acquired_at)
+    if acquired_at is not None:
+        for parcel_id, when in scene_peers_changed(conn, scene_id, acquired_at).items():
+            since[parcel_id] = min(since.get(parcel_id) or when, when)
+    return replay(conn, since, pending)
+
+
+def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) -> dict:
+    """Store the scene's peers per kind and the dips this scene changes (those of the
+    PEER_EDGE usable scenes before it become final, later ones move if it came late).
+    parcel id -> the earliest of its dates judged on a dip that changed."""
+    profile_store.drop_peers(conn, superseded_with_peers(conn))
+    changed_scenes: dict[str, datetime] = {}
+    means = profile_store.clear_means_of_scene(conn, scene_id, profiles.MIN_VALID_FRACTION)
+    kinds = set(means) | set(profile_store.kinds_with_peers(conn, scene_id))
+    day = profiles.to_days(acquired_at)
+    for kind in sorted(kinds):
+        since = acquired_at - timedelta(days=2 * profiles.PEER_WINDOW_DAYS)
+        stored = [
+            (s, p) for s, p in profile_store.peers_of_kind(conn, kind, since) if s != scene_id
+        ]
+        if kind in means:
+            stored.append((scene_id, profiles.scene_peer(means[kind], day)))
+        stored.sort(key=lambda item: (item[1].day, item[0]))
+        ids = [s for s, _ in stored]
+        old = dict(stored)
+        here = next((k for k, (s, _) in enumerate(stored) if s == scene_id), None)
+        usable_before = [
+            k for k, (_, p) in enumerate(stored) if p.day <= day and p.count >= profiles.MIN_PEERS
+        ]
+        first = (
+            usable_before[-profiles.PEER_EDGE - 1] if len(usable_before) > profiles.PEER_EDGE else 0
+        )
+        dipped = profiles.with_dips([p for _, p in stored], first)
+        moved = [
+            (ids[k], dipped[k])
+            for k in range(first, len(stored))
+            if k == here or dipped[k] != old.get(ids[k])
+        ]
+        profile_store.save_peers(conn, kind, moved)
+        for sid, peer in moved:
+            when = profiles.EPOCH + timedelta(days=peer.day)
+            changed_scenes[sid] = min(changed_scenes.get(sid, when), when)
+    changed_scenes.pop(scene_id, None)  # its parcels are replayed from it anyway
+    return profile_store.parcels_dated_in(conn, changed_scenes)
+
+
+def superseded_with_peers(conn: Connection) -> list[str]:
+    """Scenes that no longer hold observations (a better copy replaced them) but still
+    have peers stored."""
+    return profile_store.superseded_with_peers(conn)
+
+
+def ensure_peers(conn: Connection) -> None:
+    """Compute the peers of every scene processed without them (on a cluster's workers,
+    or before the profiles were stored), in time order, and forget those of superseded
+    copies."""
+    profile_store.drop_peers(conn, superseded_with_peers(conn))
+    for scene_id, acquired_at in profile_store.scenes_without_peers(conn):
+        scene_peers_changed(conn, scene_id, acquired_at)
+
+
+def rebuild_peers(conn: Connection) -> int:
+    """Recompute every scene's peers from the stored observations (after a rules change);
+    returns how many (scene, kind) rows were stored."""
+    table = peer_statistics(conn)
+    profile_store.clear_peers(conn)
+    for kind, scenes in table.items():
+        profile_store.save_peers(conn, kind, sorted(scenes.items()))
+    return sum(len(s) for s in table.values())
+
+
+def replay(
+    conn: Connection,
+    since: dict[str, datetime | None],
+    pending: Mapping[str, Future] = NOTHING_PENDING,
+) -> dict[str, str]:
+    """Within the caller's transaction: each parcel's stored dates from ``since`` (None:
+    from its first) re-taken with its clear observations from there, and its summary and
+    events stored. parcel id -> error for those that could not be (the others are)."""
+    failures: dict[str, str] = {}
+    parcels = store.get_parcels(conn, list(since))
+    for parcel_id in since:
+        if parcel_id not in parcels:
+            failures[parcel_id] = _failure(KeyError(parcel_id))
+    known = {pid: when for pid, when in since.items() if pid in parcels}
+    counts = profile_store.replay_starts(
+        conn, {pid: when for pid, when in known.items() if when is not None}
+    )
+    starts = {pid: counts[pid][1] if known[pid] is not None else 0 for pid in known}
+    resumed = profile_store.resume_rows(conn, starts)
+    tables = profile_store.season_tables_of(conn, list(known))
+    paths = _PathCache(conn)
+    heads: dict[str, dict] = {}
+    for parcel_id, first in starts.items():
+        parcel = parcels[parcel_id]
+        try:
+            heads[parcel_id] = _replay_one(
+                conn, parcel, first, resumed[parcel_id], tables.get(parcel_id, {}), paths, pending
+            )
+        except Exception as exc:  # reported; the others are advanced
+            failures[parcel_id] = _failure(exc)
+    store.save_profiles_in(conn, heads)
+    return failures
+
+
+def _replay_one(
+    conn: Connection,
+    parcel: dict,
+    first: int,
+    resumed: dict,
+    stored_tables: dict[int, profiles.SeasonTable],
+    paths: "_PathCache",
+    pending: Mapping[str, Future],
+) -> dict:
+    """One parcel's replay from position ``first``; returns the head of its profile (what
+    save_profiles stores: summary and events)."""
+    parcel_id = parcel["parcel_id"]
+    state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
+    for row in resumed["rows"].values():
+        state.put(row)
+    last_row = resumed["rows"].get(first - 1)
+    if first > 0 and resumed["state"] is not None and last_row is not None:
+        state.walk = profiles.Walk.from_json(resumed["state"]["walk"])
+        state.offsets = list(resumed["state"]["offsets"])
+        state.count = state.settled = first
+        from_day = last_row.day
+    else:  # from the first date
+        first, from_day, last_row = 0, None, None
+        state.rows, state.judged = {}, {}
+    first_year = None if from_day is None else profiles.to_date(from_day).year
+    tables = {y: t for y, t in stored_tables.items() if first_year is not None and y <= first_year}
+    if first_year is not None:
+        state.table = tables.get(first_year)
+    since = resumed["at"] if last_row is not None else None  # (acquired_at, scene id)
+    dates = clear(store.observations_since(conn, parcel_id, None if since is None else since[0]))
+    if since is not None:  # the dates from position ``first`` on are re-taken
+        dates = [o for o in dates if (o["acquired_at"], o["scene_id"]) > since]
+        if dates and dates[-1]["acquired_at"].year > first_year:
+            # a new year's season table reads the years before it
+            jan1 = datetime(first_year + 1 - profiles.BASELINE_YEARS, 1, 1, tzinfo=profiles.UTC)
+            for row in profile_store.rows_between(conn, parcel_id, jan1, first):
+                state.put(row)
+    peers = profile_store.peers_of_scenes(conn, {o["scene_id"] for o in dates}).get(
+        parcel["kind"], {}
+    )
+    pixels = PixelEvidence(state, parcel, paths.get, pending)
+    taken = advance(state, dates, peers, pixels.affected_ha, tables)
+    stored = [
+        profile_store.stored_row(parcel_id, t["row"], t["acquired_at"], t["state"], t["view"])
+        for t in taken
+    ]
+    profile_store.write_replay(conn, parcel_id, first, stored, tables, first_year)
+    return _head(conn, parcel, taken)
+
+
+def _head(conn: Connection, parcel: dict, taken: list[dict]) -> dict:
+    """The newest part of a profile that the summary and events are stored from."""
+    parcel_id = parcel["parcel_id"]
+    if taken:
+        newest, view = taken[-1]["row"], taken[-1]["view"]
+        rows = [t["row"] for t in taken]
+    else:  # nothing new is clear: the stored newest stands
+        heads = profile_store.latest_views(conn, [parcel_id])
+        newest, view = (
+            (heads[parcel_id][0], heads[parcel_id][1]) if parcel_id in heads else (None, EMPTY_VIEW)
+        )
+        rows = [] if newest is None else [newest]
+    last = store.latest_observation(conn, parcel_id)
+    as_of = last["acquired_at"] if last else None
+    recent = []
+    if newest is not None and as_of is not None:
+        since = as_of - timedelta(days=profiles.SAMPLING_WINDOW_DAYS + 400)
+        recent = [r for r, _ in profile_store.dates_since(conn, parcel_id, since, None)]
+        known = {r.seq for r in recent}
+        recent += [r for r in rows if r.seq not in known]
+        recent.sort(key=lambda r: r.seq)
+        recent = [*recent[:-1], profiles.replace(recent[-1], outlier=False)]
+    fit = [r for r in recent if not r.outlier]
+    judged = [r for r in fit if math.isfinite(r.expected)]
+    anomaly = judged[-1].anomaly() if judged else None
+    sampling = (
+        profiles.sampling(np.array([r.day for r in fit]), profiles.to_days(as_of))
+        if as_of is not None
+        else None
+    )
+    latest = store.latest_observation(conn, parcel_id, with_ndvi=True)
+    return {
+        "as_of": as_of.isoformat() if as_of else None,
+        "observations": [jsonable(latest)] if latest else [],
+        "baseline": [_baseline_json(judged[-1])] if judged else [],
+        "anomaly_z": None if anomaly is None else round(anomaly, 3),
+        "health_index": profiles.health_index(anomaly),
+        "sampling": sampling,
+        "events": view["events"],
+        "suspected": view["suspected"],
+    }
+
+
+class _PathCache:
+    """scene id -> its NDVI COG path, asked of the ledger once per scene."""
+
+    def __init__(self, bind: store.Bind):
+        self.bind, self.known = bind, {}
+
+    def get(self, scene_id: str) -> str | None:
+        if scene_id not in self.known:
+            self.known[scene_id] = store.scene_ndvi_path(self.bind, scene_id)
+        return self.known[scene_id]
+
+
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 class PixelEvidence:
     """Where a parcel's own pixels fell, from the scenes' NDVI COGs: each pixel's level
     on the dates before a run (their median) against the first of its low dates (deepest
-    first) that saw it.
-    Remembered per question: every year's pass of the detector re-walks the series."""
+    first) that saw it. Remembered per question (a run is asked again at each date)."""
 
     def __init__(
         self,
-        series: profiles.Series,
+        state: profiles.ProfileState,
         parcel: dict,
-        ndvi_paths: dict[str, str],
+        path_of: Callable[[str], str | None],
         pending: Mapping[str, Future] = NOTHING_PENDING,
     ):
-        self.series, self.parcel, self.ndvi_paths = series, parcel, ndvi_paths
+        self.state, self.parcel, self.path_of = state, parcel, path_of
         self.pending = pending  # scene id -> the write of its COG, still under way
         self.seen: dict[tuple, float | None] = {}
 
     def affected_ha(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
-        key = (tuple(before), tuple(low), round(pixel_drop, 6))
+        scenes = tuple(self.state.rows[i].scene_id for i in [*before, *low])
+        key = (scenes, len(before), round(pixel_drop, 6))
         if key not in self.seen:
-            self.seen[key] = self._measure(before, low, pixel_drop)
+            self.seen[key] = self._measure(list(scenes), len(before), pixel_drop)
         return self.seen[key]
 
-    def _measure(self, before: list[int], low: list[int], pixel_drop: float) -> float | None:
-        scenes = [self.series.scene_ids[i] for i in [*before, *low]]
+    def _measure(self, scenes: list[str], before: int, pixel_drop: float) -> float | None:
         for scene in scenes:
             if scene in self.pending:  # its file is whole once written (or the write raises)
                 self.pending[scene].result()
-        paths = [self.ndvi_paths.get(s) for s in scenes]
+        paths = [self.path_of(s) for s in scenes]
         if any(p is None or not Path(p).exists() for p in paths):
             return None
         stack, coverage, pixel_area = parcel_pixel_stack(
             [Path(p) for p in paths],
             shapely.geometry.shape(json.loads(self.parcel["geometry_geojson"])),
         )
-        pre = disturbances.pixel_levels(stack[: len(before)])
-        post = disturbances.first_finite(stack[len(before) :])
+        pre = disturbances.pixel_levels(stack[:before])
+        post = disturbances.first_finite(stack[before:])
         return round(disturbances.affected_area_ha(pre, post, coverage, pixel_area, pixel_drop), 4)

@@ -161,7 +161,7 @@ def check_windows(local: ParcelSet, grid: Grid) -> list[PixelWindow]:
 
 # Called inside a scene's transaction while its COG is written: (the transaction, the
 # parcels whose observations changed, scene id -> the COG's write); see process_scene.
-WhileWriting = Callable[[Connection, list[str], dict[str, Future]], None]
+WhileWriting = Callable[[Connection, str, list[str], dict[str, Future]], None]
 
 
 def run_scene(
@@ -384,7 +384,7 @@ def process_scene(
                 # Python beside the overviews' NumPy passes made them wait for the GIL
                 # (0.13 s became 0.7 s); beside GDAL's compression it costs it nothing
                 overviews_done.wait()
-                while_writing(conn, changed, {source.scene_id: written})
+                while_writing(conn, source.scene_id, changed, {source.scene_id: written})
             written.result()  # the scene commits only once its COG is whole (or raises)
             ledger["seconds"] = time.perf_counter() - started
             store.record_scene_seconds(conn, ledger)

@@ -254,6 +254,34 @@ def observations_by_parcel(bind: Bind, parcel_ids: list[str]) -> dict[str, list[
     return out
 
 
+def observations_since(bind: Bind, parcel_id: str, since: datetime | None) -> list[dict]:
+    """A parcel's observations acquired from ``since`` on (None: all), in order."""
+    query = (
+        select(*(observations.c[f] for f in OBSERVATION_FIELDS))
+        .where(observations.c.parcel_id == parcel_id)
+        .order_by(observations.c.acquired_at, observations.c.scene_id)
+    )
+    if since is not None:
+        query = query.where(observations.c.acquired_at >= since)
+    with _reading(bind) as c:
+        return [dict(r._mapping) for r in c.execute(query)]
+
+
+def latest_observation(bind: Bind, parcel_id: str, with_ndvi: bool = False) -> dict | None:
+    """A parcel's newest observation (``with_ndvi``: the newest with a number)."""
+    query = (
+        select(*(observations.c[f] for f in OBSERVATION_FIELDS))
+        .where(observations.c.parcel_id == parcel_id)
+        .order_by(observations.c.acquired_at.desc(), observations.c.scene_id.desc())
+        .limit(1)
+    )
+    if with_ndvi:
+        query = query.where(observations.c.ndvi_mean.is_not(None))
+    with _reading(bind) as c:
+        row = c.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
 def latest_clear_summary(engine: Engine, min_valid_fraction: float) -> dict[str, dict]:
     """Per parcel: number of clear observations and the latest clear one (date, mean NDVI)."""
     query = (
@@ -314,6 +342,18 @@ def imagery_version(engine: Engine) -> tuple:
     return count, str(latest), last_id
 
 
+def scene_ndvi_path(bind: Bind, scene_id: str) -> str | None:
+    """The NDVI COG of a scene's latest successful processing."""
+    query = (
+        select(scenes.c.ndvi_path)
+        .where(scenes.c.scene_id == scene_id, scenes.c.status == "done")
+        .order_by(scenes.c.processed_at.desc())
+        .limit(1)
+    )
+    with _reading(bind) as c:
+        return c.scalar(query)
+
+
 def scene_ndvi_paths(bind: Bind) -> dict[str, str]:
     """scene_id -> NDVI COG path of its latest successful processing."""
     query = (
@@ -336,41 +376,46 @@ def save_profiles(engine: Engine, profiles: dict[str, dict]) -> None:
     same data leaves the same rows. The imagery job stores thousands of profiles at a
     time: the reads and the summary writes are one statement each, not one per parcel.
     """
+    with engine.begin() as conn:
+        save_profiles_in(conn, profiles)
+
+
+def save_profiles_in(conn: Connection, profiles: dict[str, dict]) -> None:
+    """save_profiles within the caller's transaction."""
     now = datetime.now(UTC)
     ids = list(profiles)
     summaries = [{"parcel_id": pid, **_profile_summary(p, now)} for pid, p in profiles.items()]
-    with engine.begin() as conn:
-        existing = set(
-            conn.scalars(
-                select(parcel_profiles.c.parcel_id).where(parcel_profiles.c.parcel_id.in_(ids))
-            )
+    existing = set(
+        conn.scalars(
+            select(parcel_profiles.c.parcel_id).where(parcel_profiles.c.parcel_id.in_(ids))
         )
-        stored: dict[str, dict] = {}
-        query = select(
-            parcel_events.c.id,
-            parcel_events.c.parcel_id,
-            parcel_events.c.kind,
-            parcel_events.c.start,
-        ).where(parcel_events.c.parcel_id.in_(ids))
-        for r in conn.execute(query):
-            stored.setdefault(r.parcel_id, {})[(r.kind, r.start)] = r.id
-        new = [row for row in summaries if row["parcel_id"] not in existing]
-        if new:
-            conn.execute(insert(parcel_profiles), new)
-        known = [
-            {"key": row["parcel_id"], **{f"new_{f}": row[f] for f in PROFILE_SUMMARY}}
-            for row in summaries
-            if row["parcel_id"] in existing
-        ]
-        if known:
-            conn.execute(
-                update(parcel_profiles)
-                .where(parcel_profiles.c.parcel_id == bindparam("key"))
-                .values({f: bindparam(f"new_{f}") for f in PROFILE_SUMMARY}),
-                known,
-            )
-        for parcel_id, profile in profiles.items():
-            _save_events(conn, parcel_id, profile["events"], stored.get(parcel_id, {}), now)
+    )
+    stored: dict[str, dict] = {}
+    query = select(
+        parcel_events.c.id,
+        parcel_events.c.parcel_id,
+        parcel_events.c.kind,
+        parcel_events.c.start,
+    ).where(parcel_events.c.parcel_id.in_(ids))
+    for r in conn.execute(query):
+        stored.setdefault(r.parcel_id, {})[(r.kind, r.start)] = r.id
+    new = [row for row in summaries if row["parcel_id"] not in existing]
+    if new:
+        conn.execute(insert(parcel_profiles), new)
+    known = [
+        {"key": row["parcel_id"], **{f"new_{f}": row[f] for f in PROFILE_SUMMARY}}
+        for row in summaries
+        if row["parcel_id"] in existing
+    ]
+    if known:
+        conn.execute(
+            update(parcel_profiles)
+            .where(parcel_profiles.c.parcel_id == bindparam("key"))
+            .values({f: bindparam(f"new_{f}") for f in PROFILE_SUMMARY}),
+            known,
+        )
+    for parcel_id, profile in profiles.items():
+        _save_events(conn, parcel_id, profile["events"], stored.get(parcel_id, {}), now)
 
 
 def _profile_summary(profile: dict, now: datetime) -> dict:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -84,6 +85,8 @@ observations = Table(
     Column("pixel_count", Integer, nullable=False),
     Column("valid_fraction", Float, nullable=False),
     Column("cloud_fraction", Float, nullable=False),
+    # a parcel's recent observations (a profile's replay, its newest) without its record
+    Index("ix_observations_parcel_time", "parcel_id", "acquired_at"),
 )
 
 # Disturbances found in a parcel's profile; one row per (parcel, kind, start), updated as
@@ -120,6 +123,59 @@ parcel_profiles = Table(
     Column("clear_dates_60d", Integer),
     Column("largest_gap_days", Float),
     Column("suspected", JSON),  # drops nobody could confirm or rule out (profile "suspected")
+)
+
+# Per scene and parcel kind: the parcels of that kind seen clear in it (their mean NDVIs'
+# median, robust spread and count) and their shared dip, computed when the scene is
+# processed (profiles.with_dips; final once PEER_EDGE later scenes have come).
+scene_peers = Table(
+    "scene_peers",
+    metadata,
+    Column("scene_id", String(200), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("median", Float, nullable=False),
+    Column("spread", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("dip", Float, nullable=False),
+    Index("ix_scene_peers_kind_time", "kind", "acquired_at"),
+)
+
+# One row per clear date of a parcel (profiles.DateRow): its judgement, made once when the
+# date arrived; ``state``, what the profile continues from once the next date has settled
+# this one (the detector's walk, the offsets among peers); ``view``, the disturbances and
+# suspected drops as of this date. A new scene adds a row and settles the one before; a
+# late one replays the rows from its date.
+profile_dates = Table(
+    "profile_dates",
+    metadata,
+    _parcel_id(primary_key=True),
+    Column("seq", Integer, primary_key=True),  # position among the parcel's clear dates
+    Column("scene_id", String(200), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("ndvi", Float, nullable=False),
+    Column("weight", Float, nullable=False),  # valid fraction
+    Column("outlier", Boolean, nullable=False),
+    Column("expected", Float),  # NULL: no baseline
+    Column("spread", Float),
+    Column("allowance", Float, nullable=False),
+    Column("allowance_source", String(16)),
+    Column("source", String(16)),
+    Column("shared", Float, nullable=False),
+    Column("offset", Float),  # NDVI less the scene's peer median (NULL without peers)
+    Column("state", JSON),
+    Column("view", JSON, nullable=False),
+    Index("ix_profile_dates_parcel_time", "parcel_id", "acquired_at"),
+)
+
+# A parcel's usual NDVI by time of year for one calendar year (profiles.SeasonTable), made
+# on the year's first clear date from the years before it.
+season_tables = Table(
+    "season_tables",
+    metadata,
+    _parcel_id(primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("bins", JSON, nullable=False),
 )
 
 # Per STAC API and collection: when the last sync that searched without error started.

@@ -395,9 +395,8 @@ def test_healthy_parcels_including_plucked_and_pruned_tea_raise_no_event(sample_
     engine, _ = sample_db
     damaged = {TRUTH["clear_cut"]["parcel_id"], TRUTH["frost"]["parcel_id"]}
     assert {e["parcel_id"] for e in store.stored_events(engine)} == damaged
-    peers = peer_statistics(engine)
     for parcel_id in set(store.load_parcels_frame(engine).parcel_id) - damaged:
-        assert parcel_profile(engine, parcel_id, peers=peers)["suspected"] == [], parcel_id
+        assert parcel_profile(engine, parcel_id)["suspected"] == [], parcel_id
     tea = parcel_profile(engine, "T-03")
     # planted: plucking around Apr 10, Jun 25, Sep 25 and pruning on Dec 5, every year
     work = [date(y, m, d) for y in (2023, 2024) for m, d in ((4, 10), (6, 25), (9, 25), (12, 5))]

@@ -18,7 +18,7 @@ from collateral.evidence import parcel_evidence
 from collateral.tables import valuations
 from collateral.valuation import ValuationError, value_loan
 from remote_sensing import store as rs_store
-from remote_sensing.profile_update import parcel_profile, peer_statistics
+from remote_sensing.profile_update import parcel_profile
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import SILENT_SOWS, WORLD_AS_OF
 
@@ -332,7 +332,7 @@ def test_stale_imagery_counts_clear_images_in_the_window_and_names_unconfirmed_d
 def test_valuation_evidence_carries_the_profiles_own_sampling_figures(world):
     as_of = datetime(2024, 10, 1, tzinfo=UTC)
     for parcel_id in ("T-04", "F-08"):
-        evidence = parcel_evidence(world, parcel_id, as_of, peer_statistics(world, as_of), 60)
+        evidence = parcel_evidence(world, parcel_id, as_of, 60)
         profile = parcel_profile(world, parcel_id, as_of)
         assert evidence["sampling"] == profile["sampling"]
         assert evidence["sampling"]["clear_dates"] >= 1

@@ -1,0 +1,401 @@
+"""Reads and writes of the stored profiles: each scene's peers, each parcel's clear dates
+(profiles.DateRow with the walk to continue from and the view as of the date) and its
+season tables. Every query here is bounded by what it returns: a parcel's recent window,
+a scene's peers, the dates a replay re-adds; none reads a parcel's whole record except the
+document that lists it."""
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select
+
+from remote_sensing import profiles
+from remote_sensing.store import Bind, _reading
+from remote_sensing.tables import observations, profile_dates, scene_peers, season_tables
+
+ROW_FIELDS = tuple(f for f in profiles.DateRow.__dataclass_fields__ if f not in ("day",))
+# parcels per statement: SQLite takes up to 32,766 parameters, and a window's OR of
+# (parcel, position) pairs takes two each
+CHUNK = 400
+
+
+def peers_of_kind(bind: Bind, kind: str, since: datetime) -> list[tuple[str, profiles.Peer]]:
+    """(scene id, Peer) of one kind's scenes acquired from ``since`` on, in time order."""
+    query = (
+        select(scene_peers)
+        .where(scene_peers.c.kind == kind, scene_peers.c.acquired_at >= since)
+        .order_by(scene_peers.c.acquired_at, scene_peers.c.scene_id)
+    )
+    with _reading(bind) as c:
+        return [(r.scene_id, _peer(r)) for r in c.execute(query)]
+
+
+def peers_of_scenes(bind: Bind, scene_ids: set[str]) -> dict[str, dict[str, profiles.Peer]]:
+    """kind -> scene id -> Peer for the given scenes."""
+    out: dict[str, dict[str, profiles.Peer]] = defaultdict(dict)
+    ids = sorted(scene_ids)
+    with _reading(bind) as c:
+        for start in range(0, len(ids), 5 * CHUNK):
+            query = select(scene_peers).where(
+                scene_peers.c.scene_id.in_(ids[start : start + 5 * CHUNK])
+            )
+            for r in c.execute(query):
+                out[r.kind][r.scene_id] = _peer(r)
+    return dict(out)
+
+
+def _peer(r) -> profiles.Peer:
+    day = profiles.to_days(r.acquired_at)
+    return profiles.Peer(r.median, r.spread, r.count, day, r.dip)
+
+
+def save_peers(conn: Connection, kind: str, peers: list[tuple[str, profiles.Peer]]) -> None:
+    """Replace the stored peers of these scenes of ``kind``."""
+    if not peers:
+        return
+    ids = [sid for sid, _ in peers]
+    conn.execute(
+        delete(scene_peers).where(scene_peers.c.kind == kind, scene_peers.c.scene_id.in_(ids))
+    )
+    conn.execute(
+        insert(scene_peers),
+        [
+            {
+                "scene_id": sid,
+                "kind": kind,
+                "acquired_at": _time(p.day),
+                "median": p.median,
+                "spread": p.spread,
+                "count": p.count,
+                "dip": p.dip,
+            }
+            for sid, p in peers
+        ],
+    )
+
+
+def drop_peers(conn: Connection, scene_ids: list[str]) -> None:
+    """Forget the peers of scenes that no longer hold observations (superseded copies)."""
+    if scene_ids:
+        conn.execute(delete(scene_peers).where(scene_peers.c.scene_id.in_(scene_ids)))
+
+
+def clear_means_of_scene(bind: Bind, scene_id: str, min_valid_fraction: float) -> dict:
+    """kind -> the mean NDVIs of the parcels of that kind seen clear in the scene."""
+    from remote_sensing.tables import parcels
+
+    query = (
+        select(parcels.c.kind, observations.c.ndvi_mean)
+        .join(parcels, parcels.c.parcel_id == observations.c.parcel_id)
+        .where(
+            observations.c.scene_id == scene_id,
+            observations.c.valid_fraction >= min_valid_fraction,
+            observations.c.ndvi_mean.is_not(None),
+        )
+    )
+    out: dict[str, list[float]] = defaultdict(list)
+    with _reading(bind) as c:
+        for kind, ndvi in c.execute(query):
+            if math.isfinite(ndvi):
+                out[kind].append(ndvi)
+    return dict(out)
+
+
+def replay_starts(bind: Bind, since: dict[str, datetime]) -> dict[str, tuple[int, int]]:
+    """parcel id -> (its clear dates stored, the first position a replay from ``since``
+    re-adds): the date before the first stored one on or after ``since`` (its outlier flag
+    waits for its next date, which may now be another), else the newest."""
+    by_time: dict[datetime, list[str]] = defaultdict(list)
+    for pid, when in since.items():
+        by_time[when].append(pid)
+    out: dict[str, tuple[int, int]] = {}
+    with _reading(bind) as c:
+        for when, pids in by_time.items():
+            for start in range(0, len(pids), 5 * CHUNK):
+                chunk = pids[start : start + 5 * CHUNK]
+                grouped = (
+                    select(
+                        profile_dates.c.parcel_id,
+                        func.max(profile_dates.c.seq),
+                        func.min(profile_dates.c.seq).filter(profile_dates.c.acquired_at >= when),
+                    )
+                    .where(profile_dates.c.parcel_id.in_(chunk))
+                    .group_by(profile_dates.c.parcel_id)
+                )
+                found = {pid: (last, first) for pid, last, first in c.execute(grouped)}
+                for pid in chunk:
+                    last, first = found.get(pid, (-1, None))
+                    count = last + 1
+                    out[pid] = (count, max(0, (count if first is None else first) - 1))
+    return out
+
+
+def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
+    """parcel id -> {"state": the stored state of the date before its start (None: from
+    the beginning), "rows": the stored dates a replay from there reads (the walk's
+    references, the dates before them), seq -> DateRow}."""
+    out: dict[str, dict] = {pid: {"state": None, "rows": {}} for pid in starts}
+    with _reading(bind) as c:
+        items = [(pid, p) for pid, p in starts.items() if p > 0]
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            before = or_(
+                *(
+                    and_(profile_dates.c.parcel_id == pid, profile_dates.c.seq == p - 1)
+                    for pid, p in chunk
+                )
+            )
+            for r in c.execute(select(profile_dates).where(before)):
+                out[r.parcel_id]["state"] = r.state
+                out[r.parcel_id]["at"] = (r.acquired_at, r.scene_id)
+            lows = {}
+            for pid, p in chunk:
+                state = out[pid]["state"]
+                walk = profiles.Walk.from_json(state["walk"]) if state else profiles.Walk()
+                refs = [p - 2, *walk.refers_to()]
+                if walk.previous is not None:
+                    refs.append(walk.previous)
+                lows[pid] = max(0, min(refs) - 2 * profiles.PRE_EVENT_DATES)
+            window = or_(
+                *(
+                    and_(
+                        profile_dates.c.parcel_id == pid,
+                        profile_dates.c.seq >= lows[pid],
+                        profile_dates.c.seq < p,
+                    )
+                    for pid, p in chunk
+                )
+            )
+            for r in c.execute(select(profile_dates).where(window)):
+                out[r.parcel_id]["rows"][r.seq] = date_row(r)
+    return out
+
+
+def rows_between(bind: Bind, parcel_id: str, since: datetime, before_seq: int) -> list:
+    """A parcel's stored dates from ``since`` up to position ``before_seq`` (exclusive):
+    the BASELINE_YEARS a new year's season table is made from."""
+    query = select(profile_dates).where(
+        profile_dates.c.parcel_id == parcel_id,
+        profile_dates.c.acquired_at >= since,
+        profile_dates.c.seq < before_seq,
+    )
+    with _reading(bind) as c:
+        return [date_row(r) for r in c.execute(query)]
+
+
+def date_row(r) -> profiles.DateRow:
+    """A stored date as profiles.DateRow (NULL numbers as NaN)."""
+    nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
+    return profiles.DateRow(
+        seq=r.seq,
+        scene_id=r.scene_id,
+        day=profiles.to_days(r.acquired_at),
+        ndvi=r.ndvi,
+        weight=r.weight,
+        outlier=bool(r.outlier),
+        expected=nan(r.expected),
+        spread=nan(r.spread),
+        allowance=r.allowance,
+        allowance_source=r.allowance_source,
+        source=r.source,
+        shared=r.shared,
+        offset=nan(r.offset),
+    )
+
+
+def season_tables_of(
+    bind: Bind, parcel_ids: list[str]
+) -> dict[str, dict[int, profiles.SeasonTable]]:
+    """parcel id -> year -> its stored season table."""
+    out: dict[str, dict[int, profiles.SeasonTable]] = defaultdict(dict)
+    with _reading(bind) as c:
+        for start in range(0, len(parcel_ids), 5 * CHUNK):
+            query = select(season_tables).where(
+                season_tables.c.parcel_id.in_(parcel_ids[start : start + 5 * CHUNK])
+            )
+            for r in c.execute(query):
+                out[r.parcel_id][r.year] = profiles.SeasonTable.from_json(r.bins)
+    return dict(out)
+
+
+def write_replay(
+    conn: Connection,
+    parcel_id: str,
+    first: int,
+    rows: list[dict],
+    tables: dict[int, profiles.SeasonTable],
+    first_year: int | None,
+) -> None:
+    """Within the caller's transaction: the parcel's dates from position ``first`` on are
+    ``rows`` (as stored_row makes them), and its season tables after ``first_year`` are
+    ``tables`` (the years its replay made)."""
+    conn.execute(
+        delete(profile_dates).where(
+            profile_dates.c.parcel_id == parcel_id, profile_dates.c.seq >= first
+        )
+    )
+    if rows:
+        conn.execute(insert(profile_dates), rows)
+    stale = delete(season_tables).where(season_tables.c.parcel_id == parcel_id)
+    if first_year is not None:
+        stale = stale.where(season_tables.c.year > first_year)
+    conn.execute(stale)
+    fresh = [
+        {"parcel_id": parcel_id, "year": year, "bins": table.as_json()}
+        for year, table in tables.items()
+        if first_year is None or year > first_year
+    ]
+    if fresh:
+        conn.execute(insert(season_tables), fresh)
+
+
+def stored_row(
+    parcel_id: str, row: profiles.DateRow, acquired_at: datetime, state: dict | None, view: dict
+) -> dict:
+    """A DateRow as a profile_dates row (NaN as NULL)."""
+    null = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    values = {f: null(getattr(row, f)) for f in ROW_FIELDS}
+    return {
+        **values,
+        "parcel_id": parcel_id,
+        "acquired_at": acquired_at,
+        "state": state,
+        "view": view,
+    }
+
+
+def dates_of(bind: Bind, parcel_id: str, as_of: datetime | None = None) -> list[dict]:
+    """A parcel's stored dates up to ``as_of`` in order, each with its view: the rows a
+    profile document lists."""
+    query = (
+        select(profile_dates)
+        .where(profile_dates.c.parcel_id == parcel_id)
+        .order_by(profile_dates.c.seq)
+    )
+    if as_of is not None:
+        query = query.where(profile_dates.c.acquired_at <= as_of)
+    with _reading(bind) as c:
+        return [{"row": date_row(r), "view": r.view} for r in c.execute(query)]
+
+
+def latest_views(bind: Bind, parcel_ids: list[str], as_of: datetime | None = None) -> dict:
+    """parcel id -> (its newest date up to ``as_of``, that date's view, clear dates
+    stored up to then): a valuation's reading of a profile, without its record."""
+    out: dict[str, tuple] = {}
+    newest = select(
+        profile_dates.c.parcel_id,
+        func.max(profile_dates.c.seq).label("seq"),
+        func.count().label("count"),
+    ).where(profile_dates.c.parcel_id.in_(parcel_ids))
+    if as_of is not None:
+        newest = newest.where(profile_dates.c.acquired_at <= as_of)
+    newest = newest.group_by(profile_dates.c.parcel_id).subquery()
+    query = select(profile_dates, newest.c.count).join(
+        newest,
+        and_(
+            profile_dates.c.parcel_id == newest.c.parcel_id,
+            profile_dates.c.seq == newest.c.seq,
+        ),
+    )
+    with _reading(bind) as c:
+        for r in c.execute(query):
+            out[r.parcel_id] = (date_row(r), r.view, r.count)
+    return out
+
+
+def dates_since(bind: Bind, parcel_id: str, since: datetime, as_of: datetime | None) -> list:
+    """(DateRow, acquired_at) of a parcel's stored dates acquired in [since, as_of], in
+    order."""
+    query = (
+        select(profile_dates)
+        .where(profile_dates.c.parcel_id == parcel_id, profile_dates.c.acquired_at >= since)
+        .order_by(profile_dates.c.seq)
+    )
+    if as_of is not None:
+        query = query.where(profile_dates.c.acquired_at <= as_of)
+    with _reading(bind) as c:
+        return [(date_row(r), r.acquired_at) for r in c.execute(query)]
+
+
+def clear_count(bind: Bind, parcel_id: str, as_of: datetime | None) -> int:
+    """A parcel's clear dates up to ``as_of``, outliers left out (the newest, which nothing
+    after it contradicts, counted)."""
+    query = select(func.count(), func.max(profile_dates.c.seq)).where(
+        profile_dates.c.parcel_id == parcel_id
+    )
+    if as_of is not None:
+        query = query.where(profile_dates.c.acquired_at <= as_of)
+    with _reading(bind) as c:
+        count, newest = c.execute(query).one()
+        outliers = c.execute(
+            query.with_only_columns(func.count()).where(
+                profile_dates.c.outlier.is_(True), profile_dates.c.seq != newest
+            )
+        ).scalar()
+    return count - outliers
+
+
+def kinds_with_peers(bind: Bind, scene_id: str) -> list[str]:
+    """The kinds a scene has peers stored for."""
+    query = select(scene_peers.c.kind).where(scene_peers.c.scene_id == scene_id)
+    with _reading(bind) as c:
+        return list(c.scalars(query))
+
+
+def parcels_dated_in(bind: Bind, scenes: dict[str, datetime]) -> dict[str, datetime]:
+    """parcel id -> the earliest of ``scenes`` (scene id -> its time) among its dates."""
+    out: dict[str, datetime] = {}
+    if not scenes:
+        return out
+    query = select(profile_dates.c.parcel_id, profile_dates.c.scene_id).where(
+        profile_dates.c.scene_id.in_(list(scenes))
+    )
+    with _reading(bind) as c:
+        for parcel_id, scene_id in c.execute(query):
+            when = scenes[scene_id]
+            out[parcel_id] = min(out.get(parcel_id, when), when)
+    return out
+
+
+def superseded_with_peers(bind: Bind) -> list[str]:
+    """Scenes with peers stored whose observations a better copy replaced."""
+    from remote_sensing.tables import scenes
+
+    query = (
+        select(scene_peers.c.scene_id)
+        .where(
+            ~scene_peers.c.scene_id.in_(select(scenes.c.scene_id).where(scenes.c.status == "done"))
+        )
+        .distinct()
+    )
+    with _reading(bind) as c:
+        return list(c.scalars(query))
+
+
+def scenes_without_peers(bind: Bind) -> list[tuple[str, datetime]]:
+    """(scene id, acquired_at) of processed scenes with clear observations and no peers
+    stored, in time order."""
+    from remote_sensing.tables import scenes
+
+    seen_clear = (
+        select(observations.c.scene_id)
+        .where(observations.c.valid_fraction >= profiles.MIN_VALID_FRACTION)
+        .where(observations.c.ndvi_mean.is_not(None))
+    )
+    query = (
+        select(scenes.c.scene_id, scenes.c.acquired_at)
+        .where(scenes.c.status == "done", scenes.c.scene_id.in_(seen_clear))
+        .where(~scenes.c.scene_id.in_(select(scene_peers.c.scene_id)))
+        .order_by(scenes.c.acquired_at, scenes.c.scene_id)
+    )
+    with _reading(bind) as c:
+        return [tuple(r) for r in c.execute(query)]
+
+
+def clear_peers(conn: Connection) -> None:
+    conn.execute(delete(scene_peers))
+
+
+def _time(day: float) -> datetime:
+    return profiles.EPOCH + timedelta(days=day)
