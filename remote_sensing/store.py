@@ -114,6 +114,12 @@ def _reading(bind: Bind) -> Iterator[Connection]:
             yield c
 
 
+def parcel_ids(engine: Engine) -> list[str]:
+    """Every stored parcel's id."""
+    with engine.connect() as c:
+        return list(c.scalars(select(parcels.c.parcel_id).order_by(parcels.c.parcel_id)))
+
+
 def get_parcel(engine: Engine, parcel_id: str) -> dict | None:
     return get_parcels(engine, [parcel_id]).get(parcel_id)
 

@@ -41,6 +41,7 @@ COMMAND_MODULES: dict[str, str] = {
     "serve": "admin",
     "parcels": "imagery",
     "imagery": "imagery",
+    "profiles": "imagery",
     "farms": "livestock",
     "gateways": "livestock",
     "gateway": "gateway",

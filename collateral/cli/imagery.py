@@ -16,7 +16,7 @@ from collateral.db import make_engine
 from remote_sensing import stac_sync, store
 from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profile_update import parcel_profile, rebuild_peers, update_profiles
 from remote_sensing.profiles import MIN_VALID_FRACTION
 
 
@@ -434,4 +434,44 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
-COMMANDS = [parcels, imagery]
+@click.group("profiles")
+def profiles_group() -> None:
+    """Stored crop profiles: rebuild them after a change of rules."""
+
+
+@profiles_group.command("rebuild")
+@click.option("--parcel", "parcel_ids", multiple=True, help="Only this parcel (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@pass_app
+def profiles_rebuild(app: App, parcel_ids: tuple[str, ...], as_json: bool) -> None:
+    """Recompute stored profiles from the observations, from each parcel's first clear
+    date: every scene's peers, then every parcel (or only the ones named, on the stored
+    peers). The imagery job advances profiles scene by scene; this gives the same rows,
+    for after an upgrade or a change of the profile rules."""
+    engine = app.engine
+    peers = None
+    if not parcel_ids:
+        with engine.begin() as conn:
+            peers = rebuild_peers(conn)
+        parcel_ids = tuple(sorted(store.parcel_ids(engine)))
+    else:
+        unknown = sorted(set(parcel_ids) - set(store.get_parcels(engine, list(parcel_ids))))
+        if unknown:
+            raise click.ClickException(f"no parcel with id {', '.join(map(repr, unknown))}")
+    failures = update_profiles(engine, list(parcel_ids))
+    result = {
+        "parcels": len(parcel_ids) - len(failures),
+        "scene_peers": peers,
+        "failures": failures,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"rebuilt the profiles of {result['parcels']} parcel(s)")
+        for parcel_id, error in failures.items():
+            click.echo(f"  {parcel_id}: {error}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+COMMANDS = [parcels, imagery, profiles_group]

@@ -101,9 +101,9 @@ def _garden_level(parcel_id: str, day: date, work, level: float) -> float:
     return value
 
 
-def _passes(rng, revisit: float) -> tuple[list[date], set[date]]:
+def _passes(rng, revisit: float, last: date) -> tuple[list[date], set[date]]:
     """Every 5-day pass, and which of them are clear: one about every ``revisit`` days."""
-    passes = [FIRST + timedelta(days=5 * i) for i in range((LAST - FIRST).days // 5 + 1)]
+    passes = [FIRST + timedelta(days=5 * i) for i in range((last - FIRST).days // 5 + 1)]
     clear, next_clear = set(), FIRST + timedelta(days=int(rng.uniform(0, revisit)))
     for day in passes:
         if day >= next_clear:
@@ -121,7 +121,9 @@ def _cloud(rng, shape, cover: float) -> np.ndarray:
     return coarse > np.quantile(coarse, 1 - cover)
 
 
-def simulate(out: Path, revisit: float, seed: int) -> Simulation:
+def simulate(out: Path, revisit: float, seed: int, last: date = LAST) -> Simulation:
+    """The gardens from FIRST to ``last`` (more years: the same work calendar each year,
+    one hazy pass each)."""
     rng = np.random.default_rng(seed)
     height, width = SIDE + 2 * GAP, len(PARCELS) * (SIDE + GAP) + GAP
     transform = Affine(PIXEL, 0, X0, 0, -PIXEL, Y0)
@@ -147,12 +149,13 @@ def simulate(out: Path, revisit: float, seed: int) -> Simulation:
         cut_px[:, cols[: len(cols) // 2]] = True
     cut_px &= np.logical_or.reduce([masks[p] for p in CUT["parcel_ids"]])
     levels = {p: rng.normal(0, 0.02) for p in PARCELS}
-    work = {p: _work_dates(rng, (2022, 2023, 2024)) for p in PARCELS}
+    years = tuple(range(FIRST.year, last.year + 1))
+    work = {p: _work_dates(rng, (FIRST.year - 1, *years)) for p in PARCELS}
     pixel_level = rng.normal(0, 0.02, (height, width))
-    passes, clear = _passes(rng, revisit)
+    passes, clear = _passes(rng, revisit, last)
     hazy = {
         sorted(d for d in clear if d.year == year)[len([d for d in clear if d.year == year]) // 2]
-        for year in (2023, 2024)
+        for year in years
     }
     observations: dict[str, list[dict]] = {p: [] for p in PARCELS}
     ndvi_paths = {}
