@@ -71,9 +71,7 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
     if parcel is None:
         raise ValuationError(f"parcel {parcel_id} is not registered")
     head = profile_heads(engine, [parcel_id], as_of, window_days).get(parcel_id)
-    clear = [] if head is None else head["clear"]
-    used = [(r, at) for r, at in clear if r.day > profiles.to_days(as_of) - window_days]
-    used = clear[-len(used) - 1 :] if clear else []
+    clear = [] if head is None else head["clear"]  # (scene id, acquired_at), oldest first
     geometry = shapely.geometry.shape(json.loads(parcel["geometry_geojson"]))
     centroid = geometry.centroid
     attributes = parcel["attributes"]
@@ -88,10 +86,12 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
         "health_index": None if head is None else head["health_index"],
         "anomaly_z": None if head is None else head["anomaly_z"],
         "latest_clear_at": clear[-1][1].isoformat() if clear else None,
-        "latest_clear_scene": clear[-1][0].scene_id if clear else None,
+        "latest_clear_scene": clear[-1][0] if clear else None,
         "clear_images": 0 if head is None else head["clear_count"],
         "sampling": profiles.sampling(
-            np.array([r.day for r, _ in clear]), profiles.to_days(as_of), window_days
+            np.array([profiles.to_days(at) for _, at in clear]),
+            profiles.to_days(as_of),
+            window_days,
         ),
         "suspected": [
             {k: s.get(k) for k in ("start", "state", "affected_ha", "reason", "reason_coded")}
@@ -99,7 +99,7 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
             if parse_time(s["start"]) > as_of - timedelta(days=window_days)
             or s["state"] == "pending"
         ],
-        "scenes_used": [[r.scene_id, at.isoformat()[:10]] for r, at in used],
+        "scenes_used": [[scene_id, at.isoformat()[:10]] for scene_id, at in clear],
         "open_disturbances": [
             {k: e[k] for k in ("start", "confirmed", "severity", "affected_ha")}
             for e in ([] if head is None else head["events"])

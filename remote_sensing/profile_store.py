@@ -6,7 +6,7 @@ document that lists it."""
 
 import math
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select
 
@@ -15,20 +15,25 @@ from remote_sensing.store import Bind, _reading
 from remote_sensing.tables import observations, profile_dates, scene_peers, season_tables
 
 ROW_FIELDS = tuple(f for f in profiles.DateRow.__dataclass_fields__ if f not in ("day",))
+# a date's columns without its state and view (JSON: read only where they are needed)
+ROW_COLUMNS = [profile_dates.c[f] for f in ("parcel_id", "acquired_at", *ROW_FIELDS)]
 # parcels per statement: SQLite takes up to 32,766 parameters, and a window's OR of
 # (parcel, position) pairs takes two each
 CHUNK = 400
 
 
-def peers_of_kind(bind: Bind, kind: str, since: datetime) -> list[tuple[str, profiles.Peer]]:
-    """(scene id, Peer) of one kind's scenes acquired from ``since`` on, in time order."""
+def peers_of_kind(
+    bind: Bind, kind: str, since: datetime
+) -> list[tuple[str, profiles.Peer, datetime]]:
+    """(scene id, Peer, acquired_at) of one kind's scenes acquired from ``since`` on, in
+    time order."""
     query = (
         select(scene_peers)
         .where(scene_peers.c.kind == kind, scene_peers.c.acquired_at >= since)
         .order_by(scene_peers.c.acquired_at, scene_peers.c.scene_id)
     )
     with _reading(bind) as c:
-        return [(r.scene_id, _peer(r)) for r in c.execute(query)]
+        return [(r.scene_id, _peer(r), r.acquired_at) for r in c.execute(query)]
 
 
 def peers_of_scenes(bind: Bind, scene_ids: set[str]) -> dict[str, dict[str, profiles.Peer]]:
@@ -50,8 +55,14 @@ def _peer(r) -> profiles.Peer:
     return profiles.Peer(r.median, r.spread, r.count, day, r.dip)
 
 
-def save_peers(conn: Connection, kind: str, peers: list[tuple[str, profiles.Peer]]) -> None:
-    """Replace the stored peers of these scenes of ``kind``."""
+def save_peers(
+    conn: Connection,
+    kind: str,
+    peers: list[tuple[str, profiles.Peer]],
+    times: dict[str, datetime],
+) -> None:
+    """Replace the stored peers of these scenes of ``kind`` (``times``: scene id -> its
+    acquisition time, stored as it is, not as the Peer's day)."""
     if not peers:
         return
     ids = [sid for sid, _ in peers]
@@ -64,7 +75,7 @@ def save_peers(conn: Connection, kind: str, peers: list[tuple[str, profiles.Peer
             {
                 "scene_id": sid,
                 "kind": kind,
-                "acquired_at": _time(p.day),
+                "acquired_at": times[sid],
                 "median": p.median,
                 "spread": p.spread,
                 "count": p.count,
@@ -167,7 +178,7 @@ def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
                     for pid, p in chunk
                 )
             )
-            for r in c.execute(select(profile_dates).where(window)):
+            for r in c.execute(select(*ROW_COLUMNS).where(window)):
                 out[r.parcel_id]["rows"][r.seq] = date_row(r)
     return out
 
@@ -175,7 +186,7 @@ def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
 def rows_between(bind: Bind, parcel_id: str, since: datetime, before_seq: int) -> list:
     """A parcel's stored dates from ``since`` up to position ``before_seq`` (exclusive):
     the BASELINE_YEARS a new year's season table is made from."""
-    query = select(profile_dates).where(
+    query = select(*ROW_COLUMNS).where(
         profile_dates.c.parcel_id == parcel_id,
         profile_dates.c.acquired_at >= since,
         profile_dates.c.seq < before_seq,
@@ -204,50 +215,141 @@ def date_row(r) -> profiles.DateRow:
     )
 
 
-def season_tables_of(
-    bind: Bind, parcel_ids: list[str]
-) -> dict[str, dict[int, profiles.SeasonTable]]:
-    """parcel id -> year -> its stored season table."""
-    out: dict[str, dict[int, profiles.SeasonTable]] = defaultdict(dict)
+def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profiles.SeasonTable]:
+    """parcel id -> its stored season table of the given year (where there is one)."""
+    out: dict[str, profiles.SeasonTable] = {}
+    items = list(years.items())
     with _reading(bind) as c:
-        for start in range(0, len(parcel_ids), 5 * CHUNK):
-            query = select(season_tables).where(
-                season_tables.c.parcel_id.in_(parcel_ids[start : start + 5 * CHUNK])
+        for start in range(0, len(items), CHUNK):
+            wanted = or_(
+                *(
+                    and_(season_tables.c.parcel_id == pid, season_tables.c.year == year)
+                    for pid, year in items[start : start + CHUNK]
+                )
             )
-            for r in c.execute(query):
-                out[r.parcel_id][r.year] = profiles.SeasonTable.from_json(r.bins)
+            for r in c.execute(select(season_tables).where(wanted)):
+                out[r.parcel_id] = profiles.SeasonTable.from_json(r.bins)
+    return out
+
+
+def write_replays(conn: Connection, replays: dict[str, tuple]) -> None:
+    """Within the caller's transaction, per parcel (first, rows, tables, first year): its
+    dates from position ``first`` on are ``rows`` (as stored_row makes them), and its
+    season tables after ``first year`` (None: all) are those of ``tables`` (year ->
+    table) after it."""
+    items = list(replays.items())
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        conn.execute(
+            delete(profile_dates).where(
+                or_(
+                    *(
+                        and_(profile_dates.c.parcel_id == pid, profile_dates.c.seq >= first)
+                        for pid, (first, *_) in chunk
+                    )
+                )
+            )
+        )
+        rows = [row for _, (_, stored, *_) in chunk for row in stored]
+        if rows:
+            conn.execute(insert(profile_dates), rows)
+        conn.execute(
+            delete(season_tables).where(
+                or_(
+                    *(
+                        and_(season_tables.c.parcel_id == pid, season_tables.c.year > (year or 0))
+                        for pid, (_, _, _, year) in chunk
+                    )
+                )
+            )
+        )
+        fresh = [
+            {"parcel_id": pid, "year": y, "bins": table.as_json()}
+            for pid, (_, _, tables, year) in chunk
+            for y, table in tables.items()
+            if y > (year or 0)
+        ]
+        if fresh:
+            conn.execute(insert(season_tables), fresh)
+
+
+def sampling_dates(
+    bind: Bind, window_starts: dict[str, datetime], as_of: datetime | None = None
+) -> dict[str, list[tuple[str, datetime]]]:
+    """parcel id -> (scene id, acquired_at) of its clear dates up to ``as_of`` after its
+    window start, and of the last one at or before it, oldest first (outliers left out;
+    the newest, which nothing after it contradicts, counted): what sampling reads."""
+    out: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    by_time: dict[datetime, list[str]] = defaultdict(list)
+    for pid, when in window_starts.items():
+        by_time[when].append(pid)
+    with _reading(bind) as c:
+        for when, pids in by_time.items():
+            for start in range(0, len(pids), 5 * CHUNK):
+                chunk = pids[start : start + 5 * CHUNK]
+                top = select(profile_dates.c.parcel_id, func.max(profile_dates.c.seq).label("seq"))
+                top = top.where(profile_dates.c.parcel_id.in_(chunk))
+                if as_of is not None:
+                    top = top.where(profile_dates.c.acquired_at <= as_of)
+                top = top.group_by(profile_dates.c.parcel_id).subquery()
+                on = and_(
+                    top.c.parcel_id == profile_dates.c.parcel_id,
+                    profile_dates.c.seq <= top.c.seq,
+                    or_(profile_dates.c.outlier.is_(False), profile_dates.c.seq == top.c.seq),
+                )
+                columns = (
+                    profile_dates.c.parcel_id,
+                    profile_dates.c.seq,
+                    profile_dates.c.scene_id,
+                    profile_dates.c.acquired_at,
+                )
+                found = {}
+                inside = select(*columns).join(top, on).where(profile_dates.c.acquired_at > when)
+                for pid, seq, scene_id, at in c.execute(inside):
+                    found[(pid, seq)] = (scene_id, at)
+                last = (
+                    select(profile_dates.c.parcel_id, func.max(profile_dates.c.seq).label("seq"))
+                    .join(top, on)
+                    .where(profile_dates.c.acquired_at <= when)
+                    .group_by(profile_dates.c.parcel_id)
+                    .subquery()
+                )
+                before = select(*columns).join(
+                    last,
+                    and_(
+                        last.c.parcel_id == profile_dates.c.parcel_id,
+                        last.c.seq == profile_dates.c.seq,
+                    ),
+                )
+                for pid, seq, scene_id, at in c.execute(before):
+                    found[(pid, seq)] = (scene_id, at)
+                for (pid, _), item in sorted(found.items()):
+                    out[pid].append(item)
     return dict(out)
 
 
-def write_replay(
-    conn: Connection,
-    parcel_id: str,
-    first: int,
-    rows: list[dict],
-    tables: dict[int, profiles.SeasonTable],
-    first_year: int | None,
-) -> None:
-    """Within the caller's transaction: the parcel's dates from position ``first`` on are
-    ``rows`` (as stored_row makes them), and its season tables after ``first_year`` are
-    ``tables`` (the years its replay made)."""
-    conn.execute(
-        delete(profile_dates).where(
-            profile_dates.c.parcel_id == parcel_id, profile_dates.c.seq >= first
+def newest_judged(
+    bind: Bind, parcel_id: str, as_of: datetime | None = None
+) -> profiles.DateRow | None:
+    """A parcel's newest date up to ``as_of`` with a baseline that is no outlier (or is
+    the newest)."""
+    top = select(func.max(profile_dates.c.seq)).where(profile_dates.c.parcel_id == parcel_id)
+    if as_of is not None:
+        top = top.where(profile_dates.c.acquired_at <= as_of)
+    query = (
+        select(*ROW_COLUMNS)
+        .where(
+            profile_dates.c.parcel_id == parcel_id,
+            profile_dates.c.expected.is_not(None),
+            profile_dates.c.seq <= top.scalar_subquery(),
+            or_(profile_dates.c.outlier.is_(False), profile_dates.c.seq == top.scalar_subquery()),
         )
+        .order_by(profile_dates.c.seq.desc())
+        .limit(1)
     )
-    if rows:
-        conn.execute(insert(profile_dates), rows)
-    stale = delete(season_tables).where(season_tables.c.parcel_id == parcel_id)
-    if first_year is not None:
-        stale = stale.where(season_tables.c.year > first_year)
-    conn.execute(stale)
-    fresh = [
-        {"parcel_id": parcel_id, "year": year, "bins": table.as_json()}
-        for year, table in tables.items()
-        if first_year is None or year > first_year
-    ]
-    if fresh:
-        conn.execute(insert(season_tables), fresh)
+    with _reading(bind) as c:
+        r = c.execute(query).first()
+    return None if r is None else date_row(r)
 
 
 def stored_row(
@@ -281,7 +383,7 @@ def dates_of(bind: Bind, parcel_id: str, as_of: datetime | None = None) -> list[
 
 def latest_views(bind: Bind, parcel_ids: list[str], as_of: datetime | None = None) -> dict:
     """parcel id -> (its newest date up to ``as_of``, that date's view, clear dates
-    stored up to then): a valuation's reading of a profile, without its record."""
+    stored up to then, its time): a profile's head, without its record."""
     out: dict[str, tuple] = {}
     newest = select(
         profile_dates.c.parcel_id,
@@ -300,22 +402,8 @@ def latest_views(bind: Bind, parcel_ids: list[str], as_of: datetime | None = Non
     )
     with _reading(bind) as c:
         for r in c.execute(query):
-            out[r.parcel_id] = (date_row(r), r.view, r.count)
+            out[r.parcel_id] = (date_row(r), r.view, r.count, r.acquired_at)
     return out
-
-
-def dates_since(bind: Bind, parcel_id: str, since: datetime, as_of: datetime | None) -> list:
-    """(DateRow, acquired_at) of a parcel's stored dates acquired in [since, as_of], in
-    order."""
-    query = (
-        select(profile_dates)
-        .where(profile_dates.c.parcel_id == parcel_id, profile_dates.c.acquired_at >= since)
-        .order_by(profile_dates.c.seq)
-    )
-    if as_of is not None:
-        query = query.where(profile_dates.c.acquired_at <= as_of)
-    with _reading(bind) as c:
-        return [(date_row(r), r.acquired_at) for r in c.execute(query)]
 
 
 def clear_count(bind: Bind, parcel_id: str, as_of: datetime | None) -> int:
@@ -395,7 +483,3 @@ def scenes_without_peers(bind: Bind) -> list[tuple[str, datetime]]:
 
 def clear_peers(conn: Connection) -> None:
     conn.execute(delete(scene_peers))
-
-
-def _time(day: float) -> datetime:
-    return profiles.EPOCH + timedelta(days=day)

@@ -288,28 +288,29 @@ def profile_heads(
     health and anomaly of the newest judged date, the view (events, suspected), the clear
     dates of the last ``window_days`` (with the one before them, for the gap) and how many
     clear dates there are in all (outliers left out, the newest counted). parcel id ->
-    head; a parcel never seen clear has none."""
+    head; a parcel never seen clear has none. A few rows a parcel, whatever its record."""
     out: dict[str, dict] = {}
-    for parcel_id, (newest, view, _) in profile_store.latest_views(bind, parcel_ids, as_of).items():
-        since = profiles.EPOCH + timedelta(days=newest.day - window_days - HEAD_DAYS)
-        recent = profile_store.dates_since(bind, parcel_id, since, as_of)
-        recent[-1] = (profiles.replace(recent[-1][0], outlier=False), recent[-1][1])
-        fit = [(r, at) for r, at in recent if not r.outlier]
-        judged = [r for r, _ in fit if math.isfinite(r.expected)]
-        anomaly = judged[-1].anomaly() if judged else None
+    newest = profile_store.latest_views(bind, parcel_ids, as_of)
+    starts = {
+        pid: profiles.EPOCH + timedelta(days=profiles.to_days(as_of) - window_days)
+        if as_of is not None
+        else at - timedelta(days=window_days)
+        for pid, (_, _, _, at) in newest.items()
+    }
+    clear = profile_store.sampling_dates(bind, starts, as_of)
+    for parcel_id, (row, view, _, _) in newest.items():
+        judged = row if math.isfinite(row.expected) else None
+        judged = judged or profile_store.newest_judged(bind, parcel_id, as_of)
+        anomaly = None if judged is None else judged.anomaly()
         out[parcel_id] = {
             "health_index": profiles.health_index(anomaly),
             "anomaly_z": None if anomaly is None else round(anomaly, 3),
-            "clear": fit,  # (row, acquired_at) of the recent clear dates, outliers left out
+            "clear": clear.get(parcel_id, []),  # (scene id, acquired_at), oldest first
             "clear_count": profile_store.clear_count(bind, parcel_id, as_of),
             "events": view["events"],
             "suspected": view["suspected"],
         }
     return out
-
-
-# how far back a profile's head looks for its newest judged date
-HEAD_DAYS = 400.0
 
 
 # --- keeping them up to date -------------------------------------------------------------
@@ -369,12 +370,13 @@ def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) 
     changed_scenes: dict[str, datetime] = {}
     means = profile_store.clear_means_of_scene(conn, scene_id, profiles.MIN_VALID_FRACTION)
     kinds = set(means) | set(profile_store.kinds_with_peers(conn, scene_id))
+    profile_store.drop_peers(conn, [scene_id])  # stored again below, for the kinds it has
     day = profiles.to_days(acquired_at)
     for kind in sorted(kinds):
         since = acquired_at - timedelta(days=2 * profiles.PEER_WINDOW_DAYS)
-        stored = [
-            (s, p) for s, p in profile_store.peers_of_kind(conn, kind, since) if s != scene_id
-        ]
+        found = profile_store.peers_of_kind(conn, kind, since)
+        times = {s: at for s, _, at in found} | {scene_id: acquired_at}
+        stored = [(s, p) for s, p, _ in found if s != scene_id]
         if kind in means:
             stored.append((scene_id, profiles.scene_peer(means[kind], day)))
         stored.sort(key=lambda item: (item[1].day, item[0]))
@@ -393,10 +395,9 @@ def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) 
             for k in range(first, len(stored))
             if k == here or dipped[k] != old.get(ids[k])
         ]
-        profile_store.save_peers(conn, kind, moved)
-        for sid, peer in moved:
-            when = profiles.EPOCH + timedelta(days=peer.day)
-            changed_scenes[sid] = min(changed_scenes.get(sid, when), when)
+        profile_store.save_peers(conn, kind, moved, times)
+        for sid, _ in moved:
+            changed_scenes[sid] = min(changed_scenes.get(sid, times[sid]), times[sid])
     changed_scenes.pop(scene_id, None)  # its parcels are replayed from it anyway
     return profile_store.parcels_dated_in(conn, changed_scenes)
 
@@ -419,10 +420,12 @@ def ensure_peers(conn: Connection) -> None:
 def rebuild_peers(conn: Connection) -> int:
     """Recompute every scene's peers from the stored observations (after a rules change);
     returns how many (scene, kind) rows were stored."""
-    table = peer_statistics(conn)
+    means = store.clear_means(conn, profiles.MIN_VALID_FRACTION)
+    table = profiles.peer_table(means)
+    times = {scene_id: at for _, scene_id, at, _ in means}
     profile_store.clear_peers(conn)
     for kind, scenes in table.items():
-        profile_store.save_peers(conn, kind, sorted(scenes.items()))
+        profile_store.save_peers(conn, kind, sorted(scenes.items()), times)
     return sum(len(s) for s in table.values())
 
 
@@ -433,7 +436,19 @@ def replay(
 ) -> dict[str, str]:
     """Within the caller's transaction: each parcel's stored dates from ``since`` (None:
     from its first) re-taken with its clear observations from there, and its summary and
-    events stored. parcel id -> error for those that could not be (the others are)."""
+    events stored; PROFILE_CHUNK parcels at a time, a few statements a chunk. parcel id
+    -> error for those that could not be (the others are)."""
+    failures: dict[str, str] = {}
+    ids = list(since)
+    for start in range(0, len(ids), PROFILE_CHUNK):
+        chunk = {pid: since[pid] for pid in ids[start : start + PROFILE_CHUNK]}
+        failures.update(_replay_chunk(conn, chunk, pending))
+    return failures
+
+
+def _replay_chunk(
+    conn: Connection, since: dict[str, datetime | None], pending: Mapping[str, Future]
+) -> dict[str, str]:
     failures: dict[str, str] = {}
     parcels = store.get_parcels(conn, list(since))
     for parcel_id in since:
@@ -445,17 +460,50 @@ def replay(
     )
     starts = {pid: counts[pid][1] if known[pid] is not None else 0 for pid in known}
     resumed = profile_store.resume_rows(conn, starts)
-    tables = profile_store.season_tables_of(conn, list(known))
+    for pid, r in resumed.items():  # no state to continue from: from the first date
+        if starts[pid] > 0 and (r["state"] is None or starts[pid] - 1 not in r["rows"]):
+            starts[pid], r["state"], r["rows"] = 0, None, {}
+    after = {pid: resumed[pid].get("at") if starts[pid] > 0 else None for pid in known}
+    years = {pid: at[0].year for pid, at in after.items() if at is not None}
+    tables = profile_store.season_tables_of(conn, years)
+    observations = store.observations_after(conn, {pid: at and at[0] for pid, at in after.items()})
+    dates = {
+        pid: [
+            o
+            for o in clear(observations.get(pid, []))
+            if after[pid] is None or (o["acquired_at"], o["scene_id"]) > after[pid]
+        ]
+        for pid in known
+    }
+    peers = profile_store.peers_of_scenes(conn, {o["scene_id"] for d in dates.values() for o in d})
     paths = _PathCache(conn)
-    heads: dict[str, dict] = {}
-    for parcel_id, first in starts.items():
+    writes: dict[str, tuple] = {}
+    states: dict[str, profiles.ProfileState] = {}
+    for parcel_id in known:
         parcel = parcels[parcel_id]
         try:
-            heads[parcel_id] = _replay_one(
-                conn, parcel, first, resumed[parcel_id], tables.get(parcel_id, {}), paths, pending
+            state, taken, made = _replay_one(
+                conn,
+                parcel,
+                starts[parcel_id],
+                resumed[parcel_id],
+                tables.get(parcel_id),
+                dates[parcel_id],
+                peers.get(parcel["kind"], {}),
+                paths,
+                pending,
             )
         except Exception as exc:  # reported; the others are advanced
             failures[parcel_id] = _failure(exc)
+            continue
+        states[parcel_id] = state
+        stored = [
+            profile_store.stored_row(parcel_id, t["row"], t["acquired_at"], t["state"], t["view"])
+            for t in taken
+        ]
+        writes[parcel_id] = (starts[parcel_id], stored, made, years.get(parcel_id), taken)
+    profile_store.write_replays(conn, {pid: w[:4] for pid, w in writes.items()})
+    heads = _heads(conn, parcels, states, {pid: w[4] for pid, w in writes.items()}, observations)
     store.save_profiles_in(conn, heads)
     return failures
 
@@ -465,92 +513,90 @@ def _replay_one(
     parcel: dict,
     first: int,
     resumed: dict,
-    stored_tables: dict[int, profiles.SeasonTable],
+    table: profiles.SeasonTable | None,
+    dates: list[dict],
+    peers: Mapping[str, profiles.Peer],
     paths: "_PathCache",
     pending: Mapping[str, Future],
-) -> dict:
-    """One parcel's replay from position ``first``; returns the head of its profile (what
-    save_profiles stores: summary and events)."""
-    parcel_id = parcel["parcel_id"]
+) -> tuple[profiles.ProfileState, list[dict], dict[int, profiles.SeasonTable]]:
+    """One parcel's replay from position ``first`` (the state stored with the date before
+    it, ``resumed``); returns the state, what to store per date and the season tables it
+    made."""
     state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
-    for row in resumed["rows"].values():
-        state.put(row)
-    last_row = resumed["rows"].get(first - 1)
-    if first > 0 and resumed["state"] is not None and last_row is not None:
+    made: dict[int, profiles.SeasonTable] = {}
+    if first > 0:
+        for row in resumed["rows"].values():
+            state.put(row)
         state.walk = profiles.Walk.from_json(resumed["state"]["walk"])
         state.offsets = list(resumed["state"]["offsets"])
         state.count = state.settled = first
-        from_day = last_row.day
-    else:  # from the first date
-        first, from_day, last_row = 0, None, None
-        state.rows, state.judged = {}, {}
-    first_year = None if from_day is None else profiles.to_date(from_day).year
-    tables = {y: t for y, t in stored_tables.items() if first_year is not None and y <= first_year}
-    if first_year is not None:
-        state.table = tables.get(first_year)
-    since = resumed["at"] if last_row is not None else None  # (acquired_at, scene id)
-    dates = clear(store.observations_since(conn, parcel_id, None if since is None else since[0]))
-    if since is not None:  # the dates from position ``first`` on are re-taken
-        dates = [o for o in dates if (o["acquired_at"], o["scene_id"]) > since]
+        first_year = resumed["at"][0].year
+        state.table = table
+        if table is not None:
+            made[first_year] = table
         if dates and dates[-1]["acquired_at"].year > first_year:
             # a new year's season table reads the years before it
             jan1 = datetime(first_year + 1 - profiles.BASELINE_YEARS, 1, 1, tzinfo=profiles.UTC)
-            for row in profile_store.rows_between(conn, parcel_id, jan1, first):
+            for row in profile_store.rows_between(conn, parcel["parcel_id"], jan1, first):
                 state.put(row)
-    peers = profile_store.peers_of_scenes(conn, {o["scene_id"] for o in dates}).get(
-        parcel["kind"], {}
-    )
     pixels = PixelEvidence(state, parcel, paths.get, pending)
-    taken = advance(state, dates, peers, pixels.affected_ha, tables)
-    stored = [
-        profile_store.stored_row(parcel_id, t["row"], t["acquired_at"], t["state"], t["view"])
-        for t in taken
-    ]
-    profile_store.write_replay(conn, parcel_id, first, stored, tables, first_year)
-    return _head(conn, parcel, taken)
+    taken = advance(state, dates, peers, pixels.affected_ha, made)
+    return state, taken, made
 
 
-def _head(conn: Connection, parcel: dict, taken: list[dict]) -> dict:
-    """The newest part of a profile that the summary and events are stored from."""
-    parcel_id = parcel["parcel_id"]
-    if taken:
-        newest, view = taken[-1]["row"], taken[-1]["view"]
-        rows = [t["row"] for t in taken]
-    else:  # nothing new is clear: the stored newest stands
-        heads = profile_store.latest_views(conn, [parcel_id])
-        newest, view = (
-            (heads[parcel_id][0], heads[parcel_id][1]) if parcel_id in heads else (None, EMPTY_VIEW)
-        )
-        rows = [] if newest is None else [newest]
-    last = store.latest_observation(conn, parcel_id)
-    as_of = last["acquired_at"] if last else None
-    recent = []
-    if newest is not None and as_of is not None:
-        since = as_of - timedelta(days=profiles.SAMPLING_WINDOW_DAYS + 400)
-        recent = [r for r, _ in profile_store.dates_since(conn, parcel_id, since, None)]
-        known = {r.seq for r in recent}
-        recent += [r for r in rows if r.seq not in known]
-        recent.sort(key=lambda r: r.seq)
-        recent = [*recent[:-1], profiles.replace(recent[-1], outlier=False)]
-    fit = [r for r in recent if not r.outlier]
-    judged = [r for r in fit if math.isfinite(r.expected)]
-    anomaly = judged[-1].anomaly() if judged else None
-    sampling = (
-        profiles.sampling(np.array([r.day for r in fit]), profiles.to_days(as_of))
-        if as_of is not None
-        else None
+def _heads(
+    conn: Connection,
+    parcels: dict[str, dict],
+    states: dict[str, profiles.ProfileState],
+    taken: dict[str, list[dict]],
+    observations: dict[str, list[dict]],
+) -> dict[str, dict]:
+    """The newest part of each replayed profile, what save_profiles stores (summary and
+    events): from the state in memory, the observations read for the replay and one
+    query for the clear dates that sampling counts."""
+    as_of = {pid: observations[pid][-1]["acquired_at"] for pid in states if observations.get(pid)}
+    recent = profile_store.sampling_dates(
+        conn, {pid: at - timedelta(days=profiles.SAMPLING_WINDOW_DAYS) for pid, at in as_of.items()}
     )
-    latest = store.latest_observation(conn, parcel_id, with_ndvi=True)
-    return {
-        "as_of": as_of.isoformat() if as_of else None,
-        "observations": [jsonable(latest)] if latest else [],
-        "baseline": [_baseline_json(judged[-1])] if judged else [],
-        "anomaly_z": None if anomaly is None else round(anomaly, 3),
-        "health_index": profiles.health_index(anomaly),
-        "sampling": sampling,
-        "events": view["events"],
-        "suspected": view["suspected"],
-    }
+    newest_views = profile_store.latest_views(
+        conn, [pid for pid in states if not taken[pid] and pid in as_of]
+    )
+    heads: dict[str, dict] = {}
+    for pid, state in states.items():
+        rows = sorted(state.rows.values(), key=lambda r: r.seq)
+        if rows:
+            rows[-1] = profiles.replace(rows[-1], outlier=False)  # the newest: no outlier
+        fit = [r for r in rows if not r.outlier]
+        judged = [r for r in fit if math.isfinite(r.expected)]
+        # the newest judged date, further back than the state reads only after a long run
+        # of dates without a baseline
+        last = judged[-1] if judged else (profile_store.newest_judged(conn, pid) if rows else None)
+        anomaly = None if last is None else last.anomaly()
+        if taken[pid]:
+            view = taken[pid][-1]["view"]
+        else:
+            view = newest_views[pid][1] if pid in newest_views else EMPTY_VIEW
+        latest = next(
+            (o for o in reversed(observations.get(pid, [])) if o["ndvi_mean"] is not None),
+            None,
+        )
+        when = as_of.get(pid)
+        sampling = None
+        if when is not None:
+            seen = {profiles.to_days(at) for _, at in recent.get(pid, [])}
+            days = np.array(sorted(seen | {r.day for r in fit}))
+            sampling = profiles.sampling(days, profiles.to_days(when))
+        heads[pid] = {
+            "as_of": when.isoformat() if when else None,
+            "observations": [jsonable(latest)] if latest else [],
+            "baseline": [_baseline_json(last)] if last is not None else [],
+            "anomaly_z": None if anomaly is None else round(anomaly, 3),
+            "health_index": profiles.health_index(anomaly),
+            "sampling": sampling,
+            "events": view["events"],
+            "suspected": view["suspected"],
+        }
+    return heads
 
 
 class _PathCache:

@@ -273,6 +273,30 @@ def observations_since(bind: Bind, parcel_id: str, since: datetime | None) -> li
         return [dict(r._mapping) for r in c.execute(query)]
 
 
+def observations_after(bind: Bind, since: dict[str, datetime | None]) -> dict[str, list[dict]]:
+    """parcel id -> its observations acquired from its ``since`` on (None: all), in order:
+    one statement per distinct time and 2,000 parcels."""
+    groups: dict[datetime | None, list[str]] = {}
+    for pid, when in since.items():
+        groups.setdefault(when, []).append(pid)
+    out: dict[str, list[dict]] = {pid: [] for pid in since}
+    columns = (observations.c.parcel_id, *(observations.c[f] for f in OBSERVATION_FIELDS))
+    with _reading(bind) as c:
+        for when, pids in groups.items():
+            for start in range(0, len(pids), 2000):
+                query = (
+                    select(*columns)
+                    .where(observations.c.parcel_id.in_(pids[start : start + 2000]))
+                    .order_by(observations.c.acquired_at, observations.c.scene_id)
+                )
+                if when is not None:
+                    query = query.where(observations.c.acquired_at >= when)
+                for r in c.execute(query):
+                    row = dict(r._mapping)
+                    out[row.pop("parcel_id")].append(row)
+    return out
+
+
 def latest_observation(bind: Bind, parcel_id: str, with_ndvi: bool = False) -> dict | None:
     """A parcel's newest observation (``with_ndvi``: the newest with a number)."""
     query = (
