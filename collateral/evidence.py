@@ -70,8 +70,12 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
         raise ValuationError(f"parcel {parcel_id} is not registered")
-    head = profile_heads(engine, [parcel_id], as_of, window_days).get(parcel_id)
-    clear = [] if head is None else head["clear"]  # (scene id, acquired_at), oldest first
+    head = profile_heads(engine, parcel_id, as_of)
+    # [scene id, day] of the clear dates of the window and the one before it, oldest first
+    recent = [] if head is None else head["clear"]
+    inside = [c for c in recent if c[1] > profiles.to_days(as_of) - window_days]
+    clear = recent[-len(inside) - 1 :] if recent else []
+    newest = None if head is None else head["newest"]
     geometry = shapely.geometry.shape(json.loads(parcel["geometry_geojson"]))
     centroid = geometry.centroid
     attributes = parcel["attributes"]
@@ -85,11 +89,11 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
         "centroid": [round(centroid.x, 6), round(centroid.y, 6)],
         "health_index": None if head is None else head["health_index"],
         "anomaly_z": None if head is None else head["anomaly_z"],
-        "latest_clear_at": clear[-1][1].isoformat() if clear else None,
-        "latest_clear_scene": clear[-1][0] if clear else None,
+        "latest_clear_at": None if newest is None else head["newest_at"].isoformat(),
+        "latest_clear_scene": None if newest is None else newest.scene_id,
         "clear_images": 0 if head is None else head["clear_count"],
         "sampling": profiles.sampling(
-            np.array([profiles.to_days(at) for _, at in clear]),
+            np.array([day for _, day in clear]),
             profiles.to_days(as_of),
             window_days,
         ),
@@ -99,7 +103,7 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
             if parse_time(s["start"]) > as_of - timedelta(days=window_days)
             or s["state"] == "pending"
         ],
-        "scenes_used": [[scene_id, at.isoformat()[:10]] for scene_id, at in clear],
+        "scenes_used": [[scene_id, profiles.to_date(day).isoformat()] for scene_id, day in clear],
         "open_disturbances": [
             {k: e[k] for k in ("start", "confirmed", "severity", "affected_ha")}
             for e in ([] if head is None else head["events"])

@@ -212,6 +212,7 @@ def date_row(r) -> profiles.DateRow:
         source=r.source,
         shared=r.shared,
         offset=nan(r.offset),
+        clear_dates=r.clear_dates,
     )
 
 
@@ -273,59 +274,19 @@ def write_replays(conn: Connection, replays: dict[str, tuple]) -> None:
             conn.execute(insert(season_tables), fresh)
 
 
-def sampling_dates(
-    bind: Bind, window_starts: dict[str, datetime], as_of: datetime | None = None
-) -> dict[str, list[tuple[str, datetime]]]:
-    """parcel id -> (scene id, acquired_at) of its clear dates up to ``as_of`` after its
-    window start, and of the last one at or before it, oldest first (outliers left out;
-    the newest, which nothing after it contradicts, counted): what sampling reads."""
-    out: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
-    by_time: dict[datetime, list[str]] = defaultdict(list)
-    for pid, when in window_starts.items():
-        by_time[when].append(pid)
+def newest_dates(bind: Bind, parcel_id: str, as_of: datetime | None) -> list[tuple]:
+    """The parcel's two newest dates up to ``as_of``, oldest first: (DateRow, view,
+    state, acquired_at) each."""
+    query = (
+        select(profile_dates)
+        .where(profile_dates.c.parcel_id == parcel_id)
+        .order_by(profile_dates.c.acquired_at.desc(), profile_dates.c.seq.desc())
+        .limit(2)
+    )
+    if as_of is not None:
+        query = query.where(profile_dates.c.acquired_at <= as_of)
     with _reading(bind) as c:
-        for when, pids in by_time.items():
-            for start in range(0, len(pids), 5 * CHUNK):
-                chunk = pids[start : start + 5 * CHUNK]
-                top = select(profile_dates.c.parcel_id, func.max(profile_dates.c.seq).label("seq"))
-                top = top.where(profile_dates.c.parcel_id.in_(chunk))
-                if as_of is not None:
-                    top = top.where(profile_dates.c.acquired_at <= as_of)
-                top = top.group_by(profile_dates.c.parcel_id).subquery()
-                on = and_(
-                    top.c.parcel_id == profile_dates.c.parcel_id,
-                    profile_dates.c.seq <= top.c.seq,
-                    or_(profile_dates.c.outlier.is_(False), profile_dates.c.seq == top.c.seq),
-                )
-                columns = (
-                    profile_dates.c.parcel_id,
-                    profile_dates.c.seq,
-                    profile_dates.c.scene_id,
-                    profile_dates.c.acquired_at,
-                )
-                found = {}
-                inside = select(*columns).join(top, on).where(profile_dates.c.acquired_at > when)
-                for pid, seq, scene_id, at in c.execute(inside):
-                    found[(pid, seq)] = (scene_id, at)
-                last = (
-                    select(profile_dates.c.parcel_id, func.max(profile_dates.c.seq).label("seq"))
-                    .join(top, on)
-                    .where(profile_dates.c.acquired_at <= when)
-                    .group_by(profile_dates.c.parcel_id)
-                    .subquery()
-                )
-                before = select(*columns).join(
-                    last,
-                    and_(
-                        last.c.parcel_id == profile_dates.c.parcel_id,
-                        last.c.seq == profile_dates.c.seq,
-                    ),
-                )
-                for pid, seq, scene_id, at in c.execute(before):
-                    found[(pid, seq)] = (scene_id, at)
-                for (pid, _), item in sorted(found.items()):
-                    out[pid].append(item)
-    return dict(out)
+        return [(date_row(r), r.view, r.state, r.acquired_at) for r in c.execute(query)][::-1]
 
 
 def newest_judged(
@@ -379,49 +340,6 @@ def dates_of(bind: Bind, parcel_id: str, as_of: datetime | None = None) -> list[
         query = query.where(profile_dates.c.acquired_at <= as_of)
     with _reading(bind) as c:
         return [{"row": date_row(r), "view": r.view} for r in c.execute(query)]
-
-
-def latest_views(bind: Bind, parcel_ids: list[str], as_of: datetime | None = None) -> dict:
-    """parcel id -> (its newest date up to ``as_of``, that date's view, clear dates
-    stored up to then, its time): a profile's head, without its record."""
-    out: dict[str, tuple] = {}
-    newest = select(
-        profile_dates.c.parcel_id,
-        func.max(profile_dates.c.seq).label("seq"),
-        func.count().label("count"),
-    ).where(profile_dates.c.parcel_id.in_(parcel_ids))
-    if as_of is not None:
-        newest = newest.where(profile_dates.c.acquired_at <= as_of)
-    newest = newest.group_by(profile_dates.c.parcel_id).subquery()
-    query = select(profile_dates, newest.c.count).join(
-        newest,
-        and_(
-            profile_dates.c.parcel_id == newest.c.parcel_id,
-            profile_dates.c.seq == newest.c.seq,
-        ),
-    )
-    with _reading(bind) as c:
-        for r in c.execute(query):
-            out[r.parcel_id] = (date_row(r), r.view, r.count, r.acquired_at)
-    return out
-
-
-def clear_count(bind: Bind, parcel_id: str, as_of: datetime | None) -> int:
-    """A parcel's clear dates up to ``as_of``, outliers left out (the newest, which nothing
-    after it contradicts, counted)."""
-    query = select(func.count(), func.max(profile_dates.c.seq)).where(
-        profile_dates.c.parcel_id == parcel_id
-    )
-    if as_of is not None:
-        query = query.where(profile_dates.c.acquired_at <= as_of)
-    with _reading(bind) as c:
-        count, newest = c.execute(query).one()
-        outliers = c.execute(
-            query.with_only_columns(func.count()).where(
-                profile_dates.c.outlier.is_(True), profile_dates.c.seq != newest
-            )
-        ).scalar()
-    return count - outliers
 
 
 def kinds_with_peers(bind: Bind, scene_id: str) -> list[str]:

@@ -281,36 +281,34 @@ def parcel_profile(
     return document(parcel, observations, rows, dates[-1]["view"] if dates else EMPTY_VIEW, as_of)
 
 
-def profile_heads(
-    bind: store.Bind, parcel_ids: list[str], as_of: datetime | None, window_days: float
-) -> dict[str, dict]:
-    """What a valuation reads of each parcel's profile at ``as_of``, without its record:
+def profile_heads(bind: store.Bind, parcel_id: str, as_of: datetime | None) -> dict | None:
+    """What a valuation reads of a parcel's profile at ``as_of``, without its record: the
     health and anomaly of the newest judged date, the view (events, suspected), the clear
-    dates of the last ``window_days`` (with the one before them, for the gap) and how many
-    clear dates there are in all (outliers left out, the newest counted). parcel id ->
-    head; a parcel never seen clear has none. A few rows a parcel, whatever its record."""
-    out: dict[str, dict] = {}
-    newest = profile_store.latest_views(bind, parcel_ids, as_of)
-    starts = {
-        pid: profiles.EPOCH + timedelta(days=profiles.to_days(as_of) - window_days)
-        if as_of is not None
-        else at - timedelta(days=window_days)
-        for pid, (_, _, _, at) in newest.items()
+    dates of the last RECENT_CLEAR_DAYS (with the one before them) as [scene id, day],
+    and how many clear dates there are in all (outliers left out, the newest counted).
+    None for a parcel never seen clear. Two rows, whatever the record."""
+    newest = profile_store.newest_dates(bind, parcel_id, as_of)
+    if not newest:
+        return None
+    row, view, _, acquired_at = newest[-1]
+    state = profiles.ProfileState("", None)
+    if len(newest) == 2 and newest[0][2] is not None:
+        state.resume(newest[0][2], row.seq)
+    state.put(row)
+    state.count = row.seq + 1
+    judged = row if math.isfinite(row.expected) else None
+    judged = judged or profile_store.newest_judged(bind, parcel_id, as_of)
+    anomaly = None if judged is None else judged.anomaly()
+    return {
+        "health_index": profiles.health_index(anomaly),
+        "anomaly_z": None if anomaly is None else round(anomaly, 3),
+        "clear": state.recent(),
+        "clear_count": row.clear_dates,
+        "newest": row,
+        "newest_at": acquired_at,
+        "events": view["events"],
+        "suspected": view["suspected"],
     }
-    clear = profile_store.sampling_dates(bind, starts, as_of)
-    for parcel_id, (row, view, _, _) in newest.items():
-        judged = row if math.isfinite(row.expected) else None
-        judged = judged or profile_store.newest_judged(bind, parcel_id, as_of)
-        anomaly = None if judged is None else judged.anomaly()
-        out[parcel_id] = {
-            "health_index": profiles.health_index(anomaly),
-            "anomaly_z": None if anomaly is None else round(anomaly, 3),
-            "clear": clear.get(parcel_id, []),  # (scene id, acquired_at), oldest first
-            "clear_count": profile_store.clear_count(bind, parcel_id, as_of),
-            "events": view["events"],
-            "suspected": view["suspected"],
-        }
-    return out
 
 
 # --- keeping them up to date -------------------------------------------------------------
@@ -527,9 +525,7 @@ def _replay_one(
     if first > 0:
         for row in resumed["rows"].values():
             state.put(row)
-        state.walk = profiles.Walk.from_json(resumed["state"]["walk"])
-        state.offsets = list(resumed["state"]["offsets"])
-        state.count = state.settled = first
+        state.resume(resumed["state"], first)
         first_year = resumed["at"][0].year
         state.table = table
         if table is not None:
@@ -552,15 +548,8 @@ def _heads(
     observations: dict[str, list[dict]],
 ) -> dict[str, dict]:
     """The newest part of each replayed profile, what save_profiles stores (summary and
-    events): from the state in memory, the observations read for the replay and one
-    query for the clear dates that sampling counts."""
+    events): from the state in memory and the observations read for the replay."""
     as_of = {pid: observations[pid][-1]["acquired_at"] for pid in states if observations.get(pid)}
-    recent = profile_store.sampling_dates(
-        conn, {pid: at - timedelta(days=profiles.SAMPLING_WINDOW_DAYS) for pid, at in as_of.items()}
-    )
-    newest_views = profile_store.latest_views(
-        conn, [pid for pid in states if not taken[pid] and pid in as_of]
-    )
     heads: dict[str, dict] = {}
     for pid, state in states.items():
         rows = sorted(state.rows.values(), key=lambda r: r.seq)
@@ -572,10 +561,7 @@ def _heads(
         # of dates without a baseline
         last = judged[-1] if judged else (profile_store.newest_judged(conn, pid) if rows else None)
         anomaly = None if last is None else last.anomaly()
-        if taken[pid]:
-            view = taken[pid][-1]["view"]
-        else:
-            view = newest_views[pid][1] if pid in newest_views else EMPTY_VIEW
+        view = taken[pid][-1]["view"] if taken[pid] else EMPTY_VIEW
         latest = next(
             (o for o in reversed(observations.get(pid, [])) if o["ndvi_mean"] is not None),
             None,
@@ -583,8 +569,7 @@ def _heads(
         when = as_of.get(pid)
         sampling = None
         if when is not None:
-            seen = {profiles.to_days(at) for _, at in recent.get(pid, [])}
-            days = np.array(sorted(seen | {r.day for r in fit}))
+            days = np.array([day for _, day in state.recent()])
             sampling = profiles.sampling(days, profiles.to_days(when))
         heads[pid] = {
             "as_of": when.isoformat() if when else None,

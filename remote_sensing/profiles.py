@@ -56,6 +56,9 @@ MIN_OWN_DATES = 2  # earlier-year clear dates in that window before history spea
 MAX_ALLOWANCE = 0.15  # no usual dip is deeper: beyond this it is damage whatever the source
 PEER_LAMBDA = 2000.0  # peers' seasonal course: stiff (~45 days) so their joint dips stand out
 SAMPLING_WINDOW_DAYS = 60.0  # "how sure": clear dates and the largest gap over this window
+# a profile's state keeps its clear dates this far back (and one before), so sampling over
+# a policy's window up to this long reads the state, not the record
+RECENT_CLEAR_DAYS = 180.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -485,7 +488,7 @@ class SeasonTable:
 
     @classmethod
     def from_json(cls, data: dict) -> "SeasonTable":
-        floats = lambda values: tuple(_float(v) for v in values)  # noqa: E731
+        floats = lambda values: tuple(NAN if v is None else float(v) for v in values)  # noqa: E731
         return cls(
             data["year"], floats(data["expected"]), floats(data["spread"]), floats(data["dip"])
         )
@@ -530,8 +533,7 @@ def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _float(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -553,6 +555,7 @@ class DateRow:
     source: str | None  # "history", "peers" or None
     shared: float  # the peers' shared dip in that scene
     offset: float  # NDVI less its scene's peer median (NaN without peers)
+    clear_dates: int = 0  # the parcel's clear dates up to this one (earlier outliers not)
 
     def judged(self) -> "JudgedDate":
         return JudgedDate(
@@ -591,6 +594,10 @@ class ProfileState:
     walk: Walk = field(default_factory=Walk)  # after the settled dates
     offsets: list[float] = field(default_factory=list)  # the last PLACE_DATES usable
     table: SeasonTable | None = None
+    clear_dates: int = 0  # settled dates that are no outliers
+    # [scene id, day] of the settled clear dates (no outliers) of the last
+    # RECENT_CLEAR_DAYS before the newest settled one, and the one before them
+    recent_clear: list[list] = field(default_factory=list)
     judged: dict[int, JudgedDate] = field(default_factory=dict, repr=False)  # of ``rows``
 
     def put(self, row: DateRow) -> None:
@@ -639,6 +646,11 @@ class ProfileState:
         self.settled = self.count
         if not row.outlier and math.isfinite(row.offset) and self.walk.current is None:
             self.offsets = [*self.offsets, row.offset][-PLACE_DATES:]
+        if not row.outlier:
+            self.clear_dates += 1
+            recent = [*self.recent_clear, [row.scene_id, row.day]]
+            inside = [r for r in recent if r[1] > row.day - RECENT_CLEAR_DAYS]
+            self.recent_clear = recent[-len(inside) - 1 :]
 
     def _judge(
         self, scene_id: str, day: float, ndvi: float, weight: float, peer: Peer | None
@@ -669,6 +681,7 @@ class ProfileState:
             source,
             float(min(peer.dip, MAX_ALLOWANCE)) if with_peers else 0.0,
             float(ndvi - peer.median) if with_peers else float("nan"),
+            self.clear_dates + 1,
         )
 
     def detector(self, area_of: AreaOf | None = None, walk: Walk | None = None) -> Detector:
@@ -706,7 +719,26 @@ class ProfileState:
 
     def as_json(self) -> dict:
         """What is stored with the newest settled date, to resume from (rows apart)."""
-        return {"walk": self.walk.as_json(), "offsets": list(self.offsets)}
+        return {
+            "walk": self.walk.as_json(),
+            "offsets": list(self.offsets),
+            "clear_dates": self.clear_dates,
+            "recent_clear": [list(r) for r in self.recent_clear],
+        }
+
+    def resume(self, stored: dict, count: int) -> None:
+        """Continue from what as_json stored with the date at position ``count - 1``."""
+        self.walk = Walk.from_json(stored["walk"])
+        self.offsets = list(stored["offsets"])
+        self.clear_dates = stored["clear_dates"]
+        self.recent_clear = [list(r) for r in stored["recent_clear"]]
+        self.count = self.settled = count
+
+    def recent(self) -> list[list]:
+        """[scene id, day] of the clear dates sampling reads as of the newest date: the
+        settled recent ones and the newest (which nothing after it contradicts)."""
+        newest = [self.rows[self.count - 1]] if self.settled < self.count else []
+        return [*self.recent_clear, *([r.scene_id, r.day] for r in newest)]
 
 
 def analyse(

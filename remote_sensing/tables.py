@@ -163,6 +163,7 @@ profile_dates = Table(
     Column("source", String(16)),
     Column("shared", Float, nullable=False),
     Column("offset", Float),  # NDVI less the scene's peer median (NULL without peers)
+    Column("clear_dates", Integer, nullable=False),  # clear dates up to it, no outliers
     Column("state", JSON),
     Column("view", JSON, nullable=False),
     Index("ix_profile_dates_parcel_time", "parcel_id", "acquired_at"),

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16)),
         sa.Column("shared", sa.Float, nullable=False),
         sa.Column("offset", sa.Float),
+        sa.Column("clear_dates", sa.Integer, nullable=False),
         sa.Column("state", sa.JSON),
         sa.Column("view", sa.JSON, nullable=False),
     )
