@@ -154,6 +154,22 @@ class Walk:
     def copy(self) -> "Walk":
         return Walk.from_json(self.as_json())
 
+    def forget_suspected(self, day: float) -> None:
+        """Drop the unconfirmed runs whose last low date is more than SUSPECTED_KEEP_DAYS
+        before ``day``: a profile reports them for a year, and its state does not grow
+        with every dip a cloudy record could neither confirm nor rule out."""
+        kept = [
+            e
+            for e in self.events
+            if e.confirmed_index is not None
+            or e.days.get("last_low", day) >= day - SUSPECTED_KEEP_DAYS
+        ]
+        if len(kept) == len(self.events):
+            return
+        current = None if self.current is None else self.events[self.current]
+        self.events = kept
+        self.current = None if current is None else kept.index(current)
+
     def refers_to(self) -> list[int]:
         """The date positions the walk reads again when it takes the next dates: its run,
         and the first weeks' dates of events whose extent is not final."""
@@ -164,6 +180,8 @@ class Walk:
         return refs
 
 
+# An unconfirmed run stays in a profile this long after its last low date.
+SUSPECTED_KEEP_DAYS = 365.0
 # At most this many of a run's deepest dates are read to find where its pixels fell: a
 # long mild decline with no place would otherwise read more files at every new date.
 MEASURE_DATES = 8
@@ -233,6 +251,7 @@ class Detector:
         the last and the walk is finished next)."""
         date, walk = self.dates[i], self.walk
         self._fix_extents(date.day)
+        walk.forget_suspected(date.day)
         if date.outlier or not np.isfinite(date.expected):
             return
         suspect = date.drop > max(OPEN_SIGMA * date.spread, OPEN_MIN_DROP)

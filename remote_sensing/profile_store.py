@@ -4,11 +4,12 @@ season tables. Every query here is bounded by what it returns: a parcel's recent
 a scene's peers, the dates a replay re-adds; none reads a parcel's whole record except the
 document that lists it."""
 
+import functools
 import math
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select
 
 from remote_sensing import profiles
 from remote_sensing.store import Bind, _reading
@@ -116,30 +117,78 @@ def clear_means_of_scene(bind: Bind, scene_id: str, min_valid_fraction: float) -
 def replay_starts(bind: Bind, since: dict[str, datetime]) -> dict[str, tuple[int, int]]:
     """parcel id -> (its clear dates stored, the first position a replay from ``since``
     re-adds): the date before the first stored one on or after ``since`` (its outlier flag
-    waits for its next date, which may now be another), else the newest."""
+    waits for its next date, which may now be another), else the newest. Index seeks: the
+    newest date of each parcel, and its dates from ``since`` on."""
+    from remote_sensing.tables import parcels
+
     by_time: dict[datetime, list[str]] = defaultdict(list)
     for pid, when in since.items():
         by_time[when].append(pid)
+    newest = (
+        select(profile_dates.c.seq)
+        .where(profile_dates.c.parcel_id == parcels.c.parcel_id)
+        .order_by(profile_dates.c.acquired_at.desc(), profile_dates.c.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     out: dict[str, tuple[int, int]] = {}
     with _reading(bind) as c:
         for when, pids in by_time.items():
             for start in range(0, len(pids), 5 * CHUNK):
                 chunk = pids[start : start + 5 * CHUNK]
-                grouped = (
-                    select(
-                        profile_dates.c.parcel_id,
-                        func.max(profile_dates.c.seq),
-                        func.min(profile_dates.c.seq).filter(profile_dates.c.acquired_at >= when),
-                    )
-                    .where(profile_dates.c.parcel_id.in_(chunk))
-                    .group_by(profile_dates.c.parcel_id)
+                last = dict(
+                    c.execute(
+                        select(parcels.c.parcel_id, newest).where(parcels.c.parcel_id.in_(chunk))
+                    ).all()
                 )
-                found = {pid: (last, first) for pid, last, first in c.execute(grouped)}
+                firsts = dict(
+                    c.execute(
+                        select(profile_dates.c.parcel_id, func.min(profile_dates.c.seq))
+                        .where(
+                            profile_dates.c.parcel_id.in_(chunk),
+                            profile_dates.c.acquired_at >= when,
+                        )
+                        .group_by(profile_dates.c.parcel_id)
+                    ).all()
+                )
                 for pid in chunk:
-                    last, first = found.get(pid, (-1, None))
-                    count = last + 1
-                    out[pid] = (count, max(0, (count if first is None else first) - 1))
+                    count = 0 if last.get(pid) is None else last[pid] + 1
+                    first = firsts.get(pid, count)
+                    out[pid] = (count, max(0, first - 1))
     return out
+
+
+BIG = 2**31 - 1  # an open upper bound
+
+
+@functools.cache
+def _ranges(table_name: str, key: str, column: str, n: int):
+    """(key = :k AND :lo <= column < :hi) OR ... for ``n`` items, built once per size: an
+    expression of 400 such terms took longer to build than the statement took to run.
+    SQLite and PostgreSQL answer each term by an index seek."""
+    table = {"profile_dates": profile_dates, "season_tables": season_tables}[table_name]
+    return or_(
+        *(
+            and_(
+                table.c[key] == bindparam(f"k{i}"),
+                table.c[column] >= bindparam(f"lo{i}"),
+                table.c[column] < bindparam(f"hi{i}"),
+            )
+            for i in range(n)
+        )
+    )
+
+
+def _in_ranges(table_name: str, key: str, column: str, items: list[tuple]) -> tuple:
+    """The where-clause of _ranges for ``items`` ((key, lo, hi), at most CHUNK; padded to
+    a size of 1, 10, 100 or CHUNK with the last, so few statements are ever compiled) and
+    its parameters."""
+    n = next(size for size in (1, 10, 100, CHUNK) if size >= len(items))
+    padded = items + [items[-1]] * (n - len(items))
+    params = {}
+    for i, (k, lo, hi) in enumerate(padded):
+        params[f"k{i}"], params[f"lo{i}"], params[f"hi{i}"] = k, lo, hi
+    return _ranges(table_name, key, column, n), params
 
 
 def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
@@ -151,13 +200,10 @@ def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
         items = [(pid, p) for pid, p in starts.items() if p > 0]
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
-            before = or_(
-                *(
-                    and_(profile_dates.c.parcel_id == pid, profile_dates.c.seq == p - 1)
-                    for pid, p in chunk
-                )
+            before, params = _in_ranges(
+                "profile_dates", "parcel_id", "seq", [(pid, p - 1, p) for pid, p in chunk]
             )
-            for r in c.execute(select(profile_dates).where(before)):
+            for r in c.execute(select(profile_dates).where(before), params):
                 out[r.parcel_id]["state"] = r.state
                 out[r.parcel_id]["at"] = (r.acquired_at, r.scene_id)
             lows = {}
@@ -168,17 +214,10 @@ def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
                 if walk.previous is not None:
                     refs.append(walk.previous)
                 lows[pid] = max(0, min(refs) - 2 * profiles.PRE_EVENT_DATES)
-            window = or_(
-                *(
-                    and_(
-                        profile_dates.c.parcel_id == pid,
-                        profile_dates.c.seq >= lows[pid],
-                        profile_dates.c.seq < p,
-                    )
-                    for pid, p in chunk
-                )
+            window, params = _in_ranges(
+                "profile_dates", "parcel_id", "seq", [(pid, lows[pid], p) for pid, p in chunk]
             )
-            for r in c.execute(select(*ROW_COLUMNS).where(window)):
+            for r in c.execute(select(*ROW_COLUMNS).where(window), params):
                 out[r.parcel_id]["rows"][r.seq] = date_row(r)
     return out
 
@@ -222,13 +261,13 @@ def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profiles.Se
     items = list(years.items())
     with _reading(bind) as c:
         for start in range(0, len(items), CHUNK):
-            wanted = or_(
-                *(
-                    and_(season_tables.c.parcel_id == pid, season_tables.c.year == year)
-                    for pid, year in items[start : start + CHUNK]
-                )
+            wanted, params = _in_ranges(
+                "season_tables",
+                "parcel_id",
+                "year",
+                [(pid, year, year + 1) for pid, year in items[start : start + CHUNK]],
             )
-            for r in c.execute(select(season_tables).where(wanted)):
+            for r in c.execute(select(season_tables).where(wanted), params):
                 out[r.parcel_id] = profiles.SeasonTable.from_json(r.bins)
     return out
 
@@ -241,29 +280,20 @@ def write_replays(conn: Connection, replays: dict[str, tuple]) -> None:
     items = list(replays.items())
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
-        conn.execute(
-            delete(profile_dates).where(
-                or_(
-                    *(
-                        and_(profile_dates.c.parcel_id == pid, profile_dates.c.seq >= first)
-                        for pid, (first, *_) in chunk
-                    )
-                )
-            )
+        stale, params = _in_ranges(
+            "profile_dates", "parcel_id", "seq", [(pid, first, BIG) for pid, (first, *_) in chunk]
         )
+        conn.execute(delete(profile_dates).where(stale), params)
         rows = [row for _, (_, stored, *_) in chunk for row in stored]
         if rows:
             conn.execute(insert(profile_dates), rows)
-        conn.execute(
-            delete(season_tables).where(
-                or_(
-                    *(
-                        and_(season_tables.c.parcel_id == pid, season_tables.c.year > (year or 0))
-                        for pid, (_, _, _, year) in chunk
-                    )
-                )
-            )
+        stale, params = _in_ranges(
+            "season_tables",
+            "parcel_id",
+            "year",
+            [(pid, (year or 0) + 1, BIG) for pid, (_, _, _, year) in chunk],
         )
+        conn.execute(delete(season_tables).where(stale), params)
         fresh = [
             {"parcel_id": pid, "year": y, "bins": table.as_json()}
             for pid, (_, _, tables, year) in chunk
@@ -364,19 +394,18 @@ def parcels_dated_in(bind: Bind, scenes: dict[str, datetime]) -> dict[str, datet
     return out
 
 
-def superseded_with_peers(bind: Bind) -> list[str]:
-    """Scenes with peers stored whose observations a better copy replaced."""
+def superseded_with_peers(bind: Bind, acquisition_key: str | None = None) -> list[str]:
+    """Scenes with peers stored whose observations a better copy replaced (of one
+    acquisition, when ``acquisition_key`` is given)."""
     from remote_sensing.tables import scenes
 
-    query = (
-        select(scene_peers.c.scene_id)
-        .where(
-            ~scene_peers.c.scene_id.in_(select(scenes.c.scene_id).where(scenes.c.status == "done"))
-        )
-        .distinct()
-    )
+    done = select(scenes.c.scene_id).where(scenes.c.status == "done")
+    query = select(scene_peers.c.scene_id).where(~scene_peers.c.scene_id.in_(done))
+    if acquisition_key is not None:
+        copies = select(scenes.c.scene_id).where(scenes.c.acquisition_key == acquisition_key)
+        query = query.where(scene_peers.c.scene_id.in_(copies))
     with _reading(bind) as c:
-        return list(c.scalars(query))
+        return list(c.scalars(query.distinct()))
 
 
 def scenes_without_peers(bind: Bind) -> list[tuple[str, datetime]]:

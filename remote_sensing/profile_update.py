@@ -319,6 +319,8 @@ def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
     peers of scenes that have none stored are computed first). A parcel that fails (an
     unknown parcel, an unreadable file, a row the database refuses) is reported (parcel id
     -> error) and the others are still stored."""
+    if not parcel_ids:
+        return {}
     with engine.begin() as conn:
         ensure_peers(conn)
     failures: dict[str, str] = {}
@@ -364,7 +366,11 @@ def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) 
     """Store the scene's peers per kind and the dips this scene changes (those of the
     PEER_EDGE usable scenes before it become final, later ones move if it came late).
     parcel id -> the earliest of its dates judged on a dip that changed."""
-    profile_store.drop_peers(conn, superseded_with_peers(conn))
+    key = conn.execute(
+        select(scenes_table.c.acquisition_key).where(scenes_table.c.scene_id == scene_id)
+    ).scalar()
+    if key:  # the copies of this acquisition it replaced
+        profile_store.drop_peers(conn, profile_store.superseded_with_peers(conn, key))
     changed_scenes: dict[str, datetime] = {}
     means = profile_store.clear_means_of_scene(conn, scene_id, profiles.MIN_VALID_FRACTION)
     kinds = set(means) | set(profile_store.kinds_with_peers(conn, scene_id))
@@ -400,17 +406,11 @@ def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) 
     return profile_store.parcels_dated_in(conn, changed_scenes)
 
 
-def superseded_with_peers(conn: Connection) -> list[str]:
-    """Scenes that no longer hold observations (a better copy replaced them) but still
-    have peers stored."""
-    return profile_store.superseded_with_peers(conn)
-
-
 def ensure_peers(conn: Connection) -> None:
     """Compute the peers of every scene processed without them (on a cluster's workers,
     or before the profiles were stored), in time order, and forget those of superseded
     copies."""
-    profile_store.drop_peers(conn, superseded_with_peers(conn))
+    profile_store.drop_peers(conn, profile_store.superseded_with_peers(conn))
     for scene_id, acquired_at in profile_store.scenes_without_peers(conn):
         scene_peers_changed(conn, scene_id, acquired_at)
 

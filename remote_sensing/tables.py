@@ -87,6 +87,7 @@ observations = Table(
     Column("cloud_fraction", Float, nullable=False),
     # a parcel's recent observations (a profile's replay, its newest) without its record
     Index("ix_observations_parcel_time", "parcel_id", "acquired_at"),
+    Index("ix_observations_scene", "scene_id"),  # a scene's rows: its peers, its redo
 )
 
 # Disturbances found in a parcel's profile; one row per (parcel, kind, start), updated as
@@ -167,6 +168,7 @@ profile_dates = Table(
     Column("state", JSON),
     Column("view", JSON, nullable=False),
     Index("ix_profile_dates_parcel_time", "parcel_id", "acquired_at"),
+    Index("ix_profile_dates_scene", "scene_id"),  # the dates judged on a scene's peers
 )
 
 # A parcel's usual NDVI by time of year for one calendar year (profiles.SeasonTable), made

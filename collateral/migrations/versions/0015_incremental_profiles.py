@@ -29,6 +29,7 @@ def _parcel_id(**kwargs) -> sa.Column:
 
 def upgrade() -> None:
     op.create_index("ix_observations_parcel_time", "observations", ["parcel_id", "acquired_at"])
+    op.create_index("ix_observations_scene", "observations", ["scene_id"])
     op.create_table(
         "scene_peers",
         sa.Column("scene_id", sa.String(200), primary_key=True),
@@ -61,6 +62,7 @@ def upgrade() -> None:
         sa.Column("view", sa.JSON, nullable=False),
     )
     op.create_index("ix_profile_dates_parcel_time", "profile_dates", ["parcel_id", "acquired_at"])
+    op.create_index("ix_profile_dates_scene", "profile_dates", ["scene_id"])
     op.create_table(
         "season_tables",
         _parcel_id(primary_key=True),
@@ -71,8 +73,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("season_tables")
+    op.drop_index("ix_profile_dates_scene", "profile_dates")
     op.drop_index("ix_profile_dates_parcel_time", "profile_dates")
     op.drop_table("profile_dates")
     op.drop_index("ix_scene_peers_kind_time", "scene_peers")
     op.drop_table("scene_peers")
+    op.drop_index("ix_observations_scene", "observations")
     op.drop_index("ix_observations_parcel_time", "observations")
