@@ -402,7 +402,7 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
 
 
 def test_a_database_error_while_a_scenes_profiles_are_built_is_raised(postgres_url):
-    """The imagery job builds a scene's profiles inside its transaction (while its COG is
+    """The imagery job advances a scene's profiles inside its transaction (while its COG is
     written). A database error there has lost the transaction: it must reach the scene's
     retry, not be logged and kept (the next statement then failed with "invalid
     transaction", which is no reason to retry, and a PostgreSQL restart failed the scene)."""
@@ -421,8 +421,8 @@ def test_a_database_error_while_a_scenes_profiles_are_built_is_raised(postgres_u
                 other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
             meanwhile = job._ProfilesMeanwhile()
             with pytest.raises(DBAPIError) as raised:
-                meanwhile(conn, ["T-01"], NOTHING_PENDING)
+                meanwhile(conn, "S2A-SCENE", ["T-01"], NOTHING_PENDING)
             assert raised.value.connection_invalidated
-            assert meanwhile.built == {}
+            assert meanwhile.advanced == set()
     finally:
         engine.dispose()

@@ -10,18 +10,17 @@ the summary and the events) is compared for exact equality.
 """
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from collateral.db import make_engine, upgrade
 from remote_sensing import profile_update, store
-from remote_sensing.profile_update import parcel_profile, profiles_while_writing
+from remote_sensing.profile_update import parcel_profile
 from remote_sensing.tables import (
     parcel_events,
     parcel_profiles,
-    parcels,
     profile_dates,
     scene_peers,
     season_tables,
@@ -39,60 +38,8 @@ def gardens(tmp_path_factory):
 def _database(tmp_path, name: str, sim: cg.Simulation):
     engine = make_engine(f"sqlite:///{tmp_path / name}")
     upgrade(engine)
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(parcels),
-            [
-                {**p, "owner": None, "attributes": {}, "updated_at": now}
-                for p in sim.parcels.values()
-            ],
-        )
+    cg.insert_parcels(engine, sim)
     return engine
-
-
-def _scenes(sim: cg.Simulation) -> list[tuple[str, datetime, list[dict]]]:
-    """(scene id, acquired_at, its observation rows) in time order."""
-    by_scene: dict[str, list[dict]] = {}
-    for parcel_id, observations in sim.observations.items():
-        for o in observations:
-            by_scene.setdefault(o["scene_id"], []).append(
-                {
-                    "parcel_id": parcel_id,
-                    "scene_id": o["scene_id"],
-                    "acquired_at": o["acquired_at"],
-                    "sensor": "sentinel-2a",
-                    "ndvi_mean": o["ndvi_mean"],
-                    "pixel_count": o["pixel_count"],
-                    "valid_fraction": o["valid_fraction"],
-                    "cloud_fraction": 1.0 - o["valid_fraction"],
-                }
-            )
-    return sorted(
-        ((sid, rows[0]["acquired_at"], rows) for sid, rows in by_scene.items()),
-        key=lambda s: (s[1], s[0]),
-    )
-
-
-def _ledger(sim, scene_id: str, acquired_at: datetime) -> dict:
-    return {
-        "scene_id": scene_id,
-        "checksum": "sim",
-        "source_path": sim.ndvi_paths[scene_id],
-        "acquired_at": acquired_at,
-        "ndvi_path": sim.ndvi_paths[scene_id],
-    }
-
-
-def _scene_by_scene(engine, sim, scenes) -> dict[str, str]:
-    """Each scene in its own transaction, its profiles advanced inside it, as the job does."""
-    failures: dict[str, str] = {}
-    for scene_id, acquired_at, rows in scenes:
-        with engine.begin() as conn:
-            store.record_scene_done(conn, _ledger(sim, scene_id, acquired_at), rows)
-            changed = sorted({r["parcel_id"] for r in rows})
-            failures.update(profiles_while_writing(conn, scene_id, changed))
-    return failures
 
 
 def _stored(engine) -> dict:
@@ -127,15 +74,15 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 def test_scene_by_scene_equals_a_rebuild_over_three_years(gardens, tmp_path, agri, monkeypatch):
-    scenes = _scenes(gardens)
+    scenes = cg.scenes_of(gardens)
     assert len({s[1].year for s in scenes}) == 3
     incremental = _database(tmp_path, "incremental.db", gardens)
-    assert _scene_by_scene(incremental, gardens, scenes) == {}
+    assert cg.store_scene_by_scene(incremental, gardens, scenes) == {}
 
     rebuilt = _database(tmp_path, "rebuilt.db", gardens)
     for scene_id, acquired_at, rows in scenes:  # the observations, no profiles
         with rebuilt.begin() as conn:
-            store.record_scene_done(conn, _ledger(gardens, scene_id, acquired_at), rows)
+            store.record_scene_done(conn, cg.ledger_of(gardens, scene_id, acquired_at), rows)
     monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'rebuilt.db'}")
     result = agri("profiles", "rebuild", "--json")
     assert result.exit_code == 0, result.output
@@ -164,7 +111,7 @@ def test_scene_by_scene_equals_a_rebuild_over_three_years(gardens, tmp_path, agr
 def test_late_scenes_replay_from_their_date_to_the_in_order_result(gardens, tmp_path):
     """Clear scenes held back (one in the frost, one in the cut, one at a year's turn)
     and stored months later give exactly the rows of the in-order run."""
-    scenes = _scenes(gardens)
+    scenes = cg.scenes_of(gardens)
     clear = {f"SIM10_{d:%Y%m%d}" for d in gardens.clear_passes}
 
     def first_clear_after(day: date) -> str:
@@ -180,7 +127,7 @@ def test_late_scenes_replay_from_their_date_to_the_in_order_result(gardens, tmp_
     split = next(k for k, s in enumerate(on_time) if s[1].date() >= date(2025, 4, 1))
 
     in_order = _database(tmp_path, "in_order.db", gardens)
-    assert _scene_by_scene(in_order, gardens, scenes) == {}
+    assert cg.store_scene_by_scene(in_order, gardens, scenes) == {}
     delivered = _database(tmp_path, "late.db", gardens)
     calls: list[dict] = []
     replay = profile_update.replay
@@ -192,7 +139,7 @@ def test_late_scenes_replay_from_their_date_to_the_in_order_result(gardens, tmp_
     profile_update.replay = counting
     try:
         arrival = [*on_time[:split], *late, *on_time[split:]]
-        assert _scene_by_scene(delivered, gardens, arrival) == {}
+        assert cg.store_scene_by_scene(delivered, gardens, arrival) == {}
     finally:
         profile_update.replay = replay
     assert _differences(_stored(in_order), _stored(delivered)) == []

@@ -217,3 +217,64 @@ def _write(path: Path, array: np.ndarray, transform: Affine) -> None:
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
+
+
+def insert_parcels(engine, sim: Simulation) -> None:
+    """The simulation's parcels as stored parcels."""
+    from sqlalchemy import insert
+
+    from remote_sensing.tables import parcels
+
+    now = datetime.now(UTC)
+    rows = [{**p, "owner": None, "attributes": {}, "updated_at": now} for p in sim.parcels.values()]
+    with engine.begin() as conn:
+        conn.execute(insert(parcels), rows)
+
+
+def scenes_of(sim: Simulation) -> list[tuple[str, datetime, list[dict]]]:
+    """(scene id, acquired_at, its observation rows as stored) in time order."""
+    by_scene: dict[str, list[dict]] = {}
+    for parcel_id, observations in sim.observations.items():
+        for o in observations:
+            by_scene.setdefault(o["scene_id"], []).append(
+                {
+                    "parcel_id": parcel_id,
+                    "scene_id": o["scene_id"],
+                    "acquired_at": o["acquired_at"],
+                    "sensor": "sentinel-2a",
+                    "ndvi_mean": o["ndvi_mean"],
+                    "pixel_count": o["pixel_count"],
+                    "valid_fraction": o["valid_fraction"],
+                    "cloud_fraction": 1.0 - o["valid_fraction"],
+                }
+            )
+    return sorted(
+        ((sid, rows[0]["acquired_at"], rows) for sid, rows in by_scene.items()),
+        key=lambda s: (s[1], s[0]),
+    )
+
+
+def ledger_of(sim: Simulation, scene_id: str, acquired_at: datetime) -> dict:
+    """The imagery ledger's row of a simulated scene (its NDVI file is the COG)."""
+    return {
+        "scene_id": scene_id,
+        "checksum": "sim",
+        "source_path": sim.ndvi_paths[scene_id],
+        "acquired_at": acquired_at,
+        "ndvi_path": sim.ndvi_paths[scene_id],
+    }
+
+
+def store_scene_by_scene(engine, sim: Simulation, scenes) -> dict[str, str]:
+    """Each scene in its own transaction, its profiles advanced inside it, as the imagery
+    job does (profile_update.profiles_while_writing); parcel id -> error."""
+    from remote_sensing import store
+    from remote_sensing.profile_update import profiles_while_writing
+
+    failures: dict[str, str] = {}
+    for scene_id, acquired_at, rows in scenes:
+        with engine.begin() as conn:
+            store.record_scene_done(conn, ledger_of(sim, scene_id, acquired_at), rows)
+            changed = sorted({r["parcel_id"] for r in rows})
+            failures.update(profiles_while_writing(conn, scene_id, changed))
+    return failures
