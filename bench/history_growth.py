@@ -155,8 +155,13 @@ def child(parcel_count: int, years: float, runs: int) -> dict:
         for parcel_id in loan:
             parcel_evidence(engine, parcel_id, when + timedelta(hours=1), 60)
         valuation.append(time.perf_counter() - t0)
+    with engine.connect() as c:
+        c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
+    database_bytes = (folder / "agri.db").stat().st_size
     return {
+        "database_mb": round(database_bytes / 1e6, 1),
+        "bytes_per_parcel_year": round(database_bytes / parcel_count / max(years, 1 / 12)),
         "years": years,
         "scenes": scenes,
         "parcels": parcel_count,
@@ -207,7 +212,8 @@ def main() -> None:
             f"new scene {_median(result['new_scene_s']):.3f} s "
             f"(rebuilding them {_median(result['reference_rebuild_s']):.3f} s), "
             f"valuation's 20 profiles {_median(result['valuation_20_parcels_s']):.3f} s, "
-            f"peak {result['peak_rss_mb']} MB; history built in "
+            f"peak {result['peak_rss_mb']} MB; database {result['database_mb']} MB "
+            f"({result['bytes_per_parcel_year']} bytes a parcel-year); history built in "
             f"{result['history_stored_s']} + {result['profiles_built_s']} s",
             flush=True,
         )

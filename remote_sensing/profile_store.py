@@ -191,6 +191,24 @@ def _in_ranges(table_name: str, key: str, column: str, items: list[tuple]) -> tu
     return _ranges(table_name, key, column, n), params
 
 
+def newest_positions(bind: Bind, parcel_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """parcel id -> (the position of its newest date, that date's scene), for those with
+    dates (an index seek each)."""
+    from remote_sensing.tables import parcels
+
+    newest = (
+        select(profile_dates.c.seq, profile_dates.c.scene_id)
+        .where(profile_dates.c.parcel_id == parcels.c.parcel_id)
+        .order_by(profile_dates.c.acquired_at.desc(), profile_dates.c.seq.desc())
+        .limit(1)
+    )
+    seq = newest.with_only_columns(profile_dates.c.seq).scalar_subquery()
+    scene = newest.with_only_columns(profile_dates.c.scene_id).scalar_subquery()
+    query = select(parcels.c.parcel_id, seq, scene).where(parcels.c.parcel_id.in_(parcel_ids))
+    with _reading(bind) as c:
+        return {pid: (s, sid) for pid, s, sid in c.execute(query) if s is not None}
+
+
 def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
     """parcel id -> {"state": the stored state of the date before its start (None: from
     the beginning), "rows": the stored dates a replay from there reads (the walk's

@@ -11,6 +11,7 @@ the summary and the events) is compared for exact equality.
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -149,3 +150,55 @@ def test_late_scenes_replay_from_their_date_to_the_in_order_result(gardens, tmp_
         assert min(v for v in since.values() if v is not None) <= acquired_at, scene_id
     in_order.dispose()
     delivered.dispose()
+
+
+def test_old_ndvi_files_go_but_those_profiles_still_read_stay(gardens, tmp_path, agri, monkeypatch):
+    """`agri imagery prune` on three years of gardens with every scene older than the
+    cutoff: the files of each parcel's newest date and of the dates its next replay reads
+    stay; the others go and the ledger forgets them; the stored profiles read the same,
+    and the next scene advances them as before."""
+    import shutil
+
+    from remote_sensing.tables import scenes as scenes_table
+
+    folder = tmp_path / "ndvi"
+    folder.mkdir()
+    copies = {}
+    for scene_id, path in gardens.ndvi_paths.items():
+        copies[scene_id] = str(shutil.copy(path, folder))
+    sim = cg.Simulation(
+        gardens.parcels, gardens.observations, copies, gardens.clear_passes, gardens.half_ha
+    )
+    scenes = cg.scenes_of(sim)
+    engine = _database(tmp_path, "agri.db", sim)
+    assert cg.store_scene_by_scene(engine, sim, scenes[:-1]) == {}
+    before = {pid: parcel_profile(engine, pid) for pid in sim.parcels}
+    monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'agri.db'}")
+
+    dry = agri("imagery", "prune", "--older-than-days", "1", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)
+    assert len(list(folder.iterdir())) == len(copies)  # a dry run deletes nothing
+    done = agri("imagery", "prune", "--older-than-days", "1", "--json")
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["removed"] == planned["removed"] and result["bytes"] > 0
+    kept = set(result["kept_for_profiles"])
+    newest = {rows[-1].scene_id for rows in (_rows(engine, pid) for pid in sim.parcels)}
+    assert newest <= kept and len(result["removed"]) > len(kept)
+    with engine.connect() as c:
+        paths = dict(c.execute(select(scenes_table.c.scene_id, scenes_table.c.ndvi_path)).all())
+    for scene_id in result["removed"]:
+        assert paths[scene_id] is None and not (folder / Path(copies[scene_id]).name).exists()
+    for scene_id in kept:
+        assert Path(paths[scene_id]).exists()
+    assert {pid: parcel_profile(engine, pid) for pid in sim.parcels} == before
+
+    assert cg.store_scene_by_scene(engine, sim, scenes[-1:]) == {}
+    engine.dispose()
+
+
+def _rows(engine, parcel_id: str) -> list:
+    from remote_sensing import profile_store
+
+    return [d["row"] for d in profile_store.dates_of(engine, parcel_id)]

@@ -434,6 +434,39 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+@imagery.command("prune")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=1),
+    default=730,
+    show_default=True,
+    help="Scenes acquired this long ago or more lose their NDVI files.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def imagery_prune(app: App, older_than_days: int, dry_run: bool, as_json: bool) -> None:
+    """Delete old scenes' NDVI files (cron). Kept, whatever their age: the files a profile
+    still reads (a drop not yet decided, a disturbance's first weeks, and the clear dates
+    just before them). Observations and profiles stay; claims see the files that remain,
+    so keep more than a claim's 270 days."""
+    from datetime import UTC, datetime, timedelta
+
+    from remote_sensing.retention import prune_ndvi
+
+    before = datetime.now(UTC) - timedelta(days=older_than_days)
+    result = prune_ndvi(app.engine, before, dry_run)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} the NDVI files of {len(result['removed'])} scene(s) acquired before "
+        f"{before.date()} ({result['bytes'] / 1e6:.1f} MB); kept "
+        f"{len(result['kept_for_profiles'])} that profiles still read"
+    )
+
+
 @click.group("profiles")
 def profiles_group() -> None:
     """Stored crop profiles: rebuild them after a change of rules."""
