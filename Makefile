@@ -86,6 +86,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/landsat_pipeline.py
 	$(BIN)/python bench/stac_sync.py --rate 5m --later 3
+	$(BIN)/python bench/history_growth.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
