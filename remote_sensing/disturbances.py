@@ -8,7 +8,7 @@ handed in as ``area_of``.
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,7 +152,10 @@ class Walk:
         return cls(events, data["current"], list(data["run"]), data["previous"])
 
     def copy(self) -> "Walk":
-        return Walk.from_json(self.as_json())
+        events = [
+            replace(e, event_indices=list(e.event_indices), days=dict(e.days)) for e in self.events
+        ]
+        return Walk(events, self.current, list(self.run), self.previous)
 
     def forget_suspected(self, day: float) -> None:
         """Drop the unconfirmed runs whose last low date is more than SUSPECTED_KEEP_DAYS
@@ -305,7 +308,7 @@ class Detector:
         confirmed event's extent is read over its first weeks' low dates. The walk is left
         as it was, for the next date to continue."""
         walk = self.walk
-        events = [Disturbance.from_json(e.as_json()) for e in walk.events]
+        events = walk.copy().events
         if walk.current is None and walk.run:
             events.extend(self._unconfirmed(walk.run, walk.previous, None))
         for event in events:

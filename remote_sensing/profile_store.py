@@ -221,7 +221,13 @@ def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
             before, params = _in_ranges(
                 "profile_dates", "parcel_id", "seq", [(pid, p - 1, p) for pid, p in chunk]
             )
-            for r in c.execute(select(profile_dates).where(before), params):
+            wanted = select(
+                profile_dates.c.parcel_id,
+                profile_dates.c.state,
+                profile_dates.c.acquired_at,
+                profile_dates.c.scene_id,
+            )
+            for r in c.execute(wanted.where(before), params):
                 out[r.parcel_id]["state"] = r.state
                 out[r.parcel_id]["at"] = (r.acquired_at, r.scene_id)
             lows = {}
@@ -286,7 +292,7 @@ def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profiles.Se
                 [(pid, year, year + 1) for pid, year in items[start : start + CHUNK]],
             )
             for r in c.execute(select(season_tables).where(wanted), params):
-                out[r.parcel_id] = profiles.SeasonTable.from_json(r.bins)
+                out[r.parcel_id] = profiles.SeasonTable.from_bytes(r.year, r.bins)
     return out
 
 
@@ -313,7 +319,7 @@ def write_replays(conn: Connection, replays: dict[str, tuple]) -> None:
         )
         conn.execute(delete(season_tables).where(stale), params)
         fresh = [
-            {"parcel_id": pid, "year": y, "bins": table.as_json()}
+            {"parcel_id": pid, "year": y, "bins": table.to_bytes()}
             for pid, (_, _, tables, year) in chunk
             for y, table in tables.items()
             if y > (year or 0)

@@ -316,24 +316,27 @@ def profile_heads(bind: store.Bind, parcel_id: str, as_of: datetime | None) -> d
 
 def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
     """Rebuild the stored profiles of the given parcels from their first clear date (the
-    peers of scenes that have none stored are computed first). A parcel that fails (an
+    peers of scenes that have none stored are computed first, and the parcels judged on
+    the dips they changed are replayed from there). A parcel that fails (an
     unknown parcel, an unreadable file, a row the database refuses) is reported (parcel id
     -> error) and the others are still stored."""
     if not parcel_ids:
         return {}
     with engine.begin() as conn:
-        ensure_peers(conn)
+        moved = ensure_peers(conn)
+    since: dict[str, datetime | None] = {**moved, **dict.fromkeys(parcel_ids)}
     failures: dict[str, str] = {}
-    for start in range(0, len(parcel_ids), PROFILE_CHUNK):
-        chunk = parcel_ids[start : start + PROFILE_CHUNK]
+    items = list(since.items())
+    for start in range(0, len(items), PROFILE_CHUNK):
+        chunk = dict(items[start : start + PROFILE_CHUNK])
         try:
             with engine.begin() as conn:
-                failures.update(replay(conn, dict.fromkeys(chunk)))
+                failures.update(replay(conn, chunk))
         except Exception:  # find the parcel the database refuses; store the others
-            for parcel_id in chunk:
+            for parcel_id, when in chunk.items():
                 try:
                     with engine.begin() as conn:
-                        failures.update(replay(conn, {parcel_id: None}))
+                        failures.update(replay(conn, {parcel_id: when}))
                 except Exception as exc:
                     failures[parcel_id] = _failure(exc)
     return failures
@@ -406,13 +409,16 @@ def scene_peers_changed(conn: Connection, scene_id: str, acquired_at: datetime) 
     return profile_store.parcels_dated_in(conn, changed_scenes)
 
 
-def ensure_peers(conn: Connection) -> None:
+def ensure_peers(conn: Connection) -> dict[str, datetime]:
     """Compute the peers of every scene processed without them (on a cluster's workers,
     or before the profiles were stored), in time order, and forget those of superseded
-    copies."""
+    copies. parcel id -> the earliest of its dates judged on a dip that changed."""
     profile_store.drop_peers(conn, profile_store.superseded_with_peers(conn))
+    moved: dict[str, datetime] = {}
     for scene_id, acquired_at in profile_store.scenes_without_peers(conn):
-        scene_peers_changed(conn, scene_id, acquired_at)
+        for parcel_id, when in scene_peers_changed(conn, scene_id, acquired_at).items():
+            moved[parcel_id] = min(moved.get(parcel_id, when), when)
+    return moved
 
 
 def rebuild_peers(conn: Connection) -> int:

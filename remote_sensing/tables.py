@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -178,7 +179,7 @@ season_tables = Table(
     metadata,
     _parcel_id(primary_key=True),
     Column("year", Integer, primary_key=True),
-    Column("bins", JSON, nullable=False),
+    Column("bins", LargeBinary, nullable=False),  # profiles.SeasonTable.to_bytes
 )
 
 # Per STAC API and collection: when the last sync that searched without error started.

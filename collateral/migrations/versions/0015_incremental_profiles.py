@@ -67,7 +67,7 @@ def upgrade() -> None:
         "season_tables",
         _parcel_id(primary_key=True),
         sa.Column("year", sa.Integer, primary_key=True),
-        sa.Column("bins", sa.JSON, nullable=False),
+        sa.Column("bins", sa.LargeBinary, nullable=False),
     )
 
 
