@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
 from remote_sensing import profiles
 from remote_sensing.store import Bind, _reading
@@ -209,41 +209,88 @@ def newest_positions(bind: Bind, parcel_ids: list[str]) -> dict[str, tuple[int, 
         return {pid: (s, sid) for pid, s, sid in c.execute(query) if s is not None}
 
 
-def resume_rows(bind: Bind, starts: dict[str, int]) -> dict[str, dict]:
+def resume_rows(
+    bind: Bind, starts: dict[str, int], through: dict[str, int] | None = None
+) -> dict[str, dict]:
     """parcel id -> {"state": the stored state of the date before its start (None: from
-    the beginning), "rows": the stored dates a replay from there reads (the walk's
-    references, the dates before them), seq -> DateRow}."""
-    out: dict[str, dict] = {pid: {"state": None, "rows": {}} for pid in starts}
+    the beginning), "at": that date's (acquired_at, scene id), "rows": the stored dates a
+    replay from there reads (the walk's references, the dates before them, up to position
+    ``through``, exclusive; its start by default), seq -> DateRow, "times": seq ->
+    acquired_at of those rows}."""
+    through = through or {}
+    out: dict[str, dict] = {pid: {"state": None, "rows": {}, "times": {}} for pid in starts}
     with _reading(bind) as c:
-        items = [(pid, p) for pid, p in starts.items() if p > 0]
+        items = list(starts.items())
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
-            before, params = _in_ranges(
-                "profile_dates", "parcel_id", "seq", [(pid, p - 1, p) for pid, p in chunk]
-            )
-            wanted = select(
-                profile_dates.c.parcel_id,
-                profile_dates.c.state,
-                profile_dates.c.acquired_at,
-                profile_dates.c.scene_id,
-            )
-            for r in c.execute(wanted.where(before), params):
-                out[r.parcel_id]["state"] = r.state
-                out[r.parcel_id]["at"] = (r.acquired_at, r.scene_id)
-            lows = {}
+            resumed = [(pid, p - 1, p) for pid, p in chunk if p > 0]
+            if resumed:
+                before, params = _in_ranges("profile_dates", "parcel_id", "seq", resumed)
+                wanted = select(
+                    profile_dates.c.parcel_id,
+                    profile_dates.c.state,
+                    profile_dates.c.acquired_at,
+                    profile_dates.c.scene_id,
+                )
+                for r in c.execute(wanted.where(before), params):
+                    out[r.parcel_id]["state"] = r.state
+                    out[r.parcel_id]["at"] = (r.acquired_at, r.scene_id)
+            windows = []
             for pid, p in chunk:
                 state = out[pid]["state"]
                 walk = profiles.Walk.from_json(state["walk"]) if state else profiles.Walk()
                 refs = [p - 2, *walk.refers_to()]
                 if walk.previous is not None:
                     refs.append(walk.previous)
-                lows[pid] = max(0, min(refs) - 2 * profiles.PRE_EVENT_DATES)
-            window, params = _in_ranges(
-                "profile_dates", "parcel_id", "seq", [(pid, lows[pid], p) for pid, p in chunk]
-            )
+                end = through.get(pid, p)
+                if end > 0:
+                    windows.append((pid, max(0, min(refs) - 2 * profiles.PRE_EVENT_DATES), end))
+            if not windows:
+                continue
+            window, params = _in_ranges("profile_dates", "parcel_id", "seq", windows)
             for r in c.execute(select(*ROW_COLUMNS).where(window), params):
                 out[r.parcel_id]["rows"][r.seq] = date_row(r)
+                out[r.parcel_id]["times"][r.seq] = r.acquired_at
     return out
+
+
+def views_at(bind: Bind, positions: dict[str, int]) -> dict[str, dict]:
+    """parcel id -> the view stored with its date at the given position."""
+    out: dict[str, dict] = {}
+    items = [(pid, seq, seq + 1) for pid, seq in positions.items()]
+    with _reading(bind) as c:
+        for start in range(0, len(items), CHUNK):
+            wanted, params = _in_ranges(
+                "profile_dates", "parcel_id", "seq", items[start : start + CHUNK]
+            )
+            query = select(profile_dates.c.parcel_id, profile_dates.c.view).where(wanted)
+            for pid, view in c.execute(query, params):
+                out[pid] = view
+    return out
+
+
+def settle_rows(conn: Connection, settled: dict[str, dict]) -> None:
+    """Within the caller's transaction: per parcel, the outlier flag and state of its date
+    that the next one settled ({"row": DateRow, "state": ...})."""
+    if not settled:
+        return
+    conn.execute(
+        update(profile_dates)
+        .where(
+            profile_dates.c.parcel_id == bindparam("key"),
+            profile_dates.c.seq == bindparam("position"),
+        )
+        .values(outlier=bindparam("new_outlier"), state=bindparam("new_state")),
+        [
+            {
+                "key": pid,
+                "position": item["row"].seq,
+                "new_outlier": item["row"].outlier,
+                "new_state": item["state"],
+            }
+            for pid, item in settled.items()
+        ],
+    )
 
 
 def rows_between(bind: Bind, parcel_id: str, since: datetime, before_seq: int) -> list:

@@ -66,11 +66,15 @@ def advance(
     peers: Mapping[str, profiles.Peer],
     area_of: disturbances.AreaOf | None,
     tables: dict[int, profiles.SeasonTable] | None = None,
+    settled: list[dict] | None = None,
 ) -> list[dict]:
     """Take ``dates`` (clear observations later than the state's) in turn; per date, what
     is stored: its row, the state once the next date settled it (None for the newest) and
-    its view (the disturbances as of that date)."""
+    its view (the disturbances as of that date). A newest date the state already held
+    unsettled is settled by the first of them: ``settled`` then receives its row and
+    state."""
     out: list[dict] = []
+    prior = state.count - 1 if state.settled < state.count else None
     for o in dates:
         row = state.add(
             o["scene_id"],
@@ -84,6 +88,8 @@ def advance(
         if out:  # settled now: its outlier flag is final and the walk has taken it
             out[-1]["row"] = state.rows[out[-1]["row"].seq]
             out[-1]["state"] = state.as_json()
+        elif prior is not None and settled is not None:
+            settled.append({"row": state.rows[prior], "state": state.as_json()})
         if tables is not None and state.table is not None:
             tables.setdefault(state.table.year, state.table)
         out.append(
@@ -462,12 +468,28 @@ def _replay_chunk(
     counts = profile_store.replay_starts(
         conn, {pid: when for pid, when in known.items() if when is not None}
     )
+    # a scene later than every stored date continues from the newest, which it settles
+    # (its row keeps its judgement and view); any other replays from the date before
+    appending = {
+        pid
+        for pid, (count, start) in counts.items()
+        if count > 0 and start == count - 1 and known[pid] is not None
+    }
     starts = {pid: counts[pid][1] if known[pid] is not None else 0 for pid in known}
-    resumed = profile_store.resume_rows(conn, starts)
+    through = {pid: starts[pid] + 1 for pid in appending}
+    resumed = profile_store.resume_rows(conn, starts, through)
     for pid, r in resumed.items():  # no state to continue from: from the first date
-        if starts[pid] > 0 and (r["state"] is None or starts[pid] - 1 not in r["rows"]):
-            starts[pid], r["state"], r["rows"] = 0, None, {}
-    after = {pid: resumed[pid].get("at") if starts[pid] > 0 else None for pid in known}
+        lost = r["state"] is None or starts[pid] - 1 not in r["rows"]
+        if starts[pid] > 0 and lost:
+            starts[pid], r["state"], r["rows"], r["times"] = 0, None, {}, {}
+            appending.discard(pid)
+    after: dict[str, tuple | None] = {}
+    for pid in known:
+        r = resumed[pid]
+        if pid in appending:  # after the newest stored date
+            after[pid] = (r["times"][starts[pid]], r["rows"][starts[pid]].scene_id)
+        else:
+            after[pid] = r.get("at") if starts[pid] > 0 else None
     years = {pid: at[0].year for pid, at in after.items() if at is not None}
     tables = profile_store.season_tables_of(conn, years)
     observations = store.observations_after(conn, {pid: at and at[0] for pid, at in after.items()})
@@ -483,13 +505,15 @@ def _replay_chunk(
     paths = _PathCache(conn)
     writes: dict[str, tuple] = {}
     states: dict[str, profiles.ProfileState] = {}
+    settled: dict[str, dict] = {}
     for parcel_id in known:
         parcel = parcels[parcel_id]
         try:
-            state, taken, made = _replay_one(
+            state, taken, made, prior = _replay_one(
                 conn,
                 parcel,
                 starts[parcel_id],
+                parcel_id in appending,
                 resumed[parcel_id],
                 tables.get(parcel_id),
                 dates[parcel_id],
@@ -501,13 +525,26 @@ def _replay_chunk(
             failures[parcel_id] = _failure(exc)
             continue
         states[parcel_id] = state
+        if prior:
+            settled[parcel_id] = prior[0]
         stored = [
             profile_store.stored_row(parcel_id, t["row"], t["acquired_at"], t["state"], t["view"])
             for t in taken
         ]
-        writes[parcel_id] = (starts[parcel_id], stored, made, years.get(parcel_id), taken)
+        first = starts[parcel_id] + (1 if parcel_id in appending else 0)
+        writes[parcel_id] = (first, stored, made, years.get(parcel_id), taken)
+    profile_store.settle_rows(conn, settled)
     profile_store.write_replays(conn, {pid: w[:4] for pid, w in writes.items()})
-    heads = _heads(conn, parcels, states, {pid: w[4] for pid, w in writes.items()}, observations)
+    views = profile_store.views_at(
+        conn,
+        {pid: states[pid].count - 1 for pid, w in writes.items() if not w[4] and states[pid].count},
+    )
+    heads = _heads(parcels, states, {pid: w[4] for pid, w in writes.items()}, views, observations)
+    for pid, state in states.items():  # the newest judged date further back than the state
+        if heads[pid]["baseline"] == [] and state.count:
+            older = profile_store.newest_judged(conn, pid)
+            if older is not None:
+                heads[pid].update(_judged_head(older))
     store.save_profiles_in(conn, heads)
     return failures
 
@@ -516,63 +553,64 @@ def _replay_one(
     conn: Connection,
     parcel: dict,
     first: int,
+    appending: bool,
     resumed: dict,
     table: profiles.SeasonTable | None,
     dates: list[dict],
     peers: Mapping[str, profiles.Peer],
     paths: "_PathCache",
     pending: Mapping[str, Future],
-) -> tuple[profiles.ProfileState, list[dict], dict[int, profiles.SeasonTable]]:
+) -> tuple[profiles.ProfileState, list[dict], dict[int, profiles.SeasonTable], list[dict]]:
     """One parcel's replay from position ``first`` (the state stored with the date before
-    it, ``resumed``); returns the state, what to store per date and the season tables it
-    made."""
+    it, ``resumed``), or, ``appending``, its continuation after its newest date (position
+    ``first``, unsettled); returns the state, what to store per date, the season tables it
+    made and the newest date it settled (appending)."""
     state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
     made: dict[int, profiles.SeasonTable] = {}
-    if first > 0:
+    prior: list[dict] = []
+    if first > 0 or appending:
         for row in resumed["rows"].values():
             state.put(row)
-        state.resume(resumed["state"], first)
-        first_year = resumed["at"][0].year
+        if first > 0:
+            state.resume(resumed["state"], first)
+        if appending:  # the newest stored date, not settled yet
+            state.count = first + 1
+            last_year = resumed["times"][first].year
+        else:
+            last_year = resumed["at"][0].year
         state.table = table
         if table is not None:
-            made[first_year] = table
-        if dates and dates[-1]["acquired_at"].year > first_year:
+            made[last_year] = table
+        if dates and dates[-1]["acquired_at"].year > last_year:
             # a new year's season table reads the years before it
-            jan1 = datetime(first_year + 1 - profiles.BASELINE_YEARS, 1, 1, tzinfo=profiles.UTC)
+            jan1 = datetime(last_year + 1 - profiles.BASELINE_YEARS, 1, 1, tzinfo=profiles.UTC)
             for row in profile_store.rows_between(conn, parcel["parcel_id"], jan1, first):
                 state.put(row)
     pixels = PixelEvidence(state, parcel, paths.get, pending)
-    taken = advance(state, dates, peers, pixels.affected_ha, made)
-    return state, taken, made
+    taken = advance(state, dates, peers, pixels.affected_ha, made, prior)
+    return state, taken, made, prior
 
 
 def _heads(
-    conn: Connection,
     parcels: dict[str, dict],
     states: dict[str, profiles.ProfileState],
     taken: dict[str, list[dict]],
+    views: dict[str, dict],
     observations: dict[str, list[dict]],
 ) -> dict[str, dict]:
     """The newest part of each replayed profile, what save_profiles stores (summary and
-    events): from the state in memory and the observations read for the replay."""
-    as_of = {pid: observations[pid][-1]["acquired_at"] for pid in states if observations.get(pid)}
+    events): from the state in memory, the observations read for the replay and the
+    stored view of a newest date that nothing new followed (``views``)."""
     heads: dict[str, dict] = {}
     for pid, state in states.items():
+        newest = observations.get(pid, [])
+        when = newest[-1]["acquired_at"] if newest else None
         rows = sorted(state.rows.values(), key=lambda r: r.seq)
-        if rows:
+        if rows and state.settled < state.count:
             rows[-1] = profiles.replace(rows[-1], outlier=False)  # the newest: no outlier
-        fit = [r for r in rows if not r.outlier]
-        judged = [r for r in fit if math.isfinite(r.expected)]
-        # the newest judged date, further back than the state reads only after a long run
-        # of dates without a baseline
-        last = judged[-1] if judged else (profile_store.newest_judged(conn, pid) if rows else None)
-        anomaly = None if last is None else last.anomaly()
-        view = taken[pid][-1]["view"] if taken[pid] else EMPTY_VIEW
-        latest = next(
-            (o for o in reversed(observations.get(pid, [])) if o["ndvi_mean"] is not None),
-            None,
-        )
-        when = as_of.get(pid)
+        judged = [r for r in rows if not r.outlier and math.isfinite(r.expected)]
+        view = taken[pid][-1]["view"] if taken[pid] else views.get(pid, EMPTY_VIEW)
+        latest = next((o for o in reversed(newest) if o["ndvi_mean"] is not None), None)
         sampling = None
         if when is not None:
             days = np.array([day for _, day in state.recent()])
@@ -580,14 +618,22 @@ def _heads(
         heads[pid] = {
             "as_of": when.isoformat() if when else None,
             "observations": [jsonable(latest)] if latest else [],
-            "baseline": [_baseline_json(last)] if last is not None else [],
-            "anomaly_z": None if anomaly is None else round(anomaly, 3),
-            "health_index": profiles.health_index(anomaly),
+            **_judged_head(judged[-1] if judged else None),
             "sampling": sampling,
             "events": view["events"],
             "suspected": view["suspected"],
         }
     return heads
+
+
+def _judged_head(last: profiles.DateRow | None) -> dict:
+    """A summary's figures from the newest judged date (None: none)."""
+    anomaly = None if last is None else last.anomaly()
+    return {
+        "baseline": [] if last is None else [_baseline_json(last)],
+        "anomaly_z": None if anomaly is None else round(anomaly, 3),
+        "health_index": profiles.health_index(anomaly),
+    }
 
 
 class _PathCache:
