@@ -98,7 +98,10 @@ def run_sources(
     order = {str(source.path): i for i, source in enumerate(sources)}
     summary.scenes.sort(key=lambda o: order[o.path])  # the inbox's order, however they ran
     if touched:
-        summary.profile_failures = update_profiles(engine, sorted(touched - current))
+        # what the run's scenes changed and no scene's transaction advanced (scenes run on
+        # a cluster): replayed from the earliest of them
+        since = store.earliest_acquired(engine, [s.scene_id for s in summary.scenes])
+        summary.profile_failures = update_profiles(engine, sorted(touched - current), since)
         summary.profiles_updated = len(touched) - len(summary.profile_failures)
     return summary
 

@@ -320,19 +320,21 @@ def profile_heads(bind: store.Bind, parcel_id: str, as_of: datetime | None) -> d
 # --- keeping them up to date -------------------------------------------------------------
 
 
-def update_profiles(engine: Engine, parcel_ids: list[str]) -> dict[str, str]:
-    """Rebuild the stored profiles of the given parcels from their first clear date (the
-    peers of scenes that have none stored are computed first, and the parcels judged on
-    the dips they changed are replayed from there). A parcel that fails (an
-    unknown parcel, an unreadable file, a row the database refuses) is reported (parcel id
-    -> error) and the others are still stored."""
+def update_profiles(
+    engine: Engine, parcel_ids: list[str], since: datetime | None = None
+) -> dict[str, str]:
+    """Rebuild the stored profiles of the given parcels from their first clear date, or
+    replay them from ``since`` (the peers of scenes that have none stored are computed
+    first, and the parcels judged on the dips they changed are replayed from there). A
+    parcel that fails (an unknown parcel, an unreadable file, a row the database refuses)
+    is reported (parcel id -> error) and the others are still stored."""
     if not parcel_ids:
         return {}
     with engine.begin() as conn:
         moved = ensure_peers(conn)
-    since: dict[str, datetime | None] = {**moved, **dict.fromkeys(parcel_ids)}
+    starts: dict[str, datetime | None] = {**moved, **dict.fromkeys(parcel_ids, since)}
     failures: dict[str, str] = {}
-    items = list(since.items())
+    items = list(starts.items())
     for start in range(0, len(items), PROFILE_CHUNK):
         chunk = dict(items[start : start + PROFILE_CHUNK])
         try:

@@ -372,6 +372,15 @@ def imagery_version(engine: Engine) -> tuple:
     return count, str(latest), last_id
 
 
+def earliest_acquired(bind: Bind, scene_ids: list[str]) -> datetime | None:
+    """The earliest acquisition time among these scenes in the ledger."""
+    if not scene_ids:
+        return None
+    query = select(func.min(scenes.c.acquired_at)).where(scenes.c.scene_id.in_(scene_ids))
+    with _reading(bind) as c:
+        return c.scalar(query)
+
+
 def scene_ndvi_path(bind: Bind, scene_id: str) -> str | None:
     """The NDVI COG of a scene's latest successful processing."""
     query = (

@@ -319,7 +319,9 @@ def test_a_cut_confirmed_by_the_runs_last_scene_is_measured_on_that_scenes_own_c
     after_the_run: list[list[str]] = []  # what was left to build once the scenes were in
     rebuild = job.update_profiles
     monkeypatch.setattr(
-        job, "update_profiles", lambda e, ids: after_the_run.append(ids) or rebuild(e, ids)
+        job,
+        "update_profiles",
+        lambda e, ids, since=None: after_the_run.append(ids) or rebuild(e, ids, since),
     )
     with caplog.at_level("WARNING", logger="agri.imagery"):
         summary = run_inbox(fresh, inbox, tmp_path / "data")
