@@ -70,6 +70,11 @@ def parcel_evidence(engine: Engine, parcel_id: str, as_of: datetime, window_days
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
         raise ValuationError(f"parcel {parcel_id} is not registered")
+    if window_days > profiles.RECENT_CLEAR_DAYS:
+        raise ValuationError(
+            f"the policy's imagery window of {window_days} days is longer than the "
+            f"{profiles.RECENT_CLEAR_DAYS:.0f} days of clear dates a profile keeps at hand"
+        )
     head = profile_heads(engine, parcel_id, as_of)
     # [scene id, day] of the clear dates of the window and the one before it, oldest first
     recent = [] if head is None else head["clear"]

@@ -329,6 +329,14 @@ def test_stale_imagery_counts_clear_images_in_the_window_and_names_unconfirmed_d
     assert text(first["code"], "zh-CN", **first["params"]).startswith("自 2024-03-10 起可能受损")
 
 
+def test_a_policy_window_longer_than_a_profile_keeps_is_refused_by_name(world):
+    """A profile keeps the clear dates of its last 180 days at hand; a policy counting
+    images over a longer window is refused, not sampled short."""
+    with pytest.raises(ValuationError, match="imagery window of 365 days is longer"):
+        parcel_evidence(world, "T-04", datetime(2024, 10, 1, tzinfo=UTC), 365)
+    assert parcel_evidence(world, "T-04", datetime(2024, 10, 1, tzinfo=UTC), 180)["sampling"]
+
+
 def test_valuation_evidence_carries_the_profiles_own_sampling_figures(world):
     as_of = datetime(2024, 10, 1, tzinfo=UTC)
     for parcel_id in ("T-04", "F-08"):
