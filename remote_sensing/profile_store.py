@@ -486,13 +486,17 @@ def scenes_without_peers(bind: Bind) -> list[tuple[str, datetime]]:
 
     seen_clear = (
         select(observations.c.scene_id)
+        .where(observations.c.scene_id == scenes.c.scene_id)  # by the scene index
         .where(observations.c.valid_fraction >= profiles.MIN_VALID_FRACTION)
         .where(observations.c.ndvi_mean.is_not(None))
+        .exists()
+    )
+    has_peers = (
+        select(scene_peers.c.scene_id).where(scene_peers.c.scene_id == scenes.c.scene_id).exists()
     )
     query = (
         select(scenes.c.scene_id, scenes.c.acquired_at)
-        .where(scenes.c.status == "done", scenes.c.scene_id.in_(seen_clear))
-        .where(~scenes.c.scene_id.in_(select(scene_peers.c.scene_id)))
+        .where(scenes.c.status == "done", seen_clear, ~has_peers)
         .order_by(scenes.c.acquired_at, scenes.c.scene_id)
     )
     with _reading(bind) as c:
