@@ -7,7 +7,7 @@ document that lists it."""
 import functools
 import math
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
@@ -267,6 +267,46 @@ def views_at(bind: Bind, positions: dict[str, int]) -> dict[str, dict]:
             for pid, view in c.execute(query, params):
                 out[pid] = view
     return out
+
+
+# A date keeps the state to continue from while it is among its parcel's newest this many;
+# a scene older than that (rare: a delivery years late) replays the parcel from its first
+# date. The state is most of a date's row: kept on every date, a parcel-year cost ~70 KB.
+STATE_DATES_KEPT = 120
+
+
+def forget_states(conn: Connection, spans: dict[str, tuple[int, int]]) -> None:
+    """Within the caller's transaction: per parcel (first position written, newest), clear
+    the state of the dates that fell out of its newest STATE_DATES_KEPT."""
+    items = [
+        (pid, max(0, first - 1 - STATE_DATES_KEPT), newest - STATE_DATES_KEPT)
+        for pid, (first, newest) in spans.items()
+        if newest - STATE_DATES_KEPT > max(0, first - 1 - STATE_DATES_KEPT)
+    ]
+    for start in range(0, len(items), CHUNK):
+        old, params = _in_ranges("profile_dates", "parcel_id", "seq", items[start : start + CHUNK])
+        conn.execute(update(profile_dates).where(old).values(state=None), params)
+
+
+def recent_clear(bind: Bind, parcel_id: str, newest_seq: int, newest_day: float) -> list[list]:
+    """[scene id, day] of a parcel's clear dates (no outliers) before position
+    ``newest_seq`` in the RECENT_CLEAR_DAYS before ``newest_day``, and the one before
+    them: what a state keeps, read from the rows where the state is no longer kept."""
+    start = profiles.EPOCH + timedelta(days=newest_day - profiles.RECENT_CLEAR_DAYS)
+    base = select(profile_dates.c.scene_id, profile_dates.c.acquired_at).where(
+        profile_dates.c.parcel_id == parcel_id,
+        profile_dates.c.seq < newest_seq,
+        profile_dates.c.outlier.is_(False),
+    )
+    with _reading(bind) as c:
+        inside = list(c.execute(base.where(profile_dates.c.acquired_at > start)))
+        before = c.execute(
+            base.where(profile_dates.c.acquired_at <= start)
+            .order_by(profile_dates.c.acquired_at.desc())
+            .limit(1)
+        ).all()
+    rows = sorted([*before, *inside], key=lambda r: r.acquired_at)
+    return [[r.scene_id, profiles.to_days(r.acquired_at)] for r in rows]
 
 
 def settle_rows(conn: Connection, settled: dict[str, dict]) -> None:

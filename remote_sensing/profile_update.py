@@ -300,6 +300,8 @@ def profile_heads(bind: store.Bind, parcel_id: str, as_of: datetime | None) -> d
     state = profiles.ProfileState("", None)
     if len(newest) == 2 and newest[0][2] is not None:
         state.resume(newest[0][2], row.seq)
+    elif len(newest) == 2:  # an old date: its state is no longer kept (STATE_DATES_KEPT)
+        state.recent_clear = profile_store.recent_clear(bind, parcel_id, row.seq, row.day)
     state.put(row)
     state.count = row.seq + 1
     judged = row if math.isfinite(row.expected) else None
@@ -537,6 +539,9 @@ def _replay_chunk(
         writes[parcel_id] = (first, stored, made, years.get(parcel_id), taken)
     profile_store.settle_rows(conn, settled)
     profile_store.write_replays(conn, {pid: w[:4] for pid, w in writes.items()})
+    profile_store.forget_states(
+        conn, {pid: (w[0], states[pid].count - 1) for pid, w in writes.items() if w[1]}
+    )
     views = profile_store.views_at(
         conn,
         {pid: states[pid].count - 1 for pid, w in writes.items() if not w[4] and states[pid].count},

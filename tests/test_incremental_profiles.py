@@ -10,7 +10,7 @@ the summary and the events) is compared for exact equality.
 """
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -202,3 +202,40 @@ def _rows(engine, parcel_id: str) -> list:
     from remote_sensing import profile_store
 
     return [d["row"] for d in profile_store.dates_of(engine, parcel_id)]
+
+
+def test_old_dates_forget_their_state_and_what_needs_it_still_works(gardens, tmp_path, monkeypatch):
+    """With only the newest 6 dates keeping the state to continue from: older dates lose
+    it, a valuation's reading of the profile at a past date gives the profile's own
+    sampling, and a scene delivered later than the kept dates replays its parcels from
+    their first date to the in-order rows."""
+    from collateral.evidence import parcel_evidence
+    from remote_sensing import profile_store
+
+    monkeypatch.setattr(profile_store, "STATE_DATES_KEPT", 6)
+    scenes = [s for s in cg.scenes_of(gardens) if s[1].year == 2023]
+    clear = {f"SIM10_{d:%Y%m%d}" for d in gardens.clear_passes}
+    late = next(s for s in scenes if s[0] in clear and s[1].month == 5)
+    in_order = _database(tmp_path, "in_order.db", gardens)
+    assert cg.store_scene_by_scene(in_order, gardens, scenes) == {}
+    with in_order.connect() as c:
+        kept = c.execute(
+            select(profile_dates.c.parcel_id, profile_dates.c.seq, profile_dates.c.state)
+        ).all()
+    newest = {}
+    for pid, seq, _ in kept:
+        newest[pid] = max(newest.get(pid, -1), seq)
+    for pid, seq, state in kept:  # the newest has none yet: the next date settles it
+        assert (state is not None) == (newest[pid] - 6 <= seq < newest[pid]), (pid, seq)
+
+    as_of = late[1] + timedelta(days=1)
+    for parcel_id in ("T-1", "F-1"):
+        evidence = parcel_evidence(in_order, parcel_id, as_of, 60)
+        assert evidence["sampling"] == parcel_profile(in_order, parcel_id, as_of)["sampling"]
+
+    delivered = _database(tmp_path, "late.db", gardens)
+    arrival = [s for s in scenes if s[0] != late[0]] + [late]
+    assert cg.store_scene_by_scene(delivered, gardens, arrival) == {}
+    assert _differences(_stored(in_order), _stored(delivered)) == []
+    in_order.dispose()
+    delivered.dispose()
