@@ -269,10 +269,11 @@ def views_at(bind: Bind, positions: dict[str, int]) -> dict[str, dict]:
     return out
 
 
-# A date keeps the state to continue from while it is among its parcel's newest this many;
-# a scene older than that (rare: a delivery years late) replays the parcel from its first
-# date. The state is most of a date's row: kept on every date, a parcel-year cost ~70 KB.
-STATE_DATES_KEPT = 120
+# A date keeps the state to continue from while it is among its parcel's newest this many
+# (200 days of 5-day passes all clear, longer under cloud); a scene older than that (a
+# delivery months late) replays the parcel from its first date. The state is most of a
+# date's row: kept on every date, a parcel-year cost about 70 KB in the database.
+STATE_DATES_KEPT = 40
 
 
 def forget_states(conn: Connection, spans: dict[str, tuple[int, int]]) -> None:
