@@ -1,5 +1,5 @@
 """Reads and writes of the stored profiles: each scene's peers, each parcel's clear dates
-(profiles.DateRow with the walk to continue from and the view as of the date) and its
+(profile_state.DateRow with the walk to continue from and the view as of the date) and its
 season tables. Every query here is bounded by what it returns: a parcel's recent window,
 a scene's peers, the dates a replay re-adds; none reads a parcel's whole record except the
 document that lists it."""
@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
-from remote_sensing import profiles
+from remote_sensing import disturbances, profile_state, profiles
 from remote_sensing.store import Bind, _reading
 from remote_sensing.tables import observations, profile_dates, scene_peers, season_tables
 
-ROW_FIELDS = tuple(f for f in profiles.DateRow.__dataclass_fields__ if f not in ("day",))
+ROW_FIELDS = tuple(f for f in profile_state.DateRow.__dataclass_fields__ if f not in ("day",))
 # a date's columns without its state and view (JSON: read only where they are needed)
 ROW_COLUMNS = [profile_dates.c[f] for f in ("parcel_id", "acquired_at", *ROW_FIELDS)]
 # parcels per statement: SQLite takes up to 32,766 parameters, and a window's OR of
@@ -238,13 +238,13 @@ def resume_rows(
             windows = []
             for pid, p in chunk:
                 state = out[pid]["state"]
-                walk = profiles.Walk.from_json(state["walk"]) if state else profiles.Walk()
+                walk = disturbances.Walk.from_json(state["walk"]) if state else disturbances.Walk()
                 refs = [p - 2, *walk.refers_to()]
                 if walk.previous is not None:
                     refs.append(walk.previous)
                 end = through.get(pid, p)
                 if end > 0:
-                    windows.append((pid, max(0, min(refs) - 2 * profiles.PRE_EVENT_DATES), end))
+                    windows.append((pid, max(0, min(refs) - 2 * disturbances.PRE_EVENT_DATES), end))
             if not windows:
                 continue
             window, params = _in_ranges("profile_dates", "parcel_id", "seq", windows)
@@ -346,10 +346,10 @@ def rows_between(bind: Bind, parcel_id: str, since: datetime, before_seq: int) -
         return [date_row(r) for r in c.execute(query)]
 
 
-def date_row(r) -> profiles.DateRow:
-    """A stored date as profiles.DateRow (NULL numbers as NaN)."""
+def date_row(r) -> profile_state.DateRow:
+    """A stored date as profile_state.DateRow (NULL numbers as NaN)."""
     nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
-    return profiles.DateRow(
+    return profile_state.DateRow(
         seq=r.seq,
         scene_id=r.scene_id,
         day=profiles.to_days(r.acquired_at),
@@ -367,9 +367,9 @@ def date_row(r) -> profiles.DateRow:
     )
 
 
-def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profiles.SeasonTable]:
+def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profile_state.SeasonTable]:
     """parcel id -> its stored season table of the given year (where there is one)."""
-    out: dict[str, profiles.SeasonTable] = {}
+    out: dict[str, profile_state.SeasonTable] = {}
     items = list(years.items())
     with _reading(bind) as c:
         for start in range(0, len(items), CHUNK):
@@ -380,7 +380,7 @@ def season_tables_of(bind: Bind, years: dict[str, int]) -> dict[str, profiles.Se
                 [(pid, year, year + 1) for pid, year in items[start : start + CHUNK]],
             )
             for r in c.execute(select(season_tables).where(wanted), params):
-                out[r.parcel_id] = profiles.SeasonTable.from_bytes(r.year, r.bins)
+                out[r.parcel_id] = profile_state.SeasonTable.from_bytes(r.year, r.bins)
     return out
 
 
@@ -433,7 +433,7 @@ def newest_dates(bind: Bind, parcel_id: str, as_of: datetime | None) -> list[tup
 
 def newest_judged(
     bind: Bind, parcel_id: str, as_of: datetime | None = None
-) -> profiles.DateRow | None:
+) -> profile_state.DateRow | None:
     """A parcel's newest date up to ``as_of`` with a baseline that is no outlier (or is
     the newest)."""
     top = select(func.max(profile_dates.c.seq)).where(profile_dates.c.parcel_id == parcel_id)
@@ -456,7 +456,11 @@ def newest_judged(
 
 
 def stored_row(
-    parcel_id: str, row: profiles.DateRow, acquired_at: datetime, state: dict | None, view: dict
+    parcel_id: str,
+    row: profile_state.DateRow,
+    acquired_at: datetime,
+    state: dict | None,
+    view: dict,
 ) -> dict:
     """A DateRow as a profile_dates row (NaN as NULL)."""
     null = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731

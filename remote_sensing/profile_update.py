@@ -1,4 +1,4 @@
-"""Profiles kept up to date and read: the I/O around profiles.ProfileState.
+"""Profiles kept up to date and read: the I/O around profile_state.ProfileState.
 
 A parcel's profile is stored date by date (profile_store). A new scene advances the
 profiles of the parcels it saw from their stored state: it settles each one's newest
@@ -15,7 +15,8 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
@@ -25,7 +26,7 @@ from sqlalchemy import Connection, Engine, select
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
-from remote_sensing import disturbances, profile_store, profiles, store
+from remote_sensing import disturbances, profile_state, profile_store, profiles, store
 from remote_sensing.parcel_pixels import parcel_pixel_stack
 from remote_sensing.tables import scenes as scenes_table
 
@@ -61,11 +62,11 @@ def clear(observations: list[dict], min_valid_fraction: float = profiles.MIN_VAL
 
 
 def advance(
-    state: profiles.ProfileState,
+    state: profile_state.ProfileState,
     dates: list[dict],
     peers: Mapping[str, profiles.Peer],
     area_of: disturbances.AreaOf | None,
-    tables: dict[int, profiles.SeasonTable] | None = None,
+    tables: dict[int, profile_state.SeasonTable] | None = None,
     settled: list[dict] | None = None,
 ) -> list[dict]:
     """Take ``dates`` (clear observations later than the state's) in turn; per date, what
@@ -126,7 +127,7 @@ def build_profile(
     id -> Peer; ``ndvi_paths``: scene id -> NDVI COG (read only to measure where pixels
     fell); ``pending``: scene id -> the write of its COG, still under way."""
     observations = [o for o in observations if as_of is None or o["acquired_at"] <= as_of]
-    state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
+    state = profile_state.ProfileState(parcel["kind"], parcel["area_ha"])
     pixels = PixelEvidence(state, parcel, ndvi_paths.get, pending)
     taken = advance(
         state,
@@ -144,7 +145,7 @@ def build_profile(
 def document(
     parcel: dict,
     observations: list[dict],
-    rows: list[profiles.DateRow],
+    rows: list[profile_state.DateRow],
     view: dict,
     as_of: datetime | None,
 ) -> dict:
@@ -153,7 +154,7 @@ def document(
     view as of the newest. ``baseline`` lists, per clear date, the expected NDVI, its
     spread and the z-score."""
     if rows and rows[-1].outlier:
-        rows = [*rows[:-1], profiles.replace(rows[-1], outlier=False)]
+        rows = [*rows[:-1], replace(rows[-1], outlier=False)]
     fit = [r for r in rows if not r.outlier]
     days = np.array([r.day for r in fit], dtype=float)
     grid, smoothed = profiles.whittaker(
@@ -193,7 +194,7 @@ def document(
     }
 
 
-def _series(rows: list[profiles.DateRow]) -> profiles.Series:
+def _series(rows: list[profile_state.DateRow]) -> profiles.Series:
     return profiles.Series(
         np.array([r.day for r in rows], dtype=float),
         np.array([r.ndvi for r in rows], dtype=float),
@@ -203,7 +204,7 @@ def _series(rows: list[profiles.DateRow]) -> profiles.Series:
     )
 
 
-def _baseline_json(row: profiles.DateRow) -> dict:
+def _baseline_json(row: profile_state.DateRow) -> dict:
     return {
         "date": profiles.to_date(row.day).isoformat(),
         "expected": round(row.expected, 4),
@@ -297,7 +298,7 @@ def profile_heads(bind: store.Bind, parcel_id: str, as_of: datetime | None) -> d
     if not newest:
         return None
     row, view, _, acquired_at = newest[-1]
-    state = profiles.ProfileState("", None)
+    state = profile_state.ProfileState("", None)
     if len(newest) == 2 and newest[0][2] is not None:
         state.resume(newest[0][2], row.seq)
     elif len(newest) == 2:  # an old date: its state is no longer kept (STATE_DATES_KEPT)
@@ -508,7 +509,7 @@ def _replay_chunk(
     peers = profile_store.peers_of_scenes(conn, {o["scene_id"] for d in dates.values() for o in d})
     paths = _PathCache(conn)
     writes: dict[str, tuple] = {}
-    states: dict[str, profiles.ProfileState] = {}
+    states: dict[str, profile_state.ProfileState] = {}
     settled: dict[str, dict] = {}
     for parcel_id in known:
         parcel = parcels[parcel_id]
@@ -562,18 +563,20 @@ def _replay_one(
     first: int,
     appending: bool,
     resumed: dict,
-    table: profiles.SeasonTable | None,
+    table: profile_state.SeasonTable | None,
     dates: list[dict],
     peers: Mapping[str, profiles.Peer],
     paths: "_PathCache",
     pending: Mapping[str, Future],
-) -> tuple[profiles.ProfileState, list[dict], dict[int, profiles.SeasonTable], list[dict]]:
+) -> tuple[
+    profile_state.ProfileState, list[dict], dict[int, profile_state.SeasonTable], list[dict]
+]:
     """One parcel's replay from position ``first`` (the state stored with the date before
     it, ``resumed``), or, ``appending``, its continuation after its newest date (position
     ``first``, unsettled); returns the state, what to store per date, the season tables it
     made and the newest date it settled (appending)."""
-    state = profiles.ProfileState(parcel["kind"], parcel["area_ha"])
-    made: dict[int, profiles.SeasonTable] = {}
+    state = profile_state.ProfileState(parcel["kind"], parcel["area_ha"])
+    made: dict[int, profile_state.SeasonTable] = {}
     prior: list[dict] = []
     if first > 0 or appending:
         for row in resumed["rows"].values():
@@ -590,7 +593,7 @@ def _replay_one(
             made[last_year] = table
         if dates and dates[-1]["acquired_at"].year > last_year:
             # a new year's season table reads the years before it
-            jan1 = datetime(last_year + 1 - profiles.BASELINE_YEARS, 1, 1, tzinfo=profiles.UTC)
+            jan1 = datetime(last_year + 1 - profile_state.BASELINE_YEARS, 1, 1, tzinfo=UTC)
             for row in profile_store.rows_between(conn, parcel["parcel_id"], jan1, first):
                 state.put(row)
     pixels = PixelEvidence(state, parcel, paths.get, pending)
@@ -600,7 +603,7 @@ def _replay_one(
 
 def _heads(
     parcels: dict[str, dict],
-    states: dict[str, profiles.ProfileState],
+    states: dict[str, profile_state.ProfileState],
     taken: dict[str, list[dict]],
     views: dict[str, dict],
     observations: dict[str, list[dict]],
@@ -614,7 +617,7 @@ def _heads(
         when = newest[-1]["acquired_at"] if newest else None
         rows = sorted(state.rows.values(), key=lambda r: r.seq)
         if rows and state.settled < state.count:
-            rows[-1] = profiles.replace(rows[-1], outlier=False)  # the newest: no outlier
+            rows[-1] = replace(rows[-1], outlier=False)  # the newest: no outlier
         judged = [r for r in rows if not r.outlier and math.isfinite(r.expected)]
         view = taken[pid][-1]["view"] if taken[pid] else views.get(pid, EMPTY_VIEW)
         latest = next((o for o in reversed(newest) if o["ndvi_mean"] is not None), None)
@@ -633,7 +636,7 @@ def _heads(
     return heads
 
 
-def _judged_head(last: profiles.DateRow | None) -> dict:
+def _judged_head(last: profile_state.DateRow | None) -> dict:
     """A summary's figures from the newest judged date (None: none)."""
     anomaly = None if last is None else last.anomaly()
     return {
@@ -666,7 +669,7 @@ class PixelEvidence:
 
     def __init__(
         self,
-        state: profiles.ProfileState,
+        state: profile_state.ProfileState,
         parcel: dict,
         path_of: Callable[[str], str | None],
         pending: Mapping[str, Future] = NOTHING_PENDING,

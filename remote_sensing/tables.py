@@ -143,7 +143,7 @@ scene_peers = Table(
     Index("ix_scene_peers_kind_time", "kind", "acquired_at"),
 )
 
-# One row per clear date of a parcel (profiles.DateRow): its judgement, made once when the
+# One row per clear date of a parcel (profile_state.DateRow): its judgement, made once when the
 # date arrived; ``state``, what the profile continues from once the next date has settled
 # this one (the detector's walk, the offsets among peers); ``view``, the disturbances and
 # suspected drops as of this date. A new scene adds a row and settles the one before; a
@@ -172,14 +172,14 @@ profile_dates = Table(
     Index("ix_profile_dates_scene", "scene_id"),  # the dates judged on a scene's peers
 )
 
-# A parcel's usual NDVI by time of year for one calendar year (profiles.SeasonTable), made
+# A parcel's usual NDVI by time of year for one calendar year (profile_state.SeasonTable), made
 # on the year's first clear date from the years before it.
 season_tables = Table(
     "season_tables",
     metadata,
     _parcel_id(primary_key=True),
     Column("year", Integer, primary_key=True),
-    Column("bins", LargeBinary, nullable=False),  # profiles.SeasonTable.to_bytes
+    Column("bins", LargeBinary, nullable=False),  # profile_state.SeasonTable.to_bytes
 )
 
 # Per STAC API and collection: when the last sync that searched without error started.

@@ -10,7 +10,7 @@ import pytest
 
 from agri_common.times import parse_as_of
 from collateral.db import make_engine, upgrade
-from remote_sensing import disturbances, job, profiles, store
+from remote_sensing import disturbances, job, profile_state, profiles, store
 from remote_sensing.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.profile_update import (
@@ -213,7 +213,7 @@ def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year
         for o in obs
     }
     series = profiles.clean_series(obs)
-    baseline, events = profiles.analyse(series, peers)
+    baseline, events = profile_state.analyse(series, peers)
     first_year = series.days < profiles.to_days(START) + 365
     assert set(np.array(baseline.source)[first_year]) == {"peers"}
     assert set(np.array(baseline.source)[~first_year][3:]) == {"history"}
@@ -224,7 +224,7 @@ def test_history_baseline_comes_from_earlier_years_and_peers_fill_the_first_year
 
 def test_a_parcel_never_seen_has_an_empty_profile_not_an_error():
     series = profiles.clean_series([])
-    baseline, events = profiles.analyse(series, {}, "tea_garden")
+    baseline, events = profile_state.analyse(series, {}, "tea_garden")
     assert (len(baseline.expected), events) == (0, [])
     assert profiles.sampling(series.days, 100.0)["clear_dates"] == 0
 
