@@ -260,19 +260,6 @@ def observations_by_parcel(bind: Bind, parcel_ids: list[str]) -> dict[str, list[
     return out
 
 
-def observations_since(bind: Bind, parcel_id: str, since: datetime | None) -> list[dict]:
-    """A parcel's observations acquired from ``since`` on (None: all), in order."""
-    query = (
-        select(*(observations.c[f] for f in OBSERVATION_FIELDS))
-        .where(observations.c.parcel_id == parcel_id)
-        .order_by(observations.c.acquired_at, observations.c.scene_id)
-    )
-    if since is not None:
-        query = query.where(observations.c.acquired_at >= since)
-    with _reading(bind) as c:
-        return [dict(r._mapping) for r in c.execute(query)]
-
-
 def observations_after(bind: Bind, since: dict[str, datetime | None]) -> dict[str, list[dict]]:
     """parcel id -> its observations acquired from its ``since`` on (None: all), in order:
     one statement per distinct time and 2,000 parcels."""
@@ -295,21 +282,6 @@ def observations_after(bind: Bind, since: dict[str, datetime | None]) -> dict[st
                     row = dict(r._mapping)
                     out[row.pop("parcel_id")].append(row)
     return out
-
-
-def latest_observation(bind: Bind, parcel_id: str, with_ndvi: bool = False) -> dict | None:
-    """A parcel's newest observation (``with_ndvi``: the newest with a number)."""
-    query = (
-        select(*(observations.c[f] for f in OBSERVATION_FIELDS))
-        .where(observations.c.parcel_id == parcel_id)
-        .order_by(observations.c.acquired_at.desc(), observations.c.scene_id.desc())
-        .limit(1)
-    )
-    if with_ndvi:
-        query = query.where(observations.c.ndvi_mean.is_not(None))
-    with _reading(bind) as c:
-        row = c.execute(query).first()
-    return dict(row._mapping) if row else None
 
 
 def latest_clear_summary(engine: Engine, min_valid_fraction: float) -> dict[str, dict]:
