@@ -22,7 +22,7 @@ from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import evidence, pledges
 from collateral.tables import loan_alerts, loans, valuations
-from collateral.valuation import value_loan
+from collateral.valuation import figures, value_loan
 from remote_sensing import store as rs_store
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -180,7 +180,10 @@ def check_pledges(
 
 
 def _loan_row(row) -> dict:
-    loan = dict(row._mapping)
+    return _loan_row_of(dict(row._mapping))
+
+
+def _loan_row_of(loan: dict) -> dict:
     loan["carbon"] = loan.get("carbon") or []  # loans from before revision 0011: none
     return loan
 
@@ -321,6 +324,7 @@ def store_valuation(engine: Engine, inputs: dict, result: dict) -> dict:
                 eligible_value_cny=result["eligible_value_cny"],
                 ltv=result["ltv"],
                 status=result["status"],
+                figures=figures(result),
             )
         )
     return document(valuation_id, result, now)
@@ -346,6 +350,20 @@ def _valuation_row(row) -> dict:
 
 # Everything but the input snapshot (tens of kB of JSON): what listing and showing need.
 WITHOUT_INPUTS = [c for c in valuations.c if c.name != "inputs"]
+# What a loan list shows of a loan's latest valuation: its figures, not its document.
+LATEST_COLUMNS = [
+    valuations.c[name]
+    for name in (
+        "valuation_id",
+        "loan_id",
+        "as_of",
+        "created_at",
+        "eligible_value_cny",
+        "ltv",
+        "status",
+        "figures",
+    )
+]
 
 
 def get_valuation(engine: Engine, valuation_id: str, with_inputs: bool = True) -> dict:
@@ -378,14 +396,57 @@ def latest_valuation(engine: Engine, loan_id: str, before: datetime | None = Non
 
 
 def loan_with_latest_valuation(engine: Engine, loan_id: str) -> tuple[dict, dict | None]:
-    """The loan and its latest valuation through one connection: the API's most frequent
-    read, where each connection taken from the pool costs a liveness round trip."""
+    """The loan and its latest valuation's summary (``LATEST_COLUMNS``) through one
+    connection: the API's most frequent read, where each connection taken from the pool
+    costs a liveness round trip."""
     with engine.connect() as conn:
         loan = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
         if loan is None:
             raise NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
-        latest = conn.execute(_latest_valuation_query(loan_id)).first()
+        latest = conn.execute(
+            select(*LATEST_COLUMNS).where(valuations.c.valuation_id == _latest_id(loan_id))
+        ).first()
     return _loan_row(loan), _valuation_row(latest) if latest else None
+
+
+def loans_with_latest(
+    engine: Engine, branch: str | None = None, active_only: bool = False
+) -> list[tuple[dict, dict | None]]:
+    """Each loan (of ``branch``; None: every branch) with its latest valuation's summary,
+    in one query: one index seek a loan, whatever the length of its valuation history."""
+    labelled = [c.label(f"latest_{c.name}") for c in LATEST_COLUMNS]
+    query = (
+        select(loans, *labelled)
+        .select_from(
+            loans.outerjoin(valuations, valuations.c.valuation_id == _latest_id(loans.c.loan_id))
+        )
+        .order_by(loans.c.loan_id)
+    )
+    if branch is not None:
+        query = query.where(loans.c.branch == branch)
+    if active_only:
+        query = query.where(loans.c.state == "active")
+    out = []
+    with engine.connect() as conn:
+        for row in conn.execute(query).mappings():
+            loan = _loan_row_of({c.name: row[c.name] for c in loans.c})
+            latest = {c.name: row[f"latest_{c.name}"] for c in LATEST_COLUMNS}
+            out.append((loan, latest if latest["valuation_id"] is not None else None))
+    return out
+
+
+def _latest_id(loan_id):
+    """The id of a loan's latest valuation: the most recently made of those with the latest
+    as_of. ``loan_id``: a value, or the loans table's column (correlated)."""
+    newest = valuations.alias("newest")
+    return (
+        select(newest.c.valuation_id)
+        .where(newest.c.loan_id == loan_id)
+        .order_by(newest.c.as_of.desc(), newest.c.created_at.desc())
+        .limit(1)
+        .correlate_except(newest)
+        .scalar_subquery()
+    )
 
 
 def _latest_valuation_query(loan_id: str, before: datetime | None = None):
@@ -542,6 +603,20 @@ def _sync_loan_alert(engine: Engine, valuation: dict, now: datetime) -> None:
                 )
                 .values(closed_at=now)
             )
+
+
+def open_loan_alerts(engine: Engine, branch: str | None = None) -> list[dict]:
+    """The open alerts of the active loans of ``branch`` (None: every branch)."""
+    query = (
+        select(loan_alerts)
+        .join(loans, loans.c.loan_id == loan_alerts.c.loan_id)
+        .where(loan_alerts.c.closed_at.is_(None), loans.c.state == "active")
+        .order_by(loan_alerts.c.opened_at, loan_alerts.c.id)
+    )
+    if branch is not None:
+        query = query.where(loans.c.branch == branch)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def list_loan_alerts(engine: Engine, loan_ids: list[str] | None = None) -> list[dict]:

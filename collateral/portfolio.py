@@ -1,7 +1,8 @@
 """A branch's portfolio at a glance, each figure with the loans behind it.
 
-Read from each active loan's latest valuation (what the officer would defend), the open
-loan alerts, the pledged herds' open alerts and the pledged parcels' open disturbances.
+Read from each active loan's latest valuation (what the officer would defend: its stored
+figures, valuation.Figures, not its document), the open loan alerts, the pledged herds'
+open alerts and the pledged parcels' open disturbances.
 Pure aggregation in ``summarise``; ``branch_portfolio`` gathers.
 """
 
@@ -25,14 +26,12 @@ LTV_BANDS = (
 
 
 def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
-    """The portfolio of ``branch`` (None: every branch) at ``now``."""
-    active = loans.list_loans(engine, branch, active_only=True)
-    latest = {x["loan_id"]: loans.latest_valuation(engine, x["loan_id"]) for x in active}
-    loan_alerts = [
-        a
-        for a in loans.list_loan_alerts(engine, [x["loan_id"] for x in active])
-        if a["closed_at"] is None
-    ]
+    """The portfolio of ``branch`` (None: every branch) at ``now``: four queries whatever
+    the size of the book (the loans with their latest valuations' figures, and the open
+    alerts of loans, farms and parcels), then one pass over what they return."""
+    rows = loans.loans_with_latest(engine, branch, active_only=True)
+    active = [loan for loan, _ in rows]
+    latest = {loan["loan_id"]: valuation for loan, valuation in rows}
     farm_loans = defaultdict(set)
     parcel_loans = defaultdict(set)
     for x in active:
@@ -42,13 +41,14 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
             parcel_loans[pid].add(x["loan_id"])
     alerts = [
         {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": [a["loan_id"]]}
-        for a in loan_alerts
+        for a in loans.open_loan_alerts(engine, branch)
     ]
-    for farm_id, ids in farm_loans.items():
-        for a in bio_store.list_alerts(engine, farm_id, open_only=True):
-            alerts.append({"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": sorted(ids)})
-    for e in rs_store.stored_events(engine):
-        if e["state"] == "open" and e["parcel_id"] in parcel_loans:
+    for a in bio_store.list_alerts(engine, open_only=True):
+        if a["farm_id"] in farm_loans:
+            ids = sorted(farm_loans[a["farm_id"]])
+            alerts.append({"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": ids})
+    for e in rs_store.stored_events(engine, state="open"):
+        if e["parcel_id"] in parcel_loans:
             alerts.append(
                 {
                     "kind": "disturbance",
@@ -73,26 +73,23 @@ def summarise(branch, active: list[dict], latest: dict, alerts: list[dict], now:
             by_status["not_valued"].append(x["loan_id"])
             bands["n/a"].append(x["loan_id"])
             continue
-        result = v["result"]
-        by_status[result["status"]].append(x["loan_id"])
-        eligible += Decimal(result["eligible_value_cny"])
-        collateral += Decimal(result["collateral_value_cny"])
-        ltv = Decimal(result["ltv"]) if result["ltv"] else None
+        by_status[v["status"]].append(x["loan_id"])
+        eligible += Decimal(v["eligible_value_cny"])
+        totals = v["figures"]
+        collateral += Decimal(totals["collateral_value_cny"])
+        ltv = Decimal(v["ltv"]) if v["ltv"] else None
         band = (
             "n/a"
             if ltv is None
             else next((label for label, top in LTV_BANDS if ltv < top), ">= 0.85")
         )
         bands[band].append(x["loan_id"])
-        for item in result["items"]:
-            e = item["evidence"]
-            if item["kind"] in ("tea_garden", "forest"):
-                hectares[item["kind"]] += Decimal(e["area_ha"])
-                hectare_loans[item["kind"]].add(x["loan_id"])
-            elif item["kind"] == "carbon_sink":
-                carbon += Decimal(e["quantity_t_co2e"])
-            elif item["kind"] == "herd" and "verified" in e:
-                headcount[item["ref"].split("/", 1)[1]] += int(e["verified"])
+        for kind, ha in totals["ha"].items():
+            hectares[kind] += Decimal(ha)
+            hectare_loans[kind].add(x["loan_id"])
+        carbon += Decimal(totals["carbon_t_co2e"])
+        for category, count in totals["headcount"].items():
+            headcount[category] += count
     kinds: dict[str, dict] = {}
     for a in alerts:
         entry = kinds.setdefault(a["kind"], {"count": 0, "oldest_days": 0, "loan_ids": set()})

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Index,
     Integer,
     MetaData,
     String,
@@ -70,6 +71,10 @@ valuations = Table(
     Column("eligible_value_cny", String(32), nullable=False),
     Column("ltv", String(32)),  # null when nothing is eligible
     Column("status", String(16), nullable=False),
+    # valuation.Figures: the totals lists read without parsing the document (revision 0016)
+    Column("figures", JSON),
+    # a loan's latest valuation is one backward index seek, however long its history
+    Index("ix_valuations_loan_latest", "loan_id", "as_of", "created_at"),
 )
 
 loan_alerts = Table(

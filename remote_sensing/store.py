@@ -89,15 +89,39 @@ def _parcel_rows(engine: Engine, *columns) -> tuple[list, np.ndarray]:
     return rows, shapely.from_geojson([r.geometry_geojson for r in rows])
 
 
-def list_parcels(engine: Engine, kind: str | None = None, owner: str | None = None) -> list[dict]:
-    """Parcels ordered by id, optionally of one kind and owner."""
-    query = select(parcels).order_by(parcels.c.parcel_id)
+def _parcels_where(query, kind: str | None, owner: str | None, ids: list[str] | None):
     if kind is not None:
         query = query.where(parcels.c.kind == kind)
     if owner is not None:
         query = query.where(parcels.c.owner == owner)
+    if ids is not None:
+        query = query.where(parcels.c.parcel_id.in_(ids))
+    return query
+
+
+def list_parcels(
+    engine: Engine,
+    kind: str | None = None,
+    owner: str | None = None,
+    ids: list[str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict]:
+    """Parcels ordered by id, optionally of one kind and owner, among ``ids``, one page."""
+    query = _parcels_where(select(parcels), kind, owner, ids).order_by(parcels.c.parcel_id)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
     with engine.connect() as c:
         return [dict(r._mapping) for r in c.execute(query)]
+
+
+def count_parcels(
+    engine: Engine, kind: str | None = None, owner: str | None = None, ids: list[str] | None = None
+) -> int:
+    """How many parcels ``list_parcels`` would list without a page."""
+    query = _parcels_where(select(func.count()).select_from(parcels), kind, owner, ids)
+    with engine.connect() as c:
+        return c.execute(query).scalar_one()
 
 
 Bind = Engine | Connection  # what a reader takes: the database, or a transaction under way
@@ -479,10 +503,15 @@ def _save_events(
         conn.execute(delete(parcel_events).where(parcel_events.c.id.in_(stale)))
 
 
-def stored_events(engine: Engine, parcel_id: str | None = None) -> list[dict]:
+def stored_events(
+    engine: Engine, parcel_id: str | None = None, state: str | None = None
+) -> list[dict]:
+    """Stored disturbances, of one parcel and in one state (``open``) if asked."""
     query = select(parcel_events).order_by(parcel_events.c.parcel_id, parcel_events.c.start)
     if parcel_id is not None:
         query = query.where(parcel_events.c.parcel_id == parcel_id)
+    if state is not None:
+        query = query.where(parcel_events.c.state == state)
     with engine.connect() as c:
         return [dict(r._mapping) for r in c.execute(query)]
 
@@ -499,9 +528,10 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else parse_time(value)
 
 
-def profile_overview(engine: Engine) -> dict[str, dict]:
-    """Per parcel: stored health index with the clear dates behind it, and a one-line
-    account of its disturbances and of the drops not confirmed for want of clear dates."""
+def profile_overview(engine: Engine, parcel_ids: list[str] | None = None) -> dict[str, dict]:
+    """Per parcel (of ``parcel_ids``; None: every parcel): stored health index with the
+    clear dates behind it, and a one-line account of its disturbances and of the drops not
+    confirmed for want of clear dates."""
     out: dict[str, dict] = {}
     query = select(
         parcel_profiles.c.parcel_id,
@@ -510,6 +540,10 @@ def profile_overview(engine: Engine) -> dict[str, dict]:
         parcel_profiles.c.largest_gap_days,
         parcel_profiles.c.suspected,
     )
+    events = select(parcel_events).order_by(parcel_events.c.parcel_id, parcel_events.c.start)
+    if parcel_ids is not None:
+        query = query.where(parcel_profiles.c.parcel_id.in_(parcel_ids))
+        events = events.where(parcel_events.c.parcel_id.in_(parcel_ids))
     with engine.connect() as c:
         for r in c.execute(query):
             out[r.parcel_id] = {
@@ -521,7 +555,9 @@ def profile_overview(engine: Engine) -> dict[str, dict]:
                 )
                 or None,
             }
-    for event in stored_events(engine):
+    with engine.connect() as c:
+        event_rows = [dict(r._mapping) for r in c.execute(events)]
+    for event in event_rows:
         entry = out.setdefault(event["parcel_id"], {})
         until = event["end"].date().isoformat() if event["end"] else "now"
         text = f"{event['state']} since {event['start'].date().isoformat()}"

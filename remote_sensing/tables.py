@@ -107,6 +107,7 @@ parcel_events = Table(
     Column("state", String(16), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("parcel_id", "kind", "start", name="uq_parcel_events_key"),
+    Index("ix_parcel_events_state", "state"),  # the open ones, among every one ever seen
 )
 
 # The latest profile summary per parcel: what valuation and alerting read.

@@ -21,7 +21,7 @@ from collateral.db import (
     schema_revision,
     upgrade,
 )
-from collateral.tables import loans
+from collateral.tables import loans, valuations
 from remote_sensing.tables import observations, parcels
 from tests.support.databases import fresh_postgres_database
 
@@ -140,9 +140,17 @@ def test_a_database_holding_data_at_the_previous_head_upgrades_without_loss(kind
                     updated_at=now,
                 )
             )
+            conn.execute(insert(valuations).values(**_valuation_before_figures(now)))
         upgrade(engine)
         assert _drift(engine) == []
         with engine.connect() as conn:
+            # revision 0016 gave the stored valuation its figures, from its own document
+            assert conn.execute(select(valuations.c.figures)).scalar_one() == {
+                "collateral_value_cny": "250000.00",
+                "carbon_t_co2e": "12.5",
+                "ha": {"forest": "2.25", "tea_garden": "1.5"},
+                "headcount": {"breeding_sow": 41},
+            }
             assert conn.execute(select(parcels.c.attributes)).scalar_one() == {
                 "variety": "tieguanyin"
             }
@@ -150,6 +158,30 @@ def test_a_database_holding_data_at_the_previous_head_upgrades_without_loss(kind
             assert conn.execute(select(readings.c.temperature_c)).scalar_one() == 38.6
             assert conn.execute(select(loans.c.principal_cny)).scalar_one() == "100000.00"
         engine.dispose()
+
+
+def _valuation_before_figures(now: datetime) -> dict:
+    items = [
+        {"kind": "tea_garden", "ref": "T-1", "evidence": {"area_ha": "1.5"}},
+        {"kind": "forest", "ref": "F-1", "evidence": {"area_ha": "2.25"}},
+        {"kind": "carbon_sink", "ref": "F-1", "evidence": {"quantity_t_co2e": "12.5"}},
+        {"kind": "herd", "ref": "FARM/breeding_sow", "evidence": {"verified": 41}},
+    ]
+    return {
+        "valuation_id": "VAL-1",
+        "loan_id": "L-1",
+        "as_of": now,
+        "created_at": now,
+        "prices_version": "p",
+        "policy_version": "q",
+        "code_version": "c",
+        "inputs_sha256": "0" * 64,
+        "inputs": {},
+        "result": {"items": items, "collateral_value_cny": "250000.00"},
+        "eligible_value_cny": "200000.00",
+        "ltv": "0.5000",
+        "status": "ok",
+    }
 
 
 def test_every_revision_is_explicit_steps_not_the_live_definitions():

@@ -69,24 +69,31 @@ def list_parcels(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # beyond any database's integer: 422
 ) -> dict:
+    """Filters and the page in SQL, geometry in memory only when a bbox asks: the cost
+    follows the page and the filters, not the number of parcels stored."""
     box = _bbox(bbox)
-    wanted = {i.strip() for i in ids.split(",") if i.strip()} if ids is not None else None
-    overview = rs_store.profile_overview(engine)
-    features = []
-    for parcel in rs_store.list_parcels(engine, kind, owner):
-        if wanted is not None and parcel["parcel_id"] not in wanted:
-            continue
-        geometry = json.loads(parcel["geometry_geojson"])
-        if box is not None and not box.intersects(shapely.geometry.shape(geometry)):
-            continue
-        features.append(_feature(parcel, geometry, overview.get(parcel["parcel_id"], {})))
-    page = features[offset : offset + limit]
+    wanted = sorted({i.strip() for i in ids.split(",") if i.strip()}) if ids is not None else None
+    if box is None:
+        matched = rs_store.count_parcels(engine, kind, owner, wanted)
+        page = rs_store.list_parcels(engine, kind, owner, wanted, limit, offset)
+    else:
+        inside = [
+            p
+            for p in rs_store.list_parcels(engine, kind, owner, wanted)
+            if box.intersects(shapely.geometry.shape(json.loads(p["geometry_geojson"])))
+        ]
+        matched, page = len(inside), inside[offset : offset + limit]
+    overview = rs_store.profile_overview(engine, [p["parcel_id"] for p in page])
+    features = [
+        _feature(p, json.loads(p["geometry_geojson"]), overview.get(p["parcel_id"], {}))
+        for p in page
+    ]
     return {
         "type": "FeatureCollection",
-        "features": page,
-        "numberMatched": len(features),
-        "numberReturned": len(page),
-        "next_offset": offset + limit if offset + limit < len(features) else None,
+        "features": features,
+        "numberMatched": matched,
+        "numberReturned": len(features),
+        "next_offset": offset + limit if offset + limit < matched else None,
     }
 
 
@@ -125,7 +132,7 @@ def _parcel(engine: Engine, parcel_id: str) -> dict:
 )
 def get_parcel(parcel_id: str, engine: EngineDep, _caller: Caller) -> dict:
     parcel = _parcel(engine, parcel_id)
-    overview = rs_store.profile_overview(engine).get(parcel_id, {})
+    overview = rs_store.profile_overview(engine, [parcel_id]).get(parcel_id, {})
     return _feature(parcel, json.loads(parcel["geometry_geojson"]), overview)
 
 

@@ -1,7 +1,6 @@
 """Loans, valuations and price tables. Loan officers see and change only their branch."""
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -48,6 +47,7 @@ def _loan_out(engine: Engine, loan: dict) -> dict:
 
 
 def _loan_json(loan: dict, latest: dict | None) -> dict:
+    """A loan with its latest valuation's summary (any row with ``LATEST_COLUMNS``)."""
     return {
         **jsonable(loan),
         "latest_valuation": None
@@ -55,20 +55,11 @@ def _loan_json(loan: dict, latest: dict | None) -> dict:
         else {
             "valuation_id": latest["valuation_id"],
             "as_of": latest["as_of"].isoformat(),
-            "collateral_value_cny": latest["result"]["collateral_value_cny"],
+            "collateral_value_cny": latest["figures"]["collateral_value_cny"],
             "eligible_value_cny": latest["eligible_value_cny"],
             "ltv": latest["ltv"],
             "status": latest["status"],
-            "carbon_t_co2e": str(
-                sum(
-                    (
-                        Decimal(i["evidence"]["quantity_t_co2e"])
-                        for i in latest["result"]["items"]
-                        if i["kind"] == "carbon_sink"
-                    ),
-                    Decimal(0),
-                )
-            ),
+            "carbon_t_co2e": latest["figures"]["carbon_t_co2e"],
         },
     }
 
@@ -109,7 +100,7 @@ def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, princip
 )
 def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     branch = principal.branch if principal.role == "loan_officer" else None
-    return [_loan_out(engine, loan) for loan in loans.list_loans(engine, branch)]
+    return [_loan_json(loan, latest) for loan, latest in loans.loans_with_latest(engine, branch)]
 
 
 @router.get(
