@@ -16,7 +16,9 @@ SQLite database:
      - the reference: the same scene's parcels' profiles rebuilt from every observation,
        what the job did before profiles were stored (update_profiles on them);
      - a valuation's reading of a 20-parcel loan's profiles (collateral.evidence's
-       parcel_evidence, as `agri valuate` gathers it).
+       parcel_evidence, as `agri valuate` gathers it);
+  3. once, after those scenes: cron's `agri revalue --all` (loans.revalue_all) over a book
+     of ``--loans`` one-parcel loans, with the shipped price and policy tables.
 The ratio that matters is each figure at 5 years against its figure at 1 month (target:
 within 1.2x); the reference shows what the same work cost when it grew with the record.
 The raster part of a scene (read, NDVI, COG, statistics) does not depend on the history
@@ -38,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.book import ATTRIBUTES, loan_row  # noqa: E402
+
 END = datetime(2026, 6, 30, 2, 55, 19, 24000, tzinfo=UTC)  # the new scene's day
 STEP_DAYS = 5
 CLEAR_SHARE = 0.35  # Fujian: about one pass in three sees a parcel clear
@@ -58,7 +62,7 @@ def _parcel_rows(count: int) -> list[dict]:
                 "parcel_id": f"P-{k:05d}",
                 "kind": "tea_garden" if k % 2 else "forest",
                 "owner": None,
-                "attributes": {},
+                "attributes": ATTRIBUTES["tea_garden" if k % 2 else "forest"],
                 "geometry_geojson": json.dumps(mapping(shapely.normalize(geometry))),
                 "area_ha": 0.61,
                 "updated_at": datetime.now(UTC),
@@ -106,12 +110,14 @@ def _ledger(scene_id: str, when: datetime) -> dict:
     }
 
 
-def child(parcel_count: int, years: float, runs: int) -> dict:
+def child(parcel_count: int, years: float, runs: int, loan_count: int) -> dict:
     """One history length, measured in this process."""
     from sqlalchemy import insert
 
+    from collateral import loans, prices
     from collateral.db import make_engine, upgrade
     from collateral.evidence import parcel_evidence
+    from collateral.tables import loans as loans_table
     from remote_sensing import profile_update, store
     from remote_sensing.tables import parcels as parcels_table
 
@@ -155,6 +161,19 @@ def child(parcel_count: int, years: float, runs: int) -> dict:
         for parcel_id in loan:
             parcel_evidence(engine, parcel_id, when + timedelta(hours=1), 60)
         valuation.append(time.perf_counter() - t0)
+    # cron's `agri revalue --all` over a book of one-parcel loans, once, after the new scenes
+    for path in prices.default_tables():
+        prices.import_file(engine, path)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(loans_table),
+            [loan_row(n, [ids[n]], 1000, now) for n in range(min(loan_count, len(ids)))],
+        )
+    t0 = time.perf_counter()
+    outcomes = loans.revalue_all(engine, when + timedelta(hours=1))
+    revalue_s = time.perf_counter() - t0
+    assert {o["outcome"] for o in outcomes} == {"valued"}, outcomes[:3]
     with engine.connect() as c:  # the file as the rows need it (a rebuild leaves free pages)
         c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         c.exec_driver_sql("VACUUM")
@@ -171,6 +190,8 @@ def child(parcel_count: int, years: float, runs: int) -> dict:
         "new_scene_s": [round(x, 3) for x in ours],
         "reference_rebuild_s": [round(x, 3) for x in reference],
         "valuation_20_parcels_s": [round(x, 3) for x in valuation],
+        "revalue_all_s": round(revalue_s, 2),
+        "loans": len(outcomes),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -180,11 +201,12 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=2000)
     parser.add_argument("--years", default="0.083,1,3,5", help="history lengths, in years")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--loans", type=int, default=1000, help="revalue --all's book")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.parcels, float(args.years), args.runs)))
+        print(json.dumps(child(args.parcels, float(args.years), args.runs, args.loans)))
         return
     results = []
     for years in [float(y) for y in args.years.split(",")]:
@@ -199,6 +221,8 @@ def main() -> None:
                 str(years),
                 "--runs",
                 str(args.runs),
+                "--loans",
+                str(args.loans),
             ],
             capture_output=True,
             text=True,
@@ -213,6 +237,7 @@ def main() -> None:
             f"new scene {_median(result['new_scene_s']):.3f} s "
             f"(rebuilding them {_median(result['reference_rebuild_s']):.3f} s), "
             f"valuation's 20 profiles {_median(result['valuation_20_parcels_s']):.3f} s, "
+            f"revalue --all of {result['loans']} loans {result['revalue_all_s']} s, "
             f"peak {result['peak_rss_mb']} MB; database {result['database_mb']} MB "
             f"({result['bytes_per_parcel_year']} bytes a parcel-year); history built in "
             f"{result['history_stored_s']} + {result['profiles_built_s']} s",
@@ -224,6 +249,7 @@ def main() -> None:
             f"{result['years']} y against {first['years']} y: "
             f"new scene {_ratio(result, first, 'new_scene_s'):.2f}x, "
             f"valuation {_ratio(result, first, 'valuation_20_parcels_s'):.2f}x, "
+            f"revalue --all {result['revalue_all_s'] / first['revalue_all_s']:.2f}x, "
             f"rebuild {_ratio(result, first, 'reference_rebuild_s'):.2f}x"
         )
     if args.out:

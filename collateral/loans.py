@@ -409,14 +409,28 @@ def loan_with_latest_valuation(engine: Engine, loan_id: str) -> tuple[dict, dict
     return _loan_row(loan), _valuation_row(latest) if latest else None
 
 
+# What the portfolio reads of a loan and of its latest valuation: its sums and bands.
+PORTFOLIO_LOAN = ("loan_id", "principal_cny", "parcel_ids", "herds", "carbon")
+PORTFOLIO_LATEST = ("valuation_id", "eligible_value_cny", "ltv", "status", "figures")
+
+
 def loans_with_latest(
-    engine: Engine, branch: str | None = None, active_only: bool = False
+    engine: Engine,
+    branch: str | None = None,
+    active_only: bool = False,
+    loan_columns: tuple[str, ...] | None = None,
+    latest_columns: tuple[str, ...] | None = None,
 ) -> list[tuple[dict, dict | None]]:
-    """Each loan (of ``branch``; None: every branch) with its latest valuation's summary,
-    in one query: one index seek a loan, whatever the length of its valuation history."""
-    labelled = [c.label(f"latest_{c.name}") for c in LATEST_COLUMNS]
+    """Each loan (of ``branch``; None: every branch) with its latest valuation's summary
+    (``LATEST_COLUMNS``), in one query: one index seek a loan, whatever the length of its
+    valuation history. ``loan_columns`` and ``latest_columns`` narrow what is read (the
+    portfolio: ``PORTFOLIO_LOAN``, ``PORTFOLIO_LATEST``); ``valuation_id`` is always read."""
+    own = [loans.c[n] for n in loan_columns] if loan_columns else list(loans.c)
+    names = latest_columns or tuple(c.name for c in LATEST_COLUMNS)
+    names = names if "valuation_id" in names else ("valuation_id", *names)
+    latest = [valuations.c[n].label(f"latest_{n}") for n in names]
     query = (
-        select(loans, *labelled)
+        select(*own, *latest)
         .select_from(
             loans.outerjoin(valuations, valuations.c.valuation_id == _latest_id(loans.c.loan_id))
         )
@@ -428,10 +442,11 @@ def loans_with_latest(
         query = query.where(loans.c.state == "active")
     out = []
     with engine.connect() as conn:
-        for row in conn.execute(query).mappings():
-            loan = _loan_row_of({c.name: row[c.name] for c in loans.c})
-            latest = {c.name: row[f"latest_{c.name}"] for c in LATEST_COLUMNS}
-            out.append((loan, latest if latest["valuation_id"] is not None else None))
+        for row in conn.execute(query):
+            values = row._tuple()
+            loan = _loan_row_of(dict(zip((c.name for c in own), values, strict=False)))
+            summary = dict(zip(names, values[len(own) :], strict=True))
+            out.append((loan, summary if summary["valuation_id"] is not None else None))
     return out
 
 

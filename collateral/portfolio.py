@@ -29,7 +29,9 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
     """The portfolio of ``branch`` (None: every branch) at ``now``: four queries whatever
     the size of the book (the loans with their latest valuations' figures, and the open
     alerts of loans, farms and parcels), then one pass over what they return."""
-    rows = loans.loans_with_latest(engine, branch, active_only=True)
+    rows = loans.loans_with_latest(
+        engine, branch, True, loans.PORTFOLIO_LOAN, loans.PORTFOLIO_LATEST
+    )
     active = [loan for loan, _ in rows]
     latest = {loan["loan_id"]: valuation for loan, valuation in rows}
     farm_loans = defaultdict(set)

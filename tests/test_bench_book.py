@@ -29,7 +29,7 @@ def test_the_book_growth_benchmark_runs(tmp_path):
     _run(
         "bench/book_growth.py",
         *("--sizes", "30,60", "--per-branch", "20", "--seconds", "1", "--warm-up", "0.5"),
-        *("--rate", "20", "--list-rate", "5", "--connections", "2", "--out", str(out)),
+        *("--rate-scale", "2", "--connections", "2", "--out", str(out)),
     )
     results = json.loads(out.read_text())
     assert [s["loans"] for s in results["sizes"]] == [30, 60]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_the_history_growth_benchmark_runs(tmp_path):
     out = tmp_path / "growth.json"
-    command = ["--parcels", "40", "--years", "0.083,1", "--runs", "2", "--out", str(out)]
+    command = ["--parcels", "40", "--years", "0.083,1", "--runs", "2", "--loans", "10"]
+    command += ["--out", str(out)]
     done = subprocess.run(
         [sys.executable, "bench/history_growth.py", *command],
         cwd=REPO_ROOT,
@@ -28,4 +29,5 @@ def test_the_history_growth_benchmark_runs(tmp_path):
     for result in results:
         assert len(result["new_scene_s"]) == len(result["reference_rebuild_s"]) == 2
         assert result["peak_rss_mb"] > 0 and result["bytes_per_parcel_year"] > 0
+        assert result["loans"] == 10 and result["revalue_all_s"] > 0
     assert "1.0 y against 0.083 y" in done.stdout

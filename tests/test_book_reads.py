@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from collateral import auth, loans
+from collateral.api import models
 from collateral.api.app import create_app
 from collateral.valuation import figures
 from tests.support.book import add_book, branch_of, loan_of, parcel_of
@@ -92,6 +93,7 @@ def test_the_officers_reads_cost_the_same_in_a_book_ten_times_larger(engine):
         assert large[path] == body, path
 
     portfolio = large["/v1/portfolio"]
+    models.Portfolio.model_validate(portfolio)  # what /openapi.json promises (sent as is)
     mine = range(PER_BRANCH)
     # the latest of each loan's three valuations: template n % 2 (the older ones differ)
     latest = [TEMPLATES[n % 2] for n in mine]

@@ -1,5 +1,6 @@
 """Loans, valuations and price tables. Loan officers see and change only their branch."""
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -312,16 +313,19 @@ async def import_prices(
     "/portfolio",
     tags=["loans"],
     summary="A branch's portfolio: totals, status, LTV bands, alerts, hectares, headcount, carbon",
+    response_model=models.Portfolio,
 )
 def portfolio(
     engine: EngineDep,
     principal: Lender,
     branch: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict:
+) -> Response:
     """A loan officer sees their own branch; a risk admin any branch, or all without one.
     Every figure lists the loans behind it."""
     if principal.role == "loan_officer":
         if branch not in (None, principal.branch):
             raise loans.NotFound(f"branch {branch!r} is not yours")
         branch = principal.branch
-    return branch_portfolio(engine, branch, datetime.now(UTC))
+    # plain JSON already (strings, numbers, lists): serialized as it is, not walked again
+    body = json.dumps(branch_portfolio(engine, branch, datetime.now(UTC)))
+    return Response(body, media_type="application/json")

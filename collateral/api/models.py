@@ -449,3 +449,38 @@ class Imported(Out):
 
 class AnimalsImported(Imported):
     rejected: list[Any] = Field(default_factory=list, description="bad rows with reasons")
+
+
+class LoanGroup(Out):
+    count: int
+    loan_ids: list[str]
+
+
+class AlertGroup(Out):
+    count: int
+    oldest_days: int = Field(description="days since the oldest of them opened")
+    loan_ids: list[str]
+
+
+class PledgedLand(Out):
+    ha: str
+    loan_ids: list[str]
+
+
+class Portfolio(Out):
+    """A branch's (or, for the risk desk, every branch's) active loans from each one's latest
+    valuation; every figure lists the loans behind it."""
+
+    branch: str | None
+    as_of: str
+    loans: int
+    principal_cny: str
+    collateral_value_cny: str
+    eligible_value_cny: str
+    ltv: str | None
+    by_status: dict[str, LoanGroup]
+    ltv_bands: dict[str, LoanGroup]
+    open_alerts: dict[str, AlertGroup]
+    pledged_ha: dict[str, PledgedLand]
+    verified_headcount: dict[str, int]
+    pledged_carbon_t_co2e: str

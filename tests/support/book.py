@@ -53,6 +53,22 @@ def _square(n: int) -> dict:
     return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
 
 
+def loan_row(n: int, parcel_ids: list[str], per_branch: int, now: datetime) -> dict:
+    """Loan ``n`` of the book as stored, pledging ``parcel_ids``."""
+    return {
+        "loan_id": loan_of(n),
+        "borrower": f"Borrower {n}",
+        "branch": branch_of(n, per_branch),
+        "principal_cny": f"{100000 + 37 * n}.00",
+        "parcel_ids": parcel_ids,
+        "herds": [],
+        "carbon": [],
+        "state": "active",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def value_demo_loans(engine: Engine) -> list[dict]:
     """The demo loans created and valued for real; their stored valuation rows."""
     demo = json.loads((SAMPLE_TILES / "loans" / "demo-loans.json").read_text())
@@ -93,20 +109,7 @@ def add_book(
                     "updated_at": now,
                 }
             )
-            loan_list.append(
-                {
-                    "loan_id": loan_of(n),
-                    "borrower": f"Borrower {n}",
-                    "branch": branch_of(n, per_branch),
-                    "principal_cny": f"{100000 + 37 * n}.00",
-                    "parcel_ids": [parcel_of(n)],
-                    "herds": [],
-                    "carbon": [],
-                    "state": "active",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            loan_list.append(loan_row(n, [parcel_of(n)], per_branch, now))
             for age in range(history - 1, -1, -1):
                 template = templates[(n + (age > 0)) % len(templates)]
                 valuation_id = f"VAL-{uuid.uuid4().hex[:20]}"
