@@ -94,3 +94,18 @@ def test_the_docs_stand_on_their_own():
     docs = [REPO_ROOT / "README.md", REPO_ROOT / "ARCHITECTURE.md", REPO_ROOT / "BENCHMARKS.md"]
     docs += [REPO_ROOT / "deploy" / "README.md"]
     assert [d.name for d in docs if "../shared" in d.read_text()] == []
+
+
+def test_no_test_or_tool_reads_outside_the_repository():
+    """A clone on its own runs its suite: real data is kept in tests/data/real, and no
+    source names a folder beside the repository."""
+    outside = ("parent / \"shared\"", "../shared", "parents[2] / \"shared\"")
+    sources = [
+        p
+        for p in REPO_ROOT.rglob("*.py")
+        if not {".venv", "node_modules", "test_architecture.py"} & set(p.parts + (p.name,))
+    ]
+    assert len(sources) > 100
+    assert [str(p) for p in sources if any(o in p.read_text() for o in outside)] == []
+    real = REPO_ROOT / "tests" / "data" / "real"
+    assert sum(f.stat().st_size for f in real.rglob("*") if f.is_file()) < 15e6
