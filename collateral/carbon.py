@@ -14,7 +14,17 @@ from decimal import Decimal
 from agri_common.times import parse_time
 from agri_common.wording import Said
 from collateral import prices
-from collateral.items import RATIO, dec, disturbed_area, fmt, make_item, money, parcel_summary
+from collateral.items import (
+    RATIO,
+    dec,
+    disturbed_area,
+    fmt,
+    imagery_staleness,
+    make_item,
+    money,
+    parcel_summary,
+    where_of,
+)
 
 CO2_PER_C = Decimal(44) / Decimal(12)
 TCO2 = Decimal("0.001")  # tonnes of CO2e are given to the kilogram
@@ -147,7 +157,13 @@ def carbon_account(parcel: dict, table: dict, as_of: datetime, since: datetime |
     }
 
 
-def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict | None) -> dict:
+def carbon_item(
+    pledge: dict,
+    table: dict | None,
+    as_of: datetime,
+    timber: dict | None,
+    policy: dict | None = None,
+) -> dict:
     """The ``carbon_sink`` item of a carbon pledge ({parcel, basis, baseline_date, market}).
 
     The quantity is the increment since the pledge's baseline date, or the stock, as the
@@ -157,7 +173,13 @@ def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict 
     carbon item counts only what the carbon is worth beyond the timber,
     max(0, carbon value - timber value), and the pair is worth the larger of the two.
     An account that cannot be made (no stand volume, unknown species, no carbon table) is
-    an item of value zero with its reason: it never stops the valuation."""
+    an item of value zero with its reason: it never stops the valuation.
+
+    With ``policy``, the carbon follows the evidence rules of the land it stands on: imagery
+    too sparse or too old, or a drop the profile could not confirm, adds the policy's
+    stale-imagery haircut and reduces the confidence, as for the stand's timber (a stand cut
+    since its last clear image holds neither). Without it (snapshots valued before rules
+    2026.12.4), the market's haircut alone."""
     parcel = pledge["parcel"]
     ref = parcel["parcel_id"]
     base = {"parcel_id": ref, "basis": pledge["basis"], "market": pledge["market"]}
@@ -209,7 +231,14 @@ def carbon_item(pledge: dict, table: dict | None, as_of: datetime, timber: dict 
         ),
         *overlap,
     ]
-    return make_item("carbon_sink", ref, value, haircut, haircut, Decimal(0), [], evidence, formula)
+    stale, extra = [], Decimal(0)
+    if policy is not None:
+        where = where_of(parcel)
+        stale = imagery_staleness(parcel, policy, as_of, where)
+        if stale:
+            extra = prices.value(policy, "stale_haircut", "imagery", where)
+    total = min(Decimal(1), haircut + extra)
+    return make_item("carbon_sink", ref, value, total, haircut, extra, stale, evidence, formula)
 
 
 def _zero_carbon(ref: str, base: dict, reason: str) -> dict:

@@ -1,11 +1,17 @@
 """What every valuation item is made of: exact money, figures from the data as Decimals,
 the item's shape (value, haircut, eligible value, confidence, evidence, formula), the
-area open disturbances take and a parcel's evidence summary. Shared by the valuation
+area open disturbances take, a parcel's evidence summary and why its imagery is weak
+evidence. Shared by the valuation
 rules (valuation.py) and their carbon half (carbon.py)."""
 
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from agri_common.times import parse_time
 from agri_common.wording import Said, coded
+from collateral import prices
+from collateral.prices import Where
+from remote_sensing.disturbances import CONFIRM_EVIDENCE
 
 CENT = Decimal("0.01")
 HA = Decimal("0.0001")
@@ -74,3 +80,55 @@ def parcel_summary(parcel: dict) -> dict:
         "anomaly_z": parcel.get("anomaly_z"),
         "open_disturbances": parcel["open_disturbances"],
     }
+
+
+def where_of(asset: dict) -> Where:
+    lon, lat = asset.get("centroid") or (None, None)
+    return Where(county=asset.get("county"), lon=lon, lat=lat)
+
+
+def imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where) -> list[str]:
+    """Why the parcel's imagery is weak evidence at ``as_of`` (empty: it is not).
+
+    Fewer than CONFIRM_EVIDENCE clear images in the policy's window is stale however
+    recent the last one: a profile cannot confirm or rule out damage on one date (under
+    Fujian's clouds, the usual case). A drop the profile could not confirm for want of
+    clear images in the window is named too. Snapshots from before these figures were
+    gathered (no ``sampling``) keep the age-of-the-last-image rule they were valued with.
+    """
+    days = int(prices.value(policy, "stale_after_days", "imagery", where))
+    latest = parcel.get("latest_clear_at")
+    if latest is None:
+        return [Said("stale.no_clear_image")]
+    sampling = parcel.get("sampling")
+    if sampling is None:
+        age = as_of - parse_time(latest)
+        if age > timedelta(days=days):
+            return [Said("stale.old_image", date=latest[:10], days=age.days, limit=days)]
+        return []
+    reasons = []
+    count, gap = sampling["clear_dates"], sampling["largest_gap_days"]
+    if count == 0:
+        age = (as_of - parse_time(latest)).days
+        reasons.append(Said("stale.none_in_window", window=days, date=latest[:10], days=age))
+    elif count < CONFIRM_EVIDENCE:
+        reasons.append(
+            Said(
+                "stale.too_few",
+                count=count,
+                window=days,
+                date=latest[:10],
+                gap=f"{gap:.0f}",
+                needed=f"{CONFIRM_EVIDENCE:.0f}",
+            )
+        )
+    for suspected in parcel.get("suspected", []):
+        coded_reason = suspected.get("reason_coded")  # snapshots from before have none
+        if coded_reason:
+            code, params = f"stale.{coded_reason['code']}", coded_reason["params"]
+            reasons.append(Said(code, start=suspected["start"], **params))
+        else:
+            reasons.append(
+                Said("stale.suspected", start=suspected["start"], reason=suspected["reason"])
+            )
+    return reasons

@@ -47,14 +47,37 @@ from collateral.items import (
     dec,
     disturbed_area,
     fmt,
+    imagery_staleness,
     make_item,
     money,
     parcel_summary,
+    where_of,
 )
 from collateral.prices import Where
-from remote_sensing.disturbances import CONFIRM_EVIDENCE
 
-RULES_VERSION = "2026.12.3"  # bump when a formula changes: stored valuations name theirs
+RULES_VERSION = "2026.12.4"  # bump when a formula changes: stored valuations name theirs
+# The rules version from which each change applies. A snapshot is recomputed by the rules
+# it was valued with (its code_version names them), so `verify` of a valuation made before
+# a change still finds its own figures to the cent.
+RULE_SINCE = {
+    # a carbon item takes the stale-evidence haircut of the land it stands on
+    "carbon_follows_land_evidence": "2026.12.4",
+}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def follows(inputs: dict, change: str) -> bool:
+    """Whether the snapshot was valued under rules that include ``change``."""
+    made_with = str(inputs.get("code_version", "")).rsplit(" ", 1)[-1]
+    try:
+        return _version(made_with) >= _version(RULE_SINCE[change])
+    except ValueError:  # no version named: a snapshot from before versions were recorded
+        return False
+
+
 STATUS_RANK = {"ok": 0, "watch": 1, "margin_call": 2}
 HEAD_BAND = {"breeding_sow": "parity", "dairy_cow": "lactation"}
 WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
@@ -82,7 +105,10 @@ def _value_loan(inputs: dict) -> dict:
     timber = {i["ref"]: i for i in items if i["kind"] == "forest"}
     for pledge in inputs.get("carbon", []):  # snapshots from before carbon have none
         ref = pledge["parcel"]["parcel_id"]
-        items.append(carbon_item(pledge, inputs.get("carbon_table"), as_of, timber.get(ref)))
+        evidence_policy = policy if follows(inputs, "carbon_follows_land_evidence") else None
+        items.append(
+            carbon_item(pledge, inputs.get("carbon_table"), as_of, timber.get(ref), evidence_policy)
+        )
     for herd in inputs["herds"]:
         items += herd_items(herd, price_table, policy, as_of)
     collateral = sum((Decimal(i["value_cny"]) for i in items), Decimal("0.00"))
@@ -198,66 +224,14 @@ def changes_since(
     }
 
 
-def _where(asset: dict) -> Where:
-    lon, lat = asset.get("centroid") or (None, None)
-    return Where(county=asset.get("county"), lon=lon, lat=lat)
-
-
 def _haircut(policy: dict, key: str, where: Where, stale: list[str], kind: str):
     base = prices.value(policy, "haircut", key, where)
     extra = prices.value(policy, "stale_haircut", kind, where) if stale else Decimal("0")
     return min(Decimal("1"), base + extra), base, extra
 
 
-def _imagery_staleness(parcel: dict, policy: dict, as_of: datetime, where: Where) -> list[str]:
-    """Why the parcel's imagery is weak evidence at ``as_of`` (empty: it is not).
-
-    Fewer than CONFIRM_EVIDENCE clear images in the policy's window is stale however
-    recent the last one: a profile cannot confirm or rule out damage on one date (under
-    Fujian's clouds, the usual case). A drop the profile could not confirm for want of
-    clear images in the window is named too. Snapshots from before these figures were
-    gathered (no ``sampling``) keep the age-of-the-last-image rule they were valued with.
-    """
-    days = int(prices.value(policy, "stale_after_days", "imagery", where))
-    latest = parcel.get("latest_clear_at")
-    if latest is None:
-        return [Said("stale.no_clear_image")]
-    sampling = parcel.get("sampling")
-    if sampling is None:
-        age = as_of - parse_time(latest)
-        if age > timedelta(days=days):
-            return [Said("stale.old_image", date=latest[:10], days=age.days, limit=days)]
-        return []
-    reasons = []
-    count, gap = sampling["clear_dates"], sampling["largest_gap_days"]
-    if count == 0:
-        age = (as_of - parse_time(latest)).days
-        reasons.append(Said("stale.none_in_window", window=days, date=latest[:10], days=age))
-    elif count < CONFIRM_EVIDENCE:
-        reasons.append(
-            Said(
-                "stale.too_few",
-                count=count,
-                window=days,
-                date=latest[:10],
-                gap=f"{gap:.0f}",
-                needed=f"{CONFIRM_EVIDENCE:.0f}",
-            )
-        )
-    for suspected in parcel.get("suspected", []):
-        coded_reason = suspected.get("reason_coded")  # snapshots from before have none
-        if coded_reason:
-            code, params = f"stale.{coded_reason['code']}", coded_reason["params"]
-            reasons.append(Said(code, start=suspected["start"], **params))
-        else:
-            reasons.append(
-                Said("stale.suspected", start=suspected["start"], reason=suspected["reason"])
-            )
-    return reasons
-
-
 def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> dict:
-    where = _where(parcel)
+    where = where_of(parcel)
     attributes = parcel["attributes"]
     area = dec(parcel["area_ha"])
     disturbed, notes = disturbed_area(parcel, area)
@@ -280,7 +254,7 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
     if stage_row is None:
         raise LookupError(f"parcel {parcel['parcel_id']}: no tea_stage for garden age {age}")
     stage = stage_row["key"]
-    stale = _imagery_staleness(parcel, policy, as_of, where)
+    stale = imagery_staleness(parcel, policy, as_of, where)
     haircut, base, extra = _haircut(policy, f"tea:{stage}", where, stale, "imagery")
     formula = Said(
         "formula.tea",
@@ -309,13 +283,13 @@ def tea_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> 
 
 
 def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) -> dict:
-    where = _where(parcel)
+    where = where_of(parcel)
     attributes = parcel["attributes"]
     area = dec(parcel["area_ha"])
     disturbed, notes = disturbed_area(parcel, area)
     group = str(attributes.get("species_group") or "*")
     age_class = str(attributes.get("age_class") or "*")
-    stale = _imagery_staleness(parcel, policy, as_of, where)
+    stale = imagery_staleness(parcel, policy, as_of, where)
     haircut, base, extra = _haircut(policy, f"forest:{age_class}", where, stale, "imagery")
     volume = attributes.get("stand_volume_m3_per_ha")
     stumpage = prices.value(price_table, "timber_stumpage_cny_per_m3", group, where)
@@ -348,7 +322,7 @@ def forest_item(parcel: dict, price_table: dict, policy: dict, as_of: datetime) 
 
 def herd_items(herd: dict, price_table: dict, policy: dict, as_of: datetime) -> list[dict]:
     """One item per pledged category of a farm (plus one for pledged tags not found)."""
-    where = _where(herd)
+    where = where_of(herd)
     stale = []
     days = prices.value(policy, "stale_after_days", "tags", where)
     last = herd.get("last_reading_at")

@@ -275,3 +275,36 @@ def test_where_people_look(world):
         {"parcel_id": "F-03", "basis": "stock", "baseline_date": None, "market": "sanming_ticket"}
     ]
     assert rs_store.get_parcel(world, "F-03")["kind"] == "forest"
+
+
+def test_carbon_on_stale_imagery_is_haircut_like_the_timber_it_stands_on(world):
+    """Two years after the world's last clear image, a forest's carbon is valued with
+    reduced confidence and the policy's stale-imagery haircut, for the same reasons as the
+    stand's timber (a stand cut since then would hold neither); a valuation made under the
+    rules before (2026.12.3) still recomputes to its own figures, carbon at high
+    confidence."""
+    when = AS_OF + timedelta(days=730)
+    pledged = {"borrower": "Lin Fang", "branch": "ANXI-01", "principal_cny": "50000"}
+    carbon_pledge = [{"parcel_id": "F-03", "basis": "stock", "market": "sanming_ticket"}]
+    loans.create_loan(world, loans.LoanIn(loan_id="C-STALE-1", carbon=carbon_pledge, **pledged))
+    doc = loans.value_now(world, "C-STALE-1", when)
+    loans.close_loan(world, "C-STALE-1")
+    loans.create_loan(world, loans.LoanIn(loan_id="C-STALE-2", parcel_ids=["F-03"], **pledged))
+    timber = next(i for i in loans.value_now(world, "C-STALE-2", when)["items"])
+    carbon = next(i for i in doc["items"] if i["kind"] == "carbon_sink")
+    assert timber["confidence"] == carbon["confidence"] == "reduced"
+    reasons = carbon["evidence"]["haircut"]["reasons"]
+    assert reasons and reasons == timber["evidence"]["haircut"]["reasons"]
+    stale = Decimal(carbon["evidence"]["haircut"]["stale_evidence"])
+    assert stale > 0 and stale == Decimal(timber["evidence"]["haircut"]["stale_evidence"])
+    assert Decimal(carbon["haircut"]) == Decimal(carbon["evidence"]["haircut"]["base"]) + stale
+    assert Decimal(carbon["eligible_value_cny"]) > 0
+    assert loans.verify(world, doc["valuation_id"])["identical"]
+
+    stored = loans.get_valuation(world, doc["valuation_id"])
+    before = {**stored["inputs"], "code_version": "agri-collateral rules 2026.12.3"}
+    old = loans.store_valuation(world, before, value_loan(before))
+    old_carbon = next(i for i in old["items"] if i["kind"] == "carbon_sink")
+    assert old_carbon["confidence"] == "high"
+    assert Decimal(old_carbon["eligible_value_cny"]) > Decimal(carbon["eligible_value_cny"])
+    assert loans.verify(world, old["valuation_id"])["identical"]
