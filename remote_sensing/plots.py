@@ -34,6 +34,7 @@ from remote_sensing.parcels import EQUAL_AREA_CRS, WGS84, repair_geometry
 
 MIN_PLOT_HA = 0.05  # below this a plot is a few Sentinel-2 pixels: nothing can be verified
 MAX_SUBMISSION_BYTES = 20 << 20
+MAX_UNPACKED_BYTES = 100 << 20  # what a KMZ or zipped Shapefile may hold once unpacked
 MAX_PLOT_VERTICES = 100_000
 CHINA = Path(__file__).parent / "data" / "china-mainland.geojson"
 
@@ -224,12 +225,18 @@ def _from_vector_file(data: bytes, suffix: str) -> BaseGeometry:
     """KML, KMZ or a zipped Shapefile, read by GDAL (pyogrio; LIBKML follows a KMZ's
     network links). The declared system wins over what the file says: KML always claims
     WGS84, even when an app wrote GCJ-02 numbers into it."""
-    if suffix == ".zip":
+    if suffix in (".zip", ".kmz"):
         try:
-            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+            entries = zipfile.ZipFile(io.BytesIO(data)).infolist()
         except zipfile.BadZipFile as exc:
             raise PlotError(f"not a zip file: {exc}") from exc
-        if not any(n.lower().endswith(".shp") for n in names):
+        unpacked = sum(e.file_size for e in entries)
+        if unpacked > MAX_UNPACKED_BYTES:  # a zip bomb is refused before GDAL opens it
+            raise PlotError(
+                f"the archive unpacks to {unpacked:,} bytes, beyond the "
+                f"{MAX_UNPACKED_BYTES:,} a plot may have"
+            )
+        if suffix == ".zip" and not any(e.filename.lower().endswith(".shp") for e in entries):
             raise PlotError("the zip file holds no Shapefile (.shp)")
     with tempfile.TemporaryDirectory(prefix="agri-plot-") as folder:
         path = Path(folder) / f"plot{suffix}"
@@ -247,7 +254,8 @@ def _from_vector_file(data: bytes, suffix: str) -> BaseGeometry:
         except PlotError:
             raise
         except Exception as exc:  # pyogrio raises its own errors for every unreadable file
-            raise PlotError(f"not a readable {suffix[1:].upper()} file: {exc}") from exc
+            reason = str(exc).replace(str(path), "the file")
+            raise PlotError(f"not a readable {suffix[1:].upper()} file: {reason}") from exc
     return _polygons(geometries)
 
 

@@ -99,7 +99,7 @@ def test_the_docs_stand_on_their_own():
 def test_no_test_or_tool_reads_outside_the_repository():
     """A clone on its own runs its suite: real data is kept in tests/data/real, and no
     source names a folder beside the repository."""
-    outside = ("parent / \"shared\"", "../shared", "parents[2] / \"shared\"")
+    outside = ('parent / "shared"', "../shared", 'parents[2] / "shared"')
     sources = [
         p
         for p in REPO_ROOT.rglob("*.py")

@@ -18,6 +18,7 @@ from bioassets import store as bio_store
 from collateral import loans, prices
 from collateral.api import models
 from collateral.api.examples import PROBLEMS
+from collateral.api.limits import bounded_body
 from collateral.api.security import ANY_ROLE, OPERATOR, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.carbon import CarbonError
@@ -434,7 +435,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
     },
 )
 async def import_farms(request: Request, engine: EngineDep, _op: Operator) -> dict:
-    result = _parse_upload(await request.body(), ".geojson", registry.parse_farms)
+    result = _parse_upload(await bounded_body(request), ".geojson", registry.parse_farms)
     if result.errors:
         raise loans.Invalid("body", "; ".join(result.errors[:20]))
     added, updated = bio_store.upsert_farms(engine, result.records)
@@ -452,7 +453,7 @@ async def import_animals(request: Request, engine: EngineDep, _op: Operator) -> 
     """Good rows are imported; bad rows come back with their line numbers and reasons."""
     farms = bio_store.farm_ids(engine)
     result = _parse_upload(
-        await request.body(), ".csv", lambda path: registry.parse_animals(path, farms)
+        await bounded_body(request), ".csv", lambda path: registry.parse_animals(path, farms)
     )
     added, updated = bio_store.upsert_animals(engine, result.records) if result.records else (0, 0)
     return {"added": added, "updated": updated, "rejected": result.errors}

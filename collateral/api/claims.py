@@ -12,11 +12,12 @@ from agri_common.wording import Said
 from collateral import claims
 from collateral.api import examples
 from collateral.api.examples import CONFLICT
+from collateral.api.limits import bounded_body
 from collateral.api.security import LENDING, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.claim_report import claim_words
 from collateral.loans import NotFound
-from remote_sensing.plots import COORDINATE_SYSTEMS
+from remote_sensing.plots import COORDINATE_SYSTEMS, MAX_SUBMISSION_BYTES
 
 router = APIRouter(responses=examples.PROBLEMS)
 Lender = Annotated[Principal, Depends(LENDING)]
@@ -91,7 +92,7 @@ async def submit_claim(
         Query(alias="attributes", description='a JSON object, e.g. {"planted_year": 2010}'),
     ] = None,
 ) -> dict:
-    body = await request.body()
+    body = await bounded_body(request, MAX_SUBMISSION_BYTES)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields = {"kind": kind, "crs": crs, "owner": owner, "branch": branch, "as_of": as_of}
     attributes = _attributes(attributes_json)

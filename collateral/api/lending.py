@@ -13,6 +13,7 @@ from agri_common.wording import Said
 from collateral import loans, prices
 from collateral.api import examples, models
 from collateral.api.examples import CONFLICT, PROBLEMS
+from collateral.api.limits import bounded_body
 from collateral.api.security import ANY_ROLE, LENDING, RISK, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.credit_report import valuation_pdf
@@ -294,7 +295,7 @@ def prices_in_force(
 async def import_prices(
     request: Request, engine: EngineDep, _risk: Annotated[Principal, Depends(RISK)]
 ) -> dict:
-    body = await request.body()
+    body = await bounded_body(request)
     try:
         table = prices.parse_upload(body, request.headers.get("content-type", ""))
     except UnicodeDecodeError:

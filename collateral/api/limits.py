@@ -1,4 +1,4 @@
-"""Per-key rate limits and the audit log of writes."""
+"""Per-key rate limits, request body limits and the audit log of writes."""
 
 import logging
 import threading
@@ -9,11 +9,35 @@ from sqlalchemy import Engine, insert
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from collateral.loans import Invalid  # the API's 422 for a named field
 from collateral.tables import audit_log
 
 log = logging.getLogger("agri.api")
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# A registry or price upload: 100,000 animals' CSV is about 10 MB.
+UPLOAD_MAX_BYTES = 64 << 20
+
+
+async def bounded_body(request: Request, limit: int = UPLOAD_MAX_BYTES) -> bytes:
+    """The request body, refused (loans.Invalid on ``body``: a 422) as soon as it is known
+    to pass ``limit`` bytes: at once from its Content-Length, or, for a chunked body or one
+    that says less than it sends, when the bytes read pass the limit. Nothing beyond the
+    limit is held in memory, so a few large uploads cannot take the API process down."""
+
+    def refused(size: str) -> Invalid:
+        return Invalid("body", f"the body is {size} bytes, beyond the {limit:,} allowed here")
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refused(f"{int(declared):,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refused(f"more than {limit:,}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class RateLimiter:
