@@ -443,7 +443,7 @@ def loans_with_latest(
     out = []
     with engine.connect() as conn:
         for row in conn.execute(query):
-            values = row._tuple()
+            values = tuple(row)
             loan = _loan_row_of(dict(zip((c.name for c in own), values, strict=False)))
             summary = dict(zip(names, values[len(own) :], strict=True))
             out.append((loan, summary if summary["valuation_id"] is not None else None))
