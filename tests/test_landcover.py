@@ -71,7 +71,7 @@ def test_the_recipe_on_real_labelled_parcels(realdata):
     scores = cross_validate(series, dates, plots)
     print(f"\nreal parcels (Slovenia, 5-fold by parcel): {json.dumps(scores)}")
     assert scores["scored"] >= 55  # a plot never seen clear 6 times is not scored
-    # The target is 85 %. Pixels seen with their plot's context reach 86 % on these
+    # The target is 85 %. Pixels seen with their plot's context reach 86 % on these
     # folds (49 of 57; 74 % without it), 77-88 % on other draws of the folds (BENCHMARKS.md).
     assert scores["accuracy"] >= 0.85
     assert scores["confusion"]["grass_shrub"].get("grass_shrub", 0) >= 40

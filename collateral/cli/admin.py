@@ -54,12 +54,12 @@ def serve(app: App, host: str, port: int) -> None:
         click.echo(f"warning: {BUILD_HINT} The /v1 API works without it.", err=True)
     # One process per `agri serve`; scale with more of them behind a balancer (see
     # deploy/README.md). Uvicorn's own --workers mode answered every request ~44 ms late
-    # on this machine (measured with wrk), where one process answers in ~0.5 ms.
+    # on a 2-core host (measured with wrk), where one process answers in ~0.5 ms.
     warm_pool(app.engine)
     api = create_app(app.engine, app.settings)
     # What start-up imported (numpy, geopandas, SQLAlchemy, ...: ~230,000 objects) lives as
     # long as the process: frozen out of the collector's way, a full collection under load
-    # no longer walks them (~80 ms each time on this machine, a pause for every request).
+    # no longer walks them (~80 ms each time on a 2-core host, a pause for every request).
     gc.collect()
     gc.freeze()
     uvicorn.run(api, host=host, port=port, log_level="info")
