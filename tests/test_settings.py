@@ -1,7 +1,8 @@
 """One setting, one decision: AGRI_GATEWAY_OFFLINE_MINUTES read once per process and
-passed to every path that decides whether a gateway is offline (the running ingester,
-GET /v1/alerts, `agri alerts list`), so the same alert opens and closes alike whoever
-looks."""
+passed to every path that decides whether a gateway is offline (the running ingester, and
+cron's `agri alerts evaluate`), so the same alert opens and closes alike whoever runs the
+rules; the readers (GET /v1/alerts, `agri alerts list`) show what they decided and decide
+nothing."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bioassets import store as bio_store
+from bioassets.tables import alerts
 from collateral import auth
 from collateral.api.app import create_app
 from collateral.db import make_engine, upgrade
@@ -33,8 +35,20 @@ def _offline_gateways(engine) -> set[str]:
     }
 
 
+def _agri(env: dict, *args: str) -> str:
+    done = subprocess.run(
+        [*AGRI, *args],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
 @pytest.mark.parametrize("minutes, offline", [(10, True), (60, False)])
-def test_the_offline_setting_reaches_the_ingester_the_api_and_the_cli(
+def test_the_offline_setting_reaches_the_ingester_and_cron_and_readers_only_read(
     tmp_path, monkeypatch, minutes, offline
 ):
     """GW-SOW-1's last reading was taken 20 minutes ago: offline after 10 minutes of
@@ -70,28 +84,31 @@ def test_the_offline_setting_reaches_the_ingester_the_api_and_the_cli(
     assert bio_store.count_readings(engine) == 1
     assert _offline_gateways(engine) == expected, "the ingester's decision"
 
-    # the API, its settings read from the environment as `agri serve` reads them
+    # the readers decide nothing: with the alert closed by hand, they show it closed
+    with engine.begin() as conn:
+        conn.execute(alerts.update().values(closed_at=datetime.now(UTC)))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     key = auth.create_key(engine, "risk_admin", None, "settings test")
     client = TestClient(create_app(engine))
-    answer = client.get(
-        "/v1/alerts", params={"farm_id": "FARM-SOW"}, headers={"Authorization": f"Bearer {key}"}
-    )
-    assert answer.status_code == 200, answer.text
-    said = {a["subject"] for a in answer.json() if a["kind"] == "gateway_offline"}
-    assert said == expected, "the API's decision"
 
-    # the CLI, in a process of its own
-    listed = subprocess.run(
-        [*AGRI, "alerts", "list", "--farm", "FARM-SOW", "--open", "--json"],
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = json.loads(listed.stdout)
-    assert {r["subject"] for r in rows if r["kind"] == "gateway_offline"} == expected
-    assert _offline_gateways(engine) == expected
+    def api_says() -> set[str]:
+        answer = client.get(
+            "/v1/alerts",
+            params={"farm_id": "FARM-SOW"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert answer.status_code == 200, answer.text
+        return {a["subject"] for a in answer.json() if a["kind"] == "gateway_offline"}
+
+    def cli_says() -> set[str]:
+        rows = json.loads(_agri(env, "alerts", "list", "--farm", "FARM-SOW", "--open", "--json"))
+        return {r["subject"] for r in rows if r["kind"] == "gateway_offline"}
+
+    assert api_says() == cli_says() == _offline_gateways(engine) == set()
+
+    # cron's evaluation, in a process of its own, decides as the ingester did
+    assert "1 farms evaluated" in _agri(env, "alerts", "evaluate", "--farm", "FARM-SOW")
+    assert _offline_gateways(engine) == expected, "cron's decision"
+    assert api_says() == cli_says() == expected
     engine.dispose()

@@ -12,10 +12,10 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from agri_common.wording import Said, worded
-from bioassets import headcount, registry, rules
+from agri_common.wording import Said
+from bioassets import headcount, registry
 from bioassets import store as bio_store
-from collateral import loans, prices
+from collateral import alerts, loans, prices
 from collateral.api import models
 from collateral.api.examples import PROBLEMS
 from collateral.api.limits import bounded_body
@@ -312,7 +312,6 @@ def get_track(
     response_model=list[models.Alert],
 )
 def list_alerts(
-    request: Request,
     engine: EngineDep,
     principal: Caller,
     farm_id: str | None = None,
@@ -321,87 +320,29 @@ def list_alerts(
     state: Literal["open", "closed", "all"] = "open",
 ) -> list[dict]:
     """Livestock alerts (by farm), parcel disturbances (by parcel) and loan status alerts.
-    ``loan_id`` narrows to what concerns that loan's pledges."""
-    farms: set[str] | None = None  # None: every farm
-    parcels: set[str] | None = None
-    loan_ids: set[str] | None = None  # None: every loan the caller may see
+    ``loan_id`` narrows to what concerns that loan's pledges. A read: the rules run in the
+    ingester and in cron (`agri alerts evaluate`), not here."""
+    scope: alerts.Scope = {
+        "farms": None,
+        "parcels": None,
+        "loan_ids": None,
+        "branch": principal.branch if principal.role == "loan_officer" else None,
+    }
     if loan_id is not None:
         loan = loans.get_loan(engine, loan_id)
         if not principal.sees_branch(loan["branch"]):
             raise loans.NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
-        farms = {h["farm_id"] for h in loan["herds"]}
-        parcels, loan_ids = set(loan["parcel_ids"]), {loan_id}
+        scope["farms"] = {h["farm_id"] for h in loan["herds"]}
+        scope["parcels"], scope["loan_ids"] = set(loan["parcel_ids"]), {loan_id}
     if farm_id is not None or parcel_id is not None:
         if farm_id is not None:
             _farm(engine, farm_id)
         if parcel_id is not None:
             _parcel(engine, parcel_id)
-        farms = _narrow(farms, farm_id)
-        parcels = _narrow(parcels, parcel_id)
-        loan_ids = loan_ids or set()
-    out = []
-    now = datetime.now(UTC)
-    for farm in sorted(bio_store.farm_ids(engine)) if farms is None else sorted(farms):
-        rules.evaluate_farm(engine, farm, now, request.app.state.settings.gateway_offline_after)
-        for a in bio_store.list_alerts(engine, farm):
-            out.append(
-                {
-                    "source": "livestock",
-                    "kind": a["kind"],
-                    "farm_id": a["farm_id"],
-                    "subject": a["subject"],
-                    "opened_at": a["opened_at"],
-                    "closed_at": a["closed_at"],
-                    "detail": a["detail"],
-                    "code": a["code"],
-                    "params": a["params"],
-                }
-            )
-    for e in rs_store.stored_events(engine):
-        if parcels is None or e["parcel_id"] in parcels:
-            facts = {
-                "kind": e["kind"],
-                "since": e["start"].date(),
-                "severity": f"{e['severity']:.0%}",
-            }
-            if e["affected_ha"] is None:
-                detail = Said("alert.parcel_event", **facts)
-            else:
-                detail = Said("alert.parcel_event_ha", **facts, ha=f"{e['affected_ha']:.2f}")
-            out.append(
-                {
-                    "source": "parcel",
-                    "kind": e["kind"],
-                    "parcel_id": e["parcel_id"],
-                    "subject": e["parcel_id"],
-                    "opened_at": e["confirmed_at"],
-                    "closed_at": e["end"],
-                    **worded(detail),
-                }
-            )
-    if loan_ids is None:
-        loan_ids = {
-            loan["loan_id"]
-            for loan in loans.list_loans(engine)
-            if principal.sees_branch(loan["branch"])
-        }
-    for a in loans.list_loan_alerts(engine, sorted(loan_ids)):
-        out.append(
-            {
-                "source": "loan",
-                "kind": a["kind"],
-                "loan_id": a["loan_id"],
-                "subject": a["loan_id"],
-                "opened_at": a["opened_at"],
-                "closed_at": a["closed_at"],
-                "detail": a["detail"],
-                "code": a["code"],
-                "params": a["params"],
-            }
-        )
-    if state != "all":
-        out = [a for a in out if (a["closed_at"] is None) == (state == "open")]
-    return [jsonable(a) for a in sorted(out, key=lambda a: a["opened_at"])]
+        scope["farms"] = _narrow(scope["farms"], farm_id)
+        scope["parcels"] = _narrow(scope["parcels"], parcel_id)
+        scope["loan_ids"] = scope["loan_ids"] or set()
+    return alerts.alert_list(engine, scope, state)
 
 
 def _narrow(scope: set[str] | None, wanted: str | None) -> set[str]:

@@ -338,11 +338,8 @@ def alerts() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def alerts_list(app: App, farm_id: str | None, open_only: bool, as_json: bool) -> None:
-    """Alerts, oldest first."""
+    """Alerts, oldest first, as the rules last left them (`agri alerts evaluate` runs them)."""
     engine = app.engine
-    offline_after = app.settings.gateway_offline_after
-    for farm in [farm_id] if farm_id else sorted(bio_store.farm_ids(engine)):
-        rules.evaluate_farm(engine, farm, datetime.now(UTC), offline_after)
     rows = [jsonable(r) for r in bio_store.list_alerts(engine, farm_id, open_only)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -352,6 +349,22 @@ def alerts_list(app: App, farm_id: str | None, open_only: bool, as_json: bool) -
             f"{r['opened_at'][:19]}  {r['state']:<6} {r['farm_id']:<12} {r['kind']:<16} "
             f"{r['subject']:<16} {r['detail']}"
         )
+
+
+@alerts.command("evaluate")
+@click.option("--farm", "farm_id", help="one farm (default: every registered farm)")
+@pass_app
+def alerts_evaluate(app: App, farm_id: str | None) -> None:
+    """Run the alert rules now (cron, every few minutes): the ingester runs them for the
+    farms that send data; what only silence reveals (a gateway offline, a tag not heard
+    from) opens here."""
+    engine = app.engine
+    offline_after = app.settings.gateway_offline_after
+    farms = [farm_id] if farm_id else sorted(bio_store.farm_ids(engine))
+    for farm in farms:
+        rules.evaluate_farm(engine, farm, datetime.now(UTC), offline_after)
+    opened = bio_store.list_alerts(engine, farm_id, open_only=True)
+    click.echo(f"{len(farms)} farms evaluated; {len(opened)} alerts open")
 
 
 @click.group()
