@@ -161,6 +161,7 @@ def get_profile(
     "/parcels/{parcel_id}/carbon",
     tags=["parcels"],
     summary="A forest's carbon: stock, annual sequestration, increment since a date, factors",
+    response_model=models.CarbonAccount,
 )
 def get_carbon(
     parcel_id: str,

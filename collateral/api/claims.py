@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from agri_common.rows import jsonable
 from agri_common.wording import Said
 from collateral import claims
-from collateral.api import examples
+from collateral.api import examples, models
 from collateral.api.examples import CONFLICT
 from collateral.api.limits import bounded_body
 from collateral.api.security import LENDING, EngineDep, request_locale
@@ -59,6 +59,7 @@ def _out(claim: dict, request: Request) -> dict:
     status_code=201,
     tags=["claims"],
     summary="Submit a plot and what the borrower says it is; returns the verification report",
+    response_model=models.Claim,
     description=(
         "Either a JSON envelope (`application/json`: kind, crs, owner, attributes, as_of and "
         "`geometry`, a GeoJSON geometry, feature or collection), or the file itself as the "
@@ -173,13 +174,23 @@ def _time(text: str) -> datetime:
     return value
 
 
-@router.get("/claims", tags=["claims"], summary="Claims (a loan officer's own branch)")
+@router.get(
+    "/claims",
+    tags=["claims"],
+    summary="Claims (a loan officer's own branch)",
+    response_model=list[models.ClaimSummary],
+)
 def list_claims(engine: EngineDep, principal: Lender) -> list[dict]:
     branch = principal.branch if principal.role == "loan_officer" else None
     return [jsonable(c) for c in claims.list_claims(engine, branch)]
 
 
-@router.get("/claims/{claim_id}", tags=["claims"], summary="A claim and its report")
+@router.get(
+    "/claims/{claim_id}",
+    tags=["claims"],
+    summary="A claim and its report",
+    response_model=models.Claim,
+)
 def get_claim(claim_id: str, request: Request, engine: EngineDep, principal: Lender) -> dict:
     return _out(_visible(principal, claims.get_claim(engine, claim_id)), request)
 
@@ -189,6 +200,7 @@ def get_claim(claim_id: str, request: Request, engine: EngineDep, principal: Len
     tags=["claims"],
     summary="Turn a consistent claim into a parcel that loans can pledge",
     responses=CONFLICT,
+    response_model=models.Claim,
 )
 def accept_claim(
     claim_id: str,

@@ -484,3 +484,97 @@ class Portfolio(Out):
     pledged_ha: dict[str, PledgedLand]
     verified_headcount: dict[str, int]
     pledged_carbon_t_co2e: str
+
+
+class CarbonAccount(Out):
+    """A forest's carbon by the IPCC biomass-expansion method, every factor shown."""
+
+    parcel_id: str
+    as_of: str
+    since: str | None
+    species_group: str
+    age_class: str
+    area_ha: str
+    disturbed_ha: str
+    stand_volume_m3_per_ha: str
+    volume_growth_m3_per_ha_yr: str
+    factors: dict[str, str]
+    t_co2e_per_m3: str
+    growth_scale: str
+    health_index: float | None
+    stock_t_co2e: str
+    reversed_t_co2e: str
+    annual_t_co2e: str
+    years: str | None
+    increment_t_co2e: str | None
+    table_version: str
+    notes: list[str]
+    formula: str
+    formula_coded: list[Coded]
+
+
+class ClaimReport(Out):
+    """What the satellite record says of a claimed plot (English; ``words``: the request's
+    language)."""
+
+    verdict: str
+    words: dict[str, Any] | None = None
+
+
+class Claim(Out):
+    claim_id: str
+    kind: Literal["tea_garden", "forest"]
+    owner: str | None
+    branch: str | None
+    attributes: dict[str, Any]
+    crs: str
+    submitted_geometry: dict[str, Any] = Field(description="as drawn, in its declared system")
+    geometry: dict[str, Any] = Field(description="WGS84 GeoJSON")
+    area_ha: float
+    state: Literal["open", "accepted"]
+    verdict: str
+    report: ClaimReport
+    inputs_sha256: str
+    model_version: str
+    parcel_id: str | None = Field(description="the parcel it became, once accepted")
+    created_at: str
+    updated_at: str
+
+
+class Subscription(Out):
+    """A subscription to notices (its secret is never sent back)."""
+
+    id: int
+    branch: str | None = Field(description="None: every branch (a risk desk)")
+    label: str
+    kinds: list[str]
+    channel: Literal["webhook", "wecom", "dingtalk", "email"]
+    target: str
+    language: str | None
+    active: bool
+    created_at: str
+
+
+class Delivery(Out):
+    id: int
+    subscription_id: int
+    notice_key: str
+    notice: dict[str, Any]
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str
+
+
+class ClaimSummary(Out):
+    claim_id: str
+    kind: Literal["tea_garden", "forest"]
+    owner: str | None
+    branch: str | None
+    state: Literal["open", "accepted"]
+    verdict: str
+    area_ha: str
+    parcel_id: str | None
+    created_at: str

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agri_common.rows import jsonable
 from collateral import notify
-from collateral.api import examples
+from collateral.api import examples, models
 from collateral.api.security import LENDING, EngineDep
 from collateral.auth import Principal
 from collateral.loans import Invalid, NotFound
@@ -55,7 +55,11 @@ def _visible(principal: Principal, sub: dict) -> dict:
 
 
 @router.post(
-    "/subscriptions", status_code=201, tags=["notifications"], summary="Subscribe to notices"
+    "/subscriptions",
+    status_code=201,
+    tags=["notifications"],
+    summary="Subscribe to notices",
+    response_model=models.Subscription,
 )
 def create_subscription(
     body: SubscriptionIn, request: Request, engine: EngineDep, principal: Lender
@@ -84,7 +88,12 @@ def create_subscription(
     return _out(sub)
 
 
-@router.get("/subscriptions", tags=["notifications"], summary="Subscriptions (secrets not shown)")
+@router.get(
+    "/subscriptions",
+    tags=["notifications"],
+    summary="Subscriptions (secrets not shown)",
+    response_model=list[models.Subscription],
+)
 def list_subscriptions(engine: EngineDep, principal: Lender) -> list[dict]:
     subs = notify.list_subscriptions(engine)
     if principal.role == "loan_officer":
@@ -96,6 +105,7 @@ def list_subscriptions(engine: EngineDep, principal: Lender) -> list[dict]:
     "/subscriptions/{subscription_id}/deliveries",
     tags=["notifications"],
     summary="A subscription's delivery log: state, attempts, last error",
+    response_model=list[models.Delivery],
 )
 def subscription_deliveries(
     subscription_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: EngineDep, principal: Lender
