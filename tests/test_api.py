@@ -403,7 +403,7 @@ def test_request_bodies_refuse_fields_they_do_not_name(api, world):
             if ref:
                 models_in.add(ref.rsplit("/", 1)[1])
     assert {"LoanIn", "LoanPatch", "SubscriptionIn", "ValueRequest"} <= models_in
-    open_models = [m for m in sorted(models_in) if schemas[m].get("additionalProperties") is not False]
+    open_models = [m for m in models_in if schemas[m].get("additionalProperties") is not False]
     assert open_models == []
     body = _problem(api("POST", "/v1/loans", json={**_loan("API-EX-1"), "colour": "red"}), 422)
     assert "colour" in json.dumps(body)
