@@ -24,8 +24,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from agri_common.wording import Said
 from collateral import claim_report, pledges, prices
+from collateral.errors import Conflict, NotFound, Refused
 from collateral.evidence import CODE_VERSION
-from collateral.loans import Conflict, NotFound
 from collateral.tables import claims
 from remote_sensing import landcover, plot_backfill, plot_history, stac_sync
 from remote_sensing import store as rs_store
@@ -41,12 +41,12 @@ ATTRIBUTES = {  # what a claim may say about its plot, by kind (as parcel files 
 FEATURE_DIGITS = 5
 
 
-class ClaimRefused(ValueError):
-    """A claim that cannot be taken (bad plot, unknown kind), with the reason (HTTP 422)."""
+class ClaimRefused(Refused):
+    """A claim that cannot be taken (bad plot, unknown kind), with the reason."""
 
 
-class NotAcceptable(ValueError):
-    """An accept that the claim's state or verdict forbids (HTTP 409)."""
+class NotAcceptable(Conflict):
+    """An accept that the claim's state or verdict forbids."""
 
 
 @dataclass

@@ -22,7 +22,7 @@ from bioassets import store as bio_store
 from bioassets.ingester import Ingester, IngestStats
 from bioassets.local_broker import LocalBroker
 from bioassets.simulator import Faults, SimStats, Simulator, default_gateway
-from collateral import loans, prices
+from collateral import errors, loans, prices
 from collateral.db import engine_url, make_engine
 from collateral.settings import Settings
 from remote_sensing import store
@@ -99,7 +99,7 @@ def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
     for entry in json.loads((SAMPLE / "loans" / "demo-loans.json").read_text()):
         try:
             loans.get_loan(engine, entry["loan_id"])
-        except loans.NotFound:
+        except errors.NotFound:
             loans.create_loan(engine, loans.LoanIn.model_validate(entry))
     out = []
     for loan in loans.list_loans(engine, active_only=True):

@@ -21,6 +21,7 @@ from agri_common.wording import Said, worded
 from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import evidence, pledges
+from collateral.errors import Conflict, Invalid, NotFound
 from collateral.tables import loan_alerts, loans, valuations
 from collateral.valuation import figures, value_loan
 from remote_sensing import store as rs_store
@@ -125,22 +126,6 @@ class LoanPatch(BaseModel):
     @classmethod
     def _money(cls, value: Decimal | None) -> Decimal | None:
         return None if value is None else Decimal(_principal(value))
-
-
-class NotFound(LookupError):
-    """An id that names nothing."""
-
-
-class Conflict(ValueError):
-    """A create whose id exists."""
-
-
-class Invalid(ValueError):
-    """Well-formed input that names things that do not exist; ``field`` says where."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 def check_pledges(

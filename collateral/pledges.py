@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from agri_common.wording import text
 from bioassets import store as bio_store
+from collateral.errors import Conflict
 from collateral.tables import loans
 from remote_sensing import store as rs_store
 from remote_sensing.plots import area_in_ha
@@ -55,8 +56,9 @@ def overlap_sentence(overlap: dict, locale: str) -> str:
     )
 
 
-class DoublePledge(ValueError):
-    """A pledge of land or animals that another active loan already holds (HTTP 409)."""
+class DoublePledge(Conflict):
+    """A pledge of land or animals that another active loan already holds; ``loan_id``
+    names that loan."""
 
     def __init__(self, message: str, loan_id: str):
         super().__init__(message)

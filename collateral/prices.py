@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import Engine, insert, select
 
+from collateral.errors import Conflict, Refused
 from collateral.tables import price_versions
 
 SECTIONS = {
@@ -74,7 +75,7 @@ SEASONS = ("spring", "summer", "autumn")
 CSV_COLUMNS = ("section", "region", "key", "band_min", "band_max", "value")
 
 
-class TableError(ValueError):
+class TableError(Refused):
     """A price or policy table that cannot be used, with every problem found."""
 
     def __init__(self, problems: list[str]):
@@ -82,7 +83,7 @@ class TableError(ValueError):
         self.problems = problems
 
 
-class VersionExists(TableError):
+class VersionExists(Conflict, TableError):
     """The version is already stored with other content: versions are immutable."""
 
 

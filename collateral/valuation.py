@@ -42,6 +42,7 @@ from agri_common.times import parse_time
 from agri_common.wording import Said, coded
 from collateral import prices
 from collateral.carbon import carbon_item
+from collateral.errors import Refused
 from collateral.items import (
     RATIO,
     dec,
@@ -83,7 +84,7 @@ HEAD_BAND = {"breeding_sow": "parity", "dairy_cow": "lactation"}
 WEIGHT_PRICED = ("fattening_pig", "beef_cattle")
 
 
-class ValuationError(ValueError):
+class ValuationError(Refused):
     """The inputs cannot be valued (e.g. a table lacks a row the asset needs)."""
 
 

@@ -14,12 +14,14 @@ from sqlalchemy import func, select
 from bioassets import rules
 from bioassets import store as bio_store
 from bioassets.messages import Reading
-from collateral import auth, loans, prices
+from collateral import auth, claims, errors, loans, pledges, prices
 from collateral.api.app import create_app
 from collateral.api.limits import RateLimiter
 from collateral.db import engine_url, make_engine, upgrade
 from collateral.tables import audit_log, valuations
 from collateral.tables import loans as loans_table
+from collateral.valuation import ValuationError
+from remote_sensing.plots import PlotError
 from tests.support.livestock import seed_livestock
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import WORLD_AS_OF
@@ -407,3 +409,34 @@ def test_request_bodies_refuse_fields_they_do_not_name(api, world):
     assert open_models == []
     body = _problem(api("POST", "/v1/loans", json={**_loan("API-EX-1"), "colour": "red"}), 422)
     assert "colour" in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "member"),
+    [
+        (errors.NotFound("loan 'X' does not exist"), 404, None),
+        (errors.Conflict("loan 'X' exists"), 409, None),
+        (pledges.DoublePledge("parcel 'F-03' is already pledged", "LN-1"), 409, "loan_id"),
+        (errors.Invalid("bbox", "four numbers"), 422, "errors"),
+        (claims.ClaimRefused("not polygonal"), 422, "code"),
+        (PlotError("not polygonal"), 422, "code"),
+        (ValuationError("no tea_stage row"), 422, None),
+        (prices.TableError(["row 3: no value"]), 422, "errors"),
+        (prices.VersionExists(["version exists"]), 409, None),
+    ],
+)
+def test_each_error_kind_answers_with_its_status_and_shape(world, error, status, member):
+    """One table (collateral/api/problems.py) turns every domain error into its problem."""
+    app = create_app(world)
+
+    @app.get("/raise")
+    def _raise() -> None:
+        raise error
+
+    response = TestClient(app).get("/raise")
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and str(error).split(":")[0][:12] in json.dumps(body)
+    if member is not None:
+        assert member in body, body

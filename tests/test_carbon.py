@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from collateral import auth, loans, prices
+from collateral import auth, errors, loans, prices
 from collateral.api.app import create_app
 from collateral.carbon import CARBON_REFUSED, carbon_account, carbon_item
 from collateral.evidence import parcel_carbon
@@ -228,7 +228,7 @@ def test_a_whole_valuation_with_a_bad_carbon_pledge_still_values(world):
 
 def test_pledges_of_carbon_are_checked(world):
     body = {"loan_id": "C-P-1", "borrower": "Lin Fang", "branch": "ANXI-01", "principal_cny": "1"}
-    with pytest.raises(loans.Invalid, match="is not a forest"):
+    with pytest.raises(errors.Invalid, match="is not a forest"):
         loans.create_loan(
             world, loans.LoanIn(**body, carbon=[{"parcel_id": "T-01", "basis": "stock"}])
         )

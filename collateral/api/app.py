@@ -5,33 +5,23 @@ same answers.
 """
 
 import logging
-from http import HTTPStatus
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
-from starlette.exceptions import HTTPException
 
-from agri_common import wording
-from agri_common.wording import Said, coded, translate
-from collateral import claims, loans, pledges, prices
-from collateral.api import assets, lending, maps, metrics, models
+from collateral.api import assets, lending, maps, metrics, models, problems
 from collateral.api import claims as claims_api
 from collateral.api import notify as notify_api
 from collateral.api.cache import Cache
 from collateral.api.limits import AuditWrites, RateLimiter
-from collateral.api.security import request_locale
 from collateral.auth import KeyCache
 from collateral.settings import Settings, load_settings
-from collateral.valuation import ValuationError
-from remote_sensing.plots import PlotError
 
 log = logging.getLogger("agri.api")
-PROBLEM = "application/problem+json"
 KEY_CACHE_TTL_S = 5.0  # a verified API key is trusted this long without a new lookup
 # A farm's headcount "now" is recomputed after HEADCOUNT_TTL_S, in the background while the
 # previous one (at most HEADCOUNT_STALE_S old) is answered; `?at=` is never cached.
@@ -57,36 +47,6 @@ def _not_built() -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><title>agri-collateral</title><p>{BUILD_HINT}", status_code=503
     )
-
-
-def problem(
-    request: Request, status: int, detail: str, headers: dict | None = None, **extra
-) -> JSONResponse:
-    """A problem document in the language the request asks for (Accept-Language): the
-    title always, the detail when it was composed from the catalogues (then with its
-    ``code`` and ``params`` too); English otherwise, as other clients expect."""
-    locale = request_locale(request)
-    form = coded(detail)
-    title = HTTPStatus(status).phrase
-    body = {
-        "type": "about:blank",
-        "title": title if locale == "en" else wording.text(f"problem.{status}", locale),
-        "status": status,
-        "detail": translate(detail, form, locale),
-        **(form or {}),
-        **extra,
-    }
-    headers = {**(headers or {}), "Content-Language": locale}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
-
-
-def _said(exc: Exception) -> str:
-    """The exception's message, keeping its code when it was composed (wording.Said)."""
-    return exc.args[0] if exc.args and isinstance(exc.args[0], Said) else str(exc)
-
-
-def _field(loc) -> str:
-    return ".".join(str(p) for p in loc)
 
 
 def create_app(
@@ -120,77 +80,7 @@ def create_app(
     app.add_middleware(AuditWrites, engine=engine)
     app.add_middleware(metrics.RequestMetrics)  # outermost: it times the audit row too
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, Said) else str(exc.detail)
-        return problem(request, exc.status_code, detail, getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        locale = request_locale(request)
-        found = exc.errors()
-        errors = [
-            {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in found
-        ]
-        # pydantic's English, or the catalogue's wording of its error type
-        detail = wording.text("ui.reason_sep", locale).join(
-            f"{_field(e['loc'])}: "
-            + wording.validation_message(e["type"], e["msg"], e.get("ctx"), locale)
-            for e in found[:5]
-        )
-        return problem(request, 422, detail, errors=errors)
-
-    @app.exception_handler(loans.NotFound)
-    async def not_found(request: Request, exc: loans.NotFound) -> JSONResponse:
-        return problem(request, 404, _said(exc))
-
-    @app.exception_handler(loans.Conflict)
-    async def conflict(request: Request, exc: loans.Conflict) -> JSONResponse:
-        return problem(request, 409, str(exc))
-
-    @app.exception_handler(pledges.DoublePledge)
-    async def double_pledge(request: Request, exc: pledges.DoublePledge) -> JSONResponse:
-        return problem(request, 409, _said(exc), loan_id=exc.loan_id)
-
-    @app.exception_handler(claims.ClaimRefused)
-    @app.exception_handler(PlotError)
-    async def claim_refused(request: Request, exc: ValueError) -> JSONResponse:
-        reason = _said(exc)  # in the request's language where it was composed from codes
-        locale = request_locale(request)
-        said = Said("problem.claim_refused", reason=translate(reason, coded(reason), locale))
-        return problem(request, 422, said)
-
-    @app.exception_handler(claims.NotAcceptable)
-    async def not_acceptable(request: Request, exc: claims.NotAcceptable) -> JSONResponse:
-        return problem(request, 409, str(exc))
-
-    @app.exception_handler(loans.Invalid)
-    async def invalid(request: Request, exc: loans.Invalid) -> JSONResponse:
-        return problem(
-            request,
-            422,
-            f"{exc.field}: {exc}",
-            errors=[{"field": exc.field, "message": str(exc), "type": "invalid"}],
-        )
-
-    @app.exception_handler(ValuationError)
-    async def cannot_value(request: Request, exc: ValuationError) -> JSONResponse:
-        return problem(request, 422, f"cannot value: {exc}")
-
-    @app.exception_handler(prices.VersionExists)
-    async def version_exists(request: Request, exc: prices.VersionExists) -> JSONResponse:
-        return problem(request, 409, str(exc))
-
-    @app.exception_handler(prices.TableError)
-    async def bad_table(request: Request, exc: prices.TableError) -> JSONResponse:
-        return problem(request, 422, str(exc), errors=[{"message": p} for p in exc.problems])
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return problem(
-            request, 500, f"internal error ({type(exc).__name__}); the request changed nothing"
-        )
+    problems.install(app)
 
     @app.get(
         "/v1/health",

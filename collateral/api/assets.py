@@ -15,7 +15,7 @@ from agri_common.rows import jsonable
 from agri_common.wording import Said
 from bioassets import headcount, registry
 from bioassets import store as bio_store
-from collateral import alerts, loans, prices
+from collateral import alerts, errors, loans, prices
 from collateral.api import models
 from collateral.api.examples import PROBLEMS
 from collateral.api.limits import bounded_body
@@ -38,14 +38,14 @@ def _bbox(text: str | None) -> shapely.Geometry | None:
     try:
         return shapely.box(*prices.wgs84_box(text))
     except ValueError as exc:
-        raise loans.Invalid("bbox", str(exc)) from None
+        raise errors.Invalid("bbox", str(exc)) from None
 
 
 def _time(value: datetime | None, field: str) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if value.tzinfo is None:
-        raise loans.Invalid(field, f"{field} needs a timezone, e.g. 2024-06-30T00:00:00Z")
+        raise errors.Invalid(field, f"{field} needs a timezone, e.g. 2024-06-30T00:00:00Z")
     return value
 
 
@@ -121,7 +121,7 @@ def _feature(parcel: dict, geometry: dict, overview: dict) -> dict:
 def _parcel(engine: Engine, parcel_id: str) -> dict:
     parcel = rs_store.get_parcel(engine, parcel_id)
     if parcel is None:
-        raise loans.NotFound(Said("problem.not_found", what="parcel", id=repr(parcel_id)))
+        raise errors.NotFound(Said("problem.not_found", what="parcel", id=repr(parcel_id)))
     return parcel
 
 
@@ -176,7 +176,7 @@ def get_carbon(
     try:
         return parcel_carbon(engine, parcel_id, when, start)
     except CarbonError as exc:
-        raise loans.Invalid("parcel_id", str(exc)) from exc
+        raise errors.Invalid("parcel_id", str(exc)) from exc
 
 
 @router.get(
@@ -228,7 +228,7 @@ def list_farms(engine: EngineDep, _caller: Caller) -> dict:
 def _farm(engine: Engine, farm_id: str) -> dict:
     farm = bio_store.get_farm(engine, farm_id)
     if farm is None:
-        raise loans.NotFound(Said("problem.not_found", what="farm", id=repr(farm_id)))
+        raise errors.NotFound(Said("problem.not_found", what="farm", id=repr(farm_id)))
     return farm
 
 
@@ -265,7 +265,7 @@ def get_headcount(
 def get_animal(tag_id: str, engine: EngineDep, _caller: Caller) -> dict:
     state = headcount.animal_state(engine, tag_id, datetime.now(UTC))
     if state is None:
-        raise loans.NotFound(f"animal {tag_id!r} is not registered")
+        raise errors.NotFound(f"animal {tag_id!r} is not registered")
     return jsonable(state)
 
 
@@ -284,11 +284,11 @@ def get_track(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict:
     if bio_store.get_animal(engine, tag_id) is None:
-        raise loans.NotFound(f"animal {tag_id!r} is not registered")
+        raise errors.NotFound(f"animal {tag_id!r} is not registered")
     end = _time(until, "until")
     start = _time(since, "since") if since else end - timedelta(days=7)
     if start > end:
-        raise loans.Invalid("since", "since must not be after until")
+        raise errors.Invalid("since", "since must not be after until")
     points = bio_store.tag_track(engine, tag_id, start, end, limit)
     return {
         "tag_id": tag_id,
@@ -332,7 +332,7 @@ def list_alerts(
     if loan_id is not None:
         loan = loans.get_loan(engine, loan_id)
         if not principal.sees_branch(loan["branch"]):
-            raise loans.NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
+            raise errors.NotFound(Said("problem.not_found", what="loan", id=repr(loan_id)))
         scope["farms"] = {h["farm_id"] for h in loan["herds"]}
         scope["parcels"], scope["loan_ids"] = set(loan["parcel_ids"]), {loan_id}
     if farm_id is not None or parcel_id is not None:
@@ -362,7 +362,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
         handle.close()
         return parse(path)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise loans.Invalid("body", str(exc).replace(str(path), "the request body")) from exc
+        raise errors.Invalid("body", str(exc).replace(str(path), "the request body")) from exc
     finally:
         path.unlink(missing_ok=True)
 
@@ -379,7 +379,7 @@ def _parse_upload(body: bytes, suffix: str, parse):
 async def import_farms(request: Request, engine: EngineDep, _op: Operator) -> dict:
     result = _parse_upload(await bounded_body(request), ".geojson", registry.parse_farms)
     if result.errors:
-        raise loans.Invalid("body", "; ".join(result.errors[:20]))
+        raise errors.Invalid("body", "; ".join(result.errors[:20]))
     added, updated = bio_store.upsert_farms(engine, result.records)
     return {"added": added, "updated": updated}
 

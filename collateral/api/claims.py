@@ -16,7 +16,7 @@ from collateral.api.limits import bounded_body
 from collateral.api.security import LENDING, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.claim_report import claim_words
-from collateral.loans import NotFound
+from collateral.errors import NotFound
 from remote_sensing.plots import COORDINATE_SYSTEMS, MAX_SUBMISSION_BYTES
 
 router = APIRouter(responses=examples.PROBLEMS)

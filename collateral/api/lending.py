@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
-from collateral import loans, prices
+from collateral import errors, loans, prices
 from collateral.api import examples, models
 from collateral.api.examples import CONFLICT, PROBLEMS
 from collateral.api.limits import bounded_body
@@ -40,7 +40,7 @@ def _loan_for(engine: Engine, principal: Principal, loan_id: str) -> dict:
 
 def _visible(principal: Principal, loan: dict) -> dict:
     if not principal.sees_branch(loan["branch"]):
-        raise loans.NotFound(Said("problem.not_found", what="loan", id=repr(loan["loan_id"])))
+        raise errors.NotFound(Said("problem.not_found", what="loan", id=repr(loan["loan_id"])))
     return loan
 
 
@@ -87,7 +87,7 @@ def whoami(principal: Annotated[Principal, Depends(ANY_ROLE)]) -> dict:
 def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, principal: Lender) -> dict:
     request.state.audit_subject = loan.loan_id
     if not principal.sees_branch(loan.branch):
-        raise loans.Invalid(
+        raise errors.Invalid(
             "branch",
             f"a loan officer of {principal.branch} cannot create loans of branch {loan.branch}",
         )
@@ -325,7 +325,7 @@ def portfolio(
     Every figure lists the loans behind it."""
     if principal.role == "loan_officer":
         if branch not in (None, principal.branch):
-            raise loans.NotFound(f"branch {branch!r} is not yours")
+            raise errors.NotFound(f"branch {branch!r} is not yours")
         branch = principal.branch
     # plain JSON already (strings, numbers, lists): serialized as it is, not walked again
     body = json.dumps(branch_portfolio(engine, branch, datetime.now(UTC)))

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, insert
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from collateral.loans import Invalid  # the API's 422 for a named field
+from collateral.errors import Invalid
 from collateral.tables import audit_log
 
 log = logging.getLogger("agri.api")
@@ -20,7 +20,7 @@ UPLOAD_MAX_BYTES = 64 << 20
 
 
 async def bounded_body(request: Request, limit: int = UPLOAD_MAX_BYTES) -> bytes:
-    """The request body, refused (loans.Invalid on ``body``: a 422) as soon as it is known
+    """The request body, refused (Invalid on ``body``: a 422) as soon as it is known
     to pass ``limit`` bytes: at once from its Content-Length, or, for a chunked body or one
     that says less than it sends, when the bytes read pass the limit. Nothing beyond the
     limit is held in memory, so a few large uploads cannot take the API process down."""

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from agri_common.wording import coded
 from bioassets import headcount
 from bioassets import store as bio_store
-from collateral import loans
+from collateral import errors
 from collateral.api import models
 from collateral.api.assets import Caller, _farm, _parcel
 from collateral.api.examples import PROBLEMS
@@ -45,7 +45,7 @@ def parcel_overlay(parcel_id: str, request: Request, engine: EngineDep, _caller:
         and Path(paths[o["scene_id"]]).exists()
     ]
     if not clear:
-        raise loans.NotFound(f"parcel {parcel_id!r} has no cloud-free scene on file yet")
+        raise errors.NotFound(f"parcel {parcel_id!r} has no cloud-free scene on file yet")
     latest = clear[-1]
     _, meta = overlay.overlay(
         Path(paths[latest["scene_id"]]), _overlay_dir(request), latest["scene_id"]
@@ -70,7 +70,7 @@ def parcel_overlay(parcel_id: str, request: Request, engine: EngineDep, _caller:
 def scene_overlay(scene_id: str, request: Request, engine: EngineDep, _caller: Caller):
     path = rs_store.scene_ndvi_paths(engine).get(scene_id)
     if path is None or not Path(path).exists():
-        raise loans.NotFound(f"scene {scene_id!r} has no NDVI on file")
+        raise errors.NotFound(f"scene {scene_id!r} has no NDVI on file")
     png, _ = overlay.overlay(Path(path), _overlay_dir(request), scene_id)
     return FileResponse(
         png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}

@@ -11,7 +11,7 @@ from collateral import notify
 from collateral.api import examples, models
 from collateral.api.security import LENDING, EngineDep
 from collateral.auth import Principal
-from collateral.loans import Invalid, NotFound
+from collateral.errors import Invalid, NotFound
 from collateral.notices import KINDS
 
 router = APIRouter(responses=examples.PROBLEMS)

@@ -9,7 +9,7 @@ import click
 from agri_common.files import atomic_write
 from agri_common.rows import jsonable
 from agri_common.wording import LOCALES
-from collateral import loans, notify, prices, report
+from collateral import errors, loans, notify, prices, report
 from collateral.cli.context import App, parse_time_option, pass_app
 from collateral.cli.notify import smtp_of
 from collateral.credit_report import valuation_pdf
@@ -82,7 +82,7 @@ def loans_create(app: App, path: Path) -> None:
     for entry in body if isinstance(body, list) else [body]:
         try:
             loan = loans.create_loan(engine, loans.LoanIn.model_validate(entry))
-        except (ValueError, loans.Conflict) as exc:
+        except (ValueError, errors.Conflict) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"created loan {loan['loan_id']} ({loan['borrower']}, {loan['branch']})")
 
@@ -125,7 +125,7 @@ def valuate(app: App, loan_id: str, as_of_text: str | None, as_json: bool) -> No
     engine = app.engine
     try:
         doc = loans.value_now(engine, loan_id, parse_time_option(as_of_text))
-    except (loans.NotFound, ValuationError) as exc:
+    except (errors.NotFound, ValuationError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -146,7 +146,7 @@ def valuations_verify(app: App, valuation_id: str, as_json: bool) -> None:
     """Recompute a stored valuation from its input snapshot; exit 1 if figures differ."""
     try:
         outcome = loans.verify(app.engine, valuation_id)
-    except loans.NotFound as exc:
+    except errors.NotFound as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(outcome, indent=2))
@@ -168,7 +168,7 @@ def valuations_show(app: App, valuation_id: str, as_json: bool) -> None:
     """A stored valuation (add --json for the document with evidence)."""
     try:
         row = loans.get_valuation(app.engine, valuation_id)
-    except loans.NotFound as exc:
+    except errors.NotFound as exc:
         raise click.ClickException(str(exc)) from exc
     doc = loans.document(row["valuation_id"], row["result"], row["created_at"])
     click.echo(json.dumps(doc, indent=2) if as_json else report.valuation_text(doc))
@@ -184,7 +184,7 @@ def valuations_report(app: App, valuation_id: str, pdf_path: str, lang: str) -> 
     try:
         row = loans.get_valuation(app.engine, valuation_id, with_inputs=False)
         loan = loans.get_loan(app.engine, row["loan_id"])
-    except loans.NotFound as exc:
+    except errors.NotFound as exc:
         raise click.ClickException(str(exc)) from exc
     doc = loans.stored_document(row)
     pdf = valuation_pdf(app.engine, doc, loan, lang)
