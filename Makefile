@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 # PostgreSQL cluster (initdb) when no server answers; the page is bundled with npm; the
 # browser tests drive Debian's Chromium (no browser download); imagery over HTTP is
 # served by nginx (Range requests) and a STAC API (stac-fastapi on pgstac, which needs
-# PostGIS) started by the tests; the PDF reports are set by WeasyPrint (Pango) in Noto CJK.
-# All from Debian packages.
+# PostGIS) started by the tests; the PDF reports are set by WeasyPrint (Pango) in Noto CJK;
+# the benchmarks (and their smoke tests) load the API with wrk and read each process's
+# peak memory with GNU time. All from Debian packages.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
@@ -31,6 +32,8 @@ system-deps:
 	ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing="$$missing postgresql-postgis"; \
 	ls /usr/share/fonts/opentype/noto/NotoSansCJK-*.ttc >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	test -x /usr/bin/time || missing="$$missing time"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
@@ -80,9 +83,6 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not broker and not postgres and not browser and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
-	@command -v wrk >/dev/null 2>&1 && test -x /usr/bin/time || { \
-		echo "installing wrk and time (Debian packages: load generator, per-process peak memory)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk time; }
 	$(BIN)/python bench/raster_pipeline.py
 	$(BIN)/python bench/landsat_pipeline.py
 	$(BIN)/python bench/stac_sync.py --rate 5m --later 3
@@ -90,6 +90,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
+	$(BIN)/python bench/book_growth.py
 	$(BIN)/python bench/imagery_scaleout.py
 
 lint: $(STAMP)

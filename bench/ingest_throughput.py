@@ -34,6 +34,7 @@ and the first message's trip, from the moment the publisher was launched.
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,25 @@ def start_ingesters(env: dict, label: str, folder: Path) -> list[AgriProcess]:
     return procs
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants
+    (an `agri ingest` is a network process and its writer process)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def stop_ingesters(procs: list[AgriProcess]) -> None:
     for ingester in procs:
         ingester.process.terminate()
@@ -212,11 +232,13 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     procs = start_ingesters(env, label, Path(tempfile.mkdtemp(prefix="agri-bench-ingest-")))
     start_ms = int(time.time() * 1000) - 7_200_000 - (0 if label == "sqlite" else 3_600_000)
     expected = messages_sent(n) * PER_MESSAGE
+    cpu_before = sum(tree_cpu_s(p.process.pid) for p in procs)
     t0 = time.perf_counter()
     published = publish(broker, n, start_ms)
     wait_until_stored(engine, last_keys(start_ms, n), expected)
     elapsed = time.perf_counter() - t0
     done_wall = time.time()
+    cpu_s = sum(tree_cpu_s(p.process.pid) for p in procs) - cpu_before
     stored = bio_store.count_readings(engine)
     stop_ingesters(procs)
     query = select(
@@ -240,6 +262,10 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
         "readings_per_s": stored / active,
         "latency_p50_ms": float(np.percentile(lag, 50) * 1000),
         "latency_p99_ms": float(np.percentile(lag, 99) * 1000),
+        # what the ingesters' processes spent: with more of them, any cost of sharing
+        # (leases, more connections) shows here, whatever the cores
+        "ingest_cpu_s": cpu_s,
+        "cpu_s_per_1000_readings": 1000 * cpu_s / max(stored, 1),
         "engine": engine,
     }
 

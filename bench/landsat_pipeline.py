@@ -12,6 +12,7 @@ to stdout and bench/out/landsat_results.json.
 """
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,12 +23,24 @@ from affine import Affine
 from scipy.ndimage import zoom
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raster_pipeline import AGRI, OUT, agri_env, child, link_inbox, prepare_inputs  # noqa: E402
+from raster_pipeline import (  # noqa: E402
+    AGRI,
+    OUT,
+    X0,
+    Y0,
+    agri_env,
+    child,
+    link_inbox,
+    prepare_inputs,
+)
 
-WIDTH, HEIGHT = 7700, 7800
+# a Landsat scene (the smoke test: a small one, AGRI_BENCH_LANDSAT_PX)
+WIDTH = int(os.environ.get("AGRI_BENCH_LANDSAT_PX", 7700))
+HEIGHT = WIDTH + WIDTH // 77
 # The Sentinel-2 bench tile spans x 600,000-709,800 and y 2,690,220-2,800,020; the
 # Landsat scene is larger and contains it, as a real WRS-2 scene contains a tile.
-LANDSAT_TRANSFORM = Affine(30, 0, 540_000.0, 0, -30, 2_860_020.0)
+MARGIN = 60_000.0 * WIDTH / 7700  # the scene reaches past the Sentinel-2 tile on every side
+LANDSAT_TRANSFORM = Affine(30, 0, X0 - MARGIN, 0, -30, Y0 + MARGIN)
 QA_CLEAR = 0b0101_0101_0100_0000
 QA_CLOUD = 0b0101_0111_0000_1000
 
@@ -59,8 +72,8 @@ def make_scene(folder: Path) -> None:
         rasterio.open(folder / "SR_B5.tif", "w", nodata=0, **common) as nir,
         rasterio.open(folder / "QA_PIXEL.tif", "w", nodata=1, **common) as qa,
     ):
-        step = 780
-        for row in range(0, HEIGHT, step):
+        for row in range(0, HEIGHT, 780):
+            step = min(780, HEIGHT - row)
             n = ndvi_field[row : row + step] + rng.normal(0, 0.03, (step, WIDTH)).astype(np.float32)
             n = np.clip(n, -0.5, 0.95)
             r = np.clip(0.085 - 0.065 * n, 0.02, 0.2)
@@ -94,7 +107,7 @@ def make_inboxes() -> None:
 def main() -> None:
     prepare_inputs()
     if not (OUT / "landsat" / "QA_PIXEL.tif").exists():
-        print("generating a 7700 x 7800 Landsat scene (once)...", flush=True)
+        print(f"generating a {WIDTH} x {HEIGHT} Landsat scene (once)...", flush=True)
         make_scene(OUT / "landsat")
     make_inboxes()
     env = {**agri_env(), "AGRI_DATABASE_URL": f"sqlite:///{OUT / 'landsat_bench.db'}"}

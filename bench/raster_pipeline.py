@@ -30,12 +30,14 @@ from affine import Affine
 from scipy.ndimage import zoom
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
-SIZE = 10980
+# A full Sentinel-2 tile and 10,000 parcels under bench/out/; the suite's smoke test runs
+# the same stages at a tiny size in a folder of its own (tests/test_bench_smoke.py).
+OUT = Path(os.environ.get("AGRI_BENCH_OUT", ROOT / "bench" / "out"))
+SIZE = int(os.environ.get("AGRI_BENCH_TILE_PX", 10980))
 X0, Y0 = 600_000.0, 2_800_020.0
 TRANSFORM = Affine(10, 0, X0, 0, -10, Y0)
 SCL_TRANSFORM = Affine(20, 0, X0, 0, -20, Y0)
-N_PARCELS = 10_000
+N_PARCELS = int(os.environ.get("AGRI_BENCH_PARCELS", 10_000))
 REPEATS = 3
 STATS = ["mean", "median", "quantile(q=0.1)", "quantile(q=0.9)", "stdev"]
 AGRI = [sys.executable, "-m", "collateral.cli"]
@@ -72,8 +74,8 @@ def make_tile(folder: Path) -> None:
             folder / "B08.tif", "w", dtype="uint16", transform=TRANSFORM, **common
         ) as nir,
     ):
-        step = 1098
-        for row in range(0, SIZE, step):
+        for row in range(0, SIZE, 1098):
+            step = min(1098, SIZE - row)
             n = ndvi_field[row : row + step] + rng.normal(0, 0.03, (step, SIZE)).astype(np.float32)
             n = np.clip(n, -0.5, 0.95)
             r = np.clip(0.085 - 0.065 * n, 0.02, 0.2)
@@ -330,7 +332,7 @@ def prepare_inputs() -> None:
     """The tile, its two inboxes and the parcels under bench/out/, generated once (also
     what bench/imagery_scaleout.py runs its full tile on)."""
     if not (OUT / "tile" / "SCL.tif").exists():
-        print("generating a 10980 x 10980 tile (once)...", flush=True)
+        print(f"generating a {SIZE} x {SIZE} tile (once)...", flush=True)
         make_tile(OUT / "tile")
     make_inboxes()
     if not (OUT / "parcels.gpkg").exists():

@@ -50,10 +50,11 @@ from tests.support.stac_api import collection, stac_api  # noqa: E402
 AGRI = [sys.executable, "-m", "collateral.cli"]
 COG_DIR = OUT / "cog"
 COLLECTION = "sentinel-2-l2a"
-N_PARCELS = 2_000
+N_PARCELS = int(os.environ.get("AGRI_BENCH_STAC_PARCELS", 2_000))
 TOWNSHIPS = 4  # square townships of 12.3 km: 4 x 151 km2 = 5 % of the tile's 12,056 km2
-TOWNSHIP_M = 12_300
-HISTORY_SCENES = 70
+SCALE = SIZE / 10980  # a smaller tile (the smoke test's) keeps the townships' places
+TOWNSHIP_M = 12_300 * SCALE
+HISTORY_SCENES = int(os.environ.get("AGRI_BENCH_STAC_HISTORY", 70))
 
 
 def make_cogs() -> None:
@@ -81,10 +82,10 @@ def make_parcels(path: Path) -> gpd.GeoDataFrame:
     """2,000 rotated rectangles of 0.2-5 ha in four townships, as the importer takes them."""
     rng = np.random.default_rng(11)
     centres = [
-        (X0 + 20_000, Y0 - 25_000),
-        (X0 + 70_000, Y0 - 30_000),
-        (X0 + 35_000, Y0 - 80_000),
-        (X0 + 85_000, Y0 - 90_000),
+        (X0 + 20_000 * SCALE, Y0 - 25_000 * SCALE),
+        (X0 + 70_000 * SCALE, Y0 - 30_000 * SCALE),
+        (X0 + 35_000 * SCALE, Y0 - 80_000 * SCALE),
+        (X0 + 85_000 * SCALE, Y0 - 90_000 * SCALE),
     ]
     town = rng.integers(0, TOWNSHIPS, N_PARCELS)
     cx = np.array([centres[t][0] for t in town]) + rng.uniform(-0.5, 0.5, N_PARCELS) * TOWNSHIP_M
