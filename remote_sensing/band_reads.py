@@ -80,7 +80,7 @@ def band_grid(path, index: int = 1) -> Grid:
         raise SceneError(f"{shown}: cannot open raster ({exc})") from exc
 
 
-def scene_layout(bands: dict) -> Layout:
+def bands_layout(bands: dict) -> Layout:
     """The layout of a scene's ``bands`` (scenes.BandRef by red/nir/mask), checked from
     the headers alone: red and NIR on one grid, the mask in the same CRS."""
     red = band_grid(bands["red"].path, bands["red"].index)

@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from rasterio.windows import Window as PixelWindow
+from rasterio.windows import Window
 from sqlalchemy import Connection, Engine
 
 from agri_common.retry import DatabaseUnavailable, with_retries
@@ -45,7 +45,7 @@ GDAL_SETTINGS = {"GDAL_CACHEMAX": 128, **http_assets.GDAL_HTTP_OPTIONS}
 
 DATABASE_RETRY_S = (1, 2, 4, 8, 15, 30)  # about a minute: a restart or a failover
 
-Window = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
+RowBlock = tuple[int, int, Path]  # rows r0:r1 of a scene, and the file holding their arrays
 
 
 # The offset check reads whole cells of CHECK_CELL_PX square around the parcels, at most
@@ -140,7 +140,7 @@ def checked_radiometry(
     return Radiometry(meta.encoding, encoding, check, contradicted, meta.bandpass)
 
 
-def check_windows(local: ParcelSet, grid: Grid) -> list[PixelWindow]:
+def check_windows(local: ParcelSet, grid: Grid) -> list[Window]:
     """Up to CHECK_CELLS cells of the grid that hold parcels, spread over the scene."""
     inverse = ~grid.transform
     cells = set()
@@ -152,7 +152,7 @@ def check_windows(local: ParcelSet, grid: Grid) -> list[PixelWindow]:
     chosen = cells[:: max(1, len(cells) // CHECK_CELLS)][:CHECK_CELLS]
     size = CHECK_CELL_PX
     return [
-        PixelWindow(
+        Window(
             c * size, r * size, min(size, grid.width - c * size), min(size, grid.height - r * size)
         )
         for r, c in chosen
@@ -172,7 +172,7 @@ def run_scene(
     data_dir: Path,
     touched: set[str],
     checksum: str | None = None,
-    windows: list[Window] = (),
+    windows: list[RowBlock] = (),
     decided: Radiometry | None = None,
     while_writing: WhileWriting | None = None,
 ) -> SceneOutcome:
@@ -256,7 +256,7 @@ class SceneRead:
 def read_scene(
     source: SceneSource,
     parcels: ParcelSet,
-    windows: list[Window] = (),
+    windows: list[RowBlock] = (),
     decided: Radiometry | None = None,
     weights_dir: Path | None = None,
 ) -> SceneRead:
@@ -315,7 +315,7 @@ def process_scene(
     ledger: dict,
     parcels: ParcelSet,
     data_dir: Path,
-    windows: list[Window] = (),
+    windows: list[RowBlock] = (),
     decided: Radiometry | None = None,
     while_writing: WhileWriting | None = None,
 ) -> SceneResult:
@@ -489,7 +489,7 @@ def parcels_on_grid(parcels: ParcelSet, grid: Grid) -> ParcelSet:
 
 
 def assembled(
-    windows: list[Window], grid: Grid
+    windows: list[RowBlock], grid: Grid
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[slice, slice]]]:
     """The NDVI and pixel state of a scene from its windows' files (rows in order), and
     the blocks they hold (window_on_worker read only those; elsewhere the NDVI is

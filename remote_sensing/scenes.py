@@ -223,9 +223,9 @@ def load_scene(
 
 
 def scene_layout(meta: SceneMeta) -> Layout:
-    """Where a scene's pixels are (band_reads.scene_layout), checked from the headers:
+    """Where a scene's pixels are (band_reads.bands_layout), checked from the headers:
     a raster without CRS, of absurd size or off the red grid is refused before a read."""
-    return band_reads.scene_layout(meta.bands)
+    return band_reads.bands_layout(meta.bands)
 
 
 def scene_meta(

@@ -24,7 +24,7 @@ from collateral.auth import Principal
 from collateral.carbon import CarbonError
 from collateral.evidence import parcel_carbon
 from remote_sensing import store as rs_store
-from remote_sensing.profile_plot import render_profile_png
+from remote_sensing.profile_chart import render_profile_png
 from remote_sensing.profile_update import parcel_profile
 
 router = APIRouter(responses=PROBLEMS)

@@ -95,7 +95,7 @@ def parcels_profile(
     except KeyError as exc:
         raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
     if png is not None:
-        from remote_sensing.profile_plot import render_profile_png  # matplotlib: 0.5 s
+        from remote_sensing.profile_chart import render_profile_png  # matplotlib: 0.5 s
 
         render_profile_png(profile, png)
         click.echo(f"wrote {png}", err=True)
