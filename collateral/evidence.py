@@ -18,6 +18,7 @@ from bioassets import headcount
 from bioassets import store as bio_store
 from collateral import prices
 from collateral.carbon import CarbonError, carbon_account
+from collateral.snapshot import ValuationInputs
 from collateral.valuation import RULES_VERSION, ValuationError
 from remote_sensing import profiles
 from remote_sensing import store as rs_store
@@ -26,8 +27,10 @@ from remote_sensing.profile_update import profile_heads
 CODE_VERSION = f"agri-collateral rules {RULES_VERSION}"
 
 
-def gather_inputs(engine: Engine, loan: dict, as_of: datetime, previous: dict | None) -> dict:
-    """Everything value_loan needs, as plain JSON values."""
+def gather_inputs(
+    engine: Engine, loan: dict, as_of: datetime, previous: dict | None
+) -> ValuationInputs:
+    """Everything value_loan needs, as plain JSON values (snapshot.ValuationInputs)."""
     on = as_of.date()
     price_table = prices.table_in_force(engine, "prices", on)
     policy = prices.table_in_force(engine, "policy", on)

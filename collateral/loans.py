@@ -20,8 +20,9 @@ from agri_common.times import parse_time
 from agri_common.wording import Said, worded
 from bioassets import headcount
 from bioassets import store as bio_store
-from collateral import evidence, pledges
+from collateral import evidence, pledges, snapshot
 from collateral.errors import Conflict, Invalid, NotFound
+from collateral.snapshot import ValuationInputs
 from collateral.tables import loan_alerts, loans, valuations
 from collateral.valuation import figures, value_loan
 from remote_sensing import store as rs_store
@@ -290,7 +291,10 @@ def value_now(engine: Engine, loan_id: str, as_of: datetime | None = None) -> di
     return stored
 
 
-def store_valuation(engine: Engine, inputs: dict, result: dict) -> dict:
+def store_valuation(engine: Engine, inputs: ValuationInputs, result: dict) -> dict:
+    """Store a valuation with its snapshot; a snapshot of another shape than the declared
+    one (collateral.snapshot) is refused before anything is written."""
+    snapshot.checked(inputs)
     valuation_id = f"VAL-{uuid.uuid4().hex[:20]}"
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -459,20 +463,43 @@ def _latest_valuation_query(loan_id: str, before: datetime | None = None):
 def verify(engine: Engine, valuation_id: str) -> dict:
     """Recompute a stored valuation from its own input snapshot; list any difference."""
     stored = get_valuation(engine, valuation_id)
-    again = value_loan(stored["inputs"])
-    differences = [
-        {"field": key, "stored": stored["result"].get(key), "recomputed": again.get(key)}
-        for key in sorted(set(stored["result"]) | set(again))
-        if stored["result"].get(key) != again.get(key)
-    ]
+    found = differences(stored["result"], value_loan(stored["inputs"]))
     return {
         "valuation_id": valuation_id,
-        "identical": not differences,
+        "identical": not found,
         "inputs_sha256_matches": inputs_sha256(stored["inputs"]) == stored["inputs_sha256"],
         "code_version_stored": stored["code_version"],
         "code_version_now": evidence.CODE_VERSION,
-        "differences": differences,
+        "differences": found,
     }
+
+
+def differences(stored: object, again: object, path: str = "") -> list[dict]:
+    """Where a recomputed valuation document differs from the stored one: every value the
+    stored document holds must come back the same, at any depth. A member the stored
+    document lacks is not compared: later rules versions add words for the page (coded
+    formulas and reasons), never figures the earlier document should have had."""
+    if isinstance(stored, dict) and isinstance(again, dict):
+        return [
+            d
+            for key in sorted(stored)
+            for d in differences(
+                stored[key], again.get(key, MISSING), f"{path}.{key}" if path else key
+            )
+        ]
+    if isinstance(stored, list) and isinstance(again, list) and len(stored) == len(again):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(stored, again, strict=True))
+            for d in differences(a, b, f"{path}[{i}]")
+        ]
+    if stored == again:
+        return []
+    shown = None if again is MISSING else again
+    return [{"field": path, "stored": stored, "recomputed": shown}]
+
+
+MISSING = object()  # a member the recomputation no longer has
 
 
 FIGURES = ("items", "collateral_value_cny", "eligible_value_cny", "ltv", "status")

@@ -55,6 +55,7 @@ from collateral.items import (
     where_of,
 )
 from collateral.prices import Where
+from collateral.snapshot import ValuationInputs
 
 RULES_VERSION = "2026.12.4"  # bump when a formula changes: stored valuations name theirs
 # The rules version from which each change applies. A snapshot is recomputed by the rules
@@ -68,6 +69,17 @@ RULE_SINCE = {
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
+
+
+def rules_of(inputs: dict) -> str:
+    """The rules version a snapshot was valued with (its code_version names it), which its
+    recomputation applies and reports."""
+    made_with = str(inputs.get("code_version", "")).rsplit(" ", 1)[-1]
+    try:
+        _version(made_with)
+    except ValueError:
+        return RULES_VERSION
+    return made_with
 
 
 def follows(inputs: dict, change: str) -> bool:
@@ -88,8 +100,9 @@ class ValuationError(Refused):
     """The inputs cannot be valued (e.g. a table lacks a row the asset needs)."""
 
 
-def value_loan(inputs: dict) -> dict:
-    """The valuation document (without its id) for an input snapshot."""
+def value_loan(inputs: ValuationInputs) -> dict:
+    """The valuation document (without its id) for an input snapshot, by the rules it was
+    made with (``rules_of``)."""
     try:
         return _value_loan(inputs)
     except LookupError as exc:
@@ -142,7 +155,7 @@ def _value_loan(inputs: dict) -> dict:
         "prices_version": price_table["version"],
         "policy_version": policy["version"],
         "illustrative_tables": bool(price_table["illustrative"] or policy["illustrative"]),
-        "rules_version": RULES_VERSION,
+        "rules_version": rules_of(inputs),
         "changes": changes_since(inputs.get("previous"), items, eligible, ltv, status),
     }
 
