@@ -13,6 +13,8 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from telemetry import topics
+
 
 def main() -> None:
     host, port, user, password, n = sys.argv[1:6]
@@ -34,7 +36,7 @@ def main() -> None:
     client.username_pw_set(user, password)
     client.on_message = on_message
     client.on_subscribe = lambda *args: ready.set()
-    client.on_connect = lambda c, *args: c.subscribe("agri/v1/farms/+/gateways/+/readings", 1)
+    client.on_connect = lambda c, *args: c.subscribe(topics.all_filters(("readings",))[0], 1)
     client.connect(host, int(port))
     client.loop_start()
     ready.wait(10)

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from telemetry import topics
+
 
 @functools.cache
 def tags(herd: int = 0) -> list[str]:
@@ -48,7 +50,7 @@ def main() -> None:
     client.max_inflight_messages_set(1000)
     client.connect(host, int(port))
     client.loop_start()
-    topic = f"agri/v1/farms/{farm}/gateways/{user}/readings"
+    topic = topics.topic(farm, user, "readings")
     started, infos, sent = time.perf_counter(), [], []
     for seq in range(n):
         keys = [reading_key(start_ms, per, seq, k, herd) for k in range(per)]

@@ -3,7 +3,7 @@
 MQTT's PUBACK only says the broker has a message, and Mosquitto says it before the
 message is on disk. A gateway that must not lose a reading keeps it until the far end,
 the ingester, says it is committed. After each batch commits, the ingester publishes to
-each gateway in the batch, on ``agri/v1/farms/{farm}/gateways/{gateway}/acks`` at QoS 1:
+each gateway in the batch, on its ``acks`` topic (telemetry.topics) at QoS 1:
 
     {"schema": "acks/v1", "gateway_id": "GW-1", "ranges": [[1, 40], [43, 43]]}
 
@@ -19,11 +19,13 @@ observation time) stores a re-sent reading once.
 import json
 from collections.abc import Iterable
 
+from telemetry import topics
+
 ACK_SCHEMA = "acks/v1"
 
 
 def ack_topic(farm_id: str, gateway_id: str) -> str:
-    return f"agri/v1/farms/{farm_id}/gateways/{gateway_id}/acks"
+    return topics.topic(farm_id, gateway_id, "acks")
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[list[int]]:

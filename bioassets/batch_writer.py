@@ -25,6 +25,7 @@ from agri_common.retry import DatabaseUnavailable, backoff, with_retries
 from agri_common.wording import Said
 from bioassets import acks, rules, store
 from bioassets.messages import READING, Parsed, Rejection, parse_message
+from telemetry import topics
 
 log = logging.getLogger("agri.ingest")
 
@@ -378,7 +379,7 @@ def _acks(handled: dict[tuple[str, str], list[int]]) -> list[tuple[str, bytes]]:
 
 
 def _reject_notice(parsed: Parsed) -> tuple[str, bytes]:
-    topic = f"agri/v1/farms/{parsed.farm_id}/gateways/{parsed.gateway_id}/rejects"
+    topic = topics.topic(parsed.farm_id, parsed.gateway_id, "rejects")
     body = {
         "schema": "rejects/v1",
         "seq": parsed.seq,

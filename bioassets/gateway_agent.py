@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge
 from bioassets import acks
 from bioassets.messages import READING, check_item
 from bioassets.mqtt_connection import BrokerAddress, new_client
+from telemetry import topics
 
 log = logging.getLogger("agri.gateway")
 
@@ -242,7 +243,6 @@ class GatewayAgent:
     ):
         self.outbox = outbox
         self.farm_id, self.gateway_id = farm_id, gateway_id
-        self.base = f"agri/v1/farms/{farm_id}/gateways/{gateway_id}"
         self.resend_after, self.window, self.per_message = resend_after, window, per_message
         self.stats = AgentStats()
         self._acks: queue.Queue[bytes] = queue.Queue()
@@ -253,7 +253,7 @@ class GatewayAgent:
         client = new_client(address, f"gw-{gateway_id}", ca_file=ca_file)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(window)
-        client.will_set(f"{self.base}/status", b'{"status": "offline"}', qos=1, retain=True)
+        client.will_set(self.topic("status"), b'{"status": "offline"}', qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *_: self._connected.clear()
         client.on_message = lambda _c, _u, message: self._acks.put(message.payload)
@@ -262,12 +262,16 @@ class GatewayAgent:
 
     # --- network thread -----------------------------------------------------------
 
+    def topic(self, channel: str) -> str:
+        """This gateway's topic of ``channel`` (telemetry.topics)."""
+        return topics.topic(self.farm_id, self.gateway_id, channel)
+
     def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
             log.warning("broker refused gateway %s: %s", self.gateway_id, reason_code)
             return
-        client.subscribe(f"{self.base}/acks", qos=1)
-        client.publish(f"{self.base}/status", b'{"status": "online"}', qos=1, retain=True)
+        client.subscribe(self.topic("acks"), qos=1)
+        client.publish(self.topic("status"), b'{"status": "online"}', qos=1, retain=True)
         self._connected.set()
         log.info("gateway %s connected to %s:%s", self.gateway_id, *self._where())
 
@@ -360,7 +364,7 @@ class GatewayAgent:
         due = self.outbox.due(now, self.resend_after, room)
         for seq, kind, items, created_at, sent_at in due:
             payload = envelope(self.gateway_id, seq, kind, items, created_at)
-            self.client.publish(f"{self.base}/{kind}", payload, qos=1)
+            self.client.publish(self.topic(kind), payload, qos=1)
             self.stats.published += 1
             self.stats.resent += sent_at is not None
             PUBLISHED.labels(self.gateway_id).inc()
@@ -378,7 +382,7 @@ class GatewayAgent:
             return False
         seq, kind, items, created_at = row
         payload = envelope(self.gateway_id, seq, kind, items, created_at)
-        self.client.publish(f"{self.base}/{kind}", payload, qos=1)
+        self.client.publish(self.topic(kind), payload, qos=1)
         return True
 
     def drained(self) -> bool:

@@ -36,18 +36,14 @@ from sqlalchemy import Engine
 
 from bioassets.batch_writer import WRITER_READY, BatchResult, Incoming, writer_main
 from bioassets.mqtt_connection import new_client, notify_ready, parse_mqtt_url
+from telemetry.topics import all_filters
+from telemetry.topics import shared as shared_filter
 
 log = logging.getLogger("agri.ingest")
 
-SHARE_GROUP = "agri-ingest"
 # Batches handed to the writer and not yet answered: one being stored, one waiting.
 MAX_PENDING_BATCHES = 2
 SESSION_TAKEN_OVER = ReasonCode(PacketTypes.DISCONNECT, "Session taken over")
-TOPICS = (
-    "agri/v1/farms/+/gateways/+/readings",
-    "agri/v1/farms/+/gateways/+/events",
-    "agri/v1/farms/+/gateways/+/status",
-)
 
 
 # What an operator watches (agri_common.metrics serves them).
@@ -108,7 +104,7 @@ class Ingester:
         topics = (
             list(topics)
             if topics is not None
-            else [f"$share/{SHARE_GROUP}/{t}" if shared else t for t in TOPICS]
+            else [shared_filter(t) if shared else t for t in all_filters()]
         )
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms

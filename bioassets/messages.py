@@ -23,9 +23,8 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-TOPIC = re.compile(
-    r"^agri/v1/farms/(?P<farm>[^/]+)/gateways/(?P<gateway>[^/]+)/(?P<kind>readings|events|status)$"
-)
+from telemetry import topics
+
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_PAYLOAD_BYTES = 1 << 20
 TAG_ID = re.compile(r"^[0-9]{15}$")
@@ -129,11 +128,6 @@ class Parsed:
     status: str | None = None  # a status message: online | offline (e.g. the gateway's Will)
 
 
-def parse_topic(topic: str) -> tuple[str, str, str] | None:
-    match = TOPIC.match(topic)
-    return (match["farm"], match["gateway"], match["kind"]) if match else None
-
-
 class ReadingsMessage(Envelope):
     """A whole readings message, for the fast path: one validation call in pydantic-core."""
 
@@ -146,10 +140,10 @@ def parse_message(topic: str, payload: bytes, now: datetime) -> Parsed:
     A clean readings message (the common case) is validated in one call straight from
     the bytes; anything else takes the careful path that judges each reading on its own.
     """
-    where = parse_topic(topic)
+    where = topics.parse(topic)
     if where is None:
         return _whole(
-            None, None, None, f"topic {topic!r} is not agri/v1/farms/F/gateways/G/readings|events"
+            None, None, None, f"topic {topic!r} is not {topics.topic('F', 'G', 'readings')}|events"
         )
     farm_id, gateway_id, kind = where
     if len(payload) > MAX_PAYLOAD_BYTES:

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bioassets.mqtt_connection import notify_ready
+from telemetry import topics
 
 log = logging.getLogger("agri.ingest")
 
@@ -36,7 +37,6 @@ DEFAULT_PARTITIONS = 8  # `agri ingest`'s; every ingester of a deployment must u
 LEASE_ROUND_S = 2.0  # how often a process looks for partitions to take, give or resubscribe
 PARTITION_LOCKS = 0x61677270  # the advisory locks' first key ("agrp"): one per partition
 MEMBER_LOCKS = 0x6167726D  # ("agrm"): one per live ingest process, keyed by its backend pid
-KINDS = ("readings", "events", "status")
 HELD = Gauge("agri_ingest_partitions_held", "ingest partitions this process serves")
 
 
@@ -49,16 +49,12 @@ def partition_client_id(k: int) -> str:
     return f"agri-ingest-p{k}"
 
 
-def farm_topics(farm_id: str) -> list[str]:
-    return [f"agri/v1/farms/{farm_id}/gateways/+/{kind}" for kind in KINDS]
-
-
 def partition_topics(farm_ids: set[str], k: int, partitions: int) -> list[str]:
     return [
         topic
         for farm in sorted(farm_ids)
         if partition_of(farm, partitions) == k
-        for topic in farm_topics(farm)
+        for topic in topics.farm_filters(farm)
     ]
 
 
@@ -238,9 +234,9 @@ class PartitionedIngest:
             log.warning("cannot list farms (%s); subscriptions unchanged", exc)
             farms = None
         for k in sorted(wanted - self.held):
-            topics = partition_topics(farms or set(), k, self.leases.partitions)
+            filters = partition_topics(farms or set(), k, self.leases.partitions)
             log.info("partition %d: serving it as %s", k, partition_client_id(k))  # then its
-            self.ingester.add_session(partition_client_id(k), topics)  # session's own lines
+            self.ingester.add_session(partition_client_id(k), filters)  # session's own lines
             self.held.add(k)
         HELD.set(len(self.held))
         if farms is not None:

@@ -231,7 +231,7 @@ class Simulator:
         for batch in batches:
             self._messages[agent.gateway_id] = n = self._messages.get(agent.gateway_id, 0) + 1
             if f.malformed and n % 25 == 0:
-                agent.client.publish(f"{agent.base}/readings", MALFORMED, qos=1)
+                agent.client.publish(agent.topic("readings"), MALFORMED, qos=1)
                 self.stats.malformed += 1
                 self.stats.messages += 1
                 continue

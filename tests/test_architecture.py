@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.paths import REPO_ROOT
 
-PACKAGES = ("agri_common", "remote_sensing", "bioassets", "collateral")
+PACKAGES = ("agri_common", "telemetry", "remote_sensing", "bioassets", "collateral")
 PLUMBING = {"jsonable", "utc", "parse_time", "parse_as_of", "as_utc", "atomic_write"}
 
 
@@ -27,7 +27,7 @@ def test_the_import_linter_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
     done = subprocess.run([str(lint)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "3 kept, 0 broken" in done.stdout
+    assert "4 kept, 0 broken" in done.stdout
 
 
 def test_collateral_uses_the_domains_through_their_public_names():
@@ -119,3 +119,15 @@ def test_no_test_or_tool_reads_outside_the_repository():
     assert [str(p) for p in sources if any(o in p.read_text() for o in outside)] == []
     real = REPO_ROOT / "tests" / "data" / "real"
     assert sum(f.stat().st_size for f in real.rglob("*") if f.is_file()) < 15e6
+
+
+def test_the_topic_contract_is_spelled_in_one_place():
+    """Every topic of the farm gateway protocol is built and parsed by telemetry.topics:
+    no other source spells the topic root."""
+    spelled = [
+        str(p.relative_to(REPO_ROOT))
+        for package in PACKAGES
+        for p in (REPO_ROOT / package).rglob("*.py")
+        if "agri/v1/farms" in p.read_text() and p != REPO_ROOT / "telemetry" / "topics.py"
+    ]
+    assert spelled == []

@@ -20,6 +20,7 @@ from bioassets.ingester import Ingester
 from bioassets.local_broker import LocalBroker
 from collateral.db import engine_url, make_engine
 from collateral.settings import Settings
+from telemetry import topics
 from tests.support.paths import SAMPLE_TILES
 from tests.support.waiting import wait_for  # noqa: F401 (re-exported for the tests)
 
@@ -115,8 +116,8 @@ class Gateway:
     def _on_connect(self, client, _u, _f, reason_code, _p) -> None:
         self.connect_result = reason_code
         if not reason_code.is_failure:
-            base = f"agri/v1/farms/{self.farm_id}/gateways/{self.gateway_id}"
-            client.subscribe([(f"{base}/rejects", 1), (f"{base}/acks", 1)])
+            mine = [topics.topic(self.farm_id, self.gateway_id, c) for c in topics.TO_GATEWAY]
+            client.subscribe([(name, 1) for name in mine])
         self._connected.set()
 
     def _on_message(self, _client, _userdata, message) -> None:
@@ -129,7 +130,7 @@ class Gateway:
         return {seq for first, last in self.committed for seq in range(first, last + 1)}
 
     def publish(self, payload: bytes, kind: str = "readings", farm_id: str | None = None):
-        topic = f"agri/v1/farms/{farm_id or self.farm_id}/gateways/{self.gateway_id}/{kind}"
+        topic = topics.topic(farm_id or self.farm_id, self.gateway_id, kind)
         info = self.client.publish(topic, payload, qos=1)
         info.wait_for_publish(10)
         return info
@@ -185,7 +186,7 @@ def clear_retained_statuses(broker) -> None:
     receive them as messages."""
     for gateway_id in GATEWAY_PASSWORDS:
         gw = Gateway(broker, gateway_id)
-        topic = f"agri/v1/farms/{gw.farm_id}/gateways/{gateway_id}/status"
+        topic = topics.topic(gw.farm_id, gateway_id, "status")
         gw.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
         gw.close()
 
