@@ -91,6 +91,7 @@ class Ingester:
         alert_interval_s: float = 30.0,
         shared: bool = True,
         topics: list[str] | None = None,
+        client_factory: Callable[[str], mqtt.Client] | None = None,
     ):
         self.database_url = database_url
         self.open_engine = open_engine
@@ -113,6 +114,10 @@ class Ingester:
         self._stop = threading.Event()
         self._running = False
         self._ca_file = ca_file
+        # What makes each session's MQTT client (as Telegraf's mqtt_consumer is given its
+        # client): paho on the broker by default; a test hands in its own to drive the
+        # session logic without a broker.
+        self.client_factory = client_factory or self._paho_client
         self._gateway_offline_after = gateway_offline_after
         self.sessions: dict[str, Session] = {}
         self.announce_ready = True  # a session subscribed says READY=1 (partitions say it)
@@ -132,6 +137,9 @@ class Ingester:
         self._closing = False
 
     # --- sessions: one MQTT connection each, all feeding one queue -------------------
+
+    def _paho_client(self, client_id: str) -> mqtt.Client:
+        return new_client(self.address, client_id, ca_file=self._ca_file, manual_ack=True)
 
     def add_session(self, client_id: str, topics: list[str]) -> "Session":
         """Another persistent session (a partition) feeding this ingester's writer."""
@@ -383,7 +391,7 @@ class Session:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._closed = False
-        client = new_client(ingester.address, client_id, ca_file=ingester._ca_file, manual_ack=True)
+        client = ingester.client_factory(client_id)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
