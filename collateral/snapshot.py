@@ -45,7 +45,7 @@ class Sampling(TypedDict):
 
     window_days: int
     clear_dates: int
-    largest_gap_days: float
+    largest_gap_days: float | None  # None: no clear date in the window
 
 
 @EXACT
