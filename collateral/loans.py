@@ -532,7 +532,11 @@ def revalue_all(engine: Engine, now: datetime | None = None) -> list[dict]:
                 }
             )
             continue
-        stored = store_valuation(engine, inputs, result)
+        try:
+            stored = store_valuation(engine, inputs, result)
+        except Exception as exc:  # nothing was written for this loan; the rest go on
+            out.append({"loan_id": loan["loan_id"], "outcome": "failed", "error": str(exc)})
+            continue
         _sync_loan_alert(engine, stored, now)
         out.append(
             {
