@@ -13,7 +13,7 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from bioassets import store as bio_store
-from collateral import loans
+from collateral import book
 from collateral.pledges import pledged_parcel_ids
 from remote_sensing import store as rs_store
 
@@ -29,9 +29,7 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
     """The portfolio of ``branch`` (None: every branch) at ``now``: four queries whatever
     the size of the book (the loans with their latest valuations' figures, and the open
     alerts of loans, farms and parcels), then one pass over what they return."""
-    rows = loans.loans_with_latest(
-        engine, branch, True, loans.PORTFOLIO_LOAN, loans.PORTFOLIO_LATEST
-    )
+    rows = book.loans_with_latest(engine, branch, True, book.PORTFOLIO_LOAN, book.PORTFOLIO_LATEST)
     active = [loan for loan, _ in rows]
     latest = {loan["loan_id"]: valuation for loan, valuation in rows}
     farm_loans = defaultdict(set)
@@ -43,7 +41,7 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
             parcel_loans[pid].add(x["loan_id"])
     alerts = [
         {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": [a["loan_id"]]}
-        for a in loans.open_loan_alerts(engine, branch)
+        for a in book.open_loan_alerts(engine, branch)
     ]
     for a in bio_store.list_alerts(engine, open_only=True):
         if a["farm_id"] in farm_loans:

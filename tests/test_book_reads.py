@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from collateral import auth, loans
+from collateral import auth, book, loans
 from collateral.api import models
 from collateral.api.app import create_app
 from collateral.valuation import figures
@@ -138,7 +138,7 @@ def test_a_loan_without_a_valuation_is_listed_without_one(engine):
             principal_cny=Decimal("5000"),
         ),
     )
-    pairs = dict((loan["loan_id"], latest) for loan, latest in loans.loans_with_latest(engine))
+    pairs = dict((loan["loan_id"], latest) for loan, latest in book.loans_with_latest(engine))
     assert pairs["LN-NEW"] is None and pairs[loan_of(1)]["status"] == "watch"
     body, _ = _reads(engine)
     assert body["/v1/portfolio"]["by_status"]["not_valued"]["loan_ids"] == ["LN-NEW"]
@@ -159,7 +159,7 @@ def test_the_latest_valuations_are_found_by_index_on_postgresql(postgres_url):
     listener = lambda *args: sent.append((args[2], args[3]))  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        assert len(loans.loans_with_latest(engine, branch_of(0, 100), active_only=True)) == 100
+        assert len(book.loans_with_latest(engine, branch_of(0, 100), active_only=True)) == 100
     finally:
         event.remove(engine, "before_cursor_execute", listener)
     ((statement, parameters),) = sent

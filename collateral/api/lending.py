@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
-from collateral import errors, loans, prices
+from collateral import book, errors, loans, prices
 from collateral.api import examples, models
 from collateral.api.examples import CONFLICT, PROBLEMS
 from collateral.api.limits import bounded_body
@@ -49,7 +49,7 @@ def _loan_out(engine: Engine, loan: dict) -> dict:
 
 
 def _loan_json(loan: dict, latest: dict | None) -> dict:
-    """A loan with its latest valuation's summary (any row with ``LATEST_COLUMNS``)."""
+    """A loan with its latest valuation's summary (any row with ``book.LATEST_COLUMNS``)."""
     return {
         **jsonable(loan),
         "latest_valuation": None
@@ -102,7 +102,7 @@ def create_loan(loan: loans.LoanIn, request: Request, engine: EngineDep, princip
 )
 def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     branch = principal.branch if principal.role == "loan_officer" else None
-    return [_loan_json(loan, latest) for loan, latest in loans.loans_with_latest(engine, branch)]
+    return [_loan_json(loan, latest) for loan, latest in book.loans_with_latest(engine, branch)]
 
 
 @router.get(
@@ -112,7 +112,7 @@ def list_loans(engine: EngineDep, principal: Lender) -> list[dict]:
     response_model=models.Loan,
 )
 def get_loan(loan_id: str, engine: EngineDep, principal: Lender) -> dict:
-    loan, latest = loans.loan_with_latest_valuation(engine, loan_id)
+    loan, latest = book.loan_with_latest_valuation(engine, loan_id)
     return _loan_json(_visible(principal, loan), latest)
 
 
