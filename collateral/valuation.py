@@ -67,28 +67,28 @@ RULE_SINCE = {
 }
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
+def _named_version(inputs: dict) -> tuple[int, ...] | None:
+    """The rules version a snapshot's code_version names; None for a snapshot that names
+    none (made before versions were recorded)."""
+    made_with = str(inputs.get("code_version", "")).rsplit(" ", 1)[-1]
+    try:
+        return tuple(int(part) for part in made_with.split("."))
+    except ValueError:
+        return None
 
 
 def rules_of(inputs: dict) -> str:
     """The rules version a snapshot was valued with (its code_version names it), which its
     recomputation applies and reports."""
-    made_with = str(inputs.get("code_version", "")).rsplit(" ", 1)[-1]
-    try:
-        _version(made_with)
-    except ValueError:
-        return RULES_VERSION
-    return made_with
+    named = _named_version(inputs)
+    return RULES_VERSION if named is None else ".".join(map(str, named))
 
 
 def follows(inputs: dict, change: str) -> bool:
     """Whether the snapshot was valued under rules that include ``change``."""
-    made_with = str(inputs.get("code_version", "")).rsplit(" ", 1)[-1]
-    try:
-        return _version(made_with) >= _version(RULE_SINCE[change])
-    except ValueError:  # no version named: a snapshot from before versions were recorded
-        return False
+    named = _named_version(inputs)
+    since = tuple(int(part) for part in RULE_SINCE[change].split("."))
+    return named is not None and named >= since
 
 
 STATUS_RANK = {"ok": 0, "watch": 1, "margin_call": 2}

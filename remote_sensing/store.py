@@ -504,12 +504,18 @@ def _save_events(
 
 
 def stored_events(
-    engine: Engine, parcel_id: str | None = None, state: str | None = None
+    engine: Engine,
+    parcel_id: str | None = None,
+    state: str | None = None,
+    parcel_ids: list[str] | None = None,
 ) -> list[dict]:
-    """Stored disturbances, of one parcel and in one state (``open``) if asked."""
+    """Stored disturbances, of one parcel (or of ``parcel_ids``) and in one state
+    (``open``) if asked."""
     query = select(parcel_events).order_by(parcel_events.c.parcel_id, parcel_events.c.start)
     if parcel_id is not None:
         query = query.where(parcel_events.c.parcel_id == parcel_id)
+    if parcel_ids is not None:
+        query = query.where(parcel_events.c.parcel_id.in_(parcel_ids))
     if state is not None:
         query = query.where(parcel_events.c.state == state)
     with engine.connect() as c:
@@ -540,10 +546,8 @@ def profile_overview(engine: Engine, parcel_ids: list[str] | None = None) -> dic
         parcel_profiles.c.largest_gap_days,
         parcel_profiles.c.suspected,
     )
-    events = select(parcel_events).order_by(parcel_events.c.parcel_id, parcel_events.c.start)
     if parcel_ids is not None:
         query = query.where(parcel_profiles.c.parcel_id.in_(parcel_ids))
-        events = events.where(parcel_events.c.parcel_id.in_(parcel_ids))
     with engine.connect() as c:
         for r in c.execute(query):
             out[r.parcel_id] = {
@@ -555,9 +559,7 @@ def profile_overview(engine: Engine, parcel_ids: list[str] | None = None) -> dic
                 )
                 or None,
             }
-    with engine.connect() as c:
-        event_rows = [dict(r._mapping) for r in c.execute(events)]
-    for event in event_rows:
+    for event in stored_events(engine, parcel_ids=parcel_ids):
         entry = out.setdefault(event["parcel_id"], {})
         until = event["end"].date().isoformat() if event["end"] else "now"
         text = f"{event['state']} since {event['start'].date().isoformat()}"
