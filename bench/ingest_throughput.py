@@ -52,10 +52,11 @@ from gateway_publisher import reading_key, tags  # noqa: E402
 
 from bioassets import registry  # noqa: E402
 from bioassets import store as bio_store  # noqa: E402
-from bioassets.local_broker import LocalBroker  # noqa: E402
-from bioassets.partitions import DEFAULT_PARTITIONS, fair_share, partition_of  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
+from telemetry import accounts, gateways  # noqa: E402
+from telemetry.local_broker import LocalBroker  # noqa: E402
+from telemetry.partitions import DEFAULT_PARTITIONS, fair_share, partition_of  # noqa: E402
 from tests.support.databases import fresh_postgres_database  # noqa: E402
 from tests.support.processes import AgriProcess, partitions_served  # noqa: E402
 
@@ -126,7 +127,7 @@ def bare_subscriber(broker, n: int) -> dict:
             str(ROOT / "bench" / "bare_subscriber.py"),
             broker.host,
             str(broker.port),
-            registry.INGESTER_USER,
+            accounts.INGESTER_USER,
             INGEST_PASSWORD,
             str(messages_sent(n)),
         ],
@@ -178,7 +179,7 @@ def seed(engine) -> None:
                     for a, t in zip(sows, tags(herd), strict=True)
                 ],
             )
-        bio_store.add_gateway(engine, gateway, farm, registry.mosquitto_hash(PASSWORD))
+        gateways.add_gateway(engine, gateway, farm, accounts.mosquitto_hash(PASSWORD))
 
 
 def start_ingesters(env: dict, label: str, folder: Path) -> list[AgriProcess]:
@@ -345,15 +346,15 @@ def main() -> None:
     if args.batch_ms:
         EXTRA_INGEST_ARGS.extend(["--batch-ms", str(args.batch_ms)])
     with tempfile.TemporaryDirectory(prefix="agri-bench-broker-") as root:
-        gateways = [
+        logins = [
             {
                 "gateway_id": gateway,
                 "farm_id": farm,
-                "password_hash": registry.mosquitto_hash(PASSWORD),
+                "password_hash": accounts.mosquitto_hash(PASSWORD),
             }
             for farm, gateway, _herd in bench_farms(FARMS)
         ]
-        broker = LocalBroker(Path(root), gateways, INGEST_PASSWORD).start()
+        broker = LocalBroker(Path(root), logins, INGEST_PASSWORD).start()
         try:
             with (
                 tempfile.TemporaryDirectory(prefix="agri-bench-db-") as db_dir,

@@ -12,6 +12,7 @@ from shapely.geometry import Point
 from agri_common.wording import Said
 from bioassets import store
 from bioassets.headcount import FEVER_C, farm_headcount, status_at
+from telemetry import gateways
 
 SILENT_AFTER = {"cattle": timedelta(hours=6), "pig": timedelta(hours=6)}
 INACTIVE_SHARE = 0.3  # activity below 30 % of the animal's own recent median
@@ -100,8 +101,8 @@ def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: tim
         gateway, seen = state.get("gateway_id"), state.get("last_seen")
         if gateway and seen and seen > last_by_gateway.get(gateway, seen - timedelta(1)):
             last_by_gateway[gateway] = seen
-    said = store.gateway_statuses(engine)
-    for gateway in store.all_gateways(engine):
+    said = gateways.gateway_statuses(engine)
+    for gateway in gateways.all_gateways(engine):
         if gateway["farm_id"] != farm_id:
             continue
         last = last_by_gateway.get(gateway["gateway_id"])

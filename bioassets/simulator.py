@@ -20,9 +20,10 @@ from pathlib import Path
 
 from shapely.geometry import shape
 
-from bioassets import store
-from bioassets.gateway_agent import GatewayAgent, Outbox
-from bioassets.mqtt_connection import parse_mqtt_url
+from bioassets import payloads, store
+from telemetry import gateways
+from telemetry.gateway_agent import GatewayAgent, Outbox
+from telemetry.mqtt_connection import parse_mqtt_url
 
 BATCH = 20
 MALFORMED = b'{"schema": "readings/v1", "readings": ['
@@ -85,7 +86,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.stats = SimStats()
         self.farms = []
-        gateway_farm = {g["farm_id"]: g["gateway_id"] for g in store.all_gateways(engine)}
+        gateway_farm = {g["farm_id"]: g["gateway_id"] for g in gateways.all_gateways(engine)}
         for farm_id in farm_ids or sorted(store.farm_ids(engine)):
             farm = store.get_farm(engine, farm_id)
             animals = [a for a in store.farm_animals(engine, farm_id) if a["status"] == "alive"]
@@ -125,6 +126,7 @@ class Simulator:
             address,
             farm["farm_id"],
             farm["gateway"],
+            schemas=payloads.SCHEMAS,
             per_message=BATCH,
             ca_file=self.ca_file,
         )

@@ -19,16 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agri_common.wording import worded
-from bioassets.tables import (
-    alerts,
-    animal_events,
-    animals,
-    farms,
-    gateway_status,
-    gateways,
-    readings,
-    rejects,
-)
+from bioassets.tables import alerts, animal_events, animals, readings
+from telemetry.tables import farms
 
 READING_FIELDS = ("lat", "lon", "temperature_c", "activity", "weight_kg", "battery_pct", "rssi")
 
@@ -93,37 +85,6 @@ def get_farm(engine: Engine, farm_id: str) -> dict | None:
 def geofence(farm: dict):
     """A farm row's geofence as a shapely geometry (WGS84)."""
     return shape(json.loads(farm["geofence_geojson"]))
-
-
-def add_gateway(engine: Engine, gateway_id: str, farm_id: str, password_hash: str) -> None:
-    with engine.begin() as conn:
-        exists = conn.execute(
-            select(gateways.c.gateway_id).where(gateways.c.gateway_id == gateway_id)
-        ).first()
-        values = {"farm_id": farm_id, "password_hash": password_hash}
-        if exists:
-            conn.execute(update(gateways).where(gateways.c.gateway_id == gateway_id).values(values))
-        else:
-            conn.execute(
-                insert(gateways).values(
-                    gateway_id=gateway_id, created_at=datetime.now(UTC), **values
-                )
-            )
-
-
-def all_gateways(engine: Engine) -> list[dict]:
-    with engine.connect() as c:
-        return [
-            dict(r._mapping) for r in c.execute(select(gateways).order_by(gateways.c.gateway_id))
-        ]
-
-
-def gateway_farms(engine: Engine) -> dict[str, str]:
-    with engine.connect() as c:
-        return {
-            r.gateway_id: r.farm_id
-            for r in c.execute(select(gateways.c.gateway_id, gateways.c.farm_id))
-        }
 
 
 def tag_farms(engine: Engine) -> dict[str, str]:
@@ -242,11 +203,22 @@ def _sqlite_time(value: datetime) -> str:
     )
 
 
-def write_batch(
-    conn: Connection, reading_rows: list[tuple], event_rows: list[dict], reject_rows: list[dict]
-) -> int:
-    """Within the caller's transaction: readings and events (duplicates ignored) and
-    rejects. Life events also update the animal's status. Returns readings inserted."""
+def event_row(event, farm_id: str, gateway_id: str, received_at: datetime) -> dict:
+    """A life event (payloads.Event) as its row."""
+    return {
+        "tag_id": event.tag_id,
+        "kind": event.kind,
+        "occurred_at": event.occurred_at,
+        "farm_id": farm_id,
+        "gateway_id": gateway_id,
+        "details": event.model_dump(mode="json", exclude_none=True),
+        "received_at": received_at,
+    }
+
+
+def write_batch(conn: Connection, reading_rows: list[tuple], event_rows: list[dict]) -> int:
+    """Within the caller's transaction: readings and events (duplicates ignored). Life
+    events also update the animal's status. Returns readings inserted."""
     inserted = insert_readings(conn, reading_rows)
     if event_rows:
         _insert_ignoring_duplicates(conn, animal_events, event_rows)
@@ -264,8 +236,6 @@ def write_batch(
                     .where(animals.c.tag_id == e["tag_id"])
                     .values(status="replaced", status_at=e["occurred_at"])
                 )
-    if reject_rows:
-        conn.execute(insert(rejects), reject_rows)
     return inserted
 
 
@@ -280,18 +250,6 @@ def reading_keys(engine: Engine) -> set[tuple[str, datetime]]:
             (r.tag_id, r.observed_at)
             for r in c.execute(select(readings.c.tag_id, readings.c.observed_at))
         }
-
-
-def list_rejects(engine: Engine, gateway_id: str | None = None) -> list[dict]:
-    query = select(rejects).order_by(rejects.c.id)
-    if gateway_id:
-        query = query.where(rejects.c.gateway_id == gateway_id)
-    with engine.connect() as c:
-        rows = [dict(r._mapping) for r in c.execute(query)]
-    for r in rows:
-        r["raw"] = bytes(r["raw"]).decode("utf-8", errors="replace")
-        r["item"] = json.loads(r["item"]) if r["item"] else None
-    return rows
 
 
 def list_alerts(engine: Engine, farm_id: str | None = None, open_only: bool = False) -> list[dict]:
@@ -466,22 +424,6 @@ def farm_events(engine: Engine, farm_id: str, at: datetime) -> list[dict]:
     )
     with engine.connect() as c:
         return [dict(r._mapping) for r in c.execute(query)]
-
-
-def set_gateway_status(conn: Connection, gateway_id: str, status: str, at: datetime) -> None:
-    """Record what a gateway said about itself (online/offline) in the caller's transaction."""
-    key = gateway_status.c.gateway_id == gateway_id
-    if conn.execute(select(gateway_status.c.gateway_id).where(key)).first():
-        conn.execute(update(gateway_status).where(key).values(status=status, changed_at=at))
-    else:
-        conn.execute(
-            insert(gateway_status).values(gateway_id=gateway_id, status=status, changed_at=at)
-        )
-
-
-def gateway_statuses(engine: Engine) -> dict[str, tuple[str, datetime]]:
-    with engine.connect() as c:
-        return {r.gateway_id: (r.status, r.changed_at) for r in c.execute(select(gateway_status))}
 
 
 def tag_track(

@@ -1,4 +1,5 @@
-"""The tables bioassets owns (SQLAlchemy Core). Migrations live in collateral."""
+"""The tables bioassets owns (SQLAlchemy Core), on the transport's metadata: their rows
+name a farm of ``telemetry.tables``. Migrations live in collateral."""
 
 from sqlalchemy import (
     JSON,
@@ -7,8 +8,6 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
-    LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -16,27 +15,7 @@ from sqlalchemy import (
 )
 
 from agri_common.times import UTCDateTime
-
-metadata = MetaData()
-
-farms = Table(
-    "farms",
-    metadata,
-    Column("farm_id", String(64), primary_key=True),
-    Column("name", String(200)),
-    Column("owner", String(200)),
-    Column("geofence_geojson", Text, nullable=False),  # WGS84 Polygon/MultiPolygon
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-gateways = Table(
-    "gateways",
-    metadata,
-    Column("gateway_id", String(64), primary_key=True),
-    Column("farm_id", String(64), ForeignKey("farms.farm_id"), nullable=False),
-    Column("password_hash", Text, nullable=False),  # Mosquitto $7$ PBKDF2-SHA512
-    Column("created_at", UTCDateTime, nullable=False),
-)
+from telemetry.tables import metadata
 
 animals = Table(
     "animals",
@@ -98,26 +77,4 @@ alerts = Table(
     Column("detail", Text, nullable=False),  # English
     Column("code", String(48)),  # agri_common.wording: the detail in any language
     Column("params", JSON),
-)
-
-rejects = Table(
-    "rejects",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", UTCDateTime, nullable=False),
-    Column("topic", Text, nullable=False),
-    Column("farm_id", String(64)),
-    Column("gateway_id", String(64), index=True),
-    Column("reason", Text, nullable=False),
-    Column("item", Text),  # the rejected reading/event as JSON, when only part was bad
-    Column("raw", LargeBinary, nullable=False),
-)
-
-# What each gateway last said about itself on .../status (its MQTT Will says "offline").
-gateway_status = Table(
-    "gateway_status",
-    metadata,
-    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
-    Column("status", String(16), nullable=False),
-    Column("changed_at", UTCDateTime, nullable=False),
 )

@@ -19,13 +19,14 @@ from sqlalchemy import Engine
 
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
-from bioassets.ingester import Ingester, IngestStats
-from bioassets.local_broker import LocalBroker
 from bioassets.simulator import Faults, SimStats, Simulator, default_gateway
-from collateral import errors, loans, prices
+from collateral import domains, errors, loans, prices
 from collateral.db import engine_url, make_engine
 from collateral.settings import Settings
 from remote_sensing import store
+from telemetry import accounts, gateways
+from telemetry.ingester import Ingester, IngestStats
+from telemetry.local_broker import LocalBroker
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
 DEMO_FAULTS = Faults(silent_tags=3, wanderer=True, fever=True, duplicates=True, malformed=True)
@@ -50,9 +51,9 @@ def register_sample_farms(engine: Engine) -> dict[str, str]:
     passwords = {}
     for farm_id in sorted(bio_store.farm_ids(engine)):
         gateway_id = default_gateway(farm_id)
-        passwords[gateway_id] = registry.new_password()
-        bio_store.add_gateway(
-            engine, gateway_id, farm_id, registry.mosquitto_hash(passwords[gateway_id])
+        passwords[gateway_id] = accounts.new_password()
+        gateways.add_gateway(
+            engine, gateway_id, farm_id, accounts.mosquitto_hash(passwords[gateway_id])
         )
     return passwords
 
@@ -60,15 +61,16 @@ def register_sample_farms(engine: Engine) -> dict[str, str]:
 def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> LivestockDemo:
     """Publish for ``seconds`` on a private broker, ingest, then count at ``now()``."""
     passwords = register_sample_farms(engine)
-    ingest_password = registry.new_password()
+    ingest_password = accounts.new_password()
     with tempfile.TemporaryDirectory(prefix="agri-broker-") as root:
-        broker = LocalBroker(Path(root), bio_store.all_gateways(engine), ingest_password).start()
+        broker = LocalBroker(Path(root), gateways.all_gateways(engine), ingest_password).start()
         try:
             worker = Ingester(
                 engine_url(engine),
                 broker.url(password=ingest_password),
                 "agri-demo",
                 open_engine=make_engine,
+                domains=domains.INGEST,
                 gateway_offline_after=settings.gateway_offline_after,
                 session_expiry_s=0,
             )

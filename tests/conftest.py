@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bioassets.local_broker import mosquitto_binary
 from collateral.cli import main as agri_main
 from collateral.db import make_engine, upgrade
+from telemetry.local_broker import mosquitto_binary
 from tests.support.databases import empty_all_tables, fresh_postgres_database
 from tests.support.livestock import Broker, seed_livestock
 from tests.support.paths import REALDATA, SAMPLE_TILES

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bioassets import acks
+from telemetry import acks
 
 
 def test_ranges_are_sorted_runs_of_distinct_seqs():

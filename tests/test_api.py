@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bioassets import rules
 from bioassets import store as bio_store
-from bioassets.messages import Reading
+from bioassets.payloads import Reading
 from collateral import auth, claims, errors, loans, pledges, prices
 from collateral.api.app import create_app
 from collateral.api.limits import RateLimiter
@@ -259,7 +259,7 @@ def test_parcels_farms_animals_and_alerts(api, world):
     hot = Reading(tag_id="156100000000020", observed_at=now, temperature_c=41.2)
     with world.begin() as conn:
         bio_store.write_batch(
-            conn, [bio_store.reading_row(hot, "FARM-SOW", "GW-SOW-1", now, None)], [], []
+            conn, [bio_store.reading_row(hot, "FARM-SOW", "GW-SOW-1", now, None)], []
         )
     # reading decides nothing; the rules run where the ingester's writer runs them
     fevers = lambda: [a for a in api("GET", "/v1/alerts?farm_id=FARM-SOW").json()]  # noqa: E731

@@ -133,3 +133,27 @@ def test_the_topic_contract_is_spelled_in_one_place():
         if "agri/v1/farms" in p.read_text() and p != REPO_ROOT / "telemetry" / "topics.py"
     ]
     assert spelled == []
+
+
+def test_the_transport_names_no_domain():
+    """What a message means is the domain's: the transport's code names no tag, animal or
+    plant (its docstrings may use them as examples), and every data channel it serves
+    comes from a domain's registered schema."""
+    named = []
+    for path in sorted((REPO_ROOT / "telemetry").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+                text = node.value if isinstance(node.value, str) else node.value.decode()
+                if re.search(r"\btag_id\b|\banimal|\bplant_id\b", text) and "\n" not in text:
+                    named.append(f"{path.name}: {text!r}")
+            elif isinstance(node, ast.Name | ast.Attribute):
+                name = node.id if isinstance(node, ast.Name) else node.attr
+                if re.search(r"tag|animal|plant", name.lower()):
+                    named.append(f"{path.name}: {name}")
+    assert named == []
+    from collateral import domains
+    from telemetry import payloads, topics
+
+    served = {s.channel for s in domains.agent_schemas()}
+    assert served == set(topics.DATA)
+    assert set(payloads.by_channel(domains.agent_schemas())) == served

@@ -12,8 +12,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bioassets import store as bio_store
-from bioassets.ingester import Ingester
+from collateral import domains
 from collateral.db import engine_url, make_engine, upgrade
+from telemetry import accounts
+from telemetry.ingester import Ingester
 from tests.support.livestock import (
     DEFAULT_OFFLINE_AFTER,
     GATEWAY_PASSWORDS,
@@ -80,6 +82,7 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
         broker.url(),
         "restart-ingester",
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=DEFAULT_OFFLINE_AFTER,
         batch_ms=50,
         session_expiry_s=600,
@@ -340,15 +343,14 @@ def _tls_client(broker, user: str, password: str, ca) -> tuple:
 
 
 def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
-    from bioassets import registry
     from tests.support.livestock import GATEWAY_FARMS, INGESTER_PASSWORD
 
     ca, cert, key = _test_ca(tmp_path / "ca")
     gateways = [
-        {"gateway_id": g, "farm_id": GATEWAY_FARMS[g], "password_hash": registry.mosquitto_hash(p)}
+        {"gateway_id": g, "farm_id": GATEWAY_FARMS[g], "password_hash": accounts.mosquitto_hash(p)}
         for g, p in GATEWAY_PASSWORDS.items()
     ]
-    from bioassets.local_broker import LocalBroker
+    from telemetry.local_broker import LocalBroker
 
     broker = LocalBroker(tmp_path / "mosquitto", gateways, INGESTER_PASSWORD, (ca, cert, key))
     broker.start()
@@ -362,6 +364,7 @@ def test_mqtt_over_tls_for_gateways_and_the_ingester(tmp_path):
         url,
         "tls-ingester",
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=DEFAULT_OFFLINE_AFTER,
         batch_ms=50,
         session_expiry_s=0,

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bioassets import store as bio_store
-from bioassets.gateway_agent import Outbox, read_lines
+from collateral import domains
+from telemetry import gateways
+from telemetry.gateway_agent import Outbox, read_lines
 from tests.support.livestock import (
     GATEWAY_FARMS,
     GATEWAY_PASSWORDS,
@@ -264,7 +266,7 @@ def test_a_poison_message_is_rejected_once_and_not_sent_again(livestock_engine, 
         agent.start(stdin="\n".join([poison, *good, broken]) + "\n")
         assert agent.process.wait(60) == 0, agent.log.read_text()[-2000:]
         time.sleep(3)  # three re-send periods: nothing more may arrive
-    rejects = [r for r in bio_store.list_rejects(engine, gateway) if other_farms_tag in r["reason"]]
+    rejects = [r for r in gateways.list_rejects(engine, gateway) if other_farms_tag in r["reason"]]
     assert len(rejects) == 1, rejects
     assert bio_store.reading_keys(engine) == _keys(good)
     log = agent.log.read_text()
@@ -284,7 +286,7 @@ def test_input_lines_become_checked_numbered_messages(tmp_path):
         "not json",
         "[1, 2]",
     ]
-    messages, taken = read_lines(lines, now, per_message=4)
+    messages, taken = read_lines(lines, now, 4, domains.agent_schemas())
     earlier = Outbox(tmp_path / "lost-disk.db")
     (old,) = earlier.add(messages[:1])
     assert [(kind, len(items)) for kind, items in messages] == [
@@ -302,7 +304,7 @@ def test_input_lines_become_checked_numbered_messages(tmp_path):
     assert [row[0] for row in box.due(time.time(), 30, 100)] == seqs[3:]
     # an ack covers only what was sent: a stale one for numbers not yet sent deletes nothing
     assert box.acknowledge([(seqs[0], seqs[-1])]) == 3
-    from bioassets.gateway_agent import OutboxFull
+    from telemetry.gateway_agent import OutboxFull
 
     with pytest.raises(OutboxFull):
         box.add(messages)  # 2 + 5 > 6: nothing of it is kept
@@ -405,9 +407,9 @@ def test_an_agent_offline_for_hours_delivers_its_backlog_in_order(livestock_engi
     from sqlalchemy import select
 
     from bioassets import headcount
-    from bioassets.batch_writer import BatchWriter
     from bioassets.tables import readings
     from collateral.db import make_engine, upgrade
+    from telemetry.writer import BatchWriter
     from tests.support.livestock import DEFAULT_OFFLINE_AFTER, seed_livestock
 
     engine = livestock_engine
@@ -467,7 +469,7 @@ def test_an_agent_offline_for_hours_delivers_its_backlog_in_order(livestock_engi
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
     upgrade(reference)
     seed_livestock(reference)
-    writer = BatchWriter(reference, DEFAULT_OFFLINE_AFTER)
+    writer = BatchWriter(reference, domains.INGEST, DEFAULT_OFFLINE_AFTER)
     topic = f"agri/v1/farms/{farm}/gateways/{gateway}/readings"
     for r, lines in enumerate(rounds):
         items = [json.loads(line) for line in lines]

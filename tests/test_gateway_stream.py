@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bioassets import store as bio_store
+from telemetry import gateways
 from tests.support.livestock import Gateway, ingesting
 from tests.support.paths import REPO_ROOT
 from tests.support.waiting import wait_for
@@ -49,7 +50,7 @@ def test_a_captured_stream_is_stored_acked_and_rejected_as_before(livestock_engi
         for m in messages:
             gateway.client.publish(m["topic"], m["payload"].encode(), qos=1).wait_for_publish(10)
         assert wait_for(lambda: gateway.committed_seqs() >= seqs, timeout=20), gateway.committed
-        assert wait_for(lambda: len(bio_store.list_rejects(engine, "GW-SOW-1")) >= 1)
+        assert wait_for(lambda: len(gateways.list_rejects(engine, "GW-SOW-1")) >= 1)
     gateway.close()
     # every sequence number acknowledged once committed, and nothing else
     assert gateway.committed_seqs() == seqs and len(seqs) == 4
@@ -58,10 +59,10 @@ def test_a_captured_stream_is_stored_acked_and_rejected_as_before(livestock_engi
     keys = bio_store.reading_keys(engine)
     assert len(keys) == 46
     assert all(tag != FAT_TAG for tag, _ in keys)
-    (rejected,) = bio_store.list_rejects(engine, "GW-SOW-1")
+    (rejected,) = gateways.list_rejects(engine, "GW-SOW-1")
     assert f"tag {FAT_TAG} is registered to farm 'FARM-FAT'" in rejected["reason"]
     assert any(n["rejected"] for n in gateway.notices)  # the gateway is told which one
     # the events: a death and a vaccination
     assert bio_store.get_animal(engine, "156100000000101")["status"] == "dead"
-    status, seen = bio_store.gateway_statuses(engine)["GW-SOW-1"]
+    status, seen = gateways.gateway_statuses(engine)["GW-SOW-1"]
     assert status == "online" and seen <= datetime.now(UTC)

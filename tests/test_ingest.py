@@ -14,9 +14,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bioassets import store as bio_store
-from bioassets.batch_writer import BatchWriter
-from bioassets.partitions import DEFAULT_PARTITIONS, partition_client_id, partition_of
+from collateral import domains
 from collateral.db import make_engine, upgrade
+from telemetry import gateways
+from telemetry.partitions import DEFAULT_PARTITIONS, partition_client_id, partition_of
+from telemetry.writer import BatchWriter
 from tests.support.livestock import (
     DEFAULT_OFFLINE_AFTER,
     GATEWAY_PASSWORDS,
@@ -88,7 +90,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
                 }
             ).encode()
         )
-        assert wait_for(lambda: len(bio_store.list_rejects(engine)) >= 7)
+        assert wait_for(lambda: len(gateways.list_rejects(engine)) >= 7)
         ok = wait_for(lambda: bio_store.count_readings(engine) >= len(expected))
         assert ok, (
             bio_store.count_readings(engine),
@@ -101,7 +103,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
         assert wait_for(lambda: gw.committed_seqs() >= handled, timeout=10), gw.committed
     gw.close()
     assert bio_store.reading_keys(engine) == expected
-    reasons = [r["reason"] for r in bio_store.list_rejects(engine, "GW-SOW-1")]
+    reasons = [r["reason"] for r in gateways.list_rejects(engine, "GW-SOW-1")]
     assert len(reasons) == 7, reasons
     joined = "\n".join(reasons)
     assert "reading 1: tag_id" in joined and "not 15 digits" in joined
@@ -111,7 +113,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
     assert "payload is not JSON" in joined
     assert "does not match the topic" in joined
     assert "schema 'events/v1' on a readings topic" in joined
-    raw = {r["raw"] for r in bio_store.list_rejects(engine, "GW-SOW-1")}
+    raw = {r["raw"] for r in gateways.list_rejects(engine, "GW-SOW-1")}
     assert "{not json" in raw
     assert any(n["seq"] == 101 and len(n["rejected"]) == 4 for n in gw.notices)
     # after each commit the gateway is told which of its messages are handled: stored,
@@ -122,7 +124,7 @@ def test_known_stream_stores_exactly_the_valid_unique_readings(livestock_engine,
 def test_a_batch_holding_duplicates_stores_each_reading_once(livestock_engine):
     """Within one batch, repeats (in one message, or a resent message) are left to the
     insert to skip; the same instant written in another time zone is the same reading."""
-    writer = BatchWriter(livestock_engine, DEFAULT_OFFLINE_AFTER)
+    writer = BatchWriter(livestock_engine, domains.INGEST, DEFAULT_OFFLINE_AFTER)
     topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
     items = [reading(SOW_TAGS[0], T0), reading(SOW_TAGS[1], T0), reading(SOW_TAGS[0], T0)]
     payload = message("GW-SOW-1", 1, items)
@@ -154,9 +156,9 @@ def test_events_update_the_registry(livestock_engine, broker):
         ]
         gw.publish(message("GW-SOW-1", 1, events, kind="events"), kind="events")
         assert wait_for(lambda: bio_store.get_animal(engine, died)["status"] == "dead")
-        assert wait_for(lambda: len(bio_store.list_rejects(engine)) == 1)
+        assert wait_for(lambda: len(gateways.list_rejects(engine)) == 1)
     gw.close()
-    assert "tag_replaced needs new_tag_id" in bio_store.list_rejects(engine)[0]["reason"]
+    assert "tag_replaced needs new_tag_id" in gateways.list_rejects(engine)[0]["reason"]
 
 
 def test_two_ingesters_share_the_load_and_store_each_reading_once(livestock_engine, broker):
@@ -290,7 +292,7 @@ def test_a_plain_restart_after_sigkill_collects_everything_the_broker_kept(tmp_p
 
 @pytest.mark.parametrize("url", ["http://host:1883", "mqtt://"])
 def test_bad_broker_urls_are_refused(url):
-    from bioassets.mqtt_connection import parse_mqtt_url
+    from telemetry.mqtt_connection import parse_mqtt_url
 
     with pytest.raises(ValueError):
         parse_mqtt_url(url)
@@ -323,9 +325,9 @@ def test_simulator_traffic_is_accounted_for_reading_by_reading(livestock_engine,
         assert ok, (
             bio_store.count_readings(engine),
             stats,
-            [r["reason"] for r in bio_store.list_rejects(engine)][:5],
+            [r["reason"] for r in gateways.list_rejects(engine)][:5],
         )
-        assert wait_for(lambda: len(bio_store.list_rejects(engine)) >= stats.malformed)
+        assert wait_for(lambda: len(gateways.list_rejects(engine)) >= stats.malformed)
     assert stats.malformed >= 1 and stats.duplicate_messages >= 1
     assert bio_store.count_readings(engine) == stats.readings  # every unique reading, once
     assert worker.stats.rejects == stats.malformed
@@ -399,7 +401,7 @@ def test_a_gateway_that_loses_power_is_reported_offline_by_its_will(livestock_en
             qos=1,
         ).wait_for_publish(5)
         assert wait_for(
-            lambda: bio_store.gateway_statuses(engine).get("GW-FAT-1", ("",))[0] == "online"
+            lambda: gateways.gateway_statuses(engine).get("GW-FAT-1", ("",))[0] == "online"
         )
         client.loop_stop()
         client.socket().close()  # power cut: no DISCONNECT, the broker sends the will

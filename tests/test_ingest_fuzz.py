@@ -10,9 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bioassets.batch_writer import BatchWriter
-from bioassets.tables import readings, rejects
+from bioassets.tables import readings
+from collateral import domains
 from collateral.db import make_engine, upgrade
+from telemetry.tables import rejects
+from telemetry.writer import BatchWriter
 from tests.support.livestock import DEFAULT_OFFLINE_AFTER, seed_livestock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -24,7 +26,7 @@ def writer(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'agri.db'}")
     upgrade(engine)
     seed_livestock(engine)
-    yield BatchWriter(engine, DEFAULT_OFFLINE_AFTER)
+    yield BatchWriter(engine, domains.INGEST, DEFAULT_OFFLINE_AFTER)
     engine.dispose()
 
 

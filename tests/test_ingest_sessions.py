@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from bioassets.ingester import Ingester, Session
+from collateral import domains
 from collateral.db import make_engine
 from telemetry import topics
+from telemetry.ingester import Ingester, Session
 
 
 class RecordingClient:
@@ -42,6 +43,7 @@ def _ingester(tmp_path, **kwargs) -> tuple[Ingester, dict[str, RecordingClient]]
         "mqtt://agri-ingester:pw@127.0.0.1:1",
         None,
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=timedelta(minutes=30),
         client_factory=factory,
         **kwargs,
@@ -105,6 +107,7 @@ def test_a_named_ingester_subscribes_every_farm_shared_or_plain(tmp_path, shared
         "mqtt://agri-ingester:pw@127.0.0.1:1",
         "agri-ingest-HOST",
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=timedelta(minutes=30),
         shared=shared,
         client_factory=lambda cid: made.setdefault(cid, RecordingClient(cid)),

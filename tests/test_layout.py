@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bioassets import store as bio_store
-from bioassets.local_broker import free_port
 from collateral import auth, prices
 from collateral.db import make_engine, upgrade
 from remote_sensing import store as rs_store
 from remote_sensing.parcels import read_parcel_file
+from telemetry.local_broker import free_port
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Gateway, message, reading, seed_livestock
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES

@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bioassets import registry, rules
+from bioassets import rules
 from bioassets import store as bio_store
 from bioassets.headcount import animal_state, farm_headcount
-from bioassets.messages import Reading
+from bioassets.payloads import Reading
+from telemetry import accounts
 from tests.support.paths import SAMPLE_TILES
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -29,7 +30,7 @@ def _readings(engine, rows: list[dict]) -> None:
         reading = Reading(lat=lat, lon=lon, **r)
         full.append(bio_store.reading_row(reading, SOW, "GW-SOW-1", r["observed_at"], None))
     with engine.begin() as conn:
-        bio_store.write_batch(conn, full, [], [])
+        bio_store.write_batch(conn, full, [])
 
 
 def _everyone_seen(engine, at: datetime) -> None:
@@ -140,7 +141,7 @@ def test_unknown_tag_death_and_gateway_silence(farm):
         "received_at": T,
     }
     with farm.begin() as conn:
-        bio_store.write_batch(conn, [], [event], [])
+        bio_store.write_batch(conn, [], [event])
     rules.evaluate_farm(farm, SOW, T + timedelta(minutes=5), OFFLINE_AFTER)
     assert "156999999999999" in _open(farm, "unknown_tag")
     assert dead in _open(farm, "death")
@@ -210,7 +211,7 @@ def test_cli_imports_report_bad_rows_and_headcount_json(tmp_path, sqlite_env, ag
     passwd = (tmp_path / "mq" / "passwd").read_text()
     salt_hash = passwd.split("GW-X:")[1].strip()
     salt = __import__("base64").b64decode(salt_hash.split("$")[3])
-    assert registry.mosquitto_hash(password, salt) == salt_hash
+    assert accounts.mosquitto_hash(password, salt) == salt_hash
     assert (
         "topic write agri/v1/farms/FARM-SOW/gateways/GW-X/readings"
         in (tmp_path / "mq" / "acl").read_text()

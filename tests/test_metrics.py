@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bioassets import store as bio_store
-from bioassets.local_broker import free_port
 from collateral import auth
 from collateral.api.app import create_app
 from collateral.db import engine_url
+from telemetry.local_broker import free_port
 from tests.support.livestock import (
     Broker,
     Gateway,

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select
 
-from bioassets.tables import farms, readings
+from bioassets.tables import readings
 from collateral.db import (
     HEAD_REVISION,
     alembic_config,
@@ -23,6 +23,7 @@ from collateral.db import (
 )
 from collateral.tables import loans, valuations
 from remote_sensing.tables import observations, parcels
+from telemetry.tables import farms
 from tests.support.databases import fresh_postgres_database
 
 

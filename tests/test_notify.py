@@ -23,13 +23,13 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
 from agri_common.wording import Said, worded
-from bioassets.local_broker import free_port
 from collateral import loans, notify
 from collateral.db import make_engine, upgrade
 from collateral.tables import loan_alerts
 from collateral.tables import loans as loans_table
 from remote_sensing import store as rs_store
 from remote_sensing.parcels import read_parcel_file
+from telemetry.local_broker import free_port
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 
 SECRET = "s3cret-key"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bioassets import partitions
 from bioassets import store as bio_store
-from bioassets.partitions import Leases
 from collateral.db import make_engine, upgrade
+from telemetry import partitions
+from telemetry.partitions import Leases
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Broker, Gateway, message, reading, seed_livestock, wait_for
 from tests.support.processes import AgriProcess, partitions_served

@@ -12,9 +12,10 @@ from sqlalchemy.exc import DBAPIError
 
 from agri_common.retry import DatabaseUnavailable, is_transient, with_retries
 from bioassets import store as bio_store
-from bioassets.batch_writer import BatchWriter
-from bioassets.local_broker import free_port
+from collateral import domains
 from collateral.db import make_engine, upgrade
+from telemetry.local_broker import free_port
+from telemetry.writer import BatchWriter
 from tests.support.livestock import (
     DEFAULT_OFFLINE_AFTER,
     Broker,
@@ -98,7 +99,7 @@ def test_the_writer_does_not_retry_a_schema_mismatch(tmp_path):
     seed_livestock(engine)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE readings RENAME TO readings_elsewhere"))
-    writer = BatchWriter(engine, DEFAULT_OFFLINE_AFTER)
+    writer = BatchWriter(engine, domains.INGEST, DEFAULT_OFFLINE_AFTER)
     topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
     payload = message("GW-SOW-1", 1, [reading("156100000000001", _now())])
     outcome: list = []

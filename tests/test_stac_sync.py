@@ -254,7 +254,7 @@ def test_watch_syncs_from_the_api_and_stops_cleanly_on_sigterm(tmp_path, served,
 
 
 def test_an_unreachable_api_is_a_clear_failure_and_records_nothing(agri, monkeypatch, tmp_path):
-    from bioassets.local_broker import free_port
+    from telemetry.local_broker import free_port
 
     monkeypatch.setenv("AGRI_DATABASE_URL", f"sqlite:///{tmp_path / 'agri.db'}")
     monkeypatch.setenv("AGRI_DATA_DIR", str(tmp_path / "data"))

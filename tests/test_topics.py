@@ -11,8 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bioassets import registry
-from telemetry import topics
+from telemetry import accounts, topics
 from tests.support.livestock import GATEWAY_FARMS, GATEWAY_PASSWORDS, INGESTER_PASSWORD
 
 
@@ -49,13 +48,13 @@ def test_the_acl_grants_each_party_exactly_its_channels():
     gateways = [
         {"gateway_id": g, "farm_id": f, "password_hash": "x"} for g, f in GATEWAY_FARMS.items()
     ]
-    acl = _lines(registry.mosquitto_files(gateways, "y")[1])
+    acl = _lines(accounts.mosquitto_files(gateways, "y")[1])
     for gateway, farm in GATEWAY_FARMS.items():
         assert acl[gateway] == {
             *(("write", topics.topic(farm, gateway, c)) for c in topics.FROM_GATEWAY),
             *(("read", topics.topic(farm, gateway, c)) for c in topics.TO_GATEWAY),
         }
-    ingester = acl[registry.INGESTER_USER]
+    ingester = acl[accounts.INGESTER_USER]
     assert {("write", t) for t in topics.all_filters(topics.TO_GATEWAY)} <= ingester
     assert {("read", t) for t in topics.all_filters(topics.FROM_GATEWAY)} <= ingester
     assert {a for a, t in ingester if t.startswith("$share/")} == {"read"}
@@ -90,7 +89,7 @@ def _drain(got: queue.Queue, seconds: float) -> set[str]:
 def test_the_broker_delivers_what_the_contract_allows_and_nothing_else(broker):
     sow, fat = "GW-SOW-1", "GW-FAT-1"
     farm = GATEWAY_FARMS[sow]
-    ingester, to_ingester = _client(broker, registry.INGESTER_USER, INGESTER_PASSWORD)
+    ingester, to_ingester = _client(broker, accounts.INGESTER_USER, INGESTER_PASSWORD)
     gateway, to_gateway = _client(broker, sow, GATEWAY_PASSWORDS[sow])
     try:
         for name in topics.all_filters(topics.FROM_GATEWAY):

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from agri_common.wording import text
 from bioassets import store as bio_store
-from bioassets.messages import Reading
+from bioassets.payloads import Reading
 from collateral import loans, prices
 from collateral.db import engine_url
 from collateral.evidence import parcel_evidence
@@ -198,7 +198,7 @@ def test_an_as_of_valuation_ignores_later_data_and_later_prices(world):
         None,
     )
     with world.begin() as conn:
-        bio_store.write_batch(conn, [row], [event], [])
+        bio_store.write_batch(conn, [row], [event])
     again = loans.value_now(world, "T-ASOF-1", AS_OF)
     for key in ("items", "collateral_value_cny", "eligible_value_cny", "ltv", "status"):
         assert again[key] == first[key], key

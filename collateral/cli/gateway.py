@@ -1,4 +1,4 @@
-"""The farm side: `agri gateway run`, the reference gateway agent (bioassets.gateway_agent)."""
+"""The farm side: `agri gateway run`, the reference gateway agent (telemetry.gateway_agent)."""
 
 import logging
 import queue
@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from agri_common.metrics import serve_metrics
-from bioassets.gateway_agent import GatewayAgent, Outbox, read_stream, serve
-from bioassets.mqtt_connection import parse_mqtt_url
+from collateral import domains
 from collateral.cli.context import stop_on_signals
+from telemetry.gateway_agent import GatewayAgent, Outbox, read_stream, serve
+from telemetry.mqtt_connection import parse_mqtt_url
 
 
 @click.group("gateway")
@@ -81,6 +82,7 @@ def gateway_run(
         farm_id,
         gateway_id,
         resend_after=resend_after,
+        schemas=domains.agent_schemas(),
         per_message=per_message,
         ca_file=ca_file,
     )

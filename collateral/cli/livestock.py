@@ -13,10 +13,8 @@ from agri_common.metrics import serve_metrics
 from agri_common.rows import jsonable
 from bioassets import headcount, registry, rules
 from bioassets import store as bio_store
-from bioassets.ingester import Ingester
-from bioassets.mqtt_connection import ingester_client_id, parse_mqtt_url
-from bioassets.partitions import DEFAULT_PARTITIONS, Leases, PartitionedIngest
 from bioassets.simulator import Faults, Simulator
+from collateral import domains
 from collateral.cli.context import (
     App,
     parse_time_option,
@@ -25,6 +23,11 @@ from collateral.cli.context import (
     stop_on_signals,
 )
 from collateral.db import make_engine
+from telemetry import accounts
+from telemetry import gateways as gateway_store
+from telemetry.ingester import Ingester
+from telemetry.mqtt_connection import ingester_client_id, parse_mqtt_url
+from telemetry.partitions import DEFAULT_PARTITIONS, Leases, PartitionedIngest
 
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -89,15 +92,15 @@ def gateways_add(app: App, gateway_id: str, farm_id: str, mosquitto_dir: Path | 
     engine = app.engine
     if bio_store.get_farm(engine, farm_id) is None:
         raise click.ClickException(f"no farm with id {farm_id!r}; import farms first")
-    password = registry.new_password()
-    bio_store.add_gateway(engine, gateway_id, farm_id, registry.mosquitto_hash(password))
+    password = accounts.new_password()
+    gateway_store.add_gateway(engine, gateway_id, farm_id, accounts.mosquitto_hash(password))
     click.echo(f"gateway {gateway_id} registered to farm {farm_id}")
     click.echo(f"MQTT username: {gateway_id}")
     click.echo(f"MQTT password: {password}   (shown once; store it in the gateway)")
     if mosquitto_dir is not None:
         broker = parse_mqtt_url(app.settings.mqtt_url)
-        ingester = registry.ingester_hash(broker.username, broker.password)
-        registry.write_mosquitto_files(mosquitto_dir, bio_store.all_gateways(engine), ingester)
+        ingester = accounts.ingester_hash(broker.username, broker.password)
+        accounts.write_mosquitto_files(mosquitto_dir, gateway_store.all_gateways(engine), ingester)
         click.echo(f"wrote {mosquitto_dir}/passwd and {mosquitto_dir}/acl; send the broker SIGHUP")
 
 
@@ -251,6 +254,7 @@ def _ingester(app: App, client_id: str | None, **options) -> Ingester:
         settings.mqtt_url,
         client_id,
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=settings.gateway_offline_after,
         ca_file=settings.mqtt_ca_file,
         **options,
@@ -378,7 +382,7 @@ def rejects() -> None:
 @pass_app
 def rejects_list(app: App, gateway_id: str | None, as_json: bool) -> None:
     """Rejected messages and readings with their reasons and raw bytes."""
-    rows = [jsonable(r) for r in bio_store.list_rejects(app.engine, gateway_id)]
+    rows = [jsonable(r) for r in gateway_store.list_rejects(app.engine, gateway_id)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

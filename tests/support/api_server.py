@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx2
 
-from bioassets.local_broker import free_port
+from telemetry.local_broker import free_port
 from tests.support.paths import REPO_ROOT
 
 

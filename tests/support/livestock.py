@@ -15,12 +15,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bioassets.acks import parse_ack
-from bioassets.ingester import Ingester
-from bioassets.local_broker import LocalBroker
+from collateral import domains
 from collateral.db import engine_url, make_engine
 from collateral.settings import Settings
-from telemetry import topics
+from telemetry import accounts, gateways, topics
+from telemetry.acks import parse_ack
+from telemetry.ingester import Ingester
+from telemetry.local_broker import LocalBroker
 from tests.support.paths import SAMPLE_TILES
 from tests.support.waiting import wait_for  # noqa: F401 (re-exported for the tests)
 
@@ -40,17 +41,15 @@ class Broker(LocalBroker):
     """The test session's broker: the shipped settings, the test gateways' passwords."""
 
     def __init__(self, root: Path):
-        from bioassets import registry
-
-        gateways = [
+        logins = [
             {
                 "gateway_id": g,
                 "farm_id": GATEWAY_FARMS[g],
-                "password_hash": registry.mosquitto_hash(p),
+                "password_hash": accounts.mosquitto_hash(p),
             }
             for g, p in GATEWAY_PASSWORDS.items()
         ]
-        super().__init__(root, gateways, INGESTER_PASSWORD)
+        super().__init__(root, logins, INGESTER_PASSWORD)
         self.start()
 
     def url(self, user: str = "agri-ingester", password: str = INGESTER_PASSWORD) -> str:
@@ -66,8 +65,8 @@ def seed_livestock(engine) -> None:
     animals = registry.parse_animals(SAMPLE_TILES / "animals.csv", bio_store.farm_ids(engine))
     bio_store.upsert_animals(engine, animals.records)
     for gateway_id, password in GATEWAY_PASSWORDS.items():
-        bio_store.add_gateway(
-            engine, gateway_id, GATEWAY_FARMS[gateway_id], registry.mosquitto_hash(password)
+        gateways.add_gateway(
+            engine, gateway_id, GATEWAY_FARMS[gateway_id], accounts.mosquitto_hash(password)
         )
 
 
@@ -148,6 +147,7 @@ def ingesting(engine, broker, client_id: str = "test-ingester", **kwargs):
         broker.url(),
         client_id,
         open_engine=make_engine,
+        domains=domains.INGEST,
         gateway_offline_after=kwargs.pop("gateway_offline_after", DEFAULT_OFFLINE_AFTER),
         batch_ms=50,
         session_expiry_s=0,

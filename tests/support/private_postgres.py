@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bioassets.local_broker import free_port
+from telemetry.local_broker import free_port
 
 
 def _bin(name: str) -> str:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioassets.local_broker import free_port
+from telemetry.local_broker import free_port
 from tests.support.processes import stop
 from tests.support.waiting import wait_for
 

@@ -23,7 +23,7 @@ from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from pypgstac.migrate import Migrate
 
-from bioassets.local_broker import free_port
+from telemetry.local_broker import free_port
 from tests.support.databases import fresh_postgres_database
 from tests.support.paths import SAMPLE_TILES
 from tests.support.processes import stop

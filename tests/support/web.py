@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from bioassets.local_broker import free_port
 from collateral import auth, loans
 from collateral.api import app as api_app
+from telemetry.local_broker import free_port
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 from tests.support.world import build_world
 

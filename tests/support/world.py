@@ -19,7 +19,7 @@ def seed_world_readings(engine, seen) -> None:
     import shapely
 
     from bioassets import store as bio_store
-    from bioassets.messages import Reading
+    from bioassets.payloads import Reading
     from bioassets.simulator import growing_weight_kg
 
     rows = []
@@ -43,7 +43,7 @@ def seed_world_readings(engine, seen) -> None:
             gateway = next(g for g, f in GATEWAY_FARMS.items() if f == farm_id)
             rows.append(bio_store.reading_row(reading, farm_id, gateway, seen, None))
     with engine.begin() as conn:
-        bio_store.write_batch(conn, rows, [], [])
+        bio_store.write_batch(conn, rows, [])
 
 
 def build_world(url: str, data_dir: Path, seen):

@@ -1,18 +1,19 @@
-"""The farm side: a gateway agent that loses nothing between the tag reader and the bank.
+"""The farm side: a gateway agent that loses nothing between farm devices and the bank.
 
-A tag reader or a farm's own software hands readings and life events over as JSON lines,
-on standard input or as ``*.jsonl`` files dropped into a spool folder. The agent checks
-each with the ingester's own rule (``messages.check_item``: what it sends is what the
-ingester takes), numbers them into messages and keeps them in an on-disk SQLite outbox in
-the same transaction that takes the input (a spool file is deleted only after that, and
-remembered by name, so a crash between the two does not take it twice). It publishes at
-QoS 1 and deletes a message only when the ingester's commit acknowledgement covers its
-``seq`` (``acks.py``); what is not acknowledged within ``resend_after`` seconds is
-published again with its original ``seq``. So a reading survives the agent's own restart
-(the outbox is on disk), the broker losing what it had not yet written to disk, and hours
-without a network; the outbox is bounded (``max_messages``): when it is full the agent
-stops taking input, which stays where it was (the spool file, the pipe), and says so
-loudly. Its MQTT Will marks the gateway offline.
+A device's reader (ear tags, an inverter's logger) or a farm's own software hands items
+over as JSON lines, on standard input or as ``*.jsonl`` files dropped into a spool
+folder. The agent checks each with the ingester's own rule (its payload schema's
+``check``: what it sends is what the ingester takes), numbers them into messages and
+keeps them in an on-disk SQLite outbox in the same transaction that takes the input (a
+spool file is deleted only after that, and remembered by name, so a crash between the
+two does not take it twice). It publishes at QoS 1 and deletes a message only when the
+ingester's commit acknowledgement covers its ``seq`` (``acks.py``); what is not
+acknowledged within ``resend_after`` seconds is published again with its original
+``seq``. So a reading survives the agent's own restart (the outbox is on disk), the
+broker losing what it had not yet written to disk, and hours without a network; the
+outbox is bounded (``max_messages``): when it is full the agent stops taking input,
+which stays where it was (the spool file, the pipe), and says so loudly. Its MQTT Will
+marks the gateway offline.
 """
 
 import contextlib
@@ -22,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,14 +32,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
 
-from bioassets import acks
-from bioassets.messages import READING, check_item
-from bioassets.mqtt_connection import BrokerAddress, new_client
-from telemetry import topics
+from telemetry import acks, topics
+from telemetry.mqtt_connection import BrokerAddress, new_client
+from telemetry.payloads import Schema, envelope
 
 log = logging.getLogger("agri.gateway")
 
-KINDS = ("readings", "events")
 DEPTH_EVERY_S = 1.0  # how often the outbox depth gauge is counted
 SPOOLED_KEPT = timedelta(days=7)  # how long the names of spool files taken are remembered
 # What the farm's operator (or the bank's, for a hosted gateway) watches, per gateway.
@@ -55,7 +54,7 @@ OUTBOX_DEPTH = Gauge(
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after deletes
-    kind TEXT NOT NULL,                     -- readings | events
+    kind TEXT NOT NULL,                     -- the channel: readings | events | ...
     items TEXT NOT NULL,                    -- JSON list, as checked
     created_at TEXT NOT NULL,               -- the envelope's sent_at, the same on re-sends
     sent_at REAL                            -- wall time of the last publish; NULL: never
@@ -175,20 +174,15 @@ class Outbox:
         self.db.execute("COMMIT")
 
 
-def envelope(gateway_id: str, seq: int, kind: str, items: str, created_at: str) -> bytes:
-    """The MQTT payload of an outbox message: the same bytes on every send."""
-    return (
-        f'{{"schema": "{kind}/v1", "gateway_id": {json.dumps(gateway_id)}, '
-        f'"sent_at": "{created_at}", "seq": {seq}, "{kind}": {items}}}'
-    ).encode()
-
-
-def read_lines(lines: Iterable[str], now: datetime, per_message: int) -> tuple[list, Taken]:
-    """JSON lines to messages ((kind, items), up to ``per_message`` items each, readings and
-    events apart) and the lines refused with their reason. A line with a ``kind`` is a
-    life event, any other a reading."""
+def read_lines(
+    lines: Iterable[str], now: datetime, per_message: int, schemas: Sequence[Schema]
+) -> tuple[list, Taken]:
+    """JSON lines to messages ((channel, items), up to ``per_message`` items each, one
+    channel apiece) and the lines refused with their reason. A line is the first schema's
+    that takes it (``Schema.takes``), else the last's (whose check then says why not)."""
     taken = Taken()
-    items: dict[str, list] = {kind: [] for kind in KINDS}
+    # messages in the contract's order of channels, whatever order the schemas are asked in
+    items: dict[str, list] = {c: [] for c in topics.DATA if any(s.channel == c for s in schemas)}
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text:
@@ -197,17 +191,12 @@ def read_lines(lines: Iterable[str], now: datetime, per_message: int) -> tuple[l
             item = json.loads(text)
             if not isinstance(item, dict):
                 raise ValueError("a line must be a JSON object")
-            kind = "events" if "kind" in item else "readings"
-            value = check_item(kind, item, now)
+            schema = next((s for s in schemas if s.takes(item)), schemas[-1])
+            value = schema.check(item, now)
         except ValueError as exc:  # JSONDecodeError is one
             taken.refused.append((number, str(exc), text))
             continue
-        dumped = (
-            READING.dump_python(value, mode="json", exclude_none=True)
-            if kind == "readings"
-            else value.model_dump(mode="json", exclude_none=True)
-        )
-        items[kind].append(dumped)
+        items[schema.channel].append(schema.dump(value))
     messages = [
         (kind, chunk[i : i + per_message])
         for kind, chunk in items.items()
@@ -238,10 +227,13 @@ class GatewayAgent:
         *,
         resend_after: float = 30.0,
         window: int = 1000,
+        schemas: Sequence[Schema],
         per_message: int = 100,
         ca_file: str | None = None,
     ):
         self.outbox = outbox
+        self.schemas = tuple(schemas)
+        self._names = {schema.channel: schema.name for schema in schemas}
         self.farm_id, self.gateway_id = farm_id, gateway_id
         self.resend_after, self.window, self.per_message = resend_after, window, per_message
         self.stats = AgentStats()
@@ -261,6 +253,10 @@ class GatewayAgent:
         self.address = address
 
     # --- network thread -----------------------------------------------------------
+
+    def _envelope(self, seq: int, channel: str, items: str, created_at: str) -> bytes:
+        """The MQTT payload of an outbox message: the same bytes on every send."""
+        return envelope(self.gateway_id, seq, self._names[channel], channel, items, created_at)
 
     def topic(self, channel: str) -> str:
         """This gateway's topic of ``channel`` (telemetry.topics)."""
@@ -297,7 +293,7 @@ class GatewayAgent:
 
     def take_lines(self, lines: Iterable[str], spool_name: str | None = None) -> Taken:
         """Check and keep input lines (OutboxFull: nothing of them was kept)."""
-        messages, taken = read_lines(lines, datetime.now(UTC), self.per_message)
+        messages, taken = read_lines(lines, datetime.now(UTC), self.per_message, self.schemas)
         if messages or spool_name is not None:
             self.outbox.add(messages, spool_name)
         self.stats.refused_lines += len(taken.refused)
@@ -363,7 +359,7 @@ class GatewayAgent:
             return work
         due = self.outbox.due(now, self.resend_after, room)
         for seq, kind, items, created_at, sent_at in due:
-            payload = envelope(self.gateway_id, seq, kind, items, created_at)
+            payload = self._envelope(seq, kind, items, created_at)
             self.client.publish(self.topic(kind), payload, qos=1)
             self.stats.published += 1
             self.stats.resent += sent_at is not None
@@ -381,7 +377,7 @@ class GatewayAgent:
         if row is None or not self._connected.is_set():
             return False
         seq, kind, items, created_at = row
-        payload = envelope(self.gateway_id, seq, kind, items, created_at)
+        payload = self._envelope(seq, kind, items, created_at)
         self.client.publish(self.topic(kind), payload, qos=1)
         return True
 

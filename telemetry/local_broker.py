@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bioassets import registry
+from telemetry import accounts
 
 DEPLOY_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
 
@@ -64,8 +64,8 @@ class LocalBroker:
         self.process: subprocess.Popen | None = None
 
     def write_credentials(self, gateways: list[dict], ingester_password: str) -> None:
-        ingester_hash = registry.mosquitto_hash(ingester_password)
-        registry.write_mosquitto_files(self.root, gateways, ingester_hash)
+        ingester_hash = accounts.mosquitto_hash(ingester_password)
+        accounts.write_mosquitto_files(self.root, gateways, ingester_hash)
 
     def start(self, timeout: float = 10) -> "LocalBroker":
         log = open(self.root / "mosquitto.log", "ab")
@@ -88,6 +88,6 @@ class LocalBroker:
             self.process.terminate()
             self.process.wait(10)
 
-    def url(self, user: str = registry.INGESTER_USER, password: str = "") -> str:
+    def url(self, user: str = accounts.INGESTER_USER, password: str = "") -> str:
         scheme = "mqtts" if self.tls else "mqtt"
         return f"{scheme}://{user}:{password}@{self.host}:{self.port}"

@@ -14,7 +14,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,10 +22,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from agri_common.retry import DatabaseUnavailable, backoff, with_retries
-from agri_common.wording import Said
-from bioassets import acks, rules, store
-from bioassets.messages import READING, Parsed, Rejection, parse_message
-from telemetry import topics
+from telemetry import acks, gateways, topics
+from telemetry.payloads import Counts, Parsed, Rejection, by_channel, load_domains, parse_message
 
 log = logging.getLogger("agri.ingest")
 
@@ -45,7 +43,7 @@ Incoming = tuple[str, bytes]  # (topic, payload) of one MQTT message
 
 @dataclass
 class Stored:
-    """What storing messages did: readings inserted, rejections, readings already stored
+    """What storing messages did: items inserted, rejections, items already stored
     (duplicates), reject notices to send, and the seqs handled per (farm, gateway)."""
 
     inserted: int = 0
@@ -72,7 +70,7 @@ class BatchResult:
     inserted: int = 0
     rejects: int = 0
     db_retries: int = 0
-    duplicates: int = 0  # readings that were already stored (a re-send, a repeat)
+    duplicates: int = 0  # items that were already stored (a re-send, a repeat)
     seconds: float = 0.0  # storing it, retries included
     notices: list[tuple[str, bytes]] = field(default_factory=list)  # rejects, QoS 0
     acks: list[tuple[str, bytes]] = field(default_factory=list)  # commit acks, QoS 1
@@ -84,6 +82,7 @@ def writer_main(
     results,
     database_url: str,
     open_engine: Callable[[str], Engine],
+    domains: Sequence[str],
     alert_interval_s: float,
     gateway_offline_after: timedelta,
     giving_up,
@@ -96,7 +95,7 @@ def writer_main(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     engine = open_engine(database_url)
-    writer = BatchWriter(engine, gateway_offline_after, alert_interval_s)
+    writer = BatchWriter(engine, domains, gateway_offline_after, alert_interval_s)
     results.put(WRITER_READY)
 
     def orphaned() -> bool:
@@ -130,13 +129,19 @@ class BatchWriter:
     """
 
     def __init__(
-        self, engine: Engine, gateway_offline_after: timedelta, alert_interval_s: float = 30.0
+        self,
+        engine: Engine,
+        domains: Sequence[str],
+        gateway_offline_after: timedelta,
+        alert_interval_s: float = 30.0,
     ):
         self.engine = engine
+        self.domains = load_domains(domains, engine)
+        self._schemas = by_channel(s for d in self.domains for s in d.schemas)
+        self._domain_of = {s.channel: d for d in self.domains for s in d.schemas}
         self._gateway_offline_after = gateway_offline_after
         self._alert_interval_s = alert_interval_s
         self._gateway_farm: dict[str, str] = {}
-        self._tag_farm: dict[str, str] = {}
         self._registry_loaded = 0.0
         self._farms_since_alerts: set[str] = set()
         self._alerts_evaluated = time.monotonic()
@@ -156,7 +161,7 @@ class BatchWriter:
             stored, retries = with_retries(
                 lambda: self._store_or_isolate(batch),
                 backoff(0.2, 10),
-                "storing a batch of readings",
+                "storing a batch of messages",
                 give_up=lambda delay: give_up() and delay >= GIVE_UP_AFTER_DELAY_S,
             )
         except DatabaseUnavailable as exc:
@@ -194,7 +199,7 @@ class BatchWriter:
             return
         stored, elapsed = self._stored_since_log, now - self._progress_logged
         log.info(
-            "stored %d readings in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
+            "stored %d items in the last %.0f s (%.0f/s); totals: %d messages, %d rejects, "
             "%d database retries",
             stored,
             elapsed,
@@ -212,11 +217,11 @@ class BatchWriter:
         farms, self._farms_since_alerts = self._farms_since_alerts, set()
         self._alerts_evaluated = time.monotonic()
         now = datetime.now(UTC)
-        for farm_id in sorted(farms):
+        for domain in self.domains:
             try:
-                rules.evaluate_farm(self.engine, farm_id, now, self._gateway_offline_after)
+                domain.after_commit(farms, now, self._gateway_offline_after)
             except Exception:  # alerting must never stop ingestion
-                log.exception("alert rules failed for farm %s", farm_id)
+                log.exception("after-commit work failed for farms %s", sorted(farms))
 
     def _store_one_by_one(self, batch: list[Incoming]) -> Stored:
         total = Stored()
@@ -227,8 +232,8 @@ class BatchWriter:
                 reason = f"database refused the message: {exc.orig}"
                 row = _reject_row(message, None, None, Rejection(reason), datetime.now(UTC))
                 with self.engine.begin() as conn:
-                    store.write_batch(conn, [], [], [row])
-                handled = _handled([parse_message(*message, datetime.now(UTC))])
+                    gateways.add_rejects(conn, [row])
+                handled = _handled([parse_message(*message, datetime.now(UTC), self._schemas)])
                 total.add(Stored(rejects=1, handled=handled))
         return total
 
@@ -237,60 +242,46 @@ class BatchWriter:
         (farm, gateway), to acknowledge once committed."""
         now = datetime.now(UTC)
         self._refresh_registry()
-        reading_rows: list[tuple] = []  # duplicates are left to the insert to skip
-        event_rows: list[dict] = []
         reject_rows: list[dict] = []
         statuses: list[tuple[str, str, str]] = []  # (farm, gateway, online|offline)
         notices: list[tuple[str, bytes]] = []
-        unknown: dict[tuple[str, str], str] = {}  # (farm, tag) -> detail
         farms: set[str] = set()
         parsed_all: list[Parsed] = []
+        per_domain: dict[int, list[Parsed]] = {}
         for message in batch:
             topic, payload = message
-            parsed = parse_message(topic, payload, now)
+            parsed = parse_message(topic, payload, now, self._schemas)
             parsed_all.append(parsed)
             self._authorise(parsed)
             if parsed.status and not parsed.message_rejected:
                 statuses.append((parsed.farm_id, parsed.gateway_id, parsed.status))
                 farms.add(parsed.farm_id)
+            if not parsed.message_rejected and parsed.channel in self._domain_of:
+                domain = self._domain_of[parsed.channel]
+                domain.authorise(parsed)
+                per_domain.setdefault(id(domain), []).append(parsed)
             reject_rows += [
                 _reject_row(message, parsed.farm_id, parsed.gateway_id, rejection, now)
                 for rejection in parsed.rejections
             ]
             if parsed.rejections and parsed.farm_id and parsed.gateway_id:
                 notices.append(_reject_notice(parsed))
-            if parsed.readings:
+            if parsed.items:
                 farms.add(parsed.farm_id)
-            for r in parsed.readings:
-                reading_rows.append(
-                    store.reading_row(r, parsed.farm_id, parsed.gateway_id, now, parsed.seq)
-                )
-                if r["tag_id"] not in self._tag_farm:
-                    unknown[parsed.farm_id, r["tag_id"]] = Said(
-                        "alert.unknown_tag", gateway=parsed.gateway_id
-                    )
-            for e in parsed.events:
-                event_rows.append(
-                    {
-                        "tag_id": e.tag_id,
-                        "kind": e.kind,
-                        "occurred_at": e.occurred_at,
-                        "farm_id": parsed.farm_id,
-                        "gateway_id": parsed.gateway_id,
-                        "details": e.model_dump(mode="json", exclude_none=True),
-                        "received_at": now,
-                    }
-                )
+        counts = Counts()
         with self.engine.begin() as conn:
-            inserted = store.write_batch(conn, reading_rows, event_rows, reject_rows)
-            store.note_unknown_tags(conn, unknown, now)
+            for domain in self.domains:
+                done = domain.store(conn, per_domain.get(id(domain), []), now)
+                counts.stored += done.stored
+                counts.duplicates += done.duplicates
+            gateways.add_rejects(conn, reject_rows)
             for _farm, gateway, status in statuses:
-                store.set_gateway_status(conn, gateway, status, now)
+                gateways.set_gateway_status(conn, gateway, status, now)
         self._farms_since_alerts.update(farms & self._known_farms())
         return Stored(
-            inserted,
+            counts.stored,
             len(reject_rows),
-            len(reading_rows) - inserted,
+            counts.duplicates,
             notices,
             _handled(parsed_all),
         )
@@ -300,12 +291,12 @@ class BatchWriter:
 
     def _refresh_registry(self, force: bool = False) -> None:
         if force or time.monotonic() - self._registry_loaded > 5:
-            self._gateway_farm = store.gateway_farms(self.engine)
-            self._tag_farm = store.tag_farms(self.engine)
+            self._gateway_farm = gateways.gateway_farms(self.engine)
             self._registry_loaded = time.monotonic()
 
     def _authorise(self, parsed: Parsed) -> None:
-        """The topic's farm must be the gateway's; a tag of another farm is rejected."""
+        """The topic's farm must be the gateway's (the items' own owners are the domain's
+        to judge)."""
         if parsed.message_rejected or parsed.gateway_id is None:
             return
         farm = self._gateway_farm.get(parsed.gateway_id)
@@ -320,29 +311,8 @@ class BatchWriter:
                 f"not {parsed.farm_id!r}"
             )
             parsed.rejections = [Rejection(reason)]
-            parsed.readings, parsed.events = [], []
+            parsed.items = []
             parsed.message_rejected = True
-            return
-        kept = []
-        readings = parsed.kind == "readings"
-        for item in parsed.readings if readings else parsed.events:
-            tag = item["tag_id"] if readings else item.tag_id
-            owner = self._tag_farm.get(tag)
-            if owner is not None and owner != parsed.farm_id:
-                parsed.rejections.append(
-                    Rejection(
-                        f"tag {tag} is registered to farm {owner!r}, not {parsed.farm_id!r}",
-                        READING.dump_python(item, mode="json")
-                        if readings
-                        else item.model_dump(mode="json"),
-                    )
-                )
-            else:
-                kept.append(item)
-        if readings:
-            parsed.readings = kept
-        else:
-            parsed.events = kept
 
 
 def _reject_row(
@@ -362,11 +332,11 @@ def _reject_row(
 
 
 def _handled(messages: list[Parsed]) -> dict[tuple[str, str], list[int]]:
-    """The seqs of readings and events messages handled (stored or rejected for good),
+    """The seqs of data messages handled (stored or rejected for good),
     per (farm, gateway) of their topic."""
     handled: dict[tuple[str, str], list[int]] = {}
     for parsed in messages:
-        if parsed.seq is not None and parsed.farm_id and parsed.kind in ("readings", "events"):
+        if parsed.seq is not None and parsed.farm_id and parsed.channel in topics.DATA:
             handled.setdefault((parsed.farm_id, parsed.gateway_id), []).append(parsed.seq)
     return handled
 

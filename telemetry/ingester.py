@@ -2,18 +2,18 @@
 
 Two processes, so that parsing and SQL never compete with the network for one
 interpreter lock (on one process the ingester stalled at one core while the other sat
-idle). In the ingester's process the paho network thread only moves bytes: ``on_message``
-puts the message on a queue; the caller's thread takes batches bounded by rows and
-milliseconds and hands them to the writer process (``batch_writer.py``), which parses
-them (``messages.py``), commits readings, events and rejects in one transaction and
-answers; only then does the ingester send the PUBACKs (paho manual ack) and tell each
-gateway which of its messages are committed (``acks.py``). A message whose
-rows are not committed is never acknowledged, so the broker redelivers it after a crash
-of either process, to the same client id (``mqtt_connection.ingester_client_id``: stable
-across restarts); duplicates are dropped by the (tag_id, observed_at) key. The broker
-never has more than ``receive_maximum`` unacknowledged messages in flight to us (MQTT 5
-Receive Maximum), and at most ``MAX_PENDING_BATCHES`` batches wait for the writer, which
-bounds memory.
+idle). In the ingester's process the paho network thread only moves bytes:
+``on_message`` puts the message on a queue; the caller's thread takes batches bounded by
+rows and milliseconds and hands them to the writer process (``writer.py``), which parses
+them (``payloads.py``, with the domains' schemas), commits what the domains store and
+the rejects in one transaction and answers; only then does the ingester send the PUBACKs
+(paho manual ack) and tell each gateway which of its messages are committed
+(``acks.py``). A message whose rows are not committed is never acknowledged, so the
+broker redelivers it after a crash of either process, to the same client id
+(``mqtt_connection.ingester_client_id``: stable across restarts); duplicates are dropped
+by each domain's own keys. The broker never has more than
+``receive_maximum`` unacknowledged messages in flight to us (MQTT 5 Receive Maximum),
+and at most ``MAX_PENDING_BATCHES`` batches wait for the writer, which bounds memory.
 """
 
 import logging
@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -34,10 +34,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
-from bioassets.batch_writer import WRITER_READY, BatchResult, Incoming, writer_main
-from bioassets.mqtt_connection import new_client, notify_ready, parse_mqtt_url
+from telemetry.mqtt_connection import new_client, notify_ready, parse_mqtt_url
 from telemetry.topics import all_filters
 from telemetry.topics import shared as shared_filter
+from telemetry.writer import WRITER_READY, BatchResult, Incoming, writer_main
 
 log = logging.getLogger("agri.ingest")
 
@@ -48,9 +48,9 @@ SESSION_TAKEN_OVER = ReasonCode(PacketTypes.DISCONNECT, "Session taken over")
 
 # What an operator watches (agri_common.metrics serves them).
 RECEIVED = Counter("agri_ingest_messages_received", "MQTT messages received from gateways")
-STORED = Counter("agri_ingest_readings_stored", "readings committed (new ones)")
-REJECTED = Counter("agri_ingest_rejected", "readings, events or whole messages refused")
-DUPLICATES = Counter("agri_ingest_duplicates", "readings received again and not stored twice")
+STORED = Counter("agri_ingest_readings_stored", "items committed (new ones)")
+REJECTED = Counter("agri_ingest_rejected", "items or whole messages refused")
+DUPLICATES = Counter("agri_ingest_duplicates", "items received again and not stored twice")
 ACKS_SENT = Counter("agri_ingest_acks_sent", "commit acknowledgements published to gateways")
 COMMIT_SECONDS = Histogram(
     "agri_ingest_commit_seconds",
@@ -73,7 +73,8 @@ class IngestStats:
 
 class Ingester:
     """One ingester's MQTT session and its writer process. ``run()`` returns after
-    ``stop()``. ``open_engine(database_url)`` builds the writer's engine in its process."""
+    ``stop()``. ``open_engine(database_url)`` builds the writer's engine in its process;
+    ``domains`` names (``module:Class``) the domains whose payload schemas it stores."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class Ingester:
         client_id: str | None,
         *,
         open_engine: Callable[[str], Engine],
+        domains: Sequence[str],
         gateway_offline_after: timedelta,
         batch_rows: int = 5000,
         batch_ms: int = 100,
@@ -95,6 +97,7 @@ class Ingester:
     ):
         self.database_url = database_url
         self.open_engine = open_engine
+        self.domains = tuple(domains)
         self.address = parse_mqtt_url(mqtt_url)
         # Shared: N ingesters split the stream. Plain: one ingester, but its subscription
         # survives a Mosquitto restart (Mosquitto 2.0 does not restore shared subscriptions
@@ -238,7 +241,7 @@ class Ingester:
                     deadline = time.monotonic() + self.batch_ms / 1000
                     continue
             batch.append(message)
-            rows += max(1, message[1].payload.count(b"tag_id"))
+            rows += max(1, message[1].payload.count(b"{") - 1)  # about one object an item
         return batch
 
     def _submit(self, batch: list[tuple["Session", mqtt.MQTTMessage]]) -> None:
@@ -322,6 +325,7 @@ class Ingester:
                 self._from_writer,
                 self.database_url,
                 self.open_engine,
+                self.domains,
                 self._alert_interval_s,
                 self._gateway_offline_after,
                 self._giving_up,

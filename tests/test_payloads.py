@@ -1,4 +1,5 @@
-"""Gateway payload parsing: pure, per-reading, never raising."""
+"""Gateway payload parsing (the transport's envelope, livestock's schemas): pure,
+per-reading, never raising."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -6,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bioassets.messages import check_tag_id, parse_message
+from bioassets.payloads import SCHEMAS, check_tag_id
+from telemetry import payloads
+
+LIVESTOCK = payloads.by_channel(SCHEMAS)
+
+
+def parse(topic: str, payload: bytes, now: datetime) -> payloads.Parsed:
+    return payloads.parse_message(topic, payload, now, LIVESTOCK)
+
 
 NOW = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 TOPIC = "agri/v1/farms/F1/gateways/GW1/readings"
@@ -29,15 +38,15 @@ def test_each_reading_is_judged_on_its_own():
         "observed_at": "2024-05-01T07:00:00+08:00",
         "weight_kg": 110.5,
     }
-    parsed = parse_message(
+    parsed = parse(
         TOPIC,
         _payload(
             [good, {"tag_id": "156000000000002"}, {**good, "tag_id": "000123456789012"}], seq=9
         ),
         NOW,
     )
-    assert [r["tag_id"] for r in parsed.readings] == ["156000000000001"]
-    assert parsed.readings[0]["observed_at"] == datetime(2024, 4, 30, 23, 0, tzinfo=UTC)
+    assert [r["tag_id"] for r in parsed.items] == ["156000000000001"]
+    assert parsed.items[0]["observed_at"] == datetime(2024, 4, 30, 23, 0, tzinfo=UTC)
     assert parsed.seq == 9 and not parsed.message_rejected
     reasons = [r.reason for r in parsed.rejections]
     assert reasons[0].startswith("reading 1: observed_at: Field required")
@@ -48,8 +57,8 @@ def test_late_data_is_accepted_and_future_data_is_not():
     late = {"tag_id": "156000000000001", "observed_at": (NOW - timedelta(days=30)).isoformat()}
     soon = {"tag_id": "156000000000002", "observed_at": (NOW + timedelta(minutes=4)).isoformat()}
     future = {"tag_id": "156000000000003", "observed_at": (NOW + timedelta(minutes=6)).isoformat()}
-    parsed = parse_message(TOPIC, _payload([late, soon, future]), NOW)
-    assert len(parsed.readings) == 2
+    parsed = parse(TOPIC, _payload([late, soon, future]), NOW)
+    assert len(parsed.items) == 2
     assert "more than 5 minutes in the future" in parsed.rejections[0].reason
 
 
@@ -65,10 +74,10 @@ def test_whole_message_rejections_name_the_problem():
         _payload("not a list"): "'readings' must be a list",
     }
     for payload, reason in cases.items():
-        parsed = parse_message(TOPIC, payload, NOW)
+        parsed = parse(TOPIC, payload, NOW)
         assert parsed.message_rejected, payload
         assert reason in parsed.rejections[0].reason, (payload, parsed.rejections)
-    assert parse_message("agri/v1/farms/F1/readings", b"{}", NOW).message_rejected
+    assert parse("agri/v1/farms/F1/readings", b"{}", NOW).message_rejected
 
 
 def test_events_are_validated():
@@ -98,8 +107,8 @@ def test_events_are_validated():
             },
         ],
     }
-    parsed = parse_message(topic, json.dumps(body).encode(), NOW)
-    assert [e.kind for e in parsed.events] == ["sale", "tag_replaced"]
+    parsed = parse(topic, json.dumps(body).encode(), NOW)
+    assert [e.kind for e in parsed.items] == ["sale", "tag_replaced"]
     assert "event 2: kind" in parsed.rejections[0].reason
 
 
@@ -130,8 +139,8 @@ def test_the_fast_tag_pattern_agrees_with_check_tag_id(tag):
     if expected != tag:
         expected = None  # a gateway must send the 15 digits exactly
     reading = {"tag_id": tag, "observed_at": "2024-05-01T07:00:00Z"}
-    parsed = parse_message(TOPIC, _payload([reading]), NOW)
-    assert [r["tag_id"] for r in parsed.readings] == ([expected] if expected else [])
+    parsed = parse(TOPIC, _payload([reading]), NOW)
+    assert [r["tag_id"] for r in parsed.items] == ([expected] if expected else [])
     if expected is None:
         assert "tag_id" in parsed.rejections[0].reason
 
@@ -151,19 +160,19 @@ def test_the_fast_tag_pattern_agrees_with_check_tag_id(tag):
     )
 )
 def test_fuzzed_payloads_never_raise(payload):
-    parsed = parse_message(TOPIC, payload, NOW)  # must not raise
+    parsed = parse(TOPIC, payload, NOW)  # must not raise
     try:
         body = json.loads(payload)
     except ValueError:
         body = None
     if not isinstance(body, dict):
         assert parsed.message_rejected and parsed.rejections[0].reason
-    assert all(check_tag_id(r["tag_id"]) == r["tag_id"] for r in parsed.readings)
+    assert all(check_tag_id(r["tag_id"]) == r["tag_id"] for r in parsed.items)
 
 
 def test_status_messages():
     topic = "agri/v1/farms/F1/gateways/GW1/status"
-    assert parse_message(topic, b'{"status": "offline"}', NOW).status == "offline"
-    assert parse_message(topic, b"online", NOW).status == "online"
-    bad = parse_message(topic, b"sleeping", NOW)
+    assert parse(topic, b'{"status": "offline"}', NOW).status == "offline"
+    assert parse(topic, b"online", NOW).status == "online"
+    bad = parse(topic, b"sleeping", NOW)
     assert bad.message_rejected and "online' or 'offline" in bad.rejections[0].reason

@@ -12,8 +12,8 @@ rejected for good (a rejected message is answered on ``.../rejects`` and must no
 again). An ack is idempotent and stateless: it names what this batch handled, not a
 high-water mark, so acks from several ingesters (partitions, a take-over) or repeated
 for a re-sent message all mean the same. A gateway deletes what an ack covers and re-sends
-the rest after a timeout with the same ``seq``; the ingester's duplicate rule (tag and
-observation time) stores a re-sent reading once.
+the rest after a timeout with the same ``seq``; each domain's duplicate rule (for a
+reading, its source and observation time) stores a re-sent item once.
 """
 
 import json

@@ -28,8 +28,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bioassets.mqtt_connection import notify_ready
 from telemetry import topics
+from telemetry.mqtt_connection import notify_ready
 
 log = logging.getLogger("agri.ingest")
 
