@@ -118,7 +118,8 @@ def child(parcel_count: int, years: float, runs: int, loan_count: int) -> dict:
     from collateral.db import make_engine, upgrade
     from collateral.evidence import parcel_evidence
     from collateral.tables import loans as loans_table
-    from remote_sensing import profile_update, store
+    from remote_sensing import store
+    from remote_sensing.profiles import profile_update
     from remote_sensing.tables import parcels as parcels_table
 
     rng = random.Random(20_261_207)

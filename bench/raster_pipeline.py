@@ -196,9 +196,9 @@ def stage_statistics() -> dict:
     from collateral.db import make_engine
     from remote_sensing import store
     from remote_sensing.coverage import Grid, cached_weights
-    from remote_sensing.indices import CLEAR
-    from remote_sensing.scene_processing import parcels_on_grid
-    from remote_sensing.zonal import parcel_statistics
+    from remote_sensing.imagery.indices import CLEAR
+    from remote_sensing.imagery.scene_processing import parcels_on_grid
+    from remote_sensing.imagery.zonal import parcel_statistics
 
     with rasterio.open(OUT / "data" / "ndvi" / "BENCH_T50RLN_scene1.tif") as src:
         ndvi = src.read(1)

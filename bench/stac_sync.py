@@ -138,7 +138,7 @@ import numpy as np, geopandas as gpd, pystac_client
 import odc.stac
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
-from remote_sensing.indices import masked_ndvi
+from remote_sensing.imagery.indices import masked_ndvi
 api, collection, parcels_path, out = sys.argv[1:5]
 ids = sys.argv[5:] or None  # the new item alone, where the catalogue holds others
 odc.stac.configure_rio(cloud_defaults=True)

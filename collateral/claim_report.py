@@ -22,7 +22,7 @@ from agri_common.times import parse_time
 from agri_common.wording import text
 from collateral import valuation
 from collateral.pledges import overlap_sentence
-from remote_sensing import landcover
+from remote_sensing.claims import landcover
 
 MIN_CLEAR_OBSERVATIONS = 8
 MIN_SPAN_DAYS = 270

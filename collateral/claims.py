@@ -1,8 +1,8 @@
 """Claims: a borrower's plot, checked against the satellite record before anyone lends.
 
-``submit`` takes a drawn plot (remote_sensing.plots), looks for land already pledged or
+``submit`` takes a drawn plot (remote_sensing.claims.plots), looks for land already pledged or
 claimed under it (collateral.pledges), reads its history from the scenes already
-processed (remote_sensing.plot_history; nothing waits for the next scheduled run), and
+processed (remote_sensing.claims.plot_history; nothing waits for the next scheduled run), and
 stores the verification report with the inputs it came from (collateral.claim_report).
 ``verify`` recomputes a stored report from those inputs. ``accept`` turns a consistent
 claim into a parcel, pledged like any imported parcel from then on; a claim itself is
@@ -27,11 +27,12 @@ from collateral import claim_report, pledges, prices
 from collateral.errors import Conflict, NotFound, Refused
 from collateral.evidence import CODE_VERSION
 from collateral.tables import claims
-from remote_sensing import landcover, plot_backfill, plot_history, stac_sync
 from remote_sensing import store as rs_store
+from remote_sensing.claims import landcover, plot_backfill, plot_history
+from remote_sensing.claims.plot_backfill import Catalogue
+from remote_sensing.claims.plots import Plot, read_plot
+from remote_sensing.imagery import stac_sync
 from remote_sensing.parcels import Parcel
-from remote_sensing.plot_backfill import Catalogue
-from remote_sensing.plots import Plot, read_plot
 
 CLAIM_KINDS = tuple(landcover.CLAIM_CLASS)
 ATTRIBUTES = {  # what a claim may say about its plot, by kind (as parcel files do)

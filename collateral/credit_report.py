@@ -22,8 +22,8 @@ from sqlalchemy import Engine
 from agri_common.times import parse_time
 from agri_common.wording import amount, catalogue, text, translate
 from remote_sensing import store as rs_store
-from remote_sensing.profile_chart import render_profile_png
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profiles.profile_update import parcel_profile
+from remote_sensing.rendering.profile_chart import render_profile_png
 
 LAND_KINDS = ("tea_garden", "forest", "carbon_sink")
 MAP_SIZE = (480, 300)  # points

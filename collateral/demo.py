@@ -160,7 +160,7 @@ def submit_demo_claims(engine: Engine, folder: Path, max_ha: float) -> list[dict
     from shapely.geometry import shape
 
     from collateral import claims
-    from remote_sensing.plots import as_drawn, format_of
+    from remote_sensing.claims.plots import as_drawn, format_of
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []

@@ -20,9 +20,9 @@ from collateral import prices
 from collateral.carbon import CarbonError, carbon_account
 from collateral.snapshot import ValuationInputs
 from collateral.valuation import RULES_VERSION, ValuationError
-from remote_sensing import profiles
 from remote_sensing import store as rs_store
-from remote_sensing.profile_update import profile_heads
+from remote_sensing.profiles import profiles
+from remote_sensing.profiles.profile_update import profile_heads
 
 CODE_VERSION = f"agri-collateral rules {RULES_VERSION}"
 

@@ -11,7 +11,7 @@ from agri_common.times import parse_time
 from agri_common.wording import Said, coded
 from collateral import prices
 from collateral.prices import Where
-from remote_sensing.disturbances import CONFIRM_EVIDENCE
+from remote_sensing.profiles.disturbances import CONFIRM_EVIDENCE
 
 CENT = Decimal("0.01")
 HA = Decimal("0.0001")

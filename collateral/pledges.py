@@ -21,7 +21,7 @@ from bioassets import store as bio_store
 from collateral.errors import Conflict
 from collateral.tables import loans
 from remote_sensing import store as rs_store
-from remote_sensing.plots import area_in_ha
+from remote_sensing.claims.plots import area_in_ha
 
 OVERLAP_MIN_HA = 0.01
 OVERLAP_MIN_SHARE = 0.02

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from remote_sensing.http_assets import (
+from remote_sensing.imagery.http_assets import (
     S3_CREDENTIALS,
     parse_allowed_hosts,
     s3_buckets,

@@ -25,8 +25,19 @@ from remote_sensing.tables import (
 
 if TYPE_CHECKING:  # parcels list's frame; the imagery job reads a ParcelSet
     import geopandas as gpd
-from remote_sensing.zonal import STATISTICS
 
+# What one observation stores per parcel and scene (zonal statistics also
+# return imaged_px, not stored).
+STATISTICS = (
+    "ndvi_mean",
+    "ndvi_median",
+    "ndvi_p10",
+    "ndvi_p90",
+    "ndvi_std",
+    "pixel_count",
+    "valid_fraction",
+    "cloud_fraction",
+)
 OBSERVATION_FIELDS = ("scene_id", "acquired_at", "sensor", *STATISTICS)
 # Ledger states a later run must not redo.
 SETTLED = ("done", "superseded")

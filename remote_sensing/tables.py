@@ -59,7 +59,7 @@ scenes = Table(
     Column("processed_at", UTCDateTime, nullable=False),
     # What the scene is and how its numbers were read (revision 0007).
     Column("sensor", String(32)),  # sentinel-2a/b/c, landsat-8/9
-    Column("catalogue", String(64)),  # the remote_sensing.catalogues row it matched
+    Column("catalogue", String(64)),  # the remote_sensing.imagery.catalogues row it matched
     Column("acquisition_key", String(200), index=True),  # platform/tile/day
     Column("processing_rank", String(64)),  # baseline|processing time: best copy wins
     Column("superseded_by", String(200)),  # the better copy of the same acquisition

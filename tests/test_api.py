@@ -21,7 +21,7 @@ from collateral.db import engine_url, make_engine, upgrade
 from collateral.tables import audit_log, valuations
 from collateral.tables import loans as loans_table
 from collateral.valuation import ValuationError
-from remote_sensing.plots import PlotError
+from remote_sensing.claims.plots import PlotError
 from tests.support.livestock import seed_livestock
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import WORLD_AS_OF

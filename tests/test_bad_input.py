@@ -9,9 +9,9 @@ import pytest
 import rasterio
 
 from remote_sensing import parcels as parcel_files
-from remote_sensing.job import run_inbox
+from remote_sensing.imagery.job import run_inbox
+from remote_sensing.imagery.scenes import SceneError, find_scenes, load_scene
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
-from remote_sensing.scenes import SceneError, find_scenes, load_scene
 from tests.support.paths import SAMPLE_TILES
 
 FIRST = sorted((SAMPLE_TILES / "scenes").iterdir())[0]

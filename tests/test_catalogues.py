@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from remote_sensing import store
-from remote_sensing.catalogues import recognise
-from remote_sensing.job import run_inbox
+from remote_sensing.imagery.catalogues import recognise
+from remote_sensing.imagery.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
 from tests.support.catalogue_scenes import (
     CATALOGUE_ITEMS,

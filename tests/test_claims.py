@@ -22,9 +22,9 @@ from collateral import auth, claim_report, claims, loans
 from collateral.api.app import create_app
 from collateral.claim_report import claim_words
 from collateral.tables import claims as claims_table
-from remote_sensing import landcover, plot_history
 from remote_sensing import store as rs_store
-from remote_sensing.plots import as_drawn
+from remote_sensing.claims import landcover, plot_history
+from remote_sensing.claims.plots import as_drawn
 from remote_sensing.tables import parcels
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import WORLD_AS_OF

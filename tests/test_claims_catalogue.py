@@ -10,9 +10,9 @@ from shapely.geometry import mapping, shape
 
 from collateral import claims, prices
 from collateral.db import make_engine, upgrade
-from remote_sensing import plot_history
 from remote_sensing import store as rs_store
-from remote_sensing.plot_backfill import Catalogue
+from remote_sensing.claims import plot_history
+from remote_sensing.claims.plot_backfill import Catalogue
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
 from tests.support.stac_api import collection, sample_item, stac_api

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from remote_sensing import profiles
-from remote_sensing.profile_update import build_profile
+from remote_sensing.profiles import profiles
+from remote_sensing.profiles.profile_update import build_profile
 from tests.support import cloudy_gardens as cg
 
 REVISITS = (5, 10, 20, 30)

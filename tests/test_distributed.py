@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from collateral.db import make_engine, upgrade
 from remote_sensing import store
-from remote_sensing.job import Cluster, run_inbox
+from remote_sensing.imagery.job import Cluster, run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.tables import observations
 from tests.support.databases import fresh_postgres_database

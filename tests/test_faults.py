@@ -188,7 +188,7 @@ def test_a_postgres_restart_during_an_imagery_run_redoes_the_scene(tmp_path):
     import sys
 
     from remote_sensing import store as rs_store
-    from remote_sensing.job import run_inbox
+    from remote_sensing.imagery.job import run_inbox
     from remote_sensing.parcels import read_parcel_file
     from tests.support.paths import REPO_ROOT, SAMPLE_TILES
     from tests.support.private_postgres import PrivatePostgres
@@ -412,8 +412,8 @@ def test_a_database_error_while_a_scenes_profiles_are_built_is_raised(postgres_u
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from remote_sensing import job
-    from remote_sensing.profile_update import NOTHING_PENDING
+    from remote_sensing.imagery import job
+    from remote_sensing.profiles.profile_update import NOTHING_PENDING
 
     engine = make_engine(postgres_url)
     upgrade(engine)

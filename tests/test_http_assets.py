@@ -13,10 +13,11 @@ import shapely.affinity
 from shapely.geometry import shape
 
 from collateral.db import make_engine, upgrade
-from remote_sensing import http_assets, store
-from remote_sensing.job import run_inbox
+from remote_sensing import store
+from remote_sensing.claims.plot_history import holds_plot, stored_scenes
+from remote_sensing.imagery import http_assets
+from remote_sensing.imagery.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.plot_history import holds_plot, stored_scenes
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
 from tests.support.waiting import wait_for
@@ -281,7 +282,7 @@ def _cluster(where: str, database_url: str):
         return
     from distributed import Client, LocalCluster
 
-    from remote_sensing.cluster import Cluster
+    from remote_sensing.imagery.cluster import Cluster
 
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as local,

@@ -16,8 +16,8 @@ import rasterio
 from sqlalchemy import func, select
 
 from remote_sensing import store
-from remote_sensing.indices import SCL_MASKED
-from remote_sensing.job import run_inbox
+from remote_sensing.imagery.indices import SCL_MASKED
+from remote_sensing.imagery.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
 from remote_sensing.tables import observations
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
@@ -351,7 +351,7 @@ def test_a_cog_write_sweeps_temp_files_of_writes_that_died(tmp_path):
     from pyproj import CRS
     from rasterio.transform import from_origin
 
-    from remote_sensing.cog import STALE_TMP_S, write_cog
+    from remote_sensing.imagery.cog import STALE_TMP_S, write_cog
 
     path = tmp_path / "ndvi" / "scene.tif"
     path.parent.mkdir()
@@ -381,7 +381,7 @@ def test_a_cog_of_blocks_reads_only_them_and_is_nodata_elsewhere(tmp_path):
     from pyproj import CRS
     from rasterio.transform import from_origin
 
-    from remote_sensing import cog
+    from remote_sensing.imagery import cog
 
     rng = np.random.default_rng(5)
     array = rng.random((3000, 2600), dtype=np.float32)  # outside the blocks: garbage
@@ -432,7 +432,7 @@ def test_a_sparse_ndvi_cog_stores_only_tiles_with_data_and_a_truncated_one_is_fo
     from pyproj import CRS
     from rasterio.transform import from_origin
 
-    from remote_sensing import cog
+    from remote_sensing.imagery import cog
 
     array = np.full((2048, 2048), np.nan, dtype=np.float32)
     rng = np.random.default_rng(3)

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from collateral.db import make_engine, upgrade
-from remote_sensing import profile_update, store
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing import store
+from remote_sensing.profiles import profile_update
+from remote_sensing.profiles.profile_update import parcel_profile
 from remote_sensing.tables import (
     parcel_events,
     parcel_profiles,
@@ -199,7 +200,7 @@ def test_old_ndvi_files_go_but_those_profiles_still_read_stay(gardens, tmp_path,
 
 
 def _rows(engine, parcel_id: str) -> list:
-    from remote_sensing import profile_store
+    from remote_sensing.profiles import profile_store
 
     return [d["row"] for d in profile_store.dates_of(engine, parcel_id)]
 
@@ -210,7 +211,7 @@ def test_old_dates_forget_their_state_and_what_needs_it_still_works(gardens, tmp
     sampling, and a scene delivered later than the kept dates replays its parcels from
     their first date to the in-order rows."""
     from collateral.evidence import parcel_evidence
-    from remote_sensing import profile_store
+    from remote_sensing.profiles import profile_store
 
     monkeypatch.setattr(profile_store, "STATE_DATES_KEPT", 6)
     scenes = [s for s in cg.scenes_of(gardens) if s[1].year == 2023]

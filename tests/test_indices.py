@@ -1,6 +1,6 @@
 import numpy as np
 
-from remote_sensing.indices import (
+from remote_sensing.imagery.indices import (
     CLEAR,
     CLOUDY,
     NOT_IMAGED,

@@ -12,8 +12,8 @@ import numpy as np
 import rasterio
 from rasterio.features import rasterize
 
-from remote_sensing import landcover
-from remote_sensing.landcover_training import cross_validate
+from remote_sensing.claims import landcover
+from remote_sensing.claims.landcover_training import cross_validate
 from tests.support.paths import REPO_ROOT
 
 # eo-learn's land-use names -> the model's classes (grass and shrub are one class)

@@ -29,8 +29,8 @@ def test_reprojected_outlines_are_geopandas_own_to_the_last_bit():
 def test_the_sync_command_does_not_import_pandas():
     """pandas (through geopandas) was 0.22-0.29 s of each ~3 s sync."""
     code = (
-        "import sys, collateral.cli, collateral.cli.imagery, remote_sensing.stac_sync, "
-        "remote_sensing.cluster; "
+        "import sys, collateral.cli, collateral.cli.imagery, remote_sensing.imagery.stac_sync, "
+        "remote_sensing.imagery.cluster; "
         "print(sorted(m for m in ('pandas', 'geopandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

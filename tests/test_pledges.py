@@ -17,8 +17,8 @@ from collateral.pledges import (
     parcel_pledge_overlaps,
 )
 from remote_sensing import store as rs_store
+from remote_sensing.claims.plots import area_in_ha
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.plots import area_in_ha
 from tests.support.livestock import seed_livestock
 from tests.support.paths import SAMPLE_TILES
 

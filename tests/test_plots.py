@@ -12,7 +12,7 @@ import prcoords
 import pytest
 import shapely
 
-from remote_sensing.plots import MIN_PLOT_HA, PlotError, format_of, read_plot
+from remote_sensing.claims.plots import MIN_PLOT_HA, PlotError, format_of, read_plot
 
 # Published WGS84 -> GCJ-02 pairs (lat, lon): the test table of googollee/eviltransform
 # (MIT), python/test.py; and the WGS84/GCJ-02/BD-09 example of wandergis/coordtransform

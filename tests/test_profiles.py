@@ -10,10 +10,12 @@ import pytest
 
 from agri_common.times import parse_as_of
 from collateral.db import make_engine, upgrade
-from remote_sensing import disturbances, job, profile_state, profiles, store
-from remote_sensing.job import run_inbox
+from remote_sensing import store
+from remote_sensing.imagery import job
+from remote_sensing.imagery.job import run_inbox
 from remote_sensing.parcels import read_parcel_file
-from remote_sensing.profile_update import (
+from remote_sensing.profiles import disturbances, profile_state, profiles
+from remote_sensing.profiles.profile_update import (
     NOTHING_PENDING,
     parcel_profile,
     peer_statistics,
@@ -346,7 +348,7 @@ def test_a_profile_waits_for_the_cog_still_being_written_that_its_area_needs(sam
     import threading
     from concurrent.futures import Future
 
-    from remote_sensing.profile_update import build_profile
+    from remote_sensing.profiles.profile_update import build_profile
 
     engine, _ = sample_db
     parcel_id = TRUTH["clear_cut"]["parcel_id"]
@@ -601,7 +603,7 @@ def test_pixel_stack_reads_the_same_ground_from_cogs_of_different_extents(tmp_pa
     from pyproj import CRS, Transformer
     from shapely.geometry import box
 
-    from remote_sensing.cog import write_cog
+    from remote_sensing.imagery.cog import write_cog
     from remote_sensing.parcel_pixels import parcel_pixel_stack
 
     crs = CRS.from_epsg(32650)

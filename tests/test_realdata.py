@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from remote_sensing.scenes import load_scene
+from remote_sensing.imagery.scenes import load_scene
 
 FUSETS = "fusets_field_spain_2019"
 

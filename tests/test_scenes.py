@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 import rasterio
 
-from remote_sensing.band_reads import EncodingCheck, scene_arrays
-from remote_sensing.indices import NOT_IMAGED, masked_ndvi, pixel_state
-from remote_sensing.radiometry import baseline_scale_offset
-from remote_sensing.scenes import SceneError, find_scenes, load_scene, scene_layout, scene_meta
+from remote_sensing.imagery.band_reads import EncodingCheck, scene_arrays
+from remote_sensing.imagery.indices import NOT_IMAGED, masked_ndvi, pixel_state
+from remote_sensing.imagery.radiometry import baseline_scale_offset
+from remote_sensing.imagery.scenes import (
+    SceneError,
+    find_scenes,
+    load_scene,
+    scene_layout,
+    scene_meta,
+)
 from tests.support.paths import SAMPLE_TILES
 
 FIRST = sorted((SAMPLE_TILES / "scenes").iterdir())[0]

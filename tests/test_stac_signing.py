@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from remote_sensing import stac_sync
+from remote_sensing.imagery import stac_sync
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
 from tests.support.processes import AGRI
 from tests.support.range_server import range_server

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from remote_sensing import stac_sync
+from remote_sensing.imagery import stac_sync
 from tests.support.paths import SAMPLE_TILES
 from tests.support.range_server import range_server
 from tests.support.stac_api import collection, sample_item, stac_api

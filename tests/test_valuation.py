@@ -18,7 +18,7 @@ from collateral.evidence import parcel_evidence
 from collateral.tables import valuations
 from collateral.valuation import ValuationError, value_loan
 from remote_sensing import store as rs_store
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profiles.profile_update import parcel_profile
 from tests.support.paths import SAMPLE_TILES
 from tests.support.world import SILENT_SOWS, WORLD_AS_OF
 

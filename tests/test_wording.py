@@ -75,8 +75,9 @@ def test_every_catalogue_entry_is_used():
     template, or belongs to a family looked up by value."""
     places = [
         *ROOT.glob("agri_common/*.py"),
-        *ROOT.glob("remote_sensing/*.py"),
-        *ROOT.glob("bioassets/*.py"),
+        *ROOT.glob("telemetry/**/*.py"),
+        *ROOT.glob("remote_sensing/**/*.py"),
+        *ROOT.glob("bioassets/**/*.py"),
         *ROOT.glob("collateral/**/*.py"),
         *ROOT.glob("collateral/templates/*.html"),
         *ROOT.glob("web/src/*"),

@@ -10,10 +10,10 @@ from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 
 from remote_sensing.coverage import Grid, cached_weights, compute_weights
-from remote_sensing.indices import CLEAR, CLOUDY
+from remote_sensing.imagery.indices import CLEAR, CLOUDY
+from remote_sensing.imagery.scene_processing import observation_rows
+from remote_sensing.imagery.zonal import parcel_statistics
 from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.scene_processing import observation_rows
-from remote_sensing.zonal import parcel_statistics
 
 UTM = CRS.from_epsg(32650)
 GRID = Grid(UTM, Affine(10, 0, 618_000, 0, -10, 2_775_000), 60, 80)

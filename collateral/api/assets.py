@@ -24,8 +24,8 @@ from collateral.auth import Principal
 from collateral.carbon import CarbonError
 from collateral.evidence import parcel_carbon
 from remote_sensing import store as rs_store
-from remote_sensing.profile_chart import render_profile_png
-from remote_sensing.profile_update import parcel_profile
+from remote_sensing.profiles.profile_update import parcel_profile
+from remote_sensing.rendering.profile_chart import render_profile_png
 
 router = APIRouter(responses=PROBLEMS)
 Caller = Annotated[Principal, Depends(ANY_ROLE)]

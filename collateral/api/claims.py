@@ -17,7 +17,7 @@ from collateral.api.security import LENDING, EngineDep, request_locale
 from collateral.auth import Principal
 from collateral.claim_report import claim_words
 from collateral.errors import NotFound
-from remote_sensing.plots import COORDINATE_SYSTEMS, MAX_SUBMISSION_BYTES
+from remote_sensing.claims.plots import COORDINATE_SYSTEMS, MAX_SUBMISSION_BYTES
 
 router = APIRouter(responses=examples.PROBLEMS)
 Lender = Annotated[Principal, Depends(LENDING)]

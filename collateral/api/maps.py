@@ -16,9 +16,9 @@ from collateral.api import models
 from collateral.api.assets import Caller, _farm, _parcel
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import EngineDep
-from remote_sensing import overlay
 from remote_sensing import store as rs_store
-from remote_sensing.profiles import MIN_VALID_FRACTION
+from remote_sensing.profiles.profiles import MIN_VALID_FRACTION
+from remote_sensing.rendering import overlay
 
 router = APIRouter(responses=PROBLEMS)
 PNG = {200: {"content": {"image/png": {}}}}

@@ -18,7 +18,7 @@ from agri_common.wording import Said, coded, translate
 from collateral import claims, errors, pledges, prices
 from collateral.api.security import request_locale
 from collateral.valuation import ValuationError
-from remote_sensing.plots import PlotError
+from remote_sensing.claims.plots import PlotError
 
 log = logging.getLogger("agri.api")
 PROBLEM = "application/problem+json"

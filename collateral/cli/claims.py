@@ -9,7 +9,7 @@ import click
 from agri_common.rows import jsonable
 from collateral import claims, report
 from collateral.cli.context import App, parse_time_option, pass_app
-from remote_sensing.plots import COORDINATE_SYSTEMS, format_of
+from remote_sensing.claims.plots import COORDINATE_SYSTEMS, format_of
 
 
 @click.group("claims")
@@ -169,7 +169,7 @@ def landcover_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def landcover_train(sample_dir: Path, out: Path | None, as_json: bool) -> None:
     """Train the land-cover model on the sample area, score it on held-out plots, save it."""
-    from remote_sensing import landcover, landcover_training
+    from remote_sensing.claims import landcover, landcover_training
 
     model, scores = landcover_training.train_on_sample(sample_dir)
     path = landcover.save(model, out or landcover.MODEL_FILE)

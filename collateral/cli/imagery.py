@@ -13,11 +13,12 @@ from agri_common.rows import jsonable
 from agri_common.times import parse_time
 from collateral.cli.context import App, parse_time_option, pass_app, stop_on_signals
 from collateral.db import make_engine
-from remote_sensing import stac_sync, store
-from remote_sensing.job import Cluster, RunSummary, SceneOutcome, run_inbox
+from remote_sensing import store
+from remote_sensing.imagery import stac_sync
+from remote_sensing.imagery.job import Cluster, RunSummary, SceneOutcome, run_inbox
 from remote_sensing.parcels import ParcelFileError, read_parcel_file
-from remote_sensing.profile_update import parcel_profile, rebuild_peers, update_profiles
-from remote_sensing.profiles import MIN_VALID_FRACTION
+from remote_sensing.profiles.profile_update import parcel_profile, rebuild_peers, update_profiles
+from remote_sensing.profiles.profiles import MIN_VALID_FRACTION
 
 
 @click.group()
@@ -95,7 +96,7 @@ def parcels_profile(
     except KeyError as exc:
         raise click.ClickException(f"no parcel with id {parcel_id!r}") from exc
     if png is not None:
-        from remote_sensing.profile_chart import render_profile_png  # matplotlib: 0.5 s
+        from remote_sensing.rendering.profile_chart import render_profile_png  # matplotlib: 0.5 s
 
         render_profile_png(profile, png)
         click.echo(f"wrote {png}", err=True)
@@ -452,7 +453,7 @@ def imagery_prune(app: App, older_than_days: int, dry_run: bool, as_json: bool) 
     so keep more than a claim's 270 days."""
     from datetime import UTC, datetime, timedelta
 
-    from remote_sensing.retention import prune_ndvi
+    from remote_sensing.imagery.retention import prune_ndvi
 
     before = datetime.now(UTC) - timedelta(days=older_than_days)
     result = prune_ndvi(app.engine, before, dry_run)

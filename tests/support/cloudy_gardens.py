@@ -269,7 +269,7 @@ def store_scene_by_scene(engine, sim: Simulation, scenes) -> dict[str, str]:
     """Each scene in its own transaction, its profiles advanced inside it, as the imagery
     job does (profile_update.profiles_while_writing); parcel id -> error."""
     from remote_sensing import store
-    from remote_sensing.profile_update import profiles_while_writing
+    from remote_sensing.profiles.profile_update import profiles_while_writing
 
     failures: dict[str, str] = {}
     for scene_id, acquired_at, rows in scenes:

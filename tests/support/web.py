@@ -129,7 +129,7 @@ def gcj02_kml(engine, parcel_id: str, path: Path) -> Path:
     from shapely.geometry import shape
 
     from remote_sensing import store as rs_store
-    from remote_sensing.plots import as_drawn
+    from remote_sensing.claims.plots import as_drawn
 
     ground = shape(json.loads(rs_store.get_parcel(engine, parcel_id)["geometry_geojson"]))
     drawn = as_drawn(ground, "gcj02")

@@ -51,7 +51,7 @@ def build_world(url: str, data_dir: Path, seen):
     with one round of readings at ``seen``, and the shipped price and policy tables."""
     from collateral import prices
     from remote_sensing import store as rs_store
-    from remote_sensing.job import run_inbox
+    from remote_sensing.imagery.job import run_inbox
     from remote_sensing.parcels import read_parcel_file
 
     engine = make_engine(url)

@@ -11,7 +11,7 @@ import numpy as np
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said
-from remote_sensing import disturbances, profile_state, profiles
+from remote_sensing.profiles import disturbances, profile_state, profiles
 
 EMPTY_VIEW: dict = {"events": [], "suspected": []}
 

@@ -9,12 +9,10 @@ handed in as ``area_of``.
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from remote_sensing.profiles import Baseline, Series
+from remote_sensing.profiles.profiles import Baseline, Series
 
 OPEN_SIGMA, OPEN_MIN_DROP = 3.0, 0.1  # below baseline by more than both: a suspect date
 CLOSE_SIGMA, CLOSE_MIN_DROP = 2.0, 0.05  # back within both: a recovered date

@@ -11,19 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from remote_sensing.coverage import CoverageWeights
-from remote_sensing.indices import CLOUDY, NOT_IMAGED
+from remote_sensing.imagery.indices import CLOUDY, NOT_IMAGED
+from remote_sensing.store import STATISTICS
 
-# What one observation stores per parcel and scene (imaged_px is returned too, not stored).
-STATISTICS = (
-    "ndvi_mean",
-    "ndvi_median",
-    "ndvi_p10",
-    "ndvi_p90",
-    "ndvi_std",
-    "pixel_count",
-    "valid_fraction",
-    "cloud_fraction",
-)
 # Parcels are processed in blocks of about this many covered pixels, so temporaries stay
 # small and reuse the same memory instead of faulting in fresh pages for every array.
 BLOCK_PIXELS = 1 << 17

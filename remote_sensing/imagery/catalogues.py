@@ -21,7 +21,7 @@ SENTINEL_2 = "sentinel-2"
 LANDSAT = "landsat"
 
 # The mask band each family has: Sentinel-2's scene classification, or Landsat's
-# QA_PIXEL bit flags (remote_sensing.indices maps them onto SCL classes).
+# QA_PIXEL bit flags (remote_sensing.imagery.indices maps them onto SCL classes).
 MASK_OF_FAMILY = {SENTINEL_2: "scl", LANDSAT: "qa_pixel"}
 
 # Landsat Collection 2 Level-2 surface reflectance: USGS product guide (LSDS-1619),
@@ -53,7 +53,7 @@ class Convention:
     ``nir``/``B08`` always exists). ``scale``/``offset``/``nodata`` are the encoding the
     catalogue uses when its items declare none. ``offset_applied_flag`` names the item
     property that says the baseline offset was already removed from the numbers.
-    ``bandpass`` names the cross-sensor adjustment (remote_sensing.radiometry) that makes
+    ``bandpass`` names the cross-sensor adjustment (remote_sensing.imagery.radiometry) that makes
     this sensor's reflectance comparable with Sentinel-2's.
     """
 

@@ -34,12 +34,13 @@ from pystac_client.exceptions import APIError
 from sqlalchemy import Engine
 
 from agri_common.files import atomic_write_text
-from remote_sensing import catalogues, store
-from remote_sensing.cog import safe_name
-from remote_sensing.job import Cluster, RunSummary, run_sources
+from remote_sensing import store
+from remote_sensing.imagery import catalogues
+from remote_sensing.imagery.cog import safe_name
+from remote_sensing.imagery.job import Cluster, RunSummary, run_sources
+from remote_sensing.imagery.scene_processing import SceneOutcome
+from remote_sensing.imagery.scenes import SceneSource
 from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.scene_processing import SceneOutcome
-from remote_sensing.scenes import SceneSource
 
 SEARCH_CELL_DEG = 0.5  # parcels within one cell of this size (about 50 km) share a search
 OVERLAP = timedelta(days=10)  # searched again before the last successful sync

@@ -22,12 +22,12 @@ from pystac_client.exceptions import APIError
 from shapely.geometry.base import BaseGeometry
 
 from agri_common.files import atomic_write_text
-from remote_sensing.cog import safe_name, write_cog
+from remote_sensing.imagery.cog import safe_name, write_cog
+from remote_sensing.imagery.scene_processing import read_scene
+from remote_sensing.imagery.scenes import SceneSource
+from remote_sensing.imagery.stac_sync import PAGE_SIZE, item_version
 from remote_sensing.parcel_set import ParcelSet
 from remote_sensing.parcels import WGS84
-from remote_sensing.scene_processing import read_scene
-from remote_sensing.scenes import SceneSource
-from remote_sensing.stac_sync import PAGE_SIZE, item_version
 
 
 @dataclass(frozen=True)

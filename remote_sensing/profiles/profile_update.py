@@ -25,15 +25,15 @@ import shapely
 from sqlalchemy import Connection, Engine, select
 
 from agri_common.rows import jsonable
-from remote_sensing import (
+from remote_sensing import store
+from remote_sensing.parcel_pixels import parcel_pixel_stack
+from remote_sensing.profiles import (
     disturbances,
     profile_document,
     profile_state,
     profile_store,
     profiles,
-    store,
 )
-from remote_sensing.parcel_pixels import parcel_pixel_stack
 from remote_sensing.tables import scenes as scenes_table
 
 # no scene's COG is being written (scene id -> the write under way; see PixelEvidence)

@@ -23,9 +23,9 @@ import rasterio
 from rasterio.features import rasterize
 from scipy.ndimage import binary_dilation
 
-from remote_sensing import landcover
-from remote_sensing.band_reads import scene_arrays
-from remote_sensing.scenes import scene_layout, scene_meta
+from remote_sensing.claims import landcover
+from remote_sensing.imagery.band_reads import scene_arrays
+from remote_sensing.imagery.scenes import scene_layout, scene_meta
 
 # sample_tiles/generate.py's land-cover codes -> the model's classes
 TRUTH_CLASSES = {

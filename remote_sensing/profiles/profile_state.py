@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from remote_sensing.disturbances import (
+from remote_sensing.profiles.disturbances import (
     PRE_EVENT_DATES,
     AreaOf,
     Detector,
@@ -18,7 +18,7 @@ from remote_sensing.disturbances import (
     JudgedDate,
     Walk,
 )
-from remote_sensing.profiles import (
+from remote_sensing.profiles.profiles import (
     MAX_ALLOWANCE,
     MIN_PEERS,
     OUTLIER_DROP,

@@ -18,18 +18,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
 from pyproj import CRS
 from rasterio.windows import Window
 
-from remote_sensing import http_assets, indices, radiometry
 from remote_sensing.coverage import Grid
-
-if TYPE_CHECKING:
-    from remote_sensing.scenes import SceneMeta
+from remote_sensing.imagery import http_assets, indices, radiometry
+from remote_sensing.imagery.scene_types import SceneError, SceneMeta
 
 # A Sentinel-2 tile is 10,980 px square; a raster claiming more than 20,000 x 20,000 is a
 # mistake or an attack, refused from its header before anything is allocated for it.
@@ -44,10 +42,6 @@ REMOTE_READ_THREADS = 8
 
 Block = tuple[slice, slice]  # rows, columns
 T = TypeVar("T")
-
-
-class SceneError(ValueError):
-    """A scene that cannot be used: unreadable, incomplete, or without a CRS."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ def band_grid(path, index: int = 1) -> Grid:
 
 
 def bands_layout(bands: dict) -> Layout:
-    """The layout of a scene's ``bands`` (scenes.BandRef by red/nir/mask), checked from
+    """The layout of a scene's ``bands`` (scene_types.BandRef by red/nir/mask), checked from
     the headers alone: red and NIR on one grid, the mask in the same CRS."""
     red = band_grid(bands["red"].path, bands["red"].index)
     nir = band_grid(bands["nir"].path, bands["nir"].index)

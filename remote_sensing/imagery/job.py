@@ -15,11 +15,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from remote_sensing import store
-from remote_sensing.cluster import Cluster, run_on_cluster
+from remote_sensing.imagery.cluster import Cluster, run_on_cluster
+from remote_sensing.imagery.scene_processing import SceneOutcome, run_scene
+from remote_sensing.imagery.scenes import SceneSource, find_scenes
 from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.profile_update import profiles_while_writing, update_profiles
-from remote_sensing.scene_processing import SceneOutcome, run_scene
-from remote_sensing.scenes import SceneSource, find_scenes
+from remote_sensing.profiles.profile_update import profiles_while_writing, update_profiles
 
 log = logging.getLogger("agri.imagery")
 

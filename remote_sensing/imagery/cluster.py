@@ -15,10 +15,9 @@ from sqlalchemy import Engine
 
 from agri_common.files import atomic_write
 from remote_sensing import store
-from remote_sensing.band_reads import edges, overlap, scene_arrays, shift
-from remote_sensing.cog import safe_name
-from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.scene_processing import (
+from remote_sensing.imagery.band_reads import edges, overlap, scene_arrays, shift
+from remote_sensing.imagery.cog import safe_name
+from remote_sensing.imagery.scene_processing import (
     GDAL_SETTINGS,
     Radiometry,
     SceneOutcome,
@@ -28,7 +27,8 @@ from remote_sensing.scene_processing import (
     run_scene,
     scene_radiometry,
 )
-from remote_sensing.scenes import SceneSource, scene_layout
+from remote_sensing.imagery.scenes import SceneSource, scene_layout
+from remote_sensing.parcel_set import ParcelSet
 
 log = logging.getLogger("agri.imagery")
 

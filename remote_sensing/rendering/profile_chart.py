@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
 from agri_common.wording import text  # noqa: E402
-from remote_sensing.profiles import MIN_VALID_FRACTION  # noqa: E402
+from remote_sensing.profiles.profiles import MIN_VALID_FRACTION  # noqa: E402
 
 # Latin glyphs from DejaVu, Chinese from Debian's Noto CJK (fonts-noto-cjk) as fallback;
 # matplotlib names a .ttc by its first face, "Noto Sans CJK JP", which has every hanzi.

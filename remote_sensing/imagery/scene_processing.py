@@ -25,16 +25,17 @@ from rasterio.windows import Window
 from sqlalchemy import Connection, Engine
 
 from agri_common.retry import DatabaseUnavailable, with_retries
-from remote_sensing import band_reads, catalogues, http_assets, radiometry, store
-from remote_sensing.cog import safe_name, write_cog
+from remote_sensing import store
 from remote_sensing.coverage import NO_WEIGHTS, CoverageWeights, Grid, cached_weights
-from remote_sensing.parcel_set import ParcelSet
-from remote_sensing.scenes import (
+from remote_sensing.imagery import band_reads, catalogues, http_assets, radiometry
+from remote_sensing.imagery.cog import safe_name, write_cog
+from remote_sensing.imagery.scenes import (
     SceneMeta,
     SceneSource,
     scene_layout,
 )
-from remote_sensing.zonal import parcel_statistics
+from remote_sensing.imagery.zonal import parcel_statistics
+from remote_sensing.parcel_set import ParcelSet
 
 log = logging.getLogger("agri.imagery")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 
-from remote_sensing import profile_store, store
+from remote_sensing import store
+from remote_sensing.profiles import profile_store
 from remote_sensing.tables import parcels, scenes
 
 

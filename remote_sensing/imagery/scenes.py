@@ -21,10 +21,11 @@ import numpy as np
 import rasterio
 
 from agri_common.times import parse_time
-from remote_sensing import band_reads, catalogues, http_assets, radiometry
-from remote_sensing.band_reads import Layout, SceneError
 from remote_sensing.coverage import Grid
-from remote_sensing.radiometry import Encoding
+from remote_sensing.imagery import band_reads, catalogues, http_assets, radiometry
+from remote_sensing.imagery.band_reads import Layout
+from remote_sensing.imagery.radiometry import Encoding
+from remote_sensing.imagery.scene_types import BandRef, SceneError, SceneMeta
 
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -34,39 +35,6 @@ GEOTIFF_BANDS = {
     "nir": ("nir", "b08"),
     "mask": ("scl",),
 }
-
-
-@dataclass(frozen=True)
-class BandRef:
-    """Where one band lives and its no-data number."""
-
-    path: Path | str  # a file, or the GDAL path of an allowed URL (/vsicurl/..., /vsis3/...)
-    index: int  # 1-based band index inside the file
-    nodata: float | None = 0
-
-
-@dataclass(frozen=True)
-class SceneMeta:
-    """Everything the item (or GeoTIFF header) says about a scene, before any pixel.
-
-    ``encoding`` is what the metadata says about red and NIR (radiometry's rule order);
-    the job may overrule it after looking at the numbers. ``acquisition_key`` (platform,
-    tile, time) is shared by reprocessed copies of one acquisition, ``processing_rank``
-    orders them.
-    """
-
-    path: Path  # the item or GeoTIFF that defines the scene
-    scene_id: str
-    acquired_at: datetime
-    sensor: str
-    family: str
-    catalogue: str
-    acquisition_key: str
-    processing_rank: str
-    bands: dict[str, BandRef]
-    mask: str  # scl | qa_pixel
-    encoding: Encoding
-    bandpass: str | None = None
 
 
 @dataclass(frozen=True)

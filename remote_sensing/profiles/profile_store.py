@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
-from remote_sensing import disturbances, profile_state, profiles
+from remote_sensing.profiles import disturbances, profile_state, profiles
 from remote_sensing.store import Bind, _reading
 from remote_sensing.tables import observations, profile_dates, scene_peers, season_tables
 

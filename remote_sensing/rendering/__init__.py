@@ -1,0 +1,1 @@
+"""Pictures of the record: scene overlays and a profile's chart."""
