@@ -19,7 +19,10 @@ def as_utc(value: datetime | None) -> datetime | None:
     """An aware UTC datetime; a naive one is taken as UTC (what we store)."""
     if value is None:
         return None
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:  # most values: every row read back, every time built here
+        return value
+    if zone is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
