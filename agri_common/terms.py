@@ -1,12 +1,13 @@
 """The Chinese terms of farms' and forest owners' own records, as data.
 
-A pig farm's herd book exported from its management software, or a forestry station's
-stand list, names columns and values in Chinese (耳标号, 性别 母/公, 能繁母猪; 地类 茶园,
-树种 杉木). The importers accept these besides the English terms: ``english_row`` maps a
-record's column names and known values to the English ones, and ``read_records_text``
-reads a CSV the way Chinese spreadsheets save it (UTF-8 with or without BOM, else
-GB18030, Excel's default on Chinese Windows). Unknown terms pass through unchanged, so
-the importer's own checks still name them.
+A pig farm's herd book exported from its management software, a forestry station's
+stand list or an installer's plant list names columns and values in Chinese
+(耳标号, 性别 母/公, 能繁母猪; 地类 茶园, 树种 杉木; 装机容量, 并网日期).
+The importers accept these besides the English terms: ``english_row`` maps a record's
+column names and known values to the English ones, and ``read_records_text`` reads a
+CSV the way Chinese spreadsheets save it (UTF-8 with or without BOM, else GB18030,
+Excel's default on Chinese Windows). Unknown terms pass through unchanged, so the
+importer's own checks still name them.
 """
 
 import re
@@ -37,6 +38,26 @@ COLUMNS = {
     "龄组": "age_class",
     "蓄积": "stand_volume_m3_per_ha",
     "县": "county",
+    # rooftop solar plants (solar.plants.REQUIRED, OPTIONAL)
+    "电站编号": "plant_id",
+    "电站名称": "name",
+    "纬度": "lat",
+    "经度": "lon",
+    "装机容量": "kwp",
+    "装机容量(kWp)": "kwp",
+    "组件容量": "kwp",
+    "逆变器额定功率": "ac_kw",
+    "逆变器功率(kW)": "ac_kw",
+    "倾角": "tilt",
+    "方位角": "azimuth",
+    "投运日期": "commissioned",
+    "并网日期": "grid_connected",
+    "逆变器品牌": "make",
+    "逆变器型号": "model",
+    "逆变器序列号": "serial",
+    "序列号": "serial",
+    "电价方案": "tariff",
+    "农户编号": "farm_id",
 }
 VALUES = {
     "sex": {

@@ -16,22 +16,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
+from agri_common.sql import insert_ignoring_duplicates
 from agri_common.wording import worded
 from bioassets.tables import alerts, animal_events, animals, readings
 from telemetry.tables import farms
 
 READING_FIELDS = ("lat", "lon", "temperature_c", "activity", "weight_kg", "battery_pct", "rssi")
-
-
-def _insert_ignoring_duplicates(conn: Connection, table, rows: list[dict]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; returns rows inserted."""
-    if not rows:
-        return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
 
 
 def _upsert(conn: Connection, table, key: str, rows: list[dict]) -> tuple[int, int]:
@@ -221,7 +213,7 @@ def write_batch(conn: Connection, reading_rows: list[tuple], event_rows: list[di
     events also update the animal's status. Returns readings inserted."""
     inserted = insert_readings(conn, reading_rows)
     if event_rows:
-        _insert_ignoring_duplicates(conn, animal_events, event_rows)
+        insert_ignoring_duplicates(conn, animal_events, event_rows)
         for e in event_rows:
             status = {"death": "dead", "sale": "sold"}.get(e["kind"])
             if status:

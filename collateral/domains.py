@@ -5,10 +5,13 @@ with their schemas, asking them in this order (the last takes what no other does
 
 from telemetry.payloads import Schema
 
-INGEST = ("bioassets.payloads:Livestock",)
+INGEST = ("bioassets.payloads:Livestock", "solar.payloads:Solar")
 
 
 def agent_schemas() -> tuple[Schema, ...]:
-    from bioassets.payloads import SCHEMAS as LIVESTOCK
+    """Solar's readings name an inverter; livestock's events a kind; a reading is the
+    rest, so livestock's readings come last."""
+    from bioassets.payloads import EVENTS, READINGS
+    from solar.payloads import SCHEMAS as SOLAR
 
-    return LIVESTOCK
+    return (*SOLAR, EVENTS, READINGS)

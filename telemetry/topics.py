@@ -4,7 +4,7 @@ Mosquitto ACL that lets each party use exactly those.
 
     agri/v1/farms/{farm}/gateways/{gateway}/{channel}
 
-A gateway writes ``readings``, ``events`` and ``status`` (its Will) and reads ``acks``
+A gateway writes ``readings``, ``events``, ``solar`` and ``status`` (its Will) and reads ``acks``
 (what the ingester has committed) and ``rejects`` (what it refused); the ingester reads
 what gateways write, directly or as the shared group ``agri-ingest``, and writes what
 gateways read.
@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 ROOT = "agri/v1/farms"
 SHARE_GROUP = "agri-ingest"  # the older single-session mode's shared subscription
-FROM_GATEWAY = ("readings", "events", "status")  # a gateway writes, an ingester reads
+FROM_GATEWAY = ("readings", "events", "solar", "status")  # a gateway writes, an ingester reads
 TO_GATEWAY = ("acks", "rejects")  # an ingester writes, its gateway reads
-DATA = ("readings", "events")  # what a payload schema handler stores
+DATA = ("readings", "events", "solar")  # what a domain's payload schemas carry
 CHANNELS = FROM_GATEWAY + TO_GATEWAY
 ANY = "+"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.paths import REPO_ROOT
 
-PACKAGES = ("agri_common", "telemetry", "remote_sensing", "bioassets", "collateral")
+PACKAGES = ("agri_common", "telemetry", "remote_sensing", "bioassets", "solar", "collateral")
 SIBLING = "/".join(("..", "shared"))  # the team's folder beside a checkout: never read
 PLUMBING = {"jsonable", "utc", "parse_time", "parse_as_of", "as_utc", "atomic_write"}
 
@@ -35,7 +35,7 @@ def test_collateral_uses_the_domains_through_their_public_names():
     private = [
         f"{path}: {module}.{name}"
         for path, module, name in _imports("collateral")
-        if module.split(".")[0] in ("remote_sensing", "bioassets") and name.startswith("_")
+        if module.split(".")[0] in ("remote_sensing", "bioassets", "solar") and name.startswith("_")
     ]
     assert private == []
 

@@ -1,0 +1,14 @@
+"""SQL the packages share, the same on SQLite and PostgreSQL."""
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING (a re-sent or repeated row is stored once);
+    returns the rows inserted."""
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    result = conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    return max(result.rowcount, 0)
