@@ -10,5 +10,7 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict])
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
+    key = table.primary_key.columns.values()[0]
+    # RETURNING, not rowcount: a many-row insert's rowcount is not the rows inserted
+    inserted = conn.execute(dialect.insert(table).on_conflict_do_nothing().returning(key), rows)
+    return len(inserted.all())

@@ -99,7 +99,7 @@ assert READING_COLUMNS == tuple(c.name for c in readings.columns), "readings col
 _READING_PG_TYPES = (
     ["varchar", "timestamptz", "varchar", "varchar", "timestamptz"]
     + ["float8"] * len(READING_FIELDS)
-    + ["int4"]
+    + ["int8"]
 )
 
 

@@ -3,6 +3,7 @@ name a farm of ``telemetry.tables``. Migrations live in collateral."""
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Date,
     Float,
@@ -48,7 +49,7 @@ readings = Table(
     Column("weight_kg", Float),
     Column("battery_pct", Float),
     Column("rssi", Float),
-    Column("seq", Integer),
+    Column("seq", BigInteger),  # the agent numbers from the time in ms
 )
 
 animal_events = Table(

@@ -3,6 +3,7 @@ plant belongs to a farm of ``telemetry.tables``. Migrations live in collateral."
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Date,
     Float,
@@ -54,7 +55,7 @@ solar_readings = Table(
     Column("gateway_id", String(64), nullable=False),
     Column("source", String(16), nullable=False),  # gateway | import
     Column("received_at", UTCDateTime, nullable=False),
-    Column("seq", Integer),
+    Column("seq", BigInteger),
     Column("raw", Text, nullable=False),
 )
 
@@ -65,12 +66,17 @@ solar_days = Table(
     Column("plant_id", String(64), primary_key=True),
     Column("day", Date, primary_key=True),
     Column("energy_kwh", Float),  # None: the counter could not say (a fault, no data)
-    Column("expected_kwh", Float),
+    Column("expected_kwh", Float),  # modelled x the plant's calibration factor
+    Column("modelled_kwh", Float),  # the model's own figure, before calibration
+    Column("insolation_kwh_m2", Float),  # in-plane irradiation the model used
     Column("peer_ratio", Float),  # this plant's yield against its neighbours' median
     Column("performance_ratio", Float),
     Column("availability", Float),  # share of daylight with the plant producing
     Column("readings", Integer, nullable=False),
     Column("serial", String(64)),  # the inverter that reported that day
+    # the newest believed counter reading up to the day's end: the next day counts from it
+    Column("last_at", UTCDateTime),
+    Column("last_wh", Float),
     Column("flags", JSON, nullable=False),  # [code, ...]: counter and quality findings
     Column("computed_at", UTCDateTime, nullable=False),
 )

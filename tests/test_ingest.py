@@ -413,3 +413,18 @@ def test_a_gateway_that_loses_power_is_reported_offline_by_its_will(livestock_en
             )
 
         assert wait_for(offline, timeout=30)
+
+
+def test_the_agent_s_message_numbers_are_stored_whole(livestock_engine):
+    """The reference agent numbers a new outbox from the time in milliseconds (about
+    1.8e12): past 32 bits, which PostgreSQL's binary COPY once wrote truncated."""
+    from sqlalchemy import select
+
+    from bioassets.tables import readings
+
+    writer = BatchWriter(livestock_engine, domains.INGEST, DEFAULT_OFFLINE_AFTER)
+    topic = "agri/v1/farms/FARM-SOW/gateways/GW-SOW-1/readings"
+    seq = 1_765_000_000_123
+    writer.store([(topic, message("GW-SOW-1", seq, [reading(SOW_TAGS[0], T0)]))])
+    with livestock_engine.connect() as c:
+        assert c.execute(select(readings.c.seq)).scalar_one() == seq

@@ -56,6 +56,7 @@ COMMAND_MODULES: dict[str, str] = {
     "valuations": "lending",
     "revalue": "lending",
     "notify": "notify",
+    "solar": "solar",
     "claims": "claims",
     "landcover": "claims",
     "demo-livestock": "demo",

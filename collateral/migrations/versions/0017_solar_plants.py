@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("gateway_id", sa.String(64), nullable=False),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("received_at", UTCDateTime, nullable=False),
-        sa.Column("seq", sa.Integer),
+        sa.Column("seq", sa.BigInteger),
         sa.Column("raw", sa.Text, nullable=False),
     )
     op.create_table(
@@ -60,11 +60,15 @@ def upgrade() -> None:
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("energy_kwh", sa.Float),
         sa.Column("expected_kwh", sa.Float),
+        sa.Column("modelled_kwh", sa.Float),
+        sa.Column("insolation_kwh_m2", sa.Float),
         sa.Column("peer_ratio", sa.Float),
         sa.Column("performance_ratio", sa.Float),
         sa.Column("availability", sa.Float),
         sa.Column("readings", sa.Integer, nullable=False),
         sa.Column("serial", sa.String(64)),
+        sa.Column("last_at", UTCDateTime),
+        sa.Column("last_wh", sa.Float),
         sa.Column("flags", sa.JSON, nullable=False),
         sa.Column("computed_at", UTCDateTime, nullable=False),
     )

@@ -1,0 +1,211 @@
+"""A plant's energy per local day, from its inverter's lifetime counter.
+
+Summing the counter's differences, not the power readings, is what makes a communications
+gap lose nothing: the counter keeps counting while the logger is silent, and the first
+reading after the gap carries what was made meanwhile (``catch_up``). The counter is
+judged before it is trusted, reading by reading (pure functions, NumPy arrays in):
+
+- a short run of readings below the one before, after which the counter is back
+  (``lone_zero`` when they read 0: a logger's default value, not the inverter's) is
+  dropped;
+- a drop to near zero that stays (``counter_reset``: an inverter replaced or its memory
+  cleared) starts a new base: what it counts from there is energy;
+- any other drop that stays (``counter_backwards``) counts nothing and rebases;
+- a rise more than the plant could have made in the time since the last reading, at its
+  DC nameplate with a margin (``counter_jump``), is not summed: that day's energy is then
+  unknown (None) unless the power readings cover the day;
+- a counter that does not move while the inverter reports power (``counter_frozen``,
+  pvanalytics' stale-value test on the counter) leaves the day to its power readings.
+
+Power readings are judged with pvanalytics (stale values, outliers, clipping) and only
+flag the day; they give the day's energy only where the counter cannot.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from pvanalytics.features import clipping
+from pvanalytics.quality import gaps, outliers
+
+ZONE = "Asia/Shanghai"  # Fujian's plants are settled by local (UTC+8) days
+MAX_YIELD_MARGIN = 1.2  # a counter rising faster than nameplate x this is not believed
+RESET_SHARE = 0.05  # a drop to below 5 % of the last value is a reset, not a glitch
+PRODUCING_SHARE = 0.02  # power above 2 % of nameplate: the inverter says it produces
+FROZEN_READINGS = 3  # the counter unchanged over this many readings while producing
+GLITCH_RUN = 3  # at most this many readings below the last before it is back
+GAP_HOURS = 2.0  # readings further apart than this in daylight: a gap
+
+
+@dataclass
+class Counted:
+    """What a counter series says, reading by reading."""
+
+    increments_wh: np.ndarray  # energy since the reading before (NaN: not believed)
+    kept: np.ndarray  # bool: the reading is used
+    flags: dict[int, str] = field(default_factory=dict)  # reading index -> finding
+
+
+def count(hours: np.ndarray, counter_wh: np.ndarray, kwp: float) -> Counted:
+    """Judge a lifetime counter (Wh) read at ``hours`` (increasing, any origin)."""
+    n = len(counter_wh)
+    kept = ~np.isnan(counter_wh)
+    flags: dict[int, str] = {}
+    values = counter_wh.copy()
+    index = np.flatnonzero(kept)
+    # a short run of readings below the one before, after which the counter is back:
+    # a glitch (a logger's default 0, a misread register), not energy given back
+    k = 1
+    while k < len(index):
+        before = values[index[k - 1]]
+        run = 0
+        while k + run < len(index) and values[index[k + run]] < before and run < GLITCH_RUN:
+            run += 1
+        if run and k + run < len(index) and values[index[k + run]] >= before:
+            for j in index[k : k + run]:
+                kept[j] = False
+                flags[int(j)] = "lone_zero" if values[j] == 0 else "counter_glitch"
+        k += max(run, 1)
+    increments = np.full(n, np.nan)
+    previous = None
+    for i in np.flatnonzero(kept):
+        if previous is None:
+            previous = i
+            continue
+        step = values[i] - values[previous]
+        limit = kwp * 1000.0 * MAX_YIELD_MARGIN * max(hours[i] - hours[previous], 0.0)
+        if step < 0:
+            if values[i] < RESET_SHARE * values[previous]:
+                increments[i] = values[i]
+                flags[int(i)] = "counter_reset"
+            else:
+                increments[i] = 0.0
+                flags[int(i)] = "counter_backwards"
+        elif step > limit:
+            flags[int(i)] = "counter_jump"
+        else:
+            increments[i] = step
+        previous = i
+    return Counted(increments, kept, flags)
+
+
+@dataclass
+class Day:
+    day: date
+    energy_kwh: float | None
+    readings: int
+    flags: list[str]
+    serial: str | None = None
+    producing_hours: float = 0.0  # hours with the inverter producing (power readings)
+    last: tuple[datetime, float] | None = None  # the day's newest believed counter reading
+
+
+def days(readings: pd.DataFrame, kwp: float, ac_kw: float) -> list[Day]:
+    """Local days of one plant's readings (columns observed_at as aware UTC, lifetime_wh,
+    power_w, serial), each with its energy and what was found on it. Energy that a
+    reading after a gap carries is the day's of that reading (``catch_up``)."""
+    if readings.empty:
+        return []
+    frame = readings.sort_values("observed_at").reset_index(drop=True)
+    local = pd.DatetimeIndex(pd.to_datetime(frame["observed_at"], utc=True)).tz_convert(ZONE)
+    hours = ((local - local[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    counter = frame["lifetime_wh"].to_numpy(dtype=float)
+    power = frame["power_w"].to_numpy(dtype=float)
+    counted = count(hours, counter, kwp)
+    power_flags = power_findings(pd.Series(power, index=local), kwp, ac_kw)
+    frozen = _frozen(counter, power, kwp)
+    day_of = local.date
+    out = []
+    for day in sorted(set(day_of)):
+        rows = np.flatnonzero(day_of == day)
+        flags = sorted(
+            {counted.flags[i] for i in rows if i in counted.flags}
+            | {power_flags[i] for i in rows if i in power_flags}
+            | ({"counter_frozen"} if frozen[rows].any() else set())
+        )
+        increments = counted.increments_wh[rows]
+        believed = counted.kept[rows] & ~np.isnan(increments)
+        first = rows[0]
+        carried = counted.increments_wh[first]
+        gap = first > 0 and hours[first] - hours[first - 1] > GAP_HOURS
+        if gap and carried > PRODUCING_SHARE * kwp * 1000:  # not a night's silence
+            flags.append("catch_up")
+        energy = float(np.nansum(increments[believed])) / 1000.0
+        if "counter_jump" in flags or "counter_frozen" in flags:
+            energy = _from_power(hours[rows], power[rows])
+            flags.append("energy_from_power" if energy is not None else "energy_unknown")
+        producing = _producing_hours(hours[rows], power[rows], kwp)
+        serials = frame["serial"].iloc[rows].dropna()
+        believed_rows = rows[counted.kept[rows]]
+        last = None
+        if len(believed_rows):
+            j = believed_rows[-1]
+            last = (frame["observed_at"].iloc[j].to_pydatetime(), float(counter[j]))
+        out.append(
+            Day(
+                day=day,
+                energy_kwh=energy,
+                readings=len(rows),
+                flags=sorted(set(flags)),
+                serial=serials.iloc[-1] if len(serials) else None,
+                producing_hours=producing,
+                last=last,
+            )
+        )
+    return out
+
+
+def power_findings(power: pd.Series, kwp: float, ac_kw: float) -> dict[int, str]:
+    """reading index -> finding on the AC power: stale (the same value repeated while
+    producing), an outlier (Hampel filter) or clipping at the inverter's rating."""
+    findings: dict[int, str] = {}
+    valid = power.dropna()
+    if len(valid) < 6:
+        return findings
+    positions = {t: k for k, t in enumerate(power.index)}
+    producing = valid > PRODUCING_SHARE * kwp * 1000
+    stale = gaps.stale_values_diff(valid, window=FROZEN_READINGS) & producing
+    spikes = outliers.hampel(valid, window=7)  # a negative spike at night is one too
+    clipped = valid >= 0.98 * ac_kw * 1000
+    if clipped.sum() >= 3:
+        try:
+            clipped = clipping.geometric(valid) & clipped
+        except (ValueError, TypeError):  # pvanalytics needs a regular index
+            pass
+    for name, mask in (("power_stale", stale), ("power_outlier", spikes), ("clipping", clipped)):
+        for t in mask.index[mask.to_numpy(dtype=bool)]:
+            findings.setdefault(positions[t], name)
+    return findings
+
+
+def _frozen(counter: np.ndarray, power: np.ndarray, kwp: float) -> np.ndarray:
+    """The counter repeating while the inverter reports that it produces."""
+    series = pd.Series(counter)
+    stale = gaps.stale_values_diff(series, window=FROZEN_READINGS).to_numpy(dtype=bool)
+    with np.errstate(invalid="ignore"):
+        producing = np.nan_to_num(power, nan=0.0) > PRODUCING_SHARE * kwp * 1000
+    return stale & producing
+
+
+def _from_power(hours: np.ndarray, power: np.ndarray) -> float | None:
+    """The day's energy from its power readings (trapezoids), when they cover it without
+    a gap; None otherwise."""
+    ok = ~np.isnan(power)
+    if ok.sum() < 2 or np.max(np.diff(hours[ok]), initial=0.0) > GAP_HOURS:
+        return None
+    return float(np.trapezoid(np.clip(power[ok], 0, None), hours[ok])) / 1000.0
+
+
+def _producing_hours(hours: np.ndarray, power: np.ndarray, kwp: float) -> float:
+    ok = ~np.isnan(power)
+    if ok.sum() < 2:
+        return 0.0
+    h, p = hours[ok], power[ok]
+    spans = np.diff(h)
+    producing = p[1:] > PRODUCING_SHARE * kwp * 1000
+    return float(spans[producing & (spans <= GAP_HOURS)].sum())
+
+
+def local_day(when: datetime) -> date:
+    return pd.Timestamp(when).tz_convert(ZONE).date()
