@@ -12,6 +12,7 @@ from shapely.geometry import Point
 
 from agri_common.wording import Said, coded
 from bioassets import store
+from telemetry import farm_alerts
 
 SEEN_WINDOW = timedelta(hours=24)
 FEVER_C = {"cattle": 39.5, "pig": 40.0}  # rectal/ear-tag equivalents; above is fever
@@ -129,7 +130,7 @@ def animal_state(engine, tag_id: str, at: datetime) -> dict | None:
         "readings_stored": store.count_tag_readings(engine, tag_id),
         "open_alerts": [
             {"kind": a["kind"], "opened_at": a["opened_at"].isoformat(), "detail": a["detail"]}
-            for a in store.list_alerts(engine, animal["farm_id"], open_only=True)
+            for a in farm_alerts.list_alerts(engine, animal["farm_id"], open_only=True)
             if a["subject"] == tag_id
         ],
     }

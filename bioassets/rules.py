@@ -12,7 +12,7 @@ from shapely.geometry import Point
 from agri_common.wording import Said
 from bioassets import store
 from bioassets.headcount import FEVER_C, farm_headcount, status_at
-from telemetry import gateways
+from telemetry import farm_alerts, gateways
 
 SILENT_AFTER = {"cattle": timedelta(hours=6), "pig": timedelta(hours=6)}
 INACTIVE_SHARE = 0.3  # activity below 30 % of the animal's own recent median
@@ -76,7 +76,7 @@ def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: tim
     # unknown tags are reported by the ingester as it sees them; here they only close
     unknown = [
         a["subject"]
-        for a in store.list_alerts(engine, farm_id, open_only=True)
+        for a in farm_alerts.list_alerts(engine, farm_id, open_only=True)
         if a["kind"] == "unknown_tag" and a["subject"] not in registered
     ]
     states = store.tag_states(engine, at - INACTIVE_HISTORY, at, sorted(registered) + unknown)
@@ -122,7 +122,7 @@ def evaluate_farm(engine, farm_id: str, at: datetime, gateway_offline_after: tim
             "alert.headcount_drop", before=week_ago, now=now_count
         )
     with engine.begin() as conn:
-        store.sync_alerts(conn, farm_id, active, at, KINDS)
+        farm_alerts.sync_alerts(conn, farm_id, active, at, KINDS)
 
 
 def _verified(headcount: dict) -> int:

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
 
@@ -64,18 +63,4 @@ animal_events = Table(
     Column("details", JSON, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("tag_id", "kind", "occurred_at", name="uq_animal_events_key"),
-)
-
-alerts = Table(
-    "alerts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("farm_id", String(64), nullable=False, index=True),
-    Column("subject", String(64), nullable=False),  # a tag id, a gateway id or the farm id
-    Column("kind", String(32), nullable=False),
-    Column("opened_at", UTCDateTime, nullable=False),
-    Column("closed_at", UTCDateTime),
-    Column("detail", Text, nullable=False),  # English
-    Column("code", String(48)),  # agri_common.wording: the detail in any language
-    Column("params", JSON),
 )

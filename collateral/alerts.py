@@ -1,5 +1,6 @@
-"""Every alert an officer reads, from its three sources, in one list: livestock alerts (by
-farm), parcel disturbances (by parcel) and loan status alerts (by loan).
+"""Every alert an officer reads, from its sources, in one list: a farm's device alerts
+(livestock's and solar plants', by farm), parcel disturbances (by parcel) and loan status
+alerts (by loan).
 
 A read: the alert rules run where the data arrives (the ingester's writer, after each
 batch) and from cron (`agri alerts evaluate`, for what silence alone reveals: a gateway
@@ -12,9 +13,10 @@ from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
 from agri_common.wording import Said, worded
-from bioassets import store as bio_store
 from collateral import loans
 from remote_sensing import store as rs_store
+from solar.alerts import KINDS as SOLAR_KINDS
+from telemetry import farm_alerts
 
 
 class Scope(TypedDict):
@@ -32,11 +34,11 @@ def alert_list(
 ) -> list[dict]:
     """The alerts in ``scope`` in ``state``, oldest first, as the API sends them."""
     out = []
-    for a in bio_store.list_alerts(engine, open_only=state == "open"):
+    for a in farm_alerts.list_alerts(engine, open_only=state == "open"):
         if scope["farms"] is None or a["farm_id"] in scope["farms"]:
             out.append(
                 {
-                    "source": "livestock",
+                    "source": "solar" if a["kind"] in SOLAR_KINDS else "livestock",
                     "kind": a["kind"],
                     "farm_id": a["farm_id"],
                     "subject": a["subject"],

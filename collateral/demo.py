@@ -24,7 +24,7 @@ from collateral import domains, errors, loans, prices
 from collateral.db import engine_url, make_engine
 from collateral.settings import Settings
 from remote_sensing import store
-from telemetry import accounts, gateways
+from telemetry import accounts, farm_alerts, gateways
 from telemetry.ingester import Ingester, IngestStats
 from telemetry.local_broker import LocalBroker
 
@@ -89,7 +89,7 @@ def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> Li
     for farm_id in sorted(bio_store.farm_ids(engine)):
         rules.evaluate_farm(engine, farm_id, at, settings.gateway_offline_after)
         counts[farm_id] = headcount.farm_headcount(engine, farm_id, at)["categories"]
-    open_alerts = bio_store.list_alerts(engine, open_only=True)
+    open_alerts = farm_alerts.list_alerts(engine, open_only=True)
     return LivestockDemo(published, worker.stats, at, counts, open_alerts)
 
 
@@ -117,7 +117,7 @@ def value_demo_loans(engine: Engine, at: datetime) -> list[dict]:
                 "valuation": loans.value_now(engine, loan["loan_id"], at),
                 "open_events": events,
                 "livestock_alerts": [
-                    a for f in farms for a in bio_store.list_alerts(engine, f, open_only=True)
+                    a for f in farms for a in farm_alerts.list_alerts(engine, f, open_only=True)
                 ],
                 "loan_alerts": [
                     a

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 from sqlalchemy import Engine, select
 
 from agri_common.wording import LOCALES, text, translate
-from bioassets import store as bio_store
 from collateral.claim_report import claim_words
 from collateral.pledges import pledged_parcel_ids
 from collateral.tables import claims, loan_alerts, loans
 from remote_sensing import store as rs_store
+from telemetry import farm_alerts
 
 KINDS = (
     "loan_status_worsened",
@@ -85,7 +85,7 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
                 )
             )
     for farm_id in sorted(farm_branches):
-        for a in bio_store.list_alerts(engine, farm_id):
+        for a in farm_alerts.list_alerts(engine, farm_id):
             if a["opened_at"] < since or a["kind"] not in FARM_ALERT_KINDS:
                 continue
             r = SimpleNamespace(**a)

@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
-from bioassets import store as bio_store
 from collateral import book
 from collateral.pledges import pledged_parcel_ids
 from remote_sensing import store as rs_store
+from telemetry import farm_alerts
 
 # LTV bands as the policy's thresholds draw them (watch 0.70, margin call 0.85 by default)
 LTV_BANDS = (
@@ -43,7 +43,7 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
         {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": [a["loan_id"]]}
         for a in book.open_loan_alerts(engine, branch)
     ]
-    for a in bio_store.list_alerts(engine, open_only=True):
+    for a in farm_alerts.list_alerts(engine, open_only=True):
         if a["farm_id"] in farm_loans:
             ids = sorted(farm_loans[a["farm_id"]])
             alerts.append({"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": ids})

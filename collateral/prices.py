@@ -59,6 +59,8 @@ SECTIONS = {
         "carbon_eligible_basis",
         "carbon_growth_floor",
     },
+    # rooftop solar: the alert thresholds (solar.alerts.Thresholds)
+    "solar": {"solar_alert"},
 }
 VALUELESS = {"tea_stage"}  # a stage row is only a band
 FRACTIONS = {

@@ -129,6 +129,7 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
             "modelled_kwh": round(float(modelled_kwh[k]), 3),
             "insolation_kwh_m2": round(float(insolation[k]), 3),
             "expected_kwh": round(float(modelled_kwh[k]) * (factor or 1.0), 3),
+            "daylight_h": round(float(daylight_h[k]), 2),
             "computed_at": now,
         }
         if found is None:
@@ -176,7 +177,7 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     return len(rows)
 
 
-READING_COLUMNS = ("observed_at", "lifetime_wh", "power_w", "serial")
+READING_COLUMNS = ("observed_at", "lifetime_wh", "power_w", "serial", "mppt")
 
 
 def _readings(engine: Engine, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:

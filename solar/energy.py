@@ -18,7 +18,9 @@ judged before it is trusted, reading by reading (pure functions, NumPy arrays in
   pvanalytics' stale-value test on the counter) leaves the day to its power readings.
 
 Power readings are judged with pvanalytics (stale values, outliers, clipping) and only
-flag the day; they give the day's energy only where the counter cannot.
+flag the day; they give the day's energy only where the counter cannot. An MPPT input at
+0 V while another carries a string's voltage (``string_down``) is a string cut, stolen
+or failed.
 """
 
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ PRODUCING_SHARE = 0.02  # power above 2 % of nameplate: the inverter says it pro
 FROZEN_READINGS = 3  # the counter unchanged over this many readings while producing
 GLITCH_RUN = 3  # at most this many readings below the last before it is back
 GAP_HOURS = 2.0  # readings further apart than this in daylight: a gap
+STRING_DOWN_V = 5.0  # an MPPT input under this while another is over STRING_UP_V...
+STRING_UP_V = 100.0
+STRING_DOWN_READINGS = 3  # ...in this many readings of a day: a string is down
 
 
 @dataclass
@@ -123,6 +128,7 @@ def days(readings: pd.DataFrame, kwp: float, ac_kw: float) -> list[Day]:
             {counted.flags[i] for i in rows if i in counted.flags}
             | {power_flags[i] for i in rows if i in power_flags}
             | ({"counter_frozen"} if frozen[rows].any() else set())
+            | ({"string_down"} if _strings_down(frame, rows) else set())
         )
         increments = counted.increments_wh[rows]
         believed = counted.kept[rows] & ~np.isnan(increments)
@@ -177,6 +183,20 @@ def power_findings(power: pd.Series, kwp: float, ac_kw: float) -> dict[int, str]
         for t in mask.index[mask.to_numpy(dtype=bool)]:
             findings.setdefault(positions[t], name)
     return findings
+
+
+def _strings_down(frame: pd.DataFrame, rows: np.ndarray) -> bool:
+    """One MPPT input at (nearly) 0 V while another carries a string's voltage."""
+    if "mppt" not in frame:
+        return False
+    down = 0
+    for inputs in frame["mppt"].iloc[rows]:
+        if not isinstance(inputs, list) or len(inputs) < 2:
+            continue
+        volts = [i.get("DCV") or 0.0 for i in inputs]
+        if min(volts) < STRING_DOWN_V and max(volts) > STRING_UP_V:
+            down += 1
+    return down >= STRING_DOWN_READINGS
 
 
 def _frozen(counter: np.ndarray, power: np.ndarray, kwp: float) -> np.ndarray:

@@ -72,6 +72,7 @@ solar_days = Table(
     Column("peer_ratio", Float),  # this plant's yield against its neighbours' median
     Column("performance_ratio", Float),
     Column("availability", Float),  # share of daylight with the plant producing
+    Column("daylight_h", Float),  # hours the plant should have produced (the model's)
     Column("readings", Integer, nullable=False),
     Column("serial", String(64)),  # the inverter that reported that day
     # the newest believed counter reading up to the day's end: the next day counts from it

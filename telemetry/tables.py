@@ -1,9 +1,20 @@
 """The tables the farm gateway protocol owns (SQLAlchemy Core): the farms that topics are
 scoped by, their gateways with their broker credentials, what each gateway last said
-about itself, and every message or item refused. Domains' tables share this metadata
+about itself, every message or item refused, and the farms' alerts (each domain syncs its
+own kinds). Domains' tables share this metadata
 (their rows name a farm). Migrations live in collateral."""
 
-from sqlalchemy import Column, ForeignKey, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from agri_common.times import UTCDateTime
 
@@ -48,4 +59,20 @@ gateway_status = Table(
     Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+)
+
+# What a farm's devices say is wrong, one open alert per (subject, kind): a tag, a gateway,
+# a plant. Each domain syncs its own kinds (farm_alerts.sync_alerts).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("farm_id", String(64), nullable=False, index=True),
+    Column("subject", String(64), nullable=False),  # a tag id, a gateway id or the farm id
+    Column("kind", String(32), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("detail", Text, nullable=False),  # English
+    Column("code", String(48)),  # agri_common.wording: the detail in any language
+    Column("params", JSON),
 )

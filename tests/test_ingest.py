@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bioassets import store as bio_store
 from collateral import domains
 from collateral.db import make_engine, upgrade
-from telemetry import gateways
+from telemetry import farm_alerts, gateways
 from telemetry.partitions import DEFAULT_PARTITIONS, partition_client_id, partition_of
 from telemetry.writer import BatchWriter
 from tests.support.livestock import (
@@ -349,7 +349,7 @@ def test_the_running_ingester_raises_alerts(livestock_engine, broker):
         def kinds():
             return {
                 (a["subject"], a["kind"])
-                for a in bio_store.list_alerts(engine, "FARM-SOW", open_only=True)
+                for a in farm_alerts.list_alerts(engine, "FARM-SOW", open_only=True)
             }
 
         assert wait_for(
@@ -409,7 +409,7 @@ def test_a_gateway_that_loses_power_is_reported_offline_by_its_will(livestock_en
         def offline() -> bool:
             return any(
                 a["kind"] == "gateway_offline" and "MQTT will" in a["detail"]
-                for a in bio_store.list_alerts(engine, "FARM-FAT", open_only=True)
+                for a in farm_alerts.list_alerts(engine, "FARM-FAT", open_only=True)
             )
 
         assert wait_for(offline, timeout=30)

@@ -9,7 +9,7 @@ from bioassets import rules
 from bioassets import store as bio_store
 from bioassets.headcount import animal_state, farm_headcount
 from bioassets.payloads import Reading
-from telemetry import accounts
+from telemetry import accounts, farm_alerts
 from tests.support.paths import SAMPLE_TILES
 
 T = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ def _everyone_seen(engine, at: datetime) -> None:
 def _open(engine, kind: str) -> set[str]:
     return {
         a["subject"]
-        for a in bio_store.list_alerts(engine, SOW, open_only=True)
+        for a in farm_alerts.list_alerts(engine, SOW, open_only=True)
         if a["kind"] == kind
     }
 
@@ -75,7 +75,7 @@ def test_silent_tag_opens_after_six_hours_and_closes_when_heard(farm):
     assert tag not in _open(farm, "silent_tag")
     closed = [
         a
-        for a in bio_store.list_alerts(farm, SOW)
+        for a in farm_alerts.list_alerts(farm, SOW)
         if a["subject"] == tag and a["kind"] == "silent_tag"
     ]
     assert len(closed) == 1 and closed[0]["state"] == "closed"
@@ -109,7 +109,7 @@ def test_geofence_fever_and_inactivity_fire_and_clear(farm):
     rules.evaluate_farm(
         farm, SOW, T + timedelta(minutes=2), OFFLINE_AFTER
     )  # still true: still one alert each
-    assert len([a for a in bio_store.list_alerts(farm, SOW) if a["kind"] == "fever"]) == 1
+    assert len([a for a in farm_alerts.list_alerts(farm, SOW) if a["kind"] == "fever"]) == 1
     _readings(
         farm,
         [

@@ -14,10 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bioassets import store as bio_store
-from bioassets.tables import alerts
 from collateral import auth
 from collateral.api.app import create_app
 from collateral.db import make_engine, upgrade
+from telemetry import farm_alerts
+from telemetry.tables import alerts
 from tests.support.livestock import Broker, Gateway, message, reading, seed_livestock
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import AGRI, AgriProcess
@@ -30,7 +31,7 @@ SOW = "156100000000001"
 def _offline_gateways(engine) -> set[str]:
     return {
         a["subject"]
-        for a in bio_store.list_alerts(engine, "FARM-SOW", open_only=True)
+        for a in farm_alerts.list_alerts(engine, "FARM-SOW", open_only=True)
         if a["kind"] == "gateway_offline"
     }
 

@@ -429,7 +429,7 @@ class HeadcountHistory(Out):
 
 
 class Alert(Out):
-    source: Literal["livestock", "parcel", "loan"]
+    source: Literal["livestock", "solar", "parcel", "loan"]
     kind: str
     subject: str
     opened_at: Timestamp

@@ -23,7 +23,7 @@ from collateral.cli.context import (
     stop_on_signals,
 )
 from collateral.db import make_engine
-from telemetry import accounts
+from telemetry import accounts, farm_alerts
 from telemetry import gateways as gateway_store
 from telemetry.ingester import Ingester
 from telemetry.mqtt_connection import ingester_client_id, parse_mqtt_url
@@ -333,7 +333,7 @@ def simulate_gateways(
 
 @click.group()
 def alerts() -> None:
-    """Livestock alerts."""
+    """A farm's device alerts: its animals' and its solar plants'."""
 
 
 @alerts.command("list")
@@ -344,7 +344,7 @@ def alerts() -> None:
 def alerts_list(app: App, farm_id: str | None, open_only: bool, as_json: bool) -> None:
     """Alerts, oldest first, as the rules last left them (`agri alerts evaluate` runs them)."""
     engine = app.engine
-    rows = [jsonable(r) for r in bio_store.list_alerts(engine, farm_id, open_only)]
+    rows = [jsonable(r) for r in farm_alerts.list_alerts(engine, farm_id, open_only)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -367,7 +367,7 @@ def alerts_evaluate(app: App, farm_id: str | None) -> None:
     farms = [farm_id] if farm_id else sorted(bio_store.farm_ids(engine))
     for farm in farms:
         rules.evaluate_farm(engine, farm, datetime.now(UTC), offline_after)
-    opened = bio_store.list_alerts(engine, farm_id, open_only=True)
+    opened = farm_alerts.list_alerts(engine, farm_id, open_only=True)
     click.echo(f"{len(farms)} farms evaluated; {len(opened)} alerts open")
 
 

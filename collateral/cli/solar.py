@@ -9,8 +9,10 @@ import click
 
 from agri_common.rows import jsonable
 from bioassets import store as bio_store
+from collateral import solar_policy
 from collateral.cli.context import App, pass_app, report_rejected
-from solar import daily, plants, vendor_export
+from collateral.errors import Refused
+from solar import alerts, daily, plants, vendor_export
 
 PLANT_COLUMNS = ("plant_id", "farm_id", "kwp", "ac_kw", "tilt", "azimuth", "serial", "tariff")
 
@@ -128,11 +130,17 @@ def solar_daily(app: App, through_text: str | None) -> None:
     summary = daily.run(app.engine, through, now)
     if not summary.days:
         click.echo(f"nothing to do through {through} ({summary.plants} plants)")
-        return
-    click.echo(
-        f"processed {len(summary.days)} days ({summary.days[0]} .. {summary.days[-1]}) "
-        f"for {summary.plants} plants: {summary.rows} plant-days"
-    )
+    else:
+        click.echo(
+            f"processed {len(summary.days)} days ({summary.days[0]} .. {summary.days[-1]}) "
+            f"for {summary.plants} plants: {summary.rows} plant-days"
+        )
+    try:
+        rules = solar_policy.thresholds(app.engine, through)
+    except Refused as exc:
+        raise click.ClickException(f"alerts not evaluated: {exc}") from exc
+    found = alerts.evaluate(app.engine, through, rules, now)
+    click.echo(f"solar alerts: {sum(found.values())} open conditions on {len(found)} farms")
 
 
 @solar.command("days")

@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("peer_ratio", sa.Float),
         sa.Column("performance_ratio", sa.Float),
         sa.Column("availability", sa.Float),
+        sa.Column("daylight_h", sa.Float),
         sa.Column("readings", sa.Integer, nullable=False),
         sa.Column("serial", sa.String(64)),
         sa.Column("last_at", UTCDateTime),
