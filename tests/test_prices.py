@@ -93,6 +93,7 @@ def test_prices_and_keys_from_the_command_line(agri, sqlite_env, tmp_path):
         ("prices", "default-2020"),
         ("policy", "default-2020"),
         ("carbon", "carbon-default-2020"),
+        ("solar", "default-2020"),
     }
 
     key = agri("keys", "create", "--role", "loan_officer", "--branch", "ANXI-01").output.strip()
@@ -123,3 +124,11 @@ def test_verified_keys_are_trusted_briefly_and_wrong_keys_always_looked_up(engin
     expired = auth.KeyCache(ttl_s=0)
     assert expired.principal(engine, key) is None
     assert cache.principal(engine, "agk_000000000000_guess") is None
+
+
+def test_the_api_names_every_kind_of_table():
+    from typing import get_args
+
+    from collateral.api.models import TableKind
+
+    assert set(get_args(TableKind)) == set(prices.SECTIONS)

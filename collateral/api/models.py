@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
 
 
+# The kinds of versioned table (collateral.prices.SECTIONS; a test keeps them equal).
+TableKind = Literal["prices", "policy", "carbon", "solar"]
+
+
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -203,7 +207,7 @@ class Verification(Out):
 
 
 class TableVersion(Out):
-    kind: Literal["prices", "policy", "carbon"]
+    kind: TableKind
     version: str
     effective_from: date
     illustrative: bool
@@ -221,7 +225,7 @@ class TableRow(Out):
 
 
 class Table(Out):
-    kind: Literal["prices", "policy", "carbon"]
+    kind: TableKind
     version: str
     effective_from: date
     illustrative: bool
@@ -237,7 +241,7 @@ class TablesInForce(Out):
 
 
 class TableImported(Out):
-    kind: Literal["prices", "policy", "carbon"]
+    kind: TableKind
     version: str
     effective_from: date
     imported: bool = Field(description="false: that version was already there (unchanged)")
