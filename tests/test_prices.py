@@ -93,7 +93,7 @@ def test_prices_and_keys_from_the_command_line(agri, sqlite_env, tmp_path):
         ("prices", "default-2020"),
         ("policy", "default-2020"),
         ("carbon", "carbon-default-2020"),
-        ("solar", "default-2020"),
+        ("solar", "solar-default-2020"),
     }
 
     key = agri("keys", "create", "--role", "loan_officer", "--branch", "ANXI-01").output.strip()
