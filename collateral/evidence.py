@@ -23,6 +23,7 @@ from collateral.valuation import RULES_VERSION, ValuationError
 from remote_sensing import store as rs_store
 from remote_sensing.profiles import profiles
 from remote_sensing.profiles.profile_update import profile_heads
+from solar.record import plant_record
 
 CODE_VERSION = f"agri-collateral rules {RULES_VERSION}"
 
@@ -48,6 +49,11 @@ def gather_inputs(
             "borrower": loan["borrower"],
             "branch": loan["branch"],
             "principal_cny": loan["principal_cny"],
+            "term_months": loan.get("term_months"),
+            "annual_rate": loan.get("annual_rate"),
+            "start": parse_time(loan["created_at"]).date().isoformat()
+            if isinstance(loan["created_at"], str)
+            else loan["created_at"].date().isoformat(),
         },
         "as_of": as_of.isoformat(),
         "prices": price_table,
@@ -58,6 +64,11 @@ def gather_inputs(
         "carbon": [
             {**pledge, "parcel": parcel_evidence(engine, pledge["parcel_id"], as_of, window)}
             for pledge in loan.get("carbon") or []
+        ],
+        "solar_table": prices.table_in_force(engine, "solar", on),
+        "solar": [
+            {"plant_id": s["plant_id"], "record": plant_record(engine, s["plant_id"], as_of)}
+            for s in loan.get("solar") or []
         ],
         "previous": previous,
         "code_version": CODE_VERSION,

@@ -9,68 +9,22 @@ status worsens.
 import hashlib
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, insert, select, update
 
 from agri_common.times import parse_time
 from agri_common.wording import Said, worded
-from bioassets import headcount
-from bioassets import store as bio_store
-from collateral import evidence, pledges, snapshot
-from collateral.errors import Conflict, Invalid, NotFound
+from collateral import evidence, snapshot
+from collateral.errors import Conflict, NotFound
+from collateral.pledges import CarbonPledge, Herd, SolarPledge, check_pledges
 from collateral.snapshot import ValuationInputs
 from collateral.tables import loan_alerts, loans, valuations
 from collateral.valuation import figures, value_loan
-from remote_sensing import store as rs_store
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class Herd(BaseModel):
-    """A pledged herd: a farm and either whole categories or an explicit list of tags."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    farm_id: str = Field(min_length=1, max_length=64)
-    categories: list[str] | None = Field(default=None, examples=[["breeding_sow"]])
-    tag_ids: list[str] | None = Field(default=None, max_length=100_000)
-
-    @field_validator("categories")
-    @classmethod
-    def _categories(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            unknown = sorted(set(value) - set(headcount.CATEGORIES))
-            if unknown or not value:
-                raise ValueError(f"categories must be among {list(headcount.CATEGORIES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_way(self) -> "Herd":
-        if self.categories is None and self.tag_ids is None:
-            raise ValueError("a herd pledge needs categories or tag_ids")
-        return self
-
-
-class CarbonPledge(BaseModel):
-    """The carbon of a forest parcel, pledged separately from its timber: the increment
-    since ``baseline_date`` (as Sanming's carbon tickets count it) or the stock."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parcel_id: str = Field(min_length=1, max_length=64)
-    basis: Literal["increment", "stock"] = "increment"
-    baseline_date: date | None = Field(default=None, examples=["2021-01-01"])
-    market: Literal["ccer", "fujian_ffcer", "sanming_ticket"] = "sanming_ticket"
-
-    @model_validator(mode="after")
-    def _baseline(self) -> "CarbonPledge":
-        if self.basis == "increment" and self.baseline_date is None:
-            raise ValueError("an increment pledge needs baseline_date")
-        return self
 
 
 def _principal(value: Decimal) -> str:
@@ -105,6 +59,11 @@ class LoanIn(BaseModel):
     parcel_ids: list[str] = Field(default_factory=list, max_length=10_000)
     herds: list[Herd] = Field(default_factory=list, max_length=1_000)
     carbon: list[CarbonPledge] = Field(default_factory=list, max_length=10_000)
+    solar: list[SolarPledge] = Field(default_factory=list, max_length=1_000)
+    term_months: int | None = Field(default=None, ge=1, le=480, description="for DSCR")
+    annual_rate: Decimal | None = Field(
+        default=None, ge=0, le=1, examples=["0.0435"], description="for DSCR"
+    )
 
     @field_validator("principal_cny")
     @classmethod
@@ -121,6 +80,9 @@ class LoanPatch(BaseModel):
     parcel_ids: list[str] | None = Field(default=None, max_length=10_000)
     herds: list[Herd] | None = Field(default=None, max_length=1_000)
     carbon: list[CarbonPledge] | None = Field(default=None, max_length=10_000)
+    solar: list[SolarPledge] | None = Field(default=None, max_length=1_000)
+    term_months: int | None = Field(default=None, ge=1, le=480)
+    annual_rate: Decimal | None = Field(default=None, ge=0, le=1)
     borrower: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("principal_cny")
@@ -129,53 +91,18 @@ class LoanPatch(BaseModel):
         return None if value is None else Decimal(_principal(value))
 
 
-def check_pledges(
-    engine: Engine,
-    parcel_ids: list[str],
-    herds: list[Herd],
-    loan_id: str | None = None,
-    carbon: list[CarbonPledge] = (),
-) -> None:
-    """Pledges name registered parcels and farms, none twice, carbon only of forests, and
-    nothing that another active loan holds (pledges.DoublePledge, HTTP 409, names that
-    loan). A loan may pledge a forest's timber and its carbon: the valuation counts the
-    stand once."""
-    carbon_ids = [c.parcel_id for c in carbon]
-    for i, parcel_id in enumerate(carbon_ids):
-        parcel = rs_store.get_parcel(engine, parcel_id)
-        if parcel is None or parcel["kind"] != "forest":
-            what = "is not registered" if parcel is None else "is not a forest"
-            raise Invalid(f"carbon.{i}.parcel_id", f"parcel {parcel_id!r} {what}")
-    if len(set(carbon_ids)) != len(carbon_ids):
-        raise Invalid("carbon", "a parcel's carbon is pledged twice")
-    for i, parcel_id in enumerate(parcel_ids):
-        if rs_store.get_parcel(engine, parcel_id) is None:
-            raise Invalid(f"parcel_ids.{i}", f"parcel {parcel_id!r} is not registered")
-    if len(set(parcel_ids)) != len(parcel_ids):
-        raise Invalid("parcel_ids", "a parcel is pledged twice")
-    farms = bio_store.farm_ids(engine)
-    for i, herd in enumerate(herds):
-        if herd.farm_id not in farms:
-            raise Invalid(f"herds.{i}.farm_id", f"farm {herd.farm_id!r} is not registered")
-    pledges.check_not_pledged_elsewhere(
-        engine,
-        loan_id,
-        list(dict.fromkeys([*parcel_ids, *carbon_ids])),
-        [h.model_dump(exclude_none=True) for h in herds],
-    )
-
-
 def _loan_row(row) -> dict:
     return _loan_row_of(dict(row._mapping))
 
 
 def _loan_row_of(loan: dict) -> dict:
     loan["carbon"] = loan.get("carbon") or []  # loans from before revision 0011: none
+    loan["solar"] = loan.get("solar") or []  # loans from before revision 0019: none
     return loan
 
 
 def create_loan(engine: Engine, loan: LoanIn) -> dict:
-    check_pledges(engine, loan.parcel_ids, loan.herds, loan.loan_id, loan.carbon)
+    check_pledges(engine, loan.parcel_ids, loan.herds, loan.loan_id, loan.carbon, loan.solar)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         if conn.execute(select(loans.c.loan_id).where(loans.c.loan_id == loan.loan_id)).first():
@@ -189,6 +116,9 @@ def create_loan(engine: Engine, loan: LoanIn) -> dict:
                 parcel_ids=loan.parcel_ids,
                 herds=[h.model_dump(exclude_none=True) for h in loan.herds],
                 carbon=[c.model_dump(mode="json") for c in loan.carbon],
+                solar=[s.model_dump(mode="json") for s in loan.solar],
+                term_months=loan.term_months,
+                annual_rate=None if loan.annual_rate is None else str(loan.annual_rate),
                 state="active",
                 created_at=now,
                 updated_at=now,
@@ -224,7 +154,10 @@ def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
         if patch.carbon is not None
         else [CarbonPledge(**c) for c in loan.get("carbon") or []]
     )
-    check_pledges(engine, changes.get("parcel_ids", loan["parcel_ids"]), herds, loan_id, carbon)
+    solar = patch.solar if patch.solar is not None else [SolarPledge(**s) for s in loan["solar"]]
+    check_pledges(
+        engine, changes.get("parcel_ids", loan["parcel_ids"]), herds, loan_id, carbon, solar
+    )
     values = {"updated_at": datetime.now(UTC)}
     if patch.principal_cny is not None:
         values["principal_cny"] = str(patch.principal_cny)
@@ -234,6 +167,12 @@ def update_loan(engine: Engine, loan_id: str, patch: LoanPatch) -> dict:
         values["herds"] = [h.model_dump(exclude_none=True) for h in patch.herds]
     if patch.carbon is not None:
         values["carbon"] = [c.model_dump(mode="json") for c in patch.carbon]
+    if patch.solar is not None:
+        values["solar"] = [s.model_dump(mode="json") for s in patch.solar]
+    if patch.term_months is not None:
+        values["term_months"] = patch.term_months
+    if patch.annual_rate is not None:
+        values["annual_rate"] = str(patch.annual_rate)
     if patch.borrower is not None:
         values["borrower"] = patch.borrower
     with engine.begin() as conn:

@@ -5,23 +5,29 @@ pledged to two lenders. Land is compared by ground, not by parcel id: an operato
 import the same garden twice under two ids, and a borrower's drawn plot never has an id.
 Two plots overlap when they share more than OVERLAP_MIN_HA *and* more than
 OVERLAP_MIN_SHARE of the smaller one; below that it is a hand-drawn border, not a pledge.
-Herds overlap when they are on the same farm and name a common category or tag.
+Herds overlap when they are on the same farm and name a common category or tag; a
+plant is pledged to one loan at a time.
 """
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Literal
 
 import shapely
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Engine, select
 
 from agri_common.wording import text
+from bioassets import headcount
 from bioassets import store as bio_store
-from collateral.errors import Conflict
+from collateral.errors import Conflict, Invalid
 from collateral.tables import loans
 from remote_sensing import store as rs_store
 from remote_sensing.claims.plots import area_in_ha
+from solar import plants
 
 OVERLAP_MIN_HA = 0.01
 OVERLAP_MIN_SHARE = 0.02
@@ -56,6 +62,57 @@ def overlap_sentence(overlap: dict, locale: str) -> str:
     )
 
 
+class Herd(BaseModel):
+    """A pledged herd: a farm and either whole categories or an explicit list of tags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    farm_id: str = Field(min_length=1, max_length=64)
+    categories: list[str] | None = Field(default=None, examples=[["breeding_sow"]])
+    tag_ids: list[str] | None = Field(default=None, max_length=100_000)
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = sorted(set(value) - set(headcount.CATEGORIES))
+            if unknown or not value:
+                raise ValueError(f"categories must be among {list(headcount.CATEGORIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "Herd":
+        if self.categories is None and self.tag_ids is None:
+            raise ValueError("a herd pledge needs categories or tag_ids")
+        return self
+
+
+class CarbonPledge(BaseModel):
+    """The carbon of a forest parcel, pledged separately from its timber: the increment
+    since ``baseline_date`` (as Sanming's carbon tickets count it) or the stock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parcel_id: str = Field(min_length=1, max_length=64)
+    basis: Literal["increment", "stock"] = "increment"
+    baseline_date: date | None = Field(default=None, examples=["2021-01-01"])
+    market: Literal["ccer", "fujian_ffcer", "sanming_ticket"] = "sanming_ticket"
+
+    @model_validator(mode="after")
+    def _baseline(self) -> "CarbonPledge":
+        if self.basis == "increment" and self.baseline_date is None:
+            raise ValueError("an increment pledge needs baseline_date")
+        return self
+
+
+class SolarPledge(BaseModel):
+    """A rooftop plant pledged with the right to its electricity fees (电费收费权质押)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plant_id: str = Field(min_length=1, max_length=64)
+
+
 class DoublePledge(Conflict):
     """A pledge of land or animals that another active loan already holds; ``loan_id``
     names that loan."""
@@ -72,16 +129,17 @@ def pledged_parcel_ids(loan: dict) -> list[str]:
 
 
 def active_pledges(engine: Engine, except_loan: str | None = None) -> list[dict]:
-    """Active loans with their pledged parcel ids (timber or carbon) and herds."""
-    query = select(loans.c.loan_id, loans.c.parcel_ids, loans.c.herds, loans.c.carbon).where(
-        loans.c.state == "active"
-    )
+    """Active loans with their pledged parcel ids (timber or carbon), herds and plants."""
+    query = select(
+        loans.c.loan_id, loans.c.parcel_ids, loans.c.herds, loans.c.carbon, loans.c.solar
+    ).where(loans.c.state == "active")
     if except_loan is not None:
         query = query.where(loans.c.loan_id != except_loan)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:  # a stand's carbon and its timber are the same ground
         row["parcel_ids"] = pledged_parcel_ids(row)
+        row["solar"] = row["solar"] or []  # loans from before revision 0019: none
     return rows
 
 
@@ -128,11 +186,22 @@ def parcel_pledge_overlaps(
 
 
 def check_not_pledged_elsewhere(
-    engine: Engine, loan_id: str | None, parcel_ids: list[str], herds: list[dict]
+    engine: Engine,
+    loan_id: str | None,
+    parcel_ids: list[str],
+    herds: list[dict],
+    plant_ids: list[str] = (),
 ) -> None:
-    """Refuse (DoublePledge) land or animals another active loan holds; ``loan_id`` is the
-    loan being created or changed (its own pledges are not a conflict)."""
+    """Refuse (DoublePledge) land, animals or plants another active loan holds; ``loan_id``
+    is the loan being created or changed (its own pledges are not a conflict)."""
     others = active_pledges(engine, except_loan=loan_id)
+    for plant_id in plant_ids:
+        for other in others:
+            if plant_id in {s["plant_id"] for s in other["solar"]}:
+                raise DoublePledge(
+                    f"plant {plant_id!r} is already pledged to active loan {other['loan_id']!r}",
+                    other["loan_id"],
+                )
     if parcel_ids:
         parcels = rs_store.get_parcels(engine, parcel_ids)
         pledged = [
@@ -182,3 +251,47 @@ def _shared_animals(engine: Engine, herd: dict, held: dict) -> str | None:
     if tags:
         return f"{len(tags)} animals (e.g. tag {sorted(tags)[0]})"
     return None
+
+
+def check_pledges(
+    engine: Engine,
+    parcel_ids: list[str],
+    herds: list[Herd],
+    loan_id: str | None = None,
+    carbon: list[CarbonPledge] = (),
+    solar: list[SolarPledge] = (),
+) -> None:
+    """Pledges name registered parcels, farms and plants, none twice, carbon only of
+    forests, and nothing that another active loan holds (DoublePledge, HTTP 409, names that
+    loan). A loan may pledge a forest's timber and its carbon: the valuation counts the
+    stand once."""
+    carbon_ids = [c.parcel_id for c in carbon]
+    for i, parcel_id in enumerate(carbon_ids):
+        parcel = rs_store.get_parcel(engine, parcel_id)
+        if parcel is None or parcel["kind"] != "forest":
+            what = "is not registered" if parcel is None else "is not a forest"
+            raise Invalid(f"carbon.{i}.parcel_id", f"parcel {parcel_id!r} {what}")
+    if len(set(carbon_ids)) != len(carbon_ids):
+        raise Invalid("carbon", "a parcel's carbon is pledged twice")
+    for i, parcel_id in enumerate(parcel_ids):
+        if rs_store.get_parcel(engine, parcel_id) is None:
+            raise Invalid(f"parcel_ids.{i}", f"parcel {parcel_id!r} is not registered")
+    if len(set(parcel_ids)) != len(parcel_ids):
+        raise Invalid("parcel_ids", "a parcel is pledged twice")
+    farms = bio_store.farm_ids(engine)
+    for i, herd in enumerate(herds):
+        if herd.farm_id not in farms:
+            raise Invalid(f"herds.{i}.farm_id", f"farm {herd.farm_id!r} is not registered")
+    plant_ids = [s.plant_id for s in solar]
+    for i, plant_id in enumerate(plant_ids):
+        if plants.get_plant(engine, plant_id) is None:
+            raise Invalid(f"solar.{i}.plant_id", f"plant {plant_id!r} is not registered")
+    if len(set(plant_ids)) != len(plant_ids):
+        raise Invalid("solar", "a plant is pledged twice")
+    check_not_pledged_elsewhere(
+        engine,
+        loan_id,
+        list(dict.fromkeys([*parcel_ids, *carbon_ids])),
+        [h.model_dump(exclude_none=True) for h in herds],
+        plant_ids,
+    )

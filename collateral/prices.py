@@ -59,8 +59,9 @@ SECTIONS = {
         "carbon_eligible_basis",
         "carbon_growth_floor",
     },
-    # rooftop solar: the alert thresholds (solar.alerts.Thresholds)
-    "solar": {"solar_alert"},
+    # rooftop solar: alert thresholds (solar.alerts.Thresholds), the fee schemes' prices and
+    # years, the valuation's parameters and haircuts (collateral/solar_value.py)
+    "solar": {"solar_alert", "solar_tariff", "solar_tariff_years", "solar_value", "solar_haircut"},
 }
 VALUELESS = {"tea_stage"}  # a stage row is only a band
 FRACTIONS = {
@@ -72,6 +73,7 @@ FRACTIONS = {
     "carbon_haircut",
     "carbon_eligible_basis",
     "carbon_growth_floor",
+    "solar_haircut",
 }
 SEASONS = ("spring", "summer", "autumn")
 CSV_COLUMNS = ("section", "region", "key", "band_min", "band_max", "value")

@@ -16,6 +16,8 @@ from typing import (
 from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
+from solar.record import PlantRecord
+
 # A snapshot holds what its fields name and nothing else: a field no version declared is
 # an error of the code that wrote it.
 EXACT = with_config(ConfigDict(extra="forbid"))
@@ -27,6 +29,9 @@ class LoanFacts(TypedDict):
     borrower: str
     branch: str
     principal_cny: str  # decimal text
+    term_months: NotRequired[int | None]  # 2026.12.5: the term and rate DSCR reads
+    annual_rate: NotRequired[str | None]  # 2026.12.5
+    start: NotRequired[str]  # 2026.12.5: the loan's date, where its term starts
 
 
 @EXACT
@@ -107,8 +112,16 @@ class CarbonPledgeEvidence(TypedDict):
 
 
 @EXACT
+class SolarPledgeEvidence(TypedDict):
+    """A pledged rooftop plant with its own record at as_of (since 2026.12.5)."""
+
+    plant_id: str
+    record: PlantRecord
+
+
+@EXACT
 class Table(TypedDict):
-    """A price, policy or carbon table in force at as_of, whole (collateral.prices)."""
+    """A price, policy, carbon or solar table in force at as_of, whole (collateral.prices)."""
 
     kind: str
     version: str
@@ -132,6 +145,8 @@ class ValuationInputs(TypedDict):
     previous: dict[str, Any] | None  # the latest valuation before, summarised
     carbon: NotRequired[list[CarbonPledgeEvidence]]  # 2026.12.2
     carbon_table: NotRequired[Table | None]  # 2026.12.2
+    solar: NotRequired[list[SolarPledgeEvidence]]  # 2026.12.5
+    solar_table: NotRequired[Table | None]  # 2026.12.5
 
 
 SNAPSHOT = TypeAdapter(ValuationInputs)

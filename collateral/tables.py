@@ -49,6 +49,9 @@ loans = Table(
     Column("herds", JSON, nullable=False),  # [{"farm_id", "categories"?, "tag_ids"?}]
     # [{"parcel_id", "basis", "baseline_date", "market"}]: forest carbon (revision 0011)
     Column("carbon", JSON),
+    Column("solar", JSON),  # [{"plant_id"}]: plants and the right to their fees
+    Column("term_months", Integer),  # with annual_rate: the debt service DSCR is read on
+    Column("annual_rate", String(16)),  # decimal text
     Column("state", String(16), nullable=False),  # active | closed
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

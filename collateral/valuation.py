@@ -29,6 +29,9 @@ Formulas (also written out, with the numbers, in every item's ``formula``):
   its profile could not confirm for want of clear images; no tag reading from the farm for
   more than N days) adds the policy's stale haircut: the advance rate drops, confidence is
   "reduced".
+- Rooftop solar (collateral/solar_value.py): the present value of the plant's fee income
+  over the years left of its scheme or the loan's term (P50 and P90), and its equipment's
+  residual value, each with its haircut; the loan's DSCR from the same cash flows.
 - Eligible value = value x (1 - haircut). LTV = principal / total eligible value; status
   ok, watch (LTV >= watch threshold) or margin_call (LTV >= margin-call threshold, or
   nothing eligible).
@@ -36,11 +39,11 @@ Formulas (also written out, with the numbers, in every item's ``formula``):
 
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from agri_common.times import parse_time
 from agri_common.wording import Said, coded
-from collateral import prices
+from collateral import prices, solar_value
 from collateral.carbon import carbon_item
 from collateral.errors import Refused
 from collateral.items import (
@@ -57,13 +60,15 @@ from collateral.items import (
 from collateral.prices import Where
 from collateral.snapshot import ValuationInputs
 
-RULES_VERSION = "2026.12.4"  # bump when a formula changes: stored valuations name theirs
+RULES_VERSION = "2026.12.5"  # bump when a formula changes: stored valuations name theirs
 # The rules version from which each change applies. A snapshot is recomputed by the rules
 # it was valued with (its code_version names them), so `verify` of a valuation made before
 # a change still finds its own figures to the cent.
 RULE_SINCE = {
     # a carbon item takes the stale-evidence haircut of the land it stands on
     "carbon_follows_land_evidence": "2026.12.4",
+    # rooftop plants pledged with their fees (collateral/solar_value.py)
+    "solar_plants": "2026.12.5",
 }
 
 
@@ -125,6 +130,11 @@ def _value_loan(inputs: dict) -> dict:
         )
     for herd in inputs["herds"]:
         items += herd_items(herd, price_table, policy, as_of)
+    solar_pledges = inputs.get("solar") or []  # snapshots from before 2026.12.5 have none
+    if solar_pledges and not inputs.get("solar_table"):
+        raise ValuationError("no solar table in force: import one (agri prices import FILE)")
+    for pledge in solar_pledges:
+        items += solar_value.plant_items(pledge, inputs["solar_table"], inputs["loan"], as_of)
     collateral = sum((Decimal(i["value_cny"]) for i in items), Decimal("0.00"))
     eligible = sum((Decimal(i["eligible_value_cny"]) for i in items), Decimal("0.00"))
     principal = Decimal(inputs["loan"]["principal_cny"])
@@ -140,7 +150,7 @@ def _value_loan(inputs: dict) -> dict:
         watch=watch,
         margin_call=margin,
     )
-    return {
+    document = {
         "loan_id": inputs["loan"]["loan_id"],
         "as_of": inputs["as_of"],
         "principal_cny": str(principal),
@@ -158,6 +168,9 @@ def _value_loan(inputs: dict) -> dict:
         "rules_version": rules_of(inputs),
         "changes": changes_since(inputs.get("previous"), items, eligible, ltv, status),
     }
+    if solar_pledges:
+        document["solar"] = solar_value.cover(items, inputs["loan"])
+    return document
 
 
 class Figures(TypedDict):
@@ -169,6 +182,7 @@ class Figures(TypedDict):
     carbon_t_co2e: str
     ha: dict[str, str]  # pledged land by kind (tea_garden, forest)
     headcount: dict[str, int]  # verified animals by category
+    solar_kwp: NotRequired[str]  # pledged rooftop plants' nameplate (2026.12.5)
 
 
 LAND_KINDS = ("tea_garden", "forest")
@@ -188,12 +202,15 @@ def figures(result: dict) -> Figures:
         elif item["kind"] == "herd" and "verified" in evidence:
             category = item["ref"].split("/", 1)[1]
             headcount[category] = headcount.get(category, 0) + int(evidence["verified"])
-    return {
+    out: Figures = {
         "collateral_value_cny": result["collateral_value_cny"],
         "carbon_t_co2e": str(carbon),
         "ha": {kind: str(value) for kind, value in sorted(ha.items())},
         "headcount": dict(sorted(headcount.items())),
     }
+    if result.get("solar"):
+        out["solar_kwp"] = result["solar"]["kwp"]
+    return out
 
 
 def loan_status(ltv: Decimal | None, principal: Decimal, policy: dict) -> str:

@@ -144,3 +144,12 @@ def calibration(measured_kwh: np.ndarray, modelled_kwh: np.ndarray) -> float | N
     if ok.sum() < 7:
         return None
     return float(measured_kwh[ok].sum() / modelled_kwh[ok].sum())
+
+
+def typical_year_kwh(plants: pd.DataFrame, zone: str) -> np.ndarray:
+    """Each plant's modelled AC energy over a typical year (the assumed weather, hourly
+    steps through a non-leap year): the level its own record scales."""
+    start = pd.Timestamp("2025-01-01").tz_localize(zone)
+    hours = pd.date_range(start, start + pd.DateOffset(years=1), freq="1h", inclusive="left")
+    modelled = model(plants, (hours + pd.Timedelta(minutes=30)).tz_convert("UTC"))
+    return modelled.ac_w.sum(axis=0) / 1000.0

@@ -59,6 +59,7 @@ FAMILIES = (
     "season.",
     "carbon_basis.",
     "offline.",
+    "energy_source.",
     "carbon_market.",
     "ltv_band.",
     "confidence.",

@@ -117,6 +117,10 @@ class PledgedCarbon(Out):
     market: str
 
 
+class PledgedPlant(Out):
+    plant_id: str
+
+
 class LatestValuation(Out):
     valuation_id: str
     as_of: Timestamp
@@ -139,6 +143,9 @@ class Loan(Out):
     parcel_ids: list[str]
     herds: list[PledgedHerd]
     carbon: list[PledgedCarbon] = Field(default_factory=list)
+    solar: list[PledgedPlant] = Field(default_factory=list)
+    term_months: int | None = None
+    annual_rate: str | None = None
     state: Literal["active", "closed"]
     created_at: Timestamp
     updated_at: Timestamp

@@ -1,0 +1,133 @@
+"""Loans that pledge rooftop plants: the fee receivable and the equipment valued from the
+plant's own record, P50 and P90, the DSCR, verify to the cent, and a plant pledged once."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from collateral import loans, pledges, prices
+from collateral.errors import Invalid
+from solar import daily, plants, vendor_export
+from tests.support.livestock import GATEWAY_FARMS
+from tests.test_solar import PLANT_ROWS, _day_lines, _plants_csv
+
+FIRST = date(2026, 9, 1)
+DAYS = 70
+
+
+@pytest.fixture
+def plant_book(livestock_engine, tmp_path):
+    """The test plants with 70 days of hourly readings, the days processed, the shipped
+    tables imported."""
+    engine = livestock_engine
+    path = tmp_path / "plants.csv"
+    _plants_csv(path)
+    plants.upsert_plants(engine, plants.parse_plants(path, set(GATEWAY_FARMS.values())).records)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = []
+    for plant_id, farm, _lat, _lon, kwp, _ac, _tilt, _az, serial in PLANT_ROWS[:2]:
+        counter = 8_000_000.0
+        for k in range(DAYS):
+            lines, counter = _day_lines(plant_id, serial, kwp, FIRST + timedelta(days=k), counter)
+            for line in lines[::12]:
+                value = vendor_export.payloads.READINGS.check(json.loads(line), now)
+                rows.append(
+                    vendor_export.payloads.reading_row(value, farm, "import", "import", now)
+                )
+    with engine.begin() as conn:
+        vendor_export.payloads.store_readings(conn, rows)
+    daily.run(engine, FIRST + timedelta(days=DAYS - 1), now)
+    for table in prices.default_tables():
+        prices.import_file(engine, table)
+    return engine
+
+
+def _loan(**over) -> loans.LoanIn:
+    body = {
+        "loan_id": "LN-PV-1",
+        "borrower": "Chen Mei",
+        "branch": "ANXI-01",
+        "principal_cny": "60000.00",
+        "solar": [{"plant_id": "PV-SOW-1"}, {"plant_id": "PV-SOW-2"}],
+        "term_months": 120,
+        "annual_rate": "0.0435",
+    }
+    return loans.LoanIn(**(body | over))
+
+
+def test_a_loan_pledging_two_plants_is_valued_from_their_records_with_its_dscr(plant_book):
+    engine = plant_book
+    loans.create_loan(engine, _loan())
+    as_of = datetime.combine(FIRST + timedelta(days=DAYS), datetime.min.time(), UTC)
+    valued = loans.value_now(engine, "LN-PV-1", as_of)
+    kinds = sorted((i["kind"], i["ref"]) for i in valued["items"])
+    assert kinds == [
+        ("solar_equipment", "PV-SOW-1"),
+        ("solar_equipment", "PV-SOW-2"),
+        ("solar_plant", "PV-SOW-1"),
+        ("solar_plant", "PV-SOW-2"),
+    ]
+    fees = next(i for i in valued["items"] if i["kind"] == "solar_plant" and i["ref"] == "PV-SOW-1")
+    e = fees["evidence"]
+    assert e["record_days"] == DAYS and e["open_alerts"] == []
+    assert fees["confidence"] == "high" and fees["haircut"] == "0.30"
+    assert Decimal(e["fees_p90_cny"]) < Decimal(fees["value_cny"]) == Decimal(e["fees_p50_cny"])
+    # whole years left: the loan's 120 months (from its creation, today) are shorter than
+    # the scheme's 20 years from 2024-03-15
+    assert e["years"] == 10
+    # the fee receivable by hand, from the item's own numbers and the shipped table
+    table = prices.read_table_file(prices.DEFAULTS_DIR / "solar-2020.yaml")
+    v = lambda key: float(prices.value(table, "solar_value", key))  # noqa: E731
+    per_kwh = 0.95 * 0.3932 + 0.05 * v("residential_price_cny_per_kwh")
+    costs = 10.0 * (v("om_cny_per_kwp_yr") + v("insurance_cny_per_kwp_yr"))
+    record = loans.get_valuation(engine, valued["valuation_id"])["inputs"]["solar"][0]["record"]
+    availability = record["availability"]
+    e1 = float(e["first_year_kwh_p50"])
+    flows = [e1 * (1 - 0.005) ** (t - 1) * availability * per_kwh - costs for t in range(1, 11)]
+    by_hand = sum(f / 1.06**t for t, f in enumerate(flows, 1))
+    assert float(e["fees_p50_cny"]) == pytest.approx(by_hand, abs=0.05)
+    # first-year energy: the model's typical year scaled by the plant's own record (the
+    # ratio to 4 places, energies to 0.1 kWh)
+    ratio = round(round(record["energy_kwh"], 1) / round(record["modelled_kwh"], 1), 4)
+    assert e1 == pytest.approx(round(record["typical_year_kwh"], 1) * ratio, abs=0.11)
+    # DSCR: the plants' first-year net income over a 10-year 4.35 % annuity's payments
+    monthly = 0.0435 / 12
+    service = 60000 * monthly / (1 - (1 + monthly) ** -120) * 12
+    cover = valued["solar"]
+    assert float(cover["annual_debt_service_cny"]) == pytest.approx(service, abs=0.01)
+    income = sum(
+        float(i["evidence"]["first_year_net_p50_cny"])
+        for i in valued["items"]
+        if i["kind"] == "solar_plant"
+    )
+    assert float(cover["dscr_p50"]) == pytest.approx(income / service, abs=0.006)
+    assert float(cover["dscr_p90"]) < float(cover["dscr_p50"])
+    assert cover["kwp"] == "22.0"
+    check = loans.verify(engine, valued["valuation_id"])
+    assert check["identical"] and check["inputs_sha256_matches"], check["differences"]
+
+
+def test_a_plant_is_pledged_to_one_active_loan_at_a_time(plant_book):
+    engine = plant_book
+    loans.create_loan(engine, _loan())
+    with pytest.raises(pledges.DoublePledge) as refused:
+        loans.create_loan(engine, _loan(loan_id="LN-PV-2", solar=[{"plant_id": "PV-SOW-2"}]))
+    assert refused.value.loan_id == "LN-PV-1" and "PV-SOW-2" in str(refused.value)
+    with pytest.raises(Invalid, match="plant 'PV-NONE' is not registered"):
+        loans.create_loan(engine, _loan(loan_id="LN-PV-3", solar=[{"plant_id": "PV-NONE"}]))
+    loans.close_loan(engine, "LN-PV-1")
+    again = loans.create_loan(engine, _loan(loan_id="LN-PV-2", solar=[{"plant_id": "PV-SOW-2"}]))
+    assert again["solar"] == [{"plant_id": "PV-SOW-2"}]
+
+
+def test_a_short_record_values_on_the_model_with_the_weak_evidence_haircut(plant_book):
+    engine = plant_book
+    loans.create_loan(engine, _loan(solar=[{"plant_id": "PV-FAT-1"}], principal_cny="20000"))
+    valued = loans.value_now(engine, "LN-PV-1", datetime(2026, 11, 10, tzinfo=UTC))
+    fees = next(i for i in valued["items"] if i["kind"] == "solar_plant")
+    assert fees["confidence"] == "reduced" and fees["haircut"] == "0.45"
+    assert fees["evidence"]["record_days"] == 0
+    assert "from the model" in fees["formula"]
+    assert loans.verify(engine, valued["valuation_id"])["identical"]
