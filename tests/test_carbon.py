@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from collateral import auth, errors, loans, prices
+from collateral import auth, errors, loans, pledges, prices
 from collateral.api.app import create_app
 from collateral.carbon import CARBON_REFUSED, carbon_account, carbon_item
 from collateral.evidence import parcel_carbon
@@ -236,7 +236,7 @@ def test_pledges_of_carbon_are_checked(world):
         loans.LoanIn(**body, carbon=[{"parcel_id": "F-03", "basis": "increment"}])
     loans.create_loan(world, loans.LoanIn(**body, carbon=[{"parcel_id": "F-03", "basis": "stock"}]))
     # F-03's timber elsewhere is the same ground: a harvest takes both
-    with pytest.raises(loans.pledges.DoublePledge, match="C-P-1"):
+    with pytest.raises(pledges.DoublePledge, match="C-P-1"):
         loans.create_loan(world, loans.LoanIn(**{**body, "loan_id": "C-P-2"}, parcel_ids=["F-03"]))
     # within one loan, timber and carbon of the stand together are allowed (counted once)
     loans.update_loan(world, "C-P-1", loans.LoanPatch(parcel_ids=["F-03"]))

@@ -18,7 +18,7 @@ from rasterio.features import geometry_mask
 from shapely.geometry import mapping, shape
 from sqlalchemy import delete, select
 
-from collateral import auth, claim_report, claims, loans
+from collateral import auth, claim_report, claims, loans, pledges
 from collateral.api.app import create_app
 from collateral.claim_report import claim_words
 from collateral.tables import claims as claims_table
@@ -260,7 +260,7 @@ def test_accept_makes_a_parcel_and_refuses_what_it_must(world):
             parcel_ids=["T-06-CLAIMED"],
         ),
     )
-    with pytest.raises(loans.pledges.DoublePledge, match="CL-LOAN-2"):
+    with pytest.raises(pledges.DoublePledge, match="CL-LOAN-2"):
         loans.create_loan(
             world,
             loans.LoanIn(

@@ -10,6 +10,7 @@ import pytest
 from bioassets import store as bio_store
 from collateral.db import make_engine, upgrade
 from telemetry import partitions
+from telemetry import topics as topics_module
 from telemetry.partitions import Leases
 from tests.support.databases import fresh_postgres_database
 from tests.support.livestock import Broker, Gateway, message, reading, seed_livestock, wait_for
@@ -25,7 +26,9 @@ def test_a_farm_always_lands_in_the_same_partition():
     assert set(placed.values()) == set(range(8))  # all partitions used
     assert placed == {f: partitions.partition_of(f, 8) for f in farms}  # stable
     topics = partitions.partition_topics({"FARM-SOW", "FARM-FAT"}, 0, 1)
-    assert "agri/v1/farms/FARM-SOW/gateways/+/readings" in topics and len(topics) == 6
+    assert "agri/v1/farms/FARM-SOW/gateways/+/readings" in topics and len(topics) == 2 * len(
+        topics_module.FROM_GATEWAY
+    )
     assert partitions.partition_client_id(3) == "agri-ingest-p3"
     assert [partitions.fair_share(8, m) for m in (0, 1, 2, 3)] == [8, 8, 4, 3]
 
