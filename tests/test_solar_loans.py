@@ -131,3 +131,28 @@ def test_a_short_record_values_on_the_model_with_the_weak_evidence_haircut(plant
     assert fees["evidence"]["record_days"] == 0
     assert "from the model" in fees["formula"]
     assert loans.verify(engine, valued["valuation_id"])["identical"]
+
+
+def test_the_api_serves_plants_their_days_alerts_and_a_solar_loan(plant_book):
+    from fastapi.testclient import TestClient
+
+    from collateral import auth
+    from collateral.api.app import create_app
+
+    engine = plant_book
+    client = TestClient(create_app(engine))
+    key = {"Authorization": f"Bearer {auth.create_key(engine, 'loan_officer', 'ANXI-01')}"}
+    listed = client.get("/v1/plants?farm_id=FARM-SOW", headers=key).json()
+    assert [p["plant_id"] for p in listed] == ["PV-SOW-1", "PV-SOW-2"]
+    days = client.get("/v1/plants/PV-SOW-1/days?since=2026-11-01", headers=key).json()
+    assert [d["day"] for d in days] == [f"2026-11-{k:02d}" for k in range(1, 10)]
+    assert all(d["energy_kwh"] > 0 and d["flags"] == [] for d in days)
+    assert client.get("/v1/plants/PV-SOW-1/alerts", headers=key).json() == []
+    missing = client.get("/v1/plants/PV-NONE/days", headers=key)
+    assert missing.status_code == 404
+    body = _loan().model_dump(mode="json")
+    made = client.post("/v1/loans", headers=key, json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["solar"] == [{"plant_id": "PV-SOW-1"}, {"plant_id": "PV-SOW-2"}]
+    twice = client.post("/v1/loans", headers=key, json=body | {"loan_id": "LN-PV-9"})
+    assert twice.status_code == 409

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 
-from collateral.api import assets, lending, maps, metrics, models, problems
+from collateral.api import assets, lending, maps, metrics, models, plants, problems
 from collateral.api import claims as claims_api
 from collateral.api import notify as notify_api
 from collateral.api.cache import Cache
@@ -98,6 +98,7 @@ def create_app(
     app.include_router(claims_api.router, prefix="/v1")
     app.include_router(notify_api.router, prefix="/v1")
     app.include_router(maps.router, prefix="/v1")
+    app.include_router(plants.router, prefix="/v1")
     app.include_router(metrics.router)  # GET /metrics: Prometheus, no key (as /v1/health)
 
     @app.get("/docs", include_in_schema=False)

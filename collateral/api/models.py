@@ -589,3 +589,50 @@ class ClaimSummary(Out):
     area_ha: str
     parcel_id: str | None
     created_at: str
+
+
+class Plant(Out):
+    plant_id: str
+    farm_id: str
+    name: str | None
+    lat: float
+    lon: float
+    kwp: float
+    ac_kw: float
+    tilt: float
+    azimuth: float = Field(description="degrees clockwise from north; 180 is south")
+    commissioned: str
+    grid_connected: str
+    make: str | None
+    model: str | None
+    serial: str
+    tariff: str
+    updated_at: Timestamp
+
+
+class PlantDay(Out):
+    plant_id: str
+    day: str
+    energy_kwh: float | None = Field(description="null: the counter could not say")
+    expected_kwh: float | None
+    modelled_kwh: float | None
+    insolation_kwh_m2: float | None
+    peer_ratio: float | None = Field(description="yield over the median of plants within 10 km")
+    performance_ratio: float | None
+    availability: float | None
+    daylight_h: float | None
+    readings: int
+    serial: str | None
+    flags: list[str]
+
+
+class PlantAlert(Out):
+    farm_id: str
+    subject: str = Field(description="the plant id")
+    kind: str
+    state: Literal["open", "closed"]
+    opened_at: Timestamp
+    closed_at: Timestamp | None
+    detail: str
+    code: str | None = None
+    params: dict[str, str] | None = None
