@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 from sqlalchemy import Engine, delete, func, insert, select
 
 from solar import energy, expected
@@ -95,10 +96,12 @@ def _bounds(day: date) -> tuple[datetime, datetime]:
 def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> int:
     """One local day for every plant; returns the rows stored. Each plant's counter is
     read from its newest believed reading before the day (carried in the day before's
-    row), so a day's cost is its own readings, not the plant's history."""
+    row, with its calibration once final), so a day's cost is its own readings, not the
+    plant's history. An ordinary day is taken in NumPy (``energy.quick_day``); a day with
+    anything to judge goes through ``energy.days`` and pvanalytics."""
     start, end = _bounds(day)
     readings = _readings(engine, start, end)
-    previous = _previous(engine, day, start)
+    previous = _previous(engine, plants["plant_id"].tolist(), day, start)
     times = expected.day_times(pd.Timestamp(day), energy.ZONE)
     modelled = expected.model(plants, times)
     hours = pd.Timedelta(expected.STEP) / pd.Timedelta(hours=1)
@@ -107,28 +110,20 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     daylight_h = (modelled.ac_w > PRODUCING_SHARE * plants["kwp"].to_numpy() * 1000).sum(
         axis=0
     ) * hours
-    factors = _factors(engine, plants["plant_id"].tolist(), day)
+    factors = _factors(engine, plants["plant_id"].tolist(), day, previous)
     rows = []
     for k, plant in enumerate(plants.itertuples(index=False)):
-        before = previous.get(plant.plant_id)
-        mine = readings.get(plant.plant_id)
-        found = None
-        if mine is not None:
-            if before is not None:
-                base = pd.DataFrame(
-                    [{"observed_at": before[0], "lifetime_wh": before[1], "power_w": np.nan}]
-                )
-                mine = pd.concat([base, mine], ignore_index=True)
-            found = next(
-                (d for d in energy.days(mine, plant.kwp, plant.ac_kw) if d.day == day), None
-            )
-        factor = factors.get(plant.plant_id)
+        before = previous[plant.plant_id]["last"]
+        found = _judge(readings, plant, before, day)
+        factor, used = factors.get(plant.plant_id, (None, 0))
         row = {
             "plant_id": plant.plant_id,
             "day": day,
             "modelled_kwh": round(float(modelled_kwh[k]), 3),
             "insolation_kwh_m2": round(float(insolation[k]), 3),
             "expected_kwh": round(float(modelled_kwh[k]) * (factor or 1.0), 3),
+            "calibration": None if factor is None else round(factor, 4),
+            "calibration_days": used,
             "daylight_h": round(float(daylight_h[k]), 2),
             "computed_at": now,
         }
@@ -162,123 +157,204 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     with engine.begin() as conn:
         conn.execute(delete(solar_days).where(solar_days.c.day == day))
         conn.execute(insert(solar_days), rows)
-        silent = {
-            pid
-            for pid, flags in conn.execute(
-                select(solar_days.c.plant_id, solar_days.c.flags).where(
-                    solar_days.c.day == day - timedelta(days=1)
-                )
-            )
-            if "no_data" in (flags or [])
-        }
         for row in rows:
-            if row["readings"] and row["plant_id"] in silent:
+            if row["readings"] and previous[row["plant_id"]]["silent"]:
                 _label_gap(conn, row)
     return len(rows)
+
+
+def _judge(readings: "Readings", plant, before, day: date) -> energy.Day | None:
+    """The plant's day from its readings (None: it has none), the quick way when it can."""
+    span = readings.spans.get(plant.plant_id)
+    if span is None:
+        return None
+    a, b = span
+    at = readings.observed[a:b]
+    counter, power = readings.lifetime[a:b], readings.power[a:b]
+    serials, mppt = readings.serial[a:b], readings.mppt[a:b]
+    if before is not None:
+        at = np.concatenate([[np.datetime64(pd.Timestamp(before[0]).tz_convert(None), "us")], at])
+        counter = np.concatenate([[before[1]], counter])
+        power = np.concatenate([[np.nan], power])
+        serials = np.concatenate([[None], serials])
+        mppt = np.concatenate([np.array([None], dtype=object), mppt])
+    hours = (at - at[0]) / np.timedelta64(1, "h")
+    quick = energy.quick_day(
+        day, hours, counter, power, serials, mppt, plant.kwp, plant.ac_kw, before is not None
+    )
+    if quick is not None:
+        stamp = pd.Timestamp(at[-1]).tz_localize("UTC").to_pydatetime()
+        quick.last = (stamp, float(counter[-1]))
+        return quick
+    frame = pd.DataFrame(
+        {
+            "observed_at": pd.DatetimeIndex(at).tz_localize("UTC"),
+            "lifetime_wh": counter,
+            "power_w": power,
+            "serial": serials,
+            "mppt": mppt,
+        }
+    )
+    return next((d for d in energy.days(frame, plant.kwp, plant.ac_kw) if d.day == day), None)
+
+
+@dataclass
+class Readings:
+    """A day's readings of every plant, in arrays ordered by plant and time, and each
+    plant's [start, stop) in them."""
+
+    observed: np.ndarray  # datetime64[us], UTC
+    lifetime: np.ndarray
+    power: np.ndarray
+    serial: np.ndarray
+    mppt: np.ndarray
+    spans: dict[str, tuple[int, int]]
 
 
 READING_COLUMNS = ("observed_at", "lifetime_wh", "power_w", "serial", "mppt")
 
 
-def _readings(engine: Engine, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
-    """plant id -> its readings in [start, end), as energy.days takes them."""
+def _readings(engine: Engine, start: datetime, end: datetime) -> Readings:
+    """Every plant's readings in [start, end)."""
     columns = [solar_readings.c.plant_id, *(solar_readings.c[n] for n in READING_COLUMNS)]
-    query = select(*columns).where(
-        solar_readings.c.observed_at >= start, solar_readings.c.observed_at < end
-    )
-    with engine.connect() as c:
-        frame = pd.DataFrame(c.execute(query).all(), columns=["plant_id", *READING_COLUMNS])
-    if frame.empty:
-        return {}
-    frame["lifetime_wh"] = frame["lifetime_wh"].astype(float)
-    frame["power_w"] = frame["power_w"].astype(float)
-    return {pid: g.drop(columns="plant_id") for pid, g in frame.groupby("plant_id")}
-
-
-def _previous(engine: Engine, day: date, start: datetime) -> dict[str, tuple[datetime, float]]:
-    """plant id -> the newest believed counter reading before ``day``: carried in the day
-    before's row; for a plant without one (its first day), its last reading in the two
-    days before."""
-    carried = select(solar_days.c.plant_id, solar_days.c.last_at, solar_days.c.last_wh).where(
-        solar_days.c.day == day - timedelta(days=1), solar_days.c.last_at.is_not(None)
-    )
-    recent = (
-        select(
-            solar_readings.c.plant_id, solar_readings.c.observed_at, solar_readings.c.lifetime_wh
-        )
-        .where(
-            solar_readings.c.observed_at >= start - timedelta(days=2),
-            solar_readings.c.observed_at < start,
-            solar_readings.c.lifetime_wh.is_not(None),
-        )
-        .order_by(solar_readings.c.observed_at)
-    )
-    with engine.connect() as c:
-        out = {pid: (at, wh) for pid, at, wh in c.execute(carried)}
-        first_days = {pid: (at, wh) for pid, at, wh in c.execute(recent) if pid not in out}
-    return {**first_days, **out}
-
-
-def _factors(engine: Engine, plant_ids: list[str], before: date) -> dict[str, float]:
-    """plant id -> its calibration: measured over modelled energy on its first
-    CALIBRATION_DAYS clean days before ``before`` (none while it has fewer than a week)."""
     query = (
-        select(
-            solar_days.c.plant_id,
-            solar_days.c.energy_kwh,
-            solar_days.c.modelled_kwh,
-            solar_days.c.flags,
-        )
-        .where(solar_days.c.day < before, solar_days.c.energy_kwh.is_not(None))
-        .order_by(solar_days.c.plant_id, solar_days.c.day)
+        select(*columns)
+        .where(solar_readings.c.observed_at >= start, solar_readings.c.observed_at < end)
+        .order_by(solar_readings.c.plant_id, solar_readings.c.observed_at)
     )
-    clean: dict[str, list[tuple[float, float]]] = {}
     with engine.connect() as c:
-        for pid, e, m, flags in c.execute(query):
-            kept = clean.setdefault(pid, [])
-            if len(kept) < expected.CALIBRATION_DAYS and not UNCLEAN & set(flags or []):
-                kept.append((e, m or 0.0))
-    out = {}
+        rows = c.execute(query).all()
+    ids = [r[0] for r in rows]
+    spans: dict[str, tuple[int, int]] = {}
+    for k, pid in enumerate(ids):
+        if pid not in spans:
+            spans[pid] = (k, k)
+        spans[pid] = (spans[pid][0], k + 1)
+    observed = (
+        np.array([r[1].replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
+        if rows
+        else np.array([], dtype="datetime64[us]")
+    )
+    as_float = lambda k: np.array(  # noqa: E731
+        [np.nan if r[k] is None else r[k] for r in rows], dtype=float
+    )
+    serial = np.array([r[4] for r in rows], dtype=object)
+    mppt = np.empty(len(rows), dtype=object)
+    mppt[:] = [r[5] for r in rows]
+    return Readings(observed, as_float(2), as_float(3), serial, mppt, spans)
+
+
+def _previous(engine: Engine, plant_ids: list[str], day: date, start: datetime) -> dict:
+    """plant id -> what the day before says: ``last`` (its newest believed counter reading,
+    carried in the day before's row; for a plant without one, its last reading in the two
+    days before), ``silent`` (no data that day), ``calibration`` and ``calibration_days``."""
+    carried = select(
+        solar_days.c.plant_id,
+        solar_days.c.last_at,
+        solar_days.c.last_wh,
+        solar_days.c.flags,
+        solar_days.c.calibration,
+        solar_days.c.calibration_days,
+    ).where(solar_days.c.day == day - timedelta(days=1))
+    out = {
+        pid: {"last": None, "silent": False, "calibration": None, "calibration_days": 0}
+        for pid in plant_ids
+    }
+    with engine.connect() as c:
+        for pid, at, wh, flags, factor, used in c.execute(carried):
+            if pid in out:
+                out[pid] = {
+                    "last": (at, wh) if at is not None else None,
+                    "silent": "no_data" in (flags or []),
+                    "calibration": factor,
+                    "calibration_days": used or 0,
+                }
+        lacking = [pid for pid, v in out.items() if v["last"] is None]
+        for first in range(0, len(lacking), 500):
+            recent = (
+                select(
+                    solar_readings.c.plant_id,
+                    solar_readings.c.observed_at,
+                    solar_readings.c.lifetime_wh,
+                )
+                .where(
+                    solar_readings.c.plant_id.in_(lacking[first : first + 500]),
+                    solar_readings.c.observed_at >= start - timedelta(days=2),
+                    solar_readings.c.observed_at < start,
+                    solar_readings.c.lifetime_wh.is_not(None),
+                )
+                .order_by(solar_readings.c.observed_at)
+            )
+            for pid, at, wh in c.execute(recent):  # the newest wins
+                out[pid]["last"] = (at, wh)
+    return out
+
+
+def _factors(
+    engine: Engine, plant_ids: list[str], before: date, previous: dict[str, dict]
+) -> dict[str, tuple[float | None, int]]:
+    """plant id -> (its calibration, the clean days it stands on): measured over modelled
+    energy on its first CALIBRATION_DAYS clean days (none while it has fewer than a
+    week). A final one is carried from the day before; only a young plant's days are read."""
+    out: dict[str, tuple[float | None, int]] = {}
+    young = []
+    for pid in plant_ids:
+        known = previous.get(pid, {})
+        if (known.get("calibration_days") or 0) >= expected.CALIBRATION_DAYS:
+            out[pid] = (known["calibration"], known["calibration_days"])
+        else:
+            young.append(pid)
+    clean: dict[str, list[tuple[float, float]]] = {}
+    for first in range(0, len(young), 500):
+        chunk = young[first : first + 500]
+        query = (
+            select(
+                solar_days.c.plant_id,
+                solar_days.c.energy_kwh,
+                solar_days.c.modelled_kwh,
+                solar_days.c.flags,
+            )
+            .where(
+                solar_days.c.day < before,
+                solar_days.c.energy_kwh.is_not(None),
+                solar_days.c.plant_id.in_(chunk),
+            )
+            .order_by(solar_days.c.plant_id, solar_days.c.day)
+        )
+        with engine.connect() as c:
+            for pid, e, m, flags in c.execute(query):
+                kept = clean.setdefault(pid, [])
+                if len(kept) < expected.CALIBRATION_DAYS and not UNCLEAN & set(flags or []):
+                    kept.append((e, m or 0.0))
     for pid, pairs in clean.items():
         factor = expected.calibration(
             np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         )
-        if factor is not None:
-            out[pid] = factor
+        out[pid] = (factor, len(pairs) if factor is not None else 0)
     return out
 
 
 def _peer_ratios(plants: pd.DataFrame, rows: list[dict]) -> None:
     """Each plant's yield (kWh/kWp) over the median of plants within PEER_RADIUS_KM that
-    day, with at least MIN_PEERS of them reporting; it needs no irradiance at all."""
-    lat = np.radians(plants["lat"].to_numpy())
-    lon = np.radians(plants["lon"].to_numpy())
-    yields = np.array(
-        [
-            r["energy_kwh"] / kwp if r["energy_kwh"] is not None else np.nan
-            for r, kwp in zip(rows, plants["kwp"], strict=True)
-        ]
-    )
-    for k, row in enumerate(rows):
-        if np.isnan(yields[k]):
-            continue
-        a = (
-            np.sin((lat - lat[k]) / 2) ** 2
-            + np.cos(lat) * math.cos(lat[k]) * np.sin((lon - lon[k]) / 2) ** 2
-        )
-        km = 2 * 6371.0 * np.arcsin(np.sqrt(a))
-        near = (km <= PEER_RADIUS_KM) & ~np.isnan(yields)
-        near[k] = False
-        if near.sum() >= MIN_PEERS:
-            median = float(np.median(yields[near]))
+    day, with at least MIN_PEERS of them reporting; it needs no irradiance at all. The
+    neighbours come from a k-d tree of the plants on the unit sphere."""
+    energy_kwh = np.array([np.nan if r["energy_kwh"] is None else r["energy_kwh"] for r in rows])
+    yields = energy_kwh / plants["kwp"].to_numpy()
+    reporting = np.flatnonzero(~np.isnan(yields))
+    if len(reporting) <= MIN_PEERS:
+        return
+    lat = np.radians(plants["lat"].to_numpy()[reporting])
+    lon = np.radians(plants["lon"].to_numpy()[reporting])
+    points = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    chord = 2 * math.sin(PEER_RADIUS_KM / 6371.0 / 2)
+    tree = cKDTree(points)
+    for j, near in enumerate(tree.query_ball_point(points, chord)):
+        others = [n for n in near if n != j]
+        if len(others) >= MIN_PEERS:
+            median = float(np.median(yields[reporting[others]]))
             if median > 0:
-                row["peer_ratio"] = round(float(yields[k] / median), 4)
-
-
-def _km(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
-    """Great-circle distances (haversine) from one point, in km."""
-    a = np.sin((lat - lat0) / 2) ** 2 + np.cos(lat) * math.cos(lat0) * np.sin((lon - lon0) / 2) ** 2
-    return 2 * 6371.0 * np.arcsin(np.sqrt(a))
+                k = reporting[j]
+                rows[k]["peer_ratio"] = round(float(yields[k] / median), 4)
 
 
 def _label_gap(conn, row: dict) -> None:

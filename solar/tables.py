@@ -68,6 +68,8 @@ solar_days = Table(
     Column("energy_kwh", Float),  # None: the counter could not say (a fault, no data)
     Column("expected_kwh", Float),  # modelled x the plant's calibration factor
     Column("modelled_kwh", Float),  # the model's own figure, before calibration
+    Column("calibration", Float),  # measured over modelled on the plant's first clean days
+    Column("calibration_days", Integer),  # the clean days it stands on (final at 60)
     Column("insolation_kwh_m2", Float),  # in-plane irradiation the model used
     Column("peer_ratio", Float),  # this plant's yield against its neighbours' median
     Column("performance_ratio", Float),

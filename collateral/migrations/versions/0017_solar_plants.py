@@ -61,6 +61,8 @@ def upgrade() -> None:
         sa.Column("energy_kwh", sa.Float),
         sa.Column("expected_kwh", sa.Float),
         sa.Column("modelled_kwh", sa.Float),
+        sa.Column("calibration", sa.Float),
+        sa.Column("calibration_days", sa.Integer),
         sa.Column("insolation_kwh_m2", sa.Float),
         sa.Column("peer_ratio", sa.Float),
         sa.Column("performance_ratio", sa.Float),
