@@ -128,7 +128,7 @@ def days(readings: pd.DataFrame, kwp: float, ac_kw: float) -> list[Day]:
             {counted.flags[i] for i in rows if i in counted.flags}
             | {power_flags[i] for i in rows if i in power_flags}
             | ({"counter_frozen"} if frozen[rows].any() else set())
-            | ({"string_down"} if _strings_down(frame, rows) else set())
+            | ({"string_down"} if _frame_strings_down(frame, rows) else set())
         )
         increments = counted.increments_wh[rows]
         believed = counted.kept[rows] & ~np.isnan(increments)
@@ -167,8 +167,8 @@ def quick_day(
     hours: np.ndarray,
     counter: np.ndarray,
     power: np.ndarray,
-    serials: list,
-    mppt: list,
+    serials: np.ndarray,
+    dcv: tuple[np.ndarray, np.ndarray],
     kwp: float,
     ac_kw: float,
     based: bool,
@@ -206,12 +206,7 @@ def quick_day(
         spread = 1.4826 * np.median(np.abs(windows - middle[:, None]), axis=1)
         if (np.abs(windows[:, 3] - middle) > 3 * spread).any():
             return None
-    down = 0
-    for inputs in mppt[own]:
-        if isinstance(inputs, list) and len(inputs) >= 2:
-            volts = [i.get("DCV") or 0.0 for i in inputs]
-            down += min(volts) < STRING_DOWN_V and max(volts) > STRING_UP_V
-    if down >= STRING_DOWN_READINGS:
+    if strings_down(dcv[0][own], dcv[1][own]):
         return None
     day_spans = np.diff(day_hours)
     return Day(
@@ -247,18 +242,19 @@ def power_findings(power: pd.Series, kwp: float, ac_kw: float) -> dict[int, str]
     return findings
 
 
-def _strings_down(frame: pd.DataFrame, rows: np.ndarray) -> bool:
-    """One MPPT input at (nearly) 0 V while another carries a string's voltage."""
-    if "mppt" not in frame:
+def _frame_strings_down(frame: pd.DataFrame, rows: np.ndarray) -> bool:
+    if "dcv_min" not in frame:
         return False
-    down = 0
-    for inputs in frame["mppt"].iloc[rows]:
-        if not isinstance(inputs, list) or len(inputs) < 2:
-            continue
-        volts = [i.get("DCV") or 0.0 for i in inputs]
-        if min(volts) < STRING_DOWN_V and max(volts) > STRING_UP_V:
-            down += 1
-    return down >= STRING_DOWN_READINGS
+    low = frame["dcv_min"].to_numpy(dtype=float)[rows]
+    return strings_down(low, frame["dcv_max"].to_numpy(dtype=float)[rows])
+
+
+def strings_down(dcv_min: np.ndarray, dcv_max: np.ndarray) -> bool:
+    """One MPPT input at (nearly) 0 V while another carries a string's voltage, in
+    STRING_DOWN_READINGS readings or more (NaN: fewer than two inputs reported)."""
+    with np.errstate(invalid="ignore"):
+        down = (dcv_min < STRING_DOWN_V) & (dcv_max > STRING_UP_V)
+    return int(down.sum()) >= STRING_DOWN_READINGS
 
 
 def _frozen(counter: np.ndarray, power: np.ndarray, kwp: float) -> np.ndarray:

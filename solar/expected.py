@@ -14,6 +14,7 @@ with others, the plant's record says its level (shading, soiling, a wrong namepl
 """
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +68,31 @@ def cells(plants: pd.DataFrame) -> pd.Series:
     return lat.astype(str) + ":" + lon.astype(str)
 
 
-def clear_sky_weather(times: pd.DatetimeIndex, lat: float, lon: float) -> pd.DataFrame:
-    """The assumed weather of a cell: Ineichen clear sky times the month's clearness."""
+def clear_sky_weather(
+    times: pd.DatetimeIndex, lat: float, lon: float, sun: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The assumed weather of a cell: Ineichen clear sky times the month's clearness
+    (``sun``: the cell's solar position at ``times``, when the caller has it)."""
     table = climate()
-    sky = pvlib.location.Location(lat, lon).get_clearsky(times, model="ineichen")
+    sun = pvlib.solarposition.get_solarposition(times, lat, lon) if sun is None else sun
+    zenith = sun["apparent_zenith"]
+    airmass = pvlib.atmosphere.get_absolute_airmass(pvlib.atmosphere.get_relative_airmass(zenith))
     months = times.month
+    turbidity = np.array([_linke(lat, lon, m) for m in months])
+    sky = pvlib.clearsky.ineichen(
+        zenith, airmass, turbidity, dni_extra=pvlib.irradiance.get_extra_radiation(times)
+    )
     clearness = np.array([table[m][0] for m in months])
     temp = np.array([table[m][1] for m in months])
-    return pd.DataFrame({"ghi": sky["ghi"].to_numpy() * clearness, "temp_air": temp}, index=times)
+    ghi = np.nan_to_num(np.asarray(sky["ghi"], dtype=float), nan=0.0)
+    return pd.DataFrame({"ghi": ghi * clearness, "temp_air": temp}, index=times)
+
+
+@functools.lru_cache(maxsize=65536)
+def _linke(lat: float, lon: float, month: int) -> float:
+    """The Linke turbidity of a place in a month (pvlib's climatology, read once)."""
+    at = pd.DatetimeIndex([pd.Timestamp(2025, month, 15, tz="UTC")])
+    return float(pvlib.clearsky.lookup_linke_turbidity(at, lat, lon).iloc[0])
 
 
 def model(
@@ -97,7 +115,7 @@ def model(
         sun = pvlib.solarposition.get_solarposition(times, lat, lon)
         here = weather.get(cell)
         if here is None:
-            here = clear_sky_weather(times, lat, lon)
+            here = clear_sky_weather(times, lat, lon, sun)
         ghi = here["ghi"].to_numpy(dtype=float)
         zenith = sun["apparent_zenith"].to_numpy()
         parts = pvlib.irradiance.erbs(ghi, zenith, doy)

@@ -104,6 +104,8 @@ def reading_row(
         "status": value.get("St"),
         "events": value.get("Evt1"),
         "mppt": [{"DCV": v, "DCA": a} for v, a in zip(dcv, dca, strict=True)] or None,
+        "dcv_min": min(dcv) if len(dcv) >= 2 else None,
+        "dcv_max": max(dcv) if len(dcv) >= 2 else None,
         "farm_id": farm_id,
         "gateway_id": gateway_id,
         "source": source,

@@ -51,6 +51,10 @@ solar_readings = Table(
     Column("status", Integer),  # SunSpec St: 1 off, 2 sleeping, 4 MPPT, 7 fault...
     Column("events", Integer),  # SunSpec Evt1 bits
     Column("mppt", JSON),  # [{"DCV": V, "DCA": A}, ...] per MPPT input
+    # the lowest and highest MPPT input voltage: a string at 0 V beside one that carries
+    # voltage, read without parsing every reading's inputs
+    Column("dcv_min", Float),
+    Column("dcv_max", Float),
     Column("farm_id", String(64), nullable=False),
     Column("gateway_id", String(64), nullable=False),
     Column("source", String(16), nullable=False),  # gateway | import

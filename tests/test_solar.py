@@ -375,3 +375,47 @@ def test_a_silent_logger_whose_counter_catches_up_is_a_comms_gap_not_an_outage(
     assert "catch_up" in back["flags"] and back["energy_kwh"] > 2.5 * sow[DAY]["energy_kwh"]
     # the neighbours within 10 km made the same, so the peer ratio says 1 on a normal day
     assert sow[DAY]["peer_ratio"] == pytest.approx(1.0, abs=0.25)
+
+
+def test_the_quick_day_gives_what_the_careful_one_does_and_leaves_it_every_doubt():
+    """The daily job takes an ordinary day in NumPy (energy.quick_day) and sends any day
+    with something to judge through energy.days and pvanalytics: the figures agree."""
+    lines, _ = _day_lines("P", "S", 10.0, DAY, 3_000_000.0)
+    items = [json.loads(line) for line in lines]
+    frame = pd.DataFrame(
+        {
+            "observed_at": pd.to_datetime([i["observed_at"] for i in items], utc=True),
+            "lifetime_wh": [i["WH"] for i in items],
+            "power_w": [i["W"] for i in items],
+            "serial": "S",
+            "dcv_min": [min(i["DCV"]) for i in items],
+            "dcv_max": [max(i["DCV"]) for i in items],
+        }
+    )
+
+    def quick(f: pd.DataFrame):
+        hours = ((f.observed_at - f.observed_at.iloc[0]) / pd.Timedelta(hours=1)).to_numpy()
+        columns = (f.lifetime_wh.to_numpy(float), f.power_w.to_numpy(float))
+        dcv = (f.dcv_min.to_numpy(float), f.dcv_max.to_numpy(float))
+        return energy.quick_day(
+            DAY, hours, *columns, f.serial.to_numpy(object), dcv, 10.0, 10.0, False
+        )
+
+    (careful,) = energy.days(frame, 10.0, 10.0)
+    fast = quick(frame)
+    assert fast is not None and careful.flags == []
+    assert fast.energy_kwh == pytest.approx(careful.energy_kwh, abs=1e-9)
+    assert (fast.readings, fast.serial) == (careful.readings, careful.serial)
+    assert fast.producing_hours == pytest.approx(careful.producing_hours)
+    doubts = {
+        "a lone zero": frame.assign(lifetime_wh=frame.lifetime_wh.where(frame.index != 140, 0)),
+        "a frozen counter": frame.assign(
+            lifetime_wh=frame.lifetime_wh.where(~frame.index.isin(range(140, 150)), 3_030_000)
+        ),
+        "a spike": frame.assign(power_w=frame.power_w.where(frame.index != 150, 9_900.0)),
+        "a new inverter": frame.assign(serial=["S"] * 200 + ["T"] * 88),
+        "a string down": frame.assign(dcv_min=frame.dcv_min.where(frame.index < 150, 0.0)),
+        "a gap": frame.drop(index=range(100, 140)),
+    }
+    for what, dirty in doubts.items():
+        assert quick(dirty.reset_index(drop=True)) is None, what

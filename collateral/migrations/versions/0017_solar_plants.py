@@ -47,6 +47,8 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer),
         sa.Column("events", sa.Integer),
         sa.Column("mppt", sa.JSON),
+        sa.Column("dcv_min", sa.Float),
+        sa.Column("dcv_max", sa.Float),
         sa.Column("farm_id", sa.String(64), nullable=False),
         sa.Column("gateway_id", sa.String(64), nullable=False),
         sa.Column("source", sa.String(16), nullable=False),
