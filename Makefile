@@ -91,6 +91,8 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest_throughput.py --ingesters 2
 	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/book_growth.py
+	$(BIN)/python bench/solar_daily.py
+	$(BIN)/python bench/solar_daily.py --plants 2000 --history 30
 	$(BIN)/python bench/imagery_scaleout.py
 
 lint: $(STAMP)

@@ -1,5 +1,5 @@
-"""bench/book_growth.py and bench/api_load.py still run against the code as it is: at a tiny
-size, every read answered with 200 and every figure reported."""
+"""bench/book_growth.py, bench/api_load.py and bench/solar_daily.py still run against the
+code as it is: at a tiny size, every read answered with 200 and every figure reported."""
 
 import json
 import subprocess
@@ -57,3 +57,22 @@ def test_the_api_load_benchmark_runs(tmp_path):
         statuses = results[label]["statuses"]
         expected = {"201"} if label.startswith("POST") else {"200"}
         assert set(statuses) == expected, (label, statuses)
+
+
+def test_the_solar_daily_benchmark_runs(tmp_path):
+    out = tmp_path / "solar.json"
+    _run(
+        "bench/solar_daily.py",
+        "--plants",
+        "60",
+        "--sample",
+        "5",
+        "--history",
+        "1",
+        "--out",
+        str(out),
+    )
+    result = json.loads(out.read_text())
+    assert result["plants"] == 60 and result["readings"] == 60 * 288
+    assert result["ours_s"] > 0 and result["reference_scaled_s"] > 0 and result["speedup"] > 0
+    assert result["peak_rss_mb"] > 0
