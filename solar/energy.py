@@ -37,6 +37,9 @@ RESET_SHARE = 0.05  # a drop to below 5 % of the last value is a reset, not a gl
 PRODUCING_SHARE = 0.02  # power above 2 % of nameplate: the inverter says it produces
 FROZEN_READINGS = 3  # the counter unchanged over this many readings while producing
 GLITCH_RUN = 3  # at most this many readings below the last before it is back
+# A counter stands still only when it repeats to the watt-hour: a relative tolerance would
+# call a 10 MWh counter's dawn steps of a few Wh "stale".
+COUNTER_SAME = {"rtol": 0.0, "atol": 0.5}
 GAP_HOURS = 2.0  # readings further apart than this in daylight: a gap
 STRING_DOWN_V = 5.0  # an MPPT input under this while another is over STRING_UP_V...
 STRING_UP_V = 100.0
@@ -162,6 +165,29 @@ def days(readings: pd.DataFrame, kwp: float, ac_kw: float) -> list[Day]:
     return out
 
 
+def repeats(values: np.ndarray, on: np.ndarray, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """A run of FROZEN_READINGS equal values (to pvanalytics' tolerances by default) with
+    the inverter producing in it: what may be stale (pvanalytics judges it)."""
+    run = FROZEN_READINGS
+    if len(values) < run:
+        return False
+    lit = np.lib.stride_tricks.sliding_window_view(on, run).any(axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(values, run)
+    same = np.isclose(windows, windows[:, :1], rtol=rtol, atol=atol).all(axis=1)
+    return bool((lit & same).any())
+
+
+def spiky(values: np.ndarray, window: int = 7) -> bool:
+    """A value further from its window's median than 3 scaled MADs: what the Hampel
+    filter flags (pvanalytics judges it)."""
+    if len(values) < window:
+        return False
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    middle = np.median(windows, axis=1)
+    spread = 1.4826 * np.median(np.abs(windows - middle[:, None]), axis=1)
+    return bool((np.abs(windows[:, window // 2] - middle) > 3 * spread).any())
+
+
 def quick_day(
     day: date,
     hours: np.ndarray,
@@ -192,20 +218,8 @@ def quick_day(
     if np.isnan(day_power).any() or (day_power >= 0.98 * ac_kw * 1000).any():
         return None
     on = day_power > PRODUCING_SHARE * kwp * 1000
-    run = FROZEN_READINGS
-    if len(day_power) >= run:
-        lit = np.lib.stride_tricks.sliding_window_view(on, run).any(axis=1)
-        windows = np.lib.stride_tricks.sliding_window_view(day_power, run)
-        flat = np.lib.stride_tricks.sliding_window_view(counter[own], run)
-        same = np.isclose(windows, windows[:, :1]).all(axis=1)
-        if (lit & (same | (flat == flat[:, :1]).all(axis=1))).any():
-            return None
-    if len(day_power) >= 7:
-        windows = np.lib.stride_tricks.sliding_window_view(day_power, 7)
-        middle = np.median(windows, axis=1)
-        spread = 1.4826 * np.median(np.abs(windows - middle[:, None]), axis=1)
-        if (np.abs(windows[:, 3] - middle) > 3 * spread).any():
-            return None
+    if repeats(day_power, on) or repeats(counter[own], on, **COUNTER_SAME) or spiky(day_power):
+        return None
     if strings_down(dcv[0][own], dcv[1][own]):
         return None
     day_spans = np.diff(day_hours)
@@ -228,8 +242,15 @@ def power_findings(power: pd.Series, kwp: float, ac_kw: float) -> dict[int, str]
         return findings
     positions = {t: k for k, t in enumerate(power.index)}
     producing = valid > PRODUCING_SHARE * kwp * 1000
-    stale = gaps.stale_values_diff(valid, window=FROZEN_READINGS) & producing
-    spikes = outliers.hampel(valid, window=7)  # a negative spike at night is one too
+    values, none = valid.to_numpy(dtype=float), pd.Series(False, index=valid.index)
+    # pvanalytics' rolling tests cost tens of milliseconds a plant: asked only where the
+    # same test in NumPy finds something
+    stale = (
+        gaps.stale_values_diff(valid, window=FROZEN_READINGS) & producing
+        if repeats(values, producing.to_numpy())
+        else none
+    )
+    spikes = outliers.hampel(valid, window=7) if spiky(values) else none  # night spikes too
     clipped = valid >= 0.98 * ac_kw * 1000
     if clipped.sum() >= 3:
         try:
@@ -259,8 +280,13 @@ def strings_down(dcv_min: np.ndarray, dcv_max: np.ndarray) -> bool:
 
 def _frozen(counter: np.ndarray, power: np.ndarray, kwp: float) -> np.ndarray:
     """The counter repeating while the inverter reports that it produces."""
+    with np.errstate(invalid="ignore"):
+        lit = np.nan_to_num(power, nan=0.0) > PRODUCING_SHARE * kwp * 1000
+    if not repeats(np.nan_to_num(counter, nan=-1.0), lit, **COUNTER_SAME):
+        return np.zeros(len(counter), dtype=bool)
     series = pd.Series(counter)
-    stale = gaps.stale_values_diff(series, window=FROZEN_READINGS).to_numpy(dtype=bool)
+    stale = gaps.stale_values_diff(series, window=FROZEN_READINGS, **COUNTER_SAME)
+    stale = stale.to_numpy(dtype=bool)
     with np.errstate(invalid="ignore"):
         producing = np.nan_to_num(power, nan=0.0) > PRODUCING_SHARE * kwp * 1000
     return stale & producing
