@@ -25,6 +25,7 @@ from solar.plants import list_plants
 from solar.tables import solar_days, solar_readings
 
 PEER_RADIUS_KM = 10.0
+CHUNK_ROWS = 200_000  # readings turned into arrays at a time
 MIN_PEERS = 3
 PRODUCING_SHARE = energy.PRODUCING_SHARE
 CATCH_UP_SHARE = 0.5  # a catch-up carrying at least half the gap's expected energy: comms
@@ -229,16 +230,31 @@ def _readings(engine: Engine, start: datetime, end: datetime) -> Readings:
         " dcv_min, dcv_max FROM solar_readings WHERE observed_at >= :start AND observed_at < :end"
         " ORDER BY plant_id, observed_at"
     ).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
+    parts: list[tuple] = []
+    ids: list[str] = []
     with engine.connect() as c:
-        rows = c.execute(query, {"start": start, "end": end}).all()
+        result = c.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(
+            query, {"start": start, "end": end}
+        )
+        for rows in result.partitions():  # each chunk to arrays: memory for arrays, not rows
+            columns = list(zip(*rows, strict=True))
+            ids += columns[0]
+            parts.append(
+                tuple(np.array(columns[k], dtype=float) for k in (1, 2, 3, 5, 6))
+                + (np.array(columns[4], dtype=object),)
+            )
     spans: dict[str, tuple[int, int]] = {}
-    for k, row in enumerate(rows):
-        first = spans.get(row[0], (k, k))[0]
-        spans[row[0]] = (first, k + 1)
-    column = lambda k: np.array([r[k] for r in rows], dtype=float)  # noqa: E731 (None: NaN)
-    serial = np.array([r[4] for r in rows], dtype=object)
-    seconds = np.round(column(1), 3)  # SQLite's julianday is exact to well under 1 ms
-    return Readings(seconds, column(2), column(3), serial, column(5), column(6), spans)
+    for k, pid in enumerate(ids):
+        first = spans.get(pid, (k, k))[0]
+        spans[pid] = (first, k + 1)
+    if not parts:
+        empty = np.array([], dtype=float)
+        return Readings(empty, empty, empty, np.array([], dtype=object), empty, empty, spans)
+    seconds, lifetime, power, low, high, serial = (
+        np.concatenate([p[k] for p in parts]) for k in range(6)
+    )
+    seconds = np.round(seconds, 3)  # SQLite's julianday is exact to well under 1 ms
+    return Readings(seconds, lifetime, power, serial, low, high, spans)
 
 
 def _previous(engine: Engine, plant_ids: list[str], day: date, start: datetime) -> dict:
