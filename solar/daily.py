@@ -233,10 +233,8 @@ def _readings(engine: Engine, start: datetime, end: datetime) -> Readings:
     parts: list[tuple] = []
     ids: list[str] = []
     with engine.connect() as c:
-        result = c.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(
-            query, {"start": start, "end": end}
-        )
-        for rows in result.partitions():  # each chunk to arrays: memory for arrays, not rows
+        result = c.execute(query, {"start": start, "end": end})
+        for rows in result.partitions(CHUNK_ROWS):  # rows become arrays a chunk at a time
             columns = list(zip(*rows, strict=True))
             ids += columns[0]
             parts.append(
