@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypedDict
 
 from sqlalchemy import Engine, insert, select, update
+from typing_extensions import TypedDict
 
 from agri_common import terms
 from solar.tables import solar_plants

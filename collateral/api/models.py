@@ -591,25 +591,6 @@ class ClaimSummary(Out):
     created_at: str
 
 
-class Plant(Out):
-    plant_id: str
-    farm_id: str
-    name: str | None
-    lat: float
-    lon: float
-    kwp: float
-    ac_kw: float
-    tilt: float
-    azimuth: float = Field(description="degrees clockwise from north; 180 is south")
-    commissioned: str
-    grid_connected: str
-    make: str | None
-    model: str | None
-    serial: str
-    tariff: str
-    updated_at: Timestamp
-
-
 class PlantDay(Out):
     plant_id: str
     day: str

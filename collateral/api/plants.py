@@ -31,7 +31,7 @@ def _plant(engine: Engine, plant_id: str) -> dict:
     "/plants",
     tags=["solar"],
     summary="Registered rooftop plants",
-    response_model=list[models.Plant],
+    response_model=list[plants.Plant],
 )
 def list_plants(engine: EngineDep, _caller: Caller, farm_id: str | None = None) -> list[dict]:
     return [jsonable(p) for p in plants.list_plants(engine, farm_id)]
@@ -41,7 +41,7 @@ def list_plants(engine: EngineDep, _caller: Caller, farm_id: str | None = None) 
     "/plants/{plant_id}",
     tags=["solar"],
     summary="A rooftop plant as registered",
-    response_model=models.Plant,
+    response_model=plants.Plant,
 )
 def get_plant(plant_id: str, engine: EngineDep, _caller: Caller) -> dict:
     return jsonable(_plant(engine, plant_id))
