@@ -58,6 +58,11 @@ COLUMNS = {
     "序列号": "serial",
     "电价方案": "tariff",
     "农户编号": "farm_id",
+    # the grid company's settlement statement (solar.settlements)
+    "结算月份": "month",
+    "结算电量(kWh)": "kwh",
+    "上网电量(kWh)": "kwh",
+    "结算金额(元)": "paid_cny",
 }
 VALUES = {
     "sex": {

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from agri_common.wording import Said
+from solar import settlements
 from solar.plants import list_plants
 from solar.tables import solar_days
 from telemetry import farm_alerts
@@ -27,6 +28,7 @@ KINDS = {
     "solar_inverter_swapped",
     "solar_string_down",
     "solar_degradation",
+    "solar_settlement_gap",
 }
 COUNTER_FAULTS = ("counter_jump", "counter_backwards", "counter_reset", "counter_frozen")
 HISTORY_DAYS = 2 * 365 + 30  # what a plant's rules read: two years for degradation
@@ -42,6 +44,7 @@ class Thresholds(TypedDict):
     pr_floor: float  # or its performance ratio under this
     performance_window_days: int
     degradation_pct_per_year: float  # year-on-year loss worse than this (after two years)
+    settlement_gap_share: float  # the grid's settled kWh and the counter's differ by more
 
 
 def conditions(days: list[dict], thresholds: Thresholds) -> dict[str, Said]:
@@ -144,6 +147,11 @@ def evaluate(engine: Engine, through: date, thresholds: Thresholds, at) -> dict[
         found = per_farm.setdefault(plant["farm_id"], {})
         for kind, detail in conditions(days, thresholds).items():
             found[(plant_id, kind)] = detail
+    for (plant_id, kind), detail in settlements.gaps(
+        engine, through, thresholds["settlement_gap_share"]
+    ).items():
+        if plant_id in plants:
+            per_farm.setdefault(plants[plant_id]["farm_id"], {})[(plant_id, kind)] = detail
     with engine.begin() as conn:
         for farm_id, active in per_farm.items():
             farm_alerts.sync_alerts(conn, farm_id, active, at, KINDS)

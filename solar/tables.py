@@ -87,3 +87,14 @@ solar_days = Table(
     Column("flags", JSON, nullable=False),  # [code, ...]: counter and quality findings
     Column("computed_at", UTCDateTime, nullable=False),
 )
+
+# The grid company's monthly settlement of a plant: what it metered and paid.
+solar_settlements = Table(
+    "solar_settlements",
+    metadata,
+    Column("plant_id", String(64), primary_key=True),
+    Column("month", Date, primary_key=True),  # the month's first day
+    Column("kwh", Float, nullable=False),
+    Column("paid_cny", String(32), nullable=False),  # decimal text
+    Column("imported_at", UTCDateTime, nullable=False),
+)

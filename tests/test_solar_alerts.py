@@ -18,6 +18,7 @@ RULES = alerts.Thresholds(
     pr_floor=0.65,
     performance_window_days=30,
     degradation_pct_per_year=1.5,
+    settlement_gap_share=0.05,
 )
 D0 = date(2026, 6, 1)
 

@@ -156,3 +156,44 @@ def test_the_api_serves_plants_their_days_alerts_and_a_solar_loan(plant_book):
     assert made.json()["solar"] == [{"plant_id": "PV-SOW-1"}, {"plant_id": "PV-SOW-2"}]
     twice = client.post("/v1/loans", headers=key, json=body | {"loan_id": "LN-PV-9"})
     assert twice.status_code == 409
+
+
+def test_a_settlement_that_disagrees_with_the_counter_opens_an_alert(plant_book, tmp_path):
+    from collateral import solar_policy
+    from solar import alerts, settlements
+    from telemetry import farm_alerts
+
+    engine = plant_book
+    september = [d for d in daily.plant_days(engine, "PV-SOW-1") if d["day"].month == 9]
+    counted = sum(d["energy_kwh"] for d in september)
+    other = sum(
+        d["energy_kwh"] for d in daily.plant_days(engine, "PV-SOW-2") if d["day"].month == 9
+    )
+    statement = tmp_path / "结算单.csv"
+    statement.write_text(
+        "电站编号,结算月份,结算电量(kWh),结算金额(元)\n"
+        f"PV-SOW-1,2026-09,{counted * 1.08:.1f},{counted * 1.08 * 0.3932:.2f}\n"
+        f"PV-SOW-2,2026/09,{other * 1.01:.1f},{other * 1.01 * 0.3932:.2f}\n"
+        "PV-NONE,2026-09,100,39.32\n",
+        encoding="utf-8",
+    )
+    parsed = settlements.parse(statement, {"PV-SOW-1", "PV-SOW-2"})
+    assert parsed.errors == ["line 4: plant 'PV-NONE' is not registered"]
+    assert settlements.store(engine, parsed.records) == 2
+    last = FIRST + timedelta(days=DAYS - 1)
+    now = datetime(2026, 11, 10, 2, tzinfo=UTC)
+    alerts.evaluate(engine, last, solar_policy.thresholds(engine, last), now)
+    found = [
+        a
+        for a in farm_alerts.list_alerts(engine, "FARM-SOW", open_only=True)
+        if a["kind"] == "solar_settlement_gap"
+    ]
+    assert [a["subject"] for a in found] == ["PV-SOW-1"]
+    assert found[0]["params"]["gap"] == "-7.4%" and found[0]["params"]["month"] == "2026-09"
+    # a corrected statement replaces the month, and the alert closes
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(f"plant_id,month,kwh,paid_cny\nPV-SOW-1,2026-09,{counted:.1f},1.00\n")
+    settlements.store(engine, settlements.parse(fixed, {"PV-SOW-1"}).records)
+    alerts.evaluate(engine, last, solar_policy.thresholds(engine, last), now)
+    still = farm_alerts.list_alerts(engine, "FARM-SOW", open_only=True)
+    assert not [a for a in still if a["kind"] == "solar_settlement_gap"]

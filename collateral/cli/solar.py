@@ -12,7 +12,7 @@ from bioassets import store as bio_store
 from collateral import solar_policy
 from collateral.cli.context import App, pass_app, report_rejected
 from collateral.errors import Refused
-from solar import alerts, daily, plants, vendor_export
+from solar import alerts, daily, plants, settlements, vendor_export
 
 PLANT_COLUMNS = ("plant_id", "farm_id", "kwp", "ac_kw", "tilt", "azimuth", "serial", "tariff")
 
@@ -117,6 +117,28 @@ def readings_import(app: App, path: Path, zone: str | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"stored {result.stored} readings ({result.duplicates} already stored) from {path}")
+    report_rejected(result.errors)
+
+
+@solar.group("settlements")
+def settlements_group() -> None:
+    """The grid company's monthly settlements."""
+
+
+@settlements_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_app
+def settlements_import(app: App, path: Path) -> None:
+    """Import a settlement statement (CSV: plant_id, month YYYY-MM, kwh, paid_cny; or
+    电站编号, 结算月份, 结算电量(kWh), 结算金额(元)); checked against the counters by the
+    daily job's alerts."""
+    known = {p["plant_id"] for p in plants.list_plants(app.engine)}
+    try:
+        result = settlements.parse(path, known)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stored = settlements.store(app.engine, result.records)
+    click.echo(f"stored {stored} monthly settlements from {path}")
     report_rejected(result.errors)
 
 
