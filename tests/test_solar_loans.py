@@ -197,3 +197,26 @@ def test_a_settlement_that_disagrees_with_the_counter_opens_an_alert(plant_book,
     alerts.evaluate(engine, last, solar_policy.thresholds(engine, last), now)
     still = farm_alerts.list_alerts(engine, "FARM-SOW", open_only=True)
     assert not [a for a in still if a["kind"] == "solar_settlement_gap"]
+
+
+def test_a_valuation_counts_a_settled_month_as_the_grid_metered_it(plant_book, tmp_path):
+    from solar import settlements
+    from solar.record import plant_record
+
+    engine = plant_book
+    as_of = datetime.combine(FIRST + timedelta(days=DAYS), datetime.min.time(), UTC)
+    before = plant_record(engine, "PV-SOW-1", as_of)
+    september = [d for d in daily.plant_days(engine, "PV-SOW-1") if d["day"].month == 9]
+    counted = sum(d["energy_kwh"] for d in september)
+    statement = tmp_path / "s.csv"
+    statement.write_text(f"plant_id,month,kwh,paid_cny\nPV-SOW-1,2026-09,{counted * 0.9:.1f},1\n")
+    settlements.store(engine, settlements.parse(statement, {"PV-SOW-1"}).records)
+    after = plant_record(engine, "PV-SOW-1", as_of)
+    assert (before["settled_months"], after["settled_months"]) == (0, 1)
+    assert after["energy_kwh"] == pytest.approx(
+        before["energy_kwh"] - counted + round(counted * 0.9, 1), abs=0.01
+    )
+    assert after["modelled_kwh"] == pytest.approx(before["modelled_kwh"], abs=0.01)
+    loans.create_loan(engine, _loan())
+    valued = loans.value_now(engine, "LN-PV-1", as_of)
+    assert loans.verify(engine, valued["valuation_id"])["identical"]
