@@ -220,3 +220,20 @@ def test_a_valuation_counts_a_settled_month_as_the_grid_metered_it(plant_book, t
     loans.create_loan(engine, _loan())
     valued = loans.value_now(engine, "LN-PV-1", as_of)
     assert loans.verify(engine, valued["valuation_id"])["identical"]
+
+
+def test_the_credit_report_shows_the_plants_and_the_dscr_in_both_languages(plant_book):
+    from collateral.credit_report import report_html
+
+    engine = plant_book
+    loan = loans.create_loan(engine, _loan())
+    as_of = datetime.combine(FIRST + timedelta(days=DAYS), datetime.min.time(), UTC)
+    valued = loans.value_now(engine, "LN-PV-1", as_of)
+    cover = valued["solar"]
+    chinese = report_html(valued, loan, {}, {}, "zh-CN")
+    assert "光伏电费收益权" in chinese and "首年电费净收入" in chinese
+    assert f">{cover['dscr_p50']}<" in chinese and f">{cover['dscr_p90']}<" in chinese
+    english = report_html(valued, loan, {}, {}, "en")
+    assert "solar plant fees" in english and "first-year net fee income" in english
+    income = f"{Decimal(cover['first_year_net_p50_cny']):,.2f}"
+    assert income in english and "P50" in english
