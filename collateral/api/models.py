@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from collateral.api.examples import LOAN_EXAMPLE, VALUATION_EXAMPLE
+
 # Written back exactly as the domain writes them ("+00:00", not pydantic's "Z").
 Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
 
@@ -21,70 +23,6 @@ TableKind = Literal["prices", "policy", "carbon", "solar"]
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-# Examples that /docs shows (a real valuation of the demo data).
-VALUATION_EXAMPLE = {
-    "valuation_id": "VAL-472f95634f1d4a74aac0",
-    "created_at": "2026-11-22T21:42:18.598858+00:00",
-    "loan_id": "LN-ANXI-0001",
-    "as_of": "2026-11-22T21:42:18.403593+00:00",
-    "principal_cny": "1200000.00",
-    "items": [
-        {
-            "kind": "forest",
-            "ref": "F-08",
-            "value_cny": "304320.73",
-            "eligible_value_cny": "121728.29",
-            "haircut": "0.60",
-            "confidence": "reduced",
-            "evidence": {
-                "area_ha": "12.1282",
-                "latest_clear_image": "2024-12-31T02:55:19+00:00",
-                "disturbed_ha": "7.3244",
-                "haircut": {
-                    "base": "0.45",
-                    "stale_evidence": "0.15",
-                    "reasons": ["last clear image 2024-12-31 is 691 days old (limit 60)"],
-                },
-            },
-            "formula": "(12.1282 ha - 7.3244 ha disturbed) x 181.00 m3/ha x 350.00 CNY/m3 = "
-            "304,320.73 CNY; eligible = value x (1 - 0.60) = 121,728.29 CNY",
-        }
-    ],
-    "collateral_value_cny": "3234375.18",
-    "eligible_value_cny": "1543542.64",
-    "ltv": "0.7774",
-    "status": "watch",
-    "thresholds": {"watch": "0.70", "margin_call": "0.85"},
-    "formula": "LTV = principal / eligible value = 1,200,000.00 / 1,543,542.64 = 0.7774; "
-    "watch at >= 0.70, margin call at >= 0.85",
-    "prices_version": "default-2020",
-    "policy_version": "default-2020",
-    "illustrative_tables": True,
-    "rules_version": "2026.11.1",
-    "changes": None,
-}
-
-LOAN_EXAMPLE = {
-    "loan_id": "LN-ANXI-0001",
-    "borrower": "Wang Hui",
-    "branch": "ANXI-01",
-    "principal_cny": "1200000.00",
-    "parcel_ids": ["F-08", "F-10", "T-04"],
-    "herds": [{"farm_id": "FARM-SOW", "categories": ["breeding_sow"]}],
-    "state": "active",
-    "created_at": "2026-11-22T21:42:18.399362+00:00",
-    "updated_at": "2026-11-22T21:42:18.399362+00:00",
-    "latest_valuation": {
-        "valuation_id": "VAL-472f95634f1d4a74aac0",
-        "as_of": "2026-11-22T21:42:18.403593+00:00",
-        "collateral_value_cny": "3234375.18",
-        "eligible_value_cny": "1543542.64",
-        "ltv": "0.7774",
-        "status": "watch",
-    },
-}
 
 
 # --- service ----------------------------------------------------------------------------
