@@ -4,7 +4,8 @@ A notice has a stable key (its source row), a kind an officer subscribes to, the
 whose collateral it concerns, a title and a detail, and the time it was recorded. Sources:
 loan alerts (status worsened, pledged carbon reversed), a disturbance confirmed on a
 parcel pledged to an active loan, a farm's headcount drop or gateway offline when its
-herd is pledged, and a claim's verdict. Only queries here; delivery is notify.py's.
+herd is pledged, a rooftop plant's alert (offline, underperforming, inverter changed...)
+when the plant is pledged, and a claim's verdict. Only queries here; delivery is notify.py's.
 """
 
 from datetime import datetime
@@ -17,6 +18,8 @@ from collateral.claim_report import claim_words
 from collateral.pledges import pledged_parcel_ids
 from collateral.tables import claims, loan_alerts, loans
 from remote_sensing import store as rs_store
+from solar import alerts as solar_alerts
+from solar import plants as solar_plants
 from telemetry import farm_alerts
 
 KINDS = (
@@ -25,6 +28,7 @@ KINDS = (
     "disturbance",
     "headcount_drop",
     "gateway_offline",
+    "solar_alert",
     "claim_verdict",
 )
 LOAN_ALERT_KINDS = {"status_worsened": "loan_status_worsened", "carbon_reversed": "carbon_reversed"}
@@ -39,7 +43,10 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
         ]
         parcel_branches: dict[str, set[str]] = {}
         farm_branches: dict[str, set[str]] = {}
+        plant_branches: dict[str, set[str]] = {}
         for loan in active:
+            for pledge in loan["solar"] or []:  # loans from before revision 0019: None
+                plant_branches.setdefault(pledge["plant_id"], set()).add(loan["branch"])
             for pid in pledged_parcel_ids(loan):
                 parcel_branches.setdefault(pid, set()).add(loan["branch"])
             for herd in loan["herds"]:
@@ -98,6 +105,27 @@ def notices_since(engine: Engine, since: datetime) -> list[dict]:
                     _coded(r.detail, r.code, r.params),
                     r.opened_at,
                     {"farm_id": r.farm_id},
+                )
+            )
+    plant_farms = solar_plants.plant_farms(engine) if plant_branches else {}
+    for farm_id in sorted({plant_farms[p] for p in plant_branches if p in plant_farms}):
+        for a in farm_alerts.list_alerts(engine, farm_id):
+            if (
+                a["opened_at"] < since
+                or a["kind"] not in solar_alerts.KINDS
+                or a["subject"] not in plant_branches
+            ):
+                continue
+            r = SimpleNamespace(**a)
+            out.append(
+                _notice(
+                    f"farm_alert:{r.id}",
+                    "solar_alert",
+                    sorted(plant_branches[r.subject]),
+                    ("notice.plant", {"plant": r.subject, "farm": r.farm_id, "kind": r.kind}),
+                    _coded(r.detail, r.code, r.params),
+                    r.opened_at,
+                    {"farm_id": r.farm_id, "plant_id": r.subject},
                 )
             )
     with engine.connect() as conn:

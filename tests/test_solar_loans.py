@@ -237,3 +237,30 @@ def test_the_credit_report_shows_the_plants_and_the_dscr_in_both_languages(plant
     assert "solar plant fees" in english and "first-year net fee income" in english
     income = f"{Decimal(cover['first_year_net_p50_cny']):,.2f}"
     assert income in english and "P50" in english
+
+
+def test_a_pledged_plant_s_alert_becomes_a_notice_for_the_pledging_branch(plant_book, tmp_path):
+    from collateral import solar_policy
+    from collateral.notices import notices_since
+    from solar import alerts, settlements
+
+    engine = plant_book
+    loans.create_loan(engine, _loan(solar=[{"plant_id": "PV-SOW-1"}]))
+    since = datetime(2026, 11, 10, 1, tzinfo=UTC)
+    statement = tmp_path / "statement.csv"
+    lines = ["plant_id,month,kwh,paid_cny"]
+    for plant_id in ("PV-SOW-1", "PV-SOW-2"):  # both off by 10 %; only one is pledged
+        days = daily.plant_days(engine, plant_id)
+        counted = sum(d["energy_kwh"] for d in days if d["day"].month == 9)
+        lines.append(f"{plant_id},2026-09,{counted * 1.1:.1f},{counted * 1.1 * 0.3932:.2f}")
+    statement.write_text("\n".join(lines) + "\n")
+    settlements.store(engine, settlements.parse(statement, {"PV-SOW-1", "PV-SOW-2"}).records)
+    last = FIRST + timedelta(days=DAYS - 1)
+    now = datetime(2026, 11, 10, 2, tzinfo=UTC)
+    alerts.evaluate(engine, last, solar_policy.thresholds(engine, last), now)
+    found = [n for n in notices_since(engine, since) if n["kind"] == "solar_alert"]
+    assert [(n["plant_id"], n["branches"]) for n in found] == [("PV-SOW-1", ["ANXI-01"])]
+    words = found[0]["words"]
+    assert words["zh-CN"]["title"] == "抵押光伏电站 PV-SOW-1（FARM-SOW）：结算电量不符"
+    assert "2026-09" in words["en"]["detail"] and "-9.1%" in words["en"]["detail"]
+    assert notices_since(engine, now + timedelta(seconds=1)) == []  # recorded once, at `now`
