@@ -65,7 +65,8 @@ demo: $(STAMP) demo-deps
 		$(BIN)/agri parcels profile T-05 --png var/demo/T-05-profile.png && echo && \
 		$(BIN)/agri demo-livestock --seconds 6 && \
 		$(BIN)/agri demo-valuation && \
-		$(BIN)/agri demo-claims'
+		$(BIN)/agri demo-claims && \
+		$(BIN)/agri demo-solar'
 
 # The API on the demo data (run `make demo` first); prints a loan officer key to try it with.
 serve: $(STAMP) $(WEB_BUNDLE)

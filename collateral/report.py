@@ -34,6 +34,14 @@ def valuation_text(doc: dict, borrower: str | None = None) -> str:
         f"  (watch at {doc['thresholds']['watch']}, margin call at "
         f"{doc['thresholds']['margin_call']})",
     ]
+    cover = doc.get("solar")
+    if cover:
+        lines.append(
+            f"  solar {cover['kwp']} kWp: first-year net fees P50 "
+            f"{cny(cover['first_year_net_p50_cny'])} / P90 {cny(cover['first_year_net_p90_cny'])}"
+            f" CNY against debt service {cny(cover['annual_debt_service_cny'])} CNY a year -> "
+            f"DSCR {cover['dscr_p50'] or 'n/a'} (P50) / {cover['dscr_p90'] or 'n/a'} (P90)"
+        )
     changes = doc.get("changes")
     if changes:
         lines.append(
@@ -64,6 +72,19 @@ def _evidence(item: dict) -> str:
         if account and Decimal(account["reversed_t_co2e"]) > 0:
             notes.append(f"{account['reversed_t_co2e']} t reversed by a disturbance")
         notes += e.get("notes", [])
+    elif item["kind"] == "solar_plant":
+        notes.append(
+            f"{e['kwp']} kWp, {e['record_days']} days on record, first year "
+            f"{e['first_year_kwh_p50']} kWh (P50) over {e['years']} years"
+        )
+        if e.get("last_30_expected_kwh"):
+            notes.append(
+                f"last 30 days {e['last_30_energy_kwh']:.0f} of {e['last_30_expected_kwh']:.0f}"
+                " kWh expected"
+            )
+        notes += [f"open alert {a}" for a in e.get("open_alerts", [])]
+    elif item["kind"] == "solar_equipment":
+        notes.append(f"age {e['age_years']} years")
     else:
         notes.append(f"clear image {(e.get('latest_clear_image') or 'none')[:10]}")
         if item["kind"] == "tea_garden":

@@ -36,6 +36,9 @@ MAX_YIELD_MARGIN = 1.2  # a counter rising faster than nameplate x this is not b
 RESET_SHARE = 0.05  # a drop to below 5 % of the last value is a reset, not a glitch
 PRODUCING_SHARE = 0.02  # power above 2 % of nameplate: the inverter says it produces
 FROZEN_READINGS = 3  # the counter unchanged over this many readings while producing
+# a power reading this share of nameplate away from its neighbours' median, besides the
+# Hampel filter's 3 MADs: a smooth passing cloud's wobble is not an outlier
+OUTLIER_SHARE = 0.05
 GLITCH_RUN = 3  # at most this many readings below the last before it is back
 # A counter stands still only when it repeats to the watt-hour: a relative tolerance would
 # call a 10 MWh counter's dawn steps of a few Wh "stale".
@@ -177,15 +180,16 @@ def repeats(values: np.ndarray, on: np.ndarray, rtol: float = 1e-5, atol: float 
     return bool((lit & same).any())
 
 
-def spiky(values: np.ndarray, window: int = 7) -> bool:
-    """A value further from its window's median than 3 scaled MADs: what the Hampel
-    filter flags (pvanalytics judges it)."""
+def spiky(values: np.ndarray, floor: float = 0.0, window: int = 7) -> bool:
+    """A value further from its window's median than 3 scaled MADs (what the Hampel
+    filter flags; pvanalytics judges it) and than ``floor``."""
     if len(values) < window:
         return False
     windows = np.lib.stride_tricks.sliding_window_view(values, window)
     middle = np.median(windows, axis=1)
     spread = 1.4826 * np.median(np.abs(windows - middle[:, None]), axis=1)
-    return bool((np.abs(windows[:, window // 2] - middle) > 3 * spread).any())
+    away = np.abs(windows[:, window // 2] - middle)
+    return bool(((away > 3 * spread) & (away > floor)).any())
 
 
 def quick_day(
@@ -218,7 +222,11 @@ def quick_day(
     if np.isnan(day_power).any() or (day_power >= 0.98 * ac_kw * 1000).any():
         return None
     on = day_power > PRODUCING_SHARE * kwp * 1000
-    if repeats(day_power, on) or repeats(counter[own], on, **COUNTER_SAME) or spiky(day_power):
+    if (
+        repeats(day_power, on)
+        or repeats(counter[own], on, **COUNTER_SAME)
+        or spiky(day_power, OUTLIER_SHARE * kwp * 1000)
+    ):
         return None
     if strings_down(dcv[0][own], dcv[1][own]):
         return None
@@ -250,7 +258,13 @@ def power_findings(power: pd.Series, kwp: float, ac_kw: float) -> dict[int, str]
         if repeats(values, producing.to_numpy())
         else none
     )
-    spikes = outliers.hampel(valid, window=7) if spiky(values) else none  # night spikes too
+    floor = OUTLIER_SHARE * kwp * 1000
+    spikes = (  # night spikes too
+        outliers.hampel(valid, window=7)
+        & (valid - valid.rolling(7, center=True).median()).abs().gt(floor)
+        if spiky(values, floor)
+        else none
+    )
     clipped = valid >= 0.98 * ac_kw * 1000
     if clipped.sum() >= 3:
         try:

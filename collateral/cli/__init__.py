@@ -62,6 +62,7 @@ COMMAND_MODULES: dict[str, str] = {
     "demo-livestock": "demo",
     "demo-valuation": "demo",
     "demo-claims": "demo",
+    "demo-solar": "demo",
 }
 
 

@@ -82,4 +82,56 @@ def demo_claims(app: App) -> None:
         click.echo(f"\n{report.claim_text(claim)}\n  (the borrower's file: {claim['file']})")
 
 
-COMMANDS = [demo_livestock, demo_valuation, demo_claims]
+@click.command("demo-solar")
+@pass_app
+def demo_solar(app: App) -> None:
+    """Rooftop plants end to end: a month of inverter readings through the farm gateways,
+    the grid's statement, the daily job and its alerts, a loan on two plants."""
+    from collateral import solar_demo
+
+    result = solar_demo.run_solar(app.engine, app.settings, datetime.now(UTC))
+    stats = result.ingested
+    click.echo(
+        f"\nrooftop solar: {len(result.plants)} plants from the farmers' list; their gateways "
+        f"published {result.readings_sent:,} five-minute inverter readings "
+        f"({result.first} .. {result.last}); the ingester stored {stats.readings_stored:,}, "
+        f"rejected {stats.rejects}; {result.unacknowledged} message(s) left unacknowledged"
+    )
+    click.echo(f"the grid company's statement of {result.settled_month:%Y-%m} imported")
+    click.echo(f"\nthe morning of {result.silent_morning}, after the daily job:")
+    for a in result.alerts_then:
+        click.echo(f"  {a['subject']:<12} {a['kind']:<24} {a['detail']}")
+    click.echo(f"\ntoday, the daily job through {result.last}: the last 30 days")
+    click.echo(
+        f"  {'plant':<12} {'farm':<12} {'kWp':>5} {'kWh':>8} {'expected':>9} {'peers':>6} "
+        f"{'PR':>5}  flags"
+    )
+    for p in result.plants:
+        peers = "-" if p["peer_ratio"] is None else f"{p['peer_ratio']:.2f}"
+        pr = "-" if p["performance_ratio"] is None else f"{p['performance_ratio']:.2f}"
+        click.echo(
+            f"  {p['plant_id']:<12} {p['farm_id']:<12} {p['kwp']:>5.1f} "
+            f"{p['energy_30d_kwh']:>8.0f} {p['expected_30d_kwh']:>9.0f} {peers:>6} {pr:>5}  "
+            f"{', '.join(p['flags'])}"
+        )
+    click.echo("\nopen solar alerts:")
+    for a in result.alerts_now:
+        click.echo(f"  {a['subject']:<12} {a['kind']:<24} {a['detail']}")
+    for a in result.closed:
+        click.echo(
+            f"closed: {a['subject']} {a['kind']} (opened {a['opened_at']:%Y-%m-%d}, closed "
+            f"{a['closed_at']:%Y-%m-%d}): {a['detail']}"
+        )
+    for d in result.silent_days:
+        kwh = "-" if d["energy_kwh"] is None else f"{d['energy_kwh']:.1f} kWh"
+        click.echo(f"  {d['plant_id']} {d['day']}: {kwh:>10}  {', '.join(d['flags'])}")
+    valuation, loan = result.valuation, result.loan
+    click.echo("\n" + report.valuation_text(valuation, loan["borrower"]))
+    pdf = Path(app.settings.data_dir) / "reports" / f"{loan['loan_id']}-zh-CN.pdf"
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    data = valuation_pdf(app.engine, valuation, loan, "zh-CN")
+    atomic_write(pdf, lambda f, data=data: f.write(data), mode=0o644)
+    click.echo(f"  the credit file's PDF report (中文): {pdf}")
+
+
+COMMANDS = [demo_livestock, demo_valuation, demo_claims, demo_solar]
