@@ -41,7 +41,7 @@ def loan_with_latest_valuation(engine: Engine, loan_id: str) -> tuple[dict, dict
 
 
 # What the portfolio reads of a loan and of its latest valuation: its sums and bands.
-PORTFOLIO_LOAN = ("loan_id", "principal_cny", "parcel_ids", "herds", "carbon")
+PORTFOLIO_LOAN = ("loan_id", "principal_cny", "parcel_ids", "herds", "carbon", "solar")
 PORTFOLIO_LATEST = ("valuation_id", "eligible_value_cny", "ltv", "status", "figures")
 
 

@@ -2,7 +2,7 @@
 
 Read from each active loan's latest valuation (what the officer would defend: its stored
 figures, valuation.Figures, not its document), the open loan alerts, the pledged herds'
-open alerts and the pledged parcels' open disturbances.
+and rooftop plants' open alerts and the pledged parcels' open disturbances.
 Pure aggregation in ``summarise``; ``branch_portfolio`` gathers.
 """
 
@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from collateral import book
 from collateral.pledges import pledged_parcel_ids
 from remote_sensing import store as rs_store
+from solar.alerts import KINDS as SOLAR_ALERTS
 from telemetry import farm_alerts
 
 # LTV bands as the policy's thresholds draw them (watch 0.70, margin call 0.85 by default)
@@ -34,9 +35,12 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
     latest = {loan["loan_id"]: valuation for loan, valuation in rows}
     farm_loans = defaultdict(set)
     parcel_loans = defaultdict(set)
+    plant_loans = defaultdict(set)
     for x in active:
         for herd in x["herds"]:
             farm_loans[herd["farm_id"]].add(x["loan_id"])
+        for pledge in x["solar"] or []:  # loans from before revision 0019: None
+            plant_loans[pledge["plant_id"]].add(x["loan_id"])
         for pid in pledged_parcel_ids(x):
             parcel_loans[pid].add(x["loan_id"])
     alerts = [
@@ -44,9 +48,16 @@ def branch_portfolio(engine: Engine, branch: str | None, now: datetime) -> dict:
         for a in book.open_loan_alerts(engine, branch)
     ]
     for a in farm_alerts.list_alerts(engine, open_only=True):
-        if a["farm_id"] in farm_loans:
-            ids = sorted(farm_loans[a["farm_id"]])
-            alerts.append({"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": ids})
+        # a plant's alert concerns the loans that pledge the plant, a herd's the farm's
+        held = (
+            plant_loans.get(a["subject"])
+            if a["kind"] in SOLAR_ALERTS
+            else farm_loans.get(a["farm_id"])
+        )
+        if held:
+            alerts.append(
+                {"kind": a["kind"], "opened_at": a["opened_at"], "loan_ids": sorted(held)}
+            )
     for e in rs_store.stored_events(engine, state="open"):
         if e["parcel_id"] in parcel_loans:
             alerts.append(
@@ -66,6 +77,9 @@ def summarise(branch, active: list[dict], latest: dict, alerts: list[dict], now:
     hectares: dict[str, Decimal] = defaultdict(Decimal)
     hectare_loans: dict[str, set] = defaultdict(set)
     headcount: dict[str, int] = defaultdict(int)
+    solar = {"kwp": Decimal(0), "energy_30d_kwh": Decimal(0), "expected_30d_kwh": Decimal(0)}
+    solar_loans: list[str] = []
+    cover_under_1: list[str] = []
     for x in active:
         principal += Decimal(x["principal_cny"])
         v = latest[x["loan_id"]]
@@ -90,6 +104,13 @@ def summarise(branch, active: list[dict], latest: dict, alerts: list[dict], now:
         carbon += Decimal(totals["carbon_t_co2e"])
         for category, count in totals["headcount"].items():
             headcount[category] += count
+        if "solar_kwp" in totals:
+            solar_loans.append(x["loan_id"])
+            solar["kwp"] += Decimal(totals["solar_kwp"])
+            for key in ("energy_30d_kwh", "expected_30d_kwh"):
+                solar[key] += Decimal(totals.get(f"solar_{key}", "0"))
+            if totals.get("dscr_p90") is not None and Decimal(totals["dscr_p90"]) < 1:
+                cover_under_1.append(x["loan_id"])
     kinds: dict[str, dict] = {}
     for a in alerts:
         entry = kinds.setdefault(a["kind"], {"count": 0, "oldest_days": 0, "loan_ids": set()})
@@ -115,4 +136,9 @@ def summarise(branch, active: list[dict], latest: dict, alerts: list[dict], now:
         },
         "verified_headcount": dict(sorted(headcount.items())),
         "pledged_carbon_t_co2e": str(carbon),
+        "pledged_solar": {
+            **{k: str(v) for k, v in solar.items()},
+            "loan_ids": solar_loans,
+            "dscr_p90_under_1": {"count": len(cover_under_1), "loan_ids": cover_under_1},
+        },
     }

@@ -183,6 +183,10 @@ class Figures(TypedDict):
     ha: dict[str, str]  # pledged land by kind (tea_garden, forest)
     headcount: dict[str, int]  # verified animals by category
     solar_kwp: NotRequired[str]  # pledged rooftop plants' nameplate (2026.12.5)
+    solar_energy_30d_kwh: NotRequired[str]  # what they made in the last 30 days...
+    solar_expected_30d_kwh: NotRequired[str]  # ...and what they should have
+    dscr_p50: NotRequired[str | None]  # the loan's debt-service cover from their fees
+    dscr_p90: NotRequired[str | None]
 
 
 LAND_KINDS = ("tea_garden", "forest")
@@ -209,7 +213,13 @@ def figures(result: dict) -> Figures:
         "headcount": dict(sorted(headcount.items())),
     }
     if result.get("solar"):
-        out["solar_kwp"] = result["solar"]["kwp"]
+        cover = result["solar"]
+        plants = [i["evidence"] for i in result["items"] if i["kind"] == "solar_plant"]
+        out["solar_kwp"] = cover["kwp"]
+        for key in ("energy", "expected"):
+            total = sum(Decimal(str(e[f"last_30_{key}_kwh"] or 0)) for e in plants)
+            out[f"solar_{key}_30d_kwh"] = str(total.quantize(Decimal("0.1")))
+        out["dscr_p50"], out["dscr_p90"] = cover["dscr_p50"], cover["dscr_p90"]
     return out
 
 

@@ -156,6 +156,23 @@ def test_the_api_serves_plants_their_days_alerts_and_a_solar_loan(plant_book):
     assert made.json()["solar"] == [{"plant_id": "PV-SOW-1"}, {"plant_id": "PV-SOW-2"}]
     twice = client.post("/v1/loans", headers=key, json=body | {"loan_id": "LN-PV-9"})
     assert twice.status_code == 409
+    # the loan's summary and the branch's portfolio carry the plants' figures
+    as_of = datetime.combine(FIRST + timedelta(days=DAYS), datetime.min.time(), UTC)
+    valued = loans.value_now(engine, "LN-PV-1", as_of)
+    evidence = [i["evidence"] for i in valued["items"] if i["kind"] == "solar_plant"]
+    made_30 = sum(e["last_30_energy_kwh"] for e in evidence)
+    assert made_30 > 0
+    summary = client.get("/v1/loans/LN-PV-1", headers=key).json()["latest_valuation"]
+    assert summary["solar_kwp"] == "22.0"
+    assert float(summary["solar_energy_30d_kwh"]) == pytest.approx(made_30, abs=0.06)
+    assert summary["dscr_p90"] == valued["solar"]["dscr_p90"]
+    portfolio = client.get("/v1/portfolio", headers=key).json()
+    solar = portfolio["pledged_solar"]
+    assert solar["kwp"] == "22.0" and solar["loan_ids"] == ["LN-PV-1"]
+    assert solar["energy_30d_kwh"] == summary["solar_energy_30d_kwh"]
+    assert solar["expected_30d_kwh"] == summary["solar_expected_30d_kwh"]
+    under = float(valued["solar"]["dscr_p90"]) < 1
+    assert solar["dscr_p90_under_1"]["loan_ids"] == (["LN-PV-1"] if under else [])
 
 
 def test_a_settlement_that_disagrees_with_the_counter_opens_an_alert(plant_book, tmp_path):
@@ -264,3 +281,8 @@ def test_a_pledged_plant_s_alert_becomes_a_notice_for_the_pledging_branch(plant_
     assert words["zh-CN"]["title"] == "抵押光伏电站 PV-SOW-1（FARM-SOW）：结算电量不符"
     assert "2026-09" in words["en"]["detail"] and "-9.1%" in words["en"]["detail"]
     assert notices_since(engine, now + timedelta(seconds=1)) == []  # recorded once, at `now`
+    # the portfolio counts the pledged plant's alert against its loan, not the unpledged one
+    from collateral.portfolio import branch_portfolio
+
+    gaps = branch_portfolio(engine, "ANXI-01", now)["open_alerts"]["solar_settlement_gap"]
+    assert gaps["count"] == 1 and gaps["loan_ids"] == ["LN-PV-1"]

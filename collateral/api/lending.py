@@ -62,8 +62,19 @@ def _loan_json(loan: dict, latest: dict | None) -> dict:
             "ltv": latest["ltv"],
             "status": latest["status"],
             "carbon_t_co2e": latest["figures"]["carbon_t_co2e"],
+            **{k: latest["figures"][k] for k in SOLAR_FIGURES if k in latest["figures"]},
         },
     }
+
+
+# what a loan's summary says of its rooftop plants (valuation.Figures)
+SOLAR_FIGURES = (
+    "solar_kwp",
+    "solar_energy_30d_kwh",
+    "solar_expected_30d_kwh",
+    "dscr_p50",
+    "dscr_p90",
+)
 
 
 @router.get(

@@ -69,6 +69,17 @@ class LatestValuation(Out):
     carbon_t_co2e: str = Field(
         default="0", description="the carbon the loan's carbon_sink items pledge, t CO2e"
     )
+    solar_kwp: str | None = Field(default=None, description="pledged rooftop plants' nameplate")
+    solar_energy_30d_kwh: str | None = Field(
+        default=None, description="what the pledged plants made in the last 30 days, kWh"
+    )
+    solar_expected_30d_kwh: str | None = Field(
+        default=None, description="what they should have made (the model, calibrated), kWh"
+    )
+    dscr_p50: str | None = Field(
+        default=None, description="debt-service cover from the plants' first-year net fees"
+    )
+    dscr_p90: str | None = Field(default=None, description="the same in a P90 year")
 
 
 class Loan(Out):
@@ -416,6 +427,18 @@ class PledgedLand(Out):
     loan_ids: list[str]
 
 
+class PledgedSolar(Out):
+    """The rooftop plants pledged: nameplate, what they made in the last 30 days against
+    what they should have, and the loans whose plants' fees would not cover a P90 year's
+    debt service."""
+
+    kwp: str
+    energy_30d_kwh: str
+    expected_30d_kwh: str
+    loan_ids: list[str]
+    dscr_p90_under_1: LoanGroup
+
+
 class Portfolio(Out):
     """A branch's (or, for the risk desk, every branch's) active loans from each one's latest
     valuation; every figure lists the loans behind it."""
@@ -433,6 +456,7 @@ class Portfolio(Out):
     pledged_ha: dict[str, PledgedLand]
     verified_headcount: dict[str, int]
     pledged_carbon_t_co2e: str
+    pledged_solar: PledgedSolar
 
 
 class CarbonAccount(Out):
