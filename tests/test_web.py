@@ -26,11 +26,12 @@ def test_sign_in_draws_the_branch_loans_parcels_and_farms(page, server):
     expect(page.locator("#signin-error")).to_contain_text("unknown or revoked")
     sign_in(page, server)
     rows = page.locator("#loans tbody tr")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)  # land and herds (2), rooftop plants (1)
     expect(page.locator("#who")).to_contain_text("ANXI-01")
     # the six pledged parcels (one for its carbon) and three farms are drawn, animals clustered
     assert page.locator("#map").get_attribute("data-parcels") == "6"
     assert page.locator("#map").get_attribute("data-farms") == "3"
+    assert page.locator("#map").get_attribute("data-plants") == "2"
     assert page.locator(".marker-cluster").count() > 0
     assert page.locator(".leaflet-control-scale").count() == 1
     expect(page.locator("#coordinates")).to_contain_text("centre 25.0")
@@ -124,6 +125,35 @@ def test_a_farm_shows_its_headcount_and_alerts(page, server):
     cell = page.locator("#detail tr[data-category=breeding_sow] td").nth(1)
     assert int(cell.inner_text()) == verified == 177
     shot(page, "04-farm")
+
+
+def test_a_solar_loan_shows_its_dscr_and_a_plant_its_energy_against_expected_and_peers(
+    page, server
+):
+    sign_in(page, server)
+    page.click("#loans tbody tr[data-loan=LN-ANXI-0003]")
+    page.wait_for_selector("#detail [data-field=dscr]")
+    loan = api_get(server, "/v1/loans/LN-ANXI-0003")
+    valuation = api_get(server, f"/v1/valuations/{loan['latest_valuation']['valuation_id']}")
+    assert page.inner_text("#detail [data-field=dscr-p50]") == valuation["solar"]["dscr_p50"]
+    assert page.inner_text("#detail [data-field=dscr-p90]") == valuation["solar"]["dscr_p90"]
+    expect(page.locator("#detail tr[data-kind=solar_plant]")).to_have_count(2)
+    page.click("#detail a[data-plant=PV-SOW-1]")
+    page.wait_for_selector("#plant-chart canvas")
+    expect(page.locator("#detail h2")).to_contain_text("PV-SOW-1")
+    days = api_get(server, "/v1/plants/PV-SOW-1/days?limit=30")
+    made = sum(d["energy_kwh"] or 0 for d in days)
+    assert page.inner_text("#detail [data-field=plant-made]") == f"{made:,.0f}"
+    expected = sum(d["expected_kwh"] or 0 for d in days)
+    assert page.inner_text("#detail [data-field=plant-expected]") == f"{expected:,.0f}"
+    legend = page.locator("#plant-chart .u-legend").inner_text()
+    assert "made kWh" in legend and "expected kWh" in legend and "neighbours" in legend
+    shot(page, "05-plant")
+    page.click("#portfolio")
+    solar = page.locator("#detail [data-figure=solar]")
+    portfolio = api_get(server, "/v1/portfolio")["pledged_solar"]
+    expect(solar).to_contain_text(f"{Decimal(portfolio['kwp']):.1f} kWp")
+    assert portfolio["loan_ids"] == ["LN-ANXI-0003"]
 
 
 def test_revalue_now_adds_a_valuation(page, server):

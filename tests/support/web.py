@@ -18,6 +18,7 @@ from collateral import auth, loans
 from collateral.api import app as api_app
 from telemetry.local_broker import free_port
 from tests.support.paths import REPO_ROOT, SAMPLE_TILES
+from tests.support.solar_fleet import add_plants_and_loan
 from tests.support.world import build_world
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -39,7 +40,8 @@ FLAGS = [
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """`agri serve` on the demo data: parcels, imagery, farms whose tags reported an hour
-    ago, the shipped tables and the two demo loans, each valued once."""
+    ago, the shipped tables and the two demo loans, each valued once, and the demo's
+    rooftop plants with a fortnight of readings and its loan on two of them."""
     assert not api_app.web_bundle_missing(), "the page is not built: `make test` runs `make web`"
     root = tmp_path_factory.mktemp("web")
     url = f"sqlite:///{root / 'agri.db'}"
@@ -47,6 +49,7 @@ def server(tmp_path_factory):
     for entry in json.loads((SAMPLE_TILES / "loans" / "demo-loans.json").read_text()):
         loans.create_loan(engine, loans.LoanIn.model_validate(entry))
         loans.value_now(engine, entry["loan_id"])
+    add_plants_and_loan(engine, datetime.now(UTC))
     keys = {
         "officer": auth.create_key(engine, "loan_officer", "ANXI-01"),
         "stranger": auth.create_key(engine, "loan_officer", "XIAMEN-02"),

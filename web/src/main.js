@@ -97,7 +97,7 @@ $("#new-claim").addEventListener("click", () =>
 
 // --- the map ------------------------------------------------------------------------
 
-let map, parcelLayer, farmLayer, animalLayer, overlay;
+let map, parcelLayer, farmLayer, animalLayer, plantLayer, overlay;
 
 function makeMap() {
   // No tile server: our own overlays on a plain background, so the page works offline.
@@ -128,16 +128,19 @@ async function drawAssets() {
   // a forest pledged for its carbon is pledged land too
   const pledgedParcels = new Set(state.loans.flatMap((l) => [...l.parcel_ids, ...(l.carbon ?? []).map((c) => c.parcel_id)]));
   const pledgedFarms = new Set(state.loans.flatMap((l) => l.herds.map((h) => h.farm_id)));
+  const pledgedPlants = new Set(state.loans.flatMap((l) => (l.solar ?? []).map((s) => s.plant_id)));
   // only the branch's pledged parcels travel over the (possibly poor) line
   const ids = encodeURIComponent([...pledgedParcels].join(","));
-  const [parcels, farms] = await Promise.all([
+  const [parcels, farms, plants] = await Promise.all([
     pledgedParcels.size ? getJSON(`/v1/parcels?ids=${ids}&limit=1000`) : { type: "FeatureCollection", features: [] },
     getJSON("/v1/farms"),
+    pledgedPlants.size ? getJSON("/v1/plants") : [],
   ]);
   farms.features = farms.features.filter((f) => pledgedFarms.has(f.id));
   parcelLayer?.remove();
   farmLayer?.remove();
   animalLayer?.remove();
+  plantLayer?.remove();
   parcelLayer = L.geoJSON(parcels, {
     style: (f) => {
       const open = (f.properties.disturbance || "").includes("open");
@@ -174,10 +177,21 @@ async function drawAssets() {
     }
   }
   animalLayer.addTo(map);
-  const all = L.featureGroup([parcelLayer, farmLayer]);
+  // pledged rooftop plants: a sun-coloured square each
+  plantLayer = L.featureGroup(
+    plants
+      .filter((p) => pledgedPlants.has(p.plant_id))
+      .map((p) =>
+        L.circleMarker([p.lat, p.lon], { radius: 7, color: "#e65100", weight: 2, fillColor: "#fbc02d", fillOpacity: 0.9 })
+          .bindTooltip(`${p.plant_id} · ${t("ui.plant.kwp", { kwp: number(p.kwp, 1) })}`)
+          .on("click", () => selectPlant(p.plant_id))
+      )
+  ).addTo(map);
+  const all = L.featureGroup([parcelLayer, farmLayer, plantLayer]);
   if (all.getLayers().some((g) => g.getLayers().length)) map.fitBounds(all.getBounds(), { padding: [20, 20] });
   $("#map").dataset.parcels = parcels.features.length;
   $("#map").dataset.farms = farms.features.length;
+  $("#map").dataset.plants = plantLayer.getLayers().length;
 }
 
 async function showOverlay(parcelId) {
@@ -272,6 +286,7 @@ async function selectLoan(loanId) {
   $("#revalue").addEventListener("click", () => revalue(loanId));
   for (const a of detail.querySelectorAll("a[data-parcel]")) a.addEventListener("click", (e) => (e.preventDefault(), selectParcel(a.dataset.parcel)));
   for (const a of detail.querySelectorAll("a[data-farm]")) a.addEventListener("click", (e) => (e.preventDefault(), selectFarm(a.dataset.farm)));
+  for (const a of detail.querySelectorAll("a[data-plant]")) a.addEventListener("click", (e) => (e.preventDefault(), selectPlant(a.dataset.plant)));
   historyChart(history);
   const pledged = parcelLayer?.getLayers().filter((layer) => loan.parcel_ids.includes(layer.feature.id)) || [];
   if (pledged.length) map.fitBounds(L.featureGroup(pledged).getBounds(), { padding: [30, 30], maxZoom: 16 });
@@ -291,12 +306,19 @@ function valuationHTML(v) {
         : e.last_reading_at
           ? t("ui.evidence.tags", { day: day(e.last_reading_at) })
           : "";
-      const counted = e.verified != null ? t("ui.evidence.verified", { verified: e.verified, registered: e.registered }) : "";
+      const counted =
+        e.verified != null
+          ? t("ui.evidence.verified", { verified: e.verified, registered: e.registered })
+          : e.last_30_expected_kwh
+            ? t("ui.evidence.solar", { made: number(e.last_30_energy_kwh, 0), expected: number(e.last_30_expected_kwh, 0) })
+            : "";
       const reasons = e.haircut.reasons.map((r, k) => said(r, e.haircut.reasons_coded?.[k]));
       const ref =
         i.kind === "herd"
           ? `<a href="#" data-farm="${esc(e.farm_id)}">${esc(i.ref)}</a>`
-          : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
+          : e.plant_id
+            ? `<a href="#" data-plant="${esc(e.plant_id)}">${esc(i.ref)}</a>`
+            : `<a href="#" data-parcel="${esc(i.ref)}">${esc(i.ref)}</a>`;
       return `<tr data-ref="${esc(i.ref)}" data-kind="${esc(i.kind)}">
         <td>${esc(word("kind", i.kind))}</td><td>${ref}</td><td class="num">${cny(i.value_cny)}</td>
         <td class="num">${pct(i.haircut)}</td><td class="num eligible">${cny(i.eligible_value_cny)}</td>
@@ -320,6 +342,18 @@ function valuationHTML(v) {
     <p class="ltv">${esc(t("report.ltv"))} <strong data-field="ltv">${esc(v.ltv ?? "n/a")}</strong> ·
       <span class="status ${esc(v.status)}" data-field="status">${status(v.status)}</span>
       (${esc(t("report.thresholds", { watch: v.thresholds.watch, margin_call: v.thresholds.margin_call }))})</p>
+    ${
+      v.solar
+        ? `<p class="dscr" data-field="dscr">${esc(
+            t("ui.loan.dscr", {
+              kwp: v.solar.kwp,
+              p50: money(v.solar.first_year_net_p50_cny),
+              p90: money(v.solar.first_year_net_p90_cny),
+              service: money(v.solar.annual_debt_service_cny),
+            })
+          )} <strong data-field="dscr-p50">${esc(v.solar.dscr_p50 ?? "n/a")}</strong> / <strong data-field="dscr-p90">${esc(v.solar.dscr_p90 ?? "n/a")}</strong></p>`
+        : ""
+    }
     <p class="formula">${esc(said(v.formula, v.formula_coded))}</p>`;
 }
 
@@ -403,7 +437,18 @@ async function showPortfolio() {
     <h3>${esc(t("ui.portfolio.alerts"))}</h3><table class="breakdown">${rows(p.open_alerts, "alerts") || `<tr><td>${esc(t("ui.none"))}</td></tr>`}</table>
     <h3>${esc(t("ui.portfolio.land"))}</h3><table class="breakdown">${rows(p.pledged_ha, "ha")}</table>
     <p>${esc(t("ui.portfolio.headcount"))} ${Object.entries(p.verified_headcount).map(([c, n]) => `${esc(word("category", c))} <strong>${n}</strong>`).join(" · ") || "-"}</p>
-    <p>${esc(t("ui.portfolio.carbon"))} <strong data-figure="carbon">${number(p.pledged_carbon_t_co2e)}</strong> t CO2e</p>`;
+    <p>${esc(t("ui.portfolio.carbon"))} <strong data-figure="carbon">${number(p.pledged_carbon_t_co2e)}</strong> t CO2e</p>
+    ${
+      p.pledged_solar.loan_ids.length
+        ? `<p data-figure="solar">${esc(
+            t("ui.portfolio.solar", {
+              kwp: number(p.pledged_solar.kwp, 1),
+              made: number(p.pledged_solar.energy_30d_kwh, 0),
+              expected: number(p.pledged_solar.expected_30d_kwh, 0),
+            })
+          )} ${esc(t("ui.portfolio.dscr_under_1"))} ${loanLinks(p.pledged_solar.dscr_p90_under_1.loan_ids)}</p>`
+        : ""
+    }`;
   for (const a of detail.querySelectorAll("a[data-loan-link]")) a.addEventListener("click", (e) => (e.preventDefault(), selectLoan(a.dataset.loanLink)));
   const all = parcelLayer ? L.featureGroup([parcelLayer, farmLayer]) : null;
   if (all && all.getLayers().some((g) => g.getLayers().length)) map.fitBounds(all.getBounds(), { padding: [20, 20] });
@@ -602,6 +647,54 @@ async function selectFarm(farmId) {
   );
   const layer = farmLayer?.getLayers().find((l) => l.feature.id === farmId);
   if (layer) map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: 17 });
+  say("");
+}
+
+// --- a rooftop plant ------------------------------------------------------------------
+
+async function selectPlant(plantId) {
+  say(t("ui.loading", { what: plantId }));
+  overlay?.remove();
+  $("#legend").hidden = true;
+  const id = encodeURIComponent(plantId);
+  const [plant, days, alerts] = await Promise.all([
+    getJSON(`/v1/plants/${id}`),
+    getJSON(`/v1/plants/${id}/days?limit=60`),
+    getJSON(`/v1/plants/${id}/alerts`),
+  ]);
+  const recent = days.slice(-30);
+  const made = recent.reduce((sum, d) => sum + (d.energy_kwh ?? 0), 0);
+  const expected = recent.reduce((sum, d) => sum + (d.expected_kwh ?? 0), 0);
+  const ratios = recent.map((d) => d.peer_ratio).filter((r) => r != null).sort((a, b) => a - b);
+  const peers = ratios.length ? ratios[Math.floor(ratios.length / 2)].toFixed(2) : "-";
+  const detail = $("#detail");
+  detail.dataset.plant = plantId;
+  detail.dataset.valuation = "";
+  detail.innerHTML = `
+    <h2>${esc(t("ui.plant.title", { plant: plantId, kwp: number(plant.kwp, 1), farm: plant.farm_id }))}</h2>
+    <p>${esc(t("ui.plant.summary"))} <strong data-field="plant-made">${number(made, 0)}</strong> /
+      <span data-field="plant-expected">${number(expected, 0)}</span> kWh · ${esc(t("ui.plant.peers", { peers }))}</p>
+    <p class="hint">${esc(t("ui.plant.registered", { serial: plant.serial, tariff: plant.tariff, connected: plant.grid_connected }))}</p>
+    <div id="plant-chart" class="chart"></div>
+    <p class="hint">${esc(t("ui.plant.chart_hint"))}</p>
+    <h3>${esc(t("ui.open_alerts"))}</h3>${alertsHTML(alerts.filter((a) => a.closed_at == null))}`;
+  chart(
+    $("#plant-chart"),
+    [
+      { label: t("ui.chart.made"), stroke: "#e65100", width: 2, points: { show: true } },
+      { label: t("ui.chart.expected"), stroke: "#1565c0", dash: [6, 4] },
+      { label: t("ui.chart.peers"), stroke: "#6d4c41", width: 1 },
+    ],
+    [
+      days.map((d) => seconds(d.day)),
+      days.map((d) => d.energy_kwh),
+      days.map((d) => d.expected_kwh),
+      // what the plant would have made yielding as its neighbours did
+      days.map((d) => (d.energy_kwh != null && d.peer_ratio ? d.energy_kwh / d.peer_ratio : null)),
+    ]
+  );
+  const marker = plantLayer?.getLayers().find((m) => m.getTooltip()?.getContent().startsWith(`${plantId} `));
+  if (marker) map.setView(marker.getLatLng(), Math.max(map.getZoom(), 15));
   say("");
 }
 
