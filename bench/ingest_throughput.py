@@ -10,7 +10,10 @@ then PostgreSQL:
   2. `agri ingest` (a separate process) stores it;
   3. the bare subscriber receives it again;
   4. with --agent: the same readings, as JSON lines, through `agri gateway run` (its
-     outbox, QoS 1, kept until the ingester's commit ack), then the bare subscriber again.
+     outbox, QoS 1, kept until the ingester's commit ack), then the bare subscriber again;
+  5. with --solar: as many inverter readings (solar/v1: 200 rooftop plants of the farm,
+     5-minute readings with the lifetime counter, power, state and two MPPT inputs)
+     through the same agent, then the bare subscriber again.
 The reference rate is the mean of the two bare runs around the ingester's: this machine's
 speed drifts by 10-30 % within a minute, and one bare run a minute away from the ingester
 gave ratios from 0.43 to 0.80 for the same code.
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,8 @@ from bioassets import registry  # noqa: E402
 from bioassets import store as bio_store  # noqa: E402
 from bioassets.tables import readings  # noqa: E402
 from collateral.db import make_engine, upgrade  # noqa: E402
+from solar import plants as solar_plants  # noqa: E402
+from solar.tables import solar_readings  # noqa: E402
 from telemetry import accounts, gateways  # noqa: E402
 from telemetry.local_broker import LocalBroker  # noqa: E402
 from telemetry.partitions import DEFAULT_PARTITIONS, fair_share, partition_of  # noqa: E402
@@ -271,27 +276,90 @@ def ingest(broker, db_url: str, n: int, label: str) -> dict:
     }
 
 
-def through_agent(broker, db_url: str, n: int, label: str) -> dict:
-    """The same readings through the reference gateway agent (`agri gateway run`, its
-    SQLite outbox, QoS 1, kept until the ingester's commit ack): from the agent's launch
+def livestock_lines(out, n: int, start_ms: int) -> None:
+    for seq in range(n):
+        for k in range(PER_MESSAGE):
+            tag, at = reading_key(start_ms, PER_MESSAGE, seq, k)
+            out.write(
+                f'{{"tag_id": "{tag}", "observed_at": "{at.isoformat()}", '
+                '"temperature_c": 38.9, "activity": 97.0, "lat": 25.0391, "lon": 118.222}\n'
+            )
+
+
+SOLAR_PLANTS = 200
+
+
+def seed_plants(engine) -> None:
+    """The farm's rooftop plants (10 kWp each, within a few km)."""
+    solar_plants.upsert_plants(
+        engine,
+        [
+            {
+                "plant_id": f"PV-BENCH-{k:03d}",
+                "farm_id": FARM,
+                "name": None,
+                "lat": 25.0 + (k % 20) * 0.002,
+                "lon": 118.2 + (k // 20) * 0.002,
+                "kwp": 10.0,
+                "ac_kw": 10.0,
+                "tilt": 20.0,
+                "azimuth": 180.0,
+                "commissioned": datetime(2024, 3, 1).date(),
+                "grid_connected": datetime(2024, 3, 15).date(),
+                "make": None,
+                "model": None,
+                "serial": f"INV-{k:03d}",
+                "tariff": "fujian-coal-benchmark",
+            }
+            for k in range(SOLAR_PLANTS)
+        ],
+    )
+
+
+def solar_lines(out, n: int, start_ms: int) -> None:
+    """n x PER_MESSAGE inverter readings: each plant every 5 minutes, counters rising."""
+    start = datetime.fromtimestamp(start_ms / 1000, UTC).replace(microsecond=0)
+    for k in range(n * PER_MESSAGE):
+        plant, step = k % SOLAR_PLANTS, k // SOLAR_PLANTS
+        at = start - timedelta(minutes=5 * step)  # back in time from start: never future
+        watts = 4000.0 + (k % 97) * 10
+        out.write(
+            f'{{"plant_id": "PV-BENCH-{plant:03d}", "SN": "INV-{plant:03d}", '
+            f'"observed_at": "{at.isoformat()}", "W": {watts}, '
+            f'"WH": {9_000_000.0 - step * 350.0}, "St": 4, "Evt1": 0, '
+            f'"DCV": [380.5, 381.0], "DCA": [{watts / 761:.3f}, {watts / 762:.3f}]}}\n'
+        )
+
+
+def count_rows(engine, table) -> int:
+    with engine.connect() as c:
+        return c.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+# stream -> (lines writer, table its readings land in, what the database needs first)
+STREAMS = {
+    "livestock": (livestock_lines, readings, lambda engine: None),
+    "solar": (solar_lines, solar_readings, seed_plants),
+}
+
+
+def through_agent(broker, db_url: str, n: int, label: str, stream: str = "livestock") -> dict:
+    """The same number of readings through the reference gateway agent (`agri gateway run`,
+    its SQLite outbox, QoS 1, kept until the ingester's commit ack): from the agent's launch
     to its exit, which is when everything is acknowledged."""
+    write_lines, table, prepare = STREAMS[stream]
     engine = make_engine(db_url)
     upgrade(engine)
     seed(engine)
+    prepare(engine)
     env = {"AGRI_DATABASE_URL": db_url, "AGRI_MQTT_URL": broker.url(password=INGEST_PASSWORD)}
     work = Path(tempfile.mkdtemp(prefix="agri-bench-agent-"))
     procs = start_ingesters(env, f"{label}-agent", work)
-    before = bio_store.count_readings(engine)  # the plain run's rows are in this database
+    before = count_rows(engine, table)  # the plain run's rows are in this database
     start_ms = int(time.time() * 1000) - 7_200_000 - (1_800_000 if label == "sqlite" else 5_400_000)
     lines = work / "readings.jsonl"
     with open(lines, "w") as out:
-        for seq in range(n):
-            for k in range(PER_MESSAGE):
-                tag, at = reading_key(start_ms, PER_MESSAGE, seq, k)
-                out.write(
-                    f'{{"tag_id": "{tag}", "observed_at": "{at.isoformat()}", '
-                    '"temperature_c": 38.9, "activity": 97.0, "lat": 25.0391, "lon": 118.222}\n'
-                )
+        write_lines(out, n, start_ms)
     command = [
         sys.executable, "-m", "collateral.cli", "gateway", "run", "--farm", FARM,
         "--gateway", GATEWAY, "--mqtt-url", broker.url(GATEWAY, PASSWORD),
@@ -302,16 +370,17 @@ def through_agent(broker, db_url: str, n: int, label: str) -> dict:
         code = subprocess.run(command, stdin=stdin, stderr=log, cwd=ROOT, timeout=600).returncode
     elapsed = time.perf_counter() - t0
     done_wall = time.time()
-    stored = bio_store.count_readings(engine) - before
+    stored = count_rows(engine, table) - before
     stop_ingesters(procs)
     with engine.connect() as c:
         since = datetime.fromtimestamp(done_wall - elapsed, UTC)
-        query = select(func.min(readings.c.received_at)).where(readings.c.received_at >= since)
+        query = select(func.min(table.c.received_at)).where(table.c.received_at >= since)
         first = c.execute(query).scalar_one()
     engine.dispose()
     expected = n * PER_MESSAGE
     return {
         "database": label,
+        "stream": stream,
         "agent_exit_code": code,
         "agent_summary": (work / "agent.log").read_text().strip().splitlines()[-1],
         "sent": expected,
@@ -334,6 +403,9 @@ def main() -> None:
     parser.add_argument("--farms", type=int, default=1, help="gateways on farms publishing at once")
     parser.add_argument(
         "--agent", action="store_true", help="also through a gateway agent (outbox and acks)"
+    )
+    parser.add_argument(
+        "--solar", action="store_true", help="also inverter readings (solar/v1) through the agent"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest_results.json")
     args = parser.parse_args()
@@ -382,6 +454,16 @@ def main() -> None:
                             agent_run["readings_per_s"] / reference
                         )
                         results[f"{label}_through_agent"] = agent_run
+                        after = last
+                    if args.solar:
+                        solar_run = through_agent(broker, url, args.messages, label, "solar")
+                        last = bare_subscriber(broker, args.messages)
+                        solar_run["bare_paho_subscriber"] = [after, last]
+                        reference = (after["readings_per_s"] + last["readings_per_s"]) / 2
+                        solar_run["ratio_to_bare_subscriber"] = (
+                            solar_run["readings_per_s"] / reference
+                        )
+                        results[f"{label}_solar_through_agent"] = solar_run
         finally:
             broker.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

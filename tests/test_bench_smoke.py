@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 def test_the_ingest_benchmark_runs_and_loses_nothing(tmp_path):
     out = tmp_path / "ingest.json"
-    command = ["--messages", "300", "--farms", "4", "--skip-postgres", "--out", str(out)]
+    command = ["--messages", "300", "--farms", "4", "--skip-postgres", "--solar", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "bench/ingest_throughput.py", *command],
         cwd=REPO_ROOT,
@@ -31,6 +31,9 @@ def test_the_ingest_benchmark_runs_and_loses_nothing(tmp_path):
     assert result["sqlite"]["sent"] == result["sqlite"]["stored"] > 0
     assert result["sqlite"]["lost"] == 0 and result["farms"] == 4  # four publishers at once
     assert 0 < result["sqlite"]["cpu_s_per_1000_readings"] < 1
+    solar = result["sqlite_solar_through_agent"]  # inverter readings through the agent
+    assert solar["agent_exit_code"] == 0 and solar["stream"] == "solar"
+    assert solar["sent"] == solar["stored"] == 300 * 20 and solar["lost"] == 0
 
 
 def _tiny_tile(tmp_path) -> dict:
