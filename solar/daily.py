@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
 
 from agri_common.times import UTCDateTime
-from solar import energy, expected
+from solar import energy, expected, weather
 from solar.plants import list_plants
 from solar.tables import solar_days, solar_readings
 
@@ -105,7 +105,8 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     readings = _readings(engine, start, end)
     previous = _previous(engine, plants["plant_id"].tolist(), day, start)
     times = expected.day_times(pd.Timestamp(day), energy.ZONE)
-    modelled = expected.model(plants, times)
+    cells = sorted(set(expected.cells(plants)))
+    modelled = expected.model(plants, times, weather.for_times(engine, cells, times))
     hours = pd.Timedelta(expected.STEP) / pd.Timedelta(hours=1)
     modelled_kwh = modelled.ac_w.sum(axis=0) * hours / 1000.0
     insolation = modelled.poa_w_m2.sum(axis=0) * hours / 1000.0

@@ -164,10 +164,17 @@ def calibration(measured_kwh: np.ndarray, modelled_kwh: np.ndarray) -> float | N
     return float(measured_kwh[ok].sum() / modelled_kwh[ok].sum())
 
 
-def typical_year_kwh(plants: pd.DataFrame, zone: str) -> np.ndarray:
-    """Each plant's modelled AC energy over a typical year (the assumed weather, hourly
-    steps through a non-leap year): the level its own record scales."""
+def year_hours(zone: str) -> pd.DatetimeIndex:
+    """A non-leap year's hours (their middles, UTC): the steps of ``typical_year_kwh``."""
     start = pd.Timestamp("2025-01-01").tz_localize(zone)
     hours = pd.date_range(start, start + pd.DateOffset(years=1), freq="1h", inclusive="left")
-    modelled = model(plants, (hours + pd.Timedelta(minutes=30)).tz_convert("UTC"))
-    return modelled.ac_w.sum(axis=0) / 1000.0
+    return (hours + pd.Timedelta(minutes=30)).tz_convert("UTC")
+
+
+def typical_year_kwh(
+    plants: pd.DataFrame, zone: str, weather: dict[str, pd.DataFrame] | None = None
+) -> np.ndarray:
+    """Each plant's modelled AC energy over a typical year (a cell's imported typical
+    year on ``year_hours`` where ``weather`` has one, else the assumed weather): the level
+    its own record scales."""
+    return model(plants, year_hours(zone), weather).ac_w.sum(axis=0) / 1000.0

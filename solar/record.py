@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from typing_extensions import TypedDict
 
-from solar import alerts, energy, expected
+from solar import alerts, energy, expected, weather
 from solar.plants import get_plant
 from solar.tables import solar_days, solar_settlements
 from telemetry import farm_alerts
@@ -72,6 +72,8 @@ def plant_record(engine: Engine, plant_id: str, as_of: datetime) -> PlantRecord:
     modelled += sum(d["modelled_kwh"] or 0.0 for d in year if _month(d["day"]) in settled)
     recent = [d for d in year if d["day"] > through - timedelta(days=30)]
     site = pd.DataFrame([plant])[["lat", "lon", "kwp", "ac_kw", "tilt", "azimuth"]]
+    hours = expected.year_hours(energy.ZONE)
+    typical = weather.for_times(engine, expected.cells(site).tolist(), hours, measured=False)
     shares = [d["availability"] for d in fit if d["availability"] is not None]
     open_kinds = sorted(
         a["kind"]
@@ -95,7 +97,7 @@ def plant_record(engine: Engine, plant_id: str, as_of: datetime) -> PlantRecord:
         energy_kwh=round(made, 3),
         settled_months=len(settled),
         modelled_kwh=round(modelled, 3),
-        typical_year_kwh=round(float(expected.typical_year_kwh(site, energy.ZONE)[0]), 3),
+        typical_year_kwh=round(float(expected.typical_year_kwh(site, energy.ZONE, typical)[0]), 3),
         availability=round(float(np.mean(shares)), 4) if shares else None,
         degradation_pct_per_year=_rounded(
             alerts.degradation_pct_per_year(

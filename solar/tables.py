@@ -4,6 +4,7 @@ plant belongs to a farm of ``telemetry.tables``. Migrations live in collateral."
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     Float,
@@ -97,4 +98,18 @@ solar_settlements = Table(
     Column("kwh", Float, nullable=False),
     Column("paid_cny", String(32), nullable=False),  # decimal text
     Column("imported_at", UTCDateTime, nullable=False),
+)
+
+# Irradiance and air temperature per weather cell (expected.CELL_DEG), hourly, from an
+# imported file (solar.weather): a typical year (PVGIS TMY, its hours moved to TYPICAL_YEAR)
+# or measured hours (CAMS radiation).
+solar_weather = Table(
+    "solar_weather",
+    metadata,
+    Column("cell", String(32), primary_key=True),
+    Column("typical", Boolean, primary_key=True),
+    Column("at", UTCDateTime, primary_key=True),  # the hour's time (its middle for CAMS)
+    Column("ghi", Float, nullable=False),  # W/m2
+    Column("temp_air", Float),  # C; none in CAMS radiation: the climate table's then
+    Column("source", String(64), nullable=False),
 )
