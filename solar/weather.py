@@ -26,6 +26,7 @@ from solar import expected
 from solar.tables import solar_weather
 
 TYPICAL_YEAR = 2001  # a typical year's hours are stored in this (non-leap) year
+TYPICAL_HOURS = 8760 - 24  # a typical year's hours (a file may lack a day's)
 MIN_HOURS = 20  # measured hours a day needs (of 24 and the edges) to be used
 MAX_STEP = pd.Timedelta(hours=1)  # coarser series (CAMS monthly sums) say nothing of a day
 
@@ -100,6 +101,8 @@ def read(path: Path) -> Hours:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise WeatherError(f"{path.name}: unreadable as {found.name}: {exc}") from None
+    if found.typical and len(frame) < TYPICAL_HOURS:
+        raise WeatherError(f"{path.name}: a typical year needs its 8760 hours, found {len(frame)}")
     if frame.empty or not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise WeatherError(f"{path.name}: no hours, or no place on Earth")
     if (frame["ghi"] < -5).any() or (frame["ghi"] > 1500).any():
@@ -115,7 +118,7 @@ def store(engine: Engine, hours: Hours) -> tuple[str, int]:
     """Store a file's hours for its cell (replacing what that cell had of the same kind in
     the same span); returns (cell, hours stored)."""
     cell = cell_of(hours.lat, hours.lon)
-    frame = hours.frame.clip(lower={"ghi": 0.0})
+    frame = hours.frame.assign(ghi=hours.frame["ghi"].clip(lower=0.0))
     rows = [
         {
             "cell": cell,
@@ -192,7 +195,7 @@ def _on(rows: list, at: pd.DatetimeIndex, times: pd.DatetimeIndex) -> pd.DataFra
     """Hourly rows interpolated to the model's times (``at``: the same instants in the rows'
     year); a temperature the file lacks is the month's climate table's."""
     seconds = np.array([r[0].timestamp() for r in rows])
-    want = at.asi8 / 1e9 if at.tz is not None else at.tz_localize("UTC").asi8 / 1e9
+    want = np.array([t.timestamp() for t in at])
     ghi = np.interp(want, seconds, [r[1] for r in rows])
     temps = np.array([np.nan if r[2] is None else r[2] for r in rows])
     if np.isnan(temps).all():

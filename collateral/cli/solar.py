@@ -1,5 +1,5 @@
 """Rooftop solar commands: the plants registry, readings from an inverter vendor's export,
-the daily job and a plant's days."""
+the grid's settlements, weather files, the daily job and a plant's days."""
 
 import json
 from datetime import UTC, date, datetime
@@ -12,7 +12,7 @@ from bioassets import store as bio_store
 from collateral import solar_policy
 from collateral.cli.context import App, pass_app, report_rejected
 from collateral.errors import Refused
-from solar import alerts, daily, plants, settlements, vendor_export
+from solar import alerts, daily, plants, settlements, vendor_export, weather
 
 PLANT_COLUMNS = ("plant_id", "farm_id", "kwp", "ac_kw", "tilt", "azimuth", "serial", "tariff")
 
@@ -140,6 +140,30 @@ def settlements_import(app: App, path: Path) -> None:
     stored = settlements.store(app.engine, result.records)
     click.echo(f"stored {stored} monthly settlements from {path}")
     report_rejected(result.errors)
+
+
+@solar.group("weather")
+def weather_group() -> None:
+    """Weather for the expected-energy model (until imported: clear sky x the month's
+    clearness, solar/data/fujian_climate.csv)."""
+
+
+@weather_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_app
+def weather_import(app: App, path: Path) -> None:
+    """Import a county's weather file: PVGIS's typical meteorological year (CSV or JSON,
+    re.jrc.ec.europa.eu/pvg_tools) or a CAMS radiation series (1 h or finer, W/m2)."""
+    try:
+        hours = weather.read(path)
+    except weather.WeatherError as exc:
+        raise click.ClickException(str(exc)) from exc
+    cell, stored = weather.store(app.engine, hours)
+    kind = "typical-year" if hours.typical else "measured"
+    click.echo(
+        f"stored {stored} {kind} hours ({hours.source}) for weather cell {cell} "
+        f"({hours.lat:.3f}, {hours.lon:.3f}): plants within it use them from the next daily job"
+    )
 
 
 @solar.command("daily")
