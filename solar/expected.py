@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pvlib
+from pvlib import spa
 
 CLIMATE = Path(__file__).parent / "data" / "fujian_climate.csv"
 CELL_DEG = 0.1  # about 10 km: plants closer than this share sun and weather
@@ -71,21 +72,66 @@ def cells(plants: pd.DataFrame) -> pd.Series:
 def clear_sky_weather(
     times: pd.DatetimeIndex, lat: float, lon: float, sun: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """The assumed weather of a cell: Ineichen clear sky times the month's clearness
-    (``sun``: the cell's solar position at ``times``, when the caller has it)."""
+    """The assumed weather of a place: Ineichen clear sky times the month's clearness
+    (``sun``: the place's solar position at ``times``, when the caller has it)."""
+    if sun is None:
+        zenith, _z, _a = sun_positions(times, np.array([lat]), np.array([lon]))
+    else:
+        zenith = sun["apparent_zenith"].to_numpy()[:, None]
+    ghi, temp = _assumed(times, zenith, np.array([lat]), np.array([lon]))
+    return pd.DataFrame({"ghi": ghi[:, 0], "temp_air": temp[:, 0]}, index=times)
+
+
+def sun_positions(
+    times: pd.DatetimeIndex, lats: np.ndarray, lons: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apparent zenith, zenith and azimuth (degrees; times x places) by pvlib's SPA, as
+    ``pvlib.solarposition.get_solarposition`` gives them (sea level, 12 C, 1013.25 hPa):
+    the sun's own place is computed once for the times, each place's view of it by the
+    same SPA functions for all places at once (one call per place cost 3.5 ms, 1.9 s of a
+    fleet's day over Fujian's 500 cells)."""
+    seconds = np.array([t.timestamp() for t in times])
+    delta_t = spa.calculate_deltat(times.year.to_numpy(), times.month.to_numpy())
+    common = (seconds, 0.0, 0.0, 0.0, PRESSURE_HPA, TEMPERATURE_C, delta_t, REFRACTION, 1)
+    v, alpha, delta = (x[:, None] for x in spa.solar_position_numpy(*common, sst=True))
+    (radius,) = spa.solar_position_numpy(*common, esd=True)
+    lat, lon = lats[None, :], lons[None, :]
+    hour_angle = spa.local_hour_angle(v, lon, alpha)
+    xi = spa.equatorial_horizontal_parallax(radius)[:, None]
+    u = spa.uterm(lat)
+    x, y = spa.xterm(u, lat, 0.0), spa.yterm(u, lat, 0.0)
+    delta_alpha = spa.parallax_sun_right_ascension(x, xi, hour_angle, delta)
+    delta_prime = spa.topocentric_sun_declination(delta, x, y, xi, delta_alpha, hour_angle)
+    h_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
+    e0 = spa.topocentric_elevation_angle_without_atmosphere(lat, delta_prime, h_prime)
+    refracted = spa.atmospheric_refraction_correction(PRESSURE_HPA, TEMPERATURE_C, e0, REFRACTION)
+    apparent = spa.topocentric_zenith_angle(spa.topocentric_elevation_angle(e0, refracted))
+    gamma = spa.topocentric_astronomers_azimuth(h_prime, delta_prime, lat)
+    return apparent, spa.topocentric_zenith_angle(e0), spa.topocentric_azimuth_angle(gamma)
+
+
+PRESSURE_HPA, TEMPERATURE_C, REFRACTION = 1013.25, 12.0, 0.5667  # get_solarposition's
+
+
+def _assumed(
+    times: pd.DatetimeIndex, zenith: np.ndarray, lats: np.ndarray, lons: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """GHI and air temperature (times x places) of the stated assumption."""
     table = climate()
-    sun = pvlib.solarposition.get_solarposition(times, lat, lon) if sun is None else sun
-    zenith = sun["apparent_zenith"]
+    months = times.month.to_numpy()
     airmass = pvlib.atmosphere.get_absolute_airmass(pvlib.atmosphere.get_relative_airmass(zenith))
-    months = times.month
-    turbidity = np.array([_linke(lat, lon, m) for m in months])
-    sky = pvlib.clearsky.ineichen(
-        zenith, airmass, turbidity, dni_extra=pvlib.irradiance.get_extra_radiation(times)
-    )
-    clearness = np.array([table[m][0] for m in months])
-    temp = np.array([table[m][1] for m in months])
+    per_month = {
+        int(m): [_linke(float(la), float(lo), int(m)) for la, lo in zip(lats, lons, strict=True)]
+        for m in np.unique(months)
+    }
+    turbidity = np.array([per_month[int(m)] for m in months])
+    extra = np.asarray(pvlib.irradiance.get_extra_radiation(times))[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):  # the night's infinite air mass
+        sky = pvlib.clearsky.ineichen(zenith, airmass, turbidity, dni_extra=extra)
+    clearness = np.array([table[m][0] for m in months])[:, None]
+    temp = np.array([table[m][1] for m in months])[:, None]
     ghi = np.nan_to_num(np.asarray(sky["ghi"], dtype=float), nan=0.0)
-    return pd.DataFrame({"ghi": ghi * clearness, "temp_air": temp}, index=times)
+    return ghi * clearness, np.broadcast_to(temp, ghi.shape)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -102,47 +148,45 @@ def model(
 ) -> Modelled:
     """AC power and in-plane irradiance of every plant (rows of ``plants``: lat, lon, kwp,
     ac_kw, tilt, azimuth) at ``times``; ``weather``: cell -> a frame with ``ghi`` and
-    ``temp_air`` on ``times`` (clear sky times clearness where a cell has none)."""
+    ``temp_air`` on ``times`` (clear sky times clearness where a cell has none). The sun
+    and the weather are worked out per cell for all cells at once, then each plant takes
+    its cell's column: (times x plants) arrays through pvlib's functions."""
     weather = weather or {}
     label = cells(plants).to_numpy()
-    ac = np.zeros((len(times), len(plants)))
-    poa_out = np.zeros_like(ac)
-    doy = times.day_of_year.to_numpy()
-    for cell in dict.fromkeys(label):
-        members = np.flatnonzero(label == cell)
-        lat = float(plants["lat"].iloc[members].mean())
-        lon = float(plants["lon"].iloc[members].mean())
-        sun = pvlib.solarposition.get_solarposition(times, lat, lon)
-        here = weather.get(cell)
-        if here is None:
-            here = clear_sky_weather(times, lat, lon, sun)
-        ghi = here["ghi"].to_numpy(dtype=float)
-        zenith = sun["apparent_zenith"].to_numpy()
-        parts = pvlib.irradiance.erbs(ghi, zenith, doy)
-        group = plants.iloc[members]
-        tilt = group["tilt"].to_numpy()[None, :]
-        azimuth = group["azimuth"].to_numpy()[None, :]
-        poa = pvlib.irradiance.get_total_irradiance(
-            tilt,
-            azimuth,
-            zenith[:, None],
-            sun["azimuth"].to_numpy()[:, None],
-            np.asarray(parts["dni"])[:, None],
-            ghi[:, None],
-            np.asarray(parts["dhi"])[:, None],
-        )["poa_global"]
-        poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(min=0.0)
-        cell_temp = pvlib.temperature.sapm_cell(
-            poa, here["temp_air"].to_numpy(dtype=float)[:, None], WIND_M_S, **TEMPERATURE_MODEL
-        )
-        pdc0 = group["kwp"].to_numpy()[None, :] * 1000.0
-        dc = pvlib.pvsystem.pvwatts_dc(poa, cell_temp, pdc0, GAMMA_PDC)
-        dc = np.asarray(dc) * (1 - LOSSES_PERCENT / 100.0)
-        inverter_dc = group["ac_kw"].to_numpy()[None, :] * 1000.0 / ETA_INVERTER
-        out = pvlib.inverter.pvwatts(dc, inverter_dc, ETA_INVERTER)
-        ac[:, members] = np.nan_to_num(np.asarray(out, dtype=float), nan=0.0).clip(min=0.0)
-        poa_out[:, members] = poa
-    return Modelled(times, ac, poa_out)
+    names = list(dict.fromkeys(label))
+    column = {name: k for k, name in enumerate(names)}
+    of_plant = np.array([column[name] for name in label])
+    frame = pd.DataFrame({"lat": plants["lat"].to_numpy(), "cell": of_plant})
+    centre = frame.groupby("cell")["lat"].mean().to_numpy()  # each cell at its plants' mean
+    lons = pd.Series(plants["lon"].to_numpy()).groupby(of_plant).mean().to_numpy()
+    apparent, zenith, sun_azimuth = sun_positions(times, centre, lons)
+    ghi, temp = _assumed(times, apparent, centre, lons)
+    ghi, temp = ghi.copy(), np.array(temp)
+    for name, here in weather.items():
+        if name in column:
+            ghi[:, column[name]] = here["ghi"].to_numpy(dtype=float)
+            temp[:, column[name]] = here["temp_air"].to_numpy(dtype=float)
+    doy = times.day_of_year.to_numpy()[:, None]
+    parts = pvlib.irradiance.erbs(ghi, apparent, doy)
+    dni, dhi = np.asarray(parts["dni"]), np.asarray(parts["dhi"])
+    take = lambda a: a[:, of_plant]  # noqa: E731  (times x cells -> times x plants)
+    poa = pvlib.irradiance.get_total_irradiance(
+        plants["tilt"].to_numpy()[None, :],
+        plants["azimuth"].to_numpy()[None, :],
+        take(apparent),
+        take(sun_azimuth),
+        take(dni),
+        take(ghi),
+        take(dhi),
+    )["poa_global"]
+    poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(min=0.0)
+    cell_temp = pvlib.temperature.sapm_cell(poa, take(temp), WIND_M_S, **TEMPERATURE_MODEL)
+    pdc0 = plants["kwp"].to_numpy()[None, :] * 1000.0
+    dc = np.asarray(pvlib.pvsystem.pvwatts_dc(poa, cell_temp, pdc0, GAMMA_PDC))
+    dc = dc * (1 - LOSSES_PERCENT / 100.0)
+    inverter_dc = plants["ac_kw"].to_numpy()[None, :] * 1000.0 / ETA_INVERTER
+    ac = np.asarray(pvlib.inverter.pvwatts(dc, inverter_dc, ETA_INVERTER), dtype=float)
+    return Modelled(times, np.nan_to_num(ac, nan=0.0).clip(min=0.0), poa)
 
 
 def daily_kwh(modelled: Modelled, zone: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -160,12 +160,15 @@ def for_times(
                 datetime(TYPICAL_YEAR + 1, 1, 1, tzinfo=UTC),
             )
         shifted = _rows(engine, wanted_typical, True, lo, hi)
+    in_typical_year = None
     for cell in cells:
         rows = found.get(cell, [])
         at = times
         if len(rows) < MIN_HOURS:
             rows = (shifted or {}).get(cell, [])
-            at = pd.DatetimeIndex([_typical(t) for t in times])
+            if in_typical_year is None and len(rows) >= 2:
+                in_typical_year = pd.DatetimeIndex([_typical(t) for t in times])
+            at = in_typical_year
         if len(rows) < 2:
             continue
         out[cell] = _on(rows, at, times)
