@@ -114,10 +114,11 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
         axis=0
     ) * hours
     factors = _factors(engine, plants["plant_id"].tolist(), day, previous)
+    screened = _screen(readings, plants)
     rows = []
     for k, plant in enumerate(plants.itertuples(index=False)):
         before = previous[plant.plant_id]["last"]
-        found = _judge(readings, plant, before, day)
+        found = _judge(readings, plant, before, day, screened.get(plant.plant_id))
         factor, used = factors.get(plant.plant_id, (None, 0))
         row = {
             "plant_id": plant.plant_id,
@@ -166,7 +167,25 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     return len(rows)
 
 
-def _judge(readings: "Readings", plant, before, day: date) -> energy.Day | None:
+def _screen(readings: "Readings", plants: pd.DataFrame) -> dict[str, bool]:
+    """plant id -> whether its day's readings hold a doubt for the careful path
+    (``energy.doubtful``, for every plant with readings at once)."""
+    ids = [pid for pid in plants["plant_id"] if pid in readings.spans]
+    if not ids:
+        return {}
+    starts = np.array([readings.spans[pid][0] for pid in ids])
+    stops = np.array([readings.spans[pid][1] for pid in ids])
+    kwp = plants.set_index("plant_id").loc[ids, "kwp"].to_numpy(dtype=float)
+    order = np.argsort(starts)  # the arrays' order (plant id as the database sorts it)
+    found = energy.doubtful(
+        readings.power, readings.lifetime, starts[order], stops[order], kwp[order]
+    )
+    return {ids[j]: bool(found[k]) for k, j in enumerate(order)}
+
+
+def _judge(
+    readings: "Readings", plant, before, day: date, screened: bool | None = None
+) -> energy.Day | None:
     """The plant's day from its readings (None: it has none), the quick way when it can."""
     span = readings.spans.get(plant.plant_id)
     if span is None:
@@ -184,7 +203,7 @@ def _judge(readings: "Readings", plant, before, day: date) -> energy.Day | None:
     hours = (seconds - seconds[0]) / 3600.0
     based = before is not None
     quick = energy.quick_day(
-        day, hours, counter, power, serials, (low, high), plant.kwp, plant.ac_kw, based
+        day, hours, counter, power, serials, (low, high), plant.kwp, plant.ac_kw, based, screened
     )
     if quick is not None:
         quick.last = (datetime.fromtimestamp(float(seconds[-1]), UTC), float(counter[-1]))

@@ -192,6 +192,65 @@ def spiky(values: np.ndarray, floor: float = 0.0, window: int = 7) -> bool:
     return bool(((away > 3 * spread) & (away > floor)).any())
 
 
+def doubtful(
+    power: np.ndarray,
+    counter: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    kwp: np.ndarray,
+    plants_at_once: int = 2000,
+) -> np.ndarray:
+    """For many plants' day readings at once (each plant's [start, stop) in the arrays):
+    whether its power repeats, its counter stands still while producing, or its power
+    spikes, as ``repeats`` and ``spiky`` say plant by plant. One NumPy pass over a block
+    of plants instead of a dozen small calls per plant (0.2 ms a plant, 4 s of a
+    fleet's day); a window that straddles two plants counts for neither."""
+    out = np.zeros(len(starts), dtype=bool)
+    for first in range(0, len(starts), plants_at_once):
+        block = slice(first, first + plants_at_once)
+        a, b = int(starts[block][0]), int(stops[block][-1])
+        lengths = stops[block] - starts[block]
+        owner = np.repeat(np.arange(len(lengths)), lengths)  # the plant of each reading
+        p, c = power[a:b], counter[a:b]
+        threshold = np.repeat(kwp[block] * 1000.0, lengths)
+        on = p > PRODUCING_SHARE * threshold
+        found = np.zeros(len(lengths), dtype=bool)
+        for values, tolerance in ((p, {"rtol": 1e-5, "atol": 1e-8}), (c, COUNTER_SAME)):
+            found |= _any_per_plant(_repeat_windows(values, on, tolerance), owner, FROZEN_READINGS)
+        found |= _any_per_plant(_spike_windows(p, OUTLIER_SHARE * threshold, 7), owner, 7)
+        out[block] = found
+    return out
+
+
+def _repeat_windows(values: np.ndarray, on: np.ndarray, tolerance: dict) -> np.ndarray:
+    run = FROZEN_READINGS
+    if len(values) < run:
+        return np.zeros(0, dtype=bool)
+    lit = np.lib.stride_tricks.sliding_window_view(on, run).any(axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(values, run)
+    return lit & np.isclose(windows, windows[:, :1], **tolerance).all(axis=1)
+
+
+def _spike_windows(values: np.ndarray, floor: np.ndarray, window: int) -> np.ndarray:
+    if len(values) < window:
+        return np.zeros(0, dtype=bool)
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    middle = np.median(windows, axis=1)
+    spread = 1.4826 * np.median(np.abs(windows - middle[:, None]), axis=1)
+    away = np.abs(windows[:, window // 2] - middle)
+    return (away > 3 * spread) & (away > floor[window // 2 : len(values) - window // 2])
+
+
+def _any_per_plant(flagged: np.ndarray, owner: np.ndarray, window: int) -> np.ndarray:
+    """Per plant: any flagged window lying wholly within its readings."""
+    plants = int(owner[-1]) + 1 if len(owner) else 0
+    if not len(flagged):
+        return np.zeros(plants, dtype=bool)
+    first, last = owner[: len(flagged)], owner[window - 1 : window - 1 + len(flagged)]
+    inside = flagged & (first == last)
+    return np.bincount(first[inside], minlength=plants) > 0
+
+
 def quick_day(
     day: date,
     hours: np.ndarray,
@@ -202,6 +261,7 @@ def quick_day(
     kwp: float,
     ac_kw: float,
     based: bool,
+    screened: bool | None = None,
 ) -> Day | None:
     """A day that needs no judging, in NumPy alone; None when anything might (a counter
     that steps back, jumps or stands still while producing, a gap, a serial change, power
@@ -209,7 +269,8 @@ def quick_day(
     pvanalytics. ``based``: the first reading is the newest before the day (its base).
     The screen is wider than the judges (a doubt is enough), and for the day it takes the
     figures are those ``days`` gives (a test holds the two equal); it spares a fleet's
-    ordinary day a pandas and pvanalytics pass per plant."""
+    ordinary day a pandas and pvanalytics pass per plant. ``screened``: what ``doubtful``
+    found for the plant's day readings, when it looked for the fleet."""
     own = slice(1 if based else 0, None)
     day_power, day_hours = power[own], hours[own]
     if len(day_hours) < 2 or np.isnan(counter).any() or len(set(serials[own])) > 1:
@@ -222,7 +283,10 @@ def quick_day(
     if np.isnan(day_power).any() or (day_power >= 0.98 * ac_kw * 1000).any():
         return None
     on = day_power > PRODUCING_SHARE * kwp * 1000
-    if (
+    if screened is not None:  # ``doubtful`` has looked already, for the whole fleet
+        if screened:
+            return None
+    elif (
         repeats(day_power, on)
         or repeats(counter[own], on, **COUNTER_SAME)
         or spiky(day_power, OUTLIER_SHARE * kwp * 1000)

@@ -419,3 +419,51 @@ def test_the_quick_day_gives_what_the_careful_one_does_and_leaves_it_every_doubt
     }
     for what, dirty in doubts.items():
         assert quick(dirty.reset_index(drop=True)) is None, what
+
+
+def test_the_fleet_screen_finds_per_plant_what_the_plant_screens_find():
+    """energy.doubtful looks at many plants' readings in one pass: per plant, the same
+    answer as repeats and spiky plant by plant, and no window across two plants."""
+    lines, _ = _day_lines("P", "S", 10.0, DAY, 3_000_000.0)
+    power = np.array([json.loads(line)["W"] for line in lines])
+    counter = np.array([json.loads(line)["WH"] for line in lines])
+    stuck = power.copy()
+    stuck[140:144] = stuck[140]
+    frozen = counter.copy()
+    frozen[150:154] = frozen[150]
+    spike = power.copy()
+    spike[150] = 9_900.0
+    small = power[100:120]  # a short day ending on two equal values...
+    tail = np.concatenate([small[:-2], [1234.5] * 2])
+    plants = [
+        (power, counter),
+        (stuck, counter),
+        (power, frozen),
+        (spike, counter),
+        (tail, counter[100:120]),
+        (np.concatenate([[tail[-1]], power[1:]]), counter),  # ...the next starts on: no run
+    ]
+    kwp = np.full(len(plants), 10.0)
+    lengths = np.array([len(p) for p, _ in plants])
+    stops = np.cumsum(lengths)
+    found = energy.doubtful(
+        np.concatenate([p for p, _ in plants]),
+        np.concatenate([c for _, c in plants]),
+        stops - lengths,
+        stops,
+        kwp,
+        plants_at_once=4,  # two blocks
+    )
+    expected = []
+    for p, c in plants:
+        on = p > energy.PRODUCING_SHARE * 10_000
+        expected.append(
+            energy.repeats(p, on)
+            or energy.repeats(c, on, **energy.COUNTER_SAME)
+            or energy.spiky(p, energy.OUTLIER_SHARE * 10_000)
+        )
+    assert found.tolist() == expected
+    # the short day's two values and the next day's first are a run across two plants:
+    # not the short day's (the last plant's counter stands still at night while its first
+    # reading says it produces: a doubt of its own)
+    assert expected == [False, True, True, True, False, True]
