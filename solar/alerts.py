@@ -31,7 +31,10 @@ KINDS = {
     "solar_settlement_gap",
 }
 COUNTER_FAULTS = ("counter_jump", "counter_backwards", "counter_reset", "counter_frozen")
-HISTORY_DAYS = 2 * 365 + 30  # what a plant's rules read: two years for degradation
+HISTORY_DAYS = 2 * 365 + 30  # what degradation reads, on a month's first day
+# what the daily rules read of each plant (besides the policy's performance window): a
+# silence or a run of zero days longer than this is past its threshold already
+RECENT_DAYS = 14
 
 
 class Thresholds(TypedDict):
@@ -94,7 +97,7 @@ def conditions(days: list[dict], thresholds: Thresholds) -> dict[str, Said]:
         )
     if "string_down" in last["flags"]:
         out["solar_string_down"] = Said("alert.solar_string_down")
-    rate = degradation_pct_per_year(days)
+    rate = last.get("degradation_pct")  # carried by the daily job (degradation_by_plant)
     if rate is not None and rate > thresholds["degradation_pct_per_year"]:
         out["solar_degradation"] = Said("alert.solar_degradation", rate=f"{rate:.1f}")
     return out
@@ -124,11 +127,35 @@ def degradation_pct_per_year(days: list[dict]) -> float | None:
     return -float(np.median(changes))
 
 
+def degradation_by_plant(engine: Engine, through: date) -> dict[str, float | None]:
+    """plant id -> its year-on-year loss from its days up to ``through`` (None before two
+    years): what the daily job works out on a month's first day and carries."""
+    query = (
+        select(
+            solar_days.c.plant_id,
+            solar_days.c.day,
+            solar_days.c.energy_kwh,
+            solar_days.c.modelled_kwh,
+            solar_days.c.flags,
+        )
+        .where(
+            solar_days.c.day > through - timedelta(days=HISTORY_DAYS), solar_days.c.day <= through
+        )
+        .order_by(solar_days.c.plant_id, solar_days.c.day)
+    )
+    per_plant: dict[str, list[dict]] = {}
+    with engine.connect() as c:
+        for row in c.execute(query):
+            per_plant.setdefault(row.plant_id, []).append(dict(row._mapping))
+    return {pid: degradation_pct_per_year(days) for pid, days in per_plant.items()}
+
+
 def evaluate(engine: Engine, through: date, thresholds: Thresholds, at) -> dict[str, int]:
-    """Sync every plant's solar alerts with its days up to ``through``; farm id -> the
-    open conditions found."""
+    """Sync every plant's solar alerts with its days up to ``through`` (the last
+    RECENT_DAYS or performance window of them: a day's cost does not grow with the
+    record); farm id -> the open conditions found."""
     plants = {p["plant_id"]: p for p in list_plants(engine)}
-    since = through - timedelta(days=HISTORY_DAYS)
+    since = through - timedelta(days=max(RECENT_DAYS, thresholds["performance_window_days"]))
     query = (
         select(solar_days)
         .where(solar_days.c.day > since, solar_days.c.day <= through)

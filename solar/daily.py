@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text
 
 from agri_common.times import UTCDateTime
-from solar import energy, expected, weather
+from solar import alerts, energy, expected, weather
 from solar.plants import list_plants
 from solar.tables import solar_days, solar_readings
 
@@ -115,6 +115,11 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
     ) * hours
     factors = _factors(engine, plants["plant_id"].tolist(), day, previous)
     screened = _screen(readings, plants)
+    # year-on-year degradation: worked out on a month's first day, carried on the others
+    if day.day == 1:
+        degradation = alerts.degradation_by_plant(engine, day - timedelta(days=1))
+    else:
+        degradation = {pid: p["degradation_pct"] for pid, p in previous.items()}
     rows = []
     for k, plant in enumerate(plants.itertuples(index=False)):
         before = previous[plant.plant_id]["last"]
@@ -130,6 +135,7 @@ def run_day(engine: Engine, plants: pd.DataFrame, day: date, now: datetime) -> i
             "calibration_days": used,
             "daylight_h": round(float(daylight_h[k]), 2),
             "computed_at": now,
+            "degradation_pct": _rounded(degradation.get(plant.plant_id)),
         }
         if found is None:
             row.update(energy_kwh=None, readings=0, serial=None, flags=["no_data"])
@@ -302,7 +308,8 @@ def _copied(engine: Engine, select_sql: str, start: datetime, end: datetime) -> 
 def _previous(engine: Engine, plant_ids: list[str], day: date, start: datetime) -> dict:
     """plant id -> what the day before says: ``last`` (its newest believed counter reading,
     carried in the day before's row; for a plant without one, its last reading in the two
-    days before), ``silent`` (no data that day), ``calibration`` and ``calibration_days``."""
+    days before), ``silent`` (no data that day), ``calibration``, ``calibration_days`` and
+    ``degradation_pct``."""
     carried = select(
         solar_days.c.plant_id,
         solar_days.c.last_at,
@@ -310,19 +317,27 @@ def _previous(engine: Engine, plant_ids: list[str], day: date, start: datetime) 
         solar_days.c.flags,
         solar_days.c.calibration,
         solar_days.c.calibration_days,
+        solar_days.c.degradation_pct,
     ).where(solar_days.c.day == day - timedelta(days=1))
     out = {
-        pid: {"last": None, "silent": False, "calibration": None, "calibration_days": 0}
+        pid: {
+            "last": None,
+            "silent": False,
+            "calibration": None,
+            "calibration_days": 0,
+            "degradation_pct": None,
+        }
         for pid in plant_ids
     }
     with engine.connect() as c:
-        for pid, at, wh, flags, factor, used in c.execute(carried):
+        for pid, at, wh, flags, factor, used, degradation in c.execute(carried):
             if pid in out:
                 out[pid] = {
                     "last": (at, wh) if at is not None else None,
                     "silent": "no_data" in (flags or []),
                     "calibration": factor,
                     "calibration_days": used or 0,
+                    "degradation_pct": degradation,
                 }
         lacking = [pid for pid, v in out.items() if v["last"] is None]
         for first in range(0, len(lacking), 500):
@@ -444,3 +459,7 @@ def _label_gap(conn, row: dict) -> None:
             .where(solar_days.c.plant_id == row["plant_id"], solar_days.c.day == day)
             .values(flags=sorted(["no_data", label]))
         )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -87,6 +87,9 @@ solar_days = Table(
     Column("last_wh", Float),
     Column("flags", JSON, nullable=False),  # [code, ...]: counter and quality findings
     Column("computed_at", UTCDateTime, nullable=False),
+    # year-on-year loss (% a year), worked out on a month's first day from the two years
+    # before and carried day to day: the daily rules read a month, not two years
+    Column("degradation_pct", Float),
 )
 
 # The grid company's monthly settlement of a plant: what it metered and paid.

@@ -94,9 +94,56 @@ def test_degradation_year_on_year_after_two_years():
     assert alerts.degradation_pct_per_year(days[:700]) is None
     rate = alerts.degradation_pct_per_year(days)
     assert rate == pytest.approx(3.0 / (1 - 0.03 * 1.5), rel=0.1)
-    assert "solar_degradation" in alerts.conditions(days, RULES)
+    assert alerts.conditions(days, RULES) == {}  # the rule reads the carried rate...
+    days[-1]["degradation_pct"] = rate
+    assert "solar_degradation" in alerts.conditions(days[-30:], RULES)  # ...of a month
     steady = [_day(k) for k in range(2 * 365 + 10)]
     assert alerts.degradation_pct_per_year(steady) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_daily_job_works_out_degradation_on_a_month_s_first_day_and_carries_it(
+    livestock_engine, tmp_path
+):
+    """Two years and a month of a plant's days stored; the daily job of the 1st works the
+    year-on-year loss out from them, the 2nd's carries it, and the rules read 30 days."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from sqlalchemy import insert
+
+    from solar import daily, plants
+    from solar.tables import solar_days
+
+    engine = livestock_engine
+    path = tmp_path / "plants.csv"
+    _plants_csv(path, PLANT_ROWS[:1])
+    plants.upsert_plants(engine, plants.parse_plants(path, {"FARM-SOW"}).records)
+    first = date(2026, 10, 1)
+    start = first - timedelta(days=2 * 365 + 20)
+    history = [
+        _day((start - D0).days + k, energy_kwh=40.0 * (1 - 0.03 * k / 365))
+        for k in range((first - start).days)
+    ]
+    now = datetime(2026, 10, 3, tzinfo=UTC)
+    keep = {c.name for c in solar_days.columns}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(solar_days),
+            [
+                {k: v for k, v in d.items() if k in keep}
+                | {"plant_id": "PV-SOW-1", "readings": 288, "computed_at": now}
+                for d in history
+            ],
+        )
+    fleet = pd.DataFrame(plants.list_plants(engine))
+    daily.run_day(engine, fleet, first, now)
+    daily.run_day(engine, fleet, first + timedelta(days=1), now)
+    stored = {d["day"]: d["degradation_pct"] for d in daily.plant_days(engine, "PV-SOW-1")}
+    worked_out = alerts.degradation_pct_per_year(history)
+    assert worked_out == pytest.approx(3.0 / (1 - 0.03 * 1.5), rel=0.1)
+    assert stored[first] == pytest.approx(worked_out, abs=1e-3)
+    assert stored[first + timedelta(days=1)] == stored[first]  # carried
+    assert stored[first - timedelta(days=1)] is None  # the hand-made history had none
 
 
 def test_the_daily_job_from_the_command_line_stores_days_and_opens_solar_alerts(
