@@ -7,12 +7,13 @@ notifications and wording as the livestock alerts).
 the bank's policy table in force (section ``solar_alert``), handed in by the caller.
 """
 
+import json
 from datetime import date, timedelta
 from statistics import median
 from typing import TypedDict
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Text, cast, select
 
 from agri_common.wording import Said
 from solar import settlements
@@ -150,27 +151,45 @@ def degradation_by_plant(engine: Engine, through: date) -> dict[str, float | Non
     return {pid: degradation_pct_per_year(days) for pid, days in per_plant.items()}
 
 
+RULE_COLUMNS = (
+    "day",
+    "energy_kwh",
+    "expected_kwh",
+    "peer_ratio",
+    "insolation_kwh_m2",
+    "daylight_h",
+    "serial",
+    "degradation_pct",
+)
+
+
 def evaluate(engine: Engine, through: date, thresholds: Thresholds, at) -> dict[str, int]:
     """Sync every plant's solar alerts with its days up to ``through`` (the last
     RECENT_DAYS or performance window of them: a day's cost does not grow with the
     record); farm id -> the open conditions found."""
     plants = {p["plant_id"]: p for p in list_plants(engine)}
     since = through - timedelta(days=max(RECENT_DAYS, thresholds["performance_window_days"]))
+    # the columns the rules read, flags as their JSON text (most days have none: "[]")
     query = (
-        select(solar_days)
+        select(
+            solar_days.c.plant_id,
+            *(solar_days.c[name] for name in RULE_COLUMNS),
+            cast(solar_days.c.flags, Text),
+        )
         .where(solar_days.c.day > since, solar_days.c.day <= through)
         .order_by(solar_days.c.plant_id, solar_days.c.day)
     )
     per_plant: dict[str, list[dict]] = {}
     with engine.connect() as c:
-        for row in c.execute(query):
-            per_plant.setdefault(row.plant_id, []).append(dict(row._mapping))
+        for plant_id, *values, flags in c.execute(query):
+            day = dict(zip(RULE_COLUMNS, values, strict=True))
+            day["flags"] = [] if flags in (None, "[]") else json.loads(flags)
+            per_plant.setdefault(plant_id, []).append(day)
     per_farm: dict[str, dict] = {}
     for plant_id, plant in plants.items():
-        days = [
-            {**d, "kwp": plant["kwp"], "registered": plant["serial"]}
-            for d in per_plant.get(plant_id, [])
-        ]
+        days = per_plant.get(plant_id, [])
+        for d in days:
+            d["kwp"], d["registered"] = plant["kwp"], plant["serial"]
         found = per_farm.setdefault(plant["farm_id"], {})
         for kind, detail in conditions(days, thresholds).items():
             found[(plant_id, kind)] = detail

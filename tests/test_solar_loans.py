@@ -150,6 +150,13 @@ def test_the_api_serves_plants_their_days_alerts_and_a_solar_loan(plant_book):
     assert client.get("/v1/plants/PV-SOW-1/alerts", headers=key).json() == []
     missing = client.get("/v1/plants/PV-NONE/days", headers=key)
     assert missing.status_code == 404
+    value = client.get("/v1/plants/PV-SOW-1/value", headers=key).json()
+    assert [i["kind"] for i in value["items"]] == ["solar_plant", "solar_equipment"]
+    assert Decimal(value["value_cny"]) == sum(Decimal(i["value_cny"]) for i in value["items"])
+    fees = value["items"][0]["evidence"]
+    assert 0 < Decimal(fees["fees_p90_cny"]) < Decimal(fees["fees_p50_cny"])
+    assert value["table_version"] == "solar-default-2020"
+    assert client.get("/v1/plants/PV-NONE/value", headers=key).status_code == 404
     body = _loan().model_dump(mode="json")
     made = client.post("/v1/loans", headers=key, json=body)
     assert made.status_code == 201, made.text

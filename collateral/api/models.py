@@ -108,14 +108,29 @@ class ValuationSummary(LatestValuation):
 
 
 class ValuationItem(Out):
-    kind: str = Field(description="tea_garden, forest, carbon_sink or herd")
-    ref: str = Field(description="the parcel id, or the farm id of a herd")
+    kind: str = Field(
+        description="tea_garden, forest, carbon_sink, herd, solar_plant or solar_equipment"
+    )
+    ref: str = Field(description="the parcel id, the farm id of a herd, or the plant id")
     value_cny: str
     eligible_value_cny: str
     haircut: str
     confidence: str
     evidence: dict[str, Any] = Field(description="what the figure rests on, with dates")
     formula: str = Field(description="the rule written out with its numbers")
+
+
+class PlantValue(Out):
+    """A plant's value today on its own (no loan): the fee receivable over the scheme's
+    remaining years (P50 with P90 in its evidence) and the equipment, by the solar table
+    in force. A loan's valuation also bounds the years by its term."""
+
+    plant_id: str
+    as_of: Timestamp
+    table_version: str
+    items: list[ValuationItem]
+    value_cny: str
+    eligible_value_cny: str
 
 
 class Valuation(Out):

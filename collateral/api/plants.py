@@ -1,19 +1,21 @@
-"""Rooftop solar plants: the registry, a plant's days (energy, expected, peers, PR, flags)
-and its alerts."""
+"""Rooftop solar plants: the registry, a plant's days (energy, expected, peers, PR, flags),
+its alerts and its value today."""
 
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Engine
 
 from agri_common.rows import jsonable
-from collateral import errors
+from collateral import errors, prices, solar_value
 from collateral.api import models
 from collateral.api.examples import PROBLEMS
 from collateral.api.security import ANY_ROLE, EngineDep
 from collateral.auth import Principal
 from solar import alerts, daily, plants
+from solar.record import plant_record
 from telemetry import farm_alerts
 
 router = APIRouter(responses=PROBLEMS)
@@ -82,3 +84,29 @@ def get_alerts(plant_id: str, engine: EngineDep, _caller: Caller, open_only: boo
     plant = _plant(engine, plant_id)
     found = farm_alerts.list_alerts(engine, plant["farm_id"], open_only)
     return [jsonable(a) for a in found if a["subject"] == plant_id and a["kind"] in alerts.KINDS]
+
+
+@router.get(
+    "/plants/{plant_id}/value",
+    tags=["solar"],
+    summary="A plant's value today: its fee receivable (P50, P90) and equipment",
+    response_model=models.PlantValue,
+)
+def get_value(plant_id: str, engine: EngineDep, _caller: Caller) -> dict:
+    _plant(engine, plant_id)
+    now = datetime.now(UTC)
+    table = prices.table_in_force(engine, "solar", now.date())
+    if table is None:
+        raise errors.Refused("no solar table is in force: import one (agri prices import)")
+    record = plant_record(engine, plant_id, now)
+    items = solar_value.plant_items({"record": record}, table, {}, now)
+    return {
+        "plant_id": plant_id,
+        "as_of": now,
+        "table_version": table["version"],
+        "items": items,
+        "value_cny": str(sum((Decimal(i["value_cny"]) for i in items), Decimal("0"))),
+        "eligible_value_cny": str(
+            sum((Decimal(i["eligible_value_cny"]) for i in items), Decimal("0"))
+        ),
+    }
