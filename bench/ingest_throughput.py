@@ -393,6 +393,16 @@ def through_agent(broker, db_url: str, n: int, label: str, stream: str = "livest
     }
 
 
+def against_bare(broker, n: int, run: dict, before: dict) -> tuple[dict, dict]:
+    """A run with the bare subscriber's runs either side of it and its ratio to their
+    mean; returns it and the run after (the next one's run before)."""
+    after = bare_subscriber(broker, n)
+    run["bare_paho_subscriber"] = [before, after]
+    reference = (before["readings_per_s"] + after["readings_per_s"]) / 2
+    run["ratio_to_bare_subscriber"] = run["readings_per_s"] / reference
+    return run, after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
@@ -440,30 +450,14 @@ def main() -> None:
                     before = bare_subscriber(broker, args.messages)
                     run = ingest(broker, url, args.messages, label)
                     run.pop("engine").dispose()
-                    after = bare_subscriber(broker, args.messages)
-                    run["bare_paho_subscriber"] = [before, after]
-                    reference = (before["readings_per_s"] + after["readings_per_s"]) / 2
-                    run["ratio_to_bare_subscriber"] = run["readings_per_s"] / reference
-                    results[label] = run
-                    if args.agent:
-                        agent_run = through_agent(broker, url, args.messages, label)
-                        last = bare_subscriber(broker, args.messages)
-                        agent_run["bare_paho_subscriber"] = [after, last]
-                        reference = (after["readings_per_s"] + last["readings_per_s"]) / 2
-                        agent_run["ratio_to_bare_subscriber"] = (
-                            agent_run["readings_per_s"] / reference
+                    results[label], after = against_bare(broker, args.messages, run, before)
+                    streams = [("through_agent", "livestock")] if args.agent else []
+                    streams += [("solar_through_agent", "solar")] if args.solar else []
+                    for name, stream in streams:
+                        agent_run = through_agent(broker, url, args.messages, label, stream)
+                        results[f"{label}_{name}"], after = against_bare(
+                            broker, args.messages, agent_run, after
                         )
-                        results[f"{label}_through_agent"] = agent_run
-                        after = last
-                    if args.solar:
-                        solar_run = through_agent(broker, url, args.messages, label, "solar")
-                        last = bare_subscriber(broker, args.messages)
-                        solar_run["bare_paho_subscriber"] = [after, last]
-                        reference = (after["readings_per_s"] + last["readings_per_s"]) / 2
-                        solar_run["ratio_to_bare_subscriber"] = (
-                            solar_run["readings_per_s"] / reference
-                        )
-                        results[f"{label}_solar_through_agent"] = solar_run
         finally:
             broker.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

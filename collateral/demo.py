@@ -11,6 +11,8 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,9 +60,13 @@ def register_sample_farms(engine: Engine) -> dict[str, str]:
     return passwords
 
 
-def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> LivestockDemo:
-    """Publish for ``seconds`` on a private broker, ingest, then count at ``now()``."""
-    passwords = register_sample_farms(engine)
+@contextmanager
+def private_transport(
+    engine: Engine, settings: Settings, client_id: str
+) -> Iterator[tuple[LocalBroker, Ingester]]:
+    """A private Mosquitto from the shipped configuration with the registered gateways'
+    accounts, and a real ingester storing what they publish, for the block; on leaving
+    it the ingester drains what it holds, then both stop."""
     ingest_password = accounts.new_password()
     with tempfile.TemporaryDirectory(prefix="agri-broker-") as root:
         broker = LocalBroker(Path(root), gateways.all_gateways(engine), ingest_password).start()
@@ -68,7 +74,7 @@ def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> Li
             worker = Ingester(
                 engine_url(engine),
                 broker.url(password=ingest_password),
-                "agri-demo",
+                client_id,
                 open_engine=make_engine,
                 domains=domains.INGEST,
                 gateway_offline_after=settings.gateway_offline_after,
@@ -77,13 +83,22 @@ def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> Li
             thread = threading.Thread(target=worker.run, daemon=True)
             thread.start()
             worker.wait_subscribed(10)
-            sim = Simulator(engine, broker.url(), passwords, faults=DEMO_FAULTS)
-            published = sim.run(seconds, 2.0)
-            time.sleep(1.0)  # the last messages reach the ingester; stop() then drains them
-            worker.stop()
-            thread.join(30)
+            try:
+                yield broker, worker
+            finally:
+                worker.stop()
+                thread.join(30)
         finally:
             broker.stop()
+
+
+def run_livestock(engine: Engine, settings: Settings, seconds: float, now) -> LivestockDemo:
+    """Publish for ``seconds`` on a private broker, ingest, then count at ``now()``."""
+    passwords = register_sample_farms(engine)
+    with private_transport(engine, settings, "agri-demo") as (broker, worker):
+        sim = Simulator(engine, broker.url(), passwords, faults=DEMO_FAULTS)
+        published = sim.run(seconds, 2.0)
+        time.sleep(1.0)  # the last messages reach the ingester; stop() then drains them
     at: datetime = now()
     counts = {}
     for farm_id in sorted(bio_store.farm_ids(engine)):

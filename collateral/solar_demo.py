@@ -10,7 +10,6 @@ import csv
 import dataclasses
 import json
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,14 +20,12 @@ from sqlalchemy import Engine
 
 from bioassets import store as bio_store
 from collateral import domains, errors, loans, prices, solar_policy
-from collateral.db import engine_url, make_engine
-from collateral.demo import SAMPLE, register_sample_farms
+from collateral.demo import SAMPLE, private_transport, register_sample_farms
 from collateral.settings import Settings
 from solar import alerts, daily, plants, settlements, simulator
-from telemetry import accounts, farm_alerts, gateways
+from telemetry import farm_alerts, gateways
 from telemetry.gateway_agent import LINES_PER_ROUND, GatewayAgent, Outbox
-from telemetry.ingester import Ingester, IngestStats
-from telemetry.local_broker import LocalBroker
+from telemetry.ingester import IngestStats
 from telemetry.mqtt_connection import parse_mqtt_url
 
 FLEET = SAMPLE / "solar"
@@ -145,27 +142,8 @@ def run_solar(engine: Engine, settings: Settings, now: datetime) -> SolarDemo:
     records = sorted(registered.records, key=lambda p: p["plant_id"])
     fleet = simulator.fleet(records, settled, last, faults)
 
-    ingest_password = accounts.new_password()
-    with tempfile.TemporaryDirectory(prefix="agri-broker-") as root:
-        broker = LocalBroker(Path(root), gateways.all_gateways(engine), ingest_password).start()
-        try:
-            worker = Ingester(
-                engine_url(engine),
-                broker.url(password=ingest_password),
-                "agri-demo-solar",
-                open_engine=make_engine,
-                domains=domains.INGEST,
-                gateway_offline_after=settings.gateway_offline_after,
-                session_expiry_s=0,
-            )
-            thread = threading.Thread(target=worker.run, daemon=True)
-            thread.start()
-            worker.wait_subscribed(10)
-            left = _publish(engine, fleet.lines, passwords, broker.url())
-            worker.stop()
-            thread.join(30)
-        finally:
-            broker.stop()
+    with private_transport(engine, settings, "agri-demo-solar") as (broker, worker):
+        left = _publish(engine, fleet.lines, passwords, broker.url())
 
     for path in prices.default_tables():
         prices.import_file(engine, path)

@@ -2,9 +2,6 @@
 drives its cell's expected energy day by day, a CAMS series is taken where it covers a
 day, and what is not weather (or too coarse) is refused with its reason."""
 
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -40,7 +37,9 @@ def _plant(engine, plant_id: str, lat: float, lon: float) -> None:
     plants.upsert_plants(engine, [record])
 
 
-def test_a_pvgis_typical_year_drives_its_cell_s_expected_energy(livestock_engine, tmp_path):
+def test_a_pvgis_typical_year_drives_its_cell_s_expected_energy(
+    livestock_engine, tmp_path, agri, monkeypatch
+):
     engine = livestock_engine
     hours = weather.read(TMY)
     assert (hours.source, hours.typical, hours.lat, hours.lon) == ("pvgis-tmy", True, 45.0, 8.0)
@@ -50,18 +49,11 @@ def test_a_pvgis_typical_year_drives_its_cell_s_expected_energy(livestock_engine
     assert noon == 364.0
     _plant(engine, "PV-IT-1", 45.0, 8.0)  # in the file's cell
     _plant(engine, "PV-IT-2", 45.3, 8.4)  # another cell: the assumed climate
-    url = engine.url.render_as_string(hide_password=False)
-    env = {**os.environ, "AGRI_DATABASE_URL": url, "AGRI_DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "collateral.cli", "solar", "weather", "import", str(TMY)],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "stored 8760 typical-year hours (pvgis-tmy) for weather cell 450:80" in done.stdout
+    monkeypatch.setenv("AGRI_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AGRI_DATA_DIR", str(tmp_path))
+    done = agri("solar", "weather", "import", TMY)
+    assert done.exit_code == 0, done.output
+    assert "stored 8760 typical-year hours (pvgis-tmy) for weather cell 450:80" in done.output
     now = datetime(2026, 1, 10, tzinfo=UTC)
     fleet = pd.DataFrame(plants.list_plants(engine))
     for day in range(2, 6):  # the model's days (no readings needed)
