@@ -13,8 +13,9 @@ from statistics import median
 from typing import TypedDict
 
 import numpy as np
-from sqlalchemy import Engine, Text, cast, select
+from sqlalchemy import Date, Engine, select
 
+from agri_common.sql import query_frame
 from agri_common.wording import Said
 from solar import settlements
 from solar.plants import list_plants
@@ -152,7 +153,6 @@ def degradation_by_plant(engine: Engine, through: date) -> dict[str, float | Non
 
 
 RULE_COLUMNS = (
-    "day",
     "energy_kwh",
     "expected_kwh",
     "peer_ratio",
@@ -170,21 +170,21 @@ def evaluate(engine: Engine, through: date, thresholds: Thresholds, at) -> dict[
     plants = {p["plant_id"]: p for p in list_plants(engine)}
     since = through - timedelta(days=max(RECENT_DAYS, thresholds["performance_window_days"]))
     # the columns the rules read, flags as their JSON text (most days have none: "[]")
-    query = (
-        select(
-            solar_days.c.plant_id,
-            *(solar_days.c[name] for name in RULE_COLUMNS),
-            cast(solar_days.c.flags, Text),
-        )
-        .where(solar_days.c.day > since, solar_days.c.day <= through)
-        .order_by(solar_days.c.plant_id, solar_days.c.day)
+    frame = query_frame(
+        engine,
+        f"SELECT plant_id, {', '.join(RULE_COLUMNS)}, CAST(flags AS TEXT) FROM solar_days"
+        " WHERE day > :since AND day <= :through ORDER BY plant_id, day",
+        {"since": since, "through": through},
+        ("plant_id", *RULE_COLUMNS, "flags"),
+        {"since": Date(), "through": Date()},
+        ("plant_id", "serial", "flags"),
     )
+    frame = frame.astype(object).where(frame.notna(), None)
     per_plant: dict[str, list[dict]] = {}
-    with engine.connect() as c:
-        for plant_id, *values, flags in c.execute(query):
-            day = dict(zip(RULE_COLUMNS, values, strict=True))
-            day["flags"] = [] if flags in (None, "[]") else json.loads(flags)
-            per_plant.setdefault(plant_id, []).append(day)
+    for day in frame.to_dict("records"):
+        flags = day["flags"]
+        day["flags"] = [] if flags in (None, "[]") else json.loads(flags)
+        per_plant.setdefault(day.pop("plant_id"), []).append(day)
     per_farm: dict[str, dict] = {}
     for plant_id, plant in plants.items():
         days = per_plant.get(plant_id, [])

@@ -69,10 +69,13 @@ def test_the_solar_daily_benchmark_runs(tmp_path):
         "5",
         "--history",
         "1",
+        "--stored-days",
+        "30",
         "--out",
         str(out),
     )
     result = json.loads(out.read_text())
     assert result["plants"] == 60 and result["readings"] == 60 * 288
+    assert result["stored_days"] == 30
     assert result["ours_s"] > 0 and result["reference_scaled_s"] > 0 and result["speedup"] > 0
     assert result["peak_rss_mb"] > 0
