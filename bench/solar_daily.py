@@ -134,7 +134,8 @@ def load(engine, plants, days: list[date]) -> None:
 
 
 def store_days(engine, plants, before: date, count: int) -> None:
-    """``count`` ordinary days' rows per plant before ``before``, with COPY."""
+    """``count`` ordinary days' rows per plant before ``before``, with COPY: a fleet in
+    service (each plant's calibration final, carried)."""
     now = datetime.now(UTC)
     raw = engine.raw_connection()
     try:
@@ -142,7 +143,7 @@ def store_days(engine, plants, before: date, count: int) -> None:
             columns = (
                 "plant_id, day, energy_kwh, expected_kwh, modelled_kwh, peer_ratio,"
                 " insolation_kwh_m2, daylight_h, performance_ratio, availability, serial,"
-                " readings, flags, computed_at"
+                " readings, flags, computed_at, calibration, calibration_days"
             )
             with cur.copy(f"COPY solar_days ({columns}) FROM STDIN") as copy:
                 for pid, kwp in zip(plants.plant_id, plants.kwp, strict=True):
@@ -150,7 +151,8 @@ def store_days(engine, plants, before: date, count: int) -> None:
                         made = 3.4 * kwp
                         copy.write_row(
                             (pid, before - timedelta(days=k), made, made * 1.02, made * 1.02,
-                             1.0, 4.2, 10.6, 0.81, 0.99, "S-" + pid, 288, "[]", now)
+                             1.0, 4.2, 10.6, 0.81, 0.99, "S-" + pid, 288, "[]", now,
+                             0.98, 60)
                         )  # fmt: skip
         raw.commit()
     finally:
