@@ -69,19 +69,6 @@ def cells(plants: pd.DataFrame) -> pd.Series:
     return lat.astype(str) + ":" + lon.astype(str)
 
 
-def clear_sky_weather(
-    times: pd.DatetimeIndex, lat: float, lon: float, sun: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """The assumed weather of a place: Ineichen clear sky times the month's clearness
-    (``sun``: the place's solar position at ``times``, when the caller has it)."""
-    if sun is None:
-        zenith, _z, _a = sun_positions(times, np.array([lat]), np.array([lon]))
-    else:
-        zenith = sun["apparent_zenith"].to_numpy()[:, None]
-    ghi, temp = _assumed(times, zenith, np.array([lat]), np.array([lon]))
-    return pd.DataFrame({"ghi": ghi[:, 0], "temp_air": temp[:, 0]}, index=times)
-
-
 def sun_positions(
     times: pd.DatetimeIndex, lats: np.ndarray, lons: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
