@@ -14,7 +14,7 @@ rest reads and writes ``solar_weather``.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -146,20 +146,16 @@ def for_times(
     else the typical year's."""
     start = times[0].to_pydatetime() - timedelta(hours=1)
     end = times[-1].to_pydatetime() + timedelta(hours=1)
-    typical = sorted({_typical(t) for t in (times[0], times[-1])})
     out: dict[str, pd.DataFrame] = {}
     found = _rows(engine, cells, False, start, end) if measured else {}
     wanted_typical = [c for c in cells if len(found.get(c, ())) < MIN_HOURS]
-    if not wanted_typical:
-        shifted = None
-    else:
-        lo, hi = typical[0] - timedelta(hours=1), typical[-1] + timedelta(hours=1)
-        if lo > hi:  # the times cross a new year: the typical year's both ends
-            lo, hi = (
-                datetime(TYPICAL_YEAR, 1, 1, tzinfo=UTC),
-                datetime(TYPICAL_YEAR + 1, 1, 1, tzinfo=UTC),
-            )
-        shifted = _rows(engine, wanted_typical, True, lo, hi)
+    shifted = None
+    if wanted_typical:
+        # the same hours of the typical year (times crossing a new year: its two ends and
+        # all between, read once)
+        lo, hi = sorted(_typical(t) for t in (times[0], times[-1]))
+        span = (lo - timedelta(hours=1), hi + timedelta(hours=1))
+        shifted = _rows(engine, wanted_typical, True, *span)
     in_typical_year = None
     for cell in cells:
         rows = found.get(cell, [])
